@@ -1,0 +1,295 @@
+"""The `threadline` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from bot import __version__, log
+from bot.config import ConfigError, Settings, describe, load_settings
+from bot.inbox import STATUSES, DeliveryRow, Inbox
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(env_file=args.env_file)
+    overrides = {
+        name: getattr(args, name)
+        for name in ("host", "port")
+        if getattr(args, name, None) is not None
+    }
+    if getattr(args, "no_migrate", False):
+        overrides["auto_migrate"] = False
+    return dataclasses.replace(settings, **overrides) if overrides else settings
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.server import serve
+
+    asyncio.run(serve(settings, workers=args.workers))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.server import work
+
+    asyncio.run(work(settings, workers=args.workers))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import make_engine
+    from bot.db.migrate import current_revision, upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        before = current_revision(engine)
+        upgrade(engine, args.revision)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"database already at {after}")
+    else:
+        print(f"database upgraded from {before or 'empty'} to {after}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db import make_engine
+    from bot.db.migrate import current_revision, head_revision
+
+    engine = make_engine(settings.database_url)
+    try:
+        current, head = current_revision(engine), head_revision(engine)
+    finally:
+        engine.dispose()
+    print(f"current: {current or 'empty'}\nhead:    {head}")
+    return 0 if current == head else EXIT_FAILURE
+
+
+def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"settings file: {settings.source_file or 'none'}")
+    rows = describe(settings)
+    width = max(len(name) for name, _, _ in rows)
+    for name, shown, note in rows:
+        print(f"  {name:<{width}}  {shown}{f'  ({note})' if note else ''}")
+    print(f"GitHub: {'enabled' if settings.github_enabled else 'not configured'}")
+    print(f"GitLab: {'enabled' if settings.gitlab_enabled else 'not configured'}")
+    for warning in settings.warnings():
+        print(f"warning: {warning}")
+    problems = settings.serving_problems()
+    for problem in problems:
+        print(f"error: {problem}")
+    print(
+        "ok: `threadline serve` can start"
+        if not problems
+        else "not ok: serve would refuse to start"
+    )
+    return EXIT_CONFIG if problems else 0
+
+
+def _with_inbox(settings: Settings, use: Callable[[Inbox], int]) -> int:
+    from bot.server import open_services
+
+    services = open_services(settings, migrate=False)
+    try:
+        return use(services.inbox)
+    finally:
+        services.engine.dispose()
+
+
+def cmd_deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
+    def use(inbox: Inbox) -> int:
+        rows = inbox.list(status=args.status, limit=args.limit)
+        if args.json:
+            print(json.dumps([r.summary() for r in rows], indent=2))
+            return 0
+        if not rows:
+            print("no deliveries" + (f" with status {args.status}" if args.status else ""))
+            return 0
+        for r in rows:
+            received = r.received_at.strftime("%Y-%m-%d %H:%M:%S")
+            what = f"{r.event}.{r.action}" if r.action else r.event
+            detail = r.last_error if r.status == "failed" else r.note
+            print(
+                f"{r.pk:>7}  {received}  {r.host:<6}  {r.status:<10}  {what:<36}  "
+                f"{r.delivery_id}  {detail or ''}"
+            )
+        return 0
+
+    return _with_inbox(settings, use)
+
+
+def _show(row: DeliveryRow, as_json: bool) -> None:
+    body_text = row.body.decode("utf-8", errors="replace")
+    if as_json:
+        print(json.dumps({**row.summary(), "headers": row.headers, "body": body_text}, indent=2))
+        return
+    for key, value in row.summary().items():
+        print(f"{key:>16}: {value if value is not None else '-'}")
+    print("         headers:")
+    for name, value in row.headers.items():
+        print(f"                  {name}: {value}")
+    print("            body:")
+    try:
+        print(json.dumps(json.loads(body_text), indent=2))
+    except ValueError:
+        print(body_text)
+
+
+def cmd_deliveries_show(args: argparse.Namespace, settings: Settings) -> int:
+    def use(inbox: Inbox) -> int:
+        row = inbox.get(args.id)
+        if row is None:
+            print(f"no delivery {args.id}", file=sys.stderr)
+            return EXIT_FAILURE
+        _show(row, args.json)
+        return 0
+
+    return _with_inbox(settings, use)
+
+
+def cmd_deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
+    def use(inbox: Inbox) -> int:
+        row = inbox.get(args.id)
+        if row is None:
+            print(f"no delivery {args.id}", file=sys.stderr)
+            return EXIT_FAILURE
+        if not inbox.replay(row.pk):
+            print(
+                f"delivery {row.pk} is being processed right now; try again later", file=sys.stderr
+            )
+            return EXIT_FAILURE
+        print(
+            f"delivery {row.pk} ({row.host} {row.delivery_id}) queued again; a running worker will process it"
+        )
+        return 0
+
+    return _with_inbox(settings, use)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threadline",
+        description="Self-hosted chat-ops bot: AI agent sessions bound to GitHub and GitLab comment threads.",
+        epilog="Settings come from THREADLINE_* environment variables and an optional env file; "
+        "see `threadline config check`.",
+    )
+    parser.add_argument("--version", action="version", version=f"threadline {__version__}")
+    parser.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="read settings from this KEY=VALUE file (default: ./threadline.env when present); "
+        "environment variables win over it",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="receive webhooks and process them (web server and workers in one process)",
+        description="Listen for GitHub and GitLab webhooks, store each delivery before answering, "
+        "and process stored deliveries with in-process workers. Stops cleanly on SIGINT/SIGTERM.",
+    )
+    serve.add_argument("--host", help="listen address (default: THREADLINE_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: THREADLINE_PORT, 3000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="in-process workers (default 1; 0 = only receive, let `threadline worker` process)",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not upgrade the schema at start; refuse to start if it is not current",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="process stored deliveries without serving HTTP",
+        description="Claim stored deliveries from the shared database and process them. "
+        "Run several (on PostgreSQL, on several machines) to share the work.",
+    )
+    worker.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="workers in this process (default 1)"
+    )
+    worker.add_argument(
+        "--no-migrate", action="store_true", help="do not upgrade the schema at start"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", metavar="ACTION", required=True
+    )
+    upgrade = db.add_parser("upgrade", help="bring the schema up to date (safe to run repeatedly)")
+    upgrade.add_argument(
+        "revision", nargs="?", default="head", help="target revision (default: head)"
+    )
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    current = db.add_parser("current", help="show the schema revision; exit 1 if not up to date")
+    current.set_defaults(func=cmd_db_current)
+
+    config = commands.add_parser("config", help="settings").add_subparsers(
+        dest="config_command", metavar="ACTION", required=True
+    )
+    check = config.add_parser(
+        "check",
+        help="print every setting (secrets hidden), what is missing, and whether serve can start",
+    )
+    check.set_defaults(func=cmd_config_check)
+
+    deliveries = commands.add_parser("deliveries", help="stored webhook deliveries").add_subparsers(
+        dest="deliveries_command", metavar="ACTION", required=True
+    )
+    listing = deliveries.add_parser("list", help="newest deliveries first")
+    listing.add_argument("--status", choices=STATUSES, help="only deliveries with this status")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_deliveries_list)
+    show = deliveries.add_parser("show", help="one delivery with its headers and body")
+    show.add_argument("id", help="Threadline's delivery number or the host's delivery id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=cmd_deliveries_show)
+    replay = deliveries.add_parser(
+        "replay", help="process a delivery again (failed, ignored or done ones alike)"
+    )
+    replay.add_argument("id", help="Threadline's delivery number or the host's delivery id")
+    replay.set_defaults(func=cmd_deliveries_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bot.server import StartupError
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print("threadline: the settings are not usable:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.configure(settings.log_level, settings.log_format)
+    func: Command = args.func
+    try:
+        return func(args, settings)
+    except StartupError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Settings: read once at start from the environment and an optional env file, then passed in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PREFIX = "THREADLINE_"
+DEFAULT_ENV_FILE = "threadline.env"
+
+# GitHub caps webhook payloads at 25 MB and GitLab's default limit is the same order;
+# anything larger cannot be a genuine delivery.
+# https://docs.github.com/en/webhooks/webhook-events-and-payloads#payload-cap
+MAX_BODY_BYTES = 25 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The settings are unusable; `problems` says why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented setting: its variable, meaning and default."""
+
+    attr: str
+    help: str
+    default: str | None = None
+    secret: bool = False
+    group: str = "general"
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.attr.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "SQLAlchemy URL of the database", "sqlite:///threadline.db"),
+    Setting("host", "address the web server listens on", "127.0.0.1"),
+    Setting("port", "port the web server listens on", "3000"),
+    Setting("auto_migrate", "bring the database schema up to date when serving", "true"),
+    Setting("log_level", "DEBUG, INFO, WARNING or ERROR", "INFO"),
+    Setting("log_format", "text or json", "text"),
+    Setting("bot_name", "the bot's user name(s), comma-separated; mentions use the first", "threadline"),
+    Setting("github_webhook_secret", "secret GitHub signs deliveries with", secret=True, group="github"),
+    Setting("github_app_id", "GitHub App id", group="github"),
+    Setting("github_private_key", "GitHub App private key (PEM, inline)", secret=True, group="github"),
+    Setting("github_private_key_path", "file holding the GitHub App private key", group="github"),
+    Setting("github_token", "token for single-repository use instead of an App", secret=True, group="github"),
+    Setting("github_api_url", "GitHub REST base URL (GHES: https://HOST/api/v3)", "https://api.github.com", group="github"),
+    Setting("gitlab_url", "GitLab base URL (self-managed: https://HOST)", "https://gitlab.com", group="gitlab"),
+    Setting("gitlab_token", "GitLab project, group or personal access token", secret=True, group="gitlab"),
+    Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
+    Setting("worker_poll_seconds", "how often an idle worker looks for new deliveries", "1.0", group="worker"),
+    Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
+    Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
+    Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
+)  # fmt: skip
+
+_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Build with `load_settings`; never mutate or make global."""
+
+    database_url: str = "sqlite:///threadline.db"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    auto_migrate: bool = True
+    log_level: str = "INFO"
+    log_format: str = "text"
+    bot_names: tuple[str, ...] = ("threadline",)
+    github_webhook_secret: str | None = field(default=None, repr=False)
+    github_app_id: int | None = None
+    github_private_key: str | None = field(default=None, repr=False)
+    github_token: str | None = field(default=None, repr=False)
+    github_api_url: str = "https://api.github.com"
+    gitlab_url: str = "https://gitlab.com"
+    gitlab_token: str | None = field(default=None, repr=False)
+    gitlab_webhook_token: str | None = field(default=None, repr=False)
+    worker_poll_seconds: float = 1.0
+    worker_lease_seconds: float = 60.0
+    delivery_max_attempts: int = 5
+    delivery_retry_seconds: float = 10.0
+    source_file: str | None = None
+    unknown_variables: tuple[str, ...] = ()
+
+    @property
+    def github_enabled(self) -> bool:
+        return any(
+            (
+                self.github_webhook_secret,
+                self.github_app_id,
+                self.github_private_key,
+                self.github_token,
+            )
+        )
+
+    @property
+    def gitlab_enabled(self) -> bool:
+        return bool(self.gitlab_token or self.gitlab_webhook_token)
+
+    def serving_problems(self) -> list[str]:
+        """Reasons the web server must not start with these settings (insecure set-ups)."""
+        problems = []
+        if self.github_enabled and not self.github_webhook_secret:
+            problems.append(
+                "GitHub is configured but THREADLINE_GITHUB_WEBHOOK_SECRET is not set: "
+                "without it anyone could post forged events. Set it to the App's webhook secret."
+            )
+        if self.gitlab_enabled and not self.gitlab_webhook_token:
+            problems.append(
+                "GitLab is configured but THREADLINE_GITLAB_WEBHOOK_TOKEN is not set: "
+                "without it anyone could post forged events. Set it to the webhook's secret token."
+            )
+        return problems
+
+    def warnings(self) -> list[str]:
+        """Things that work but probably are not what the operator wants."""
+        out = []
+        if not self.github_enabled and not self.gitlab_enabled:
+            out.append("no host is configured: both webhook endpoints answer 404")
+        if self.github_webhook_secret and not (
+            (self.github_app_id and self.github_private_key) or self.github_token
+        ):
+            out.append(
+                "GitHub deliveries are accepted but Threadline cannot write back: set "
+                "THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY (or THREADLINE_GITHUB_TOKEN)"
+            )
+        if self.gitlab_webhook_token and not self.gitlab_token:
+            out.append(
+                "GitLab deliveries are accepted but Threadline cannot write back: "
+                "set THREADLINE_GITLAB_TOKEN"
+            )
+        for name, value in (
+            ("THREADLINE_GITHUB_WEBHOOK_SECRET", self.github_webhook_secret),
+            ("THREADLINE_GITLAB_WEBHOOK_TOKEN", self.gitlab_webhook_token),
+        ):
+            if value is not None and len(value) < 16:
+                out.append(f"{name} is shorter than 16 characters; use a long random value")
+        out.extend(f"unknown variable {name} is ignored" for name in self.unknown_variables)
+        return out
+
+
+def parse_env_file(text: str, origin: str) -> dict[str, str]:
+    """Parse KEY=VALUE lines (comments, blank lines, `export` and quotes allowed)."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError([f"{origin}:{number}: expected KEY=VALUE, got {raw.strip()[:40]!r}"])
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def _int(name: str, low: int, high: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    return convert
+
+
+def _float(name: str, low: float) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {text!r}") from None
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {value}")
+        return value
+
+    return convert
+
+
+def _bool(name: str) -> Callable[[str], bool]:
+    def convert(text: str) -> bool:
+        lowered = text.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{name} must be true or false, got {text!r}")
+
+    return convert
+
+
+def _choice(name: str, *options: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in {o.lower() for o in options}:
+            raise ValueError(f"{name} must be one of {', '.join(options)}, got {text!r}")
+        return text.upper() if name.endswith("LOG_LEVEL") else text.lower()
+
+    return convert
+
+
+def _url(name: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if not text.startswith(("http://", "https://")):
+            raise ValueError(f"{name} must start with http:// or https://, got {text!r}")
+        return text.rstrip("/")
+
+    return convert
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual PostgreSQL spellings and pick the psycopg 3 driver for them."""
+    for plain in ("postgres://", "postgresql://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def _database_url(text: str) -> str:
+    url = normalize_database_url(text)
+    if not url.startswith(("sqlite://", "postgresql+psycopg://")):
+        raise ValueError(
+            f"THREADLINE_DATABASE_URL must be a sqlite:/// or postgresql:// URL, got {text.split(':')[0]}:..."
+        )
+    return url
+
+
+def _bot_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().lstrip("@") for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("THREADLINE_BOT_NAME must name at least one user")
+    return names
+
+
+def _private_key(name: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        # Env files and dashboards often carry the PEM on one line with literal \n.
+        pem = text.replace("\\n", "\n").strip() + "\n"
+        if not pem.startswith("-----BEGIN") or "PRIVATE KEY-----" not in pem:
+            raise ValueError(f"{name} does not look like a PEM private key")
+        return pem
+
+    return convert
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "database_url": _database_url,
+    "port": _int("THREADLINE_PORT", 0, 65535),
+    "auto_migrate": _bool("THREADLINE_AUTO_MIGRATE"),
+    "log_level": _choice("THREADLINE_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR"),
+    "log_format": _choice("THREADLINE_LOG_FORMAT", "text", "json"),
+    "bot_name": _bot_names,
+    "github_app_id": _int("THREADLINE_GITHUB_APP_ID", 1, 2**63 - 1),
+    "github_private_key": _private_key("THREADLINE_GITHUB_PRIVATE_KEY"),
+    "github_api_url": _url("THREADLINE_GITHUB_API_URL"),
+    "gitlab_url": _url("THREADLINE_GITLAB_URL"),
+    "worker_poll_seconds": _float("THREADLINE_WORKER_POLL_SECONDS", 0.01),
+    "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
+    "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),
+    "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
+}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
+) -> Settings:
+    """Build validated settings from `environ` (default: os.environ) over an env file.
+
+    The env file is `env_file` when given, else THREADLINE_ENV_FILE, else
+    ./threadline.env when it exists. Variables in the environment win over the file.
+    Every problem is collected and raised together in one ConfigError.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = env_file or environ.get(PREFIX + "ENV_FILE")
+    path = Path(explicit) if explicit else Path(DEFAULT_ENV_FILE)
+    values: dict[str, str] = {}
+    source_file = None
+    if path.is_file():
+        try:
+            values.update(parse_env_file(path.read_text(encoding="utf-8"), str(path)))
+        except OSError as exc:
+            raise ConfigError([f"cannot read settings file {path}: {exc.strerror}"]) from exc
+        source_file = str(path)
+    elif explicit:
+        raise ConfigError([f"settings file {path} does not exist"])
+    values.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
+    values.pop(PREFIX + "ENV_FILE", None)
+
+    problems: list[str] = []
+    parsed: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = values.get(setting.env)
+        if raw is None or raw.strip() == "":
+            continue
+        convert = _CONVERTERS.get(setting.attr, str.strip)
+        try:
+            parsed[setting.attr] = convert(raw)
+        except ValueError as exc:
+            problems.append(str(exc))
+
+    key_path = parsed.pop("github_private_key_path", None)
+    if key_path is not None:
+        if "github_private_key" in parsed:
+            problems.append(
+                "set THREADLINE_GITHUB_PRIVATE_KEY or THREADLINE_GITHUB_PRIVATE_KEY_PATH, not both"
+            )
+        else:
+            try:
+                text = Path(key_path).expanduser().read_text(encoding="utf-8")
+                parsed["github_private_key"] = _CONVERTERS["github_private_key"](text)
+            except OSError as exc:
+                problems.append(
+                    f"cannot read THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_path}: {exc.strerror}"
+                )
+            except ValueError:
+                problems.append(
+                    f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_path} is not a PEM private key"
+                )
+    if ("github_app_id" in parsed) != ("github_private_key" in parsed) and not problems:
+        problems.append(
+            "a GitHub App needs both THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+    if "bot_name" in parsed:
+        parsed["bot_names"] = parsed.pop("bot_name")
+    known = {f.name for f in fields(Settings)}
+    unknown = tuple(sorted(k for k in values if k not in _BY_ENV))
+    return Settings(
+        **{k: v for k, v in parsed.items() if k in known},
+        source_file=source_file,
+        unknown_variables=unknown,
+    )
+
+
+def mask(value: str) -> str:
+    """Say that a secret is set without revealing any of it."""
+    return f"set ({len(value)} characters, hidden)"
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """Rows of (variable, shown value, note) for `threadline config check`."""
+    rows = []
+    for setting in SETTINGS:
+        if setting.attr == "github_private_key_path":
+            continue
+        attr = "bot_names" if setting.attr == "bot_name" else setting.attr
+        value: Any = getattr(settings, attr)
+        convert = _CONVERTERS.get(setting.attr, str.strip)
+        if value is None:
+            shown, note = "-", "missing"
+        elif setting.secret:
+            shown, note = mask(str(value)), ""
+        else:
+            shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            shown = shown.lower() if isinstance(value, bool) else shown
+            is_default = setting.default is not None and value == convert(setting.default)
+            note = "default" if is_default else ""
+        rows.append((setting.env, shown, note))
+    return rows

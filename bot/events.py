@@ -1,0 +1,466 @@
+"""Host-neutral events, and the pure functions that turn GitHub and GitLab payloads into them.
+
+A thread is where a conversation lives: the conversation of an issue or a pull/merge
+request, or one review thread on its diff (GitHub: the replies under one review
+comment; GitLab: one discussion). `ThreadRef.key` names it the same way on both hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Host = Literal["github", "gitlab"]
+Target = Literal["issue", "pull"]  # "pull" is a GitHub pull request or a GitLab merge request
+
+
+@dataclass(frozen=True)
+class Actor:
+    login: str
+    id: int | None = None
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    host: Host
+    repo: str  # owner/name on GitHub, the project's full path on GitLab
+    target: Target
+    number: int  # issue or PR number; the iid on GitLab
+    thread_id: str | None = None  # review thread root comment id / GitLab discussion id
+
+    @property
+    def conversation(self) -> ThreadRef:
+        """The issue or PR/MR conversation this thread belongs to."""
+        return ThreadRef(self.host, self.repo, self.target, self.number)
+
+    @property
+    def key(self) -> str:
+        kind = "issues" if self.target == "issue" else "pulls"
+        base = f"{self.host}:{self.repo}/{kind}/{self.number}"
+        return f"{base}/threads/{self.thread_id}" if self.thread_id else base
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Fields every event has. `installation_id` is GitHub's; GitLab's is None."""
+
+    host: Host
+    repo: str
+    actor: Actor
+    action: str
+    installation_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommentEvent(Event):
+    """A comment created, edited or deleted in a thread."""
+
+    thread: ThreadRef
+    comment_id: str
+    body: str
+    url: str | None = None
+    in_reply_to: str | None = None
+    path: str | None = None  # file, for comments on a diff line
+    line: int | None = None
+    system: bool = False  # GitLab system notes ("added 1 commit", ...)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewEvent(Event):
+    """A review submitted or dismissed on a PR, or an approval given or taken back on an MR."""
+
+    thread: ThreadRef
+    review_id: str | None
+    state: str  # approved | changes_requested | commented | dismissed | unapproved
+    body: str = ""
+    commit_id: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewThreadEvent(Event):
+    """A review thread resolved or unresolved (GitHub only)."""
+
+    thread: ThreadRef
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueEvent(Event):
+    """An issue opened, edited, closed, reopened, labeled or assigned."""
+
+    thread: ThreadRef
+    title: str
+    body: str
+    labels: tuple[str, ...] = ()
+    label: str | None = None  # the label added or removed, for labeled/unlabeled
+    assignees: tuple[str, ...] = ()
+    assignee: str | None = None  # the person (un)assigned, for assigned/unassigned
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PullRequestEvent(Event):
+    """A pull or merge request opened, updated (new head), closed, merged or reopened."""
+
+    thread: ThreadRef
+    title: str
+    body: str
+    head_sha: str | None = None
+    base_sha: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallationEvent(Event):
+    """A GitHub App installed, removed, suspended or given repositories."""
+
+    account: str
+    repositories_added: tuple[str, ...] = field(default=())
+    repositories_removed: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A delivery that carries nothing for Threadline, and why."""
+
+    reason: str
+
+
+class PayloadError(ValueError):
+    """A payload that claims to be an event we handle but lacks what that event has."""
+
+
+def _get(data: Mapping[str, Any], *path: str) -> Any:
+    value: Any = data
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            raise PayloadError(f"payload has no {'.'.join(path)}")
+        value = value[key]
+    return value
+
+
+def _opt(data: Mapping[str, Any], *path: str) -> Any:
+    try:
+        return _get(data, *path)
+    except PayloadError:
+        return None
+
+
+def _str(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+# ---------------------------------------------------------------- GitHub
+
+
+def _gh_actor(user: Mapping[str, Any] | None) -> Actor:
+    if not user:
+        return Actor("ghost")
+    login = _str(user.get("login")) or "ghost"
+    return Actor(
+        login=login,
+        id=user.get("id") if isinstance(user.get("id"), int) else None,
+        is_bot=user.get("type") == "Bot" or login.endswith("[bot]"),
+    )
+
+
+def _gh_common(data: Mapping[str, Any]) -> dict[str, Any]:
+    installation = data.get("installation")
+    return {
+        "host": "github",
+        "repo": _str(_opt(data, "repository", "full_name")),
+        "actor": _gh_actor(data.get("sender")),
+        "action": _str(data.get("action")),
+        "installation_id": installation.get("id") if isinstance(installation, Mapping) else None,
+    }
+
+
+def normalize_github(event: str, data: Mapping[str, Any]) -> Event | Ignored:
+    """Turn one GitHub webhook payload into an event, or say why it carries none.
+
+    https://docs.github.com/en/webhooks/webhook-events-and-payloads
+    """
+    if event == "ping":
+        return Ignored("ping")
+    if event in ("installation", "installation_repositories"):
+        return _gh_installation(event, data)
+    common = _gh_common(data)
+    repo = common["repo"]
+    if not repo:
+        raise PayloadError(f"{event} payload has no repository.full_name")
+    if event == "issue_comment":
+        issue = _get(data, "issue")
+        comment = _get(data, "comment")
+        target: Target = "pull" if issue.get("pull_request") else "issue"
+        return CommentEvent(
+            **common,
+            thread=ThreadRef("github", repo, target, int(_get(issue, "number"))),
+            comment_id=str(_get(comment, "id")),
+            body=_str(comment.get("body")),
+            url=comment.get("html_url"),
+        )
+    if event == "pull_request_review_comment":
+        pull = _get(data, "pull_request")
+        comment = _get(data, "comment")
+        # GitHub points every reply at the thread's first comment, so that id names the thread.
+        reply_to = comment.get("in_reply_to_id")
+        root = reply_to if reply_to is not None else _get(comment, "id")
+        line = (
+            comment.get("line") if comment.get("line") is not None else comment.get("original_line")
+        )
+        return CommentEvent(
+            **common,
+            thread=ThreadRef("github", repo, "pull", int(_get(pull, "number")), str(root)),
+            comment_id=str(_get(comment, "id")),
+            body=_str(comment.get("body")),
+            url=comment.get("html_url"),
+            in_reply_to=None if reply_to is None else str(reply_to),
+            path=comment.get("path"),
+            line=line if isinstance(line, int) else None,
+        )
+    if event == "pull_request_review":
+        pull = _get(data, "pull_request")
+        review = _get(data, "review")
+        state = (
+            _str(review.get("state")).lower() if common["action"] != "dismissed" else "dismissed"
+        )
+        return ReviewEvent(
+            **common,
+            thread=ThreadRef("github", repo, "pull", int(_get(pull, "number"))),
+            review_id=str(_get(review, "id")),
+            state=state,
+            body=_str(review.get("body")),
+            commit_id=review.get("commit_id"),
+            url=review.get("html_url"),
+        )
+    if event == "pull_request_review_thread":
+        pull = _get(data, "pull_request")
+        comments = _opt(data, "thread", "comments") or []
+        if not comments:
+            return Ignored("review thread event without comments")
+        root = comments[0].get("in_reply_to_id") or comments[0].get("id")
+        return ReviewThreadEvent(
+            **common,
+            thread=ThreadRef("github", repo, "pull", int(_get(pull, "number")), str(root)),
+        )
+    if event == "issues":
+        issue = _get(data, "issue")
+        return IssueEvent(
+            **common,
+            thread=ThreadRef("github", repo, "issue", int(_get(issue, "number"))),
+            title=_str(issue.get("title")),
+            body=_str(issue.get("body")),
+            labels=tuple(_str(lb.get("name")) for lb in issue.get("labels") or []),
+            label=_opt(data, "label", "name"),
+            assignees=tuple(_str(a.get("login")) for a in issue.get("assignees") or []),
+            assignee=_opt(data, "assignee", "login"),
+            url=issue.get("html_url"),
+        )
+    if event == "pull_request":
+        pull = _get(data, "pull_request")
+        return PullRequestEvent(
+            **common,
+            thread=ThreadRef("github", repo, "pull", int(_get(pull, "number"))),
+            title=_str(pull.get("title")),
+            body=_str(pull.get("body")),
+            head_sha=_opt(pull, "head", "sha"),
+            base_sha=_opt(pull, "base", "sha"),
+            url=pull.get("html_url"),
+        )
+    return Ignored(f"GitHub event {event!r} is not handled")
+
+
+def _gh_installation(event: str, data: Mapping[str, Any]) -> Event:
+    installation = _get(data, "installation")
+
+    def names(key: str) -> tuple[str, ...]:
+        return tuple(_str(r.get("full_name")) for r in data.get(key) or [])
+
+    added = (
+        names("repositories_added")
+        if event == "installation_repositories"
+        else names("repositories")
+    )
+    return InstallationEvent(
+        host="github",
+        repo="",
+        actor=_gh_actor(data.get("sender")),
+        action=_str(data.get("action")),
+        installation_id=int(_get(installation, "id")),
+        account=_str(_opt(installation, "account", "login")),
+        repositories_added=added if data.get("action") != "deleted" else (),
+        repositories_removed=names("repositories_removed"),
+    )
+
+
+# ---------------------------------------------------------------- GitLab
+
+# Bot users GitLab makes for project and group access tokens.
+# https://docs.gitlab.com/user/project/settings/project_access_tokens/#bot-users-for-projects
+_GITLAB_TOKEN_BOT_PREFIXES = ("project_", "group_")
+
+
+def _gl_actor(user: Mapping[str, Any] | None) -> Actor:
+    if not user:
+        return Actor("ghost")
+    login = _str(user.get("username")) or "ghost"
+    token_bot = login.startswith(_GITLAB_TOKEN_BOT_PREFIXES) and "_bot" in login
+    return Actor(
+        login=login,
+        id=user.get("id") if isinstance(user.get("id"), int) else None,
+        is_bot=token_bot or bool(user.get("bot")),
+    )
+
+
+# GitLab's past-tense spellings, so handlers see one vocabulary on both hosts.
+_GITLAB_ACTIONS = {
+    "open": "opened",
+    "close": "closed",
+    "reopen": "reopened",
+    "update": "edited",
+    "merge": "merged",
+    "create": "created",
+}
+
+
+def normalize_gitlab(event: str, data: Mapping[str, Any]) -> Event | Ignored:
+    """Turn one GitLab webhook payload into an event, or say why it carries none.
+
+    https://docs.gitlab.com/user/project/integrations/webhook_events/
+    """
+    kind = data.get("object_kind")
+    repo = _str(_opt(data, "project", "path_with_namespace"))
+    attributes = data.get("object_attributes")
+    if kind not in ("note", "issue", "merge_request"):
+        return Ignored(f"GitLab event {event!r} is not handled")
+    if not repo or not isinstance(attributes, Mapping):
+        raise PayloadError(
+            f"{event} payload lacks project.path_with_namespace or object_attributes"
+        )
+    raw_action = _str(attributes.get("action"))
+    common: dict[str, Any] = {
+        "host": "gitlab",
+        "repo": repo,
+        "actor": _gl_actor(data.get("user")),
+        "action": _GITLAB_ACTIONS.get(raw_action, raw_action),
+    }
+    if kind == "note":
+        return _gl_note(data, attributes, common)
+    if kind == "issue":
+        thread = ThreadRef("gitlab", repo, "issue", int(_get(attributes, "iid")))
+        labels = tuple(_str(lb.get("title")) for lb in data.get("labels") or [])
+        assignees = tuple(_str(a.get("username")) for a in data.get("assignees") or [])
+        changes = data.get("changes") or {}
+        action, label, assignee = common["action"], None, None
+        if action == "edited":
+            # GitLab reports labels and assignees as an update; say what was added.
+            before_labels = {
+                _str(lb.get("title")) for lb in _opt(changes, "labels", "previous") or []
+            }
+            before_people = {
+                _str(a.get("username")) for a in _opt(changes, "assignees", "previous") or []
+            }
+            new_labels = [lb for lb in labels if lb not in before_labels]
+            new_people = [a for a in assignees if a not in before_people]
+            if "labels" in changes and new_labels:
+                action, label = "labeled", new_labels[0]
+            elif "assignees" in changes and new_people:
+                action, assignee = "assigned", new_people[0]
+        common["action"] = action
+        return IssueEvent(
+            **common,
+            thread=thread,
+            title=_str(attributes.get("title")),
+            body=_str(attributes.get("description")),
+            labels=labels,
+            label=label,
+            assignees=assignees,
+            assignee=assignee,
+            url=attributes.get("url"),
+        )
+    thread = ThreadRef("gitlab", repo, "pull", int(_get(attributes, "iid")))
+    if raw_action in ("approval", "unapproval"):
+        # One person's approval given or taken back: GitLab's equivalent of a review.
+        return ReviewEvent(
+            **{**common, "action": "submitted" if raw_action == "approval" else "dismissed"},
+            thread=thread,
+            review_id=None,
+            state="approved" if raw_action == "approval" else "unapproved",
+            commit_id=_opt(attributes, "last_commit", "id"),
+            url=attributes.get("url"),
+        )
+    if raw_action == "update" and _opt(attributes, "oldrev"):
+        common["action"] = "synchronize"  # new commits pushed: the head moved
+    return PullRequestEvent(
+        **common,
+        thread=thread,
+        title=_str(attributes.get("title")),
+        body=_str(attributes.get("description")),
+        head_sha=_opt(attributes, "last_commit", "id"),
+        base_sha=None,
+        url=attributes.get("url"),
+    )
+
+
+def _gl_note(
+    data: Mapping[str, Any], note: Mapping[str, Any], common: dict[str, Any]
+) -> Event | Ignored:
+    noteable = note.get("noteable_type")
+    if noteable == "Issue":
+        target: Target = "issue"
+        number = _get(data, "issue", "iid")
+    elif noteable == "MergeRequest":
+        target = "pull"
+        number = _get(data, "merge_request", "iid")
+    else:
+        return Ignored(f"GitLab note on a {noteable or 'unknown object'} is not handled")
+    # Individual notes ("type": null) belong to the conversation; a discussion
+    # (a thread started on the diff or in the conversation) is a thread of its own.
+    discussion = (
+        note.get("discussion_id") if note.get("type") in ("DiffNote", "DiscussionNote") else None
+    )
+    raw_position = note.get("position")
+    position: Mapping[str, Any] = raw_position if isinstance(raw_position, Mapping) else {}
+    line = position.get("new_line") or position.get("old_line")
+    if not common["action"]:
+        common["action"] = "created"
+    return CommentEvent(
+        **common,
+        thread=ThreadRef("gitlab", common["repo"], target, int(number), discussion or None),
+        comment_id=str(_get(note, "id")),
+        body=_str(note.get("note")),
+        url=note.get("url"),
+        path=position.get("new_path") or position.get("old_path"),
+        line=line if isinstance(line, int) else None,
+        system=bool(note.get("system")),
+    )
+
+
+def normalize(host: str, event: str, data: Mapping[str, Any]) -> Event | Ignored:
+    """Normalize a stored delivery's payload; raises PayloadError on a broken payload."""
+    if host == "github":
+        return normalize_github(event, data)
+    if host == "gitlab":
+        return normalize_gitlab(event, data)
+    raise PayloadError(f"unknown host {host!r}")
+
+
+def drop_reason(event: Event, bot_names: tuple[str, ...]) -> str | None:
+    """Why an event must not reach any handler, or None.
+
+    Comments and reviews by the bot itself (no loops), by other bots, and GitLab's
+    system notes are dropped. Other events pass: a bot pushing to a PR still moves its head.
+    """
+    if not isinstance(event, CommentEvent | ReviewEvent):
+        return None
+    names = {n.lower() for n in bot_names}
+    login = event.actor.login.lower()
+    if login in names or login.removesuffix("[bot]") in names:
+        return f"written by the bot itself ({event.actor.login})"
+    if event.actor.is_bot:
+        return f"written by a bot account ({event.actor.login})"
+    if isinstance(event, CommentEvent) and event.system:
+        return "GitLab system note"
+    return None

@@ -1,0 +1,86 @@
+"""Thread history: normalized comment events, kept per thread (blocking SQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db.models import CommentRecord
+from bot.events import CommentEvent
+from bot.inbox import utcnow
+
+
+@dataclass(frozen=True)
+class RecordedComment:
+    delivery_pk: int
+    thread_key: str
+    action: str
+    comment_id: str
+    author: str
+    body: str
+    url: str | None
+
+
+def _recorded(r: CommentRecord) -> RecordedComment:
+    return RecordedComment(
+        r.delivery_pk, r.thread_key, r.action, r.comment_id, r.author, r.body, r.url
+    )
+
+
+class CommentHistory:
+    """Appends comment events; recording the same delivery twice keeps one row."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert = dialect.insert
+
+    def record(self, event: CommentEvent, delivery_pk: int) -> bool:
+        """Record `event` for the delivery it came in; False if that delivery was recorded."""
+        stmt = (
+            self._insert(CommentRecord)
+            .values(
+                delivery_pk=delivery_pk,
+                host=event.host,
+                repo=event.repo,
+                thread_key=event.thread.key,
+                action=event.action,
+                comment_id=event.comment_id,
+                author=event.actor.login,
+                body=event.body,
+                url=event.url,
+                recorded_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["delivery_pk"])
+            .returning(CommentRecord.id)
+        )
+        with Session(self.engine) as session, session.begin():
+            return session.execute(stmt).scalar_one_or_none() is not None
+
+    async def record_comment(self, event: CommentEvent, delivery_pk: int) -> bool:
+        """`record` off the event loop, for handlers."""
+        return await asyncio.to_thread(self.record, event, delivery_pk)
+
+    def thread(self, thread_key: str) -> list[RecordedComment]:
+        """Every recorded comment event of one thread, in the order recorded."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(CommentRecord)
+                .where(CommentRecord.thread_key == thread_key)
+                .order_by(CommentRecord.id)
+            ).scalars()
+            return [_recorded(r) for r in rows]
+
+    def all(self, *, limit: int = 1000) -> list[RecordedComment]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(CommentRecord).order_by(CommentRecord.id).limit(limit)
+            ).scalars()
+            return [_recorded(r) for r in rows]

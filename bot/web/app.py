@@ -1,0 +1,109 @@
+"""Routes: POST /webhooks/{github,gitlab}, GET /healthz, GET /readyz.
+
+Every webhook goes size check -> verify -> store -> answer. It is answered 2xx only
+once the raw delivery is committed; if it cannot be stored the answer is 503, so the
+host records a failure that it (or an operator) can redeliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from aiohttp import web
+
+from bot import __version__
+from bot.config import MAX_BODY_BYTES, Settings
+from bot.db import ping
+from bot.inbox import Inbox
+from bot.web.writer import DeliveryWriter
+from bot.webhooks import IncomingDelivery, WebhookRejected, accept_github, accept_gitlab
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+INBOX = web.AppKey("inbox", Inbox)
+WRITER = web.AppKey("writer", DeliveryWriter)
+
+Accept = Callable[[Mapping[str, str], bytes, str], IncomingDelivery]
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+async def _receive(request: web.Request, accept: Accept, secret: str | None) -> web.Response:
+    host = request.match_info["host"]
+    if secret is None:
+        return _error(404, f"{host} webhooks are not enabled on this server")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        incoming = accept(request.headers, body, secret)
+    except WebhookRejected as exc:
+        log.warning("refused %s webhook from %s: %s", host, request.remote, exc.reason)
+        return _error(exc.status, exc.reason)
+    try:
+        stored = await request.app[WRITER].store(incoming)
+    except Exception:
+        log.exception("could not store %s delivery %s", host, incoming.delivery_id)
+        return _error(503, "the delivery could not be stored; please redeliver it")
+    answer = {"id": stored.pk, "delivery": incoming.delivery_id}
+    if stored.duplicate:
+        return web.json_response({"status": "duplicate", **answer}, status=200)
+    if incoming.event == "ping":
+        return web.json_response({"status": "pong", **answer}, status=200)
+    if not incoming.handled:
+        return web.json_response({"status": "ignored", **answer}, status=202)
+    return web.json_response({"status": "queued", **answer}, status=202)
+
+
+async def github_webhook(request: web.Request) -> web.Response:
+    return await _receive(request, accept_github, request.app[SETTINGS].github_webhook_secret)
+
+
+async def gitlab_webhook(request: web.Request) -> web.Response:
+    return await _receive(request, accept_gitlab, request.app[SETTINGS].gitlab_webhook_token)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping, request.app[INBOX].engine), timeout=5)
+    except Exception as exc:
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    return web.json_response({"status": "ready", "database": "ok"})
+
+
+def create_app(
+    settings: Settings, *, inbox: Inbox, on_stored: Callable[[], None] | None = None
+) -> web.Application:
+    """Build the web application; nothing starts until it is run."""
+    # aiohttp refuses bodies past client_max_size with 413 while reading them.
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[INBOX] = inbox
+    app[WRITER] = DeliveryWriter(inbox, on_stored=on_stored)
+
+    async def start_writer(app: web.Application) -> None:
+        app[WRITER].start()
+
+    async def stop_writer(app: web.Application) -> None:
+        await app[WRITER].close()
+
+    app.on_startup.append(start_writer)
+    app.on_cleanup.append(stop_writer)
+    app.router.add_post("/webhooks/{host:github}", github_webhook)
+    app.router.add_post("/webhooks/{host:gitlab}", gitlab_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,203 @@
+"""Webhook verification and decoding with no I/O: headers and raw bytes in, a delivery out.
+
+Verification always comes first; the body is not looked at until the request has
+proved it comes from the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from gidgethub import ValidationFailure
+from gidgethub.sansio import validate_event
+
+# Events whose deliveries the dispatcher normalizes; anything else is stored as ignored.
+GITHUB_EVENTS = frozenset(
+    {
+        "issue_comment",
+        "issues",
+        "pull_request",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "pull_request_review_thread",
+        "installation",
+        "installation_repositories",
+    }
+)
+# https://docs.gitlab.com/user/project/integrations/webhook_events/ (X-Gitlab-Event values)
+GITLAB_EVENTS = frozenset(
+    {
+        "Note Hook",
+        "Confidential Note Hook",
+        "Issue Hook",
+        "Confidential Issue Hook",
+        "Merge Request Hook",
+    }
+)
+
+# Headers kept with a stored delivery. Never X-Gitlab-Token: it is the shared secret.
+KEPT_HEADERS = (
+    "Content-Type",
+    "User-Agent",
+    "X-GitHub-Event",
+    "X-GitHub-Delivery",
+    "X-GitHub-Hook-ID",
+    "X-GitHub-Hook-Installation-Target-ID",
+    "X-GitHub-Hook-Installation-Target-Type",
+    "X-GitHub-Enterprise-Host",
+    "X-GitHub-Enterprise-Version",
+    "X-Gitlab-Event",
+    "X-Gitlab-Event-UUID",
+    "X-Gitlab-Webhook-UUID",
+    "X-Gitlab-Instance",
+    "Idempotency-Key",
+)
+
+
+class WebhookRejected(Exception):
+    """The request is not an acceptable delivery; answer `status` with `reason`."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class IncomingDelivery:
+    """A verified delivery, ready to be stored."""
+
+    host: str
+    delivery_id: str
+    event: str
+    action: str | None
+    headers: dict[str, str]
+    body: bytes
+    handled: bool
+
+
+def _kept(headers: Mapping[str, str]) -> dict[str, str]:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return {name: lowered[name.lower()] for name in KEPT_HEADERS if name.lower() in lowered}
+
+
+def decode_payload(content_type: str | None, body: bytes) -> dict[str, Any]:
+    """Decode a delivery body to its JSON object.
+
+    GitHub sends either application/json or a form with the JSON in its `payload`
+    field, depending on the hook's content type setting; GitLab always sends JSON.
+    """
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == "application/json":
+        text = body
+    elif media == "application/x-www-form-urlencoded":
+        try:
+            form = parse_qs(body.decode("utf-8"), strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise WebhookRejected(400, "malformed form body") from None
+        if len(form.get("payload", [])) != 1:
+            raise WebhookRejected(400, "form body has no single 'payload' field")
+        text = form["payload"][0].encode("utf-8")
+    else:
+        raise WebhookRejected(
+            415, f"unsupported content type {media or '(none)'!r}; send application/json"
+        )
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise WebhookRejected(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookRejected(400, "body is not a JSON object")
+    return data
+
+
+def _action(data: Mapping[str, Any]) -> str | None:
+    action = data.get("action")
+    if isinstance(action, str):
+        return action[:64]
+    attributes = data.get("object_attributes")
+    if isinstance(attributes, dict) and isinstance(attributes.get("action"), str):
+        return str(attributes["action"])[:64]
+    return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> IncomingDelivery:
+    """Verify a GitHub delivery's HMAC-SHA256 signature, then decode it.
+
+    https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+    """
+    signature = _header(headers, "X-Hub-Signature-256")
+    if not signature:
+        raise WebhookRejected(401, "missing X-Hub-Signature-256 header")
+    if not signature.startswith("sha256="):
+        raise WebhookRejected(401, "X-Hub-Signature-256 must be an sha256= signature")
+    try:
+        validate_event(body, signature=signature, secret=secret)
+    except ValidationFailure:
+        raise WebhookRejected(401, "signature does not match the payload") from None
+    event = _header(headers, "X-GitHub-Event")
+    delivery_id = _header(headers, "X-GitHub-Delivery")
+    if not event:
+        raise WebhookRejected(400, "missing X-GitHub-Event header")
+    if not delivery_id or len(delivery_id) > 128:
+        raise WebhookRejected(400, "missing or overlong X-GitHub-Delivery header")
+    data = decode_payload(_header(headers, "Content-Type"), body)
+    return IncomingDelivery(
+        host="github",
+        delivery_id=delivery_id,
+        event=event[:64],
+        action=_action(data),
+        headers=_kept(headers),
+        body=body,
+        handled=event in GITHUB_EVENTS,
+    )
+
+
+def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> IncomingDelivery:
+    """Check GitLab's shared secret token (sent verbatim, no HMAC), then decode.
+
+    The delivery id is GitLab's Idempotency-Key (17.4 and later, the same on every
+    retry); older GitLab gets a stable hash of the event UUID and the body instead.
+    https://docs.gitlab.com/user/project/integrations/webhooks/#delivery-headers
+    """
+    given = _header(headers, "X-Gitlab-Token")
+    if not given:
+        raise WebhookRejected(401, "missing X-Gitlab-Token header")
+    if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+        raise WebhookRejected(401, "X-Gitlab-Token does not match")
+    event = _header(headers, "X-Gitlab-Event")
+    if not event:
+        raise WebhookRejected(400, "missing X-Gitlab-Event header")
+    data = decode_payload(_header(headers, "Content-Type"), body)
+    delivery_id = _header(headers, "Idempotency-Key")
+    if not delivery_id or len(delivery_id) > 128:
+        uuid = _header(headers, "X-Gitlab-Event-UUID") or ""
+        digest = hashlib.sha256(uuid.encode("utf-8") + b"\n" + body).hexdigest()
+        delivery_id = "sha256:" + digest
+    return IncomingDelivery(
+        host="gitlab",
+        delivery_id=delivery_id,
+        event=event[:64],
+        action=_action(data),
+        headers=_kept(headers),
+        body=body,
+        handled=event in GITLAB_EVENTS,
+    )
+
+
+def sign_github(body: bytes, secret: str) -> str:
+    """The X-Hub-Signature-256 value GitHub would send for `body` (for tests and tools)."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
