@@ -333,6 +333,9 @@ def normalize_gitlab(event: str, data: Mapping[str, Any]) -> Event | Ignored:
     kind = data.get("object_kind")
     repo = _str(_opt(data, "project", "path_with_namespace"))
     attributes = data.get("object_attributes")
+    if isinstance(attributes, Mapping):
+        # Some senders (seen in client libraries' sample hooks) pad key names with spaces.
+        attributes = {str(k).strip(): v for k, v in attributes.items()}
     if kind not in ("note", "issue", "merge_request"):
         return Ignored(f"GitLab event {event!r} is not handled")
     if not repo or not isinstance(attributes, Mapping):

@@ -71,6 +71,16 @@ def make_workers(settings: Settings, services: Services, count: int) -> list[Wor
     ]
 
 
+def waker(workers: list[Worker]) -> Callable[[], None]:
+    """A callback that wakes every worker at once (ingress calls it after each commit)."""
+
+    def wake() -> None:
+        for worker in workers:
+            worker.wakeup.set()
+
+    return wake
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,12 +100,7 @@ async def serve(
         raise StartupError("refusing to start: " + " ".join(problems))
     services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
     crew = make_workers(settings, services, workers)
-
-    def wake_workers() -> None:
-        for worker in crew:
-            worker.wakeup.set()
-
-    app = create_app(settings, inbox=services.inbox, on_stored=wake_workers)
+    app = create_app(settings, inbox=services.inbox, on_stored=waker(crew))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     if stop is None:
