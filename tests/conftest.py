@@ -113,9 +113,9 @@ class Running:
     engine: Engine
     workers: list[Worker]
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, within: float = 10.0) -> None:
         """Wait until no delivery is pending or being processed."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             counts = await asyncio.to_thread(self.inbox.counts)
             if not counts.get("pending") and not counts.get("processing"):

@@ -64,7 +64,8 @@ async def test_github_delivery_is_stored_once_normalized_and_routed(
     row = app.inbox.get(delivery)
     assert row is not None
     assert (row.status, row.attempts, row.event) == ("done", 1, event)
-    assert row.note is not None and row.note.startswith(routed)
+    assert row.note is not None
+    assert row.note.startswith(routed)
     assert "handlers." in row.note
 
     # GitHub redelivers with the same delivery id: acknowledged, not processed again.
@@ -72,7 +73,8 @@ async def test_github_delivery_is_stored_once_normalized_and_routed(
     assert (status, answer["status"], answer["id"]) == (200, "duplicate", row.pk)
     await app.drain()
     again = app.inbox.get(delivery)
-    assert again is not None and (again.attempts, again.finished_at) == (1, row.finished_at)
+    assert again is not None
+    assert (again.attempts, again.finished_at) == (1, row.finished_at)
     assert stored_count(app) == 1
 
 
@@ -118,7 +120,8 @@ async def test_gitlab_notes_are_recorded_and_redelivery_is_deduplicated(app: Run
     key = str(uuid.uuid4())
     first = await post_gitlab(app, "Note Hook", payload, idempotency_key=key)
     second = await post_gitlab(app, "Note Hook", payload, idempotency_key=key)
-    assert first[0] == 202 and second == (200, {**second[1], "status": "duplicate"})
+    assert first[0] == 202
+    assert second == (200, {**second[1], "status": "duplicate"})
     await app.drain()
     assert [(c.thread_key, c.author) for c in app.history.all()] == [
         ("gitlab:gitlab-org/gitlab-test/pulls/1", "root")
@@ -150,7 +153,9 @@ async def test_unknown_event_is_stored_as_ignored_and_answered_202(app: Running)
     )
     assert (status, answer["status"]) == (202, "ignored")
     row = app.inbox.get(delivery)
-    assert row is not None and row.status == "ignored" and row.attempts == 0
+    assert row is not None
+    assert row.status == "ignored"
+    assert row.attempts == 0
     status, answer = await post_gitlab(app, "Pipeline Hook", {"object_kind": "pipeline"})
     assert (status, answer["status"]) == (202, "ignored")
 
@@ -272,9 +277,11 @@ async def test_a_host_without_a_secret_is_not_served(settings: Settings) -> None
 
 async def test_health_endpoints(app: Running) -> None:
     async with app.http.get(f"{app.url}/healthz") as resp:
-        assert resp.status == 200 and (await resp.json())["status"] == "alive"
+        assert resp.status == 200
+        assert (await resp.json())["status"] == "alive"
     async with app.http.get(f"{app.url}/readyz") as resp:
-        assert resp.status == 200 and (await resp.json())["database"] == "ok"
+        assert resp.status == 200
+        assert (await resp.json())["database"] == "ok"
 
 
 async def test_unreachable_database_answers_503_so_the_host_redelivers() -> None:
