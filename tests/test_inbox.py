@@ -1,0 +1,222 @@
+"""The inbox and the worker against a real database: claims, leases, retries, failure, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from bot.events import CommentEvent
+from bot.history import CommentHistory
+from bot.inbox import Inbox, utcnow
+from bot.router import Context, Router
+from bot.webhooks import IncomingDelivery
+from bot.worker import Dispatcher, Worker
+from tests import payloads as p
+
+
+def incoming(n: int, *, event: str = "issue_comment", handled: bool = True) -> IncomingDelivery:
+    body = p.encode(p.issue_comment(f"comment {n}", comment_id=100 + n))
+    return IncomingDelivery(
+        host="github",
+        delivery_id=f"d-{n}",
+        event=event,
+        action="created",
+        headers={"Content-Type": "application/json", "X-GitHub-Event": event},
+        body=body,
+        handled=handled,
+    )
+
+
+def test_store_many_dedupes_within_and_across_batches(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    first = inbox.store_many([incoming(1), incoming(2), incoming(1)])
+    assert [r.duplicate for r in first] == [False, False, True]
+    assert first[2].pk == first[0].pk
+    again = inbox.store_many([incoming(2), incoming(3, event="star", handled=False)])
+    assert [(r.duplicate, r.status) for r in again] == [(True, "pending"), (False, "ignored")]
+    assert inbox.counts() == {"pending": 2, "ignored": 1}
+
+
+def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(n) for n in range(5)])
+    a = inbox.claim("worker-a", limit=3, lease_seconds=0.2)
+    b = inbox.claim("worker-b", limit=10, lease_seconds=30)
+    assert [r.delivery_id for r in a] == ["d-0", "d-1", "d-2"]
+    assert [r.delivery_id for r in b] == ["d-3", "d-4"]
+    assert inbox.claim("worker-c", limit=10, lease_seconds=30) == []
+
+    time.sleep(0.3)  # worker-a "died": its leases run out and worker-c takes over
+    taken = inbox.claim("worker-c", limit=10, lease_seconds=30)
+    assert [(r.delivery_id, r.attempts) for r in taken] == [("d-0", 2), ("d-1", 2), ("d-2", 2)]
+    assert not inbox.finish(a[0].pk, "worker-a", "done"), "a lost lease must not settle"
+    assert inbox.finish(a[0].pk, "worker-c", "done")
+    assert not inbox.renew(a[1].pk, "worker-a", 30)
+    assert inbox.renew(a[1].pk, "worker-c", 30)
+
+
+def test_concurrent_claimers_never_share_a_delivery(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(n) for n in range(200)])
+    claimed: dict[str, list[int]] = {}
+    start = threading.Barrier(4)
+
+    def claimer(name: str) -> None:
+        start.wait()
+        mine = claimed.setdefault(name, [])
+        while rows := inbox.claim(name, limit=7, lease_seconds=60):
+            mine.extend(r.pk for r in rows)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [pk for pks in claimed.values() for pk in pks]
+    assert len(everything) == 200
+    assert len(set(everything)) == 200
+
+
+def _worker(inbox: Inbox, router: Router, engine: Engine, **options: float) -> Worker:
+    defaults = {"lease_seconds": 5.0, "poll_seconds": 0.01, "max_attempts": 3, "retry_seconds": 0.0}
+    defaults.update(options)
+    return Worker(
+        inbox,
+        Dispatcher(router, CommentHistory(engine), ("threadline",)),
+        lease_seconds=defaults["lease_seconds"],
+        poll_seconds=defaults["poll_seconds"],
+        max_attempts=int(defaults["max_attempts"]),
+        retry_seconds=defaults["retry_seconds"],
+    )
+
+
+class Flaky:
+    """A handler that fails its first `failures` calls."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.router = Router()
+        self.router.register(CommentEvent)(self.handle)
+
+    async def handle(self, event: CommentEvent, ctx: Context) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError(f"host unreachable (call {self.calls})")
+
+
+async def test_a_failing_handler_is_retried_then_succeeds(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    [stored] = inbox.store_many([incoming(1)])
+    flaky = Flaky(failures=2)
+    worker = _worker(inbox, flaky.router, engine)
+    for _ in range(3):
+        await worker.run_once()
+    row = inbox.get(str(stored.pk))
+    assert row is not None
+    assert (row.status, row.attempts, flaky.calls) == ("done", 3, 3)
+    assert row.last_error == "ConnectionError: host unreachable (call 2)"
+
+
+async def test_a_delivery_that_keeps_failing_is_marked_failed_and_can_be_replayed(
+    engine: Engine,
+) -> None:
+    inbox = Inbox(engine)
+    [stored] = inbox.store_many([incoming(1)])
+    flaky = Flaky(failures=3)
+    worker = _worker(inbox, flaky.router, engine)
+    for _ in range(5):
+        await worker.run_once()
+    row = inbox.get("d-1")
+    assert row is not None
+    assert (row.status, row.attempts, flaky.calls) == ("failed", 3, 3)
+    assert "host unreachable (call 3)" in (row.last_error or "")
+    assert inbox.list(status="failed")[0].pk == stored.pk
+
+    assert inbox.replay(stored.pk)
+    await worker.run_once()
+    row = inbox.get("d-1")
+    assert row is not None
+    assert (row.status, row.attempts, flaky.calls) == ("done", 1, 4)
+
+
+async def test_retries_back_off(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(1)])
+    flaky = Flaky(failures=1)
+    worker = _worker(inbox, flaky.router, engine, retry_seconds=60)
+    assert [worker.retry_delay(n) for n in (1, 2, 3, 10)] == [60, 120, 240, 3600]
+    await worker.run_once()
+    row = inbox.get("d-1")
+    assert row is not None
+    assert row.status == "pending"
+    assert row.next_attempt_at - utcnow() > timedelta(seconds=55)
+    assert await worker.run_once() == 0, "not due yet"
+
+
+async def test_a_broken_payload_fails_at_once_with_its_reason(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    broken = IncomingDelivery(
+        host="github",
+        delivery_id="broken",
+        event="issue_comment",
+        action="created",
+        headers={"Content-Type": "application/json"},
+        body=b'{"action": "created", "repository": {"full_name": "a/b"}}',
+        handled=True,
+    )
+    inbox.store_many([broken])
+    await _worker(inbox, Flaky(0).router, engine).run_once()
+    row = inbox.get("broken")
+    assert row is not None
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "payload has no issue" in (row.last_error or "")
+
+
+async def test_a_delivery_whose_workers_keep_dying_is_given_up(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(1)])
+    for n in range(3):  # three workers claim it and vanish
+        assert inbox.claim(f"dead-{n}", limit=1, lease_seconds=0.05)
+        time.sleep(0.1)
+    flaky = Flaky(0)
+    await _worker(inbox, flaky.router, engine, max_attempts=3).run_once()
+    row = inbox.get("d-1")
+    assert row is not None
+    assert row.status == "failed"
+    assert "workers stopped" in (row.last_error or "")
+    assert flaky.calls == 0
+
+
+async def test_the_heartbeat_keeps_a_long_handler_s_lease(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(1)])
+    router = Router()
+
+    @router.register(CommentEvent)
+    async def slow(event: CommentEvent, ctx: Context) -> None:
+        await asyncio.sleep(1.2)
+
+    worker = _worker(inbox, router, engine, lease_seconds=0.5)
+    busy = asyncio.create_task(worker.run_once())
+    await asyncio.sleep(0.8)  # past the first lease: still held thanks to the heartbeat
+    assert await asyncio.to_thread(inbox.claim, "intruder", limit=1, lease_seconds=5) == []
+    assert await busy == 1
+    row = inbox.get("d-1")
+    assert row is not None
+    assert (row.status, row.attempts) == ("done", 1)
+
+
+@pytest.mark.parametrize("ref", ["1", "d-1"])
+def test_get_finds_by_number_or_host_delivery_id(engine: Engine, ref: str) -> None:
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(1)])
+    row = inbox.get(ref)
+    assert row is not None
+    assert row.delivery_id == "d-1"
+    assert inbox.get("nope") is None
