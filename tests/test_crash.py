@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -107,12 +107,16 @@ def counts(engine: Engine) -> dict[str, int]:
         return {status: n for status, n in rows}
 
 
-async def wait_all_done(engine: Engine, total: int, within: float = 60.0) -> None:
+async def eventually(check: Callable[[], bool], what: str, within: float = 60.0) -> None:
     deadline = time.monotonic() + within
-    while counts(engine).get("done", 0) < total:
+    while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not all processed: {counts(engine)}")
-        await asyncio.sleep(0.1)
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_all_done(engine: Engine, total: int) -> None:
+    await eventually(lambda: counts(engine).get("done", 0) == total, f"{total} are done")
 
 
 def assert_each_processed_once(engine: Engine, ids: list[str]) -> None:
@@ -152,8 +156,7 @@ async def test_a_kill_while_processing_loses_and_doubles_nothing(
     engine = make_engine(database_url)
     try:
         ids = await send(base, 100)
-        while not counts(engine).get("done"):  # the worker is under way...
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(counts(engine).get("done")), "the worker is under way...")
         ids += await send(base, 50, offset=100)
         first.stop(signal.SIGKILL)  # ...and is killed mid-stream
         before = counts(engine)

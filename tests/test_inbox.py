@@ -183,7 +183,7 @@ async def test_a_delivery_whose_workers_keep_dying_is_given_up(engine: Engine) -
     inbox.store_many([incoming(1)])
     for n in range(3):  # three workers claim it and vanish
         assert inbox.claim(f"dead-{n}", limit=1, lease_seconds=0.05)
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     flaky = Flaky(0)
     await _worker(inbox, flaky.router, engine, max_attempts=3).run_once()
     row = inbox.get("d-1")
