@@ -51,13 +51,24 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure` installs; writes to whatever sys.stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     """Send our logs to stderr in `fmt`; called once by the CLI, never at import."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _OurHandler()
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only our own handler, so calling this twice (tests do) never doubles lines.
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
     root.setLevel(level)
     # aiohttp logs every request at INFO; webhook traffic would drown the rest.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

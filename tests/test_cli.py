@@ -1,0 +1,174 @@
+"""The `threadline` command: config check, db upgrade, deliveries list/show/replay, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.cli import main
+from bot.db import make_engine
+from bot.db.migrate import current_revision, head_revision, upgrade
+from bot.db.models import Base
+from bot.inbox import Inbox
+from tests import payloads as p
+from tests.test_inbox import incoming
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> str:
+    """A clean THREADLINE_* environment pointing at the test database."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("THREADLINE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("THREADLINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("THREADLINE_GITHUB_WEBHOOK_SECRET", p.SECRET)
+    return database_url
+
+
+def pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def test_migrations_match_the_models_and_upgrade_is_repeatable(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        assert current_revision(engine) is None
+        upgrade(engine)
+        upgrade(engine)
+        assert current_revision(engine) == head_revision(engine)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_db_upgrade_and_current(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "current"]) == 1
+    assert main(["db", "upgrade"]) == 0
+    assert "upgraded from empty to" in capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    assert "already at" in capsys.readouterr().out
+    assert main(["db", "current"]) == 0
+
+
+def test_config_check_masks_secrets_and_reports_missing(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = pem()
+    monkeypatch.setenv("THREADLINE_GITHUB_APP_ID", "1234")
+    monkeypatch.setenv("THREADLINE_GITHUB_PRIVATE_KEY", key)
+    monkeypatch.setenv("THREADLINE_GITLAB_TOKEN", "glpat-very-secret-token-value")
+    assert main(["config", "check"]) == 2  # GitLab token without a webhook token
+    out = capsys.readouterr().out
+    assert p.SECRET not in out
+    assert "glpat-very-secret-token-value" not in out
+    assert "PRIVATE KEY" not in out
+    assert "THREADLINE_GITHUB_WEBHOOK_SECRET" in out
+    assert "hidden" in out
+    assert "THREADLINE_GITLAB_WEBHOOK_TOKEN" in out
+    assert "missing" in out
+    assert "error: GitLab is configured but THREADLINE_GITLAB_WEBHOOK_TOKEN is not set" in out
+
+    monkeypatch.setenv("THREADLINE_GITLAB_WEBHOOK_TOKEN", "another-long-secret-token")
+    assert main(["config", "check"]) == 0
+    assert "ok: `threadline serve` can start" in capsys.readouterr().out
+
+
+def test_unusable_settings_are_reported_together(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("THREADLINE_PORT", "70000")
+    monkeypatch.setenv("THREADLINE_GITHUB_API_URL", "api.github.com")
+    assert main(["config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "THREADLINE_PORT must be between 0 and 65535" in err
+    assert "THREADLINE_GITHUB_API_URL must start with http" in err
+
+
+def test_serve_refuses_to_start_without_a_webhook_secret(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("THREADLINE_GITHUB_WEBHOOK_SECRET")
+    monkeypatch.setenv("THREADLINE_GITHUB_APP_ID", "1234")
+    monkeypatch.setenv("THREADLINE_GITHUB_PRIVATE_KEY", pem())
+    assert main(["serve", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to start" in err
+    assert "THREADLINE_GITHUB_WEBHOOK_SECRET" in err
+
+
+def test_serve_refuses_an_outdated_schema_with_no_migrate(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--port", "0", "--no-migrate"]) == 1
+    assert "run `threadline db upgrade` first" in capsys.readouterr().err
+
+
+def test_deliveries_list_show_and_replay(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = make_engine(env)
+    try:
+        upgrade(engine)
+        inbox = Inbox(engine)
+        inbox.store_many([incoming(1), incoming(2, event="star", handled=False)])
+        [claimed] = inbox.claim("w", limit=1, lease_seconds=60)
+        inbox.fail(claimed.pk, "w", "RuntimeError: host said no")
+
+        assert main(["deliveries", "list"]) == 0
+        out = capsys.readouterr().out
+        assert "failed" in out
+        assert "RuntimeError: host said no" in out
+        assert "ignored" in out
+
+        assert main(["deliveries", "list", "--status", "failed", "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [(d["delivery_id"], d["status"]) for d in listed] == [("d-1", "failed")]
+
+        assert main(["deliveries", "show", "d-1", "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["headers"]["X-GitHub-Event"] == "issue_comment"
+        assert json.loads(shown["body"])["comment"]["body"] == "comment 1"
+
+        assert main(["deliveries", "show", "d-1"]) == 0
+        assert '"body": "comment 1"' in capsys.readouterr().out
+
+        assert main(["deliveries", "replay", str(claimed.pk)]) == 0
+        assert "queued again" in capsys.readouterr().out
+        row = inbox.get("d-1")
+        assert row is not None
+        assert (row.status, row.attempts, row.last_error) == ("pending", 0, None)
+
+        assert main(["deliveries", "show", "nope"]) == 1
+        assert "no delivery nope" in capsys.readouterr().err
+    finally:
+        engine.dispose()
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        [],
+        ["serve"],
+        ["worker"],
+        ["db", "upgrade"],
+        ["config", "check"],
+        ["deliveries", "list"],
+        ["deliveries", "show"],
+        ["deliveries", "replay"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: threadline" in capsys.readouterr().out
