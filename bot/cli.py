@@ -177,6 +177,31 @@ def cmd_deliveries_replay(args: argparse.Namespace, settings: Settings) -> int:
     return _with_inbox(settings, use)
 
 
+def cmd_webhook_send(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.send import SendError, delivery_headers, send
+
+    try:
+        with open(args.payload, "rb") as handle:
+            body = handle.read()
+        json.loads(body)
+    except OSError as exc:
+        print(f"cannot read {args.payload}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ValueError:
+        print(f"{args.payload} is not JSON", file=sys.stderr)
+        return EXIT_FAILURE
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    url = args.url or f"http://{host}:{settings.port}/webhooks/{args.host}"
+    try:
+        headers = delivery_headers(settings, args.host, args.event, body)
+        status, answer = asyncio.run(send(url, headers, body))
+    except SendError as exc:
+        print(f"threadline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{status} {answer}")
+    return 0 if 200 <= status < 300 else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="threadline",
@@ -266,6 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("id", help="Threadline's delivery number or the host's delivery id")
     replay.set_defaults(func=cmd_deliveries_replay)
+
+    webhook = commands.add_parser("webhook", help="webhook tools").add_subparsers(
+        dest="webhook_command", metavar="ACTION", required=True
+    )
+    send = webhook.add_parser(
+        "send",
+        help="sign a JSON payload with this server's secret and POST it, as the host would",
+        description="Send one delivery to a running Threadline (default: this server's "
+        "THREADLINE_HOST:THREADLINE_PORT), signed with THREADLINE_GITHUB_WEBHOOK_SECRET or "
+        "carrying THREADLINE_GITLAB_WEBHOOK_TOKEN. It takes the same path as a real one.",
+    )
+    send.add_argument("host", choices=("github", "gitlab"), help="which host to impersonate")
+    send.add_argument("event", help="event name: e.g. issue_comment, or 'Note Hook' on GitLab")
+    send.add_argument("payload", help="file holding the JSON payload")
+    send.add_argument("--url", help="webhook URL (default: this server's /webhooks/HOST)")
+    send.set_defaults(func=cmd_webhook_send)
     return parser
 
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from bot.server import make_workers, open_services, waker
 from bot.web import create_app
 from bot.worker import Worker
 from tests.payloads import GITLAB_TOKEN, SECRET
+from tests.procs import Proc
 
 POSTGRES_URL = os.environ.get(
     "THREADLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -165,6 +167,15 @@ async def ingress_only(settings: Settings) -> AsyncIterator[Running]:
     """The app with no worker, so stored deliveries stay pending."""
     async with run_app(settings, workers=0) as running:
         yield running
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        if proc.popen.poll() is None:
+            proc.stop(signal.SIGKILL)
 
 
 def with_settings(settings: Settings, **changes: object) -> Settings:

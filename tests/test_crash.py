@@ -7,13 +7,9 @@ port; deliveries go to it over HTTP; after the kill a new process finishes the w
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,68 +19,9 @@ from sqlalchemy import Engine, func, select
 from bot.db import make_engine
 from bot.db.models import CommentRecord, Delivery
 from tests import payloads as p
+from tests.procs import Proc, start
 
 pytestmark = pytest.mark.slow
-
-
-class Proc:
-    def __init__(self, args: list[str], database_url: str, workdir: Path, name: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
-        env.update(
-            THREADLINE_DATABASE_URL=database_url,
-            THREADLINE_GITHUB_WEBHOOK_SECRET=p.SECRET,
-            THREADLINE_PORT="0",
-            THREADLINE_WORKER_LEASE_SECONDS="1",
-            THREADLINE_WORKER_POLL_SECONDS="0.05",
-            THREADLINE_DELIVERY_RETRY_SECONDS="0",
-        )
-        self.log = workdir / f"{name}.log"
-        self._log_file = self.log.open("wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", *args],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_for(self, pattern: str, within: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.log.read_text(errors="replace"))
-            if found:
-                return found
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"{pattern!r} not seen; log:\n{self.log.read_text(errors='replace')}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-        try:
-            code = self.popen.wait(timeout=20)
-        finally:
-            if self.popen.poll() is None:
-                self.popen.kill()
-            self._log_file.close()
-        return code
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        if proc.popen.poll() is None:
-            proc.stop(signal.SIGKILL)
-
-
-def start(procs: list[Proc], args: list[str], url: str, workdir: Path, name: str) -> Proc:
-    proc = Proc(args, url, workdir, name)
-    procs.append(proc)
-    return proc
 
 
 async def send(base: str, count: int, offset: int = 0) -> list[str]:
