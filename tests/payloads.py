@@ -2,7 +2,7 @@
 
 GitHub's shapes follow https://docs.github.com/en/webhooks/webhook-events-and-payloads
 (trimmed to the fields a receiver reads, plus enough of the rest to be realistic).
-GitLab's come verbatim from ../shared/fixtures/gitlab (GitLab's own examples).
+GitLab's come verbatim from tests/fixtures/gitlab (see SOURCES.md there).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bot.webhooks import sign_github
 
 SECRET = "It's a Secret to Everybody"
 GITLAB_TOKEN = "gitlab-webhook-token-0123456789"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gitlab"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gitlab"
 
 # Which X-Gitlab-Event header goes with which fixture (from HEADERS.txt beside them).
 GITLAB_FIXTURES = {
