@@ -8,6 +8,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 PREFIX = "THREADLINE_"
 DEFAULT_ENV_FILE = "threadline.env"
 
@@ -70,7 +73,7 @@ _BY_ENV = {s.env: s for s in SETTINGS}
 class Settings:
     """Validated settings. Build with `load_settings`; never mutate or make global."""
 
-    database_url: str = "sqlite:///threadline.db"
+    database_url: str = field(default="sqlite:///threadline.db", repr=False)
     host: str = "127.0.0.1"
     port: int = 3000
     auto_migrate: bool = True
@@ -160,7 +163,13 @@ def parse_env_file(text: str, origin: str) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError([f"{origin}:{number}: expected KEY=VALUE, got {raw.strip()[:40]!r}"])
+            # Never quote the line: it may be part of a pasted private key.
+            raise ConfigError(
+                [
+                    f"{origin}:{number}: expected KEY=VALUE (a multi-line value must be on one "
+                    "line with \\n, or use THREADLINE_GITHUB_PRIVATE_KEY_PATH)"
+                ]
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
@@ -230,6 +239,14 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain) :]
     return url
+
+
+def safe_database_url(url: str) -> str:
+    """The URL with its password hidden, fit for logs and `config check`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
 
 
 def _database_url(text: str) -> str:
@@ -363,6 +380,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
             continue
         attr = "bot_names" if setting.attr == "bot_name" else setting.attr
         value: Any = getattr(settings, attr)
+        if attr == "database_url":
+            value = safe_database_url(value)
         convert = _CONVERTERS.get(setting.attr, str.strip)
         if value is None:
             shown, note = "-", "missing"

@@ -7,6 +7,7 @@ comment; GitLab: one discussion). `ThreadRef.key` names it the same way on both 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -177,6 +178,18 @@ def _gh_common(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_GITHUB_THREAD_EVENTS = frozenset(
+    {
+        "issue_comment",
+        "pull_request_review_comment",
+        "pull_request_review",
+        "pull_request_review_thread",
+        "issues",
+        "pull_request",
+    }
+)
+
+
 def normalize_github(event: str, data: Mapping[str, Any]) -> Event | Ignored:
     """Turn one GitHub webhook payload into an event, or say why it carries none.
 
@@ -186,6 +199,8 @@ def normalize_github(event: str, data: Mapping[str, Any]) -> Event | Ignored:
         return Ignored("ping")
     if event in ("installation", "installation_repositories"):
         return _gh_installation(event, data)
+    if event not in _GITHUB_THREAD_EVENTS:
+        return Ignored(f"GitHub event {event!r} is not handled")
     common = _gh_common(data)
     repo = common["repo"]
     if not repo:
@@ -269,7 +284,7 @@ def normalize_github(event: str, data: Mapping[str, Any]) -> Event | Ignored:
             base_sha=_opt(pull, "base", "sha"),
             url=pull.get("html_url"),
         )
-    return Ignored(f"GitHub event {event!r} is not handled")
+    raise AssertionError(f"unreachable: {event} is in _GITHUB_THREAD_EVENTS")
 
 
 def _gh_installation(event: str, data: Mapping[str, Any]) -> Event:
@@ -297,16 +312,16 @@ def _gh_installation(event: str, data: Mapping[str, Any]) -> Event:
 
 # ---------------------------------------------------------------- GitLab
 
-# Bot users GitLab makes for project and group access tokens.
+# Bot users GitLab makes for project and group access tokens: project_<id>_bot..., group_<id>_bot...
 # https://docs.gitlab.com/user/project/settings/project_access_tokens/#bot-users-for-projects
-_GITLAB_TOKEN_BOT_PREFIXES = ("project_", "group_")
+_GITLAB_TOKEN_BOT = re.compile(r"(project|group)_\d+_bot")
 
 
 def _gl_actor(user: Mapping[str, Any] | None) -> Actor:
     if not user:
         return Actor("ghost")
     login = _str(user.get("username")) or "ghost"
-    token_bot = login.startswith(_GITLAB_TOKEN_BOT_PREFIXES) and "_bot" in login
+    token_bot = _GITLAB_TOKEN_BOT.match(login) is not None
     return Actor(
         login=login,
         id=user.get("id") if isinstance(user.get("id"), int) else None,

@@ -110,7 +110,7 @@ def decode_payload(content_type: str | None, body: bytes) -> dict[str, Any]:
         )
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise WebhookRejected(400, "body is not valid JSON") from None
     if not isinstance(data, dict):
         raise WebhookRejected(400, "body is not a JSON object")
@@ -144,6 +144,8 @@ def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> Incom
         raise WebhookRejected(401, "missing X-Hub-Signature-256 header")
     if not signature.startswith("sha256="):
         raise WebhookRejected(401, "X-Hub-Signature-256 must be an sha256= signature")
+    if not signature.isascii():  # aiohttp hands undecodable header bytes over as surrogates
+        raise WebhookRejected(401, "signature does not match the payload")
     try:
         validate_event(body, signature=signature, secret=secret)
     except ValidationFailure:
@@ -176,7 +178,10 @@ def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> Incomi
     given = _header(headers, "X-Gitlab-Token")
     if not given:
         raise WebhookRejected(401, "missing X-Gitlab-Token header")
-    if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+    # surrogateescape: a header with bytes that are not UTF-8 must fail the compare, not crash it.
+    if not hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    ):
         raise WebhookRejected(401, "X-Gitlab-Token does not match")
     event = _header(headers, "X-Gitlab-Event")
     if not event:
