@@ -191,9 +191,9 @@ def cmd_webhook_send(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{args.payload} is not JSON", file=sys.stderr)
         return EXIT_FAILURE
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-    url = args.url or f"http://{host}:{settings.port}/webhooks/{args.host}"
+    url = args.url or f"http://{host}:{settings.port}/webhooks/{args.target}"
     try:
-        headers = delivery_headers(settings, args.host, args.event, body)
+        headers = delivery_headers(settings, args.target, args.event, body)
         status, answer = asyncio.run(send(url, headers, body))
     except SendError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
@@ -302,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "THREADLINE_HOST:THREADLINE_PORT), signed with THREADLINE_GITHUB_WEBHOOK_SECRET or "
         "carrying THREADLINE_GITLAB_WEBHOOK_TOKEN. It takes the same path as a real one.",
     )
-    send.add_argument("host", choices=("github", "gitlab"), help="which host to impersonate")
+    send.add_argument(
+        "target", metavar="HOST", choices=("github", "gitlab"), help="which host to impersonate"
+    )
     send.add_argument("event", help="event name: e.g. issue_comment, or 'Note Hook' on GitLab")
     send.add_argument("payload", help="file holding the JSON payload")
     send.add_argument("--url", help="webhook URL (default: this server's /webhooks/HOST)")

@@ -72,3 +72,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     # aiohttp logs every request at INFO; webhook traffic would drown the rest.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Alembic narrates every schema check; bot.db.migrate logs the upgrades that happen.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

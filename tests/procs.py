@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,14 @@ from tests import payloads as p
 
 
 class Proc:
-    def __init__(self, args: list[str], database_url: str, workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        database_url: str,
+        workdir: Path,
+        name: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
         env.update(
             THREADLINE_DATABASE_URL=database_url,
@@ -24,6 +32,7 @@ class Proc:
             THREADLINE_WORKER_POLL_SECONDS="0.05",
             THREADLINE_DELIVERY_RETRY_SECONDS="0",
         )
+        env.update(extra_env or {})
         self.log = workdir / f"{name}.log"
         self._log_file = self.log.open("wb")
         self.popen = subprocess.Popen(
@@ -58,7 +67,21 @@ class Proc:
         return code
 
 
-def start(procs: list[Proc], args: list[str], url: str, workdir: Path, name: str) -> Proc:
-    proc = Proc(args, url, workdir, name)
+def start(
+    procs: list[Proc],
+    args: list[str],
+    url: str,
+    workdir: Path,
+    name: str,
+    extra_env: dict[str, str] | None = None,
+) -> Proc:
+    proc = Proc(args, url, workdir, name, extra_env)
     procs.append(proc)
     return proc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

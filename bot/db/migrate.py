@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number works; it only has to be the same for every Threadline process.
 _PG_LOCK_KEY = 0x7468726C  # "thrl"
@@ -34,6 +36,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision`. Safe when several processes start at once:
     on PostgreSQL they queue on an advisory lock; SQLite serializes writers itself."""
+    before = current_revision(engine)
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
@@ -44,6 +47,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 conn.commit()
     else:
         command.upgrade(alembic_config(engine), revision)
+    after = current_revision(engine)
+    if after != before:
+        log.info("database schema upgraded from %s to %s", before or "empty", after)
 
 
 def is_current(engine: Engine) -> bool:
