@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.db import insert_ignoring_conflicts
 from bot.db.models import CommentRecord
 from bot.events import CommentEvent
 from bot.inbox import utcnow
@@ -39,8 +39,7 @@ class CommentHistory:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert = dialect.insert
+        self._insert = insert_ignoring_conflicts(engine)
 
     def record(self, event: CommentEvent, delivery_pk: int) -> bool:
         """Record `event` for the delivery it came in; False if that delivery was recorded."""

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.db import insert_ignoring_conflicts
 from bot.db.models import Delivery
 from bot.webhooks import IncomingDelivery
 
@@ -96,8 +96,7 @@ class Inbox:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert = dialect.insert
+        self._insert = insert_ignoring_conflicts(engine)
 
     # ---------------------------------------------------------- ingress side
 

@@ -12,6 +12,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from bot.webhooks import sign_github
 
 SECRET = "It's a Secret to Everybody"
@@ -274,3 +277,13 @@ def gitlab_headers(
             str(uuid.uuid4()) if idempotency_key == "random" else idempotency_key
         )
     return headers
+
+
+def rsa_private_key_pem() -> str:
+    """A fresh 2048-bit RSA key in PEM, as GitHub hands out App keys."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode("ascii")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.config import (
     SETTINGS,
@@ -18,6 +16,7 @@ from bot.config import (
     normalize_database_url,
     parse_env_file,
 )
+from tests.payloads import rsa_private_key_pem
 
 LEAK = "s3cr3t-value-that-must-not-leak"
 LONG_SECRET = "0123456789abcdef-long-enough"
@@ -31,12 +30,7 @@ def _empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode("ascii")
+    return rsa_private_key_pem()
 
 
 def problems_of(environ: dict[str, str], env_file: Path | None = None) -> list[str]:

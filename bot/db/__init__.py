@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -40,6 +42,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def insert_ignoring_conflicts(engine: Engine) -> Callable[..., Any]:
+    """The dialect's `insert` construct, which has `on_conflict_do_nothing` on both backends."""
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 def ping(engine: Engine) -> None:
