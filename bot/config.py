@@ -57,9 +57,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("github_private_key_path", "file holding the GitHub App private key", group="github"),
     Setting("github_token", "token for single-repository use instead of an App", secret=True, group="github"),
     Setting("github_api_url", "GitHub REST base URL (GHES: https://HOST/api/v3)", "https://api.github.com", group="github"),
+    Setting("github_graphql_url", "GitHub GraphQL URL (default: from the REST URL; GHES: https://HOST/api/graphql)", group="github"),
     Setting("gitlab_url", "GitLab base URL (self-managed: https://HOST)", "https://gitlab.com", group="gitlab"),
     Setting("gitlab_token", "GitLab project, group or personal access token", secret=True, group="gitlab"),
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
+    Setting("host_timeout_seconds", "how long one call to a host's API may take", "30", group="hosts"),
     Setting("worker_poll_seconds", "how often an idle worker looks for new deliveries", "1.0", group="worker"),
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
@@ -85,15 +87,26 @@ class Settings:
     github_private_key: str | None = field(default=None, repr=False)
     github_token: str | None = field(default=None, repr=False)
     github_api_url: str = "https://api.github.com"
+    github_graphql_url: str | None = None
     gitlab_url: str = "https://gitlab.com"
     gitlab_token: str | None = field(default=None, repr=False)
     gitlab_webhook_token: str | None = field(default=None, repr=False)
+    host_timeout_seconds: float = 30.0
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
     source_file: str | None = None
     unknown_variables: tuple[str, ...] = ()
+
+    @property
+    def github_graphql_endpoint(self) -> str:
+        """GraphQL lives beside REST: api.github.com/graphql, or HOST/api/graphql on GHES."""
+        if self.github_graphql_url:
+            return self.github_graphql_url
+        if self.github_api_url.endswith("/api/v3"):
+            return self.github_api_url.removesuffix("/v3") + "/graphql"
+        return self.github_api_url + "/graphql"
 
     @property
     def github_enabled(self) -> bool:
@@ -286,7 +299,9 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "github_app_id": _int("THREADLINE_GITHUB_APP_ID", 1, 2**63 - 1),
     "github_private_key": _private_key("THREADLINE_GITHUB_PRIVATE_KEY"),
     "github_api_url": _url("THREADLINE_GITHUB_API_URL"),
+    "github_graphql_url": _url("THREADLINE_GITHUB_GRAPHQL_URL"),
     "gitlab_url": _url("THREADLINE_GITLAB_URL"),
+    "host_timeout_seconds": _float("THREADLINE_HOST_TIMEOUT_SECONDS", 1.0),
     "worker_poll_seconds": _float("THREADLINE_WORKER_POLL_SECONDS", 0.01),
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),

@@ -1,0 +1,1 @@
+"""Host adapters: GitHub (gidgethub) and GitLab (python-gitlab), behind one small interface."""

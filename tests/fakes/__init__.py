@@ -1,0 +1,1 @@
+"""Stateful fake hosts served over loopback HTTP, one per host."""
