@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
 
@@ -63,3 +74,71 @@ class CommentRecord(Base):
     body: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OutboxItem(Base):
+    """One write to a host, stored before it is sent and sent exactly once."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_outbox_key"),
+        Index("ix_outbox_sendable", "status", "next_attempt_at"),
+        Index("ix_outbox_thread", "thread_key", "id"),
+        Index("ix_outbox_coalesce", "coalesce_key", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))  # idempotency key; also the body's marker
+    host: Mapped[str] = mapped_column(String(16))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
+    repo: Mapped[str] = mapped_column(String(255))
+    thread_key: Mapped[str] = mapped_column(String(400))  # writes in one thread go in order
+    thread: Mapped[dict[str, Any]] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    coalesce_key: Mapped[str | None] = mapped_column(String(200))  # edits of one comment
+    # pending -> sending -> sent | failed; pending -> superseded (a newer edit replaced it)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    maybe_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class PostedComment(Base):
+    """The comment an edited-in-place write (a status comment) lives in."""
+
+    __tablename__ = "posted_comments"
+
+    coalesce_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(16))
+    thread_key: Mapped[str] = mapped_column(String(400))
+    comment_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(Text)
+
+
+class WritePacing(Base):
+    """When the next write to one installation (or token) may go out, across all processes."""
+
+    __tablename__ = "write_pacing"
+
+    pacing_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_allowed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Installation(Base):
+    """A GitHub App installation as its lifecycle events told us."""
+
+    __tablename__ = "installations"
+
+    host: Mapped[str] = mapped_column(String(16), primary_key=True)
+    installation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # active | suspended | deleted
+    repositories: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

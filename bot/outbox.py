@@ -1,0 +1,632 @@
+"""The outbox: every write to a host is a row first, then sent exactly once, in order per thread.
+
+- Idempotent: a write has a key; enqueueing the same key twice stores one row. The key
+  also goes into the written body as a hidden marker, so after an ambiguous failure
+  (a timeout after sending, a 5xx on a create) the sender looks for the marker in the
+  thread before writing again.
+- Ordered: a row is sent only when no older row of its thread is still unsent.
+- Paced: writes to one installation (or token) go out at least `min_interval` apart,
+  across every process, through a conditional UPDATE on `write_pacing`; a rate-limit
+  answer pushes that installation's next slot back by what the host asked.
+- Coalesced: edits of one comment (a session's status) share a `coalesce_key`; a newer
+  edit supersedes older unsent ones, so only the newest state is sent.
+- Retried: retryable failures back off (the host's Retry-After, else exponentially from
+  `retry_seconds`), up to `max_attempts`, then the row is `failed` and stays visible.
+
+Storage methods are blocking SQL; the `Sender` runs them off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from bot.db import insert_ignoring_conflicts
+from bot.db.models import OutboxItem, PostedComment, WritePacing
+from bot.events import ThreadRef
+from bot.hosts.base import (
+    CommitState,
+    DiffComment,
+    HostClient,
+    HostError,
+    NotFound,
+    Posted,
+    RateLimited,
+)
+from bot.inbox import utcnow
+from bot.worker import worker_name
+
+log = logging.getLogger(__name__)
+
+PENDING, SENDING, SENT, FAILED, SUPERSEDED = "pending", "sending", "sent", "failed", "superseded"
+STATUSES = (PENDING, SENDING, SENT, FAILED, SUPERSEDED)
+COMMENT, UPSERT, REACTION, REVIEW, RESOLVE, COMMIT_STATE = (
+    "comment",
+    "upsert",
+    "reaction",
+    "review",
+    "resolve",
+    "commit_state",
+)
+MAX_RETRY_DELAY = 3600.0
+
+
+def marker(key: str) -> str:
+    """The hidden HTML comment that lets the bot find its own writes again."""
+    return f"<!-- threadline:{key} -->"
+
+
+def with_marker(body: str, key: str) -> str:
+    return f"{body.rstrip()}\n\n{marker(key)}"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One intended write. Build with the constructors below."""
+
+    key: str
+    thread: ThreadRef
+    kind: str
+    payload: dict[str, Any]
+    installation_id: int | None = None
+    coalesce_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if "--" in self.key or len(self.key) > 200:
+            raise ValueError(f"outbox key {self.key!r} must be short and free of '--'")
+
+
+def comment(key: str, thread: ThreadRef, body: str, installation_id: int | None = None) -> Write:
+    """A new comment in `thread` (a reply, for a review thread)."""
+    return Write(key, thread, COMMENT, {"body": body}, installation_id)
+
+
+def upsert(
+    name: str, version: str, thread: ThreadRef, body: str, installation_id: int | None = None
+) -> Write:
+    """The comment `name` (e.g. a session's status) posted once, then edited in place.
+
+    `version` tells apart successive states (a counter or a timestamp); only the newest
+    unsent one is sent.
+    """
+    return Write(f"{name}@{version}", thread, UPSERT, {"body": body}, installation_id, name)
+
+
+def reaction(
+    key: str, thread: ThreadRef, comment_id: str, content: str, installation_id: int | None = None
+) -> Write:
+    return Write(
+        key, thread, REACTION, {"comment_id": comment_id, "content": content}, installation_id
+    )
+
+
+def review(
+    key: str,
+    pull: ThreadRef,
+    commit_sha: str,
+    comments: list[DiffComment],
+    body: str = "",
+    installation_id: int | None = None,
+) -> Write:
+    payload = {"commit_sha": commit_sha, "body": body, "comments": [asdict(c) for c in comments]}
+    return Write(key, pull, REVIEW, payload, installation_id)
+
+
+def resolve(key: str, thread: ThreadRef, installation_id: int | None = None) -> Write:
+    return Write(key, thread, RESOLVE, {}, installation_id)
+
+
+def commit_state(
+    key: str, pull: ThreadRef, state: CommitState, installation_id: int | None = None
+) -> Write:
+    return Write(key, pull, COMMIT_STATE, asdict(state), installation_id)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    pk: int
+    key: str
+    host: str
+    installation_id: int | None
+    thread: ThreadRef
+    kind: str
+    payload: dict[str, Any]
+    coalesce_key: str | None
+    status: str
+    attempts: int
+    maybe_sent: bool
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    result: dict[str, Any] | None
+    last_error: str | None
+
+    @property
+    def pacing_key(self) -> str:
+        return pacing_key(self.host, self.installation_id)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "key": self.key,
+            "host": self.host,
+            "installation_id": self.installation_id,
+            "thread": self.thread.key,
+            "kind": self.kind,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+            "result": self.result,
+            "last_error": self.last_error,
+        }
+
+
+def pacing_key(host: str, installation_id: int | None) -> str:
+    return f"{host}:{installation_id if installation_id is not None else 'token'}"
+
+
+def _row(item: OutboxItem) -> OutboxRow:
+    return OutboxRow(
+        pk=item.id,
+        key=item.key,
+        host=item.host,
+        installation_id=item.installation_id,
+        thread=ThreadRef(**item.thread),
+        kind=item.kind,
+        payload=dict(item.payload),
+        coalesce_key=item.coalesce_key,
+        status=item.status,
+        attempts=item.attempts,
+        maybe_sent=item.maybe_sent,
+        next_attempt_at=item.next_attempt_at,
+        created_at=item.created_at,
+        sent_at=item.sent_at,
+        result=item.result,
+        last_error=item.last_error,
+    )
+
+
+@dataclass
+class Outbox:
+    """Rows of intended writes in the shared database."""
+
+    engine: Engine
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def __post_init__(self) -> None:
+        self._insert = insert_ignoring_conflicts(self.engine)
+
+    def enqueue(self, write: Write) -> int:
+        """Store `write` unless its key is stored already; return the row's id either way."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            pk = session.execute(
+                self._insert(OutboxItem)
+                .values(
+                    key=write.key,
+                    host=write.thread.host,
+                    installation_id=write.installation_id,
+                    repo=write.thread.repo,
+                    thread_key=write.thread.key,
+                    thread=asdict(write.thread),
+                    kind=write.kind,
+                    payload=write.payload,
+                    coalesce_key=write.coalesce_key,
+                    status=PENDING,
+                    attempts=0,
+                    maybe_sent=False,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(OutboxItem.id)
+            ).scalar_one_or_none()
+            if pk is None:
+                return int(
+                    session.execute(
+                        select(OutboxItem.id).where(OutboxItem.key == write.key)
+                    ).scalar_one()
+                )
+            if write.coalesce_key is not None:
+                # A newer state of the same comment makes older unsent ones pointless.
+                session.execute(
+                    update(OutboxItem)
+                    .where(
+                        OutboxItem.coalesce_key == write.coalesce_key,
+                        OutboxItem.status == PENDING,
+                        OutboxItem.id < pk,
+                    )
+                    .values(status=SUPERSEDED, sent_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            return int(pk)
+
+    # ------------------------------------------------------------------ sender side
+
+    def claim(self, owner: str, *, min_interval: float, lease_seconds: float) -> OutboxRow | None:
+        """Take the next sendable row whose installation has a free pacing slot."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            # A sender that died mid-send may or may not have written: look before writing.
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.status == SENDING, OutboxItem.lease_expires_at < now)
+                .values(status=PENDING, maybe_sent=True, lease_owner=None, lease_expires_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            earlier = aliased(OutboxItem)
+            blocked = exists().where(
+                earlier.thread_key == OutboxItem.thread_key,
+                earlier.id < OutboxItem.id,
+                earlier.status.in_((PENDING, SENDING)),
+            )
+            candidates = session.execute(
+                select(OutboxItem)
+                .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= now, ~blocked)
+                .order_by(OutboxItem.id)
+                .limit(20)
+            ).scalars()
+            tried: set[str] = set()
+            for item in candidates:
+                key = pacing_key(item.host, item.installation_id)
+                if key in tried:
+                    continue
+                tried.add(key)
+                if not self._take_slot(session, key, now, min_interval):
+                    continue
+                won = session.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.id == item.id, OutboxItem.status == PENDING)
+                    .values(
+                        status=SENDING,
+                        lease_owner=owner,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        attempts=OutboxItem.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if won.rowcount == 1:  # type: ignore[attr-defined]
+                    session.flush()
+                    session.refresh(item)
+                    return _row(item)
+        return None
+
+    def _take_slot(self, session: Session, key: str, now: datetime, interval: float) -> bool:
+        following = now + timedelta(seconds=interval)
+        inserted = session.execute(
+            self._insert(WritePacing)
+            .values(pacing_key=key, next_allowed_at=following)
+            .on_conflict_do_nothing(index_elements=["pacing_key"])
+            .returning(WritePacing.pacing_key)
+        ).scalar_one_or_none()
+        if inserted is not None:
+            return True
+        taken = session.execute(
+            update(WritePacing)
+            .where(WritePacing.pacing_key == key, WritePacing.next_allowed_at <= now)
+            .values(next_allowed_at=following)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+    def hold_installation(self, key: str, seconds: float) -> None:
+        """Push the installation's next write back (the host rate-limited us)."""
+        until = self.clock() + timedelta(seconds=seconds)
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(WritePacing)
+                .where(WritePacing.pacing_key == key, WritePacing.next_allowed_at < until)
+                .values(next_allowed_at=until)
+                .execution_options(synchronize_session=False)
+            )
+
+    def next_slot(self) -> datetime | None:
+        """When the earliest unsent row could go out (for the sender's sleep)."""
+        with Session(self.engine) as session:
+            due = session.execute(
+                select(func.min(OutboxItem.next_attempt_at)).where(OutboxItem.status == PENDING)
+            ).scalar()
+            if due is None:
+                return None
+            slot = session.execute(select(func.min(WritePacing.next_allowed_at))).scalar()
+        return max(due, slot) if slot is not None else due
+
+    def superseded_by_newer(self, row: OutboxRow) -> bool:
+        if row.coalesce_key is None:
+            return False
+        with Session(self.engine) as session:
+            newer = session.execute(
+                select(OutboxItem.id).where(
+                    OutboxItem.coalesce_key == row.coalesce_key,
+                    OutboxItem.id > row.pk,
+                    OutboxItem.status.in_((PENDING, SENDING, SENT)),
+                )
+            ).first()
+        return newer is not None
+
+    def settle(self, row: OutboxRow, owner: str, status: str, **values: Any) -> bool:
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.id == row.pk,
+                    OutboxItem.status == SENDING,
+                    OutboxItem.lease_owner == owner,
+                )
+                .values(status=status, lease_owner=None, lease_expires_at=None, **values)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def sent(self, row: OutboxRow, owner: str, result: dict[str, Any]) -> bool:
+        return self.settle(row, owner, SENT, sent_at=self.clock(), result=result, last_error=None)
+
+    def retry_later(
+        self, row: OutboxRow, owner: str, error: str, delay: float, maybe_sent: bool
+    ) -> bool:
+        return self.settle(
+            row,
+            owner,
+            PENDING,
+            last_error=error,
+            maybe_sent=row.maybe_sent or maybe_sent,
+            next_attempt_at=self.clock() + timedelta(seconds=delay),
+        )
+
+    def fail(self, row: OutboxRow, owner: str, error: str) -> bool:
+        return self.settle(row, owner, FAILED, last_error=error, sent_at=self.clock())
+
+    # --------------------------------------------------------- edited-in-place comments
+
+    def posted(self, coalesce_key: str) -> PostedComment | None:
+        with Session(self.engine) as session:
+            return session.get(PostedComment, coalesce_key)
+
+    def remember_posted(self, coalesce_key: str, thread: ThreadRef, posted: Posted) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.merge(
+                PostedComment(
+                    coalesce_key=coalesce_key,
+                    host=thread.host,
+                    thread_key=thread.key,
+                    comment_id=posted.id,
+                    url=posted.url,
+                )
+            )
+
+    def forget_posted(self, coalesce_key: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            found = session.get(PostedComment, coalesce_key)
+            if found is not None:
+                session.delete(found)
+
+    # ------------------------------------------------------------------- operators
+
+    def recent(self, *, status: str | None = None, limit: int = 50) -> list[OutboxRow]:
+        with Session(self.engine) as session:
+            query = select(OutboxItem).order_by(OutboxItem.id.desc()).limit(limit)
+            if status:
+                query = query.where(OutboxItem.status == status)
+            return [_row(i) for i in session.execute(query).scalars()]
+
+    def get(self, pk: int) -> OutboxRow | None:
+        with Session(self.engine) as session:
+            item = session.get(OutboxItem, pk)
+            return _row(item) if item else None
+
+    def thread_rows(self, thread_key: str) -> list[OutboxRow]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(OutboxItem)
+                .where(OutboxItem.thread_key == thread_key)
+                .order_by(OutboxItem.id)
+            ).scalars()
+            return [_row(i) for i in rows]
+
+    def retry(self, pk: int) -> bool:
+        """Queue a failed row again, now, with a fresh set of attempts."""
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(
+                update(OutboxItem)
+                .where(and_(OutboxItem.id == pk, OutboxItem.status == FAILED))
+                .values(status=PENDING, attempts=0, next_attempt_at=self.clock(), sent_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def counts(self) -> dict[str, int]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(OutboxItem.status, func.count()).group_by(OutboxItem.status)
+            ).all()
+        return {status: n for status, n in rows}
+
+
+ClientFor = Callable[[str, int | None], HostClient]
+FailureHook = Callable[[OutboxRow, str], Awaitable[None]]
+
+
+class Sender:
+    """Sends outbox rows through the host adapters, one at a time per pacing slot."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client_for: ClientFor,
+        *,
+        min_interval: float = 1.0,
+        max_attempts: int = 8,
+        retry_seconds: float = 60.0,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 1.0,
+        on_failed: FailureHook | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.client_for = client_for
+        self.min_interval = min_interval
+        self.max_attempts = max_attempts
+        self.retry_seconds = retry_seconds
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.on_failed = on_failed
+        self.name = name or "sender-" + worker_name()
+        self.wakeup = asyncio.Event()
+
+    def backoff(self, attempts: int) -> float:
+        return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.send_once()
+            except Exception:
+                log.exception("outbox sender %s could not claim a write", self.name)
+                sent = False
+            if sent:
+                continue
+            wait = self.poll_seconds
+            with contextlib.suppress(Exception):
+                upcoming = await asyncio.to_thread(self.outbox.next_slot)
+                if upcoming is not None:
+                    wait = min(wait, max((upcoming - utcnow()).total_seconds(), 0.005))
+            self.wakeup.clear()
+            waits = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waits, timeout=wait, return_when="FIRST_COMPLETED")
+            for waiter in waits:
+                waiter.cancel()
+
+    async def send_once(self) -> bool:
+        """Claim and send one row; False when nothing could be sent now."""
+        row = await asyncio.to_thread(
+            self.outbox.claim,
+            self.name,
+            min_interval=self.min_interval,
+            lease_seconds=self.lease_seconds,
+        )
+        if row is None:
+            return False
+        await self._send(row)
+        return True
+
+    async def _send(self, row: OutboxRow) -> None:
+        if row.kind == UPSERT and await asyncio.to_thread(self.outbox.superseded_by_newer, row):
+            await asyncio.to_thread(
+                self.outbox.settle, row, self.name, SUPERSEDED, sent_at=utcnow()
+            )
+            return
+        try:
+            client = self.client_for(row.host, row.installation_id)
+            result = await self._perform(client, row)
+        except HostError as exc:
+            await self._failed_attempt(row, exc)
+            return
+        except Exception as exc:
+            # A bug or an unexpected library error: count it as an attempt, keep the row.
+            log.exception("outbox row %s (%s) raised unexpectedly", row.pk, row.kind)
+            await self._failed_attempt(
+                row, HostError(f"{type(exc).__name__}: {exc}", retryable=True)
+            )
+            return
+        if await asyncio.to_thread(self.outbox.sent, row, self.name, result):
+            log.info("outbox row %s %s sent to %s", row.pk, row.kind, row.thread.key)
+        else:
+            log.warning("outbox row %s: lease lost before it was settled", row.pk)
+
+    async def _failed_attempt(self, row: OutboxRow, exc: HostError) -> None:
+        error = f"{type(exc).__name__}: {exc}" + (f" (HTTP {exc.status})" if exc.status else "")
+        if isinstance(exc, RateLimited):
+            hold = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
+            await asyncio.to_thread(self.outbox.hold_installation, row.pacing_key, hold)
+        if exc.retryable and row.attempts < self.max_attempts:
+            delay = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
+            await asyncio.to_thread(
+                self.outbox.retry_later, row, self.name, error, delay, exc.ambiguous
+            )
+            log.warning(
+                "outbox row %s attempt %d failed (%s); retry in %.0fs",
+                row.pk,
+                row.attempts,
+                error,
+                delay,
+            )
+            return
+        await asyncio.to_thread(self.outbox.fail, row, self.name, error)
+        log.error(
+            "outbox row %s %s to %s failed for good: %s", row.pk, row.kind, row.thread.key, error
+        )
+        if self.on_failed is not None:
+            await self.on_failed(row, error)
+
+    async def _perform(self, client: HostClient, row: OutboxRow) -> dict[str, Any]:
+        p = row.payload
+        if row.kind == COMMENT:
+            if row.maybe_sent and (found := await client.find_comment(row.thread, marker(row.key))):
+                return _posted(found, recovered=True)
+            return _posted(await client.post_comment(row.thread, with_marker(p["body"], row.key)))
+        if row.kind == UPSERT:
+            return await self._upsert(client, row)
+        if row.kind == REACTION:
+            await client.add_reaction(row.thread, p["comment_id"], p["content"])
+            return {}
+        if row.kind == REVIEW:
+            comments = [
+                DiffComment(**{**c, "body": with_marker(c["body"], f"{row.key}.{n}")})
+                for n, c in enumerate(p["comments"])
+            ]
+            if row.maybe_sent:
+                found = await client.find_comment(row.thread, marker(f"{row.key}.0"))
+                if found is not None:
+                    return {"recovered": True, "first": _posted(found)}
+            posted = await client.create_review(row.thread, p["commit_sha"], comments, p["body"])
+            return {"comments": [_posted(c) for c in posted]}
+        if row.kind == RESOLVE:
+            await client.resolve_thread(row.thread)
+            return {}
+        if row.kind == COMMIT_STATE:
+            await client.set_commit_state(row.thread.repo, CommitState(**p))
+            return {}
+        raise HostError(f"unknown outbox kind {row.kind!r}")
+
+    async def _upsert(self, client: HostClient, row: OutboxRow) -> dict[str, Any]:
+        assert row.coalesce_key is not None
+        body = with_marker(row.payload["body"], row.coalesce_key)
+        known = await asyncio.to_thread(self.outbox.posted, row.coalesce_key)
+        if known is not None:
+            try:
+                await client.edit_comment(row.thread, known.comment_id, body)
+                return {"id": known.comment_id, "url": known.url, "edited": True}
+            except NotFound:
+                # Someone deleted the comment: post it again.
+                await asyncio.to_thread(self.outbox.forget_posted, row.coalesce_key)
+        found = (
+            await client.find_comment(row.thread, marker(row.coalesce_key))
+            if row.maybe_sent
+            else None
+        )
+        if found is not None:
+            await client.edit_comment(row.thread, found.id, body)
+            posted = found
+        else:
+            posted = await client.post_comment(row.thread, body)
+        await asyncio.to_thread(self.outbox.remember_posted, row.coalesce_key, row.thread, posted)
+        return _posted(posted)
+
+
+def _posted(posted: Posted, *, recovered: bool = False) -> dict[str, Any]:
+    result: dict[str, Any] = {"id": posted.id, "url": posted.url}
+    if posted.thread_id is not None:
+        result["thread_id"] = posted.thread_id
+    if recovered:
+        result["recovered"] = True
+    return result

@@ -1,0 +1,159 @@
+"""Outbox rows in a real database: idempotency, coalescing, per-thread order, pacing slots."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from bot import outbox as ob
+from bot.events import ThreadRef
+from bot.inbox import utcnow
+
+ISSUE = ThreadRef("github", "octo-org/hello-world", "issue", 7)
+PULL = ThreadRef("github", "octo-org/hello-world", "pull", 12)
+REVIEW = ThreadRef("github", "octo-org/hello-world", "pull", 12, "70")
+
+
+def claim(box: ob.Outbox, owner: str = "s", interval: float = 0.0) -> ob.OutboxRow | None:
+    return box.claim(owner, min_interval=interval, lease_seconds=30)
+
+
+def test_the_same_key_is_stored_once(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    first = box.enqueue(ob.comment("reply-1", ISSUE, "hello", 42))
+    again = box.enqueue(ob.comment("reply-1", ISSUE, "hello again", 42))
+    assert first == again
+    assert box.counts() == {"pending": 1}
+    row = box.get(first)
+    assert row is not None
+    assert (row.payload["body"], row.installation_id, row.thread) == ("hello", 42, ISSUE)
+
+
+def test_keys_that_would_break_the_marker_are_refused() -> None:
+    with pytest.raises(ValueError, match="free of '--'"):
+        ob.comment("a--b", ISSUE, "x")
+
+
+def test_newer_edits_supersede_older_unsent_ones(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.upsert("status:s-1", "1", ISSUE, "running 0:01"))
+    box.enqueue(ob.upsert("status:s-1", "2", ISSUE, "running 0:02"))
+    last = box.enqueue(ob.upsert("status:s-1", "3", ISSUE, "running 0:03"))
+    box.enqueue(ob.upsert("status:s-2", "1", REVIEW, "other session"))
+    assert box.counts() == {"pending": 2, "superseded": 2}
+    row = claim(box)
+    assert row is not None
+    assert (row.pk, row.payload["body"]) == (last, "running 0:03")
+
+
+def test_a_thread_s_rows_go_in_order_other_threads_are_not_held_back(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    a1 = box.enqueue(ob.comment("a1", ISSUE, "first"))
+    a2 = box.enqueue(ob.comment("a2", ISSUE, "second"))
+    b1 = box.enqueue(ob.comment("b1", REVIEW, "elsewhere"))
+    first = claim(box)
+    assert first is not None
+    assert first.pk == a1
+    second = claim(box)
+    assert second is not None
+    assert second.pk == b1, "a2 waits for a1; the review thread does not"
+    assert claim(box) is None
+
+    # a1 fails and waits for a retry: a2 still may not overtake it.
+    assert box.retry_later(first, "s", "HostError: 502", 0.2, maybe_sent=True)
+    assert claim(box) is None
+    time.sleep(0.25)
+    retried = claim(box)
+    assert retried is not None
+    assert (retried.pk, retried.attempts, retried.maybe_sent) == (a1, 2, True)
+    assert box.sent(retried, "s", {"id": "1"})
+    nxt = claim(box)
+    assert nxt is not None
+    assert nxt.pk == a2
+
+
+def test_pacing_spaces_writes_to_one_installation(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    for n in range(3):
+        box.enqueue(ob.comment(f"i{n}", ThreadRef("github", "o/r", "issue", n), "x", 42))
+    box.enqueue(ob.comment("other", ThreadRef("github", "o/other", "issue", 1), "x", 43))
+    first = claim(box, interval=0.3)
+    other = claim(box, interval=0.3)
+    assert first is not None
+    assert other is not None
+    assert (first.installation_id, other.installation_id) == (42, 43)
+    assert claim(box, interval=0.3) is None, "installation 42 has no free slot yet"
+    time.sleep(0.35)
+    assert claim(box, interval=0.3) is not None
+
+
+def test_a_rate_limit_holds_the_whole_installation(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.comment("x1", ISSUE, "x", 42))
+    box.enqueue(ob.comment("x2", REVIEW, "x", 42))
+    row = claim(box)
+    assert row is not None
+    box.hold_installation(row.pacing_key, 60)
+    assert claim(box) is None
+    slot = box.next_slot()
+    assert slot is not None
+    assert slot - utcnow() > timedelta(seconds=55)
+
+
+def test_a_dead_sender_s_row_is_taken_over_and_marked_maybe_sent(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.comment("c", ISSUE, "x"))
+    row = box.claim("dead", min_interval=0, lease_seconds=0.05)
+    assert row is not None
+    time.sleep(0.1)
+    taken = claim(box, "alive")
+    assert taken is not None
+    assert (taken.pk, taken.attempts, taken.maybe_sent) == (row.pk, 2, True)
+    assert not box.sent(row, "dead", {}), "the dead sender's lease is gone"
+
+
+def test_concurrent_senders_never_take_the_same_row(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    for n in range(60):
+        box.enqueue(ob.comment(f"k{n}", ThreadRef("github", "o/r", "issue", n), "x", n % 7))
+    taken: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(3)
+
+    def sender(name: str) -> None:
+        barrier.wait()
+        idle = 0
+        while idle < 20:
+            row = box.claim(name, min_interval=0, lease_seconds=30)
+            if row is None:
+                idle += 1
+                continue
+            with lock:
+                taken.append(row.pk)
+            box.sent(row, name, {})
+
+    threads = [threading.Thread(target=sender, args=(f"s{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == sorted(set(taken))
+    assert len(taken) == 60
+
+
+def test_failed_rows_can_be_retried(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    pk = box.enqueue(ob.comment("f", ISSUE, "x"))
+    row = claim(box)
+    assert row is not None
+    assert box.fail(row, "s", "Unauthorized: revoked")
+    assert [r.pk for r in box.recent(status="failed")] == [pk]
+    assert box.retry(pk)
+    assert not box.retry(pk), "only failed rows are retried"
+    again = claim(box)
+    assert again is not None
+    assert (again.pk, again.attempts) == (pk, 1)
