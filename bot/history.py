@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,10 +61,6 @@ class CommentHistory:
         )
         with Session(self.engine) as session, session.begin():
             return session.execute(stmt).scalar_one_or_none() is not None
-
-    async def record_comment(self, event: CommentEvent, delivery_pk: int) -> bool:
-        """`record` off the event loop, for handlers."""
-        return await asyncio.to_thread(self.record, event, delivery_pk)
 
     def thread(self, thread_key: str) -> list[RecordedComment]:
         """Every recorded comment event of one thread, in the order recorded."""

@@ -7,6 +7,9 @@ the lease runs out and another worker takes the delivery over.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,11 @@ STATUSES = (PENDING, PROCESSING, DONE, IGNORED, FAILED)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def worker_name() -> str:
+    """A name unique to this worker, readable in `deliveries show`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,7 @@ from bot.hosts.base import (
     Posted,
     RateLimited,
 )
-from bot.inbox import utcnow
-from bot.worker import worker_name
+from bot.inbox import utcnow, worker_name
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.events import CommentEvent, Event
+from bot.events import Event
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 E = TypeVar("E", bound=Event)
-
-
-class CommentRecorder(Protocol):
-    async def record_comment(self, event: CommentEvent, delivery_pk: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,7 @@ class Context:
 
     delivery_pk: int
     delivery_id: str
-    comments: CommentRecorder
+    runtime: Runtime
 
 
 Handler = Callable[[Any, Context], Awaitable[None]]

@@ -16,6 +16,9 @@ from bot.db import make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
 from bot.inbox import Inbox
+from bot.installations import InstallationStore
+from bot.outbox import Outbox
+from bot.runtime import Runtime
 from bot.web import create_app
 from bot.worker import Dispatcher, Worker
 from handlers import build_router
@@ -31,7 +34,8 @@ class StartupError(Exception):
 class Services:
     engine: Engine
     inbox: Inbox
-    history: CommentHistory
+    outbox: Outbox
+    runtime: Runtime
 
 
 def open_services(settings: Settings, *, migrate: bool) -> Services:
@@ -53,11 +57,15 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
     except Exception as exc:
         engine.dispose()
         raise StartupError(f"cannot use the database: {type(exc).__name__}: {exc}") from exc
-    return Services(engine, Inbox(engine), CommentHistory(engine))
+    outbox = Outbox(engine)
+    runtime = Runtime(
+        history=CommentHistory(engine), installations=InstallationStore(engine), outbox=outbox
+    )
+    return Services(engine, Inbox(engine), outbox, runtime)
 
 
 def make_workers(settings: Settings, services: Services, count: int) -> list[Worker]:
-    dispatcher = Dispatcher(build_router(), services.history, settings.bot_names)
+    dispatcher = Dispatcher(build_router(), services.runtime, settings.bot_names)
     return [
         Worker(
             services.inbox,

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from dataclasses import dataclass
 
 from bot.events import Ignored as IgnoredEvent
 from bot.events import PayloadError, drop_reason, normalize
-from bot.inbox import DONE, IGNORED, DeliveryRow, Inbox, utcnow
+from bot.inbox import DONE, IGNORED, DeliveryRow, Inbox, utcnow, worker_name
 from bot.log import delivery_var
-from bot.router import CommentRecorder, Context, Router
+from bot.router import Context, Router
+from bot.runtime import Runtime
 from bot.webhooks import WebhookRejected, decode_payload
 
 log = logging.getLogger(__name__)
@@ -35,11 +33,9 @@ class Outcome:
 class Dispatcher:
     """Turns one stored delivery into an event and runs its handlers."""
 
-    def __init__(
-        self, router: Router, comments: CommentRecorder, bot_names: tuple[str, ...]
-    ) -> None:
+    def __init__(self, router: Router, runtime: Runtime, bot_names: tuple[str, ...]) -> None:
         self.router = router
-        self.comments = comments
+        self.runtime = runtime
         self.bot_names = bot_names
 
     async def dispatch(self, row: DeliveryRow) -> Outcome:
@@ -57,16 +53,11 @@ class Dispatcher:
         handlers = self.router.handlers_for(event)
         if not handlers:
             return Outcome(IGNORED, f"no handler for {type(event).__name__} {event.action}")
-        context = Context(delivery_pk=row.pk, delivery_id=row.delivery_id, comments=self.comments)
+        context = Context(delivery_pk=row.pk, delivery_id=row.delivery_id, runtime=self.runtime)
         for handler in handlers:
             await handler(event, context)
         names = ", ".join(f"{h.__module__}.{h.__name__}" for h in handlers)
         return Outcome(DONE, f"{type(event).__name__} {event.action} -> {names}")
-
-
-def worker_name() -> str:
-    """A name unique to this worker, readable in `deliveries show`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Worker:

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 @router.register(CommentEvent)
 async def record_comment(event: CommentEvent, ctx: Context) -> None:
     """Keep every created, edited or deleted comment in its thread's history."""
-    fresh = await ctx.comments.record_comment(event, ctx.delivery_pk)
+    fresh = await ctx.runtime.record_comment(event, ctx.delivery_pk)
     log.info(
         "comment %s in %s by %s%s",
         event.action,

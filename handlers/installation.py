@@ -12,13 +12,16 @@ log = logging.getLogger(__name__)
 
 
 @router.register(InstallationEvent)
-async def note_installation(event: InstallationEvent, ctx: Context) -> None:
-    """Log installation changes; the host adapters will drop tokens and close sessions here."""
+async def track_installation(event: InstallationEvent, ctx: Context) -> None:
+    """Record the installation's state; on removal or suspension drop its credentials."""
+    info = await ctx.runtime.record_installation(event)
     log.info(
-        "installation %s %s for %s (+%d -%d repositories)",
-        event.installation_id,
+        "installation %s of %s is %s with %d repositories (%s)",
+        info.installation_id,
+        info.account,
+        info.status,
+        len(info.repositories),
         event.action,
-        event.account,
-        len(event.repositories_added),
-        len(event.repositories_removed),
     )
+    if event.action in ("deleted", "suspend") and event.installation_id is not None:
+        await ctx.runtime.installation_removed(event.installation_id)

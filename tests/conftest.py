@@ -26,8 +26,8 @@ from sqlalchemy import Engine, create_engine, text
 from bot.config import Settings
 from bot.db import make_engine
 from bot.db.migrate import upgrade
-from bot.history import CommentHistory
 from bot.inbox import Inbox
+from bot.runtime import Runtime
 from bot.server import make_workers, open_services, waker
 from bot.web import create_app
 from bot.worker import Worker
@@ -111,7 +111,7 @@ class Running:
     url: str
     http: aiohttp.ClientSession
     inbox: Inbox
-    history: CommentHistory
+    runtime: Runtime
     engine: Engine
     workers: list[Worker]
 
@@ -145,7 +145,7 @@ async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Runn
                 f"http://{host}:{port}",
                 http,
                 services.inbox,
-                services.history,
+                services.runtime,
                 services.engine,
                 crew,
             )

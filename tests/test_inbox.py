@@ -13,7 +13,10 @@ from sqlalchemy import Engine
 from bot.events import CommentEvent
 from bot.history import CommentHistory
 from bot.inbox import Inbox, utcnow
+from bot.installations import InstallationStore
+from bot.outbox import Outbox
 from bot.router import Context, Router
+from bot.runtime import Runtime
 from bot.webhooks import IncomingDelivery
 from bot.worker import Dispatcher, Worker
 from tests import payloads as p
@@ -82,12 +85,20 @@ def test_concurrent_claimers_never_share_a_delivery(engine: Engine) -> None:
     assert len(set(everything)) == 200
 
 
+def runtime(engine: Engine) -> Runtime:
+    return Runtime(
+        history=CommentHistory(engine),
+        installations=InstallationStore(engine),
+        outbox=Outbox(engine),
+    )
+
+
 def _worker(inbox: Inbox, router: Router, engine: Engine, **options: float) -> Worker:
     defaults = {"lease_seconds": 5.0, "poll_seconds": 0.01, "max_attempts": 3, "retry_seconds": 0.0}
     defaults.update(options)
     return Worker(
         inbox,
-        Dispatcher(router, CommentHistory(engine), ("threadline",)),
+        Dispatcher(router, runtime(engine), ("threadline",)),
         lease_seconds=defaults["lease_seconds"],
         poll_seconds=defaults["poll_seconds"],
         max_attempts=int(defaults["max_attempts"]),

@@ -86,7 +86,7 @@ async def test_comments_are_recorded_under_their_thread(app: Running) -> None:
         app, "pull_request_review_comment", p.review_comment("reply", comment_id=71, in_reply_to=70)
     )
     await app.drain()
-    recorded = {(c.thread_key, c.body) for c in app.history.all()}
+    recorded = {(c.thread_key, c.body) for c in app.runtime.history.all()}
     assert recorded == {
         ("github:octo-org/hello-world/issues/7", "on the issue"),
         ("github:octo-org/hello-world/pulls/12", "on the PR"),
@@ -123,7 +123,7 @@ async def test_gitlab_notes_are_recorded_and_redelivery_is_deduplicated(app: Run
     assert first[0] == 202
     assert second == (200, {**second[1], "status": "duplicate"})
     await app.drain()
-    assert [(c.thread_key, c.author) for c in app.history.all()] == [
+    assert [(c.thread_key, c.author) for c in app.runtime.history.all()] == [
         ("gitlab:gitlab-org/gitlab-test/pulls/1", "root")
     ]
 
@@ -176,7 +176,7 @@ async def test_the_bots_own_comments_never_reach_a_handler(app: Running) -> None
     rows = app.inbox.list()
     assert len(rows) == 4
     assert all(r.status == "ignored" for r in rows), [(r.status, r.note) for r in rows]
-    assert app.history.all() == []
+    assert app.runtime.history.all() == []
 
 
 def _signed(body: bytes, **overrides: str) -> dict[str, str]:
@@ -323,5 +323,35 @@ async def test_concurrent_deliveries_are_all_stored_and_processed_once(app: Runn
     )
     assert {status for status, _, _ in results} == {202}
     await app.drain()
-    assert sorted(int(c.body.split()[1]) for c in app.history.all()) == list(range(60))
+    assert sorted(int(c.body.split()[1]) for c in app.runtime.history.all()) == list(range(60))
     assert app.inbox.counts() == {"done": 60}
+
+
+async def test_installation_lifecycle_is_recorded(app: Running) -> None:
+    await post_github(app, "installation", p.installation_event("created"))
+    await app.drain()
+    info = app.runtime.installations.get("github", 4242)
+    assert info is not None
+    assert (info.status, info.account, info.repositories) == (
+        "active",
+        "octo-org",
+        ("octo-org/hello-world",),
+    )
+    removed = {
+        "action": "removed",
+        "installation": p.installation_event()["installation"],
+        "repositories_added": [],
+        "repositories_removed": [{"id": 1, "full_name": "octo-org/hello-world"}],
+        "sender": p.user("maintainer", 2),
+    }
+    await post_github(app, "installation_repositories", removed)
+    await post_github(app, "installation", p.installation_event("suspend"))
+    await app.drain()
+    info = app.runtime.installations.get("github", 4242)
+    assert info is not None
+    assert (info.status, info.repositories) == ("suspended", ())
+    await post_github(app, "installation", p.installation_event("deleted"))
+    await app.drain()
+    info = app.runtime.installations.get("github", 4242)
+    assert info is not None
+    assert info.status == "deleted"
