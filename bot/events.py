@@ -293,11 +293,12 @@ def _gh_installation(event: str, data: Mapping[str, Any]) -> Event:
     def names(key: str) -> tuple[str, ...]:
         return tuple(_str(r.get("full_name")) for r in data.get(key) or [])
 
-    added = (
-        names("repositories_added")
-        if event == "installation_repositories"
-        else names("repositories")
-    )
+    if event == "installation_repositories":
+        added = names("repositories_added")
+    else:
+        # `repositories` is the installation's selection when it is created; other actions
+        # may repeat it, but only installation_repositories events change it afterwards.
+        added = names("repositories") if data.get("action") == "created" else ()
     return InstallationEvent(
         host="github",
         repo="",
@@ -305,7 +306,7 @@ def _gh_installation(event: str, data: Mapping[str, Any]) -> Event:
         action=_str(data.get("action")),
         installation_id=int(_get(installation, "id")),
         account=_str(_opt(installation, "account", "login")),
-        repositories_added=added if data.get("action") != "deleted" else (),
+        repositories_added=added,
         repositories_removed=names("repositories_removed"),
     )
 
