@@ -9,10 +9,15 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from bot import __version__, log
 from bot.config import ConfigError, Settings, describe, load_settings
 from bot.inbox import STATUSES, DeliveryRow, Inbox
+from bot.outbox import STATUSES as OUTBOX_STATUSES
+
+if TYPE_CHECKING:
+    from bot.server import Services
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -98,14 +103,54 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_CONFIG if problems else 0
 
 
-def _with_inbox(settings: Settings, use: Callable[[Inbox], int]) -> int:
+def _with_services(settings: Settings, use: Callable[[Services], int]) -> int:
     from bot.server import open_services
 
     services = open_services(settings, migrate=False)
     try:
-        return use(services.inbox)
+        return use(services)
     finally:
         services.engine.dispose()
+
+
+def _with_inbox(settings: Settings, use: Callable[[Inbox], int]) -> int:
+    return _with_services(settings, lambda services: use(services.inbox))
+
+
+def cmd_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    def use(services: Services) -> int:
+        rows = services.outbox.recent(status=args.status, limit=args.limit)
+        if args.json:
+            print(json.dumps([r.summary() for r in rows], indent=2))
+            return 0
+        if not rows:
+            print("no writes" + (f" with status {args.status}" if args.status else ""))
+            return 0
+        for r in rows:
+            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            detail = (
+                r.last_error if r.status in ("failed", "pending") else (r.result or {}).get("url")
+            )
+            print(
+                f"{r.pk:>7}  {created}  {r.status:<10}  {r.kind:<12}  tries {r.attempts:<2}  "
+                f"{r.thread.key}  {detail or ''}"
+            )
+        return 0
+
+    return _with_services(settings, use)
+
+
+def cmd_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
+    def use(services: Services) -> int:
+        if not services.outbox.retry(args.id):
+            row = services.outbox.get(args.id)
+            state = f"is {row.status}" if row else "does not exist"
+            print(f"write {args.id} {state}; only failed writes can be retried", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"write {args.id} queued again; a running sender will send it")
+        return 0
+
+    return _with_services(settings, use)
 
 
 def cmd_deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -310,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("payload", help="file holding the JSON payload")
     send.add_argument("--url", help="webhook URL (default: this server's /webhooks/HOST)")
     send.set_defaults(func=cmd_webhook_send)
+
+    outbox = commands.add_parser("outbox", help="writes to the hosts").add_subparsers(
+        dest="outbox_command", metavar="ACTION", required=True
+    )
+    olist = outbox.add_parser("list", help="newest writes first, with their status and errors")
+    olist.add_argument("--status", choices=OUTBOX_STATUSES, help="only writes with this status")
+    olist.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    olist.add_argument("--json", action="store_true", help="print JSON")
+    olist.set_defaults(func=cmd_outbox_list)
+    oretry = outbox.add_parser("retry", help="send a failed write again")
+    oretry.add_argument("id", type=int, help="the write's number (from outbox list)")
+    oretry.set_defaults(func=cmd_outbox_retry)
     return parser
 
 

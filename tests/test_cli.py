@@ -160,6 +160,9 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         ["deliveries", "list"],
         ["deliveries", "show"],
         ["deliveries", "replay"],
+        ["outbox", "list"],
+        ["outbox", "retry"],
+        ["webhook", "send"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             main([*argv, "--help"])
@@ -188,3 +191,34 @@ def test_webhook_send_delivers_through_a_running_server(
 
     assert main([*argv, "--url", "http://127.0.0.1:1/webhooks/github"]) == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_outbox_list_and_retry(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot import outbox as ob
+    from bot.events import ThreadRef
+
+    engine = make_engine(env)
+    try:
+        upgrade(engine)
+        box = ob.Outbox(engine)
+        thread = ThreadRef("github", "octo-org/hello-world", "issue", 7)
+        pk = box.enqueue(ob.comment("reply-1", thread, "hello", 42))
+        box.enqueue(ob.comment("reply-2", thread, "again", 42))
+        row = box.claim("s", min_interval=0, lease_seconds=30)
+        assert row is not None
+        box.fail(row, "s", "Unauthorized: token revoked (HTTP 401)")
+
+        assert main(["outbox", "list"]) == 0
+        out = capsys.readouterr().out
+        assert "failed" in out
+        assert "token revoked" in out
+        assert "github:octo-org/hello-world/issues/7" in out
+        assert main(["outbox", "list", "--status", "failed", "--json"]) == 0
+        assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [pk]
+
+        assert main(["outbox", "retry", str(pk)]) == 0
+        assert "queued again" in capsys.readouterr().out
+        assert main(["outbox", "retry", str(pk)]) == 1
+        assert "only failed writes" in capsys.readouterr().err
+    finally:
+        engine.dispose()
