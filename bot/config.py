@@ -20,6 +20,14 @@ DEFAULT_ENV_FILE = "threadline.env"
 MAX_BODY_BYTES = 25 * 1024 * 1024
 
 
+def default_github_graphql_url(api_url: str) -> str:
+    """GraphQL beside REST: api.github.com/graphql, or HOST/api/graphql on GHES (HOST/api/v3)."""
+    base = api_url.rstrip("/")
+    if base.endswith("/api/v3"):
+        return base.removesuffix("/v3") + "/graphql"
+    return base + "/graphql"
+
+
 class ConfigError(Exception):
     """The settings are unusable; `problems` says why, one line each."""
 
@@ -102,11 +110,7 @@ class Settings:
     @property
     def github_graphql_endpoint(self) -> str:
         """GraphQL lives beside REST: api.github.com/graphql, or HOST/api/graphql on GHES."""
-        if self.github_graphql_url:
-            return self.github_graphql_url
-        if self.github_api_url.endswith("/api/v3"):
-            return self.github_api_url.removesuffix("/v3") + "/graphql"
-        return self.github_api_url + "/graphql"
+        return self.github_graphql_url or default_github_graphql_url(self.github_api_url)
 
     @property
     def github_enabled(self) -> bool:

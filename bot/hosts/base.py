@@ -15,8 +15,8 @@ from bot.events import ThreadRef
 
 # Capability names.
 RESOLVE_THREADS = "resolve_threads"
-CHECK_RUNS = "check_runs"  # GitHub check runs
-COMMIT_STATUSES = "commit_statuses"  # GitLab commit statuses
+CHECK_RUNS = "check_runs"  # GitHub check runs (Apps only)
+COMMIT_STATUSES = "commit_statuses"  # GitLab, and GitHub with a plain token
 REACTIONS = "reactions"
 
 Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
@@ -145,7 +145,12 @@ class HostClient(Protocol):
         ...
 
     async def find_comment(self, thread: ThreadRef, marker: str) -> Posted | None:
-        """The newest comment in `thread` whose body contains `marker`, if any."""
+        """The newest comment in `thread` whose body contains `marker`, if any.
+
+        For a pull/merge request's conversation (no thread_id) the search also covers its
+        review threads when the conversation has no match, so a review whose response was
+        lost can be found again; such a match carries its `thread_id`.
+        """
         ...
 
     async def add_reaction(self, thread: ThreadRef, comment_id: str, reaction: str) -> None:

@@ -1,0 +1,1338 @@
+"""A stateful fake GitHub served by aiohttp on 127.0.0.1: the REST and GraphQL calls Threadline makes.
+
+It keeps repositories, issues and pull requests, conversation and review comments
+(replies carry `in_reply_to_id`), reviews, reactions, collaborator permissions, check
+runs, commit statuses, PR files, diffs and file contents; one GitHub App with its
+installations and installation tokens; and personal tokens. It answers as GitHub's
+REST docs describe (https://docs.github.com/en/rest), including pagination by Link
+header, and checks what a strict server would: the App JWT's RS256 signature against
+the App's public key and its iat/exp claims, tokens and their expiry, the Accept,
+X-GitHub-Api-Version and User-Agent headers, and each write's required fields (422
+like GitHub when one is missing or wrong).
+
+Every request is recorded (method, path, query, headers, JSON body, status). Faults
+are queued by method and path pattern: a status with headers (5xx, 429, 403 rate
+limits), a delay, or "apply the write, then lose the answer" (502, a closed
+connection, or a hang).
+
+    async with FakeGitHub(prefix="/api/v3", graphql_path="/api/graphql") as gh:  # GHES
+        gh.install(1, ["octo-org/hello-world"])
+        ... GitHubApp(session, app_id=gh.app_id, private_key=gh.private_key_pem,
+                      api_url=gh.url, graphql_url=gh.graphql_url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
+JSON_TYPES = frozenset(
+    {"application/vnd.github+json", "application/vnd.github.v3+json", "application/json"}
+)
+DIFF_TYPES = frozenset({"application/vnd.github.diff", "application/vnd.github.v3.diff"})
+RAW_TYPES = frozenset({"application/vnd.github.raw+json", "application/vnd.github.raw"})
+REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
+CHECK_STATUSES = frozenset({"queued", "in_progress", "completed"})
+CHECK_CONCLUSIONS = frozenset(
+    {
+        "action_required",
+        "cancelled",
+        "failure",
+        "neutral",
+        "success",
+        "skipped",
+        "stale",
+        "timed_out",
+    }
+)
+STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
+DOCS = "https://docs.github.com/rest"
+REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+LoseMode = Literal["502", "close", "hang"]
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_rsa_key() -> tuple[str, str]:
+    """(private PEM, public PEM) for an App."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    return private, public_pem_of(private)
+
+
+def public_pem_of(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass
+class Pull:
+    """An issue, or a pull request when `pull` (GitHub numbers both alike)."""
+
+    number: int
+    title: str
+    pull: bool
+    head_sha: str = ""
+    base_sha: str = ""
+    state: str = "open"
+    merged: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+    diff: str = ""
+    commits: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Repo:
+    full_name: str
+    default_branch: str = "main"
+    issues: dict[int, Pull] = field(default_factory=dict)
+    contents: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    permissions: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class Installation:
+    id: int
+    repos: set[str]
+    suspended: bool = False
+
+
+@dataclass
+class Token:
+    value: str
+    login: str
+    installation_id: int | None = None  # None: a personal token
+    expires_at: float | None = None
+    revoked: bool = False
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str  # below the REST prefix; the GraphQL endpoint's own path for GraphQL
+    raw_path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    json: Any
+    status: int = 0
+
+
+@dataclass
+class Fault:
+    method: str
+    path: str  # a regular expression matched against the whole (prefix-less) path
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+    lose: LoseMode | None = None
+    times: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method == method and re.fullmatch(self.path, path) is not None
+
+
+class Reply(Exception):
+    """Raised by a handler to answer at once (errors)."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    errors: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    body: dict[str, Any] = {"message": message, "documentation_url": DOCS, "status": str(status)}
+    if errors is not None:
+        body["errors"] = errors
+    return Reply(web.json_response(body, status=status, headers=headers))
+
+
+def missing(resource: str, field_name: str) -> Reply:
+    return error(
+        422,
+        "Validation Failed",
+        errors=[{"resource": resource, "code": "missing_field", "field": field_name}],
+    )
+
+
+def invalid(resource: str, field_name: str) -> Reply:
+    return error(
+        422,
+        "Validation Failed",
+        errors=[{"resource": resource, "code": "invalid", "field": field_name}],
+    )
+
+
+def public(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as GitHub shows it: without the fake's own bookkeeping keys."""
+    return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+@dataclass
+class Ctx:
+    request: web.Request
+    record: Recorded
+    params: dict[str, str]
+    token: Token | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if not isinstance(self.record.json, dict):
+            raise error(400, "Problems parsing JSON")
+        return self.record.json
+
+
+Handler = Callable[[Ctx], web.Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: str
+    auth: Literal["jwt", "token"] = "token"
+    accepts: frozenset[str] = JSON_TYPES
+
+
+def _route(
+    method: str,
+    path: str,
+    handler: str,
+    auth: Literal["jwt", "token"] = "token",
+    accepts: frozenset[str] = JSON_TYPES,
+) -> Route:
+    return Route(method, re.compile(path), handler, auth, accepts)
+
+
+ROUTES = (
+    _route("GET", r"/app", "get_app", "jwt"),
+    _route(
+        "POST", r"/app/installations/(?P<installation_id>\d+)/access_tokens", "create_token", "jwt"
+    ),
+    _route("GET", r"/user", "get_user"),
+    _route("GET", REPO + r"/issues/(?P<number>\d+)/comments", "list_issue_comments"),
+    _route("POST", REPO + r"/issues/(?P<number>\d+)/comments", "create_issue_comment"),
+    _route("PATCH", REPO + r"/issues/comments/(?P<comment_id>\d+)", "update_issue_comment"),
+    _route("POST", REPO + r"/issues/comments/(?P<comment_id>\d+)/reactions", "react_issue_comment"),
+    _route("GET", REPO + r"/pulls/(?P<number>\d+)/comments", "list_review_comments"),
+    _route(
+        "POST",
+        REPO + r"/pulls/(?P<number>\d+)/comments/(?P<comment_id>\d+)/replies",
+        "reply_review_comment",
+    ),
+    _route("PATCH", REPO + r"/pulls/comments/(?P<comment_id>\d+)", "update_review_comment"),
+    _route("POST", REPO + r"/pulls/comments/(?P<comment_id>\d+)/reactions", "react_review_comment"),
+    _route("POST", REPO + r"/pulls/(?P<number>\d+)/reviews", "create_review"),
+    _route(
+        "GET",
+        REPO + r"/pulls/(?P<number>\d+)/reviews/(?P<review_id>\d+)/comments",
+        "list_comments_of_review",
+    ),
+    _route("GET", REPO + r"/pulls/(?P<number>\d+)", "get_pull", accepts=JSON_TYPES | DIFF_TYPES),
+    _route("GET", REPO + r"/pulls/(?P<number>\d+)/files", "list_pull_files"),
+    _route("GET", REPO + r"/contents/(?P<path>.+)", "get_contents", accepts=JSON_TYPES | RAW_TYPES),
+    _route("GET", REPO + r"/collaborators/(?P<username>[^/]+)/permission", "get_permission"),
+    _route("GET", REPO + r"/commits/(?P<ref>[^/]+)/check-runs", "list_check_runs"),
+    _route("POST", REPO + r"/check-runs", "create_check_run"),
+    _route("PATCH", REPO + r"/check-runs/(?P<check_run_id>\d+)", "update_check_run"),
+    _route("POST", REPO + r"/statuses/(?P<sha>[^/]+)", "create_status"),
+)
+
+
+class FakeGitHub:
+    """One fake github.com (or GHES, with `prefix="/api/v3"`), with one GitHub App."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "",
+        graphql_path: str | None = None,
+        app_id: int = 4242,
+        app_slug: str = "threadline-test",
+        private_key_pem: str | None = None,
+        clock: Callable[[], float] = time.time,
+        token_lifetime: float = 3600.0,
+        require_api_version: bool = True,
+    ) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.graphql_path = graphql_path or (
+            self.prefix.removesuffix("/v3") + "/graphql" if self.prefix else "/graphql"
+        )
+        self.app_id = app_id
+        self.app_slug = app_slug
+        if private_key_pem is None:
+            private_key_pem, _ = new_rsa_key()
+        self.private_key_pem = private_key_pem
+        self.public_key_pem = public_pem_of(private_key_pem)
+        self.clock = clock
+        self.token_lifetime = token_lifetime
+        self.require_api_version = require_api_version
+
+        self.repos: dict[str, Repo] = {}
+        self.installations: dict[int, Installation] = {}
+        self.tokens: dict[str, Token] = {}
+        self.users: set[str] = set()
+        self.issue_comments: dict[int, dict[str, Any]] = {}
+        self.review_comments: dict[int, dict[str, Any]] = {}
+        self.reviews: dict[int, dict[str, Any]] = {}
+        self.reactions: list[dict[str, Any]] = []
+        self.check_runs: dict[int, dict[str, Any]] = {}
+        self.statuses: list[dict[str, Any]] = []
+        self.resolved: set[int] = set()
+        self.requests: list[Recorded] = []
+        self.faults: list[Fault] = []
+        self._ids = itertools.count(1001)
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> FakeGitHub:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The REST base URL (api_url)."""
+        return self.root + self.prefix
+
+    @property
+    def graphql_url(self) -> str:
+        return self.root + self.graphql_path
+
+    # ------------------------------------------------------------ seeding
+
+    def add_repo(self, full_name: str, *, default_branch: str = "main") -> Repo:
+        return self.repos.setdefault(full_name, Repo(full_name, default_branch))
+
+    def add_issue(self, repo: str, number: int, title: str = "An issue") -> Pull:
+        issue = Pull(number, title, pull=False)
+        self.add_repo(repo).issues[number] = issue
+        return issue
+
+    def add_pull(
+        self,
+        repo: str,
+        number: int,
+        *,
+        head_sha: str,
+        base_sha: str,
+        title: str = "A pull request",
+        files: Iterable[dict[str, Any]] = (),
+        diff: str = "",
+        commits: Iterable[str] = (),
+    ) -> Pull:
+        pull = Pull(number, title, True, head_sha, base_sha, files=list(files), diff=diff)
+        pull.commits = {head_sha, *commits}
+        self.add_repo(repo).issues[number] = pull
+        return pull
+
+    def add_file(self, repo: str, path: str, content: bytes, *, ref: str = "main") -> None:
+        self.add_repo(repo).contents[(ref, path)] = content
+
+    def add_user(self, login: str) -> None:
+        self.users.add(login)
+
+    def set_permission(
+        self, repo: str, login: str, permission: str, role_name: str | None = None
+    ) -> None:
+        self.users.add(login)
+        self.add_repo(repo).permissions[login] = (permission, role_name or permission)
+
+    def install(self, installation_id: int, repos: Iterable[str]) -> Installation:
+        names = set(repos)
+        for name in names:
+            self.add_repo(name)
+        installation = Installation(installation_id, names)
+        self.installations[installation_id] = installation
+        return installation
+
+    def uninstall(self, installation_id: int) -> None:
+        self.installations.pop(installation_id, None)
+        self.revoke_installation(installation_id)
+
+    def suspend(self, installation_id: int) -> None:
+        self.installations[installation_id].suspended = True
+        self.revoke_installation(installation_id)
+
+    def add_personal_token(self, token: str, login: str, scopes: Iterable[str] = ("repo",)) -> None:
+        self.users.add(login)
+        self.tokens[token] = Token(token, login, scopes=tuple(scopes))
+
+    def revoke(self, token: str) -> None:
+        self.tokens[token].revoked = True
+
+    def revoke_installation(self, installation_id: int) -> None:
+        for token in self.tokens.values():
+            if token.installation_id == installation_id:
+                token.revoked = True
+
+    def expire(self, token: str) -> None:
+        """End one token now, whatever `expires_at` told the client."""
+        self.tokens[token].expires_at = self.clock()
+
+    def expire_installation(self, installation_id: int) -> None:
+        """End the installation's tokens now, whatever `expires_at` told the client."""
+        for token in self.tokens.values():
+            if token.installation_id == installation_id:
+                token.expires_at = self.clock()
+
+    def installation_tokens(self, installation_id: int) -> list[Token]:
+        return [t for t in self.tokens.values() if t.installation_id == installation_id]
+
+    def add_issue_comment(
+        self, repo: str, number: int, body: str, *, login: str = "octocat"
+    ) -> dict[str, Any]:
+        return self._new_issue_comment(repo, number, body, self._user(login))
+
+    def add_review_comment(
+        self,
+        repo: str,
+        number: int,
+        body: str,
+        *,
+        path: str = "README.md",
+        line: int = 1,
+        in_reply_to: int | None = None,
+        login: str = "octocat",
+    ) -> dict[str, Any]:
+        shape = {"path": path, "line": line, "side": "RIGHT", "body": body}
+        pull = self.repos[repo].issues[number]
+        return self._new_review_comment(
+            repo, pull, shape, self._user(login), review_id=None, reply_to=in_reply_to
+        )
+
+    def thread_node_id(self, root: int) -> str:
+        return f"PRRT_kwDO{root}"
+
+    # ------------------------------------------------------------ faults and records
+
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` matching requests with `status` (nothing is applied)."""
+        self.faults.append(Fault(method, path, status, dict(headers or {}), body, times=times))
+
+    def delay(self, method: str, path: str, seconds: float, *, times: int = 1) -> None:
+        """Hold the next matching requests for `seconds`, then handle them as usual."""
+        self.faults.append(Fault(method, path, delay=seconds, times=times))
+
+    def lose_response(
+        self, method: str, path: str, mode: LoseMode = "502", *, times: int = 1
+    ) -> None:
+        """Apply the next matching requests, then answer 502, close the connection or hang."""
+        self.faults.append(Fault(method, path, lose=mode, times=times))
+
+    def rate_limited(
+        self,
+        method: str,
+        path: str,
+        kind: Literal["primary", "secondary", "429"],
+        *,
+        seconds: int = 60,
+        times: int = 1,
+    ) -> None:
+        """Answer as GitHub does past a rate limit: wait `seconds` before trying again.
+
+        https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
+        primary: 403 with x-ratelimit-remaining 0 and x-ratelimit-reset; secondary:
+        403 with Retry-After and a message saying so; 429: Too Many Requests, Retry-After.
+        """
+        if kind == "primary":
+            reset = str(int(self.clock()) + seconds)
+            headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+            message = "API rate limit exceeded for installation."
+            status = 403
+        else:
+            headers = {"Retry-After": str(seconds)}
+            message = "You have exceeded a secondary rate limit. Please wait a few minutes."
+            status = 403 if kind == "secondary" else 429
+        body = {"message": message, "documentation_url": DOCS}
+        self.fail(method, path, status, headers=headers, body=body, times=times)
+
+    def requests_to(self, method: str, path: str) -> list[Recorded]:
+        """Recorded requests whose method matches and whose path fully matches `path` (regex)."""
+        return [
+            r
+            for r in self.requests
+            if r.method == method and re.fullmatch(path, r.path) is not None
+        ]
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(method, path):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    # ------------------------------------------------------------ dispatch
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        fault = self._take_fault(record.method, record.path)
+        if fault is not None and fault.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), fault.delay)
+        if fault is not None and fault.status is not None:
+            response = self._fault_response(fault)
+        else:
+            try:
+                response = self._handle(request, record)
+            except Reply as reply:
+                response = reply.response
+        record.status = response.status
+        if fault is not None and fault.lose is not None:
+            return await self._lose(request, fault.lose)
+        for name, value in self._common_headers().items():
+            response.headers.setdefault(name, value)
+        return response
+
+    async def _record(self, request: web.Request) -> Recorded:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        path = request.path
+        if path == self.graphql_path:
+            inner = path
+        elif self.prefix and path.startswith(self.prefix + "/"):
+            inner = path[len(self.prefix) :]
+        elif not self.prefix:
+            inner = path
+        else:
+            inner = "!outside-prefix" + path
+        record = Recorded(
+            request.method,
+            inner,
+            path,
+            dict(request.query),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+        )
+        self.requests.append(record)
+        return record
+
+    def _fault_response(self, fault: Fault) -> web.Response:
+        body = fault.body
+        if body is None:
+            body = {"message": f"fault injected: HTTP {fault.status}", "documentation_url": DOCS}
+        return web.json_response(body, status=fault.status or 500, headers=fault.headers)
+
+    async def _lose(self, request: web.Request, mode: LoseMode) -> web.StreamResponse:
+        if mode == "502":
+            return web.Response(
+                status=502,
+                text="<html><body>502 Bad Gateway</body></html>",
+                content_type="text/html",
+            )
+        if mode == "hang":
+            await self._closing.wait()
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=502)
+
+    def _common_headers(self) -> dict[str, str]:
+        # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#checking-the-status-of-your-rate-limit
+        return {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "4999",
+            "x-ratelimit-reset": str(int(self.clock()) + 3600),
+            "x-ratelimit-used": "1",
+            "x-ratelimit-resource": "core",
+            "x-github-api-version-selected": "2022-11-28",
+            "x-github-request-id": secrets.token_hex(8).upper(),
+        }
+
+    def _handle(self, request: web.Request, record: Recorded) -> web.Response:
+        self._check_common_headers(record)
+        if record.method == "POST" and record.path == self.graphql_path:
+            ctx = Ctx(request, record, {})
+            ctx.token = self._token_auth(record, graphql=True)
+            return self._graphql(ctx)
+        route, params = self._find_route(record)
+        accept = record.headers.get("accept", "")
+        if accept not in route.accepts:
+            raise error(415, f"Unsupported 'Accept' header: {accept!r}")
+        ctx = Ctx(request, record, params)
+        if route.auth == "jwt":
+            self._jwt_auth(record)
+        else:
+            ctx.token = self._token_auth(record)
+        handler: Handler = getattr(self, "_" + route.handler)
+        return handler(ctx)
+
+    def _check_common_headers(self, record: Recorded) -> None:
+        if not record.headers.get("user-agent"):
+            # https://docs.github.com/en/rest/using-the-rest-api/getting-started-with-the-rest-api#user-agent
+            raise error(
+                403,
+                "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+            )
+        version = record.headers.get("x-github-api-version")
+        if version is None and self.require_api_version:
+            raise error(400, "This fake requires the X-GitHub-Api-Version header")
+        if version is not None and version not in API_VERSIONS:
+            # https://docs.github.com/en/rest/about-the-rest-api/api-versions
+            raise error(400, f"API version {version} is not supported.")
+
+    def _find_route(self, record: Recorded) -> tuple[Route, dict[str, str]]:
+        for route in ROUTES:
+            match = route.pattern.fullmatch(record.path)
+            if match is not None and route.method == record.method:
+                return route, match.groupdict()
+        raise error(404, "Not Found")  # GitHub answers 404 for a wrong method too
+
+    # ------------------------------------------------------------ authentication
+
+    def _jwt_auth(self, record: Recorded) -> None:
+        # https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app
+        scheme, _, credential = record.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credential:
+            raise error(401, "A JSON web token could not be decoded")
+        try:
+            claims = jwt.decode(
+                credential,
+                self.public_key_pem,
+                algorithms=["RS256"],
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "require": ["iat", "exp", "iss"],
+                },
+            )
+        except jwt.PyJWTError:
+            raise error(401, "A JSON web token could not be decoded") from None
+        now = self.clock()
+        if str(claims["iss"]) != str(self.app_id):
+            raise error(401, "Integration not found")
+        if not isinstance(claims["iat"], int) or claims["iat"] > now + 1:
+            raise error(
+                401,
+                "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued",
+            )
+        if not isinstance(claims["exp"], int) or claims["exp"] <= now:
+            raise error(
+                401,
+                "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires",
+            )
+        if claims["exp"] > now + 600 or claims["exp"] - claims["iat"] > 660:
+            raise error(401, "'Expiration time' claim ('exp') is too far in the future")
+
+    def _token_auth(self, record: Recorded, *, graphql: bool = False) -> Token:
+        header = record.headers.get("authorization")
+        if not header:
+            message = (
+                "This endpoint requires you to be authenticated."
+                if graphql
+                else "Requires authentication"
+            )
+            raise error(401, message)
+        scheme, _, value = header.partition(" ")
+        token = self.tokens.get(value) if scheme.lower() in ("token", "bearer") else None
+        if token is None or token.revoked:
+            raise error(401, "Bad credentials")
+        if token.expires_at is not None and self.clock() >= token.expires_at:
+            raise error(401, "Bad credentials")
+        return token
+
+    def _user(self, login: str) -> dict[str, Any]:
+        bot = login.endswith("[bot]")
+        return {
+            "login": login,
+            "id": 10_000 + sum(login.encode()),
+            "type": "Bot" if bot else "User",
+            "site_admin": False,
+            "html_url": f"{self.root}/{login}",
+        }
+
+    def _actor(self, ctx: Ctx) -> dict[str, Any]:
+        assert ctx.token is not None
+        return self._user(ctx.token.login)
+
+    def _repo(self, ctx: Ctx) -> Repo:
+        name = f"{ctx.params['owner']}/{ctx.params['repo']}"
+        repo = self.repos.get(name)
+        if repo is None or not self._can_see(ctx.token, name):
+            raise error(404, "Not Found")
+        return repo
+
+    def _can_see(self, token: Token | None, repo: str) -> bool:
+        if token is None:
+            return False
+        if token.installation_id is None:
+            return True
+        installation = self.installations.get(token.installation_id)
+        return installation is not None and repo in installation.repos
+
+    def _pull(self, ctx: Ctx, *, pull_only: bool = True) -> tuple[Repo, Pull]:
+        repo = self._repo(ctx)
+        issue = repo.issues.get(int(ctx.params["number"]))
+        if issue is None or (pull_only and not issue.pull):
+            raise error(404, "Not Found")
+        return repo, issue
+
+    # ------------------------------------------------------------ paging
+
+    def _paged(self, ctx: Ctx, items: list[Any], *, key: str | None = None) -> web.Response:
+        # https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api
+        query = ctx.record.query
+        try:
+            per_page = max(1, min(int(query.get("per_page", 30)), 100))
+            page = max(1, int(query.get("page", 1)))
+        except ValueError:
+            raise error(422, "Invalid pagination parameters") from None
+        chunk = items[(page - 1) * per_page : page * per_page]
+        last = max(1, math.ceil(len(items) / per_page))
+
+        def link(number: int) -> str:
+            return f"{self.root}{ctx.record.raw_path}?{urlencode({**query, 'page': number})}"
+
+        links = []
+        if page < last:
+            links += [f'<{link(page + 1)}>; rel="next"', f'<{link(last)}>; rel="last"']
+        if page > 1:
+            links += [f'<{link(1)}>; rel="first"', f'<{link(page - 1)}>; rel="prev"']
+        headers = {"Link": ", ".join(links)} if links else {}
+        body: Any = chunk if key is None else {"total_count": len(items), key: chunk}
+        return web.json_response(body, headers=headers)
+
+    # ------------------------------------------------------------ apps and users
+
+    def _get_app(self, ctx: Ctx) -> web.Response:
+        return web.json_response(
+            {
+                "id": self.app_id,
+                "slug": self.app_slug,
+                "name": self.app_slug.replace("-", " ").title(),
+                "owner": self._user("octo-org"),
+                "permissions": {"checks": "write", "issues": "write", "pull_requests": "write"},
+            }
+        )
+
+    def _create_token(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/apps/apps#create-an-installation-access-token-for-an-app
+        installation = self.installations.get(int(ctx.params["installation_id"]))
+        if installation is None:
+            raise error(404, "Not Found")
+        if installation.suspended:
+            raise error(403, "This installation has been suspended")
+        value = "ghs_" + secrets.token_urlsafe(27)
+        expires_at = self.clock() + self.token_lifetime
+        self.tokens[value] = Token(value, f"{self.app_slug}[bot]", installation.id, expires_at)
+        return web.json_response(
+            {
+                "token": value,
+                "expires_at": iso(expires_at),
+                "permissions": {"checks": "write", "contents": "read", "issues": "write"},
+                "repository_selection": "selected",
+            },
+            status=201,
+        )
+
+    def _get_user(self, ctx: Ctx) -> web.Response:
+        assert ctx.token is not None
+        if ctx.token.installation_id is not None:
+            raise error(403, "Resource not accessible by integration")
+        return web.json_response(
+            self._user(ctx.token.login), headers={"X-OAuth-Scopes": ", ".join(ctx.token.scopes)}
+        )
+
+    # ------------------------------------------------------------ issue comments
+
+    def _new_issue_comment(
+        self, repo: str, number: int, body: str, user: dict[str, Any]
+    ) -> dict[str, Any]:
+        cid = next(self._ids)
+        now = iso(self.clock())
+        kind = "pull" if self.repos[repo].issues[number].pull else "issues"
+        comment = {
+            "id": cid,
+            "node_id": f"IC_kwDO{cid}",
+            "url": f"{self.url}/repos/{repo}/issues/comments/{cid}",
+            "html_url": f"{self.root}/{repo}/{kind}/{number}#issuecomment-{cid}",
+            "issue_url": f"{self.url}/repos/{repo}/issues/{number}",
+            "body": body,
+            "user": user,
+            "created_at": now,
+            "updated_at": now,
+            "author_association": "NONE",
+            "_repo": repo,
+            "_number": number,
+        }
+        self.issue_comments[cid] = comment
+        return comment
+
+    def _list_issue_comments(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/issues/comments#list-issue-comments (ascending ids)
+        repo, issue = self._pull(ctx, pull_only=False)
+        items = [
+            public(c)
+            for c in self.issue_comments.values()
+            if c["_repo"] == repo.full_name and c["_number"] == issue.number
+        ]
+        return self._paged(ctx, items)
+
+    def _create_issue_comment(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/issues/comments#create-an-issue-comment
+        repo, issue = self._pull(ctx, pull_only=False)
+        body = ctx.body.get("body")
+        if not isinstance(body, str) or not body:
+            raise missing("IssueComment", "body")
+        comment = self._new_issue_comment(repo.full_name, issue.number, body, self._actor(ctx))
+        return web.json_response(public(comment), status=201)
+
+    def _update_issue_comment(self, ctx: Ctx) -> web.Response:
+        return self._update(ctx, self.issue_comments, "IssueComment")
+
+    def _update(self, ctx: Ctx, comments: dict[int, dict[str, Any]], resource: str) -> web.Response:
+        repo = self._repo(ctx)
+        comment = comments.get(int(ctx.params["comment_id"]))
+        if comment is None or comment["_repo"] != repo.full_name:
+            raise error(404, "Not Found")
+        body = ctx.body.get("body")
+        if not isinstance(body, str) or not body:
+            raise missing(resource, "body")
+        comment["body"] = body
+        comment["updated_at"] = iso(self.clock())
+        return web.json_response(public(comment))
+
+    def _react_issue_comment(self, ctx: Ctx) -> web.Response:
+        return self._react(ctx, self.issue_comments, "issue_comment")
+
+    def _react(self, ctx: Ctx, comments: dict[int, dict[str, Any]], subject: str) -> web.Response:
+        # https://docs.github.com/en/rest/reactions/reactions: 200 when it already exists
+        repo = self._repo(ctx)
+        cid = int(ctx.params["comment_id"])
+        if cid not in comments or comments[cid]["_repo"] != repo.full_name:
+            raise error(404, "Not Found")
+        content = ctx.body.get("content")
+        if content is None:
+            raise missing("Reaction", "content")
+        if content not in REACTIONS:
+            raise invalid("Reaction", "content")
+        user = self._actor(ctx)
+        for reaction in self.reactions:
+            if (reaction["_subject"], reaction["_comment_id"], reaction["content"]) == (
+                subject,
+                cid,
+                content,
+            ) and reaction["user"]["login"] == user["login"]:
+                return web.json_response(public(reaction), status=200)
+        reaction = {
+            "id": next(self._ids),
+            "node_id": "REA_x",
+            "user": user,
+            "content": content,
+            "created_at": iso(self.clock()),
+            "_subject": subject,
+            "_comment_id": cid,
+        }
+        self.reactions.append(reaction)
+        return web.json_response(public(reaction), status=201)
+
+    # ------------------------------------------------------------ review comments
+
+    def _new_review_comment(
+        self,
+        repo: str,
+        pull: Pull,
+        shape: dict[str, Any],
+        user: dict[str, Any],
+        *,
+        review_id: int | None,
+        reply_to: int | None,
+    ) -> dict[str, Any]:
+        cid = next(self._ids)
+        now = iso(self.clock())
+        comment: dict[str, Any] = {
+            "id": cid,
+            "node_id": f"PRRC_kwDO{cid}",
+            "url": f"{self.url}/repos/{repo}/pulls/comments/{cid}",
+            "html_url": f"{self.root}/{repo}/pull/{pull.number}#discussion_r{cid}",
+            "pull_request_url": f"{self.url}/repos/{repo}/pulls/{pull.number}",
+            "pull_request_review_id": review_id,
+            "diff_hunk": "@@ -1 +1 @@",
+            "path": shape["path"],
+            "commit_id": pull.head_sha,
+            "original_commit_id": pull.head_sha,
+            "user": user,
+            "body": shape["body"],
+            "created_at": now,
+            "updated_at": now,
+            "line": shape.get("line"),
+            "original_line": shape.get("line"),
+            "side": shape.get("side", "RIGHT"),
+            "start_line": shape.get("start_line"),
+            "start_side": shape.get("start_side"),
+            "subject_type": "line",
+            "author_association": "NONE",
+            "_repo": repo,
+            "_number": pull.number,
+        }
+        if reply_to is not None:
+            comment["in_reply_to_id"] = reply_to
+        self.review_comments[cid] = comment
+        return comment
+
+    def _list_review_comments(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/comments#list-review-comments-on-a-pull-request
+        repo, pull = self._pull(ctx)
+        items = [
+            public(c)
+            for c in self.review_comments.values()
+            if c["_repo"] == repo.full_name and c["_number"] == pull.number
+        ]
+        return self._paged(ctx, items)
+
+    def _reply_review_comment(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/comments#create-a-reply-for-a-review-comment
+        # Replies to replies are not supported: the id must be a top-level comment.
+        repo, pull = self._pull(ctx)
+        parent = self.review_comments.get(int(ctx.params["comment_id"]))
+        if parent is None or parent["_repo"] != repo.full_name or parent["_number"] != pull.number:
+            raise error(404, "Not Found")
+        if "in_reply_to_id" in parent:
+            raise error(
+                422, "Validation Failed", errors=["in_reply_to_id must be a top-level comment"]
+            )
+        body = ctx.body.get("body")
+        if not isinstance(body, str) or not body:
+            raise missing("PullRequestReviewComment", "body")
+        shape = {k: parent[k] for k in ("path", "line", "side")} | {"body": body}
+        comment = self._new_review_comment(
+            repo.full_name, pull, shape, self._actor(ctx), review_id=None, reply_to=parent["id"]
+        )
+        return web.json_response(public(comment), status=201)
+
+    def _update_review_comment(self, ctx: Ctx) -> web.Response:
+        return self._update(ctx, self.review_comments, "PullRequestReviewComment")
+
+    def _react_review_comment(self, ctx: Ctx) -> web.Response:
+        return self._react(ctx, self.review_comments, "review_comment")
+
+    # ------------------------------------------------------------ reviews
+
+    def _create_review(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request
+        repo, pull = self._pull(ctx)
+        data = ctx.body
+        event = data.get("event")
+        if event is not None and event not in ("APPROVE", "REQUEST_CHANGES", "COMMENT"):
+            raise invalid("PullRequestReview", "event")
+        if event in ("REQUEST_CHANGES", "COMMENT") and not isinstance(data.get("body"), str):
+            raise missing("PullRequestReview", "body")  # required for these events
+        commit_id = data.get("commit_id", pull.head_sha)
+        if commit_id not in pull.commits:
+            raise error(
+                422, "Unprocessable Entity", errors=["Commit is not part of the pull request"]
+            )
+        shapes = data.get("comments", [])
+        if not isinstance(shapes, list):
+            raise invalid("PullRequestReview", "comments")
+        for shape in shapes:
+            self._check_review_comment(pull, shape)
+        if event == "COMMENT" and not shapes and not data.get("body"):
+            raise error(422, "Unprocessable Entity", errors=["Review body can't be blank"])
+        rid = next(self._ids)
+        states = {
+            "APPROVE": "APPROVED",
+            "REQUEST_CHANGES": "CHANGES_REQUESTED",
+            "COMMENT": "COMMENTED",
+        }
+        review = {
+            "id": rid,
+            "node_id": f"PRR_kwDO{rid}",
+            "user": self._actor(ctx),
+            "body": data.get("body") or "",
+            "state": states.get(str(event), "PENDING"),
+            "html_url": f"{self.root}/{repo.full_name}/pull/{pull.number}#pullrequestreview-{rid}",
+            "pull_request_url": f"{self.url}/repos/{repo.full_name}/pulls/{pull.number}",
+            "commit_id": commit_id,
+            "author_association": "NONE",
+            "_repo": repo.full_name,
+            "_number": pull.number,
+        }
+        if event is not None:
+            review["submitted_at"] = iso(self.clock())
+        self.reviews[rid] = review
+        for shape in shapes:
+            self._new_review_comment(
+                repo.full_name, pull, shape, review["user"], review_id=rid, reply_to=None
+            )
+        return web.json_response(public(review), status=200)
+
+    def _check_review_comment(self, pull: Pull, shape: Any) -> None:
+        resource = "PullRequestReviewComment"
+        if not isinstance(shape, dict):
+            raise invalid(resource, "comments")
+        if not isinstance(shape.get("path"), str):
+            raise missing(resource, "path")
+        if shape["path"] not in {f["filename"] for f in pull.files}:
+            raise error(422, "Unprocessable Entity", errors=["Path could not be resolved"])
+        if not isinstance(shape.get("body"), str) or not shape["body"]:
+            raise missing(resource, "body")
+        if "position" not in shape and not (
+            isinstance(shape.get("line"), int) and shape["line"] > 0
+        ):
+            raise missing(resource, "line")
+        for side in ("side", "start_side"):
+            if side in shape and shape[side] not in ("LEFT", "RIGHT"):
+                raise invalid(resource, side)
+        start = shape.get("start_line")
+        if "start_side" in shape and start is None:
+            raise missing(resource, "start_line")
+        if start is not None and (not isinstance(start, int) or start >= shape.get("line", 0)):
+            raise error(
+                422, "Unprocessable Entity", errors=["start_line must precede the end line."]
+            )
+
+    def _list_comments_of_review(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/reviews#list-comments-for-a-pull-request-review
+        repo, pull = self._pull(ctx)
+        rid = int(ctx.params["review_id"])
+        review = self.reviews.get(rid)
+        if review is None or review["_repo"] != repo.full_name or review["_number"] != pull.number:
+            raise error(404, "Not Found")
+        items = [
+            public(c) for c in self.review_comments.values() if c["pull_request_review_id"] == rid
+        ]
+        return self._paged(ctx, items)
+
+    # ------------------------------------------------------------ pulls and contents
+
+    def _get_pull(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/pulls#get-a-pull-request
+        repo, pull = self._pull(ctx)
+        if ctx.record.headers["accept"] in DIFF_TYPES:
+            return web.Response(
+                text=pull.diff, content_type="application/vnd.github.diff", charset="utf-8"
+            )
+        return web.json_response(
+            {
+                "id": 5000 + pull.number,
+                "number": pull.number,
+                "title": pull.title,
+                "state": pull.state,
+                "merged": pull.merged,
+                "merged_at": iso(self.clock()) if pull.merged else None,
+                "html_url": f"{self.root}/{repo.full_name}/pull/{pull.number}",
+                "head": {
+                    "sha": pull.head_sha,
+                    "ref": "feature",
+                    "repo": {"full_name": repo.full_name},
+                },
+                "base": {
+                    "sha": pull.base_sha,
+                    "ref": repo.default_branch,
+                    "repo": {"full_name": repo.full_name},
+                },
+            }
+        )
+
+    def _list_pull_files(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
+        _, pull = self._pull(ctx)
+        return self._paged(ctx, list(pull.files))
+
+    def _get_contents(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/repos/contents#get-repository-content
+        repo = self._repo(ctx)
+        path = ctx.params["path"].strip("/")
+        ref = ctx.record.query.get("ref") or repo.default_branch
+        content = repo.contents.get((ref, path))
+        if content is None:
+            entries = [p for (r, p) in repo.contents if r == ref and p.startswith(path + "/")]
+            if not entries:
+                raise error(404, "Not Found")
+            listing = [{"type": "file", "path": p, "name": p.rsplit("/", 1)[-1]} for p in entries]
+            return web.json_response(listing)
+        if ctx.record.headers["accept"] in RAW_TYPES:
+            return web.Response(body=content, content_type="application/vnd.github.raw")
+        return web.json_response(
+            {
+                "type": "file",
+                "encoding": "base64",
+                "size": len(content),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "content": base64.b64encode(content).decode("ascii"),
+            }
+        )
+
+    def _get_permission(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/collaborators/collaborators#get-repository-permissions-for-a-user
+        repo = self._repo(ctx)
+        login = ctx.params["username"]
+        if login not in self.users:
+            raise error(404, "Not Found")
+        permission, role = repo.permissions.get(login, ("none", "none"))
+        return web.json_response(
+            {"permission": permission, "role_name": role, "user": self._user(login)}
+        )
+
+    # ------------------------------------------------------------ check runs and statuses
+
+    def _list_check_runs(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/checks/runs#list-check-runs-for-a-git-reference
+        repo = self._repo(ctx)
+        query = ctx.record.query
+        runs = [
+            public(r)
+            for r in sorted(self.check_runs.values(), key=lambda r: -int(r["id"]))
+            if r["_repo"] == repo.full_name
+            and r["head_sha"] == ctx.params["ref"]
+            and query.get("check_name", r["name"]) == r["name"]
+            and query.get("app_id", str(r["app"]["id"])) == str(r["app"]["id"])
+        ]
+        return self._paged(ctx, runs, key="check_runs")
+
+    def _create_check_run(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/checks/runs#create-a-check-run
+        repo = self._repo(ctx)
+        assert ctx.token is not None
+        if ctx.token.installation_id is None:
+            raise error(403, "You must authenticate via a GitHub App.")
+        data = ctx.body
+        for required in ("name", "head_sha"):
+            if not isinstance(data.get(required), str) or not data[required]:
+                raise missing("CheckRun", required)
+        run: dict[str, Any] = {
+            "id": next(self._ids),
+            "name": data["name"],
+            "head_sha": data["head_sha"],
+            "status": "queued",
+            "conclusion": None,
+            "app": {"id": self.app_id, "slug": self.app_slug},
+            "_repo": repo.full_name,
+        }
+        self._apply_check_fields(run, data)
+        self.check_runs[run["id"]] = run
+        return web.json_response(public(run), status=201)
+
+    def _update_check_run(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/checks/runs#update-a-check-run
+        repo = self._repo(ctx)
+        run = self.check_runs.get(int(ctx.params["check_run_id"]))
+        if run is None or run["_repo"] != repo.full_name:
+            raise error(404, "Not Found")
+        self._apply_check_fields(run, ctx.body)
+        return web.json_response(public(run))
+
+    def _apply_check_fields(self, run: dict[str, Any], data: dict[str, Any]) -> None:
+        status = data.get("status", run["status"])
+        conclusion = data.get("conclusion")
+        if status not in CHECK_STATUSES:
+            raise invalid("CheckRun", "status")
+        if conclusion is not None and conclusion not in CHECK_CONCLUSIONS:
+            raise invalid("CheckRun", "conclusion")
+        if (status == "completed" or "completed_at" in data) and conclusion is None:
+            raise missing("CheckRun", "conclusion")
+        output = data.get("output")
+        if output is not None and not (
+            isinstance(output, dict)
+            and isinstance(output.get("title"), str)
+            and isinstance(output.get("summary"), str)
+            and len(output["summary"]) <= 65535
+        ):
+            raise invalid("CheckRun", "output")
+        run["status"] = "completed" if conclusion is not None else status
+        run["conclusion"] = conclusion
+        for key in ("details_url", "output", "completed_at", "started_at"):
+            if key in data:
+                run[key] = data[key]
+
+    def _create_status(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/commits/statuses#create-a-commit-status
+        repo = self._repo(ctx)
+        data = ctx.body
+        if data.get("state") not in STATUS_STATES:
+            raise invalid("Status", "state")
+        description = data.get("description")
+        if description is not None and len(str(description)) > 140:
+            raise error(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "Status",
+                        "code": "custom",
+                        "field": "description",
+                        "message": "description is too long (maximum is 140 characters)",
+                    }
+                ],
+            )
+        status = {
+            "id": next(self._ids),
+            "state": data["state"],
+            "context": data.get("context") or "default",
+            "description": description,
+            "target_url": data.get("target_url"),
+            "creator": self._actor(ctx),
+            "_repo": repo.full_name,
+            "_sha": ctx.params["sha"],
+        }
+        self.statuses.append(status)
+        return web.json_response(public(status), status=201)
+
+    # ------------------------------------------------------------ GraphQL
+
+    def _graphql(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/graphql/guides/forming-calls-with-graphql
+        data = ctx.body
+        query = data.get("query")
+        variables = data.get("variables") or {}
+        if not isinstance(query, str):
+            return self._gql_errors(
+                [{"message": "A query attribute must be specified and must be a string."}]
+            )
+        if "resolveReviewThread" in query:
+            return self._gql_resolve(ctx, variables)
+        if "reviewThreads" in query:
+            return self._gql_threads(ctx, query, variables)
+        return self._gql_errors([{"message": "The fake GitHub does not know this query."}])
+
+    def _gql_errors(self, errors: list[dict[str, Any]], data: Any = None) -> web.Response:
+        body: dict[str, Any] = {"errors": errors}
+        if data is not None:
+            body["data"] = data
+        return web.json_response(body)
+
+    def _gql_threads(self, ctx: Ctx, query: str, variables: dict[str, Any]) -> web.Response:
+        owner, name, number = (variables.get(k) for k in ("owner", "name", "number"))
+        if not (isinstance(owner, str) and isinstance(name, str) and isinstance(number, int)):
+            return self._gql_errors(
+                [{"message": "Variables $owner, $name (String!) and $number (Int!) are required."}]
+            )
+        full = f"{owner}/{name}"
+        repo = self.repos.get(full)
+        if repo is None or not self._can_see(ctx.token, full):
+            return self._gql_errors(
+                [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["repository"],
+                        "message": f"Could not resolve to a Repository with the name '{full}'.",
+                    }
+                ],
+                {"repository": None},
+            )
+        pull = repo.issues.get(number)
+        if pull is None or not pull.pull:
+            return self._gql_errors(
+                [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["repository", "pullRequest"],
+                        "message": f"Could not resolve to a PullRequest with the number of {number}.",
+                    }
+                ],
+                {"repository": {"pullRequest": None}},
+            )
+        size_match = re.search(r"reviewThreads\(\s*first:\s*(\d+)", query)
+        size = int(size_match.group(1)) if size_match else 100
+        roots = sorted(
+            c["id"]
+            for c in self.review_comments.values()
+            if c["_repo"] == full and c["_number"] == number and "in_reply_to_id" not in c
+        )
+        start = int(variables["cursor"]) if variables.get("cursor") else 0
+        page = roots[start : start + size]
+        nodes = [
+            {
+                "id": self.thread_node_id(root),
+                "isResolved": root in self.resolved,
+                "comments": {"nodes": [{"databaseId": root}]},
+            }
+            for root in page
+        ]
+        more = start + size < len(roots)
+        threads = {
+            "pageInfo": {"hasNextPage": more, "endCursor": str(start + size) if more else None},
+            "nodes": nodes,
+        }
+        return web.json_response(
+            {"data": {"repository": {"pullRequest": {"reviewThreads": threads}}}}
+        )
+
+    def _gql_resolve(self, ctx: Ctx, variables: dict[str, Any]) -> web.Response:
+        node_id = variables.get("threadId")
+        match = re.fullmatch(r"PRRT_kwDO(\d+)", str(node_id))
+        root = int(match.group(1)) if match else None
+        comment = self.review_comments.get(root) if root is not None else None
+        if root is None or comment is None or not self._can_see(ctx.token, comment["_repo"]):
+            return self._gql_errors(
+                [
+                    {
+                        "type": "NOT_FOUND",
+                        "path": ["resolveReviewThread"],
+                        "message": f"Could not resolve to a node with the global id of '{node_id}'.",
+                    }
+                ],
+                {"resolveReviewThread": None},
+            )
+        self.resolved.add(root)
+        thread = {"id": node_id, "isResolved": True}
+        return web.json_response({"data": {"resolveReviewThread": {"thread": thread}}})
