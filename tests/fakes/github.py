@@ -147,6 +147,7 @@ class Recorded:
     headers: dict[str, str]  # lower-case names
     json: Any
     status: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
