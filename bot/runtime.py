@@ -21,12 +21,17 @@ class Runtime:
         history: CommentHistory,
         installations: InstallationStore,
         outbox: Outbox,
-        forget_installation: Callable[[int], None] = lambda _id: None,
-        wake_sender: Callable[[], None] = lambda: None,
     ) -> None:
         self.history = history
         self.installations = installations
         self.outbox = outbox
+        self._forget_installation: Callable[[int], None] = lambda _id: None
+        self._wake_sender: Callable[[], None] = lambda: None
+
+    def connect(
+        self, *, forget_installation: Callable[[int], None], wake_sender: Callable[[], None]
+    ) -> None:
+        """Hook up the host credentials and the outbox sender once they exist."""
         self._forget_installation = forget_installation
         self._wake_sender = wake_sender
 

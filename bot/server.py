@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import Engine
 
@@ -15,9 +17,10 @@ from bot.config import Settings
 from bot.db import make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
+from bot.hosts import Hosts
 from bot.inbox import Inbox
 from bot.installations import InstallationStore
-from bot.outbox import Outbox
+from bot.outbox import Outbox, Sender
 from bot.runtime import Runtime
 from bot.web import create_app
 from bot.worker import Dispatcher, Worker
@@ -79,14 +82,48 @@ def make_workers(settings: Settings, services: Services, count: int) -> list[Wor
     ]
 
 
-def waker(workers: list[Worker]) -> Callable[[], None]:
-    """A callback that wakes every worker at once (ingress calls it after each commit)."""
+@dataclass
+class Crew:
+    """The background work of one process: delivery workers and the outbox sender."""
 
-    def wake() -> None:
-        for worker in workers:
+    workers: list[Worker]
+    sender: Sender | None
+
+    def wake_workers(self) -> None:
+        """Ingress calls this after each commit, so new deliveries are picked up at once."""
+        for worker in self.workers:
             worker.wakeup.set()
 
-    return wake
+    def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        tasks = [asyncio.create_task(w.run(stop)) for w in self.workers]
+        if self.sender is not None:
+            tasks.append(asyncio.create_task(self.sender.run(stop)))
+        return tasks
+
+
+@contextlib.asynccontextmanager
+async def background(settings: Settings, services: Services, workers: int) -> AsyncIterator[Crew]:
+    """Workers and (when there are workers) the sender, with host clients on one HTTP session."""
+    timeout = aiohttp.ClientTimeout(total=settings.host_timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        hosts = Hosts.from_settings(settings, http)
+        try:
+            sender = None
+            if workers:
+                sender = Sender(
+                    services.outbox,
+                    hosts.client,
+                    min_interval=settings.outbox_min_interval_seconds,
+                    max_attempts=settings.outbox_max_attempts,
+                    retry_seconds=settings.outbox_retry_seconds,
+                    poll_seconds=settings.worker_poll_seconds,
+                )
+                services.runtime.connect(
+                    forget_installation=hosts.forget, wake_sender=sender.wakeup.set
+                )
+            yield Crew(make_workers(settings, services, workers), sender)
+        finally:
+            hosts.close()
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -102,50 +139,57 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Run ingress and `workers` workers until SIGINT/SIGTERM (or `stop`)."""
+    """Run ingress, `workers` workers and the outbox sender until SIGINT/SIGTERM (or `stop`)."""
     problems = settings.serving_problems()
     if problems:
         raise StartupError("refusing to start: " + " ".join(problems))
     services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
-    crew = make_workers(settings, services, workers)
-    app = create_app(settings, inbox=services.inbox, on_stored=waker(crew))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
-            ) from exc
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}"
-        log.info("listening on %s (webhooks at %s/webhooks/github and /webhooks/gitlab)", url, url)
-        for warning in settings.warnings():
-            log.warning("%s", warning)
-        if on_listening:
-            on_listening(url)
-        tasks = [asyncio.create_task(w.run(stop)) for w in crew]
-        await stop.wait()
-        log.info("stopping: finishing deliveries in hand")
-        await asyncio.gather(*tasks)
+        async with background(settings, services, workers) as work_crew:
+            app = create_app(settings, inbox=services.inbox, on_stored=work_crew.wake_workers)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            try:
+                url = await _listen(runner, settings)
+                for warning in settings.warnings():
+                    log.warning("%s", warning)
+                if on_listening:
+                    on_listening(url)
+                tasks = work_crew.start(stop)
+                await stop.wait()
+                log.info("stopping: finishing the deliveries and writes in hand")
+                await asyncio.gather(*tasks)
+            finally:
+                await runner.cleanup()
     finally:
-        await runner.cleanup()
         services.engine.dispose()
 
 
+async def _listen(runner: web.AppRunner, settings: Settings) -> str:
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from exc
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    log.info("listening on %s (webhooks at %s/webhooks/github and /webhooks/gitlab)", url, url)
+    return url
+
+
 async def work(settings: Settings, *, workers: int = 1, stop: asyncio.Event | None = None) -> None:
-    """Run workers only (no web server) until SIGINT/SIGTERM (or `stop`)."""
+    """Run workers and the outbox sender (no web server) until SIGINT/SIGTERM (or `stop`)."""
     services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
-    crew = make_workers(settings, services, workers)
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
     try:
-        await asyncio.gather(*(w.run(stop) for w in crew))
+        async with background(settings, services, max(workers, 1)) as work_crew:
+            await asyncio.gather(*work_crew.start(stop))
     finally:
         services.engine.dispose()

@@ -28,7 +28,7 @@ from bot.db import make_engine
 from bot.db.migrate import upgrade
 from bot.inbox import Inbox
 from bot.runtime import Runtime
-from bot.server import make_workers, open_services, waker
+from bot.server import background, open_services
 from bot.web import create_app
 from bot.worker import Worker
 from tests.payloads import GITLAB_TOKEN, SECRET
@@ -129,30 +129,34 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Running]:
+    """The app as `threadline serve` runs it, on a loopback port, in this event loop."""
     services = await asyncio.to_thread(open_services, settings, migrate=True)
-    crew = make_workers(settings, services, workers)
-    app = create_app(settings, inbox=services.inbox, on_stored=waker(crew))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(w.run(stop)) for w in crew]
     try:
-        async with aiohttp.ClientSession() as http:
-            yield Running(
-                f"http://{host}:{port}",
-                http,
-                services.inbox,
-                services.runtime,
-                services.engine,
-                crew,
+        async with background(settings, services, workers) as crew:
+            runner = web.AppRunner(
+                create_app(settings, inbox=services.inbox, on_stored=crew.wake_workers)
             )
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            tasks = crew.start(stop)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    yield Running(
+                        f"http://{host}:{port}",
+                        http,
+                        services.inbox,
+                        services.runtime,
+                        services.engine,
+                        crew.workers,
+                    )
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks)
+                await runner.cleanup()
     finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await runner.cleanup()
         services.engine.dispose()
 
 
