@@ -468,6 +468,7 @@ class Sender:
         retry_seconds: float = 60.0,
         lease_seconds: float = 120.0,
         poll_seconds: float = 1.0,
+        ambiguous_wait: float = 60.0,
         on_failed: FailureHook | None = None,
         name: str | None = None,
     ) -> None:
@@ -478,6 +479,9 @@ class Sender:
         self.retry_seconds = retry_seconds
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        # A request we gave up on may still be carried out by the host a little later;
+        # look for its marker only after that could have happened.
+        self.ambiguous_wait = ambiguous_wait
         self.on_failed = on_failed
         self.name = name or "sender-" + worker_name()
         self.wakeup = asyncio.Event()
@@ -526,7 +530,14 @@ class Sender:
             return
         try:
             client = self.client_for(row.host, row.installation_id)
-            result = await self._perform(client, row)
+            try:
+                result = await self._perform(client, row)
+            finally:
+                # The slot was taken when the row was claimed; spacing is also counted from
+                # the end of this write, so a slow write does not let the next one crowd it.
+                await asyncio.to_thread(
+                    self.outbox.hold_installation, row.pacing_key, self.min_interval
+                )
         except HostError as exc:
             await self._failed_attempt(row, exc)
             return
@@ -549,6 +560,8 @@ class Sender:
             await asyncio.to_thread(self.outbox.hold_installation, row.pacing_key, hold)
         if exc.retryable and row.attempts < self.max_attempts:
             delay = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
+            if exc.ambiguous:
+                delay = max(delay, self.ambiguous_wait)
             await asyncio.to_thread(
                 self.outbox.retry_later, row, self.name, error, delay, exc.ambiguous
             )

@@ -117,6 +117,7 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     max_attempts=settings.outbox_max_attempts,
                     retry_seconds=settings.outbox_retry_seconds,
                     poll_seconds=settings.worker_poll_seconds,
+                    ambiguous_wait=2 * settings.host_timeout_seconds,
                 )
                 services.runtime.connect(
                     forget_installation=hosts.forget, wake_sender=sender.wakeup.set
