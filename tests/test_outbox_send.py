@@ -7,6 +7,7 @@ every intended write lands exactly once, in order per thread, and pacing holds.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -142,7 +143,7 @@ async def test_writes_to_one_installation_are_paced(engine: Engine, github: Fake
             r.box.enqueue(ob.comment(f"paced-{n}", thread, f"note {n}", INSTALLATION))
         await r.drain()
     posts = github.requests_to("POST", r"/repos/.*/issues/\d+/comments")
-    gaps = [b.at - a.at for a, b in zip(posts, posts[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
     assert len(posts) == 4
     assert min(gaps) >= 0.19, gaps
 
