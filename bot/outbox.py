@@ -6,7 +6,7 @@
   thread before writing again.
 - Ordered: a row is sent only when no older row of its thread is still unsent.
 - Paced: writes to one installation (or token) go out at least `min_interval` apart,
-  across every process, through a conditional UPDATE on `write_pacing`; a rate-limit
+  across every process, through a time slot per installation (bot/slots.py); a rate-limit
   answer pushes that installation's next slot back by what the host asked.
 - Coalesced: edits of one comment (a session's status) share a `coalesce_key`; a newer
   edit supersedes older unsent ones, so only the newest state is sent.
@@ -29,8 +29,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from bot import slots
 from bot.db import insert_ignoring_conflicts
-from bot.db.models import OutboxItem, PostedComment, WritePacing
+from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
     CommitState,
@@ -281,7 +282,7 @@ class Outbox:
                 if key in tried:
                     continue
                 tried.add(key)
-                if not self._take_slot(session, key, now, min_interval):
+                if not slots.take(session, key, now, min_interval):
                     continue
                 won = session.execute(
                     update(OutboxItem)
@@ -300,34 +301,10 @@ class Outbox:
                     return _row(item)
         return None
 
-    def _take_slot(self, session: Session, key: str, now: datetime, interval: float) -> bool:
-        following = now + timedelta(seconds=interval)
-        inserted = session.execute(
-            self._insert(WritePacing)
-            .values(pacing_key=key, next_allowed_at=following)
-            .on_conflict_do_nothing(index_elements=["pacing_key"])
-            .returning(WritePacing.pacing_key)
-        ).scalar_one_or_none()
-        if inserted is not None:
-            return True
-        taken = session.execute(
-            update(WritePacing)
-            .where(WritePacing.pacing_key == key, WritePacing.next_allowed_at <= now)
-            .values(next_allowed_at=following)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
-
     def hold_installation(self, key: str, seconds: float) -> None:
         """Push the installation's next write back (the host rate-limited us)."""
-        until = self.clock() + timedelta(seconds=seconds)
         with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(WritePacing)
-                .where(WritePacing.pacing_key == key, WritePacing.next_allowed_at < until)
-                .values(next_allowed_at=until)
-                .execution_options(synchronize_session=False)
-            )
+            slots.hold(session, key, self.clock() + timedelta(seconds=seconds))
 
     def next_slot(self) -> datetime | None:
         """When the earliest unsent row could go out (for the sender's sleep)."""
@@ -337,7 +314,9 @@ class Outbox:
             ).scalar()
             if due is None:
                 return None
-            slot = session.execute(select(func.min(WritePacing.next_allowed_at))).scalar()
+            slot = session.execute(
+                select(func.min(TimeSlot.next_at)).where(TimeSlot.slot_key.not_like("job:%"))
+            ).scalar()
         return max(due, slot) if slot is not None else due
 
     def superseded_by_newer(self, row: OutboxRow) -> bool:

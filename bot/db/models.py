@@ -122,13 +122,14 @@ class PostedComment(Base):
     url: Mapped[str | None] = mapped_column(Text)
 
 
-class WritePacing(Base):
-    """When the next write to one installation (or token) may go out, across all processes."""
+class TimeSlot(Base):
+    """When something may next happen, across all processes: the next write to one
+    installation (pacing), the next run of a job that only one process may run."""
 
-    __tablename__ = "write_pacing"
+    __tablename__ = "time_slots"
 
-    pacing_key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    next_allowed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    slot_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Installation(Base):

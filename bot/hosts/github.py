@@ -479,6 +479,53 @@ class GitHubApp:
             raise HostError("GitHub GET /app: answer is not an object", retryable=True)
         return data
 
+    async def _app_list(self, url: str, *, newest_first_until: float | None = None) -> list[Any]:
+        """A paginated list as the App (JWT); with `newest_first_until`, stop at older items."""
+        template = url + "{?per_page}"
+
+        async def collect(api: _API) -> list[Any]:
+            items: list[Any] = []
+            pages = api.getiter(
+                template, {"per_page": PER_PAGE}, accept=ACCEPT_JSON, jwt=self.jwt()
+            )
+            async for item in pages:
+                stamp = item.get("delivered_at") if isinstance(item, dict) else None
+                if newest_first_until is not None and stamp and _epoch(stamp) < newest_first_until:
+                    break
+                items.append(item)
+            return items
+
+        return await self._transport.call("GET", url, collect, token=None)
+
+    async def installations(self) -> list[dict[str, Any]]:
+        """The App's installations.
+
+        https://docs.github.com/en/rest/apps/apps#list-installations-for-the-authenticated-app
+        """
+        return await self._app_list("/app/installations")
+
+    async def hook_deliveries(self, *, since: float) -> list[dict[str, Any]]:
+        """The App webhook's deliveries since `since` (epoch seconds), newest first.
+
+        https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook
+        """
+        return await self._app_list("/app/hook/deliveries", newest_first_until=since)
+
+    async def redeliver(self, delivery_id: int) -> None:
+        """Ask GitHub to send a past delivery again (it keeps its X-GitHub-Delivery guid).
+
+        https://docs.github.com/en/rest/apps/webhooks#redeliver-a-delivery-for-an-app-webhook
+        """
+        url = "/app/hook/deliveries/{delivery_id}/attempts"
+        url_vars = {"delivery_id": delivery_id}
+        await self._transport.call(
+            "POST",
+            _path(url, url_vars),
+            lambda api: api.post(url, url_vars, data=b"", accept=ACCEPT_JSON, jwt=self.jwt()),
+            token=None,
+            write=False,  # a second redelivery is deduplicated by its guid on arrival
+        )
+
     def _fresh(self, token: _Token) -> bool:
         return self._clock() < token.expires_at - TOKEN_REFRESH_MARGIN_SECONDS
 

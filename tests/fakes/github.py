@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import math
@@ -38,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+import aiohttp
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -247,6 +250,9 @@ ROUTES = (
     _route(
         "POST", r"/app/installations/(?P<installation_id>\d+)/access_tokens", "create_token", "jwt"
     ),
+    _route("GET", r"/app/installations", "list_installations", "jwt"),
+    _route("GET", r"/app/hook/deliveries", "list_hook_deliveries", "jwt"),
+    _route("POST", r"/app/hook/deliveries/(?P<delivery_id>\d+)/attempts", "redeliver_hook", "jwt"),
     _route("GET", r"/user", "get_user"),
     _route("GET", REPO + r"/issues/(?P<number>\d+)/comments", "list_issue_comments"),
     _route("POST", REPO + r"/issues/(?P<number>\d+)/comments", "create_issue_comment"),
@@ -317,6 +323,11 @@ class FakeGitHub:
         self.check_runs: dict[int, dict[str, Any]] = {}
         self.statuses: list[dict[str, Any]] = []
         self.resolved: set[int] = set()
+        # The App's webhook: past deliveries (newest last) and where redeliveries go.
+        self.hook_deliveries: list[dict[str, Any]] = []
+        self.webhook_url: str | None = None
+        self.webhook_secret = ""
+        self._redeliveries: set[asyncio.Task[None]] = set()
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._ids = itertools.count(1001)
@@ -792,6 +803,90 @@ class FakeGitHub:
             },
             status=201,
         )
+
+    def _list_installations(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/apps/apps#list-installations-for-the-authenticated-app
+        items = [
+            {
+                "id": i.id,
+                "account": self._user("octo-org"),
+                "app_id": self.app_id,
+                "target_type": "Organization",
+                "suspended_at": iso(self.clock()) if i.suspended else None,
+                "permissions": {"issues": "write", "pull_requests": "write", "checks": "write"},
+            }
+            for i in self.installations.values()
+        ]
+        return self._paged(ctx, items)
+
+    def _list_hook_deliveries(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook
+        newest_first = [public(d) for d in reversed(self.hook_deliveries)]
+        return self._paged(ctx, newest_first)
+
+    def _redeliver_hook(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/apps/webhooks#redeliver-a-delivery-for-an-app-webhook
+        wanted = int(ctx.params["delivery_id"])
+        found = next((d for d in self.hook_deliveries if d["id"] == wanted), None)
+        if found is None:
+            raise error(404, "Not Found")
+        task = asyncio.get_running_loop().create_task(self._send_hook(found, redelivery=True))
+        self._redeliveries.add(task)
+        task.add_done_callback(self._redeliveries.discard)
+        return web.json_response({}, status=202)
+
+    def add_hook_delivery(
+        self, guid: str, event: str, payload: dict[str, Any], *, status_code: int, ago: float = 60
+    ) -> dict[str, Any]:
+        """A delivery the App's webhook made `ago` seconds back, answered `status_code`."""
+        body = json.dumps(payload).encode("utf-8")
+        entry = {
+            "id": next(self._ids),
+            "guid": guid,
+            "delivered_at": iso(self.clock() - ago),
+            "redelivery": False,
+            "duration": 0.1,
+            "status": "OK" if 200 <= status_code < 300 else "failed",
+            "status_code": status_code,
+            "event": event,
+            "action": payload.get("action"),
+            "installation_id": (payload.get("installation") or {}).get("id"),
+            "repository_id": (payload.get("repository") or {}).get("id"),
+            "_body": body,
+        }
+        self.hook_deliveries.append(entry)
+        return entry
+
+    async def _send_hook(self, entry: dict[str, Any], *, redelivery: bool) -> None:
+        """POST a delivery to `webhook_url` as GitHub would, and log the attempt."""
+        body: bytes = entry["_body"]
+        signature = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": entry["event"],
+            "X-GitHub-Delivery": entry["guid"],
+            "X-Hub-Signature-256": "sha256=" + signature,
+            "User-Agent": "GitHub-Hookshot/fake",
+        }
+        status = 0
+        if self.webhook_url is not None:
+            try:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.post(self.webhook_url, data=body, headers=headers) as resp,
+                ):
+                    status = resp.status
+            except aiohttp.ClientError:
+                status = 0
+        copy = {**entry, "id": next(self._ids), "redelivery": redelivery, "status_code": status}
+        copy["delivered_at"] = iso(self.clock())
+        copy["status"] = "OK" if 200 <= status < 300 else "failed"
+        self.hook_deliveries.append(copy)
+
+    async def settle_redeliveries(self) -> None:
+        """Wait until every redelivery asked for has been sent."""
+        while self._redeliveries:
+            await asyncio.gather(*self._redeliveries)
 
     def _get_user(self, ctx: Ctx) -> web.Response:
         assert ctx.token is not None

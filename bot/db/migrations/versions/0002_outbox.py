@@ -1,4 +1,4 @@
-"""The outbox (host writes stored before they are sent), write pacing and installations.
+"""The outbox (host writes stored before they are sent), time slots and installations.
 
 Revision 0002, after 0001.
 """
@@ -55,10 +55,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("coalesce_key"),
     )
     op.create_table(
-        "write_pacing",
-        sa.Column("pacing_key", sa.String(64), nullable=False),
-        sa.Column("next_allowed_at", UtcDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("pacing_key"),
+        "time_slots",
+        sa.Column("slot_key", sa.String(64), nullable=False),
+        sa.Column("next_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("slot_key"),
     )
     op.create_table(
         "installations",
@@ -74,7 +74,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("installations")
-    op.drop_table("write_pacing")
+    op.drop_table("time_slots")
     op.drop_table("posted_comments")
     op.drop_index("ix_outbox_coalesce", table_name="outbox")
     op.drop_index("ix_outbox_thread", table_name="outbox")
