@@ -66,6 +66,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("github_token", "token for single-repository use instead of an App", secret=True, group="github"),
     Setting("github_api_url", "GitHub REST base URL (GHES: https://HOST/api/v3)", "https://api.github.com", group="github"),
     Setting("github_graphql_url", "GitHub GraphQL URL (default: from the REST URL; GHES: https://HOST/api/graphql)", group="github"),
+    Setting("github_redelivery_minutes", "ask GitHub again for failed deliveries this often (0: never; App only)", "10", group="github"),
     Setting("gitlab_url", "GitLab base URL (self-managed: https://HOST)", "https://gitlab.com", group="gitlab"),
     Setting("gitlab_token", "GitLab project, group or personal access token", secret=True, group="gitlab"),
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
@@ -99,6 +100,7 @@ class Settings:
     github_token: str | None = field(default=None, repr=False)
     github_api_url: str = "https://api.github.com"
     github_graphql_url: str | None = None
+    github_redelivery_minutes: float = 10.0
     gitlab_url: str = "https://gitlab.com"
     gitlab_token: str | None = field(default=None, repr=False)
     gitlab_webhook_token: str | None = field(default=None, repr=False)
@@ -310,6 +312,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "github_private_key": _private_key("THREADLINE_GITHUB_PRIVATE_KEY"),
     "github_api_url": _url("THREADLINE_GITHUB_API_URL"),
     "github_graphql_url": _url("THREADLINE_GITHUB_GRAPHQL_URL"),
+    "github_redelivery_minutes": _float("THREADLINE_GITHUB_REDELIVERY_MINUTES", 0.0),
     "gitlab_url": _url("THREADLINE_GITLAB_URL"),
     "host_timeout_seconds": _float("THREADLINE_HOST_TIMEOUT_SECONDS", 1.0),
     "outbox_min_interval_seconds": _float("THREADLINE_OUTBOX_MIN_INTERVAL_SECONDS", 0.0),

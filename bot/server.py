@@ -8,9 +8,11 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from bot.config import Settings
@@ -18,9 +20,11 @@ from bot.db import make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
 from bot.hosts import Hosts
+from bot.hosts.github import GitHubApp
 from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.outbox import Outbox, Sender
+from bot.redeliver import Reconciler
 from bot.runtime import Runtime
 from bot.web import create_app
 from bot.worker import Dispatcher, Worker
@@ -88,6 +92,7 @@ class Crew:
 
     workers: list[Worker]
     sender: Sender | None
+    reconciler: Reconciler | None = None
 
     def wake_workers(self) -> None:
         """Ingress calls this after each commit, so new deliveries are picked up at once."""
@@ -122,7 +127,24 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 services.runtime.connect(
                     forget_installation=hosts.forget, wake_sender=sender.wakeup.set
                 )
-            yield Crew(make_workers(settings, services, workers), sender)
+            reconciler = None
+            minutes = settings.github_redelivery_minutes
+            if workers and minutes > 0 and isinstance(hosts.github, GitHubApp):
+                reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)
+            scheduler = AsyncIOScheduler()
+            if reconciler is not None:
+                # The first round soon after start: deliveries missed while we were down.
+                scheduler.add_job(
+                    reconciler.tick,
+                    "interval",
+                    seconds=minutes * 60,
+                    next_run_time=datetime.now(UTC) + timedelta(seconds=min(30, minutes * 60)),
+                )
+            scheduler.start()
+            try:
+                yield Crew(make_workers(settings, services, workers), sender, reconciler)
+            finally:
+                scheduler.shutdown(wait=False)
         finally:
             hosts.close()
 

@@ -821,7 +821,8 @@ class FakeGitHub:
 
     def _list_hook_deliveries(self, ctx: Ctx) -> web.Response:
         # https://docs.github.com/en/rest/apps/webhooks#list-deliveries-for-an-app-webhook
-        newest_first = [public(d) for d in reversed(self.hook_deliveries)]
+        by_time = sorted(self.hook_deliveries, key=lambda d: (d["delivered_at"], d["id"]))
+        newest_first = [public(d) for d in reversed(by_time)]
         return self._paged(ctx, newest_first)
 
     def _redeliver_hook(self, ctx: Ctx) -> web.Response:
