@@ -248,6 +248,17 @@ def cmd_webhook_send(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if 200 <= status < 300 else EXIT_FAILURE
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import doctor
+
+    findings = doctor.run(settings)
+    for finding in findings:
+        print(f"{finding.level:<4}  {finding.what}: {finding.detail}")
+    failed = sum(f.level == "fail" for f in findings)
+    print(f"{len(findings)} checks, {failed} failed")
+    return EXIT_FAILURE if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="threadline",
@@ -367,6 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     oretry = outbox.add_parser("retry", help="send a failed write again")
     oretry.add_argument("id", type=int, help="the write's number (from outbox list)")
     oretry.set_defaults(func=cmd_outbox_retry)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check settings, database and host credentials against the real APIs",
+        description="Reach the database and each configured host: the GitHub App and its "
+        "installations (and whether each granted what app.yml asks), or the token; the "
+        "GitLab token and its scopes. Exits 1 when a check fails.",
+    )
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
