@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import JSON
@@ -143,3 +145,91 @@ class Installation(Base):
     status: Mapped[str] = mapped_column(String(16))  # active | suspended | deleted
     repositories: Mapped[list[str]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+LIVE_STATES = ("active", "busy", "idle")
+
+
+class SessionRow(Base):
+    """An agent session bound to one thread."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("client_request_id", name="uq_sessions_client_request_id"),
+        # At most one live session per thread, enforced by the database itself.
+        Index(
+            "uq_sessions_live_thread",
+            "thread_key",
+            unique=True,
+            sqlite_where=text("state IN ('active', 'busy', 'idle')"),
+            postgresql_where=text("state IN ('active', 'busy', 'idle')"),
+        ),
+        Index("ix_sessions_state", "state"),
+        Index("ix_sessions_thread", "thread_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client_request_id: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(16))
+    repo: Mapped[str] = mapped_column(String(255))
+    installation_id: Mapped[int | None] = mapped_column(BigInteger)
+    thread_key: Mapped[str] = mapped_column(String(400))
+    thread: Mapped[dict[str, Any]] = mapped_column(JSON)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    # active -> busy -> idle -> busy ... ; closed / failed at the end
+    state: Mapped[str] = mapped_column(String(16))
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    closed_by: Mapped[str | None] = mapped_column(String(255))
+    task: Mapped[str] = mapped_column(Text)
+    started_by: Mapped[str] = mapped_column(String(255))
+    trigger_comment_id: Mapped[str | None] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)  # session settings as launched
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    time_limit_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    idle_deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lifetime_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    extended_minutes: Mapped[float] = mapped_column(Float, default=0.0)
+    turns: Mapped[int] = mapped_column(Integer, default=0)
+    turn_owner: Mapped[str | None] = mapped_column(String(128))
+    turn_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON)  # steps and summary from update_status
+    output: Mapped[str | None] = mapped_column(Text)
+    status_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SessionInput(Base):
+    """Something for the agent: the task, a comment in the thread, an operator's message."""
+
+    __tablename__ = "session_inputs"
+    __table_args__ = (
+        Index("ix_session_inputs_queue", "session_id", "status", "id"),
+        Index("ix_session_inputs_comment", "comment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # task | comment | operator
+    author: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    comment_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # queued | consumed | withdrawn
+    turn: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    amended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TranscriptEvent(Base):
+    """One event of a session, in order: inputs, messages, tool calls, state changes, writes."""
+
+    __tablename__ = "transcript_events"
+    __table_args__ = (Index("ix_transcript_session", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,1 @@
+"""Agents: their configuration, the engines that run their turns, and the tools they may call."""

@@ -1,0 +1,1 @@
+"""Agent sessions: lifecycle, input queue, exit criteria, timers, status and transcript."""

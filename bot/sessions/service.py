@@ -1,0 +1,490 @@
+"""The session runtime: launching, feeding, closing, running turns, and the timers.
+
+Handlers call `SessionService`; a `TurnRunner` per process runs turns (one at a time per
+session, across every process, through `SessionStore.claim_turn`); a `Timekeeper` per
+process wakes at the next deadline and closes what is overdue. Everything written to a
+host goes through the outbox; everything that happens goes into the transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import outbox as ob
+from bot.agents.base import (
+    REPLY,
+    TASK_COMPLETED,
+    UPDATE_STATUS,
+    AgentSpec,
+    Engine,
+    EngineError,
+    ToolResult,
+    Turn,
+    TurnInput,
+)
+from bot.events import ThreadRef
+from bot.hosts.base import HostError, can_write
+from bot.inbox import utcnow, worker_name
+from bot.log import session_var
+from bot.sessions import status
+from bot.sessions.store import (
+    DONE,
+    FAILURE,
+    InputInfo,
+    Launch,
+    LaunchResult,
+    SessionInfo,
+    SessionOptions,
+    SessionStore,
+)
+
+log = logging.getLogger(__name__)
+
+PermissionCheck = Callable[[str, int | None, str, str], Awaitable[str]]
+Write = Callable[[ob.Write], Awaitable[int]]
+
+REFUSED_TRIGGER = (
+    "Sorry @{login}, only people with write access to this repository can start or steer "
+    "Threadline sessions."
+)
+REFUSED_COMMAND = (
+    "Sorry @{login}, only people with write access to this repository can use `{command}`."
+)
+EXTEND_REFUSED = "Cannot extend session `{id}` by {minutes} min: at most {most} min in all."
+
+
+class AgentCatalog(Protocol):
+    """Where agents come from (the configuration)."""
+
+    def agent(self, agent_id: str | None) -> AgentSpec:
+        """The agent `agent_id`, or the default agent for None; KeyError if unknown."""
+        ...
+
+    def engine(self, agent: AgentSpec) -> Engine: ...
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What asks for a session: a comment, a label, an assignment."""
+
+    client_request_id: str
+    thread: ThreadRef
+    installation_id: int | None
+    login: str
+    task: str
+    agent_id: str | None = None
+    comment_id: str | None = None
+    url: str | None = None
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        agents: AgentCatalog,
+        options: SessionOptions,
+        max_live: int,
+        write: Write,
+        permission: PermissionCheck,
+        wake_runner: Callable[[], None] = lambda: None,
+        deadline_changed: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+        permission_ttl: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.agents = agents
+        self.options = options
+        self.max_live = max_live
+        self._write = write
+        self._permission = permission
+        self.wake_runner = wake_runner
+        self.deadline_changed = deadline_changed
+        self.clock = clock
+        self._permission_ttl = permission_ttl
+        self._permissions: dict[tuple[str, str, str], tuple[float, str]] = {}
+
+    # ------------------------------------------------------------------ asking
+
+    async def live_for(self, thread: ThreadRef) -> SessionInfo | None:
+        return await asyncio.to_thread(self.store.live_for, thread.key)
+
+    async def can_write(
+        self, host: str, installation_id: int | None, repo: str, login: str
+    ) -> bool:
+        """Whether `login` has write access; asked of the host, cached for a minute."""
+        key = (host, repo, login.lower())
+        cached = self._permissions.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self._permission_ttl:
+            return can_write(cached[1])
+        try:
+            permission = await self._permission(host, installation_id, repo, login)
+        except HostError as exc:
+            if exc.status == 404:
+                permission = "none"  # not a collaborator at all
+            else:
+                raise
+        self._permissions[key] = (now, permission)
+        return can_write(permission)
+
+    # --------------------------------------------------------------- launching
+
+    async def launch(self, trigger: Trigger) -> LaunchResult:
+        """Start a session for `trigger` (idempotent by its client request id)."""
+        agent = self.agents.agent(trigger.agent_id)
+        request = Launch(
+            client_request_id=trigger.client_request_id,
+            thread=trigger.thread,
+            installation_id=trigger.installation_id,
+            agent_id=agent.id,
+            task=trigger.task,
+            started_by=trigger.login,
+            trigger_comment_id=trigger.comment_id,
+            trigger_url=trigger.url,
+            options=self.options,
+        )
+        result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
+        if not result.created:
+            return result
+        session = result.session
+        if trigger.comment_id is not None:
+            await self.write(
+                session,
+                ob.reaction(
+                    f"{session.id}.ack",
+                    trigger.thread,
+                    trigger.comment_id,
+                    "eyes",
+                    trigger.installation_id,
+                ),
+            )
+        await self.publish_status(session)
+        if not result.refused:
+            self.deadline_changed()
+            self.wake_runner()
+        log.info("session %s launched in %s (agent %s)", session.id, session.thread.key, agent.id)
+        return result
+
+    async def refuse(self, trigger: Trigger, command: str | None = None) -> None:
+        """One short, polite reply to someone who may not do what they asked."""
+        text = (
+            REFUSED_COMMAND.format(login=trigger.login, command=command)
+            if command
+            else REFUSED_TRIGGER.format(login=trigger.login)
+        )
+        key = f"refused.{trigger.client_request_id}"
+        await self._write(ob.comment(key, trigger.thread, text, trigger.installation_id))
+
+    # ----------------------------------------------------------------- feeding
+
+    async def feed(
+        self,
+        session: SessionInfo,
+        *,
+        kind: str,
+        author: str,
+        body: str,
+        comment_id: str | None = None,
+        url: str | None = None,
+    ) -> bool:
+        queued = await asyncio.to_thread(
+            self.store.add_input,
+            session.id,
+            kind=kind,
+            author=author,
+            body=body,
+            comment_id=comment_id,
+            url=url,
+        )
+        if queued is not None:
+            self.wake_runner()
+        return queued is not None
+
+    async def note(self, session: SessionInfo, kind: str, data: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.store.record, session.id, kind, data)
+
+    async def amend(self, comment_id: str, body: str, by: str) -> bool:
+        return await asyncio.to_thread(self.store.amend_input, comment_id, body, by) is not None
+
+    async def withdraw(self, comment_id: str, by: str) -> bool:
+        return await asyncio.to_thread(self.store.withdraw_input, comment_id, by) is not None
+
+    # ----------------------------------------------------------------- closing
+
+    async def close(
+        self, session: SessionInfo, reason: str, *, by: str | None
+    ) -> SessionInfo | None:
+        closed = await asyncio.to_thread(self.store.close, session.id, reason, by=by)
+        if closed is not None:
+            await self.publish_status(closed)
+            self.deadline_changed()
+            log.info("session %s closed: %s", closed.id, reason)
+        return closed
+
+    async def extend(self, session: SessionInfo, minutes: float, *, by: str) -> SessionInfo | None:
+        extended = await asyncio.to_thread(self.store.extend, session.id, minutes, by=by)
+        if extended is None:
+            text = EXTEND_REFUSED.format(
+                id=session.id, minutes=minutes, most=session.options.max_extend_minutes
+            )
+            await self.reply(session, f"extend-refused.{int(time.time() * 1000)}", text)
+        else:
+            await self.publish_status(extended)
+            self.deadline_changed()
+        return extended
+
+    async def close_installation(self, host: str, installation_id: int) -> None:
+        for closed in await asyncio.to_thread(self.store.close_installation, host, installation_id):
+            await self.publish_status(closed)
+
+    # ----------------------------------------------------------------- writing
+
+    async def write(self, session: SessionInfo, write: ob.Write) -> int:
+        pk = await self._write(write)
+        await asyncio.to_thread(
+            self.store.record,
+            session.id,
+            "write",
+            {"key": write.key, "kind": write.kind, "thread": write.thread.key, "outbox": pk},
+        )
+        return pk
+
+    async def reply(self, session: SessionInfo, key: str, body: str) -> None:
+        await self.write(
+            session,
+            ob.comment(f"{session.id}.{key}", session.thread, body, session.installation_id),
+        )
+
+    async def publish_status(self, session: SessionInfo, *, error: str | None = None) -> None:
+        """Queue the newest state of the session's status comment (older unsent ones drop)."""
+        seq = await asyncio.to_thread(self.store.next_status_seq, session.id)
+        fresh = await asyncio.to_thread(self.store.get, session.id) or session
+        body = status.render(fresh, self.clock(), error=error)
+        await self._write(
+            ob.upsert(
+                status.status_key(session.id),
+                str(seq),
+                session.thread,
+                body,
+                session.installation_id,
+            )
+        )
+
+
+class SessionTools:
+    """The tools one turn of one session may call, recorded as they are used."""
+
+    def __init__(
+        self, service: SessionService, session: SessionInfo, turn: int, agent: AgentSpec
+    ) -> None:
+        self.service = service
+        self.session = session
+        self.turn = turn
+        self.agent = agent
+        self.completed = False
+        self._calls = 0
+
+    async def say(self, text: str) -> None:
+        await self.service.note(self.session, "message", {"turn": self.turn, "text": text})
+
+    async def call(self, name: str, args: Mapping[str, Any]) -> ToolResult:
+        self._calls += 1
+        store = self.service.store
+        await asyncio.to_thread(
+            store.record,
+            self.session.id,
+            "tool_call",
+            {"turn": self.turn, "tool": name, "args": dict(args)},
+        )
+        result = await self._run(name, args)
+        await asyncio.to_thread(
+            store.record,
+            self.session.id,
+            "tool_result",
+            {"turn": self.turn, "tool": name, "ok": result.ok, "content": result.content},
+        )
+        return result
+
+    async def _run(self, name: str, args: Mapping[str, Any]) -> ToolResult:
+        if name not in self.agent.tools:
+            return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
+        key = f"t{self.turn}.c{self._calls}"
+        if name == REPLY:
+            body = str(args.get("body") or "").strip()
+            if not body:
+                return ToolResult(False, "reply needs a non-empty body")
+            await self.service.reply(self.session, key, body)
+            return ToolResult(True, "reply queued")
+        if name == UPDATE_STATUS:
+            steps = [
+                {"title": str(s.get("title", "")), "done": bool(s.get("done"))}
+                for s in args.get("steps") or []
+                if isinstance(s, Mapping)
+            ]
+            progress = {"steps": steps, "summary": str(args.get("summary") or "")}
+            await asyncio.to_thread(self.service.store.save_progress, self.session.id, progress)
+            await self.service.publish_status(self.session)
+            return ToolResult(True, "status updated")
+        if name == TASK_COMPLETED:
+            output = str(args.get("output") or "").strip()
+            await asyncio.to_thread(self.service.store.save_output, self.session.id, output)
+            if output:
+                await self.service.reply(self.session, key, output)
+            self.completed = True
+            return ToolResult(True, "task completed")
+        return ToolResult(False, f"unknown tool {name!r}")
+
+
+class TurnRunner:
+    """Runs sessions' turns: claims one, runs its engine, settles it; repeats."""
+
+    def __init__(
+        self,
+        service: SessionService,
+        *,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        self.service = service
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.name = name or "turns-" + worker_name()
+        self.wakeup = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                ran = await self.run_once()
+            except Exception:
+                log.exception("turn runner %s could not claim a turn", self.name)
+                ran = False
+            if ran:
+                continue
+            self.wakeup.clear()
+            waits = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waits, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
+            for waiter in waits:
+                waiter.cancel()
+
+    async def run_once(self) -> bool:
+        claimed = await asyncio.to_thread(
+            self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+        )
+        if claimed is None:
+            return False
+        session, inputs = claimed
+        token = session_var.set(session.id)
+        heartbeat = asyncio.create_task(self._heartbeat(session.id))
+        try:
+            await self._turn(session, inputs)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            session_var.reset(token)
+        return True
+
+    async def _turn(self, session: SessionInfo, inputs: list[InputInfo]) -> None:
+        service = self.service
+        await service.publish_status(session)
+        agent = service.agents.agent(session.agent_id)
+        tools = SessionTools(service, session, session.turns, agent)
+        turn = Turn(
+            session_id=session.id,
+            number=session.turns,
+            agent=agent,
+            task=session.task,
+            inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
+            thread_key=session.thread.key,
+        )
+        error: str | None = None
+        try:
+            await service.agents.engine(agent).run_turn(turn, tools)
+        except EngineError as exc:
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:
+            log.exception("session %s turn %d crashed", session.id, session.turns)
+            error = f"{type(exc).__name__}: {exc}"
+        close_reason = None
+        if error is None and tools.completed and not session.options.keep_open_for_comments:
+            close_reason = DONE
+        finished = await asyncio.to_thread(
+            service.store.finish_turn,
+            session.id,
+            self.name,
+            consumed=[i.id for i in inputs],
+            turn=session.turns,
+            completed=tools.completed,
+            close_reason=close_reason,
+            failed=error is not None,
+            error=error,
+        )
+        if finished is None:
+            log.info(
+                "session %s: turn %d ended after the session was closed", session.id, session.turns
+            )
+            return
+        await service.publish_status(finished, error=f"{FAILURE}: {error}" if error else None)
+        service.deadline_changed()
+
+    async def _heartbeat(self, session_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.to_thread(
+                self.service.store.renew_turn, session_id, self.name, self.lease_seconds
+            )
+
+
+class Timekeeper:
+    """Wakes at the next session deadline (and every `sweep_seconds` regardless) to close
+    what is overdue. The deadlines live in the database; APScheduler only holds one job."""
+
+    JOB = "session-deadlines"
+
+    def __init__(self, service: SessionService, *, sweep_seconds: float = 30.0) -> None:
+        self.service = service
+        self.sweep_seconds = sweep_seconds
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start the scheduler; overdue sessions (e.g. after a restart) close right away."""
+        self.scheduler.start()
+        self.scheduler.add_job(self.check, "interval", seconds=self.sweep_seconds, id="sweep")
+        await self.check()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def poke(self) -> None:
+        """A deadline may have moved earlier: look again now (from any thread of the loop)."""
+        if self.scheduler.running:
+            self.scheduler.add_job(self.check, id="poke", replace_existing=True)
+
+    async def check(self) -> list[SessionInfo]:
+        async with self._lock:
+            closed = await asyncio.to_thread(self.service.store.expire_due)
+            for session in closed:
+                await self.service.publish_status(session)
+            self._schedule_next(await asyncio.to_thread(self.service.store.next_deadline))
+            return closed
+
+    def _schedule_next(self, deadline: datetime | None) -> None:
+        if deadline is None or not self.scheduler.running:
+            return
+        when = max(deadline, datetime.now(UTC)) + timedelta(milliseconds=10)
+        self.scheduler.add_job(
+            self.check, "date", run_date=when, id=self.JOB, replace_existing=True
+        )
