@@ -21,7 +21,9 @@ from bot.events import ThreadRef
 from bot.inbox import utcnow
 
 ACTIVE, BUSY, IDLE, CLOSED, FAILED = "active", "busy", "idle", "closed", "failed"
-QUEUED, CONSUMED, WITHDRAWN = "queued", "consumed", "withdrawn"
+# queued -> taken (handed to a running turn) -> consumed; queued -> withdrawn
+QUEUED, TAKEN, CONSUMED, WITHDRAWN = "queued", "taken", "consumed", "withdrawn"
+UNCONSUMED = (QUEUED, TAKEN)
 
 # Why a session ended.
 USER_SIGNAL, CANCELLED, DONE = "user_signal", "cancelled", "done"
@@ -461,7 +463,7 @@ class SessionStore:
         now = self.clock()
         with Session(self.engine) as session, session.begin():
             has_input = exists().where(
-                SessionInput.session_id == SessionRow.id, SessionInput.status == QUEUED
+                SessionInput.session_id == SessionRow.id, SessionInput.status.in_(UNCONSUMED)
             )
             ready = or_(
                 SessionRow.state.in_((ACTIVE, IDLE)),
@@ -499,11 +501,18 @@ class SessionStore:
                 inputs = (
                     session.execute(
                         select(SessionInput)
-                        .where(SessionInput.session_id == sid, SessionInput.status == QUEUED)
+                        .where(SessionInput.session_id == sid, SessionInput.status.in_(UNCONSUMED))
                         .order_by(SessionInput.id)
                     )
                     .scalars()
                     .all()
+                )
+                # Handed to this turn: an edit or deletion can no longer change them.
+                session.execute(
+                    update(SessionInput)
+                    .where(SessionInput.id.in_([i.id for i in inputs]))
+                    .values(status=TAKEN, turn=row.turns)
+                    .execution_options(synchronize_session=False)
                 )
                 self._record(
                     session,
@@ -574,7 +583,7 @@ class SessionStore:
             if ids:
                 session.execute(
                     update(SessionInput)
-                    .where(SessionInput.id.in_(ids), SessionInput.status == QUEUED)
+                    .where(SessionInput.id.in_(ids), SessionInput.status.in_(UNCONSUMED))
                     .values(status=CONSUMED, turn=turn)
                     .execution_options(synchronize_session=False)
                 )
@@ -639,7 +648,7 @@ class SessionStore:
                 return None
             session.execute(
                 update(SessionInput)
-                .where(SessionInput.session_id == session_id, SessionInput.status == QUEUED)
+                .where(SessionInput.session_id == session_id, SessionInput.status.in_(UNCONSUMED))
                 .values(status=WITHDRAWN)
                 .execution_options(synchronize_session=False)
             )
@@ -731,7 +740,7 @@ class SessionStore:
                 return None
             session.execute(
                 update(SessionInput)
-                .where(SessionInput.session_id == session_id, SessionInput.status == QUEUED)
+                .where(SessionInput.session_id == session_id, SessionInput.status.in_(UNCONSUMED))
                 .values(status=WITHDRAWN)
                 .execution_options(synchronize_session=False)
             )
