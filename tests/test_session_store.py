@@ -94,7 +94,7 @@ def test_inputs_queue_while_busy_and_are_consumed_in_order(engine: Engine) -> No
     assert session is not None
     claimed = store.claim_turn("r", lease_seconds=30)
     assert claimed is not None
-    first, inputs = claimed
+    _, inputs = claimed
     store.add_input(session.id, kind="comment", author="a", body="one", comment_id="c1")
     store.add_input(session.id, kind="comment", author="a", body="two", comment_id="c2")
     assert (
