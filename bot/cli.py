@@ -18,6 +18,7 @@ from bot.outbox import STATUSES as OUTBOX_STATUSES
 
 if TYPE_CHECKING:
     from bot.server import Services
+    from bot.sessions.store import SessionInfo, SessionStore
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -248,6 +249,146 @@ def cmd_webhook_send(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if 200 <= status < 300 else EXIT_FAILURE
 
 
+def _with_sessions(settings: Settings, use: Callable[[SessionStore, Services], int]) -> int:
+    from bot.sessions.store import SessionStore
+
+    return _with_services(settings, lambda services: use(SessionStore(services.engine), services))
+
+
+def cmd_sessions_list(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        rows = store.recent(state=args.state, repo=args.repo, limit=args.limit)
+        if args.json:
+            print(json.dumps([r.summary() for r in rows], indent=2))
+            return 0
+        if not rows:
+            print("no sessions")
+            return 0
+        for r in rows:
+            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            state = r.state if r.live else f"{r.state}:{r.close_reason}"
+            print(
+                f"{r.id}  {created}  {state:<22}  {r.agent_id:<12}  turns {r.turns:<3}  {r.thread.key}"
+            )
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def _session_or_complain(store: SessionStore, session_id: str) -> SessionInfo | None:
+    found = store.get(session_id)
+    if found is None:
+        print(f"no session {session_id}", file=sys.stderr)
+    return found
+
+
+def cmd_sessions_show(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        found = _session_or_complain(store, args.id)
+        if found is None:
+            return EXIT_FAILURE
+        inputs = [i.__dict__ for i in store.inputs(found.id)]
+        if args.json:
+            print(json.dumps({**found.summary(), "inputs": inputs}, indent=2))
+            return 0
+        for key, value in found.summary().items():
+            print(f"{key:>17}: {value if value is not None else '-'}")
+        print("           inputs:")
+        for i in inputs:
+            print(
+                f"                   #{i['id']} {i['status']:<9} {i['kind']:<8} @{i['author']}: {i['body'][:80]}"
+            )
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_sessions_transcript(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        found = _session_or_complain(store, args.id)
+        if found is None:
+            return EXIT_FAILURE
+        events = store.transcript(found.id)
+        if args.format == "jsonl":
+            for e in events:
+                print(json.dumps({"id": e.id, "at": e.at.isoformat(), "kind": e.kind, **e.data}))
+            return 0
+        print(f"# Session {found.id} · {found.agent_id} · {found.thread.key}\n")
+        for e in events:
+            detail = ", ".join(f"{k}={json.dumps(v)}" for k, v in e.data.items())
+            print(f"- `{e.at.strftime('%H:%M:%S.%f')[:-3]}` **{e.kind}** {detail}")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_sessions_send(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        found = _session_or_complain(store, args.id)
+        if found is None:
+            return EXIT_FAILURE
+        if store.add_input(found.id, kind="operator", author="operator", body=args.text) is None:
+            print(f"session {found.id} is {found.state}: it takes no input", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"queued for session {found.id}; its next turn will read it")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def _closed_status(services: Services, closed: SessionInfo) -> None:
+    from bot import outbox as ob
+    from bot.inbox import utcnow
+    from bot.sessions import status
+    from bot.sessions.store import SessionStore
+
+    store = SessionStore(services.engine)
+    seq = store.next_status_seq(closed.id)
+    body = status.render(closed, utcnow())
+    services.outbox.enqueue(
+        ob.upsert(
+            status.status_key(closed.id), str(seq), closed.thread, body, closed.installation_id
+        )
+    )
+
+
+def cmd_sessions_close(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        found = _session_or_complain(store, args.id)
+        if found is None:
+            return EXIT_FAILURE
+        closed = store.close(found.id, "operator", by="operator")
+        if closed is None:
+            print(f"session {found.id} is already {found.state}", file=sys.stderr)
+            return EXIT_FAILURE
+        _closed_status(services, closed)
+        print(f"session {found.id} closed")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_sessions_purge(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        print(
+            "purge deletes the session's transcript for good; add --yes to do it", file=sys.stderr
+        )
+        return EXIT_FAILURE
+
+    def use(store: SessionStore, services: Services) -> int:
+        found = _session_or_complain(store, args.id)
+        if found is None:
+            return EXIT_FAILURE
+        store.purge(found.id)
+        purged = store.get(found.id)
+        if found.live and purged is not None:
+            _closed_status(services, purged)
+        print(f"session {found.id} purged: transcript and inputs deleted")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from bot import doctor
 
@@ -378,6 +519,43 @@ def build_parser() -> argparse.ArgumentParser:
     oretry = outbox.add_parser("retry", help="send a failed write again")
     oretry.add_argument("id", type=int, help="the write's number (from outbox list)")
     oretry.set_defaults(func=cmd_outbox_retry)
+
+    sessions = commands.add_parser("sessions", help="agent sessions").add_subparsers(
+        dest="sessions_command", metavar="ACTION", required=True
+    )
+    slist = sessions.add_parser("list", help="newest sessions first")
+    slist.add_argument(
+        "--state",
+        choices=("live", "active", "busy", "idle", "closed", "failed"),
+        help="only sessions in this state (live: active, busy or idle)",
+    )
+    slist.add_argument(
+        "--repo", help="only sessions in this repository (owner/name or group/project)"
+    )
+    slist.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    slist.add_argument("--json", action="store_true", help="print JSON")
+    slist.set_defaults(func=cmd_sessions_list)
+    sshow = sessions.add_parser("show", help="one session: state, deadlines, progress, inputs")
+    sshow.add_argument("id", help="session id (s-...)")
+    sshow.add_argument("--json", action="store_true", help="print JSON")
+    sshow.set_defaults(func=cmd_sessions_show)
+    stranscript = sessions.add_parser("transcript", help="every event of a session, in order")
+    stranscript.add_argument("id", help="session id (s-...)")
+    stranscript.add_argument("--format", choices=("markdown", "jsonl"), default="markdown")
+    stranscript.set_defaults(func=cmd_sessions_transcript)
+    ssend = sessions.add_parser("send", help="give a live session input as the operator")
+    ssend.add_argument("id", help="session id (s-...)")
+    ssend.add_argument("text", help="what to say")
+    ssend.set_defaults(func=cmd_sessions_send)
+    sclose = sessions.add_parser("close", help="close a live session (reason: operator)")
+    sclose.add_argument("id", help="session id (s-...)")
+    sclose.set_defaults(func=cmd_sessions_close)
+    spurge = sessions.add_parser(
+        "purge", help="close a session and delete its transcript and inputs for good"
+    )
+    spurge.add_argument("id", help="session id (s-...)")
+    spurge.add_argument("--yes", action="store_true", help="yes, delete them")
+    spurge.set_defaults(func=cmd_sessions_purge)
 
     doctor = commands.add_parser(
         "doctor",
