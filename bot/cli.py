@@ -583,6 +583,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Command = args.func
     try:
         return func(args, settings)
+    except ConfigError as exc:
+        print("threadline: the configuration is not usable:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     except StartupError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -13,6 +13,7 @@ from sqlalchemy.exc import ArgumentError
 
 PREFIX = "THREADLINE_"
 DEFAULT_ENV_FILE = "threadline.env"
+DEFAULT_AGENTS_FILE = "threadline.yml"
 
 # GitHub caps webhook payloads at 25 MB and GitLab's default limit is the same order;
 # anything larger cannot be a genuine delivery.
@@ -56,6 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "address the web server listens on", "127.0.0.1"),
     Setting("port", "port the web server listens on", "3000"),
     Setting("auto_migrate", "bring the database schema up to date when serving", "true"),
+    Setting("config", "agents file (threadline.yml); default ./threadline.yml when present, else the built-in echo agent"),
     Setting("log_level", "DEBUG, INFO, WARNING or ERROR", "INFO"),
     Setting("log_format", "text or json", "text"),
     Setting("bot_name", "the bot's user name(s), comma-separated; mentions use the first", "threadline"),
@@ -91,6 +93,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 3000
     auto_migrate: bool = True
+    config: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     bot_names: tuple[str, ...] = ("threadline",)
@@ -387,6 +390,8 @@ def load_settings(
     if problems:
         raise ConfigError(problems)
 
+    if "config" not in parsed and Path(DEFAULT_AGENTS_FILE).is_file():
+        parsed["config"] = DEFAULT_AGENTS_FILE
     if "bot_name" in parsed:
         parsed["bot_names"] = parsed.pop("bot_name")
     known = {f.name for f in fields(Settings)}

@@ -74,3 +74,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Alembic narrates every schema check; bot.db.migrate logs the upgrades that happen.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler announces every job it runs; timers run often.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

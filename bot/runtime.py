@@ -6,10 +6,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from bot.agents.config import Config
 from bot.events import CommentEvent, InstallationEvent
 from bot.history import CommentHistory
 from bot.installations import InstallationInfo, InstallationStore
 from bot.outbox import Outbox, Write
+from bot.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
 
@@ -21,19 +23,35 @@ class Runtime:
         history: CommentHistory,
         installations: InstallationStore,
         outbox: Outbox,
+        config: Config | None = None,
+        bot_names: tuple[str, ...] = ("threadline",),
     ) -> None:
         self.history = history
         self.installations = installations
         self.outbox = outbox
+        self.config = config or Config.default()
+        self.bot_names = bot_names
+        self._sessions: SessionService | None = None
         self._forget_installation: Callable[[int], None] = lambda _id: None
         self._wake_sender: Callable[[], None] = lambda: None
 
     def connect(
-        self, *, forget_installation: Callable[[int], None], wake_sender: Callable[[], None]
+        self,
+        *,
+        forget_installation: Callable[[int], None],
+        wake_sender: Callable[[], None],
+        sessions: SessionService,
     ) -> None:
-        """Hook up the host credentials and the outbox sender once they exist."""
+        """Hook up the host credentials, the outbox sender and sessions once they exist."""
         self._forget_installation = forget_installation
         self._wake_sender = wake_sender
+        self._sessions = sessions
+
+    @property
+    def sessions(self) -> SessionService:
+        if self._sessions is None:
+            raise RuntimeError("sessions run only in processes with workers")
+        return self._sessions
 
     async def record_comment(self, event: CommentEvent, delivery_pk: int) -> bool:
         """Keep a comment event in its thread's history; False if this delivery was kept already."""
@@ -42,10 +60,12 @@ class Runtime:
     async def record_installation(self, event: InstallationEvent) -> InstallationInfo:
         return await asyncio.to_thread(self.installations.record, event)
 
-    async def installation_removed(self, installation_id: int) -> None:
-        """An installation was deleted or suspended: its cached credentials go at once."""
+    async def installation_removed(self, host: str, installation_id: int) -> None:
+        """An installation was deleted or suspended: its sessions close, its credentials go."""
+        if self._sessions is not None:
+            await self._sessions.close_installation(host, installation_id)
         self._forget_installation(installation_id)
-        log.info("installation %s removed: cached credentials dropped", installation_id)
+        log.info("installation %s removed: sessions closed, credentials dropped", installation_id)
 
     async def write(self, write: Write) -> int:
         """Queue a write to the host; it is sent once, in order, by the outbox sender."""

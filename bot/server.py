@@ -15,6 +15,8 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
+from bot import outbox as ob
+from bot.agents.config import load_config
 from bot.config import Settings
 from bot.db import make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
@@ -26,6 +28,9 @@ from bot.installations import InstallationStore
 from bot.outbox import Outbox, Sender
 from bot.redeliver import Reconciler
 from bot.runtime import Runtime
+from bot.sessions.agents import Agents, session_options
+from bot.sessions.service import SessionService, Timekeeper, TurnRunner
+from bot.sessions.store import SessionStore
 from bot.web import create_app
 from bot.worker import Dispatcher, Worker
 from handlers import build_router
@@ -46,7 +51,11 @@ class Services:
 
 
 def open_services(settings: Settings, *, migrate: bool) -> Services:
-    """Connect to the database and check (or bring up to date) its schema."""
+    """Read the agents file, connect to the database and check (or update) its schema.
+
+    A broken agents file raises ConfigError with every problem and its line.
+    """
+    config = load_config(settings.config)
     engine = make_engine(settings.database_url)
     try:
         if migrate:
@@ -66,7 +75,11 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
         raise StartupError(f"cannot use the database: {type(exc).__name__}: {exc}") from exc
     outbox = Outbox(engine)
     runtime = Runtime(
-        history=CommentHistory(engine), installations=InstallationStore(engine), outbox=outbox
+        history=CommentHistory(engine),
+        installations=InstallationStore(engine),
+        outbox=outbox,
+        config=config,
+        bot_names=settings.bot_names,
     )
     return Services(engine, Inbox(engine), outbox, runtime)
 
@@ -88,10 +101,13 @@ def make_workers(settings: Settings, services: Services, count: int) -> list[Wor
 
 @dataclass
 class Crew:
-    """The background work of one process: delivery workers and the outbox sender."""
+    """The background work of one process: delivery workers, the outbox sender, the
+    session turn runner and timers."""
 
     workers: list[Worker]
-    sender: Sender | None
+    sender: Sender | None = None
+    runner: TurnRunner | None = None
+    timekeeper: Timekeeper | None = None
     reconciler: Reconciler | None = None
 
     def wake_workers(self) -> None:
@@ -100,22 +116,52 @@ class Crew:
             worker.wakeup.set()
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-        tasks = [asyncio.create_task(w.run(stop)) for w in self.workers]
-        if self.sender is not None:
-            tasks.append(asyncio.create_task(self.sender.run(stop)))
-        return tasks
+        loops = [w.run(stop) for w in self.workers]
+        loops += [part.run(stop) for part in (self.sender, self.runner) if part is not None]
+        return [asyncio.create_task(loop) for loop in loops]
+
+
+def make_sessions(
+    settings: Settings, services: Services, hosts: Hosts, sender: Sender
+) -> tuple[SessionService, TurnRunner, Timekeeper]:
+    """The session runtime of this process, writing through the outbox."""
+    config = services.runtime.config
+
+    async def permission(host: str, installation_id: int | None, repo: str, login: str) -> str:
+        return await hosts.client(host, installation_id).permission(repo, login)
+
+    async def write(item: ob.Write) -> int:
+        pk = await asyncio.to_thread(services.outbox.enqueue, item)
+        sender.wakeup.set()
+        return pk
+
+    service = SessionService(
+        SessionStore(services.engine),
+        agents=Agents(config),
+        options=session_options(config.sessions),
+        max_live=config.sessions.max_live_sessions,
+        write=write,
+        permission=permission,
+    )
+    runner = TurnRunner(service, poll_seconds=settings.worker_poll_seconds)
+    timekeeper = Timekeeper(service)
+    service.wake_runner = runner.wakeup.set
+    service.deadline_changed = timekeeper.poke
+    return service, runner, timekeeper
 
 
 @contextlib.asynccontextmanager
 async def background(settings: Settings, services: Services, workers: int) -> AsyncIterator[Crew]:
-    """Workers and (when there are workers) the sender, with host clients on one HTTP session."""
+    """Workers and, where there are workers, the sender, sessions and timers, with host
+    clients on one HTTP session."""
     timeout = aiohttp.ClientTimeout(total=settings.host_timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         hosts = Hosts.from_settings(settings, http)
+        crew = Crew(make_workers(settings, services, workers))
+        scheduler = AsyncIOScheduler(timezone=UTC)
         try:
-            sender = None
             if workers:
-                sender = Sender(
+                crew.sender = Sender(
                     services.outbox,
                     hosts.client,
                     min_interval=settings.outbox_min_interval_seconds,
@@ -124,28 +170,33 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     poll_seconds=settings.worker_poll_seconds,
                     ambiguous_wait=2 * settings.host_timeout_seconds,
                 )
+                sessions, crew.runner, crew.timekeeper = make_sessions(
+                    settings, services, hosts, crew.sender
+                )
                 services.runtime.connect(
-                    forget_installation=hosts.forget, wake_sender=sender.wakeup.set
+                    forget_installation=hosts.forget,
+                    wake_sender=crew.sender.wakeup.set,
+                    sessions=sessions,
                 )
-            reconciler = None
-            minutes = settings.github_redelivery_minutes
-            if workers and minutes > 0 and isinstance(hosts.github, GitHubApp):
-                reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)
-            scheduler = AsyncIOScheduler()
-            if reconciler is not None:
-                # The first round soon after start: deliveries missed while we were down.
-                scheduler.add_job(
-                    reconciler.tick,
-                    "interval",
-                    seconds=minutes * 60,
-                    next_run_time=datetime.now(UTC) + timedelta(seconds=min(30, minutes * 60)),
-                )
+                await crew.timekeeper.start()
+                minutes = settings.github_redelivery_minutes
+                if minutes > 0 and isinstance(hosts.github, GitHubApp):
+                    crew.reconciler = Reconciler(
+                        hosts.github, services.engine, interval=minutes * 60
+                    )
+                    # The first round soon after start: deliveries missed while we were down.
+                    scheduler.add_job(
+                        crew.reconciler.tick,
+                        "interval",
+                        seconds=minutes * 60,
+                        next_run_time=datetime.now(UTC) + timedelta(seconds=min(30, minutes * 60)),
+                    )
             scheduler.start()
-            try:
-                yield Crew(make_workers(settings, services, workers), sender, reconciler)
-            finally:
-                scheduler.shutdown(wait=False)
+            yield crew
         finally:
+            scheduler.shutdown(wait=False)
+            if crew.timekeeper is not None:
+                crew.timekeeper.stop()
             hosts.close()
 
 

@@ -24,4 +24,4 @@ async def track_installation(event: InstallationEvent, ctx: Context) -> None:
         event.action,
     )
     if event.action in ("deleted", "suspend") and event.installation_id is not None:
-        await ctx.runtime.installation_removed(event.installation_id)
+        await ctx.runtime.installation_removed(event.host, event.installation_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import aiohttp
 
 from bot.config import Settings
-from bot.hosts.base import HostClient, HostError
+from bot.hosts.base import HostClient, HostError, NoCredentials
 from bot.hosts.github import GitHubApp, GitHubToken, github_from_settings
 from bot.hosts.gitlab import GitLabClient
 
@@ -45,7 +45,7 @@ class Hosts:
             return self.github.client(installation_id)
         if host == "gitlab" and self.gitlab is not None:
             return self.gitlab
-        raise HostError(f"no credentials for {host}: Threadline cannot write there")
+        raise NoCredentials(f"no credentials for {host}: Threadline cannot ask or write there")
 
     def close(self) -> None:
         """Release the GitLab client's connection pool (the aiohttp session is the caller's)."""

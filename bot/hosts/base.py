@@ -67,6 +67,10 @@ class NotFound(HostError):
         super().__init__(message, status=404)
 
 
+class NoCredentials(HostError):
+    """Threadline has no credentials for this host (webhooks only): it cannot ask or write."""
+
+
 class Unsupported(HostError):
     """This host has no such feature (see `capabilities`)."""
 

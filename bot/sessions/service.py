@@ -175,6 +175,10 @@ class SessionService:
         log.info("session %s launched in %s (agent %s)", session.id, session.thread.key, agent.id)
         return result
 
+    async def plain_reply(self, trigger: Trigger, key: str, text: str) -> None:
+        """A reply in the trigger's thread that belongs to no session (help, errors)."""
+        await self._write(ob.comment(key, trigger.thread, text, trigger.installation_id))
+
     async def refuse(self, trigger: Trigger, command: str | None = None) -> None:
         """One short, polite reply to someone who may not do what they asked."""
         text = (
@@ -336,10 +340,9 @@ class SessionTools:
             await self.service.publish_status(self.session)
             return ToolResult(True, "status updated")
         if name == TASK_COMPLETED:
+            # The result goes into the status comment; `reply` is how agents talk.
             output = str(args.get("output") or "").strip()
             await asyncio.to_thread(self.service.store.save_output, self.session.id, output)
-            if output:
-                await self.service.reply(self.session, key, output)
             self.completed = True
             return ToolResult(True, "task completed")
         return ToolResult(False, f"unknown tool {name!r}")

@@ -65,6 +65,8 @@ def render(session: SessionInfo, now: datetime, *, error: str | None = None) -> 
     summary = session.progress.get("summary")
     if summary:
         lines += ["", str(summary)]
+    if session.output:
+        lines += ["", "**Result**", "", session.output]
     if error:
         lines += ["", f"> {error}"]
     if session.live:

@@ -1,0 +1,95 @@
+"""Commands in a thread with a live session: /done and the user signals, /cancel, /status,
+/extend, /help. Each is checked against the author's permission every time."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from bot import commands
+from bot.router import Context
+from bot.sessions import status
+from bot.sessions.service import Trigger
+from bot.sessions.store import CANCELLED, USER_SIGNAL, SessionInfo
+
+log = logging.getLogger(__name__)
+
+STATUS_LINE = (
+    "Session `{id}` (agent `{agent}`) is {state} · {elapsed} so far · "
+    "time limit in {left} · {turns} turn(s)."
+)
+NO_APPROVAL = "Nothing in session `{id}` is waiting for an approval."
+UNKNOWN_AGENT = "There is no agent `{agent}` here; agents: {known}."
+
+
+async def apply_commands(
+    session: SessionInfo,
+    parsed: commands.Parsed,
+    trigger: Trigger,
+    writer: bool,
+    ctx: Context,
+) -> None:
+    """Carry out a comment's commands in order; a user signal ends the session."""
+    sessions = ctx.runtime.sessions
+    names: list[str] = [f"/{c.name}" for c in parsed.commands] or [parsed.signal or "(invalid)"]
+    if not writer:
+        await sessions.note(
+            session,
+            "command_refused",
+            {"by": trigger.login, "commands": names, "why": "no write access"},
+        )
+        await sessions.refuse(trigger, command=names[0])
+        return
+    await sessions.note(
+        session, "commands", {"by": trigger.login, "commands": names, "signal": parsed.signal}
+    )
+    if parsed.problems:
+        await sessions.reply(session, f"problems.{trigger.comment_id}", "\n".join(parsed.problems))
+    for command in parsed.commands:
+        key = f"{command.name}.{trigger.comment_id}.{command.line}"
+        if command.name == "done":
+            await sessions.close(session, USER_SIGNAL, by=trigger.login)
+            return
+        if command.name == "cancel":
+            await sessions.close(session, CANCELLED, by=trigger.login)
+            return
+        if command.name == "status":
+            await sessions.reply(session, key, status_line(session))
+        elif command.name == "extend":
+            await sessions.extend(session, float(command.argument), by=trigger.login)
+        elif command.name == "help":
+            await help_reply(trigger, ctx, session)
+        elif command.name in ("approve", "request-changes"):
+            await sessions.reply(session, key, NO_APPROVAL.format(id=session.id))
+    if parsed.signal is not None and not any(c.name == "done" for c in parsed.commands):
+        await sessions.close(session, USER_SIGNAL, by=trigger.login)
+
+
+def status_line(session: SessionInfo) -> str:
+    now = datetime.now(UTC)
+    return STATUS_LINE.format(
+        id=session.id,
+        agent=session.agent_id,
+        state=status.STATES.get(session.state, session.state),
+        elapsed=status.elapsed(session.created_at, now),
+        left=status.elapsed(now, session.time_limit_at),
+        turns=session.turns,
+    )
+
+
+async def help_reply(trigger: Trigger, ctx: Context, session: SessionInfo | None = None) -> None:
+    config = ctx.runtime.config
+    text = commands.help_text(
+        ctx.runtime.bot_names[0],
+        config.sessions.exit_criteria.explicit_signals,
+        int(config.sessions.max_extend_minutes),
+    )
+    await ctx.runtime.sessions.plain_reply(trigger, f"help.{trigger.client_request_id}", text)
+
+
+async def unknown_agent(trigger: Trigger, ctx: Context) -> None:
+    known = ", ".join(f"`{a}`" for a in ctx.runtime.config.agents)
+    text = UNKNOWN_AGENT.format(agent=trigger.agent_id, known=known)
+    await ctx.runtime.sessions.plain_reply(
+        trigger, f"unknown-agent.{trigger.client_request_id}", text
+    )

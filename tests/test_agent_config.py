@@ -1,0 +1,453 @@
+"""bot.agents.config: threadline.yml into frozen dataclasses; every problem with file and line."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.agents.base import REPLY, SESSION_TOOLS, TASK_COMPLETED, UPDATE_STATUS
+from bot.agents.config import (
+    ECHO_ID,
+    Config,
+    ConfigFileError,
+    ExitCriteria,
+    SessionPolicy,
+    Triggers,
+    load_config,
+    parse_config,
+)
+from bot.agents.script import (
+    SCRIPT_OPTION,
+    Fail,
+    Reply,
+    Rule,
+    Say,
+    Sleep,
+    TaskCompleted,
+    UpdateStatus,
+)
+from bot.config import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "threadline.yml"
+
+FULL = """\
+agents:
+  reviewer:
+    engine: script
+    description: Reviews pull requests
+    systemPrompt: Be specific.
+    tools: [reply, task_completed, reply]
+    script:
+      - when: '(?i)^/fix\\b'
+        match: comment
+        do:
+          - update_status: {steps: [Read, Fix], done: 1, summary: fixing}
+          - reply: "On it, @{author}"
+          - say: noted
+          - sleep: 0.05
+          - task_completed: "fixed {input}"
+      - match: task
+        do:
+          - fail: "no"
+          - task_completed:
+  helper:
+    engine: script
+    script:
+      - do: [reply: hi]
+defaultAgent: helper
+sessions:
+  listenToComments: false
+  keepSessionOpenForComments: true
+  exitCriteria:
+    timeLimit: {maxDurationMinutes: 0.05}
+    userSignals: {explicit: ["/done", "thanks"]}
+  idleExpiryMinutes: 0.5
+  maxLifetimeMinutes: 2
+  maxLiveSessions: 3
+  maxExtendMinutes: 1.5
+  feedOutsiderComments: true
+triggers:
+  mention: false
+  label: null
+  assignment: false
+"""
+
+AGENT = """\
+agents:
+  reviewer:
+    engine: script
+    script:
+      - do: [reply: hi]
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigFileError) as caught:
+        parse_config(text, "threadline.yml")
+    return caught.value.problems
+
+
+# --- defaults ---------------------------------------------------------------------------
+
+
+def test_no_file_gives_the_built_in_echo_agent() -> None:
+    config = load_config(None)
+    assert config == Config.default()
+    assert list(config.agents) == [ECHO_ID]
+    assert config.default_agent == ECHO_ID
+    echo = config.agent()
+    assert (echo.id, echo.engine, echo.tools) == (ECHO_ID, "script", SESSION_TOOLS)
+    assert config.source is None
+
+
+def test_the_built_in_default_keeps_sessions_open_for_follow_ups() -> None:
+    sessions = Config.default().sessions
+    assert sessions == SessionPolicy(keep_session_open_for_comments=True)
+    assert sessions.listen_to_comments is True
+    assert sessions.exit_criteria == ExitCriteria(10.0, ("/done", "thanks"))
+    assert (sessions.idle_expiry_minutes, sessions.max_lifetime_minutes) == (10.0, 60.0)
+    assert (sessions.max_live_sessions, sessions.max_extend_minutes) == (100, 60.0)
+    assert sessions.feed_outsider_comments is False
+    assert Config.default().triggers == Triggers(mention=True, label="threadline", assignment=True)
+
+
+def test_an_empty_file_takes_the_file_defaults() -> None:
+    config = parse_config("# nothing yet\n", "threadline.yml")
+    assert list(config.agents) == [ECHO_ID]
+    assert config.sessions == SessionPolicy()  # keepSessionOpenForComments: false, as in the seed
+    assert config.source == "threadline.yml"
+
+
+def test_a_file_without_agents_keeps_the_built_in_agent() -> None:
+    config = parse_config("sessions:\n  idleExpiryMinutes: 3\n")
+    assert config.default_agent == ECHO_ID
+    assert config.sessions.idle_expiry_minutes == 3.0
+
+
+def test_an_agent_gets_all_session_tools_by_default() -> None:
+    config = parse_config(AGENT)
+    assert config.agent("reviewer").tools == SESSION_TOOLS
+    assert config.default_agent == "reviewer"  # the first agent
+
+
+# --- a valid file ---------------------------------------------------------------------------
+
+
+def test_a_full_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "threadline.yml"
+    path.write_text(FULL, encoding="utf-8")
+    config = load_config(str(path))
+    assert config.source == str(path)
+    assert list(config.agents) == ["reviewer", "helper"]
+    assert config.default_agent == "helper"
+    reviewer = config.agent("reviewer")
+    assert (reviewer.description, reviewer.system_prompt) == (
+        "Reviews pull requests",
+        "Be specific.",
+    )
+    assert reviewer.tools == (REPLY, TASK_COMPLETED)  # a name listed twice counts once
+    assert config.sessions == SessionPolicy(
+        listen_to_comments=False,
+        keep_session_open_for_comments=True,
+        exit_criteria=ExitCriteria(0.05, ("/done", "thanks")),
+        idle_expiry_minutes=0.5,
+        max_lifetime_minutes=2.0,
+        max_live_sessions=3,
+        max_extend_minutes=1.5,
+        feed_outsider_comments=True,
+    )
+    assert config.triggers == Triggers(mention=False, label=None, assignment=False)
+
+
+def test_script_rules_are_parsed_and_compiled() -> None:
+    rules = parse_config(FULL).agent("reviewer").options[SCRIPT_OPTION]
+    assert rules == (
+        Rule(
+            when=re.compile(r"(?i)^/fix\b"),
+            kind="comment",
+            actions=(
+                UpdateStatus(("Read", "Fix"), 1, "fixing"),
+                Reply("On it, @{author}"),
+                Say("noted"),
+                Sleep(0.05),
+                TaskCompleted("fixed {input}"),
+            ),
+        ),
+        Rule(kind="task", actions=(Fail("no"), TaskCompleted(""))),
+    )
+
+
+def test_the_example_file_loads() -> None:
+    config = load_config(EXAMPLE)
+    reviewer = config.agent()
+    assert reviewer.id == "reviewer"
+    assert reviewer.tools == (UPDATE_STATUS, REPLY, TASK_COMPLETED)
+    assert len(reviewer.options[SCRIPT_OPTION]) == 5
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config(FULL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.default_agent = "reviewer"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.agents["x"] = config.agent()  # type: ignore[index]
+    with pytest.raises(TypeError):
+        config.agent().options["script"] = ()  # type: ignore[index]
+
+
+def test_an_unknown_agent_is_a_key_error() -> None:
+    with pytest.raises(KeyError):
+        Config.default().agent("nobody")
+
+
+# --- problems, each with file:line ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            AGENT + "sesions: {}\n",
+            "threadline.yml:6: sesions: unknown key; expected one of agents, defaultAgent, "
+            "sessions, triggers (did you mean 'sessions'?)",
+            id="unknown top-level key",
+        ),
+        pytest.param(
+            AGENT + "sessions:\n  idleExpiryMinute: 5\n",
+            "threadline.yml:7: sessions.idleExpiryMinute: unknown key; expected one of "
+            "listenToComments, keepSessionOpenForComments, exitCriteria, idleExpiryMinutes, "
+            "maxLifetimeMinutes, maxLiveSessions, maxExtendMinutes, feedOutsiderComments "
+            "(did you mean 'idleExpiryMinutes'?)",
+            id="unknown nested key",
+        ),
+        pytest.param(
+            AGENT.replace("engine: script", "engine: gpt"),
+            "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script",
+            id="bad engine",
+        ),
+        pytest.param(
+            AGENT.replace("engine: script", "engine: llm"),
+            "threadline.yml:3: agents.reviewer.engine: engine 'llm' is not available yet; use script",
+            id="planned engine",
+        ),
+        pytest.param(
+            AGENT.replace("    engine: script\n", "    description: x\n"),
+            "threadline.yml:2: agents.reviewer.engine: required; use script",
+            id="missing engine",
+        ),
+        pytest.param(
+            "agents:\n  reviewer:\n    engine: script\n",
+            "threadline.yml:2: agents.reviewer.script: required for engine script: a list of rules",
+            id="missing script",
+        ),
+        pytest.param(
+            AGENT.replace("- do:", "- when: '(fix'\n        do:"),
+            "threadline.yml:5: agents.reviewer.script[0].when: invalid regular expression "
+            "'(fix': missing ), unterminated subpattern at position 0",
+            id="bad regex",
+        ),
+        pytest.param(
+            AGENT.replace("- do:", "- match: review\n        do:"),
+            "threadline.yml:5: agents.reviewer.script[0].match: expected one of task, comment, "
+            "operator, got 'review'",
+            id="bad match kind",
+        ),
+        pytest.param(
+            AGENT + "    tools:\n      - reply\n      - replies\n",
+            "threadline.yml:8: agents.reviewer.tools[1]: unknown tool 'replies'; tools are "
+            "update_status, reply, task_completed (did you mean 'reply'?)",
+            id="unknown tool",
+        ),
+        pytest.param(
+            AGENT + "sessions:\n  exitCriteria:\n    timeLimit:\n      maxDurationMinutes: -5\n",
+            "threadline.yml:9: sessions.exitCriteria.timeLimit.maxDurationMinutes: expected a "
+            "positive number of minutes, got -5",
+            id="negative minutes",
+        ),
+        pytest.param(
+            AGENT + "sessions:\n  idleExpiryMinutes: true\n",
+            "threadline.yml:7: sessions.idleExpiryMinutes: expected a positive number of "
+            "minutes, got true",
+            id="a flag is not minutes",
+        ),
+        pytest.param(
+            AGENT + "sessions:\n  maxLiveSessions: 2.5\n",
+            "threadline.yml:7: sessions.maxLiveSessions: expected a positive whole number, got 2.5",
+            id="sessions are counted whole",
+        ),
+        pytest.param(
+            AGENT + "defaultAgent: writer\n",
+            "threadline.yml:6: defaultAgent: unknown agent 'writer'; agents are reviewer",
+            id="unknown defaultAgent",
+        ),
+        pytest.param(
+            "agents: {}\n",
+            "threadline.yml:1: agents: at least one agent is required",
+            id="empty agents",
+        ),
+        pytest.param(
+            "# comment\nagents:\n",
+            "threadline.yml:2: agents: at least one agent is required",
+            id="null agents",
+        ),
+        pytest.param(
+            AGENT.replace("reviewer:", "Reviewer:"),
+            "threadline.yml:2: agents.Reviewer: agent ids are lowercase letters, digits, '_' "
+            "and '-', starting with a letter or digit; got 'Reviewer'",
+            id="bad agent id",
+        ),
+        pytest.param(
+            AGENT.replace("reply: hi", "replyy: hi"),
+            "threadline.yml:5: agents.reviewer.script[0].do[0].replyy: unknown action; actions "
+            "are reply, update_status, task_completed, say, sleep, fail (did you mean 'reply'?)",
+            id="unknown action",
+        ),
+        pytest.param(
+            AGENT.replace("[reply: hi]", "[{reply: hi, say: ho}]"),
+            "threadline.yml:5: agents.reviewer.script[0].do[0]: expected an action: a mapping "
+            "with one key, one of reply, update_status, task_completed, say, sleep, fail; got "
+            "a mapping",
+            id="two actions in one",
+        ),
+        pytest.param(
+            AGENT.replace("[reply: hi]", "[sleep: 31]"),
+            "threadline.yml:5: agents.reviewer.script[0].do[0].sleep: expected a number of "
+            "seconds from 0 to 30, got 31",
+            id="sleep too long",
+        ),
+        pytest.param(
+            AGENT.replace("[reply: hi]", "[update_status: {steps: [a, b], done: 3}]"),
+            "threadline.yml:5: agents.reviewer.script[0].do[0].update_status.done: expected how "
+            "many steps are done, from 0 to 2, got 3",
+            id="more steps done than there are",
+        ),
+        pytest.param(
+            AGENT.replace("[reply: hi]", "[reply: '']"),
+            "threadline.yml:5: agents.reviewer.script[0].do[0].reply: expected non-empty text, "
+            "got ''",
+            id="empty reply",
+        ),
+        pytest.param(
+            AGENT.replace("- do: [reply: hi]", "- when: x"),
+            "threadline.yml:5: agents.reviewer.script[0].do: required",
+            id="rule without actions",
+        ),
+        pytest.param(
+            AGENT + "triggers:\n  label: ''\n",
+            "threadline.yml:7: triggers.label: expected a label name, or null to turn label "
+            "triggers off, got ''",
+            id="empty label",
+        ),
+        pytest.param(
+            AGENT + "triggers:\n  mention: true\n  mention: false\n",
+            "threadline.yml:8: triggers.mention: given more than once (the last one would "
+            "silently win)",
+            id="duplicate key",
+        ),
+        pytest.param(
+            AGENT + "sessions: [a\n",
+            "threadline.yml:7: not valid YAML: while parsing a flow sequence, expected ',' or ']', "
+            "but got '<stream end>'",
+            id="invalid YAML",
+        ),
+        pytest.param(
+            "- agents\n",
+            "threadline.yml:1: expected a mapping with the keys agents, defaultAgent, sessions, "
+            "triggers, got a list",
+            id="not a mapping",
+        ),
+    ],
+)
+def test_each_problem_names_file_line_and_key(text: str, expected: str) -> None:
+    assert problems(text) == [expected]
+
+
+def test_several_problems_are_reported_together_in_line_order() -> None:
+    text = """\
+defaultAgent: nobody
+agents:
+  reviewer:
+    engine: gpt
+  writer:
+    engine: script
+    tools: [post]
+    script:
+      - when: '['
+        do: [reply: x]
+sessions:
+  maxLiveSessions: 0
+"""
+    assert problems(text) == [
+        "threadline.yml:1: defaultAgent: unknown agent 'nobody'; agents are reviewer, writer",
+        "threadline.yml:4: agents.reviewer.engine: unknown engine 'gpt'; use script",
+        "threadline.yml:7: agents.writer.tools[0]: unknown tool 'post'; tools are "
+        "update_status, reply, task_completed",
+        "threadline.yml:9: agents.writer.script[0].when: invalid regular expression '[': "
+        "unterminated character set at position 0",
+        "threadline.yml:12: sessions.maxLiveSessions: expected a positive whole number, got 0",
+    ]
+
+
+def test_a_bad_agent_is_not_also_an_unknown_default() -> None:
+    text = AGENT.replace("engine: script", "engine: gpt") + "defaultAgent: reviewer\n"
+    assert problems(text) == [
+        "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script"
+    ]
+
+
+def test_a_value_from_an_alias_reports_the_line_that_uses_it() -> None:
+    text = """\
+agents:
+  a:
+    engine: script
+    script: &rules
+      - when: '('
+        do: [reply: x]
+  b:
+    engine: script
+    script: *rules
+"""
+    assert [problem.split(": ")[0:2] for problem in problems(text)] == [
+        ["threadline.yml:5", "agents.a.script[0].when"],
+        ["threadline.yml:9", "agents.b.script[0].when"],
+    ]
+
+
+def test_merge_keys_share_settings_between_agents() -> None:
+    text = """\
+agents:
+  a: &base
+    engine: script
+    script: [{do: [reply: hi]}]
+  b:
+    <<: *base
+    description: like a
+"""
+    config = parse_config(text)
+    assert config.agent("b").options == config.agent("a").options
+    assert config.agent("b").description == "like a"
+
+
+def test_a_missing_file_is_a_config_file_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(ConfigFileError) as caught:
+        load_config(missing)
+    assert caught.value.problems == [
+        f"{missing}: cannot read the agents file: No such file or directory"
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_a_config_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "threadline.yml"
+    path.write_bytes(b"agents: \xff\n")
+    with pytest.raises(ConfigFileError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_config_file_errors_are_config_errors() -> None:
+    # The CLI already prints a ConfigError's problems and refuses to start.
+    with pytest.raises(ConfigError):
+        parse_config("agents: {}\n")
