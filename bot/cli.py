@@ -343,12 +343,10 @@ def _closed_status(services: Services, closed: SessionInfo) -> None:
     from bot.sessions.store import SessionStore
 
     store = SessionStore(services.engine)
-    seq = store.next_status_seq(closed.id)
-    body = status.render(closed, utcnow())
+    seq, fresh = store.status_snapshot(closed.id)
+    body = status.render(fresh, utcnow())
     services.outbox.enqueue(
-        ob.upsert(
-            status.status_key(closed.id), str(seq), closed.thread, body, closed.installation_id
-        )
+        ob.upsert(status.status_key(closed.id), seq, closed.thread, body, closed.installation_id)
     )
 
 

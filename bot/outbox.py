@@ -78,6 +78,7 @@ class Write:
     payload: dict[str, Any]
     installation_id: int | None = None
     coalesce_key: str | None = None
+    version: int | None = None  # for edits of one comment: higher is newer
 
     def __post_init__(self) -> None:
         if "--" in self.key or len(self.key) > 200:
@@ -90,14 +91,16 @@ def comment(key: str, thread: ThreadRef, body: str, installation_id: int | None 
 
 
 def upsert(
-    name: str, version: str, thread: ThreadRef, body: str, installation_id: int | None = None
+    name: str, version: int, thread: ThreadRef, body: str, installation_id: int | None = None
 ) -> Write:
     """The comment `name` (e.g. a session's status) posted once, then edited in place.
 
-    `version` tells apart successive states (a counter or a timestamp); only the newest
-    unsent one is sent.
+    `version` orders successive states (higher is newer, whatever order they are
+    enqueued in); only the newest is sent, and an older one never overwrites it.
     """
-    return Write(f"{name}@{version}", thread, UPSERT, {"body": body}, installation_id, name)
+    return Write(
+        f"{name}@{version}", thread, UPSERT, {"body": body}, installation_id, name, version
+    )
 
 
 def reaction(
@@ -140,6 +143,7 @@ class OutboxRow:
     kind: str
     payload: dict[str, Any]
     coalesce_key: str | None
+    version: int | None
     status: str
     attempts: int
     maybe_sent: bool
@@ -185,6 +189,7 @@ def _row(item: OutboxItem) -> OutboxRow:
         kind=item.kind,
         payload=dict(item.payload),
         coalesce_key=item.coalesce_key,
+        version=item.version,
         status=item.status,
         attempts=item.attempts,
         maybe_sent=item.maybe_sent,
@@ -222,6 +227,7 @@ class Outbox:
                     kind=write.kind,
                     payload=write.payload,
                     coalesce_key=write.coalesce_key,
+                    version=write.version,
                     status=PENDING,
                     attempts=0,
                     maybe_sent=False,
@@ -238,18 +244,31 @@ class Outbox:
                     ).scalar_one()
                 )
             if write.coalesce_key is not None:
-                # A newer state of the same comment makes older unsent ones pointless.
-                session.execute(
-                    update(OutboxItem)
-                    .where(
-                        OutboxItem.coalesce_key == write.coalesce_key,
-                        OutboxItem.status == PENDING,
-                        OutboxItem.id < pk,
-                    )
-                    .values(status=SUPERSEDED, sent_at=now)
-                    .execution_options(synchronize_session=False)
-                )
+                self._coalesce(session, pk, write, now)
             return int(pk)
+
+    def _coalesce(self, session: Session, pk: int, write: Write, now: datetime) -> None:
+        """A newer state of a comment makes older unsent ones pointless; an older one
+        arriving late (a slower writer) is pointless itself."""
+        same = OutboxItem.coalesce_key == write.coalesce_key
+        newer = session.execute(
+            select(OutboxItem.id).where(
+                same,
+                OutboxItem.version > (write.version or 0),
+                OutboxItem.status.in_((PENDING, SENDING, SENT)),
+            )
+        ).first()
+        older_or_self = (
+            OutboxItem.id == pk
+            if newer is not None
+            else (OutboxItem.version < (write.version or 0))
+        )
+        session.execute(
+            update(OutboxItem)
+            .where(same, OutboxItem.status == PENDING, older_or_self)
+            .values(status=SUPERSEDED, sent_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
     # ------------------------------------------------------------------ sender side
 
@@ -326,7 +345,7 @@ class Outbox:
             newer = session.execute(
                 select(OutboxItem.id).where(
                     OutboxItem.coalesce_key == row.coalesce_key,
-                    OutboxItem.id > row.pk,
+                    OutboxItem.version > (row.version or 0),
                     OutboxItem.status.in_((PENDING, SENDING, SENT)),
                 )
             ).first()

@@ -40,10 +40,10 @@ def test_keys_that_would_break_the_marker_are_refused() -> None:
 
 def test_newer_edits_supersede_older_unsent_ones(engine: Engine) -> None:
     box = ob.Outbox(engine)
-    box.enqueue(ob.upsert("status:s-1", "1", ISSUE, "running 0:01"))
-    box.enqueue(ob.upsert("status:s-1", "2", ISSUE, "running 0:02"))
-    last = box.enqueue(ob.upsert("status:s-1", "3", ISSUE, "running 0:03"))
-    box.enqueue(ob.upsert("status:s-2", "1", REVIEW, "other session"))
+    box.enqueue(ob.upsert("status:s-1", 1, ISSUE, "running 0:01"))
+    box.enqueue(ob.upsert("status:s-1", 2, ISSUE, "running 0:02"))
+    last = box.enqueue(ob.upsert("status:s-1", 3, ISSUE, "running 0:03"))
+    box.enqueue(ob.upsert("status:s-2", 1, REVIEW, "other session"))
     assert box.counts() == {"pending": 2, "superseded": 2}
     row = claim(box)
     assert row is not None

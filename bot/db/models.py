@@ -99,6 +99,7 @@ class OutboxItem(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     coalesce_key: Mapped[str | None] = mapped_column(String(200))  # edits of one comment
+    version: Mapped[int | None] = mapped_column(Integer)  # which edit is newest
     # pending -> sending -> sent | failed; pending -> superseded (a newer edit replaced it)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -271,13 +271,12 @@ class SessionService:
 
     async def publish_status(self, session: SessionInfo, *, error: str | None = None) -> None:
         """Queue the newest state of the session's status comment (older unsent ones drop)."""
-        seq = await asyncio.to_thread(self.store.next_status_seq, session.id)
-        fresh = await asyncio.to_thread(self.store.get, session.id) or session
+        seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
         body = status.render(fresh, self.clock(), error=error)
         await self._write(
             ob.upsert(
                 status.status_key(session.id),
-                str(seq),
+                seq,
                 session.thread,
                 body,
                 session.installation_id,
@@ -285,16 +284,26 @@ class SessionService:
         )
 
 
+class TurnAbandoned(Exception):
+    """The session was closed (or taken over) while its turn ran: stop, write nothing more."""
+
+
 class SessionTools:
     """The tools one turn of one session may call, recorded as they are used."""
 
     def __init__(
-        self, service: SessionService, session: SessionInfo, turn: int, agent: AgentSpec
+        self,
+        service: SessionService,
+        session: SessionInfo,
+        turn: int,
+        agent: AgentSpec,
+        owner: str,
     ) -> None:
         self.service = service
         self.session = session
         self.turn = turn
         self.agent = agent
+        self.owner = owner
         self.completed = False
         self._calls = 0
 
@@ -304,6 +313,8 @@ class SessionTools:
     async def call(self, name: str, args: Mapping[str, Any]) -> ToolResult:
         self._calls += 1
         store = self.service.store
+        if not await asyncio.to_thread(store.turn_owned, self.session.id, self.owner):
+            raise TurnAbandoned(self.session.id)
         await asyncio.to_thread(
             store.record,
             self.session.id,
@@ -402,7 +413,7 @@ class TurnRunner:
         service = self.service
         await service.publish_status(session)
         agent = service.agents.agent(session.agent_id)
-        tools = SessionTools(service, session, session.turns, agent)
+        tools = SessionTools(service, session, session.turns, agent, self.name)
         turn = Turn(
             session_id=session.id,
             number=session.turns,
@@ -414,6 +425,9 @@ class TurnRunner:
         error: str | None = None
         try:
             await service.agents.engine(agent).run_turn(turn, tools)
+        except TurnAbandoned:
+            log.info("session %s closed during turn %d: the turn stops", session.id, session.turns)
+            return
         except EngineError as exc:
             error = str(exc) or type(exc).__name__
         except Exception as exc:

@@ -523,6 +523,18 @@ class SessionStore:
                 return _info(row), [_input(i) for i in inputs]
         return None
 
+    def turn_owned(self, session_id: str, owner: str) -> bool:
+        """Whether `owner` still runs this session's turn (it was not closed meanwhile)."""
+        with Session(self.engine) as session:
+            found = session.execute(
+                select(SessionRow.id).where(
+                    SessionRow.id == session_id,
+                    SessionRow.state == BUSY,
+                    SessionRow.turn_owner == owner,
+                )
+            ).first()
+            return found is not None
+
     def renew_turn(self, session_id: str, owner: str, lease_seconds: float) -> bool:
         return self._owned_update(
             session_id, owner, turn_expires_at=self.clock() + timedelta(seconds=lease_seconds)
@@ -800,8 +812,9 @@ class SessionStore:
         with Session(self.engine) as session, session.begin():
             self._record(session, session_id, kind, data)
 
-    def next_status_seq(self, session_id: str) -> int:
-        """A fresh version number for the session's status comment."""
+    def status_snapshot(self, session_id: str) -> tuple[int, SessionInfo]:
+        """A fresh version number for the status comment and the session as it is, read in
+        one transaction: a higher version never shows an older state."""
         with Session(self.engine) as session, session.begin():
             session.execute(
                 update(SessionRow)
@@ -809,11 +822,10 @@ class SessionStore:
                 .values(status_seq=SessionRow.status_seq + 1)
                 .execution_options(synchronize_session=False)
             )
-            return int(
-                session.execute(
-                    select(SessionRow.status_seq).where(SessionRow.id == session_id)
-                ).scalar_one()
-            )
+            row = session.get(SessionRow, session_id, populate_existing=True)
+            if row is None:
+                raise KeyError(session_id)
+            return row.status_seq, _info(row)
 
     def _record(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
         session.add(TranscriptEvent(session_id=session_id, at=self.clock(), kind=kind, data=data))
