@@ -143,7 +143,11 @@ def make_sessions(
         write=write,
         permission=permission,
     )
-    runner = TurnRunner(service, poll_seconds=settings.worker_poll_seconds)
+    runner = TurnRunner(
+        service,
+        lease_seconds=settings.worker_lease_seconds,
+        poll_seconds=settings.worker_poll_seconds,
+    )
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
     service.deadline_changed = timekeeper.poke

@@ -464,3 +464,28 @@ async def test_gitlab_sessions_work_the_same(settings: Settings, tmp_path: Path)
             await eventually(lambda: "task: gitlab task" in notes(), "the agent answers on GitLab")
             assert any(n.startswith("**Threadline** session") for n in notes())
             assert [a.name for a in note.awards] == ["eyes"]
+
+
+async def test_labels_and_assignment_start_sessions_on_issues(rig: GitHubRig) -> None:
+    async def send(payload: dict[str, Any]) -> None:
+        raw = p.encode(payload)
+        async with rig.app.http.post(
+            f"{rig.app.url}/webhooks/github", data=raw, headers=p.github_headers("issues", raw)
+        ) as resp:
+            assert resp.status == 202
+
+    await send(p.issues_event("labeled", number=7, label="bug"))
+    await rig.app.drain()
+    assert rig.sessions() == [], "another label starts nothing"
+    await send(p.issues_event("labeled", number=7, label="threadline"))
+    await eventually(lambda: "waiting for comments" in rig.status(7), "a labeled issue's session")
+    [session] = rig.sessions()
+    assert session.task == "Retry logic drops errors\n\nThe retry loop swallows the last error."
+    replies = [b for b in rig.bot_comments(7) if not b.startswith("**Threadline**")]
+    assert replies == [f"task: {session.task}"]
+
+    rig.gh.add_issue(REPO, 8)
+    assigned = p.issues_event("assigned", number=8, label=None)
+    assigned["assignee"] = p.user("threadline[bot]", 99, "Bot")
+    await send(assigned)
+    await eventually(lambda: len(rig.sessions()) == 2, "an assigned issue's session")

@@ -477,9 +477,17 @@ class Timekeeper:
 
     async def start(self) -> None:
         """Start the scheduler; overdue sessions (e.g. after a restart) close right away."""
+        began = time.perf_counter()
         self.scheduler.start()
         self.scheduler.add_job(self.check, "interval", seconds=self.sweep_seconds, id="sweep")
-        await self.check()
+        closed = await self.check()
+        live = await asyncio.to_thread(self.service.store.count_live)
+        log.info(
+            "session timers rebuilt in %.1f ms: %d live sessions, %d overdue closed",
+            (time.perf_counter() - began) * 1000,
+            live,
+            len(closed),
+        )
 
     def stop(self) -> None:
         if self.scheduler.running:

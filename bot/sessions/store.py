@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Engine, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -489,7 +489,11 @@ class SessionStore:
                         turn_owner=owner,
                         turn_expires_at=now + timedelta(seconds=lease_seconds),
                         idle_deadline_at=None,
-                        turns=SessionRow.turns + 1,
+                        # A taken-over turn keeps its number, so its writes keep their keys
+                        # and whatever the dead runner already wrote is not written again.
+                        turns=case(
+                            (SessionRow.state == BUSY, SessionRow.turns), else_=SessionRow.turns + 1
+                        ),
                         updated_at=now,
                     )
                     .execution_options(synchronize_session=False)
