@@ -151,6 +151,11 @@ def make_sessions(
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
     service.deadline_changed = timekeeper.poke
+
+    async def write_failed(row: ob.OutboxRow, error: str) -> None:
+        await service.write_failed(row.key, row.kind, error)
+
+    sender.on_failed = write_failed
     return service, runner, timekeeper
 
 

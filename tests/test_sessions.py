@@ -489,3 +489,19 @@ async def test_labels_and_assignment_start_sessions_on_issues(rig: GitHubRig) ->
     assigned["assignee"] = p.user("threadline[bot]", 99, "Bot")
     await send(assigned)
     await eventually(lambda: len(rig.sessions()) == 2, "an assigned issue's session")
+
+
+async def test_a_write_the_host_refuses_shows_in_the_status_and_transcript(rig: GitHubRig) -> None:
+    await rig.comment(7, "@threadline start")
+    await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
+    rig.gh.fail("POST", r"/repos/.*/issues/7/comments", 422, body={"message": "Validation Failed"})
+    await rig.comment(7, "answer me")
+    await eventually(lambda: "could not be written" in rig.status(7), "the status shows it")
+    [session] = rig.sessions()
+    failed = [
+        e.data
+        for e in rig.app.runtime.sessions.store.transcript(session.id)
+        if e.kind == "write_failed"
+    ]
+    assert len(failed) == 1
+    assert "422" in failed[0]["error"]

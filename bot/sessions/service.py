@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from bot.sessions.store import (
 
 log = logging.getLogger(__name__)
 
+SESSION_IN_KEY = re.compile(r"\bs-[0-9a-f]{8}\b")
 PermissionCheck = Callable[[str, int | None, str, str], Awaitable[str]]
 Write = Callable[[ob.Write], Awaitable[int]]
 
@@ -268,6 +270,19 @@ class SessionService:
             session,
             ob.comment(f"{session.id}.{key}", session.thread, body, session.installation_id),
         )
+
+    async def write_failed(self, key: str, kind: str, error: str) -> None:
+        """The outbox gave up on one of a session's writes: say so in its transcript and,
+        unless the status comment itself is what failed, in its status comment."""
+        found = SESSION_IN_KEY.search(key)
+        if found is None:
+            return
+        session = await asyncio.to_thread(self.store.get, found.group(0))
+        if session is None:
+            return
+        await self.note(session, "write_failed", {"key": key, "kind": kind, "error": error})
+        if not key.startswith("status."):
+            await self.publish_status(session, error=f"a {kind} could not be written: {error}")
 
     async def publish_status(self, session: SessionInfo, *, error: str | None = None) -> None:
         """Queue the newest state of the session's status comment (older unsent ones drop)."""
