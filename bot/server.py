@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from bot import outbox as ob
 from bot.agents.config import load_config
 from bot.config import Settings
-from bot.db import make_engine
+from bot.db import checkpoint, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
 from bot.hosts import Hosts
@@ -56,7 +56,7 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
     A broken agents file raises ConfigError with every problem and its line.
     """
     config = load_config(settings.config)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, background_checkpoints=True)
     try:
         if migrate:
             upgrade(engine)
@@ -200,6 +200,11 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                         seconds=minutes * 60,
                         next_run_time=datetime.now(UTC) + timedelta(seconds=min(30, minutes * 60)),
                     )
+            if services.engine.dialect.name == "sqlite":
+                # WAL checkpoints run here, beside the commits, instead of inside them.
+                scheduler.add_job(
+                    asyncio.to_thread, "interval", args=[checkpoint, services.engine], seconds=1
+                )
             scheduler.start()
             yield crew
         finally:
