@@ -43,6 +43,7 @@ from bot.hosts.base import (
     RateLimited,
 )
 from bot.inbox import utcnow, worker_name
+from bot.loops import nap
 
 log = logging.getLogger(__name__)
 
@@ -489,6 +490,7 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 sent = await self.send_once()
             except Exception:
@@ -501,11 +503,7 @@ class Sender:
                 upcoming = await asyncio.to_thread(self.outbox.next_slot)
                 if upcoming is not None:
                     wait = min(wait, max((upcoming - utcnow()).total_seconds(), 0.005))
-            self.wakeup.clear()
-            waits = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=wait, return_when="FIRST_COMPLETED")
-            for waiter in waits:
-                waiter.cancel()
+            await nap(self.wakeup, stop, wait)
 
     async def send_once(self) -> bool:
         """Claim and send one row; False when nothing could be sent now."""

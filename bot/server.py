@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from bot import outbox as ob
@@ -25,6 +25,7 @@ from bot.hosts import Hosts
 from bot.hosts.github import GitHubApp
 from bot.inbox import Inbox
 from bot.installations import InstallationStore
+from bot.loops import every
 from bot.outbox import Outbox, Sender
 from bot.redeliver import Reconciler
 from bot.runtime import Runtime
@@ -108,7 +109,9 @@ class Crew:
     sender: Sender | None = None
     runner: TurnRunner | None = None
     timekeeper: Timekeeper | None = None
-    reconciler: Reconciler | None = None
+    periodic: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = field(
+        default_factory=list
+    )
 
     def wake_workers(self) -> None:
         """Ingress calls this after each commit, so new deliveries are picked up at once."""
@@ -117,7 +120,9 @@ class Crew:
 
     def start(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         loops = [w.run(stop) for w in self.workers]
-        loops += [part.run(stop) for part in (self.sender, self.runner) if part is not None]
+        parts = (self.sender, self.runner, self.timekeeper)
+        loops += [part.run(stop) for part in parts if part is not None]
+        loops += [job(stop) for job in self.periodic]
         return [asyncio.create_task(loop) for loop in loops]
 
 
@@ -167,7 +172,6 @@ async def background(settings: Settings, services: Services, workers: int) -> As
     async with aiohttp.ClientSession(timeout=timeout) as http:
         hosts = Hosts.from_settings(settings, http)
         crew = Crew(make_workers(settings, services, workers))
-        scheduler = AsyncIOScheduler(timezone=UTC)
         try:
             if workers:
                 crew.sender = Sender(
@@ -190,27 +194,26 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 await crew.timekeeper.start()
                 minutes = settings.github_redelivery_minutes
                 if minutes > 0 and isinstance(hosts.github, GitHubApp):
-                    crew.reconciler = Reconciler(
-                        hosts.github, services.engine, interval=minutes * 60
-                    )
+                    reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)
                     # The first round soon after start: deliveries missed while we were down.
-                    scheduler.add_job(
-                        crew.reconciler.tick,
-                        "interval",
-                        seconds=minutes * 60,
-                        next_run_time=datetime.now(UTC) + timedelta(seconds=min(30, minutes * 60)),
+                    crew.periodic.append(
+                        functools.partial(
+                            every, minutes * 60, job=reconciler.tick, first=min(30, minutes * 60)
+                        )
                     )
             if services.engine.dialect.name == "sqlite":
                 # WAL checkpoints run here, beside the commits, instead of inside them.
-                scheduler.add_job(
-                    asyncio.to_thread, "interval", args=[checkpoint, services.engine], seconds=1
+                crew.periodic.append(
+                    functools.partial(
+                        every,
+                        1.0,
+                        job=functools.partial(asyncio.to_thread, checkpoint, services.engine),
+                    )
                 )
-            scheduler.start()
             yield crew
         finally:
-            scheduler.shutdown(wait=False)
             if crew.timekeeper is not None:
-                crew.timekeeper.stop()
+                await crew.timekeeper.stop()
             hosts.close()
 
 

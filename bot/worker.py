@@ -11,6 +11,7 @@ from bot.events import Ignored as IgnoredEvent
 from bot.events import PayloadError, drop_reason, normalize
 from bot.inbox import DONE, IGNORED, DeliveryRow, Inbox, utcnow, worker_name
 from bot.log import delivery_var
+from bot.loops import nap
 from bot.router import Context, Router
 from bot.runtime import Runtime
 from bot.webhooks import WebhookRejected, decode_payload
@@ -92,6 +93,7 @@ class Worker:
         """Work until `stop` is set; a batch in progress is finished first."""
         log.info("worker %s started", self.name)
         while not stop.is_set():
+            self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 handled = await self.run_once()
             except Exception:
@@ -100,11 +102,7 @@ class Worker:
                 handled = 0
             if handled:
                 continue
-            self.wakeup.clear()
-            waits = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
-            for waiter in waits:
-                waiter.cancel()
+            await nap(self.wakeup, stop, self.poll_seconds)
         log.info("worker %s stopped", self.name)
 
     async def run_once(self) -> int:

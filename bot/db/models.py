@@ -167,6 +167,10 @@ class SessionRow(Base):
         ),
         Index("ix_sessions_state", "state"),
         Index("ix_sessions_thread", "thread_key"),
+        # The timekeeper's questions: who is past a deadline, when is the next one.
+        Index("ix_sessions_time_limit", "state", "time_limit_at"),
+        Index("ix_sessions_lifetime", "state", "lifetime_at"),
+        Index("ix_sessions_idle_deadline", "state", "idle_deadline_at"),
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -207,6 +211,7 @@ class SessionInput(Base):
     __tablename__ = "session_inputs"
     __table_args__ = (
         Index("ix_session_inputs_queue", "session_id", "status", "id"),
+        Index("ix_session_inputs_waiting", "status", "session_id"),
         Index("ix_session_inputs_comment", "comment_id"),
     )
 

@@ -36,6 +36,7 @@ from bot.events import ThreadRef
 from bot.hosts.base import HostError, can_write
 from bot.inbox import utcnow, worker_name
 from bot.log import session_var
+from bot.loops import nap
 from bot.sessions import status
 from bot.sessions.store import (
     DONE,
@@ -393,6 +394,7 @@ class TurnRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 ran = await self.run_once()
             except Exception:
@@ -400,11 +402,7 @@ class TurnRunner:
                 ran = False
             if ran:
                 continue
-            self.wakeup.clear()
-            waits = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=self.poll_seconds, return_when="FIRST_COMPLETED")
-            for waiter in waits:
-                waiter.cancel()
+            await nap(self.wakeup, stop, self.poll_seconds)
 
     async def run_once(self) -> bool:
         claimed = await asyncio.to_thread(
@@ -479,8 +477,11 @@ class TurnRunner:
 
 
 class Timekeeper:
-    """Wakes at the next session deadline (and every `sweep_seconds` regardless) to close
-    what is overdue. The deadlines live in the database; APScheduler only holds one job."""
+    """Closes overdue sessions. The deadlines live in the database; APScheduler holds one
+    job, set for the next deadline, and a sweep every `sweep_seconds`. A job only wakes
+    this timekeeper's loop, which runs the check (a conditional UPDATE per session, so
+    when several processes check at once each session closes exactly once); pokes that
+    come in a burst are served by one check."""
 
     JOB = "session-deadlines"
 
@@ -488,13 +489,14 @@ class Timekeeper:
         self.service = service
         self.sweep_seconds = sweep_seconds
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self._lock = asyncio.Lock()
+        self.wakeup = asyncio.Event()
 
     async def start(self) -> None:
-        """Start the scheduler; overdue sessions (e.g. after a restart) close right away."""
+        """Rebuild the timer from the database: overdue sessions (say, after a restart)
+        close right away, and the job is set for the next deadline."""
         began = time.perf_counter()
         self.scheduler.start()
-        self.scheduler.add_job(self.check, "interval", seconds=self.sweep_seconds, id="sweep")
+        self.scheduler.add_job(self._wake, "interval", seconds=self.sweep_seconds, id="sweep")
         closed = await self.check()
         live = await asyncio.to_thread(self.service.store.count_live)
         log.info(
@@ -504,27 +506,40 @@ class Timekeeper:
             len(closed),
         )
 
-    def stop(self) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check whenever woken, until `stop`; a check in progress finishes first."""
+        while not stop.is_set():
+            await nap(self.wakeup, stop, self.sweep_seconds)
+            if stop.is_set():
+                break
+            self.wakeup.clear()  # before the check: a poke during it brings another
+            try:
+                await self.check()
+            except Exception:
+                log.exception("session deadline check failed")
+
+    async def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
     def poke(self) -> None:
-        """A deadline may have moved earlier: look again now (from any thread of the loop)."""
-        if self.scheduler.running:
-            self.scheduler.add_job(self.check, id="poke", replace_existing=True)
+        """A deadline may have moved earlier: check again soon."""
+        self.wakeup.set()
+
+    async def _wake(self) -> None:
+        self.wakeup.set()
 
     async def check(self) -> list[SessionInfo]:
-        async with self._lock:
-            closed = await asyncio.to_thread(self.service.store.expire_due)
-            for session in closed:
-                await self.service.publish_status(session)
-            self._schedule_next(await asyncio.to_thread(self.service.store.next_deadline))
-            return closed
+        closed = await asyncio.to_thread(self.service.store.expire_due)
+        for session in closed:
+            await self.service.publish_status(session)
+        self._schedule_next(await asyncio.to_thread(self.service.store.next_deadline))
+        return closed
 
     def _schedule_next(self, deadline: datetime | None) -> None:
         if deadline is None or not self.scheduler.running:
             return
         when = max(deadline, datetime.now(UTC)) + timedelta(milliseconds=10)
         self.scheduler.add_job(
-            self.check, "date", run_date=when, id=self.JOB, replace_existing=True
+            self._wake, "date", run_date=when, id=self.JOB, replace_existing=True
         )

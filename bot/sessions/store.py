@@ -469,10 +469,16 @@ class SessionStore:
                 SessionRow.state.in_((ACTIVE, IDLE)),
                 and_(SessionRow.state == BUSY, SessionRow.turn_expires_at < now),
             )
+            # Start from the few sessions with waiting inputs, not from every live one.
+            waiting = (
+                select(SessionInput.session_id)
+                .where(SessionInput.status.in_(UNCONSUMED))
+                .distinct()
+            )
             candidates = (
                 session.execute(
                     select(SessionRow.id)
-                    .where(ready, has_input)
+                    .where(SessionRow.id.in_(waiting), ready)
                     .order_by(SessionRow.updated_at)
                     .limit(10)
                     .with_for_update(skip_locked=True)
@@ -483,7 +489,7 @@ class SessionStore:
             for sid in candidates:
                 won = session.execute(
                     update(SessionRow)
-                    .where(SessionRow.id == sid, ready)
+                    .where(SessionRow.id == sid, ready, has_input)
                     .values(
                         state=BUSY,
                         turn_owner=owner,
@@ -644,11 +650,27 @@ class SessionStore:
 
     def close(self, session_id: str, reason: str, *, by: str | None = None) -> SessionInfo | None:
         """Close a live session; None if it was not live (someone else closed it first)."""
+        return self._close(session_id, reason, by=by)
+
+    def _close(
+        self,
+        session_id: str,
+        reason: str,
+        *,
+        by: str | None = None,
+        only_if: Any = None,
+        events: tuple[tuple[str, dict[str, Any]], ...] = (),
+    ) -> SessionInfo | None:
+        """Close `session_id` if it is live (and `only_if` holds): a conditional UPDATE that
+        exactly one caller wins. Its unconsumed inputs are withdrawn."""
         now = self.clock()
+        live = [SessionRow.id == session_id, SessionRow.state.in_(LIVE_STATES)]
+        if only_if is not None:
+            live.append(only_if)
         with Session(self.engine) as session, session.begin():
             result = session.execute(
                 update(SessionRow)
-                .where(SessionRow.id == session_id, SessionRow.state.in_(LIVE_STATES))
+                .where(*live)
                 .values(
                     state=CLOSED,
                     close_reason=reason,
@@ -668,6 +690,8 @@ class SessionStore:
                 .values(status=WITHDRAWN)
                 .execution_options(synchronize_session=False)
             )
+            for kind, data in events:
+                self._record(session, session_id, kind, data)
             self._record(session, session_id, "closed", {"reason": reason, "by": by})
             row = session.get(SessionRow, session_id, populate_existing=True)
             assert row is not None
@@ -738,33 +762,9 @@ class SessionStore:
             TIME_LIMIT: SessionRow.time_limit_at <= now,
             IDLE_EXPIRY: and_(SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
         }[reason]
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id, SessionRow.state.in_(LIVE_STATES), deadline)
-                .values(
-                    state=CLOSED,
-                    close_reason=reason,
-                    closed_at=now,
-                    updated_at=now,
-                    turn_owner=None,
-                    turn_expires_at=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            session.execute(
-                update(SessionInput)
-                .where(SessionInput.session_id == session_id, SessionInput.status.in_(UNCONSUMED))
-                .values(status=WITHDRAWN)
-                .execution_options(synchronize_session=False)
-            )
-            self._record(session, session_id, "timer", {"deadline": reason})
-            self._record(session, session_id, "closed", {"reason": reason})
-            row = session.get(SessionRow, session_id, populate_existing=True)
-            assert row is not None
-            return _info(row)
+        return self._close(
+            session_id, reason, only_if=deadline, events=(("timer", {"deadline": reason}),)
+        )
 
     def next_deadline(self) -> datetime | None:
         """The earliest deadline of any live session: when the timer should next look."""

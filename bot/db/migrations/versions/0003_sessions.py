@@ -63,6 +63,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_sessions_state", "sessions", ["state"])
     op.create_index("ix_sessions_thread", "sessions", ["thread_key"])
+    op.create_index("ix_sessions_time_limit", "sessions", ["state", "time_limit_at"])
+    op.create_index("ix_sessions_lifetime", "sessions", ["state", "lifetime_at"])
+    op.create_index("ix_sessions_idle_deadline", "sessions", ["state", "idle_deadline_at"])
     op.create_table(
         "session_inputs",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -81,6 +84,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_session_inputs_queue", "session_inputs", ["session_id", "status", "id"])
     op.create_index("ix_session_inputs_comment", "session_inputs", ["comment_id"])
+    op.create_index("ix_session_inputs_waiting", "session_inputs", ["status", "session_id"])
     op.create_table(
         "transcript_events",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -97,9 +101,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_transcript_session", table_name="transcript_events")
     op.drop_table("transcript_events")
+    op.drop_index("ix_session_inputs_waiting", table_name="session_inputs")
     op.drop_index("ix_session_inputs_comment", table_name="session_inputs")
     op.drop_index("ix_session_inputs_queue", table_name="session_inputs")
     op.drop_table("session_inputs")
+    op.drop_index("ix_sessions_idle_deadline", table_name="sessions")
+    op.drop_index("ix_sessions_lifetime", table_name="sessions")
+    op.drop_index("ix_sessions_time_limit", table_name="sessions")
     op.drop_index("ix_sessions_thread", table_name="sessions")
     op.drop_index("ix_sessions_state", table_name="sessions")
     op.drop_index("uq_sessions_live_thread", table_name="sessions")
