@@ -123,6 +123,10 @@ class GitHubRig:
             if c["_number"] == number and c["user"]["login"].endswith("[bot]")
         ]
 
+    def replies(self, number: int) -> list[str]:
+        """The bot's comments other than the status comment, oldest first."""
+        return [b for b in self.bot_comments(number) if not b.startswith("**Threadline**")]
+
     def status(self, number: int) -> str:
         found = [b for b in self.bot_comments(number) if b.startswith("**Threadline** session")]
         assert len(found) <= 1, "one status comment per session, edited in place"
@@ -192,7 +196,7 @@ async def rig(
 
 async def test_a_session_from_trigger_to_done(rig: GitHubRig) -> None:
     trigger, _ = await rig.comment(12, "@threadline look at the retries")
-    await eventually(lambda: rig.bot_comments(12)[-1] == "task: look at the retries", "the reply")
+    await eventually(lambda: rig.replies(12)[-1] == "task: look at the retries", "the reply")
     [session] = rig.sessions()
     eyes = [r for r in rig.gh.reactions if r["_comment_id"] == trigger]
     assert [r["content"] for r in eyes] == ["eyes"]
@@ -202,7 +206,7 @@ async def test_a_session_from_trigger_to_done(rig: GitHubRig) -> None:
 
     await rig.comment(12, "what about line 45?")
     await eventually(
-        lambda: rig.bot_comments(12)[-1] == "heard @maintainer: what about line 45?",
+        lambda: rig.replies(12)[-1] == "heard @maintainer: what about line 45?",
         "the follow-up",
     )
     assert len(rig.sessions()) == 1, "the follow-up went to the same session"
@@ -277,9 +281,8 @@ async def test_comments_during_a_turn_queue_and_arrive_in_order(rig: GitHubRig) 
     )
     await rig.comment(7, "second")
     await rig.comment(7, "third")
-    await eventually(lambda: rig.bot_comments(7)[-1] == "heard @maintainer: third", "all answered")
-    replies = [b for b in rig.bot_comments(7) if not b.startswith("**Threadline**")]
-    assert replies == [
+    await eventually(lambda: rig.replies(7)[-1] == "heard @maintainer: third", "all answered")
+    assert rig.replies(7) == [
         "task: start",
         "slow done: slow one",
         "heard @maintainer: second",
@@ -301,7 +304,7 @@ async def test_a_non_writer_is_refused_politely_and_not_fed(rig: GitHubRig) -> N
     await rig.comment(7, "/done", author="outsider")
     await rig.comment(7, "a writer speaks")
     await eventually(
-        lambda: rig.bot_comments(7)[-1] == "heard @maintainer: a writer speaks",
+        lambda: rig.replies(7)[-1] == "heard @maintainer: a writer speaks",
         "the writer is heard",
     )
     [session] = rig.sessions()
@@ -382,18 +385,16 @@ async def test_commands_in_a_live_thread(rig: GitHubRig) -> None:
     await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
     [session] = rig.sessions()
     await rig.comment(7, "/status")
-    await eventually(
-        lambda: rig.bot_comments(7)[-1].startswith(f"Session `{session.id}`"), "status"
-    )
+    await eventually(lambda: rig.replies(7)[-1].startswith(f"Session `{session.id}`"), "status")
     await rig.comment(7, "/extend 15")
     await eventually(
         lambda: rig.app.runtime.sessions.store.get(session.id).extended_minutes == 15,  # type: ignore[union-attr]
         "extended",
     )
     await rig.comment(7, "/help")
-    await eventually(lambda: "Threadline commands" in rig.bot_comments(7)[-1], "help")
+    await eventually(lambda: "Threadline commands" in rig.replies(7)[-1], "help")
     await rig.comment(7, "/extend soon")
-    await eventually(lambda: "positive whole number" in rig.bot_comments(7)[-1], "a clear problem")
+    await eventually(lambda: "positive whole number" in rig.replies(7)[-1], "a clear problem")
     await rig.comment(7, "boom now")
     await eventually(lambda: "failed" in rig.status(7), "a failing turn fails the session")
     failed = rig.app.runtime.sessions.store.get(session.id)
@@ -481,8 +482,7 @@ async def test_labels_and_assignment_start_sessions_on_issues(rig: GitHubRig) ->
     await eventually(lambda: "waiting for comments" in rig.status(7), "a labeled issue's session")
     [session] = rig.sessions()
     assert session.task == "Retry logic drops errors\n\nThe retry loop swallows the last error."
-    replies = [b for b in rig.bot_comments(7) if not b.startswith("**Threadline**")]
-    assert replies == [f"task: {session.task}"]
+    assert rig.replies(7) == [f"task: {session.task}"]
 
     rig.gh.add_issue(REPO, 8)
     assigned = p.issues_event("assigned", number=8, label=None)
