@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from bot import outbox as ob
 from bot.agents.config import load_config
 from bot.config import Settings
-from bot.db import checkpoint, make_engine
+from bot.db import make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
 from bot.hosts import Hosts
@@ -57,7 +57,7 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
     A broken agents file raises ConfigError with every problem and its line.
     """
     config = load_config(settings.config)
-    engine = make_engine(settings.database_url, background_checkpoints=True)
+    engine = make_engine(settings.database_url)
     try:
         if migrate:
             upgrade(engine)
@@ -201,15 +201,6 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                             every, minutes * 60, job=reconciler.tick, first=min(30, minutes * 60)
                         )
                     )
-            if services.engine.dialect.name == "sqlite":
-                # WAL checkpoints run here, beside the commits, instead of inside them.
-                crew.periodic.append(
-                    functools.partial(
-                        every,
-                        1.0,
-                        job=functools.partial(asyncio.to_thread, checkpoint, services.engine),
-                    )
-                )
             yield crew
         finally:
             if crew.timekeeper is not None:

@@ -15,14 +15,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 5, background_checkpoints: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """Create the process's one engine for `url`, tuned for its backend.
 
     SQLite runs in WAL mode so readers never block the writer, with
     synchronous=FULL so a committed delivery survives power loss, not only a crash.
-    With `background_checkpoints`, commits no longer copy the WAL back into the
-    database themselves (SQLite's automatic checkpoint, which made every few hundredth
-    commit slow): the caller runs `checkpoint` periodically instead, off the hot path.
     """
     if is_sqlite(url):
         engine = create_engine(
@@ -31,31 +28,20 @@ def make_engine(url: str, *, pool_size: int = 5, background_checkpoints: bool = 
             pool_size=pool_size,
             max_overflow=10,
         )
-        autocheckpoint = 0 if background_checkpoints else 1000
-
-        def pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=FULL")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.execute("PRAGMA foreign_keys=ON")
-                cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
-            finally:
-                cursor.close()
-
-        event.listen(engine, "connect", pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
 
 
-def checkpoint(engine: Engine) -> None:
-    """Copy what the SQLite WAL holds back into the database, without blocking writers
-    (PASSIVE); a no-op on PostgreSQL."""
-    if engine.dialect.name != "sqlite":
-        return
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
 
 
 def insert_ignoring_conflicts(engine: Engine) -> Callable[..., Any]:
