@@ -531,9 +531,10 @@ class Sender:
             finally:
                 # The slot was taken when the row was claimed; spacing is also counted from
                 # the end of this write, so a slow write does not let the next one crowd it.
-                await asyncio.to_thread(
-                    self.outbox.hold_installation, row.pacing_key, self.min_interval
-                )
+                if self.min_interval > 0:
+                    await asyncio.to_thread(
+                        self.outbox.hold_installation, row.pacing_key, self.min_interval
+                    )
         except HostError as exc:
             await self._failed_attempt(row, exc)
             return

@@ -329,14 +329,11 @@ class SessionTools:
     async def call(self, name: str, args: Mapping[str, Any]) -> ToolResult:
         self._calls += 1
         store = self.service.store
-        if not await asyncio.to_thread(store.turn_owned, self.session.id, self.owner):
+        call = {"turn": self.turn, "tool": name, "args": dict(args)}
+        if not await asyncio.to_thread(
+            store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
+        ):
             raise TurnAbandoned(self.session.id)
-        await asyncio.to_thread(
-            store.record,
-            self.session.id,
-            "tool_call",
-            {"turn": self.turn, "tool": name, "args": dict(args)},
-        )
         result = await self._run(name, args)
         await asyncio.to_thread(
             store.record,

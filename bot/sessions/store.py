@@ -533,9 +533,12 @@ class SessionStore:
                 return _info(row), [_input(i) for i in inputs]
         return None
 
-    def turn_owned(self, session_id: str, owner: str) -> bool:
-        """Whether `owner` still runs this session's turn (it was not closed meanwhile)."""
-        with Session(self.engine) as session:
+    def record_if_turn_owned(
+        self, session_id: str, owner: str, kind: str, data: dict[str, Any]
+    ) -> bool:
+        """Record an event of a running turn, if `owner` still runs it (the session was
+        not closed or taken over meanwhile); one transaction for both."""
+        with Session(self.engine) as session, session.begin():
             found = session.execute(
                 select(SessionRow.id).where(
                     SessionRow.id == session_id,
@@ -543,7 +546,10 @@ class SessionStore:
                     SessionRow.turn_owner == owner,
                 )
             ).first()
-            return found is not None
+            if found is None:
+                return False
+            self._record(session, session_id, kind, data)
+            return True
 
     def renew_turn(self, session_id: str, owner: str, lease_seconds: float) -> bool:
         return self._owned_update(
