@@ -283,7 +283,9 @@ class SessionService:
             return
         await self.note(session, "write_failed", {"key": key, "kind": kind, "error": error})
         if not key.startswith("status."):
-            await self.publish_status(session, error=f"a {kind} could not be written: {error}")
+            text = f"a {kind} could not be written: {error}"
+            await asyncio.to_thread(self.store.note_problem, session.id, text)
+            await self.publish_status(session)
 
     async def publish_status(self, session: SessionInfo, *, error: str | None = None) -> None:
         """Queue the newest state of the session's status comment (older unsent ones drop)."""
@@ -462,7 +464,9 @@ class TurnRunner:
                 "session %s: turn %d ended after the session was closed", session.id, session.turns
             )
             return
-        await service.publish_status(finished, error=f"{FAILURE}: {error}" if error else None)
+        if error:
+            await asyncio.to_thread(service.store.note_problem, session.id, f"{FAILURE}: {error}")
+        await service.publish_status(finished)
         service.deadline_changed()
 
     async def _heartbeat(self, session_id: str) -> None:

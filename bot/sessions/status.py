@@ -67,8 +67,9 @@ def render(session: SessionInfo, now: datetime, *, error: str | None = None) -> 
         lines += ["", str(summary)]
     if session.output:
         lines += ["", "**Result**", "", session.output]
-    if error:
-        lines += ["", f"> {error}"]
+    for problem in (error, session.progress.get("problem")):
+        if problem:
+            lines += ["", f"> {problem}"]
     if session.live:
         signals = ", ".join(f"`{s}`" for s in session.options.user_signals)
         lines += [

@@ -621,13 +621,24 @@ class SessionStore:
             return _info(fresh)
 
     def save_progress(self, session_id: str, progress: dict[str, Any]) -> None:
+        """Replace the agent's steps and summary (a noted problem stays)."""
+        self._merge_progress(session_id, progress, keep=("problem",))
+
+    def note_problem(self, session_id: str, text: str) -> None:
+        """Remember what went wrong (a failed write, a failed turn), so every later status
+        comment still says so."""
+        self._merge_progress(session_id, {"problem": text}, keep=("steps", "summary"))
+
+    def _merge_progress(
+        self, session_id: str, values: dict[str, Any], *, keep: tuple[str, ...]
+    ) -> None:
         with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id)
-                .values(progress=progress, updated_at=self.clock())
-                .execution_options(synchronize_session=False)
-            )
+            row = session.get(SessionRow, session_id)
+            if row is None:
+                return
+            kept = {k: v for k, v in (row.progress or {}).items() if k in keep}
+            row.progress = {**kept, **values}
+            row.updated_at = self.clock()
 
     def save_output(self, session_id: str, output: str) -> None:
         with Session(self.engine) as session, session.begin():
