@@ -307,8 +307,9 @@ async def test_a_non_writer_is_refused_politely_and_not_fed(rig: GitHubRig) -> N
         lambda: rig.replies(7)[-1] == "heard @maintainer: a writer speaks",
         "the writer is heard",
     )
+    await eventually(lambda: rig.sessions()[0].state == "idle", "the turn ends")
     [session] = rig.sessions()
-    assert session.state == "idle", "an outsider's /done does not end the session"
+    assert session.close_reason is None, "an outsider's /done does not end the session"
     events = rig.session_events(session.id)
     assert "input_ignored" in events
     assert "command_refused" in events
