@@ -1,15 +1,18 @@
 """Group commit for ingress: deliveries arriving together are stored in one transaction.
 
 Each request still waits for its own delivery to be committed before it is answered;
-what changes is that one commit (one fsync on SQLite) covers every delivery that
-arrived while the previous commit was running.
+what changes is that one commit covers every delivery that arrived while the previous
+commit was running. A thread of its own does the storing: it takes whatever is waiting
+as soon as a commit ends, without a round trip through the event loop, and hands the
+results back to the loop in one call per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
 
 from bot.inbox import Inbox, StoreResult
@@ -18,6 +21,7 @@ from bot.webhooks import IncomingDelivery
 log = logging.getLogger(__name__)
 
 _Pending = tuple[IncomingDelivery, "asyncio.Future[StoreResult]"]
+_STOP = None
 
 
 class DeliveryWriter:
@@ -31,65 +35,70 @@ class DeliveryWriter:
         self.inbox = inbox
         self.max_batch = max_batch
         self.on_stored = on_stored
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def store(self, item: IncomingDelivery) -> StoreResult:
         """Store one delivery; returns once it is committed, raises if it could not be."""
-        if self._task is None or self._task.done():
+        if self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the delivery writer is not running")
         future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        self._queue.put((item, future))
         return await future
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="delivery-writer")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="delivery-writer", daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
         """Store what is already queued, then stop."""
-        if self._task is None:
+        if self._thread is None:
             return
-        await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
 
-    async def _run(self) -> None:
+    def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._commit(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    self._queue.put(_STOP)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            outcomes = self._commit(batch)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._settle, batch, outcomes)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        items = [item for item, _ in batch]
+    def _commit(self, batch: list[_Pending]) -> list[StoreResult | BaseException]:
         try:
-            results = await asyncio.to_thread(self.inbox.store_many, items)
+            return list(self.inbox.store_many([item for item, _ in batch]))
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exc)
-                return
+                return [exc]
             # One bad delivery must not sink the others: store them one by one.
             log.warning(
                 "storing %d deliveries together failed (%s); storing singly", len(batch), exc
             )
-            for pending in batch:
-                await self._commit([pending])
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
-        if self.on_stored is not None:
+            return [self._commit([pending])[0] for pending in batch]
+
+    def _settle(self, batch: list[_Pending], outcomes: list[StoreResult | BaseException]) -> None:
+        stored = False
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # the request went away (client disconnected)
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+                stored = True
+        if stored and self.on_stored is not None:
             self.on_stored()
-
-
-def _settle(future: asyncio.Future[StoreResult], outcome: StoreResult | BaseException) -> None:
-    if future.done():  # the request went away (client disconnected)
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
