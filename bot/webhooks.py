@@ -82,9 +82,16 @@ class IncomingDelivery:
     handled: bool
 
 
-def _kept(headers: Mapping[str, str]) -> dict[str, str]:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    return {name: lowered[name.lower()] for name in KEPT_HEADERS if name.lower() in lowered}
+_KEPT = tuple((name, name.lower()) for name in KEPT_HEADERS)
+
+
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    """Header names in lower case, read once per request (names are case-insensitive)."""
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _kept(lowered: Mapping[str, str]) -> dict[str, str]:
+    return {name: lowered[low] for name, low in _KEPT if low in lowered}
 
 
 def decode_payload(content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -127,11 +134,8 @@ def _action(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return value
-    return None
+def _header(lowered: Mapping[str, str], name: str) -> str | None:
+    return lowered.get(name.lower())
 
 
 def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> IncomingDelivery:
@@ -139,6 +143,7 @@ def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> Incom
 
     https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
     """
+    headers = _lowered(headers)
     signature = _header(headers, "X-Hub-Signature-256")
     if not signature:
         raise WebhookRejected(401, "missing X-Hub-Signature-256 header")
@@ -175,6 +180,7 @@ def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> Incomi
     retry); older GitLab gets a stable hash of the event UUID and the body instead.
     https://docs.gitlab.com/user/project/integrations/webhooks/#delivery-headers
     """
+    headers = _lowered(headers)
     given = _header(headers, "X-Gitlab-Token")
     if not given:
         raise WebhookRejected(401, "missing X-Gitlab-Token header")
