@@ -42,8 +42,6 @@ import json
 import math
 import os
 import random
-import shlex
-import shutil
 import signal
 import socket
 import statistics
@@ -59,11 +57,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import (
+    code_state,
+    drop_pg_schema,
+    machine_busy_seconds,
+    process_cpu_seconds,
+    threadline_command,
+)
 from sqlalchemy import create_engine, text
 
 from bot.webhooks import sign_github
 
 HOST = "127.0.0.1"  # never anything else: load goes to this machine only
+
 HERE = Path(__file__).resolve().parent
 BASELINE_SCRIPT = HERE / "baseline_receiver.py"
 SECRET = "bench-ingress-throwaway-secret-0123456789"
@@ -243,29 +249,6 @@ def build_payloads(count: int, seed: int) -> list[Payload]:
 # ------------------------------------------------------------------ CPU accounting
 
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User+system CPU of a process (all its threads), from /proc; 0 where unavailable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle since boot, from /proc/stat; 0 where unavailable."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return 0.0
-    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / _CLOCK_TICKS
-
-
 @dataclass
 class CpuMeter:
     server_pid: int
@@ -422,14 +405,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def threadline_command(override: str | None = None) -> list[str]:
-    """How to run `threadline`: --threadline when given, else this venv's script."""
-    if override:
-        return shlex.split(override)
-    script = Path(sys.executable).parent / "threadline"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
-
-
 @dataclass
 class Server:
     name: str
@@ -581,17 +556,6 @@ def create_pg_schema() -> str | None:
     finally:
         engine.dispose()
     return schema
-
-
-def drop_pg_schema(schema: str) -> None:
-    engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    except Exception as exc:
-        print(f"warning: could not drop PostgreSQL schema {schema}: {exc!s:.200}")
-    finally:
-        engine.dispose()
 
 
 # ------------------------------------------------------------------ one server's run
@@ -835,35 +799,6 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
 
 
 # ------------------------------------------------------------------ main
-
-
-def code_state() -> str:
-    """Which Threadline code is measured: the commit, and whether bot/ or handlers/ differ."""
-    git = shutil.which("git")
-    if git is None:
-        return "git not found"
-    repo = str(HERE.parent)
-    try:
-        head = subprocess.run(
-            [git, "-C", repo, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [git, "-C", repo, "status", "--porcelain", "--", "bot", "handlers"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "not a git checkout"
-    changed = len(dirty.splitlines())
-    return f"commit {head}" + (
-        f" + {changed} uncommitted file(s) in bot/, handlers/" if changed else ""
-    )
 
 
 def make_server(name: str, workdir: Path, command: list[str], round_no: int) -> Server | None:

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import re
-import shlex
 import shutil
 import signal
 import statistics
@@ -58,6 +57,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import (
+    code_state,
+    drop_pg_schema,
+    machine_busy_seconds,
+    process_cpu_seconds,
+    threadline_command,
+)
 from sqlalchemy import Engine, create_engine, insert, select, text
 
 from bot.agents.config import load_config
@@ -110,30 +116,9 @@ TARGET_FIRST_WRITE_P99_MS = 100.0  # comment -> first write, SQLite
 
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 TIMERS = re.compile(r"session timers rebuilt in ([\d.]+) ms: (\d+) live sessions")
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # ------------------------------------------------------------------ /proc
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User+system CPU of a process (all its threads), from /proc; 0 where unavailable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent not idle since boot, from /proc/stat; 0 where unavailable."""
-    try:
-        first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return 0.0
-    ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / _CLOCK_TICKS
 
 
 def process_memory(pid: int) -> dict[str, int]:
@@ -194,17 +179,6 @@ def make_database(backend: str, label: str, workdir: Path) -> Database | None:
         engine.dispose()
     url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
     return Database(backend, url, schema=schema)
-
-
-def drop_pg_schema(schema: str) -> None:
-    engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    except Exception as exc:
-        print(f"warning: could not drop PostgreSQL schema {schema}: {exc!s:.200}")
-    finally:
-        engine.dispose()
 
 
 def seeded_thread(k: int) -> ThreadRef:
@@ -300,14 +274,6 @@ def _seed_idle_sessions(engine: Engine, count: int, options: SessionOptions, chu
 
 
 # ------------------------------------------------------------------ servers
-
-
-def threadline_command(override: str | None = None) -> list[str]:
-    """How to run `threadline`: --threadline when given, else this venv's script."""
-    if override:
-        return shlex.split(override)
-    script = Path(sys.executable).parent / "threadline"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
 
 
 def server_env(gh: FakeGitHub, database_url: str, config: Path) -> dict[str, str]:
@@ -829,35 +795,6 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
 
 
 # ------------------------------------------------------------------ main
-
-
-def code_state() -> str:
-    """Which Threadline code is measured: the commit, and whether bot/ or handlers/ differ."""
-    git = shutil.which("git")
-    if git is None:
-        return "git not found"
-    repo = str(HERE.parent)
-    try:
-        head = subprocess.run(
-            [git, "-C", repo, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [git, "-C", repo, "status", "--porcelain", "--", "bot", "handlers"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "not a git checkout"
-    changed = len(dirty.splitlines())
-    return f"commit {head}" + (
-        f" + {changed} uncommitted file(s) in bot/, handlers/" if changed else ""
-    )
 
 
 async def run(args: argparse.Namespace) -> int:
