@@ -311,7 +311,9 @@ def cmd_sessions_transcript(args: argparse.Namespace, settings: Settings) -> int
         events = store.transcript(found.id)
         if args.format == "jsonl":
             for e in events:
-                print(json.dumps({"id": e.id, "at": e.at.isoformat(), "kind": e.kind, **e.data}))
+                print(
+                    json.dumps({"id": e.id, "at": e.at.isoformat(), "kind": e.kind, "data": e.data})
+                )
             return 0
         print(f"# Session {found.id} · {found.agent_id} · {found.thread.key}\n")
         for e in events:

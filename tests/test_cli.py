@@ -15,6 +15,7 @@ from bot.db import make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.db.models import Base
 from bot.inbox import Inbox
+from bot.outbox import Outbox
 from tests import payloads as p
 from tests.procs import Proc, free_port, start
 from tests.test_inbox import incoming
@@ -220,5 +221,65 @@ def test_outbox_list_and_retry(env: str, capsys: pytest.CaptureFixture[str]) -> 
         assert "queued again" in capsys.readouterr().out
         assert main(["outbox", "retry", str(pk)]) == 1
         assert "only failed writes" in capsys.readouterr().err
+    finally:
+        engine.dispose()
+
+
+def test_sessions_commands(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.events import ThreadRef
+    from bot.sessions.store import Launch, SessionOptions, SessionStore
+
+    engine = make_engine(env)
+    try:
+        upgrade(engine)
+        store = SessionStore(engine)
+        thread = ThreadRef("github", "octo-org/hello-world", "issue", 7)
+        launched = store.launch(
+            Launch(
+                "d-1",
+                thread,
+                42,
+                "echo",
+                "review this",
+                "maintainer",
+                "5001",
+                None,
+                SessionOptions(),
+            ),
+            max_live=10,
+        ).session
+
+        assert main(["sessions", "list", "--state", "live"]) == 0
+        assert launched.id in capsys.readouterr().out
+        assert main(["sessions", "list", "--json", "--repo", "octo-org/hello-world"]) == 0
+        assert [s["id"] for s in json.loads(capsys.readouterr().out)] == [launched.id]
+
+        assert main(["sessions", "send", launched.id, "please also check the tests"]) == 0
+        assert "queued" in capsys.readouterr().out
+        assert main(["sessions", "show", launched.id, "--json"]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert [(i["kind"], i["body"]) for i in shown["inputs"]] == [
+            ("task", "review this"),
+            ("operator", "please also check the tests"),
+        ]
+
+        assert main(["sessions", "transcript", launched.id, "--format", "jsonl"]) == 0
+        kinds = [json.loads(line)["kind"] for line in capsys.readouterr().out.splitlines()]
+        assert kinds == ["launched", "input"]
+
+        assert main(["sessions", "close", launched.id]) == 0
+        assert "closed" in capsys.readouterr().out
+        assert main(["sessions", "close", launched.id]) == 1
+        closed = store.get(launched.id)
+        assert closed is not None
+        assert (closed.state, closed.close_reason) == ("closed", "operator")
+        # The closed status is queued for the thread's status comment.
+        assert [r.kind for r in Outbox(engine).recent()] == ["upsert"]
+
+        assert main(["sessions", "purge", launched.id]) == 1
+        assert "--yes" in capsys.readouterr().err
+        assert main(["sessions", "purge", launched.id, "--yes"]) == 0
+        assert store.transcript(launched.id) == []
+        assert main(["sessions", "show", "s-00000000"]) == 1
     finally:
         engine.dispose()
