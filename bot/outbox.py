@@ -4,7 +4,8 @@
   also goes into the written body as a hidden marker, so after an ambiguous failure
   (a timeout after sending, a 5xx on a create) the sender looks for the marker in the
   thread before writing again.
-- Ordered: a row is sent only when no older row of its thread is still unsent.
+- Ordered: a row is sent only when no older row of its thread is still unsent. Across
+  threads, urgent rows (the 👀 acknowledgement) go before the rest, oldest first.
 - Paced: writes to one installation (or token) go out at least `min_interval` apart,
   across every process, through a time slot per installation (bot/slots.py); a rate-limit
   answer pushes that installation's next slot back by what the host asked.
@@ -80,6 +81,7 @@ class Write:
     installation_id: int | None = None
     coalesce_key: str | None = None
     version: int | None = None  # for edits of one comment: higher is newer
+    urgent: bool = False  # sent before other threads' waiting writes (acknowledgements)
 
     def __post_init__(self) -> None:
         if "--" in self.key or len(self.key) > 200:
@@ -107,9 +109,9 @@ def upsert(
 def reaction(
     key: str, thread: ThreadRef, comment_id: str, content: str, installation_id: int | None = None
 ) -> Write:
-    return Write(
-        key, thread, REACTION, {"comment_id": comment_id, "content": content}, installation_id
-    )
+    """A reaction: the bot's acknowledgement, so it goes ahead of other threads' writes."""
+    payload = {"comment_id": comment_id, "content": content}
+    return Write(key, thread, REACTION, payload, installation_id, urgent=True)
 
 
 def review(
@@ -229,6 +231,7 @@ class Outbox:
                     payload=write.payload,
                     coalesce_key=write.coalesce_key,
                     version=write.version,
+                    urgent=write.urgent,
                     status=PENDING,
                     attempts=0,
                     maybe_sent=False,
@@ -293,7 +296,7 @@ class Outbox:
             candidates = session.execute(
                 select(OutboxItem)
                 .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= now, ~blocked)
-                .order_by(OutboxItem.id)
+                .order_by(OutboxItem.urgent.desc(), OutboxItem.id)
                 .limit(20)
             ).scalars()
             tried: set[str] = set()

@@ -157,3 +157,26 @@ def test_failed_rows_can_be_retried(engine: Engine) -> None:
     again = claim(box)
     assert again is not None
     assert (again.pk, again.attempts) == (pk, 1)
+
+
+def test_acknowledgements_go_ahead_of_other_threads_but_never_of_their_own(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.comment("busy-1", ISSUE, "a long answer"))
+    box.enqueue(ob.comment("busy-2", ISSUE, "another"))
+    ack = box.enqueue(ob.reaction("ack", REVIEW, "70", "eyes"))
+    late_ack = box.enqueue(ob.reaction("ack-issue", ISSUE, "5001", "eyes"))
+    first = claim(box)
+    assert first is not None
+    assert first.pk == ack, "the review thread's acknowledgement jumps the queue"
+    box.sent(first, "s", {})
+    second = claim(box)
+    assert second is not None
+    assert second.key == "busy-1", "an acknowledgement waits for its own thread's older rows"
+    box.sent(second, "s", {})
+    third = claim(box)
+    assert third is not None
+    assert third.key == "busy-2"
+    box.sent(third, "s", {})
+    fourth = claim(box)
+    assert fourth is not None
+    assert fourth.pk == late_ack

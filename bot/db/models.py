@@ -100,6 +100,7 @@ class OutboxItem(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     coalesce_key: Mapped[str | None] = mapped_column(String(200))  # edits of one comment
     version: Mapped[int | None] = mapped_column(Integer)  # which edit is newest
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)  # acknowledgements go first
     # pending -> sending -> sent | failed; pending -> superseded (a newer edit replaced it)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("coalesce_key", sa.String(200), nullable=True),
         sa.Column("version", sa.Integer(), nullable=True),
+        sa.Column("urgent", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("maybe_sent", sa.Boolean(), nullable=False),
