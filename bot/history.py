@@ -62,16 +62,6 @@ class CommentHistory:
         with Session(self.engine) as session, session.begin():
             return session.execute(stmt).scalar_one_or_none() is not None
 
-    def thread(self, thread_key: str) -> list[RecordedComment]:
-        """Every recorded comment event of one thread, in the order recorded."""
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(CommentRecord)
-                .where(CommentRecord.thread_key == thread_key)
-                .order_by(CommentRecord.id)
-            ).scalars()
-            return [_recorded(r) for r in rows]
-
     def all(self, *, limit: int = 1000) -> list[RecordedComment]:
         with Session(self.engine) as session:
             rows = session.execute(

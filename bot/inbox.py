@@ -20,7 +20,6 @@ from psycopg.types.json import Json
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.db import insert_ignoring_conflicts
 from bot.db.models import Delivery
 from bot.webhooks import IncomingDelivery
 
@@ -122,7 +121,6 @@ class Inbox:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._insert = insert_ignoring_conflicts(engine)
 
     # ---------------------------------------------------------- ingress side
 
@@ -309,18 +307,6 @@ class Inbox:
                 .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    def next_due(self) -> datetime | None:
-        """When the earliest pending delivery or running lease falls due."""
-        with Session(self.engine) as session:
-            pending = session.execute(
-                select(func.min(Delivery.next_attempt_at)).where(Delivery.status == PENDING)
-            ).scalar()
-            leases = session.execute(
-                select(func.min(Delivery.lease_expires_at)).where(Delivery.status == PROCESSING)
-            ).scalar()
-        times = [t for t in (pending, leases) if t is not None]
-        return min(times) if times else None
 
     # ------------------------------------------------------------- operators
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.db.models import Installation
@@ -69,13 +69,6 @@ class InstallationStore:
         with Session(self.engine) as session:
             row = session.get(Installation, (host, installation_id))
             return _info(row) if row else None
-
-    def all(self) -> list[InstallationInfo]:
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(Installation).order_by(Installation.host, Installation.installation_id)
-            ).scalars()
-            return [_info(r) for r in rows]
 
 
 def _info(row: Installation) -> InstallationInfo:

@@ -425,15 +425,6 @@ class Outbox:
             item = session.get(OutboxItem, pk)
             return _row(item) if item else None
 
-    def thread_rows(self, thread_key: str) -> list[OutboxRow]:
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(OutboxItem)
-                .where(OutboxItem.thread_key == thread_key)
-                .order_by(OutboxItem.id)
-            ).scalars()
-            return [_row(i) for i in rows]
-
     def retry(self, pk: int) -> bool:
         """Queue a failed row again, now, with a fresh set of attempts."""
         with Session(self.engine) as session, session.begin():

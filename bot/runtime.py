@@ -10,7 +10,7 @@ from bot.agents.config import Config
 from bot.events import CommentEvent, InstallationEvent
 from bot.history import CommentHistory
 from bot.installations import InstallationInfo, InstallationStore
-from bot.outbox import Outbox, Write
+from bot.outbox import Outbox
 from bot.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
@@ -33,18 +33,15 @@ class Runtime:
         self.bot_names = bot_names
         self._sessions: SessionService | None = None
         self._forget_installation: Callable[[int], None] = lambda _id: None
-        self._wake_sender: Callable[[], None] = lambda: None
 
     def connect(
         self,
         *,
         forget_installation: Callable[[int], None],
-        wake_sender: Callable[[], None],
         sessions: SessionService,
     ) -> None:
-        """Hook up the host credentials, the outbox sender and sessions once they exist."""
+        """Hook up the host credentials and sessions once they exist."""
         self._forget_installation = forget_installation
-        self._wake_sender = wake_sender
         self._sessions = sessions
 
     @property
@@ -66,9 +63,3 @@ class Runtime:
             await self._sessions.close_installation(host, installation_id)
         self._forget_installation(installation_id)
         log.info("installation %s removed: sessions closed, credentials dropped", installation_id)
-
-    async def write(self, write: Write) -> int:
-        """Queue a write to the host; it is sent once, in order, by the outbox sender."""
-        pk = await asyncio.to_thread(self.outbox.enqueue, write)
-        self._wake_sender()
-        return pk

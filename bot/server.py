@@ -188,7 +188,6 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 )
                 services.runtime.connect(
                     forget_installation=hosts.forget,
-                    wake_sender=crew.sender.wakeup.set,
                     sessions=sessions,
                 )
                 await crew.timekeeper.start()

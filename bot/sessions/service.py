@@ -287,10 +287,10 @@ class SessionService:
             await asyncio.to_thread(self.store.note_problem, session.id, text)
             await self.publish_status(session)
 
-    async def publish_status(self, session: SessionInfo, *, error: str | None = None) -> None:
+    async def publish_status(self, session: SessionInfo) -> None:
         """Queue the newest state of the session's status comment (older unsent ones drop)."""
         seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
-        body = status.render(fresh, self.clock(), error=error)
+        body = status.render(fresh, self.clock())
         await self._write(
             ob.upsert(
                 status.status_key(session.id),

@@ -46,7 +46,7 @@ def close_text(session: SessionInfo) -> str:
     return template.format(by=who)
 
 
-def render(session: SessionInfo, now: datetime, *, error: str | None = None) -> str:
+def render(session: SessionInfo, now: datetime) -> str:
     """The status comment's Markdown for `session` as it is at `now`."""
     end = session.closed_at or now
     state = STATES.get(session.state, session.state)
@@ -67,9 +67,9 @@ def render(session: SessionInfo, now: datetime, *, error: str | None = None) -> 
         lines += ["", str(summary)]
     if session.output:
         lines += ["", "**Result**", "", session.output]
-    for problem in (error, session.progress.get("problem")):
-        if problem:
-            lines += ["", f"> {problem}"]
+    problem = session.progress.get("problem")
+    if problem:
+        lines += ["", f"> {problem}"]
     if session.live:
         signals = ", ".join(f"`{s}`" for s in session.options.user_signals)
         lines += [

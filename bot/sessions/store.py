@@ -310,16 +310,6 @@ class SessionStore:
             ).scalar_one_or_none()
             return _info(row) if row else None
 
-    def latest_for(self, thread_key: str) -> SessionInfo | None:
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(SessionRow)
-                .where(SessionRow.thread_key == thread_key)
-                .order_by(SessionRow.created_at.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            return _info(row) if row else None
-
     def recent(
         self, *, state: str | None = None, repo: str | None = None, limit: int = 50
     ) -> list[SessionInfo]:
