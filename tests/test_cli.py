@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 
 from bot.cli import main
 from bot.db import make_engine
-from bot.db.migrate import current_revision, head_revision, upgrade
+from bot.db.migrate import current_revision, head_revision, include_name, upgrade
 from bot.db.models import Base
 from bot.inbox import Inbox
 from bot.outbox import Outbox
@@ -44,7 +44,9 @@ def test_migrations_match_the_models_and_upgrade_is_repeatable(database_url: str
         upgrade(engine)
         assert current_revision(engine) == head_revision(engine)
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_name": include_name}
+            )
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()

@@ -172,6 +172,8 @@ class SessionRow(Base):
         Index("ix_sessions_time_limit", "state", "time_limit_at"),
         Index("ix_sessions_lifetime", "state", "lifetime_at"),
         Index("ix_sessions_idle_deadline", "state", "idle_deadline_at"),
+        Index("ix_sessions_parent", "parent_id"),
+        Index("ix_sessions_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -204,6 +206,13 @@ class SessionRow(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(JSON)  # steps and summary from update_status
     output: Mapped[str | None] = mapped_column(Text)
     status_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # A delegation's (or chain step's) parent session; None for a session of a thread.
+    parent_id: Mapped[str | None] = mapped_column(String(16))
+    # The agent as launched (engine, provider, model, runtimeParams, tools): fixed for life.
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    delegations: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SessionInput(Base):
@@ -240,3 +249,36 @@ class TranscriptEvent(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The words worth finding (inputs, messages, replies, results), full-text indexed by
+    # migration 0004: FTS5 on SQLite, a GIN tsvector index on PostgreSQL.
+    search_text: Mapped[str | None] = mapped_column(Text)
+
+
+class AgentMemory(Base):
+    """A note an agent keeps for one repository, across its sessions (memory_write)."""
+
+    __tablename__ = "agent_memory"
+    __table_args__ = (
+        UniqueConstraint("host", "repo", "agent_id", "key", name="uq_agent_memory_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(String(16))
+    repo: Mapped[str] = mapped_column(String(255))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    session_id: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RepoConfig(Base):
+    """The last valid repository configuration file; kept in force while a newer one is invalid."""
+
+    __tablename__ = "repo_configs"
+
+    host: Mapped[str] = mapped_column(String(16), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    path: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
