@@ -3,7 +3,9 @@
 It keeps repositories, issues and pull requests, conversation and review comments
 (replies carry `in_reply_to_id`), reviews, reactions, collaborator permissions, check
 runs, commit statuses, PR files, diffs and file contents; one GitHub App with its
-installations and installation tokens; and personal tokens. It answers as GitHub's
+installations and installation tokens; and personal tokens. It also plays GitHub's side
+of the App manifest flow: the web form that registers an App from a manifest and
+redirects back with a one-time code, and `POST /app-manifests/{code}/conversions`. It answers as GitHub's
 REST docs describe (https://docs.github.com/en/rest), including pagination by Link
 header, and checks what a strict server would: the App JWT's RS256 signature against
 the App's public key and its iat/exp claims, tokens and their expiry, the Accept,
@@ -231,7 +233,7 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: str
-    auth: Literal["jwt", "token"] = "token"
+    auth: Literal["jwt", "token", "none"] = "token"
     accepts: frozenset[str] = JSON_TYPES
 
 
@@ -239,7 +241,7 @@ def _route(
     method: str,
     path: str,
     handler: str,
-    auth: Literal["jwt", "token"] = "token",
+    auth: Literal["jwt", "token", "none"] = "token",
     accepts: frozenset[str] = JSON_TYPES,
 ) -> Route:
     return Route(method, re.compile(path), handler, auth, accepts)
@@ -254,6 +256,8 @@ ROUTES = (
     _route("GET", r"/app/hook/deliveries", "list_hook_deliveries", "jwt"),
     _route("POST", r"/app/hook/deliveries/(?P<delivery_id>\d+)/attempts", "redeliver_hook", "jwt"),
     _route("GET", r"/user", "get_user"),
+    # https://docs.github.com/en/rest/apps/apps#create-a-github-app-from-a-manifest (no auth)
+    _route("POST", r"/app-manifests/(?P<code>[^/]+)/conversions", "convert_manifest", "none"),
     _route("GET", REPO + r"/issues/(?P<number>\d+)/comments", "list_issue_comments"),
     _route("POST", REPO + r"/issues/(?P<number>\d+)/comments", "create_issue_comment"),
     _route("PATCH", REPO + r"/issues/comments/(?P<comment_id>\d+)", "update_issue_comment"),
@@ -328,6 +332,9 @@ class FakeGitHub:
         self.webhook_url: str | None = None
         self.webhook_secret = ""
         self._redeliveries: set[asyncio.Task[None]] = set()
+        # The manifest flow: one-time codes -> (manifest, when issued); codes converted.
+        self.manifest_codes: dict[str, tuple[dict[str, Any], float]] = {}
+        self.converted: list[str] = []
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._ids = itertools.count(1001)
@@ -339,6 +346,9 @@ class FakeGitHub:
 
     async def __aenter__(self) -> FakeGitHub:
         app = web.Application(client_max_size=32 * 1024 * 1024)
+        # The browser side of the manifest flow lives on the web host, outside any prefix.
+        app.router.add_post("/settings/apps/new", self._manifest_form)
+        app.router.add_post("/organizations/{org}/settings/apps/new", self._manifest_form)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -466,6 +476,35 @@ class FakeGitHub:
         return self._new_review_comment(
             repo, pull, shape, self._user(login), review_id=None, reply_to=in_reply_to
         )
+
+    def manifest_code(self, manifest: dict[str, Any]) -> str:
+        """A code as GitHub hands out once someone registers an App from `manifest`."""
+        code = secrets.token_hex(10)
+        self.manifest_codes[code] = (manifest, self.clock())
+        return code
+
+    async def _manifest_form(self, request: web.Request) -> web.Response:
+        """What github.com/settings/apps/new does with a posted manifest once the person
+        clicks "Create": register the App and send the browser to `redirect_url` with a
+        code and the caller's `state`.
+
+        https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest
+        """
+        form = await request.post()
+        try:
+            manifest = json.loads(str(form.get("manifest", "")))
+        except ValueError:
+            return web.Response(status=422, text="the manifest is not JSON")
+        hook = manifest.get("hook_attributes") if isinstance(manifest, dict) else None
+        if not isinstance(hook, dict) or not hook.get("url") or not manifest.get("url"):
+            return web.Response(status=422, text="the manifest needs url and hook_attributes.url")
+        redirect = str(manifest.get("redirect_url") or "")
+        if not redirect.startswith(("http://", "https://")):
+            return web.Response(status=422, text="the manifest needs a redirect_url")
+        query = {"code": self.manifest_code(manifest)}
+        if "state" in request.query:
+            query["state"] = request.query["state"]
+        raise web.HTTPFound(f"{redirect}?{urlencode(query)}")
 
     def thread_node_id(self, root: int) -> str:
         return f"PRRT_kwDO{root}"
@@ -631,7 +670,7 @@ class FakeGitHub:
         ctx = Ctx(request, record, params)
         if route.auth == "jwt":
             self._jwt_auth(record)
-        else:
+        elif route.auth == "token":
             ctx.token = self._token_auth(record)
         handler: Handler = getattr(self, "_" + route.handler)
         return handler(ctx)
@@ -783,6 +822,37 @@ class FakeGitHub:
                 "permissions": {"checks": "write", "issues": "write", "pull_requests": "write"},
             }
         )
+
+    def _convert_manifest(self, ctx: Ctx) -> web.Response:
+        # A code works once, within an hour; the App it names is this fake's one App
+        # (so the returned key signs JWTs the fake accepts), under the manifest's name.
+        issued = self.manifest_codes.pop(ctx.params["code"], None)
+        if issued is None or self.clock() - issued[1] > 3600:
+            raise error(404, "Not Found")
+        manifest, _ = issued
+        self.converted.append(ctx.params["code"])
+        self.webhook_url = str(manifest["hook_attributes"]["url"])
+        self.webhook_secret = secrets.token_hex(20)
+        now = iso(self.clock())
+        answer = {
+            "id": self.app_id,
+            "slug": self.app_slug,
+            "node_id": f"A_kwDO{self.app_id}",
+            "owner": self._user("octo-org"),
+            "name": manifest.get("name") or self.app_slug,
+            "description": manifest.get("description"),
+            "external_url": manifest["url"],
+            "html_url": f"{self.root}/apps/{self.app_slug}",
+            "created_at": now,
+            "updated_at": now,
+            "permissions": manifest.get("default_permissions") or {},
+            "events": manifest.get("default_events") or [],
+            "client_id": "Iv1." + secrets.token_hex(8),
+            "client_secret": secrets.token_hex(20),
+            "webhook_secret": self.webhook_secret,
+            "pem": self.private_key_pem,
+        }
+        return web.json_response(answer, status=201)
 
     def _create_token(self, ctx: Ctx) -> web.Response:
         # https://docs.github.com/en/rest/apps/apps#create-an-installation-access-token-for-an-app
