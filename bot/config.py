@@ -56,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "SQLAlchemy URL of the database", "sqlite:///threadline.db"),
     Setting("host", "address the web server listens on", "127.0.0.1"),
     Setting("port", "port the web server listens on", "3000"),
+    Setting("public_url", "address hosts and browsers reach this server at (webhook and set-up URLs; default: the address the set-up page was opened at)"),
     Setting("auto_migrate", "bring the database schema up to date when serving", "true"),
     Setting("config", "agents file (threadline.yml); default ./threadline.yml when present, else the built-in echo agent"),
     Setting("log_level", "DEBUG, INFO, WARNING or ERROR", "INFO"),
@@ -92,6 +93,7 @@ class Settings:
     database_url: str = field(default="sqlite:///threadline.db", repr=False)
     host: str = "127.0.0.1"
     port: int = 3000
+    public_url: str | None = None
     auto_migrate: bool = True
     config: str | None = None
     log_level: str = "INFO"
@@ -307,6 +309,7 @@ def _private_key(name: str) -> Callable[[str], str]:
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
     "port": _int("THREADLINE_PORT", 0, 65535),
+    "public_url": _url("THREADLINE_PUBLIC_URL"),
     "auto_migrate": _bool("THREADLINE_AUTO_MIGRATE"),
     "log_level": _choice("THREADLINE_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR"),
     "log_format": _choice("THREADLINE_LOG_FORMAT", "text", "json"),
