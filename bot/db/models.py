@@ -282,3 +282,153 @@ class RepoConfig(Base):
     path: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
     loaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# ---------------------------------------------------------------- the playground host
+# The `local` host's own data (bot/hosts/local_store.py): a repository with one pull
+# request, its people, comments, review threads, reactions and reviews, kept in our
+# database instead of on GitHub or GitLab. Only used when THREADLINE_PLAYGROUND is on.
+
+
+class PlaygroundMeta(Base):
+    """Small facts of the playground, such as its generated webhook secret."""
+
+    __tablename__ = "playground_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class PlaygroundUser(Base):
+    """A person (or the bot) of the playground, with their permission on its repositories."""
+
+    __tablename__ = "playground_users"
+
+    login: Mapped[str] = mapped_column(String(255), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(16))  # GitHub's words: write, read, ...
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PlaygroundRepo(Base):
+    __tablename__ = "playground_repos"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)  # owner/name
+    description: Mapped[str] = mapped_column(Text)
+    default_branch: Mapped[str] = mapped_column(String(255))
+
+
+class PlaygroundFile(Base):
+    """One file of a repository at one commit (what read_file serves)."""
+
+    __tablename__ = "playground_files"
+
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(400), primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+
+
+class PlaygroundPull(Base):
+    """A pull request: its title, branches, commits and unified diff."""
+
+    __tablename__ = "playground_pulls"
+    __table_args__ = (UniqueConstraint("repo", "number", name="uq_playground_pulls_number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(255))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(255))
+    base_ref: Mapped[str] = mapped_column(String(255))
+    head_ref: Mapped[str] = mapped_column(String(255))
+    base_sha: Mapped[str] = mapped_column(String(64))
+    head_sha: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # open | closed | merged
+    diff: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PlaygroundReviewThread(Base):
+    """A review thread on one line of a pull request's diff."""
+
+    __tablename__ = "playground_review_threads"
+    __table_args__ = (Index("ix_playground_review_threads_pull", "repo", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(255))
+    number: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(400))
+    line: Mapped[int] = mapped_column(Integer)
+    side: Mapped[str] = mapped_column(String(8))  # RIGHT (new file) | LEFT (old file)
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PlaygroundComment(Base):
+    """A comment in a pull request's conversation, or in one of its review threads."""
+
+    __tablename__ = "playground_comments"
+    __table_args__ = (
+        Index("ix_playground_comments_pull", "repo", "number", "id"),
+        Index("ix_playground_comments_thread", "thread_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(255))
+    number: Mapped[int] = mapped_column(Integer)
+    thread_id: Mapped[int | None] = mapped_column(
+        ForeignKey("playground_review_threads.id", ondelete="CASCADE")
+    )
+    in_reply_to: Mapped[int | None] = mapped_column(BigInteger)
+    author: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    edited_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PlaygroundReaction(Base):
+    __tablename__ = "playground_reactions"
+    __table_args__ = (
+        UniqueConstraint("comment_id", "login", "content", name="uq_playground_reactions"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("playground_comments.id", ondelete="CASCADE")
+    )
+    login: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(String(32))  # eyes, +1, rocket, ...
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PlaygroundReview(Base):
+    """A review: an approval, a request for changes, or the bot's review comments."""
+
+    __tablename__ = "playground_reviews"
+    __table_args__ = (Index("ix_playground_reviews_pull", "repo", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repo: Mapped[str] = mapped_column(String(255))
+    number: Mapped[int] = mapped_column(Integer)
+    author: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(32))  # approved | changes_requested | commented
+    body: Mapped[str] = mapped_column(Text)
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PlaygroundCommitState(Base):
+    """A commit status the bot set (the playground's check runs)."""
+
+    __tablename__ = "playground_commit_states"
+
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
