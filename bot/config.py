@@ -73,6 +73,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitlab_url", "GitLab base URL (self-managed: https://HOST)", "https://gitlab.com", group="gitlab"),
     Setting("gitlab_token", "GitLab project, group or personal access token", secret=True, group="gitlab"),
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
+    Setting("operator_token", "token for the inspector pages and API with close/purge (default: a random one per `serve`, printed once)", secret=True, group="inspector"),
+    Setting("viewer_token", "token for read-only access to the inspector pages and API", secret=True, group="inspector"),
     Setting("host_timeout_seconds", "how long one call to a host's API may take", "30", group="hosts"),
     Setting("outbox_min_interval_seconds", "least time between two writes to one installation", "1.0", group="hosts"),
     Setting("outbox_max_attempts", "tries before a write to a host is marked failed", "8", group="hosts"),
@@ -109,6 +111,8 @@ class Settings:
     gitlab_url: str = "https://gitlab.com"
     gitlab_token: str | None = field(default=None, repr=False)
     gitlab_webhook_token: str | None = field(default=None, repr=False)
+    operator_token: str | None = field(default=None, repr=False)
+    viewer_token: str | None = field(default=None, repr=False)
     host_timeout_seconds: float = 30.0
     outbox_min_interval_seconds: float = 1.0
     outbox_max_attempts: int = 8
@@ -175,9 +179,15 @@ class Settings:
         for name, value in (
             ("THREADLINE_GITHUB_WEBHOOK_SECRET", self.github_webhook_secret),
             ("THREADLINE_GITLAB_WEBHOOK_TOKEN", self.gitlab_webhook_token),
+            ("THREADLINE_OPERATOR_TOKEN", self.operator_token),
+            ("THREADLINE_VIEWER_TOKEN", self.viewer_token),
         ):
             if value is not None and len(value) < 16:
                 out.append(f"{name} is shorter than 16 characters; use a long random value")
+        if self.viewer_token and self.viewer_token == self.operator_token:
+            out.append(
+                "THREADLINE_VIEWER_TOKEN is the same as THREADLINE_OPERATOR_TOKEN: it signs in as operator"
+            )
         out.extend(f"unknown variable {name} is ignored" for name in self.unknown_variables)
         return out
 

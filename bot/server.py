@@ -33,6 +33,7 @@ from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
 from bot.web import create_app
+from bot.web.auth import ensure_operator_token, print_login_link
 from bot.worker import Dispatcher, Worker
 from handlers import build_router
 
@@ -224,6 +225,7 @@ async def serve(
     problems = settings.serving_problems()
     if problems:
         raise StartupError("refusing to start: " + " ".join(problems))
+    settings, generated_token = ensure_operator_token(settings)
     services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
     if stop is None:
         stop = asyncio.Event()
@@ -237,6 +239,7 @@ async def serve(
                 url = await _listen(runner, settings)
                 for warning in settings.warnings():
                     log.warning("%s", warning)
+                print_login_link(url, generated_token)
                 if on_listening:
                     on_listening(url)
                 tasks = work_crew.start(stop)

@@ -17,6 +17,7 @@ from bot import __version__
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import ping
 from bot.inbox import Inbox
+from bot.web.auth import install_auth
 from bot.web.writer import DeliveryWriter
 from bot.webhooks import IncomingDelivery, WebhookRejected, accept_github, accept_gitlab
 
@@ -106,4 +107,5 @@ def create_app(
     app.router.add_post("/webhooks/{host:gitlab}", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
     return app

@@ -1,0 +1,456 @@
+"""Who may see the inspector: operator and viewer tokens, signed session cookies, CSRF.
+
+Two tokens come from settings: THREADLINE_OPERATOR_TOKEN (read, close, purge) and the
+optional THREADLINE_VIEWER_TOKEN (read only). A request proves itself with
+`Authorization: Bearer <token>`, or with the cookie that signing in at /login sets.
+The cookie never holds a token: it holds the role, a display name, an expiry and a
+random nonce, signed with HMAC-SHA256 under a key derived from the role's token, so
+changing a token signs everyone with the old one out. Every comparison of a secret is
+constant-time. A POST from a cookie session carries a CSRF token derived from the
+cookie's nonce (a Bearer request has no ambient authority and needs none).
+
+Use: `install_auth(app, settings)` once (routes /login and /logout and the
+middleware); `protect(app, "/playground")` to guard another prefix; or decorate one
+handler with `@require(OPERATOR)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import functools
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+VIEWER, OPERATOR = "viewer", "operator"
+_RANK = {VIEWER: 1, OPERATOR: 2}
+
+COOKIE = "threadline_session"
+SESSION_SECONDS = 12 * 3600
+# A wrong token costs the guesser this long; a person does not notice it.
+FAILED_LOGIN_DELAY = 0.25
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+
+# Open to everyone: the hosts' webhooks, health checks, signing in.
+DEFAULT_PROTECTED = ("/inspect", "/api/")
+
+_NAME = re.compile(r"[^A-Za-z0-9_.@-]+")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: a role, a display name, and the cookie session's nonce
+    (None when the request carried a Bearer token)."""
+
+    role: str
+    who: str
+    nonce: str | None = None
+    expires: int = 0
+
+    @property
+    def can_act(self) -> bool:
+        """May close and purge sessions."""
+        return self.role == OPERATOR
+
+    @property
+    def actor(self) -> str:
+        """How transcripts name this person: `operator:alice`."""
+        return f"{self.role}:{self.who}"
+
+    def at_least(self, role: str) -> bool:
+        return _RANK.get(self.role, 0) >= _RANK[role]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _derive(token: str, purpose: bytes) -> bytes:
+    return hmac.new(
+        token.encode("utf-8"), b"threadline inspector " + purpose, hashlib.sha256
+    ).digest()
+
+
+def clean_name(text: str | None, default: str) -> str:
+    """A display name fit for transcripts: letters, digits and _.@- only, at most 40."""
+    name = _NAME.sub("", (text or "").strip())[:40]
+    return name or default
+
+
+class Keys:
+    """The tokens of one process and everything derived from them."""
+
+    def __init__(self, operator_token: str | None, viewer_token: str | None) -> None:
+        self._tokens = {OPERATOR: operator_token, VIEWER: viewer_token}
+        self._session_keys = {
+            role: _derive(token, b"session v1") for role, token in self._tokens.items() if token
+        }
+        self._csrf_keys = {
+            role: _derive(token, b"csrf v1") for role, token in self._tokens.items() if token
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keys:
+        return cls(settings.operator_token, settings.viewer_token)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._session_keys)
+
+    def role_for(self, token: str) -> str | None:
+        """The role `token` grants, or None; both tokens are always compared."""
+        given = token.encode("utf-8")
+        found = None
+        for role in (VIEWER, OPERATOR):  # operator last: the same token grants operator
+            known = self._tokens[role]
+            if known is not None and hmac.compare_digest(given, known.encode("utf-8")):
+                found = role
+        return found
+
+    def issue(self, role: str, who: str, *, now: float | None = None) -> tuple[str, Principal]:
+        """A signed cookie value for a new session of `role`, and its principal."""
+        expires = int((time.time() if now is None else now) + SESSION_SECONDS)
+        nonce = secrets.token_urlsafe(18)
+        payload = _b64(
+            json.dumps(
+                {"r": role, "w": who, "e": expires, "n": nonce}, separators=(",", ":")
+            ).encode()
+        )
+        signature = _b64(
+            hmac.new(self._session_keys[role], payload.encode(), hashlib.sha256).digest()
+        )
+        return f"{payload}.{signature}", Principal(role, who, nonce, expires)
+
+    def verify(self, value: str, *, now: float | None = None) -> Principal | None:
+        """The principal of a cookie value, or None when it is forged, stale or its token
+        has changed."""
+        payload, dot, signature = value.rpartition(".")
+        if not dot or len(value) > 1024:
+            return None
+        try:
+            claims = json.loads(_unb64(payload))
+            given = _unb64(signature)
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(claims, dict):
+            return None
+        role, who, expires, nonce = (claims.get(k) for k in ("r", "w", "e", "n"))
+        key = self._session_keys.get(role) if isinstance(role, str) else None
+        if key is None:
+            return None
+        expected = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(given, expected):
+            return None
+        if not (isinstance(who, str) and isinstance(expires, int) and isinstance(nonce, str)):
+            return None
+        if expires <= (time.time() if now is None else now):
+            return None
+        return Principal(role, who, nonce, expires)
+
+    def csrf(self, principal: Principal) -> str:
+        if principal.nonce is None or principal.role not in self._csrf_keys:
+            return ""
+        key = self._csrf_keys[principal.role]
+        return _b64(hmac.new(key, principal.nonce.encode(), hashlib.sha256).digest())
+
+    def csrf_ok(self, principal: Principal, given: str | None) -> bool:
+        if principal.nonce is None:
+            return True  # a Bearer request: nothing ambient to forge
+        expected = self.csrf(principal)
+        return bool(given) and bool(expected) and hmac.compare_digest(given or "", expected)
+
+
+KEYS = web.AppKey("auth_keys", Keys)
+PROTECTED = web.AppKey("auth_protected", list[str])
+_PRINCIPAL = "threadline.principal"
+
+
+# ------------------------------------------------------------------ reading a request
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate(request: web.Request) -> Principal | None:
+    """Who `request` comes from (Bearer token first, then the cookie), or None."""
+    if _PRINCIPAL in request:
+        found: Principal | None = request[_PRINCIPAL]
+        return found
+    keys = request.app[KEYS]
+    principal = None
+    token = _bearer(request)
+    if token is not None:
+        role = keys.role_for(token)
+        principal = Principal(role, role) if role else None
+    elif COOKIE in request.cookies:
+        principal = keys.verify(request.cookies[COOKIE])
+    request[_PRINCIPAL] = principal
+    return principal
+
+
+def principal_of(request: web.Request) -> Principal | None:
+    """Who is signed in, for pages that show it; None when nobody (or no auth installed)."""
+    if KEYS not in request.app:
+        return None
+    return authenticate(request)
+
+
+def csrf_token(request: web.Request) -> str:
+    """The CSRF value for forms on this page (empty without a cookie session)."""
+    found = principal_of(request)
+    return request.app[KEYS].csrf(found) if found is not None else ""
+
+
+async def check_csrf(request: web.Request, principal: Principal) -> bool:
+    """Does this POST carry the CSRF token of its cookie session (form field or header)?"""
+    given = request.headers.get(CSRF_HEADER)
+    if given is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    return request.app[KEYS].csrf_ok(principal, given)
+
+
+def _wants_json(request: web.Request) -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never `//evil.example` or `https://...`."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/inspect/sessions"
+    return target
+
+
+def refuse(request: web.Request, principal: Principal | None) -> web.StreamResponse:
+    """401 JSON (API), a redirect to /login (pages), or 403 when signed in but not allowed."""
+    if principal is not None:
+        if _wants_json(request):
+            return web.json_response({"error": "this needs the operator role"}, status=403)
+        return web.Response(
+            status=403, text="Forbidden: this needs the operator role.", content_type="text/plain"
+        )
+    if _wants_json(request):
+        return web.json_response(
+            {"error": "authentication required: send Authorization: Bearer <token>"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
+        )
+    wanted = request.path_qs if request.method == "GET" else request.path
+    return see_other(f"/login?{urlencode({'next': wanted})}")
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 to `location` (returned, not raised, so a cookie can go with it)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+# ------------------------------------------------------------------ guarding routes
+
+
+async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
+    """None when the request may go on (a POST must also carry its CSRF token)."""
+    principal = authenticate(request)
+    if principal is None or not principal.at_least(role):
+        return refuse(request, principal)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not await check_csrf(
+        request, principal
+    ):
+        if _wants_json(request):
+            return web.json_response({"error": "missing or wrong CSRF token"}, status=403)
+        return web.Response(
+            status=403,
+            text="Forbidden: the form was stale or forged (CSRF). Reload the page and try again.",
+            content_type="text/plain",
+        )
+    return None
+
+
+def require(role: str) -> Callable[[Handler], Handler]:
+    """Decorate a handler so only `role` (or higher) reaches it; POSTs need CSRF too."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            refused = await _guard(request, role)
+            return refused if refused is not None else await handler(request)
+
+        return guarded
+
+    return wrap
+
+
+def protect(app: web.Application, *prefixes: str) -> None:
+    """Require a viewer (or operator) for every path under `prefixes` (before the app starts)."""
+    app[PROTECTED].extend(p for p in prefixes if p not in app[PROTECTED])
+
+
+def _under(path: str, prefixes: Iterable[str]) -> bool:
+    for prefix in prefixes:
+        bare = prefix.rstrip("/")
+        if path == bare or path.startswith(bare + "/"):
+            return True
+    return False
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Protected prefixes need at least a viewer; a POST there needs its CSRF token."""
+    if _under(request.path, request.app[PROTECTED]):
+        refused = await _guard(request, VIEWER)
+        if refused is not None:
+            return refused
+    return await handler(request)
+
+
+# ------------------------------------------------------------------ signing in and out
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=SESSION_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+
+
+async def _sign_in(request: web.Request, token: str, name: str | None) -> Principal | None:
+    keys = request.app[KEYS]
+    role = keys.role_for(token)
+    if role is None:
+        log.warning("failed sign-in to the inspector from %s", request.remote)
+        await asyncio.sleep(FAILED_LOGIN_DELAY)
+        return None
+    return Principal(role, clean_name(name, role))
+
+
+def _login_page(
+    request: web.Request, *, error: str | None = None, status: int = 200
+) -> web.Response:
+    from bot.web.render import render
+
+    return render(
+        request,
+        "login.html",
+        status=status,
+        error=error,
+        next=_safe_next(request.query.get("next")),
+        configured=request.app[KEYS].configured,
+    )
+
+
+async def login_get(request: web.Request) -> web.StreamResponse:
+    token = request.query.get("token")
+    if token is None:
+        return _login_page(request)
+    principal = await _sign_in(request, token, request.query.get("name"))
+    if principal is None:
+        return _login_page(request, error="That token is not valid.", status=401)
+    value, issued = request.app[KEYS].issue(principal.role, principal.who)
+    # A page, not a redirect: the browser follows the refresh as a same-site navigation
+    # (so the Strict cookie goes with it) and the token leaves the address bar.
+    target = _safe_next(request.query.get("next"))
+    from bot.web.render import render
+
+    response = render(request, "signed_in.html", target=target, principal=issued)
+    _set_cookie(request, response, value)
+    return response
+
+
+async def login_post(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    token, name, target = (form.get(k) for k in ("token", "name", "next"))
+    if not isinstance(token, str) or not token:
+        return _login_page(request, error="Enter a token.", status=400)
+    principal = await _sign_in(request, token, name if isinstance(name, str) else None)
+    if principal is None:
+        return _login_page(request, error="That token is not valid.", status=401)
+    value, _ = request.app[KEYS].issue(principal.role, principal.who)
+    response = see_other(_safe_next(target if isinstance(target, str) else None))
+    _set_cookie(request, response, value)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """Forget the cookie. (A forged sign-out does no harm, so no CSRF check.)"""
+    response = see_other("/login")
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+def install_auth(
+    app: web.Application,
+    settings: Settings,
+    protected: Iterable[str] = DEFAULT_PROTECTED,
+) -> None:
+    """Add the middleware and the /login and /logout routes; protect `protected`."""
+    app[KEYS] = Keys.from_settings(settings)
+    app[PROTECTED] = list(protected)
+    app.middlewares.append(auth_middleware)
+    app.router.add_get("/login", login_get)
+    app.router.add_post("/login", login_post)
+    app.router.add_get("/logout", logout)
+    app.router.add_post("/logout", logout)
+
+
+# ------------------------------------------------------------------ a token for one run
+
+
+def ensure_operator_token(settings: Settings) -> tuple[Settings, str | None]:
+    """Settings with an operator token: when neither token is set, a random one for this
+    run (returned second, for `print_login_link`); otherwise the settings unchanged."""
+    if settings.operator_token or settings.viewer_token:
+        return settings, None
+    token = secrets.token_urlsafe(24)
+    return dataclasses.replace(settings, operator_token=token), token
+
+
+def login_link(url: str, token: str) -> str:
+    """The sign-in link for a generated token; a wildcard listen address becomes loopback."""
+    for wildcard in ("://0.0.0.0:", "://[::]:", "://:::"):
+        url = url.replace(wildcard, "://127.0.0.1:")
+    return f"{url}/login?{urlencode({'token': token})}"
+
+
+def print_login_link(url: str, token: str | None) -> None:
+    """Print (stdout, once) where to sign in with this run's generated token."""
+    if token is not None:
+        print(f"Open {login_link(url, token)}", flush=True)

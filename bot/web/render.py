@@ -1,0 +1,94 @@
+"""Server-rendered pages: one Jinja2 environment and `render(request, name, **context)`.
+
+Templates live in bot/web/templates (package data) and extend base.html. Autoescaping
+is on for every template, so a value from a transcript or a webhook can never become
+markup; `|pretty` and `|when` are the filters the pages share.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+# Which optional parts of the site are on (e.g. {"playground": True, "setup": True}):
+# the nav shows their links. Whoever enables a part sets its flag on the app; a page
+# can also pass `features=` to render() to override.
+FEATURES = web.AppKey("features", dict[str, bool])
+
+# Every page: no caching of what may be private, no framing, no referrer leaks (the
+# /login?token= link must not travel on in a Referer header).
+PAGE_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'; object-src 'none'; form-action 'self'",
+}
+
+
+def _pretty(value: Any) -> str:
+    """JSON, indented, for a <pre> block (the template escapes it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _when(value: datetime | None) -> str:
+    """A timestamp in UTC to the second; '-' for none."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value is not None else ""
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The process's template environment, built on first use (not at import)."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("bot.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pretty"] = _pretty
+    env.filters["when"] = _when
+    env.filters["iso"] = _iso
+    return env
+
+
+def page_context(request: web.Request) -> dict[str, Any]:
+    """What every page may use: who is signed in, their CSRF token, which links to show."""
+    # Imported here: auth renders its login page through this module.
+    from bot.web.auth import csrf_token, principal_of
+
+    who = principal_of(request)
+    return {
+        "principal": who,
+        "csrf": csrf_token(request) if who is not None else "",
+        "features": dict(request.app.get(FEATURES, {})),
+        "path": request.path,
+    }
+
+
+def render_text(request: web.Request, name: str, **context: Any) -> str:
+    template = environment().get_template(name)
+    return template.render({**page_context(request), **context})
+
+
+def render(request: web.Request, name: str, *, status: int = 200, **context: Any) -> web.Response:
+    """Render template `name` with `context` (plus the page context) as an HTML response."""
+    return web.Response(
+        text=render_text(request, name, **context),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=PAGE_HEADERS,
+    )
