@@ -11,11 +11,52 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-# Tools a session offers (each agent is allowed a subset).
+# Tools a session offers (each agent is allowed a subset; schemas in bot.agents.tools).
 UPDATE_STATUS = "update_status"  # {"steps": [{"title": str, "done": bool}, ...], "summary": str}
 REPLY = "reply"  # {"body": str}: a message in the session's thread
 TASK_COMPLETED = "task_completed"  # {"output": str}: the final answer; close or stay open
+POST_REVIEW_THREAD = "post_review_thread"  # {"path", "line", "start_line"?, "side"?, "body"}
+READ_FILE = "read_file"  # {"path": str}: a file at the pull request's head, size-capped
+GET_DIFF = "get_diff"  # {}: the pull request's unified diff, size-capped
+MEMORY_WRITE = "memory_write"  # {"key": str, "value": str}: a note kept per repository
+MEMORY_READ = "memory_read"  # {"key"?: str}: one note, or all of them
+DELEGATE = "delegate_to_sub_agent"  # {"agent_id", "task", "runtimeParams"?}: coordinators only
+SESSIONS_LIST = "sessions_list"  # {"filter"?: str, "limit"?: int}
+SESSIONS_HISTORY = "sessions_history"  # {"key": str, "limit"?: int, "offset"?: int}
+SESSIONS_SEARCH = "sessions_search"  # {"query": str, "limit"?: int, "exclude_current"?: bool}
+SESSIONS_SEND = "sessions_send"  # {"key", "message", "wait_for_reply"?, "timeout_seconds"?}
+
+# What an agent may use when its configuration does not say (`active_tools`).
 SESSION_TOOLS = (UPDATE_STATUS, REPLY, TASK_COMPLETED)
+PR_TOOLS = (POST_REVIEW_THREAD, READ_FILE, GET_DIFF)
+MEMORY_TOOLS = (MEMORY_WRITE, MEMORY_READ)
+DIRECTORY_TOOLS = (SESSIONS_LIST, SESSIONS_HISTORY, SESSIONS_SEARCH, SESSIONS_SEND)
+ALL_TOOLS = (*SESSION_TOOLS, *PR_TOOLS, *MEMORY_TOOLS, DELEGATE, *DIRECTORY_TOOLS)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """`budget`: a session of this agent closes (reason `budget`) past any of these."""
+
+    tokens: int | None = None  # input + output tokens over the whole session
+    turns: int | None = None
+    minutes: float | None = None  # wall time since the session started
+
+
+@dataclass(frozen=True)
+class SessionAccess:
+    """`sessionAccess`: which sessions the session tools let this agent see and message.
+
+    A session's key is `<agent id>:<thread key>`. `key_prefix` limits what is visible to
+    keys starting with it; `allowed_keys` are visible as well; `cross_agent` lets the
+    agent see other agents' sessions; `can_send` allows `sessions_send`. An agent with
+    no `sessionAccess` sees and may message every session.
+    """
+
+    key_prefix: str | None = None
+    allowed_keys: tuple[str, ...] = ()
+    can_send: bool = True
+    cross_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -23,10 +64,14 @@ class AgentSpec:
     """A configured agent: who it is, which engine runs it, what it may use."""
 
     id: str
-    engine: str  # "script" (offline, deterministic); "llm" and "command" come later
+    engine: str  # "script" (offline, deterministic) or "llm" (a provider's API)
     description: str = ""
     system_prompt: str = ""
     tools: tuple[str, ...] = SESSION_TOOLS
+    agent_ids: tuple[str, ...] = ()  # a coordinator's sub-agents (delegate_to_sub_agent)
+    max_delegations: int = 10  # per session
+    budget: Budget = field(default_factory=Budget)
+    access: SessionAccess | None = None
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -48,6 +93,13 @@ class Turn:
     task: str
     inputs: tuple[TurnInput, ...]
     thread_key: str
+    # The conversation of earlier turns as the engine remembered it (`Tools.remember`),
+    # oldest first: what an LLM engine replays so a follow-up continues the session.
+    history: tuple[Mapping[str, Any], ...] = ()
+    # Prompt-level runtimeParams (a delegation's), over the agent's own (session level).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    # Where the session lives, for the engine's context: repository, thread, its URL.
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,13 +112,38 @@ class EngineError(Exception):
     """The turn failed in a way the agent cannot recover from; the session fails with it."""
 
 
+class BudgetExceeded(Exception):
+    """A session budget (tokens, turns, wall time) ran out: the session closes, reason `budget`."""
+
+
 class Tools(Protocol):
-    async def call(self, name: str, args: Mapping[str, Any]) -> ToolResult:
-        """Run one tool; a tool the agent may not use answers ok=False and is recorded."""
+    async def call(
+        self, name: str, args: Mapping[str, Any], *, call_id: str | None = None
+    ) -> ToolResult:
+        """Run one tool; a tool the agent may not use answers ok=False and is recorded.
+        `call_id` is the model's id for the call, when it gave one."""
         ...
 
     async def say(self, text: str) -> None:
         """Record text the agent produced (kept in the transcript, not posted)."""
+        ...
+
+    async def stream(self, text: str) -> None:
+        """A piece of text as the model streams it (recorded as it comes, for watchers)."""
+        ...
+
+    async def remember(self, message: Mapping[str, Any]) -> None:
+        """Keep one conversation message; later turns get it back in `Turn.history`."""
+        ...
+
+    async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None:
+        """Count one model call's tokens; raises BudgetExceeded when the session's budget
+        is spent."""
+        ...
+
+    @property
+    def completed(self) -> bool:
+        """Whether `task_completed` has been called in this turn."""
         ...
 
 

@@ -1,0 +1,232 @@
+"""The `llm` engine: an agent whose turns are a conversation with a provider's model.
+
+A turn replays the session's conversation so far (`Turn.history`), adds the turn's
+inputs as one user message, and then asks the model again and again: each answer's text
+streams into the transcript as it comes; each tool call it makes is carried out through
+`Tools` and its result goes back to the model, until it answers without calling a tool,
+calls `task_completed`, or has been asked `max_steps` times. Calls to
+`delegate_to_sub_agent` in one answer run at the same time; the other calls run in the
+order the model made them. Every message is kept (`Tools.remember`) so the next turn,
+say for a follow-up comment, continues where this one ended.
+
+`tool_choice` `any` or `tool` forces a tool call on the first model call of a turn;
+the calls after it are `auto`, so the model can still answer in words once it has
+used the forced tool. `none` sends no tools at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.agents.base import DELEGATE, AgentSpec, EngineError, ToolResult, Tools, Turn, TurnInput
+from bot.agents.providers.base import (
+    Message,
+    Params,
+    Provider,
+    ProviderError,
+    Request,
+    Response,
+    StreamInterrupted,
+    ToolCall,
+    ToolChoice,
+)
+from bot.agents.tools import tool_specs
+
+log = logging.getLogger(__name__)
+
+LLM_ENGINE = "llm"
+OPTIONS_KEY = "llm"  # AgentSpec.options[OPTIONS_KEY] holds an LLMOptions
+STREAM_RETRIES = 2  # a stream cut mid-way is asked again this many times
+
+INPUT_HEADINGS = {
+    "task": "Task from @{author}:",
+    "comment": "@{author} commented in the thread:",
+    "operator": "Message from the operator ({author}):",
+    "message": "Message from session {author}:",
+}
+CONTEXT_LINES = (
+    ("repository", "Repository: {}"),
+    ("thread", "Thread: {}"),
+    ("url", "Link: {}"),
+    ("session", "Session: {}"),
+    ("parent", "Delegated by session: {}"),
+)
+SUB_AGENTS_HEADING = "Sub-agents you can delegate to with delegate_to_sub_agent:"
+STEPS_EXHAUSTED = "stopped after {steps} model calls in turn {turn} (maxSteps)"
+STREAM_CUT = "the model's stream was cut ({error}); asking again ({attempt} of {most})"
+PROVIDER_FAILED = "provider {provider} failed: {error}"
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """What `engine: llm` adds to an agent (read from threadline.yml by bot.agents.config)."""
+
+    provider: str  # the provider id in `providers:`
+    params: Params  # the agent's runtimeParams: session level
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    max_steps: int = 20  # model calls per turn
+    sub_agents: Mapping[str, str] | None = None  # a coordinator's agent ids -> descriptions
+
+
+def llm_options(spec: AgentSpec) -> LLMOptions:
+    options = spec.options.get(OPTIONS_KEY)
+    if not isinstance(options, LLMOptions):
+        raise TypeError(f"agent {spec.id!r}: options[{OPTIONS_KEY!r}] must hold LLMOptions")
+    return options
+
+
+def params_from(data: Mapping[str, Any]) -> Params:
+    """Prompt-level runtimeParams (camelCase, as the seed material spells them) as Params;
+    unknown or ill-typed fields are left out."""
+
+    def number(key: str) -> float | None:
+        value = data.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else None  # type: ignore[arg-type]
+
+    def whole(key: str) -> int | None:
+        value = data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    stops = data.get("stopSequences")
+    specific = data.get("providerSpecific")
+    model = data.get("model")
+    system = data.get("systemPrompt")
+    return Params(
+        model=model if isinstance(model, str) and model else None,
+        temperature=number("temperature"),
+        max_tokens=whole("maxTokens"),
+        top_p=number("topP"),
+        top_k=whole("topK"),
+        stop_sequences=tuple(str(s) for s in stops) if isinstance(stops, list) else None,
+        system_prompt=system if isinstance(system, str) else None,
+        provider_specific=dict(specific) if isinstance(specific, Mapping) else {},
+    )
+
+
+def system_prompt(spec: AgentSpec, params: Params, options: LLMOptions, turn: Turn) -> str:
+    parts = [params.system_prompt if params.system_prompt is not None else spec.system_prompt]
+    context = [
+        line.format(turn.context[key]) for key, line in CONTEXT_LINES if turn.context.get(key)
+    ]
+    if context:
+        parts.append("\n".join(context))
+    if options.sub_agents:
+        listed = [
+            f"- {agent}: {about or '(no description)'}"
+            for agent, about in options.sub_agents.items()
+        ]
+        parts.append("\n".join([SUB_AGENTS_HEADING, *listed]))
+    return "\n\n".join(part for part in parts if part)
+
+
+def user_message(inputs: Sequence[TurnInput]) -> Message:
+    blocks = [
+        INPUT_HEADINGS.get(item.kind, "{author}:").format(author=item.author) + "\n" + item.body
+        for item in inputs
+    ]
+    return Message("user", "\n\n".join(blocks))
+
+
+class LLMEngine:
+    """Runs one LLM agent's turns against its provider (one engine per agent)."""
+
+    def __init__(self, spec: AgentSpec, provider: Provider) -> None:
+        self.spec = spec
+        self.options = llm_options(spec)
+        self.provider = provider
+
+    async def run_turn(self, turn: Turn, tools: Tools) -> None:
+        params = Params.merge(
+            self.provider.config.defaults, self.options.params, params_from(turn.params)
+        )
+        if not params.model:
+            raise EngineError(f"agent {self.spec.id}: no model (set model or runtimeParams.model)")
+        system = system_prompt(self.spec, params, self.options, turn)
+        params = Params.merge(params, Params(system_prompt=system))
+        messages = [Message.from_dict(item) for item in turn.history]
+        if turn.inputs:
+            asked = user_message(turn.inputs)
+            messages.append(asked)
+            await tools.remember(asked.to_dict())
+        choice = self.options.tool_choice
+        for step in range(self.options.max_steps):
+            specs = tool_specs(turn.agent.tools, choice)
+            request = Request(params, tuple(messages), specs, choice)
+            response = await self._ask(request, tools)
+            await tools.usage(
+                response.usage.input_tokens, response.usage.output_tokens, response.model
+            )
+            answer = Message("assistant", response.text, response.tool_calls)
+            messages.append(answer)
+            await tools.remember(answer.to_dict())
+            if response.text.strip():
+                await tools.say(response.text)
+            if not response.tool_calls:
+                return
+            for result in await self._run_calls(response.tool_calls, tools):
+                messages.append(result)
+                await tools.remember(result.to_dict())
+            if tools.completed:
+                return
+            if step == 0 and choice.mode in ("any", "tool"):
+                choice = ToolChoice("auto")
+        await tools.say(STEPS_EXHAUSTED.format(steps=self.options.max_steps, turn=turn.number))
+
+    async def _ask(self, request: Request, tools: Tools) -> Response:
+        for attempt in range(STREAM_RETRIES + 1):
+            try:
+                return await self.provider.complete(request, tools.stream)
+            except StreamInterrupted as exc:
+                if attempt == STREAM_RETRIES:
+                    raise EngineError(
+                        PROVIDER_FAILED.format(provider=self.options.provider, error=exc)
+                    ) from exc
+                await tools.say(
+                    STREAM_CUT.format(error=exc, attempt=attempt + 1, most=STREAM_RETRIES)
+                )
+            except ProviderError as exc:
+                raise EngineError(
+                    PROVIDER_FAILED.format(provider=self.options.provider, error=exc)
+                ) from exc
+        raise AssertionError("unreachable")
+
+    async def _run_calls(self, calls: Sequence[ToolCall], tools: Tools) -> list[Message]:
+        """Delegations at once, the rest in order; results in the order of the calls."""
+        delegations = {
+            index: asyncio.ensure_future(self._call(call, tools))
+            for index, call in enumerate(calls)
+            if call.name == DELEGATE
+        }
+        results: list[ToolResult] = []
+        try:
+            for index, call in enumerate(calls):
+                if index not in delegations:
+                    results.append(await self._call(call, tools))
+                else:
+                    results.append(ToolResult(False))  # filled in below
+            for index, task in delegations.items():
+                results[index] = await task
+        finally:
+            for task in delegations.values():
+                task.cancel()
+        return [
+            Message("tool", result.content, tool_call_id=call.id, is_error=not result.ok)
+            for call, result in zip(calls, results, strict=True)
+        ]
+
+    async def _call(self, call: ToolCall, tools: Tools) -> ToolResult:
+        if call.raw_arguments and not call.arguments:
+            try:
+                json.loads(call.raw_arguments)
+            except ValueError:
+                return ToolResult(False, f"the arguments of {call.name} are not valid JSON")
+        return await tools.call(call.name, call.arguments, call_id=call.id)
+
+    async def close(self) -> None:
+        await self.provider.close()

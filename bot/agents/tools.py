@@ -1,0 +1,139 @@
+"""The tools a session offers, as a model sees them: a description and a JSON Schema each.
+
+`tool_specs(names, choice)` gives what goes into a provider request for an agent: only
+the tools it may use (`active_tools`), and none at all when `tool_choice` is `none`.
+The runtime (`bot.sessions.tools`) carries them out; an engine only passes them along.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from bot.agents import base as b
+from bot.agents.providers.base import ToolChoice, ToolSpec
+
+
+def _object(properties: Mapping[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+_TEXT = {"type": "string"}
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": 100}
+
+SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
+    {
+        b.UPDATE_STATUS: (
+            "Show progress in the thread's status comment: a checklist of steps and a "
+            "one-line summary. Call it when you start and as steps finish.",
+            _object(
+                {
+                    "steps": {
+                        "type": "array",
+                        "items": _object({"title": _TEXT, "done": {"type": "boolean"}}, ["title"]),
+                    },
+                    "summary": _TEXT,
+                },
+                ["steps"],
+            ),
+        ),
+        b.REPLY: (
+            "Post a message (Markdown) in the session's thread for the people there to read.",
+            _object({"body": _TEXT}, ["body"]),
+        ),
+        b.TASK_COMPLETED: (
+            "Finish the task with its final output. Call it once, when the work is done.",
+            _object({"output": _TEXT}, ["output"]),
+        ),
+        b.POST_REVIEW_THREAD: (
+            "Open a review thread on a line (or a range of lines) of the pull request's "
+            "diff. `side` RIGHT is the new file, LEFT the old one.",
+            _object(
+                {
+                    "path": _TEXT,
+                    "line": {"type": "integer", "minimum": 1},
+                    "start_line": {"type": "integer", "minimum": 1},
+                    "side": {"type": "string", "enum": ["RIGHT", "LEFT"]},
+                    "body": _TEXT,
+                },
+                ["path", "line", "body"],
+            ),
+        ),
+        b.READ_FILE: (
+            "Read a file of the repository at the pull request's head commit (or the "
+            "default branch for an issue). Large files are cut.",
+            _object({"path": _TEXT}, ["path"]),
+        ),
+        b.GET_DIFF: (
+            "Get the pull request's unified diff. Large diffs are cut.",
+            _object({}),
+        ),
+        b.MEMORY_WRITE: (
+            "Keep a note for later sessions of this agent in this repository.",
+            _object({"key": _TEXT, "value": _TEXT}, ["key", "value"]),
+        ),
+        b.MEMORY_READ: (
+            "Read the note `key` kept by earlier sessions, or every note when no key is given.",
+            _object({"key": _TEXT}),
+        ),
+        b.DELEGATE: (
+            "Give a self-contained task to one of your sub-agents. It remembers nothing of "
+            "earlier delegations: include every instruction and all the context it needs. "
+            "Call this several times in one response to run independent tasks at once; "
+            "their results come back together.",
+            _object(
+                {
+                    "agent_id": _TEXT,
+                    "task": _TEXT,
+                    "runtimeParams": {"type": "object"},
+                },
+                ["agent_id", "task"],
+            ),
+        ),
+        b.SESSIONS_LIST: (
+            "List the sessions you may see, newest first.",
+            _object({"filter": _TEXT, "limit": _LIMIT}),
+        ),
+        b.SESSIONS_HISTORY: (
+            "Read the transcript of a session, by key or id.",
+            _object(
+                {"key": _TEXT, "limit": _LIMIT, "offset": {"type": "integer", "minimum": 0}},
+                ["key"],
+            ),
+        ),
+        b.SESSIONS_SEARCH: (
+            "Search the transcripts of earlier sessions, best matches first.",
+            _object(
+                {"query": _TEXT, "limit": _LIMIT, "exclude_current": {"type": "boolean"}},
+                ["query"],
+            ),
+        ),
+        b.SESSIONS_SEND: (
+            "Send a message to another live session; optionally wait for its reply.",
+            _object(
+                {
+                    "key": _TEXT,
+                    "message": _TEXT,
+                    "wait_for_reply": {"type": "boolean"},
+                    "timeout_seconds": {"type": "number", "minimum": 1, "maximum": 600},
+                },
+                ["key", "message"],
+            ),
+        ),
+    }
+)
+
+
+def tool_specs(names: Iterable[str], choice: ToolChoice) -> tuple[ToolSpec, ...]:
+    """The tools a request offers: the agent's allowed ones, in its order; none for `none`."""
+    if choice.mode == "none":
+        return ()
+    return tuple(
+        ToolSpec(name, SCHEMAS[name][0], SCHEMAS[name][1]) for name in names if name in SCHEMAS
+    )
