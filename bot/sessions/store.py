@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 from bot.inbox import utcnow
+from bot.sessions.search import search_text_for
 
 ACTIVE, BUSY, IDLE, CLOSED, FAILED = "active", "busy", "idle", "closed", "failed"
 # queued -> taken (handed to a running turn) -> consumed; queued -> withdrawn
@@ -839,4 +840,12 @@ class SessionStore:
             return row.status_seq, _info(row)
 
     def _record(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        session.add(TranscriptEvent(session_id=session_id, at=self.clock(), kind=kind, data=data))
+        session.add(
+            TranscriptEvent(
+                session_id=session_id,
+                at=self.clock(),
+                kind=kind,
+                data=data,
+                search_text=search_text_for(kind, data),
+            )
+        )
