@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.agents.base import REPLY, SESSION_TOOLS, TASK_COMPLETED, UPDATE_STATUS
+from bot.agents.base import ALL_TOOLS, REPLY, SESSION_TOOLS, TASK_COMPLETED, UPDATE_STATUS
 from bot.agents.config import (
     ECHO_ID,
     Config,
@@ -82,6 +82,8 @@ agents:
     script:
       - do: [reply: hi]
 """
+
+ALL_TOOL_NAMES = ", ".join(ALL_TOOLS)
 
 
 def problems(text: str) -> list[str]:
@@ -211,7 +213,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
     [
         pytest.param(
             AGENT + "sesions: {}\n",
-            "threadline.yml:6: sesions: unknown key; expected one of agents, defaultAgent, "
+            "threadline.yml:6: sesions: unknown key; expected one of providers, agents, defaultAgent, "
             "sessions, triggers (did you mean 'sessions'?)",
             id="unknown top-level key",
         ),
@@ -225,17 +227,18 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         ),
         pytest.param(
             AGENT.replace("engine: script", "engine: gpt"),
-            "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script",
+            "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script, llm",
             id="bad engine",
         ),
         pytest.param(
-            AGENT.replace("engine: script", "engine: llm"),
-            "threadline.yml:3: agents.reviewer.engine: engine 'llm' is not available yet; use script",
+            AGENT.replace("engine: script", "engine: command"),
+            "threadline.yml:3: agents.reviewer.engine: engine 'command' is not available yet; "
+            "use script, llm",
             id="planned engine",
         ),
         pytest.param(
             AGENT.replace("    engine: script\n", "    description: x\n"),
-            "threadline.yml:2: agents.reviewer.engine: required; use script",
+            "threadline.yml:2: agents.reviewer.engine: required; use script, llm",
             id="missing engine",
         ),
         pytest.param(
@@ -258,7 +261,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         pytest.param(
             AGENT + "    tools:\n      - reply\n      - replies\n",
             "threadline.yml:8: agents.reviewer.tools[1]: unknown tool 'replies'; tools are "
-            "update_status, reply, task_completed (did you mean 'reply'?)",
+            f"{ALL_TOOL_NAMES} (did you mean 'reply'?)",
             id="unknown tool",
         ),
         pytest.param(
@@ -355,7 +358,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         ),
         pytest.param(
             "- agents\n",
-            "threadline.yml:1: expected a mapping with the keys agents, defaultAgent, sessions, "
+            "threadline.yml:1: expected a mapping with the keys providers, agents, defaultAgent, sessions, "
             "triggers, got a list",
             id="not a mapping",
         ),
@@ -382,9 +385,9 @@ sessions:
 """
     assert problems(text) == [
         "threadline.yml:1: defaultAgent: unknown agent 'nobody'; agents are reviewer, writer",
-        "threadline.yml:4: agents.reviewer.engine: unknown engine 'gpt'; use script",
+        "threadline.yml:4: agents.reviewer.engine: unknown engine 'gpt'; use script, llm",
         "threadline.yml:7: agents.writer.tools[0]: unknown tool 'post'; tools are "
-        "update_status, reply, task_completed",
+        f"{ALL_TOOL_NAMES}",
         "threadline.yml:9: agents.writer.script[0].when: invalid regular expression '[': "
         "unterminated character set at position 0",
         "threadline.yml:12: sessions.maxLiveSessions: expected a positive whole number, got 0",
@@ -394,7 +397,7 @@ sessions:
 def test_a_bad_agent_is_not_also_an_unknown_default() -> None:
     text = AGENT.replace("engine: script", "engine: gpt") + "defaultAgent: reviewer\n"
     assert problems(text) == [
-        "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script"
+        "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script, llm"
     ]
 
 

@@ -25,8 +25,21 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bot.agents import llm_config as lc
 from bot.agents import yamlcheck as y
-from bot.agents.base import SESSION_TOOLS, AgentSpec, Engine
+from bot.agents.base import (
+    ALL_TOOLS,
+    DELEGATE,
+    MEMORY_TOOLS,
+    POST_REVIEW_THREAD,
+    PR_TOOLS,
+    SESSION_TOOLS,
+    AgentSpec,
+    Engine,
+)
+from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
+from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
+from bot.agents.providers.base import ProviderConfig
 from bot.agents.script import (
     SCRIPT_ENGINE,
     SCRIPT_OPTION,
@@ -42,7 +55,7 @@ from bot.agents.yamlcheck import ConfigFileError
 
 DEFAULT_FILE = "threadline.yml"
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
-PLANNED_ENGINES = ("llm", "command")  # named in the design; not built yet
+PLANNED_ENGINES = ("command",)  # named in the design; not built yet
 
 # A path to a value in the file: mapping keys and list indexes, from the top.
 
@@ -59,6 +72,8 @@ PLANNED_ENGINE = "engine {name!r} is not available yet; use {engines}"
 ENGINE_KEY_REQUIRED = "required for engine {engine}: {what}"
 EXPECTED_TOOLS = "expected a list of tool names, got {got}"
 UNKNOWN_TOOL = "unknown tool {name!r}; tools are {known}"
+BOTH_TOOL_KEYS = "give active_tools or tools (its older name), not both"
+SELF_DELEGATION = "an agent cannot delegate to itself"
 UNKNOWN_ENGINE_AT_RUN = "agent {agent!r} has engine {engine!r}, which has no builder"
 
 # The built-in `echo` agent: offline, deterministic, useful with no file at all.
@@ -159,8 +174,11 @@ def build_engine(agent: AgentSpec) -> Engine:
     return builder(agent)
 
 
-def load_config(path: str | os.PathLike[str] | None) -> Config:
-    """Read the agents file at `path`, or the built-in default when `path` is None."""
+def load_config(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read the agents file at `path`, or the built-in default when `path` is None.
+    Providers' API keys are read from `environ` (default: the process environment)."""
     if path is None:
         return Config.default()
     name = os.fspath(path)
@@ -170,16 +188,18 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigFileError([CANNOT_READ.format(file=name, reason=exc.strerror)]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigFileError([NOT_UTF8.format(file=name)]) from exc
-    return parse_config(text, name)
+    return parse_config(text, name, environ)
 
 
-def parse_config(text: str, filename: str = DEFAULT_FILE) -> Config:
+def parse_config(
+    text: str, filename: str = DEFAULT_FILE, environ: Mapping[str, str] | None = None
+) -> Config:
     """Parse agents-file text; `filename` is only used to name the file in problems."""
     data, lines, duplicates = y.read_yaml(text, filename)
     report = y.Report(filename, lines)
     for path, line in duplicates:
         report.add(path, y.DUPLICATE_KEY, line=line)
-    config = _config(report, data, filename)
+    config = _config(report, data, filename, os.environ if environ is None else environ)
     if report:
         raise ConfigFileError(report.problems())
     return config
@@ -187,7 +207,7 @@ def parse_config(text: str, filename: str = DEFAULT_FILE) -> Config:
 
 # --- sections ---------------------------------------------------------------------------
 
-TOP_KEYS = ("agents", "defaultAgent", "sessions", "triggers")
+TOP_KEYS = ("providers", "agents", "defaultAgent", "sessions", "triggers")
 
 _TIME_LIMIT: Mapping[str, tuple[str, y.Check]] = {
     "maxDurationMinutes": ("max_duration_minutes", y.minutes),
@@ -225,13 +245,14 @@ _TRIGGERS: Mapping[str, tuple[str, y.Check]] = {
 }
 
 
-def _config(report: y.Report, data: object, source: str) -> Config:
+def _config(report: y.Report, data: object, source: str, environ: Mapping[str, str]) -> Config:
     if data is not None and not isinstance(data, dict):
         report.add((), y.NOT_A_MAPPING.format(keys=y.choices(TOP_KEYS), got=y.shown(data)))
         return Config.default()
     found = y.mapping(report, data, (), TOP_KEYS)
+    known = lc.providers(report, found.get("providers"), ("providers",), environ)
     if "agents" in found:
-        agents = _agents(report, found["agents"], ("agents",))
+        agents = _agents(report, found["agents"], ("agents",), known)
         names = _agent_names(found["agents"])
     else:  # a file that only tunes sessions or triggers keeps the built-in agent
         agents = {ECHO_ID: ECHO_AGENT}
@@ -268,7 +289,9 @@ def _default_agent(report: y.Report, raw: object, names: Sequence[str]) -> str:
 # --- agents -------------------------------------------------------------------------------
 
 
-def _agents(report: y.Report, raw: object, path: y.KeyPath) -> dict[str, AgentSpec]:
+def _agents(
+    report: y.Report, raw: object, path: y.KeyPath, providers: Mapping[str, ProviderConfig]
+) -> dict[str, AgentSpec]:
     if raw is None or raw == {}:
         report.add(path, NO_AGENTS)
         return {}
@@ -281,23 +304,56 @@ def _agents(report: y.Report, raw: object, path: y.KeyPath) -> dict[str, AgentSp
         if not isinstance(agent_id, str) or not AGENT_ID.fullmatch(agent_id):
             report.add(where, BAD_AGENT_ID.format(got=y.shown(agent_id)))
             continue
-        spec = _agent(report, agent_id, body, where)
+        spec = _agent(report, agent_id, body, where, providers)
         if spec is not None:
             agents[agent_id] = spec
-    return agents
+    return _coordinators(report, agents, _agent_names(raw), path)
 
 
-COMMON_AGENT_KEYS = ("engine", "description", "systemPrompt", "tools")
+COMMON_AGENT_KEYS = (
+    "engine",
+    "description",
+    "systemPrompt",
+    "tools",
+    "active_tools",
+    "agentIds",
+    "maxDelegations",
+    "budget",
+    "sessionAccess",
+)
 
 
-def _agent(report: y.Report, agent_id: str, raw: object, path: y.KeyPath) -> AgentSpec | None:
+def _agent(
+    report: y.Report,
+    agent_id: str,
+    raw: object,
+    path: y.KeyPath,
+    providers: Mapping[str, ProviderConfig],
+) -> AgentSpec | None:
     before = len(report)
     found = y.mapping(report, raw, path, AGENT_KEYS)
     engine = _engine(report, found.get("engine"), (*path, "engine"))
     description = y.blank_ok(report, found.get("description"), (*path, "description"))
     system_prompt = y.blank_ok(report, found.get("systemPrompt"), (*path, "systemPrompt"))
-    tools = _tools(report, found["tools"], (*path, "tools")) if "tools" in found else SESSION_TOOLS
-    options = _engine_options(report, engine, found, path)
+    agent_ids = (
+        y.texts(report, found["agentIds"], (*path, "agentIds")) if "agentIds" in found else ()
+    )
+    tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
+    if engine == LLM_ENGINE:
+        options = lc.llm_options(report, found, path, providers)
+    else:
+        options = _engine_options(report, engine, found, path)
+    delegations = (
+        y.count(report, found["maxDelegations"], (*path, "maxDelegations"))
+        if "maxDelegations" in found
+        else 10
+    )
+    budget = lc.budget(report, found.get("budget"), (*path, "budget"))
+    access = (
+        lc.access(report, found["sessionAccess"], (*path, "sessionAccess"))
+        if "sessionAccess" in found
+        else None
+    )
     if len(report) > before or engine is None:
         return None
     return AgentSpec(
@@ -306,8 +362,71 @@ def _agent(report: y.Report, agent_id: str, raw: object, path: y.KeyPath) -> Age
         description=description or "",
         system_prompt=system_prompt or "",
         tools=tools or (),
+        agent_ids=agent_ids or (),
+        max_delegations=delegations or 10,
+        budget=budget,
+        access=access,
         options=MappingProxyType(options),
     )
+
+
+def _agent_tools(
+    report: y.Report,
+    found: Mapping[str, object],
+    path: y.KeyPath,
+    engine: str | None,
+    *,
+    coordinator: bool,
+) -> tuple[str, ...] | None:
+    """`active_tools` (or its older name `tools`); by default a script agent gets the
+    session tools and an llm agent the pull request and memory tools too. A coordinator
+    always gets delegate_to_sub_agent, and posts review threads only when its list says so."""
+    if "tools" in found and "active_tools" in found:
+        report.add((*path, "tools"), BOTH_TOOL_KEYS)
+        return None
+    key = "active_tools" if "active_tools" in found else "tools"
+    if key in found:
+        tools = _tools(report, found[key], (*path, key))
+        if tools is None:
+            return None
+    elif engine == LLM_ENGINE:
+        tools = (*SESSION_TOOLS, *PR_TOOLS, *MEMORY_TOOLS)
+        if coordinator:
+            tools = tuple(name for name in tools if name != POST_REVIEW_THREAD)
+    else:
+        tools = SESSION_TOOLS
+    if coordinator and DELEGATE not in tools:
+        tools = (*tools, DELEGATE)
+    return tools
+
+
+def _coordinators(
+    report: y.Report, agents: dict[str, AgentSpec], names: Sequence[str], path: y.KeyPath
+) -> dict[str, AgentSpec]:
+    """Checks that need every agent: a coordinator's sub-agents exist (and are not itself),
+    an llm agent's named tool_choice is one of its tools. An llm coordinator learns its
+    sub-agents' descriptions for its system prompt."""
+    for agent_id, spec in list(agents.items()):
+        where = (*path, agent_id)
+        for number, sub in enumerate(spec.agent_ids):
+            if sub == agent_id:
+                report.add((*where, "agentIds", number), SELF_DELEGATION)
+            elif sub not in names:
+                reason = UNKNOWN_AGENT.format(name=sub, known=y.choices(names))
+                report.add((*where, "agentIds", number), reason)
+        options = spec.options.get(LLM_OPTIONS)
+        if not isinstance(options, LLMOptions):
+            continue
+        choice = options.tool_choice
+        if choice.mode == "tool" and choice.name not in spec.tools:
+            report.add((*where, "tool_choice"), lc.CHOICE_NOT_ALLOWED.format(name=choice.name))
+        if spec.agent_ids:
+            subs = {sub: agents[sub].description for sub in spec.agent_ids if sub in agents}
+            options = replace(options, sub_agents=MappingProxyType(subs))
+            agents[agent_id] = replace(
+                spec, options=MappingProxyType({**spec.options, LLM_OPTIONS: options})
+            )
+    return agents
 
 
 def _engine(report: y.Report, raw: object, path: y.KeyPath) -> str | None:
@@ -337,9 +456,9 @@ def _tools(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, ...] | 
         return None
     tools: list[str] = []
     for number, name in enumerate(raw):
-        if not isinstance(name, str) or name not in SESSION_TOOLS:
-            reason = UNKNOWN_TOOL.format(name=name, known=y.choices(SESSION_TOOLS))
-            report.add((*path, number), y.unknown(str(name), SESSION_TOOLS, reason))
+        if not isinstance(name, str) or name not in ALL_TOOLS:
+            reason = UNKNOWN_TOOL.format(name=name, known=y.choices(ALL_TOOLS))
+            report.add((*path, number), y.unknown(str(name), ALL_TOOLS, reason))
         elif name not in tools:
             tools.append(name)
     return tuple(tools)
@@ -350,9 +469,21 @@ def _tools(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, ...] | 
 OptionsParser = Callable[[y.Report, Mapping[str, object], y.KeyPath], dict[str, Any]]
 
 # How each engine's own agent keys (for `script`: `script`) become AgentSpec.options.
-ENGINE_OPTIONS: Mapping[str, OptionsParser] = {SCRIPT_ENGINE: script_options}
-AGENT_KEYS = (*COMMON_AGENT_KEYS, SCRIPT_OPTION)
+# (`llm` needs the providers too, so `_agent` reads its keys itself.)
+ENGINE_OPTIONS: Mapping[str, OptionsParser] = {
+    SCRIPT_ENGINE: script_options,
+    LLM_ENGINE: lambda report, found, path: {},
+}
+AGENT_KEYS = (*COMMON_AGENT_KEYS, SCRIPT_OPTION, *lc.LLM_KEYS)
+
+
+def _llm_engine(agent: AgentSpec) -> Engine:
+    from bot.agents.providers import build_provider
+
+    return LLMEngine(agent, build_provider(llm_options(agent).provider))
+
 
 ENGINE_BUILDERS: Mapping[str, Callable[[AgentSpec], Engine]] = {
     SCRIPT_ENGINE: ScriptEngine.from_spec,
+    LLM_ENGINE: _llm_engine,
 }

@@ -28,6 +28,7 @@ from bot.agents.providers.base import (
     Message,
     Params,
     Provider,
+    ProviderConfig,
     ProviderError,
     Request,
     Response,
@@ -66,8 +67,8 @@ PROVIDER_FAILED = "provider {provider} failed: {error}"
 class LLMOptions:
     """What `engine: llm` adds to an agent (read from threadline.yml by bot.agents.config)."""
 
-    provider: str  # the provider id in `providers:`
-    params: Params  # the agent's runtimeParams: session level
+    provider: ProviderConfig  # from `providers:`, the API key read from its variable
+    params: Params  # the agent's runtimeParams (and `model`): session level
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     max_steps: int = 20  # model calls per turn
     sub_agents: Mapping[str, str] | None = None  # a coordinator's agent ids -> descriptions
@@ -185,14 +186,14 @@ class LLMEngine:
             except StreamInterrupted as exc:
                 if attempt == STREAM_RETRIES:
                     raise EngineError(
-                        PROVIDER_FAILED.format(provider=self.options.provider, error=exc)
+                        PROVIDER_FAILED.format(provider=self.options.provider.id, error=exc)
                     ) from exc
                 await tools.say(
                     STREAM_CUT.format(error=exc, attempt=attempt + 1, most=STREAM_RETRIES)
                 )
             except ProviderError as exc:
                 raise EngineError(
-                    PROVIDER_FAILED.format(provider=self.options.provider, error=exc)
+                    PROVIDER_FAILED.format(provider=self.options.provider.id, error=exc)
                 ) from exc
         raise AssertionError("unreachable")
 
