@@ -155,7 +155,7 @@ class AnthropicMessagesProvider:
         if isinstance(exc, anthropic.APIError):
             detail = _body_message(exc.body) or exc.message
         else:
-            detail = type(exc).__name__
+            detail = f"{type(exc).__name__}: {exc}"
         return scrub(
             f"provider {self.config.id!r}: the stream broke off: {detail}", self.config.api_key
         )

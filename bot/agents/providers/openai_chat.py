@@ -141,7 +141,10 @@ class OpenAIChatProvider:
         return ProviderError(scrub(f"{where}: {exc.message}", self.config.api_key))
 
     def _interrupted(self, exc: Exception) -> str:
-        detail = exc.message if isinstance(exc, openai.APIError) else type(exc).__name__
+        if isinstance(exc, openai.APIError):
+            detail = _body_message(exc.body) or exc.message
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
         return scrub(
             f"provider {self.config.id!r}: the stream broke off: {detail}", self.config.api_key
         )
