@@ -159,6 +159,37 @@ class LLMRequest:
                     return text
         return ""
 
+    @property
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The results the request ends with, as {"id", "content", "is_error"}: OpenAI's
+        trailing `tool` messages, or the `tool_result` blocks of Anthropic's last turn."""
+        found: list[dict[str, Any]] = []
+        messages = self.messages
+        if messages and messages[-1].get("role") == "user":
+            content = messages[-1].get("content")
+            for block in content if isinstance(content, list) else []:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    found.append(
+                        {
+                            "id": block.get("tool_use_id"),
+                            "content": block.get("content"),
+                            "is_error": bool(block.get("is_error")),
+                        }
+                    )
+            return found
+        for message in reversed(messages):
+            if message.get("role") != "tool":
+                break
+            found.insert(
+                0,
+                {
+                    "id": message.get("tool_call_id"),
+                    "content": message.get("content"),
+                    "is_error": False,
+                },
+            )
+        return found
+
 
 def _block_text(content: Any) -> str:
     if isinstance(content, str):
@@ -451,14 +482,14 @@ class FakeOpenAI(FakeLLM):
         body = record.body
         _require(isinstance(body.get("model"), str) and body["model"], "'model' is required")
         _require(body.get("stream") is True, "this fake only streams: 'stream' must be true")
-        messages = body.get("messages")
+        messages: Any = body.get("messages")
         _require(isinstance(messages, list) and messages, "'messages' must be a non-empty array")
         tools = body.get("tools")
         names: set[str] = set()
         if tools is not None:
             _require(isinstance(tools, list) and tools, "'tools' must be a non-empty array")
             for tool in tools:
-                function = tool.get("function") if isinstance(tool, dict) else None
+                function: Any = tool.get("function") if isinstance(tool, dict) else None
                 _require(
                     tool.get("type") == "function" and isinstance(function, dict),
                     "each tool needs type 'function' and a 'function' object",
@@ -640,7 +671,7 @@ class FakeAnthropic(FakeLLM):
             )
             if choice.get("type") == "tool":
                 _require(choice.get("name") in names, "tool_choice names an unknown tool")
-        messages = body.get("messages")
+        messages: Any = body.get("messages")
         _require(isinstance(messages, list) and messages, "messages: at least one message")
         uses_tools = self._validate_messages(messages)
         _require(
@@ -680,7 +711,7 @@ class FakeAnthropic(FakeLLM):
                         not results_done,
                         f"messages.{number}: tool_result blocks must come before any other content",
                     )
-                    tool_use_id = block.get("tool_use_id")
+                    tool_use_id: Any = block.get("tool_use_id")
                     _require(
                         tool_use_id in waiting,
                         f"messages.{number}: unexpected `tool_use_id` found in `tool_result` blocks: {tool_use_id}",
@@ -721,7 +752,7 @@ class FakeAnthropic(FakeLLM):
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
-        message = {
+        message: dict[str, Any] = {
             "id": self._next_id("msg_"),
             "type": "message",
             "role": "assistant",
