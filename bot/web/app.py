@@ -18,6 +18,7 @@ from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import ping
 from bot.inbox import Inbox
 from bot.web.auth import install_auth
+from bot.web.setup import add_setup_routes
 from bot.web.writer import DeliveryWriter
 from bot.webhooks import IncomingDelivery, WebhookRejected, accept_github, accept_gitlab
 
@@ -108,4 +109,5 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
+    add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab
     return app

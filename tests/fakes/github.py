@@ -332,9 +332,9 @@ class FakeGitHub:
         self.webhook_url: str | None = None
         self.webhook_secret = ""
         self._redeliveries: set[asyncio.Task[None]] = set()
-        # The manifest flow: one-time codes -> (manifest, when issued); codes converted.
+        # The manifest flow: one-time codes -> (manifest, when issued); answers given.
         self.manifest_codes: dict[str, tuple[dict[str, Any], float]] = {}
-        self.converted: list[str] = []
+        self.conversions: list[dict[str, Any]] = []
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._ids = itertools.count(1001)
@@ -830,7 +830,6 @@ class FakeGitHub:
         if issued is None or self.clock() - issued[1] > 3600:
             raise error(404, "Not Found")
         manifest, _ = issued
-        self.converted.append(ctx.params["code"])
         self.webhook_url = str(manifest["hook_attributes"]["url"])
         self.webhook_secret = secrets.token_hex(20)
         now = iso(self.clock())
@@ -852,6 +851,7 @@ class FakeGitHub:
             "webhook_secret": self.webhook_secret,
             "pem": self.private_key_pem,
         }
+        self.conversions.append(answer)
         return web.json_response(answer, status=201)
 
     def _create_token(self, ctx: Ctx) -> web.Response:
