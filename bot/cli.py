@@ -35,6 +35,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if getattr(args, "no_migrate", False):
         overrides["auto_migrate"] = False
+    if getattr(args, "playground", False):
+        overrides["playground"] = True
     return dataclasses.replace(settings, **overrides) if overrides else settings
 
 
@@ -435,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-migrate",
         action="store_true",
         help="do not upgrade the schema at start; refuse to start if it is not current",
+    )
+    serve.add_argument(
+        "--playground",
+        action="store_true",
+        help="serve the playground (/playground): a pull request in Threadline's own database "
+        "to try sessions on, no host account needed (same as THREADLINE_PLAYGROUND=true)",
     )
     serve.set_defaults(func=cmd_serve)
 

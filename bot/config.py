@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -75,6 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
     Setting("operator_token", "token for the inspector pages and API with close/purge (default: a random one per `serve`, printed once)", secret=True, group="inspector"),
     Setting("viewer_token", "token for read-only access to the inspector pages and API", secret=True, group="inspector"),
+    Setting("playground", "serve the playground host (/playground): a pull request in Threadline's own database to try sessions on", "false", group="playground"),
+    Setting("playground_secret", "secret the playground signs its deliveries with (default: generated once, kept in the database)", secret=True, group="playground"),
     Setting("host_timeout_seconds", "how long one call to a host's API may take", "30", group="hosts"),
     Setting("outbox_min_interval_seconds", "least time between two writes to one installation", "1.0", group="hosts"),
     Setting("outbox_max_attempts", "tries before a write to a host is marked failed", "8", group="hosts"),
@@ -113,6 +116,8 @@ class Settings:
     gitlab_webhook_token: str | None = field(default=None, repr=False)
     operator_token: str | None = field(default=None, repr=False)
     viewer_token: str | None = field(default=None, repr=False)
+    playground: bool = False
+    playground_secret: str | None = field(default=None, repr=False)
     host_timeout_seconds: float = 30.0
     outbox_min_interval_seconds: float = 1.0
     outbox_max_attempts: int = 8
@@ -157,12 +162,18 @@ class Settings:
                 "GitLab is configured but THREADLINE_GITLAB_WEBHOOK_TOKEN is not set: "
                 "without it anyone could post forged events. Set it to the webhook's secret token."
             )
+        if self.playground and not is_loopback(self.host) and not self.operator_token:
+            problems.append(
+                f"the playground is on and the server listens on {self.host}, beyond this "
+                "machine: anyone who reaches it could write as its users. Set "
+                "THREADLINE_OPERATOR_TOKEN, or listen on 127.0.0.1."
+            )
         return problems
 
     def warnings(self) -> list[str]:
         """Things that work but probably are not what the operator wants."""
         out = []
-        if not self.github_enabled and not self.gitlab_enabled:
+        if not self.github_enabled and not self.gitlab_enabled and not self.playground:
             out.append("no host is configured: both webhook endpoints answer 404")
         if self.github_webhook_secret and not (
             (self.github_app_id and self.github_private_key) or self.github_token
@@ -190,6 +201,16 @@ class Settings:
             )
         out.extend(f"unknown variable {name} is ignored" for name in self.unknown_variables)
         return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address only takes connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 def parse_env_file(text: str, origin: str) -> dict[str, str]:
@@ -321,6 +342,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "port": _int("THREADLINE_PORT", 0, 65535),
     "public_url": _url("THREADLINE_PUBLIC_URL"),
     "auto_migrate": _bool("THREADLINE_AUTO_MIGRATE"),
+    "playground": _bool("THREADLINE_PLAYGROUND"),
     "log_level": _choice("THREADLINE_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR"),
     "log_format": _choice("THREADLINE_LOG_FORMAT", "text", "json"),
     "bot_name": _bot_names,

@@ -34,6 +34,7 @@ from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
 from bot.web import create_app
 from bot.web.auth import ensure_operator_token, print_login_link
+from bot.web.playground import playground_link
 from bot.worker import Dispatcher, Worker
 from handlers import build_router
 
@@ -171,7 +172,7 @@ async def background(settings: Settings, services: Services, workers: int) -> As
     clients on one HTTP session."""
     timeout = aiohttp.ClientTimeout(total=settings.host_timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        hosts = Hosts.from_settings(settings, http)
+        hosts = Hosts.from_settings(settings, http, engine=services.engine)
         crew = Crew(make_workers(settings, services, workers))
         try:
             if workers:
@@ -240,6 +241,8 @@ async def serve(
                 for warning in settings.warnings():
                     log.warning("%s", warning)
                 print_login_link(url, generated_token)
+                if settings.playground:
+                    print(f"Playground: {playground_link(url, generated_token)}", flush=True)
                 if on_listening:
                     on_listening(url)
                 tasks = work_crew.start(stop)

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 
+from bot.events import LOCAL_EVENTS
+
 # Events whose deliveries the dispatcher normalizes; anything else is stored as ignored.
 GITHUB_EVENTS = frozenset(
     {
@@ -57,6 +59,8 @@ KEPT_HEADERS = (
     "X-Gitlab-Webhook-UUID",
     "X-Gitlab-Instance",
     "Idempotency-Key",
+    "X-Threadline-Event",
+    "X-Threadline-Delivery",
 )
 
 
@@ -207,6 +211,43 @@ def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> Incomi
         body=body,
         handled=event in GITLAB_EVENTS,
     )
+
+
+def accept_local(headers: Mapping[str, str], body: bytes, secret: str) -> IncomingDelivery:
+    """Verify a playground delivery (`local` host), then decode it.
+
+    The playground signs as GitHub does, HMAC-SHA256 of the raw body with the
+    install's playground secret, in `X-Threadline-Signature-256: sha256=<hex>`; the
+    event is in `X-Threadline-Event` and the delivery id in `X-Threadline-Delivery`.
+    """
+    headers = _lowered(headers)
+    signature = _header(headers, "X-Threadline-Signature-256")
+    if not signature:
+        raise WebhookRejected(401, "missing X-Threadline-Signature-256 header")
+    expected = sign_local(body, secret)
+    if not signature.isascii() or not hmac.compare_digest(signature, expected):
+        raise WebhookRejected(401, "signature does not match the payload")
+    event = _header(headers, "X-Threadline-Event")
+    delivery_id = _header(headers, "X-Threadline-Delivery")
+    if not event:
+        raise WebhookRejected(400, "missing X-Threadline-Event header")
+    if not delivery_id or len(delivery_id) > 128:
+        raise WebhookRejected(400, "missing or overlong X-Threadline-Delivery header")
+    data = decode_payload(_header(headers, "Content-Type"), body)
+    return IncomingDelivery(
+        host="local",
+        delivery_id=delivery_id,
+        event=event[:64],
+        action=_action(data),
+        headers=_kept(headers),
+        body=body,
+        handled=event in LOCAL_EVENTS,
+    )
+
+
+def sign_local(body: bytes, secret: str) -> str:
+    """The X-Threadline-Signature-256 value for `body` (what the playground sends)."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
 def sign_github(body: bytes, secret: str) -> str:

@@ -1,4 +1,5 @@
-"""Routes: POST /webhooks/{github,gitlab}, GET /healthz, GET /readyz.
+"""Routes: POST /webhooks/{github,gitlab} (and /webhooks/local with the playground on),
+GET /healthz, GET /readyz.
 
 Every webhook goes size check -> verify -> store -> answer. It is answered 2xx only
 once the raw delivery is committed; if it cannot be stored the answer is 503, so the
@@ -18,9 +19,16 @@ from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import ping
 from bot.inbox import Inbox
 from bot.web.auth import install_auth
+from bot.web.playground import PLAYGROUND, install_playground
 from bot.web.setup import add_setup_routes
 from bot.web.writer import DeliveryWriter
-from bot.webhooks import IncomingDelivery, WebhookRejected, accept_github, accept_gitlab
+from bot.webhooks import (
+    IncomingDelivery,
+    WebhookRejected,
+    accept_github,
+    accept_gitlab,
+    accept_local,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +53,28 @@ async def _receive(request: web.Request, accept: Accept, secret: str | None) -> 
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return await store_verified(
+        request.app, host, accept, request.headers, body, secret, request.remote
+    )
+
+
+async def store_verified(
+    app: web.Application,
+    host: str,
+    accept: Accept,
+    headers: Mapping[str, str],
+    body: bytes,
+    secret: str,
+    remote: str | None,
+) -> web.Response:
+    """Verify, store and answer one delivery: the part of ingress after reading the body."""
     try:
-        incoming = accept(request.headers, body, secret)
+        incoming = accept(headers, body, secret)
     except WebhookRejected as exc:
-        log.warning("refused %s webhook from %s: %s", host, request.remote, exc.reason)
+        log.warning("refused %s webhook from %s: %s", host, remote, exc.reason)
         return _error(exc.status, exc.reason)
     try:
-        stored = await request.app[WRITER].store(incoming)
+        stored = await app[WRITER].store(incoming)
     except Exception:
         log.exception("could not store %s delivery %s", host, incoming.delivery_id)
         return _error(503, "the delivery could not be stored; please redeliver it")
@@ -71,6 +94,20 @@ async def github_webhook(request: web.Request) -> web.Response:
 
 async def gitlab_webhook(request: web.Request) -> web.Response:
     return await _receive(request, accept_gitlab, request.app[SETTINGS].gitlab_webhook_token)
+
+
+async def local_webhook(request: web.Request) -> web.Response:
+    return await _receive(request, accept_local, request.app[PLAYGROUND].secret)
+
+
+async def ingest_local(
+    app: web.Application, headers: Mapping[str, str], body: bytes
+) -> web.Response:
+    """A playground page's delivery, through the same verify -> store -> answer path."""
+    secret = app[PLAYGROUND].secret
+    if secret is None:
+        return _error(503, "the playground is still starting")
+    return await store_verified(app, "local", accept_local, headers, body, secret, "playground")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -109,5 +146,8 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
+    if settings.playground:
+        install_playground(app, settings, inbox.engine, ingest=ingest_local)
+        app.router.add_post("/webhooks/{host:local}", local_webhook)
     add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab
     return app

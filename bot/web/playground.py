@@ -1,0 +1,646 @@
+"""The playground pages: a small pull request conversation served from our own database.
+
+`GET /playground` shows pull request #1 of `playground/demo`: its diff (click a line
+number to open a review thread), the conversation with reactions and edit marks,
+review threads with reply boxes, reviews and commit statuses. People write as a user
+they pick (maintainer or outsider). Every write goes two ways, as on a real host: into
+the playground's tables, and as a signed delivery into the same ingress the hosts use
+(verify -> store in the inbox -> answer), so the workers, handlers, sessions and outbox
+treat it like any other. The bot answers through `LocalHost` (bot/hosts/local.py).
+
+The page polls `GET /playground/state?v=<version>`; the answer carries new HTML only
+when the pull request changed, so the 👀 reaction and the status comment's edits show
+up without a reload. The routes exist only with THREADLINE_PLAYGROUND on, behind the
+inspector's sign-in; writing needs the operator role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from markupsafe import Markup, escape
+from sqlalchemy import Engine
+
+from bot.config import Settings
+from bot.events import ThreadRef
+from bot.hosts.local_store import (
+    DEMO_PULL,
+    DEMO_REPO,
+    MAINTAINER,
+    CommentInfo,
+    Conversation,
+    PlaygroundError,
+    PlaygroundStore,
+    ThreadInfo,
+    UserInfo,
+    parse_diff,
+)
+from bot.web.auth import OPERATOR, login_link, protect, require, see_other
+from bot.web.render import FEATURES, render, render_text
+from bot.webhooks import sign_local
+
+log = logging.getLogger(__name__)
+
+Ingest = Callable[[web.Application, Mapping[str, str], bytes], Awaitable[web.Response]]
+
+MAX_BODY_CHARS = 65536  # GitHub's limit for a comment body
+EMOJI = {
+    "eyes": "👀",
+    "+1": "👍",
+    "-1": "👎",
+    "laugh": "😄",
+    "confused": "😕",
+    "heart": "❤️",
+    "hooray": "🎉",
+    "rocket": "🚀",
+}
+STATUS_PREFIX = "**Threadline** session"
+REVIEW_STATES = {"approved": "approved these changes", "changes_requested": "requested changes"}
+
+
+@dataclass
+class Playground:
+    """The playground of one web app: its store, and the secret settled at startup."""
+
+    store: PlaygroundStore
+    bot_login: str
+    ingest: Ingest
+    configured_secret: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    repo: str = DEMO_REPO
+    number: int = DEMO_PULL
+
+
+PLAYGROUND = web.AppKey("playground", Playground)
+
+
+def install_playground(
+    app: web.Application, settings: Settings, engine: Engine, *, ingest: Ingest
+) -> None:
+    """Add the /playground routes (guarded like the inspector) and seed on startup.
+
+    Call after `install_auth`; `ingest` stores a delivery the way /webhooks/local does.
+    """
+    app[PLAYGROUND] = Playground(
+        PlaygroundStore(engine),
+        settings.bot_names[0],
+        ingest,
+        configured_secret=settings.playground_secret,
+    )
+    protect(app, "/playground")
+    features: dict[str, bool] = {}
+    if FEATURES in app:  # other parts may have set theirs already
+        features = app[FEATURES]
+    app[FEATURES] = {**features, "playground": True}
+
+    async def prepare(app: web.Application) -> None:
+        playground = app[PLAYGROUND]
+        playground.secret = await asyncio.to_thread(
+            playground.store.prepare, playground.bot_login, playground.configured_secret
+        )
+
+    app.on_startup.append(prepare)
+    app.router.add_get("/playground", page)
+    app.router.add_get("/playground/state", state)
+    app.router.add_post("/playground/comment", post_comment)
+    app.router.add_post("/playground/review-comment", post_review_comment)
+    app.router.add_post("/playground/review-reply", post_review_reply)
+    app.router.add_post("/playground/edit", post_edit)
+    app.router.add_post("/playground/delete", post_delete)
+    app.router.add_post("/playground/review", post_review)
+
+
+def playground_link(url: str, token: str | None) -> str:
+    """Where to open the playground: through sign-in when this run made its own token."""
+    if token is None:
+        return f"{url}/playground"
+    return f"{login_link(url, token)}&{urlencode({'next': '/playground'})}"
+
+
+# ---------------------------------------------------------------- Markdown, a small subset
+
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_CODE = re.compile(r"`([^`\n]+)`")
+_BOLD = re.compile(r"\*\*([^*\n]+)\*\*")
+_MENTION = re.compile(r"(?<![\w/])@([A-Za-z0-9][A-Za-z0-9_-]*)")
+_TASK = re.compile(r"^\s*[-*] \[([ xX])\] (.*)$")
+_BULLET = re.compile(r"^\s*[-*] (.*)$")
+_SUB = re.compile(r"^\s*<sub>(.*)</sub>\s*$")
+
+
+def _inline(text: str) -> str:
+    """Escape one line, then mark up `code`, **bold**, @mentions and <sub>."""
+    parts = _CODE.split(text)
+    out = []
+    for n, part in enumerate(parts):
+        if n % 2:
+            out.append(f"<code>{escape(part)}</code>")
+            continue
+        html = str(escape(part))
+        html = _BOLD.sub(r"<strong>\1</strong>", html)
+        html = _MENTION.sub(r'<span class="mention">@\1</span>', html)
+        out.append(html)
+    return "".join(out)
+
+
+def _line(text: str) -> str:
+    """One line of text as HTML; a line wholly in <sub>...</sub> is small print."""
+    small = _SUB.match(text)
+    return f"<sub>{_inline(small.group(1))}</sub>" if small else _inline(text)
+
+
+def render_body(text: str) -> Markup:
+    """A comment body as the hosts show it, for the subset the bot and people use here:
+    paragraphs, fenced code, task lists, bullets, quotes, `code`, **bold**, and lines in
+    <sub>.
+    HTML comments (the bot's hidden markers) vanish; any other markup is escaped."""
+    lines = _HTML_COMMENT.sub("", text).strip().splitlines()
+    out: list[str] = []
+    paragraph: list[str] = []
+    listing: list[str] = []
+    code: list[str] | None = None
+
+    def flush() -> None:
+        if paragraph:
+            out.append("<p>" + "<br>".join(paragraph) + "</p>")
+            paragraph.clear()
+        if listing:
+            out.append('<ul class="md">' + "".join(listing) + "</ul>")
+            listing.clear()
+
+    for line in lines:
+        if code is not None:
+            if line.strip().startswith("```"):
+                out.append("<pre>" + str(escape("\n".join(code))) + "</pre>")
+                code = None
+            else:
+                code.append(line)
+            continue
+        if line.strip().startswith("```"):
+            flush()
+            code = []
+        elif not line.strip():
+            flush()
+        elif (task := _TASK.match(line)) is not None:
+            if paragraph:
+                flush()
+            box = "☑" if task.group(1) in "xX" else "☐"
+            listing.append(f'<li class="task">{box} {_inline(task.group(2))}</li>')
+        elif (bullet := _BULLET.match(line)) is not None:
+            if paragraph:
+                flush()
+            listing.append(f"<li>{_inline(bullet.group(1))}</li>")
+        elif line.startswith(">"):
+            flush()
+            out.append(f"<blockquote>{_inline(line[1:].strip())}</blockquote>")
+        else:
+            if listing:
+                flush()
+            paragraph.append(_line(line))
+    if code is not None:
+        out.append("<pre>" + str(escape("\n".join(code))) + "</pre>")
+    flush()
+    return Markup("".join(out))  # noqa: S704 (every piece of text was escaped above)
+
+
+# ---------------------------------------------------------------- what the page shows
+
+
+@dataclass(frozen=True)
+class CommentView:
+    id: int
+    author: str
+    is_bot: bool
+    html: Markup
+    created_at: datetime
+    edited: bool
+    deleted: bool
+    is_status: bool
+    reactions: tuple[tuple[str, int, str], ...]  # (emoji, count, who)
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    id: int
+    path: str
+    line: int
+    side: str
+    resolved: bool
+    comments: tuple[CommentView, ...]
+
+
+@dataclass(frozen=True)
+class LineView:
+    kind: str
+    text: str
+    old: int | None
+    new: int | None
+    threads: tuple[ThreadView, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileView:
+    path: str
+    status: str
+    additions: int
+    deletions: int
+    lines: tuple[LineView, ...]
+
+
+def _comment_view(comment: CommentInfo, bots: set[str]) -> CommentView:
+    return CommentView(
+        id=comment.id,
+        author=comment.author,
+        is_bot=comment.author in bots,
+        html=Markup("") if comment.deleted_at else render_body(comment.body),
+        created_at=comment.created_at,
+        edited=comment.edited_at is not None,
+        deleted=comment.deleted_at is not None,
+        is_status=comment.author in bots and comment.body.startswith(STATUS_PREFIX),
+        reactions=tuple(
+            (EMOJI.get(content, content), len(who), ", ".join(who))
+            for content, who in comment.reactions
+        ),
+    )
+
+
+def _thread_view(thread: ThreadInfo, bots: set[str]) -> ThreadView:
+    return ThreadView(
+        id=thread.id,
+        path=thread.path,
+        line=thread.line,
+        side=thread.side,
+        resolved=thread.resolved,
+        comments=tuple(_comment_view(c, bots) for c in thread.comments),
+    )
+
+
+def view_model(conversation: Conversation) -> dict[str, Any]:
+    """The template's data: the diff with its threads in place, and the timeline."""
+    bots = {u.login for u in conversation.users if u.is_bot}
+    threads = [_thread_view(t, bots) for t in conversation.threads]
+    placed: set[int] = set()
+    files = []
+    for diff_file in parse_diff(conversation.pull.diff):
+        lines = []
+        for line in diff_file.lines:
+            here = tuple(
+                t
+                for t in threads
+                if t.path == diff_file.path
+                and (
+                    (t.side == "RIGHT" and line.kind in ("add", "context") and t.line == line.new)
+                    or (t.side == "LEFT" and line.kind == "del" and t.line == line.old)
+                )
+            )
+            placed.update(t.id for t in here)
+            lines.append(LineView(line.kind, line.text, line.old, line.new, here))
+        files.append(
+            FileView(
+                diff_file.path,
+                diff_file.status,
+                diff_file.additions,
+                diff_file.deletions,
+                tuple(lines),
+            )
+        )
+    timeline: list[tuple[datetime, str, Any]] = [
+        (c.created_at, "comment", _comment_view(c, bots)) for c in conversation.comments
+    ]
+    timeline += [
+        (r.created_at, "review", r) for r in conversation.reviews if r.state in REVIEW_STATES
+    ]
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    return {
+        "pull": conversation.pull,
+        "files": files,
+        "outdated": [t for t in threads if t.id not in placed],
+        "timeline": timeline,
+        "review_words": REVIEW_STATES,
+        "commit_states": conversation.commit_states,
+        "people": [u for u in conversation.users if not u.is_bot],
+        "threads_open": sum(1 for t in threads if not t.resolved),
+    }
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+def signed_delivery(
+    event: str, payload: dict[str, Any], secret: str
+) -> tuple[dict[str, str], bytes]:
+    """Headers and body of one playground delivery, signed as /webhooks/local checks."""
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "threadline-playground",
+        "X-Threadline-Event": event,
+        "X-Threadline-Delivery": str(uuid.uuid4()),
+        "X-Threadline-Signature-256": sign_local(body, secret),
+    }
+    return headers, body
+
+
+def comment_payload(
+    action: str, comment: CommentInfo, sender: UserInfo, thread: ThreadInfo | None
+) -> dict[str, Any]:
+    """The `comment` event for `comment` (see bot.events.normalize_local for the shape)."""
+    return {
+        "action": action,
+        "repository": comment.repo,
+        "target": "pull",
+        "number": comment.number,
+        "sender": {"login": sender.login, "bot": sender.is_bot},
+        "comment": {
+            "id": comment.id,
+            "body": comment.body,
+            "url": comment.url,
+            "thread": comment.thread_id,
+            "in_reply_to": comment.in_reply_to,
+            "path": thread.path if thread else None,
+            "line": thread.line if thread else None,
+        },
+    }
+
+
+def thread_of(comment: CommentInfo) -> ThreadRef:
+    return ThreadRef(
+        "local",
+        comment.repo,
+        "pull",
+        comment.number,
+        None if comment.thread_id is None else str(comment.thread_id),
+    )
+
+
+class Refused(Exception):
+    """A playground write that cannot be done; the message says why (shown to the person)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _deliver(request: web.Request, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    playground = request.app[PLAYGROUND]
+    if playground.secret is None:
+        raise Refused("the playground is still starting; try again", 503)
+    headers, body = signed_delivery(event, payload, playground.secret)
+    answer = await playground.ingest(request.app, headers, body)
+    data: dict[str, Any] = json.loads(answer.text or "{}")
+    if answer.status >= 300:
+        raise Refused(
+            f"the comment was saved, but its delivery was refused: {data.get('error')}",
+            answer.status,
+        )
+    return data
+
+
+# ---------------------------------------------------------------- pages
+
+
+def _as(request: web.Request, people: list[UserInfo]) -> str:
+    wanted = request.query.get("as", MAINTAINER)
+    return wanted if any(u.login == wanted for u in people) else MAINTAINER
+
+
+async def _model(request: web.Request) -> dict[str, Any]:
+    playground = request.app[PLAYGROUND]
+    conversation = await asyncio.to_thread(
+        playground.store.conversation, playground.repo, playground.number
+    )
+    if conversation is None:
+        raise web.HTTPServiceUnavailable(text="the playground is still being set up; reload")
+    version = await asyncio.to_thread(playground.store.version, playground.repo, playground.number)
+    model = view_model(conversation)
+    return {**model, "version": version, "as_user": _as(request, model["people"])}
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    return render(request, "playground.html", **await _model(request), error=None, draft="")
+
+
+async def state(request: web.Request) -> web.StreamResponse:
+    """The live part of the page, only when it changed since version `v`."""
+    playground = request.app[PLAYGROUND]
+    version = await asyncio.to_thread(playground.store.version, playground.repo, playground.number)
+    if request.query.get("v") == version:
+        return web.json_response({"version": version, "changed": False})
+    model = await _model(request)
+    html = render_text(request, "playground_live.html", **model)
+    return web.json_response({"version": model["version"], "changed": True, "html": html})
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _wants_json(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def _person(request: web.Request, form: Mapping[str, str]) -> UserInfo:
+    login = form.get("user", "")
+    user = await asyncio.to_thread(request.app[PLAYGROUND].store.user, login)
+    if user is None or user.is_bot:
+        raise Refused(f"pick a playground user to write as (not {login!r})")
+    return user
+
+
+def _text(form: Mapping[str, str], name: str = "body") -> str:
+    text = form.get(name, "").replace("\r\n", "\n").strip()
+    if not text:
+        raise Refused("write something first")
+    if len(text) > MAX_BODY_CHARS:
+        raise Refused(f"a comment holds at most {MAX_BODY_CHARS} characters")
+    return text
+
+
+def _number(form: Mapping[str, str], name: str) -> int:
+    try:
+        return int(form.get(name, ""))
+    except ValueError:
+        raise Refused(f"{name} must be a number") from None
+
+
+async def _answer(
+    request: web.Request,
+    form: Mapping[str, str],
+    act: Callable[[], Awaitable[dict[str, Any]]],
+) -> web.StreamResponse:
+    """Run one write; answer JSON, or send the browser back to the page (or show why not)."""
+    try:
+        done = await act()
+    except (Refused, PlaygroundError) as exc:
+        status = exc.status
+        if _wants_json(request):
+            return web.json_response({"error": str(exc)}, status=status)
+        model = await _model(request)
+        return render(
+            request,
+            "playground.html",
+            status=status,
+            **model,
+            error=str(exc),
+            draft=form.get("body", ""),
+        )
+    if _wants_json(request):
+        return web.json_response(done, status=201)
+    anchor = f"#comment-{done['comment']}" if "comment" in done else ""
+    return see_other(f"/playground?{urlencode({'as': form.get('user', MAINTAINER)})}{anchor}")
+
+
+@require(OPERATOR)
+async def post_comment(request: web.Request) -> web.StreamResponse:
+    """A comment in the pull request's conversation."""
+    form = await _form(request)
+
+    async def act() -> dict[str, Any]:
+        playground = request.app[PLAYGROUND]
+        user, body = await _person(request, form), _text(form)
+        made = await asyncio.to_thread(
+            playground.store.add_comment, playground.repo, playground.number, user.login, body
+        )
+        delivery = await _deliver(request, "comment", comment_payload("created", made, user, None))
+        return {"comment": made.id, "delivery": delivery}
+
+    return await _answer(request, form, act)
+
+
+@require(OPERATOR)
+async def post_review_comment(request: web.Request) -> web.StreamResponse:
+    """A new review thread on one line of the diff, with its first comment."""
+    form = await _form(request)
+
+    async def act() -> dict[str, Any]:
+        playground = request.app[PLAYGROUND]
+        user, body = await _person(request, form), _text(form)
+        line, side = _number(form, "line"), form.get("side", "RIGHT")
+        thread, made = await asyncio.to_thread(
+            lambda: playground.store.open_thread(
+                playground.repo,
+                playground.number,
+                user.login,
+                path=form.get("path", ""),
+                line=line,
+                body=body,
+                side=side,
+            )
+        )
+        payload = comment_payload("created", made, user, thread)
+        delivery = await _deliver(request, "comment", payload)
+        return {"comment": made.id, "thread": thread.id, "delivery": delivery}
+
+    return await _answer(request, form, act)
+
+
+@require(OPERATOR)
+async def post_review_reply(request: web.Request) -> web.StreamResponse:
+    """A reply in an existing review thread."""
+    form = await _form(request)
+
+    async def act() -> dict[str, Any]:
+        playground = request.app[PLAYGROUND]
+        user, body = await _person(request, form), _text(form)
+        thread_id = _number(form, "thread")
+        made = await asyncio.to_thread(
+            lambda: playground.store.add_comment(
+                playground.repo, playground.number, user.login, body, thread_id=thread_id
+            )
+        )
+        thread = await asyncio.to_thread(playground.store.thread, thread_id)
+        payload = comment_payload("created", made, user, thread)
+        delivery = await _deliver(request, "comment", payload)
+        return {"comment": made.id, "thread": thread_id, "delivery": delivery}
+
+    return await _answer(request, form, act)
+
+
+async def _change(request: web.Request, form: Mapping[str, str], action: str) -> dict[str, Any]:
+    playground = request.app[PLAYGROUND]
+    user = await _person(request, form)
+    comment_id = _number(form, "comment")
+    if action == "edited":
+        body = _text(form)
+        changed = await asyncio.to_thread(
+            lambda: playground.store.edit_comment(comment_id, body, by=user.login)
+        )
+    else:
+        changed = await asyncio.to_thread(
+            lambda: playground.store.delete_comment(comment_id, by=user.login)
+        )
+    thread = (
+        None
+        if changed.thread_id is None
+        else await asyncio.to_thread(playground.store.thread, changed.thread_id)
+    )
+    delivery = await _deliver(request, "comment", comment_payload(action, changed, user, thread))
+    return {"comment": changed.id, "delivery": delivery}
+
+
+@require(OPERATOR)
+async def post_edit(request: web.Request) -> web.StreamResponse:
+    """Edit one's own comment (a queued input changes with it)."""
+    form = await _form(request)
+    return await _answer(request, form, lambda: _change(request, form, "edited"))
+
+
+@require(OPERATOR)
+async def post_delete(request: web.Request) -> web.StreamResponse:
+    """Delete one's own comment (a queued input is taken back)."""
+    form = await _form(request)
+    return await _answer(request, form, lambda: _change(request, form, "deleted"))
+
+
+@require(OPERATOR)
+async def post_review(request: web.Request) -> web.StreamResponse:
+    """Approve the pull request, or request changes."""
+    form = await _form(request)
+
+    async def act() -> dict[str, Any]:
+        playground = request.app[PLAYGROUND]
+        user = await _person(request, form)
+        wanted = form.get("state", "")
+        if wanted not in REVIEW_STATES:
+            raise Refused(f"a review is approved or changes_requested, not {wanted!r}")
+        body = form.get("body", "").strip()[:MAX_BODY_CHARS]
+        pull = await asyncio.to_thread(playground.store.pull, playground.repo, playground.number)
+        assert pull is not None  # seeded before the app answers
+        review, _ = await asyncio.to_thread(
+            lambda: playground.store.create_review(
+                playground.repo,
+                playground.number,
+                user.login,
+                state=wanted,
+                body=body,
+                commit_sha=pull.head_sha,
+            )
+        )
+        payload = {
+            "action": "submitted",
+            "repository": playground.repo,
+            "target": "pull",
+            "number": playground.number,
+            "sender": {"login": user.login, "bot": False},
+            "review": {
+                "id": review.id,
+                "state": review.state,
+                "body": review.body,
+                "commit_id": review.commit_sha,
+            },
+        }
+        return {"review": review.id, "delivery": await _deliver(request, "review", payload)}
+
+    return await _answer(request, form, act)
