@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import asdict
+from typing import Any
+
 from bot.agents.base import AgentSpec, Engine
 from bot.agents.config import Config, SessionPolicy, build_engine
+from bot.agents.llm import OPTIONS_KEY, LLMOptions
+from bot.agents.script import SCRIPT_OPTION
 from bot.sessions.store import SessionOptions
 
 
@@ -25,6 +31,46 @@ class Agents:
         if agent.id not in self._engines:
             self._engines[agent.id] = build_engine(agent)
         return self._engines[agent.id]
+
+    async def close(self) -> None:
+        """Release what engines hold (a provider's HTTP client)."""
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            close = getattr(engine, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+
+def spec_record(agent: AgentSpec) -> dict[str, Any]:
+    """The agent as a session records it at launch (shown by `sessions show` and the
+    inspector): everything but secrets. A provider's API key never appears."""
+    record: dict[str, Any] = {
+        "id": agent.id,
+        "engine": agent.engine,
+        "description": agent.description,
+        "system_prompt": agent.system_prompt,
+        "tools": list(agent.tools),
+        "agent_ids": list(agent.agent_ids),
+        "max_delegations": agent.max_delegations,
+        "budget": asdict(agent.budget),
+        "access": None if agent.access is None else asdict(agent.access),
+    }
+    options = agent.options.get(OPTIONS_KEY)
+    if isinstance(options, LLMOptions):
+        params = asdict(options.params)
+        params["provider_specific"] = dict(options.params.provider_specific)
+        record["llm"] = {
+            "provider": options.provider.id,
+            "kind": options.provider.kind,
+            "base_url": options.provider.base_url,
+            "runtime_params": params,
+            "tool_choice": asdict(options.tool_choice),
+            "max_steps": options.max_steps,
+        }
+    if SCRIPT_OPTION in agent.options:
+        record["script_rules"] = len(agent.options[SCRIPT_OPTION])
+    return record
 
 
 def session_options(policy: SessionPolicy) -> SessionOptions:

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -22,10 +22,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import outbox as ob
 from bot.agents.base import (
-    REPLY,
-    TASK_COMPLETED,
-    UPDATE_STATUS,
     AgentSpec,
+    BudgetExceeded,
     Engine,
     EngineError,
     ToolResult,
@@ -38,9 +36,14 @@ from bot.inbox import utcnow, worker_name
 from bot.log import session_var
 from bot.loops import nap
 from bot.sessions import status
+from bot.sessions.agents import spec_record
+from bot.sessions.memory import MemoryStore
+from bot.sessions.search import SessionDirectory
 from bot.sessions.store import (
+    BUDGET,
     DONE,
     FAILURE,
+    PARENT_CLOSED,
     InputInfo,
     Launch,
     LaunchResult,
@@ -48,6 +51,7 @@ from bot.sessions.store import (
     SessionOptions,
     SessionStore,
 )
+from bot.sessions.tools import HostFor, SessionTools, TurnAbandoned
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,11 @@ REFUSED_COMMAND = (
     "Sorry @{login}, only people with write access to this repository can use `{command}`."
 )
 EXTEND_REFUSED = "Cannot extend session `{id}` by {minutes} min: at most {most} min in all."
+BUDGET_CLOSED = "Session `{id}` stopped: {reason}."
+DELEGATION_LIMIT = "delegation limit reached: at most {most} per session; nothing was started"
+UNKNOWN_SUB_AGENT = "no agent {agent!r} is configured"
+DELEGATION_FAILED = "the delegation to {agent} (session {id}) failed: {error}"
+DELEGATION_UNFINISHED = "the delegation to {agent} (session {id}) ended ({state}) without output"
 
 
 class AgentCatalog(Protocol):
@@ -103,6 +112,7 @@ class SessionService:
         deadline_changed: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
         permission_ttl: float = 60.0,
+        host_for: HostFor | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
@@ -115,6 +125,9 @@ class SessionService:
         self.clock = clock
         self._permission_ttl = permission_ttl
         self._permissions: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self.host_for = host_for
+        self.directory = SessionDirectory(store.engine)
+        self.memory = MemoryStore(store.engine)
 
     # ------------------------------------------------------------------ asking
 
@@ -155,6 +168,7 @@ class SessionService:
             trigger_comment_id=trigger.comment_id,
             trigger_url=trigger.url,
             options=self.options,
+            spec=spec_record(agent),
         )
         result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
         if not result.created:
@@ -236,7 +250,26 @@ class SessionService:
             await self.publish_status(closed)
             self.deadline_changed()
             log.info("session %s closed: %s", closed.id, reason)
+            for child in await asyncio.to_thread(self.store.children, session.id):
+                if child.live:
+                    await self.close(child, PARENT_CLOSED, by=by)
         return closed
+
+    def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
+        """Raise BudgetExceeded when the session is past its agent's turns or minutes."""
+        budget = agent.budget
+        if budget.turns is not None and session.turns > budget.turns:
+            raise BudgetExceeded(f"turn budget of {budget.turns} spent")
+        if budget.minutes is not None:
+            minutes = (self.clock() - session.created_at).total_seconds() / 60
+            if minutes > budget.minutes:
+                raise BudgetExceeded(f"time budget of {budget.minutes:g} min spent")
+
+    async def close_for_budget(self, session: SessionInfo, reason: str) -> None:
+        closed = await self.close(session, BUDGET, by=None)
+        if closed is not None:
+            await self.note(closed, "budget", {"reason": reason})
+            await self.reply(closed, "budget", BUDGET_CLOSED.format(id=session.id, reason=reason))
 
     async def extend(self, session: SessionInfo, minutes: float, *, by: str) -> SessionInfo | None:
         extended = await asyncio.to_thread(self.store.extend, session.id, minutes, by=by)
@@ -288,7 +321,10 @@ class SessionService:
             await self.publish_status(session)
 
     async def publish_status(self, session: SessionInfo) -> None:
-        """Queue the newest state of the session's status comment (older unsent ones drop)."""
+        """Queue the newest state of the session's status comment (older unsent ones drop).
+        A delegation has none: its coordinator's session speaks for it."""
+        if session.parent_id is not None:
+            return
         seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
         body = status.render(fresh, self.clock())
         await self._write(
@@ -300,78 +336,6 @@ class SessionService:
                 session.installation_id,
             )
         )
-
-
-class TurnAbandoned(Exception):
-    """The session was closed (or taken over) while its turn ran: stop, write nothing more."""
-
-
-class SessionTools:
-    """The tools one turn of one session may call, recorded as they are used."""
-
-    def __init__(
-        self,
-        service: SessionService,
-        session: SessionInfo,
-        turn: int,
-        agent: AgentSpec,
-        owner: str,
-    ) -> None:
-        self.service = service
-        self.session = session
-        self.turn = turn
-        self.agent = agent
-        self.owner = owner
-        self.completed = False
-        self._calls = 0
-
-    async def say(self, text: str) -> None:
-        await self.service.note(self.session, "message", {"turn": self.turn, "text": text})
-
-    async def call(self, name: str, args: Mapping[str, Any]) -> ToolResult:
-        self._calls += 1
-        store = self.service.store
-        call = {"turn": self.turn, "tool": name, "args": dict(args)}
-        if not await asyncio.to_thread(
-            store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
-        ):
-            raise TurnAbandoned(self.session.id)
-        result = await self._run(name, args)
-        await asyncio.to_thread(
-            store.record,
-            self.session.id,
-            "tool_result",
-            {"turn": self.turn, "tool": name, "ok": result.ok, "content": result.content},
-        )
-        return result
-
-    async def _run(self, name: str, args: Mapping[str, Any]) -> ToolResult:
-        if name not in self.agent.tools:
-            return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
-        key = f"t{self.turn}.c{self._calls}"
-        if name == REPLY:
-            body = str(args.get("body") or "").strip()
-            if not body:
-                return ToolResult(False, "reply needs a non-empty body")
-            await self.service.reply(self.session, key, body)
-            return ToolResult(True, "reply queued")
-        if name == UPDATE_STATUS:
-            steps = [
-                {"title": str(s.get("title", "")), "done": bool(s.get("done"))}
-                for s in args.get("steps") or []
-                if isinstance(s, Mapping)
-            ]
-            progress = {"steps": steps, "summary": str(args.get("summary") or "")}
-            await asyncio.to_thread(self.service.store.save_progress, self.session.id, progress)
-            await self.service.publish_status(self.session)
-            return ToolResult(True, "status updated")
-        if name == TASK_COMPLETED:
-            # The result goes into the status comment; `reply` is how agents talk.
-            output = str(args.get("output") or "").strip()
-            await asyncio.to_thread(self.service.store.save_output, self.session.id, output)
-            self.completed = True
-            return ToolResult(True, "task completed")
-        return ToolResult(False, f"unknown tool {name!r}")
 
 
 class TurnRunner:
@@ -410,35 +374,67 @@ class TurnRunner:
         if claimed is None:
             return False
         session, inputs = claimed
+        await self._run_claimed(session, inputs)
+        return True
+
+    async def _run_claimed(
+        self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any] | None = None
+    ) -> None:
         token = session_var.set(session.id)
         heartbeat = asyncio.create_task(self._heartbeat(session.id))
         try:
-            await self._turn(session, inputs)
+            await self._turn(session, inputs, params or {})
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             session_var.reset(token)
-        return True
 
-    async def _turn(self, session: SessionInfo, inputs: list[InputInfo]) -> None:
+    async def _turn(
+        self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any]
+    ) -> None:
         service = self.service
         await service.publish_status(session)
         agent = service.agents.agent(session.agent_id)
-        tools = SessionTools(service, session, session.turns, agent, self.name)
+        tools = SessionTools(
+            service,
+            session,
+            session.turns,
+            agent,
+            self.name,
+            host_for=service.host_for,
+            directory=service.directory,
+            memory=service.memory,
+            delegate=self.delegate,
+        )
+        history = await asyncio.to_thread(service.store.conversation, session.id)
         turn = Turn(
             session_id=session.id,
             number=session.turns,
             agent=agent,
             task=session.task,
             inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
-            thread_key=session.thread.key,
+            thread_key=session.thread_key or session.thread.key,
+            history=tuple(history),
+            params=params,
+            context={
+                "repository": f"{session.thread.host}:{session.thread.repo}",
+                "thread": session.thread.key,
+                "session": session.id,
+                "parent": session.parent_id,
+            },
         )
         error: str | None = None
         try:
+            service.check_budget(session, agent)
             await service.agents.engine(agent).run_turn(turn, tools)
+            await tools.flush()
         except TurnAbandoned:
             log.info("session %s closed during turn %d: the turn stops", session.id, session.turns)
+            return
+        except BudgetExceeded as exc:
+            await tools.flush()
+            await service.close_for_budget(session, str(exc))
             return
         except EngineError as exc:
             error = str(exc) or type(exc).__name__
@@ -446,7 +442,8 @@ class TurnRunner:
             log.exception("session %s turn %d crashed", session.id, session.turns)
             error = f"{type(exc).__name__}: {exc}"
         close_reason = None
-        if error is None and tools.completed and not session.options.keep_open_for_comments:
+        keep_open = session.options.keep_open_for_comments and session.parent_id is None
+        if error is None and tools.completed and not keep_open:
             close_reason = DONE
         finished = await asyncio.to_thread(
             service.store.finish_turn,
@@ -468,6 +465,97 @@ class TurnRunner:
             await asyncio.to_thread(service.store.note_problem, session.id, f"{FAILURE}: {error}")
         await service.publish_status(finished)
         service.deadline_changed()
+
+    async def delegate(
+        self,
+        parent: SessionInfo,
+        tools: SessionTools,
+        agent_id: str,
+        task: str,
+        params: Mapping[str, Any],
+        call_id: str,
+    ) -> ToolResult:
+        """Run `task` as a child session of `parent` with agent `agent_id`, in this turn;
+        its output is the result. The child remembers nothing of earlier delegations."""
+        service = self.service
+        store = service.store
+        coordinator = tools.agent
+        try:
+            agent = service.agents.agent(agent_id)
+        except KeyError:
+            return ToolResult(False, UNKNOWN_SUB_AGENT.format(agent=agent_id))
+        number = await asyncio.to_thread(
+            store.take_delegation, parent.id, coordinator.max_delegations
+        )
+        if number is None:
+            await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
+            return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))
+        options = replace(parent.options, keep_open_for_comments=False, listen_to_comments=False)
+        launched = await asyncio.to_thread(
+            store.launch,
+            Launch(
+                client_request_id=f"{parent.id}.d{number}",
+                thread=parent.thread,
+                installation_id=parent.installation_id,
+                agent_id=agent.id,
+                task=task,
+                started_by=f"session:{parent.id}",
+                trigger_comment_id=None,
+                trigger_url=None,
+                options=options,
+                parent_id=parent.id,
+                thread_key=f"{parent.thread_key or parent.thread.key}/delegations/{number}",
+                spec=spec_record(agent),
+            ),
+            max_live=2**31,
+        )
+        child = launched.session
+        await service.note(
+            parent,
+            "delegation_started",
+            {
+                "turn": tools.turn,
+                "call": call_id,
+                "child": child.id,
+                "agent": agent.id,
+                "number": number,
+                "task": task,
+                "runtimeParams": dict(params),
+            },
+        )
+        claimed = await asyncio.to_thread(
+            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child.id
+        )
+        if claimed is not None:
+            await self._run_claimed(claimed[0], claimed[1], params)
+        done = await asyncio.to_thread(store.get, child.id)
+        assert done is not None
+        if done.state == "failed":
+            problem = str(done.progress.get("problem") or "failed")
+            result = ToolResult(
+                False, DELEGATION_FAILED.format(agent=agent.id, id=child.id, error=problem)
+            )
+        elif done.completed:
+            result = ToolResult(True, done.output or "")
+        else:
+            text = DELEGATION_UNFINISHED.format(agent=agent.id, id=child.id, state=done.state)
+            result = ToolResult(False, text)
+        if done.live:  # it ended its turn without task_completed: it is done all the same
+            await service.close(done, DONE, by=f"session:{parent.id}")
+        await service.note(
+            parent,
+            "delegation_finished",
+            {
+                "turn": tools.turn,
+                "call": call_id,
+                "child": child.id,
+                "agent": agent.id,
+                "ok": result.ok,
+                "output": result.content,
+                "tokens": {"input": done.tokens_in, "output": done.tokens_out},
+            },
+        )
+        return result
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:

@@ -36,6 +36,8 @@ CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "purged",
     "operator",
 )
+BUDGET, PARENT_CLOSED = "budget", "parent_closed"
+CONVERSATION = "conversation"  # the transcript event kind of a remembered message
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class Launch:
     trigger_comment_id: str | None
     trigger_url: str | None
     options: SessionOptions
+    parent_id: str | None = None  # a delegation: the coordinator's session
+    thread_key: str | None = None  # default: thread.key (a delegation gets its own)
+    spec: dict[str, Any] | None = None  # the agent as launched
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,17 @@ class SessionInfo:
     progress: dict[str, Any]
     output: str | None
     status_seq: int
+    parent_id: str | None = None
+    thread_key: str = ""
+    spec: dict[str, Any] | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    delegations: int = 0
+
+    @property
+    def key(self) -> str:
+        """How the session tools name it: `<agent id>:<thread key>`."""
+        return f"{self.agent_id}:{self.thread_key or self.thread.key}"
 
     @property
     def live(self) -> bool:
@@ -116,6 +132,9 @@ class SessionInfo:
             "options": asdict(self.options),
             "progress": self.progress,
             "output": self.output,
+            "parent": self.parent_id,
+            "tokens": {"input": self.tokens_in, "output": self.tokens_out},
+            "delegations": self.delegations,
         }
 
 
@@ -178,6 +197,12 @@ def _info(row: SessionRow) -> SessionInfo:
         progress=dict(row.progress or {}),
         output=row.output,
         status_seq=row.status_seq,
+        parent_id=row.parent_id,
+        thread_key=row.thread_key,
+        spec=row.spec,
+        tokens_in=row.tokens_in or 0,
+        tokens_out=row.tokens_out or 0,
+        delegations=row.delegations or 0,
     )
 
 
@@ -213,6 +238,7 @@ class SessionStore:
     def _launch_once(self, req: Launch, max_live: int) -> LaunchResult:
         now = self.clock()
         opts = req.options
+        thread_key = req.thread_key or req.thread.key
         with Session(self.engine) as session, session.begin():
             before = session.execute(
                 select(SessionRow).where(SessionRow.client_request_id == req.client_request_id)
@@ -221,7 +247,7 @@ class SessionStore:
                 return LaunchResult(_info(before), created=False)
             live = session.execute(
                 select(SessionRow).where(
-                    SessionRow.thread_key == req.thread.key, SessionRow.state.in_(LIVE_STATES)
+                    SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
                 )
             ).scalar_one_or_none()
             if live is not None:
@@ -238,7 +264,7 @@ class SessionStore:
                 host=req.thread.host,
                 repo=req.thread.repo,
                 installation_id=req.installation_id,
-                thread_key=req.thread.key,
+                thread_key=thread_key,
                 thread=asdict(req.thread),
                 agent_id=req.agent_id,
                 state=CLOSED if refused else ACTIVE,
@@ -260,6 +286,11 @@ class SessionStore:
                 progress={},
                 output=None,
                 status_seq=0,
+                parent_id=req.parent_id,
+                spec=req.spec,
+                tokens_in=0,
+                tokens_out=0,
+                delegations=0,
             )
             session.add(row)
             session.flush()
@@ -288,6 +319,7 @@ class SessionStore:
                     "url": req.trigger_url,
                     "client_request_id": req.client_request_id,
                     "options": asdict(opts),
+                    "parent": req.parent_id,
                 },
             )
             if refused:
@@ -444,12 +476,13 @@ class SessionStore:
     # --------------------------------------------------------------------- turns
 
     def claim_turn(
-        self, owner: str, *, lease_seconds: float
+        self, owner: str, *, lease_seconds: float, session_id: str | None = None
     ) -> tuple[SessionInfo, list[InputInfo]] | None:
         """Take the oldest live session that has queued inputs and is not mid-turn.
 
         A turn whose runner died (lease expired) is taken over and run again with the
-        inputs it had not consumed.
+        inputs it had not consumed. Delegations (sessions with a parent) are run by their
+        coordinator's turn, never taken here, unless asked for by `session_id`.
         """
         now = self.clock()
         with Session(self.engine) as session, session.begin():
@@ -466,10 +499,15 @@ class SessionStore:
                 .where(SessionInput.status.in_(UNCONSUMED))
                 .distinct()
             )
+            whose = (
+                SessionRow.parent_id.is_(None)
+                if session_id is None
+                else SessionRow.id == session_id
+            )
             candidates = (
                 session.execute(
                     select(SessionRow.id)
-                    .where(SessionRow.id.in_(waiting), ready)
+                    .where(SessionRow.id.in_(waiting), ready, whose)
                     .order_by(SessionRow.updated_at)
                     .limit(10)
                     .with_for_update(skip_locked=True)
@@ -541,6 +579,98 @@ class SessionStore:
                 return False
             self._record(session, session_id, kind, data)
             return True
+
+    def add_usage(self, session_id: str, input_tokens: int, output_tokens: int) -> tuple[int, int]:
+        """Count one model call's tokens; the session's totals (input, output) after it."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(
+                    tokens_in=SessionRow.tokens_in + input_tokens,
+                    tokens_out=SessionRow.tokens_out + output_tokens,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            found = session.execute(
+                select(SessionRow.tokens_in, SessionRow.tokens_out).where(
+                    SessionRow.id == session_id
+                )
+            ).one()
+            return int(found[0]), int(found[1])
+
+    def take_delegation(self, session_id: str, most: int) -> int | None:
+        """Count one more delegation if fewer than `most` were made; its number (1, 2, ...)
+        or None at the limit. A conditional UPDATE, so concurrent calls cannot pass it."""
+        with Session(self.engine) as session, session.begin():
+            won = session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.delegations < most)
+                .values(delegations=SessionRow.delegations + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return int(
+                session.execute(
+                    select(SessionRow.delegations).where(SessionRow.id == session_id)
+                ).scalar_one()
+            )
+
+    def children(self, session_id: str) -> list[SessionInfo]:
+        """The delegations of a session, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(SessionRow)
+                .where(SessionRow.parent_id == session_id)
+                .order_by(SessionRow.created_at, SessionRow.id)
+            ).scalars()
+            return [_info(row) for row in rows]
+
+    def conversation(self, session_id: str) -> list[dict[str, Any]]:
+        """The messages the engine remembered (`conversation` events), oldest first."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(TranscriptEvent.data)
+                .where(
+                    TranscriptEvent.session_id == session_id,
+                    TranscriptEvent.kind == CONVERSATION,
+                )
+                .order_by(TranscriptEvent.id)
+            ).scalars()
+            return [dict(data["message"]) for data in rows]
+
+    def answer_to(self, session_id: str, input_id: int) -> str | None:
+        """What a session said in the turn that took input `input_id` (its messages and
+        replies, in order), once that turn has ended; None until then."""
+        with Session(self.engine) as session:
+            item = session.get(SessionInput, input_id)
+            if item is None or item.session_id != session_id:
+                return None
+            row = session.get(SessionRow, session_id)
+            if item.turn is None or row is None:
+                return None
+            mid_turn = row.state == BUSY and row.turns == item.turn
+            if item.status != CONSUMED and (mid_turn or row.state in LIVE_STATES):
+                return None
+            events = session.execute(
+                select(TranscriptEvent.kind, TranscriptEvent.data)
+                .where(
+                    TranscriptEvent.session_id == session_id,
+                    TranscriptEvent.kind.in_(("message", "tool_call")),
+                )
+                .order_by(TranscriptEvent.id)
+            ).all()
+        said: list[str] = []
+        for kind, data in events:
+            if data.get("turn") != item.turn:
+                continue
+            if kind == "message":
+                said.append(str(data.get("text") or ""))
+            elif data.get("tool") in ("reply", "task_completed"):
+                args = data.get("args") or {}
+                said.append(str(args.get("body") or args.get("output") or ""))
+        return "\n\n".join(text for text in said if text) or "(no answer)"
 
     def renew_turn(self, session_id: str, owner: str, lease_seconds: float) -> bool:
         return self._owned_update(

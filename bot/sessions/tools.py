@@ -1,0 +1,425 @@
+"""The tools one turn of one session may call, carried out and recorded as they are used.
+
+Every call is recorded before it runs (`tool_call`, only while this runner still owns
+the turn: a closed or taken-over session stops here) and after (`tool_result`). A tool
+the agent may not use answers ok=False and is recorded like any other. Results are
+text for the model; nothing here raises for a bad argument, it answers with the reason.
+
+Writes to the host go through the outbox under keys made of the turn and the call's
+number in it, so a turn taken over after a crash does not write twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from bot import outbox as ob
+from bot.agents import base as b
+from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
+from bot.hosts.base import DiffComment, HostClient, HostError
+from bot.sessions.memory import MemoryStore
+from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
+from bot.sessions.store import CONVERSATION, SessionInfo
+
+if TYPE_CHECKING:
+    from bot.sessions.service import SessionService
+
+MAX_FILE_BYTES = 100_000
+MAX_DIFF_BYTES = 200_000
+DELTA_FLUSH_SECONDS = 0.1  # streamed text is recorded at most this often...
+DELTA_FLUSH_CHARS = 400  # ...or when this much has gathered
+SEND_POLL_SECONDS = 0.2
+CUT = "\n[... cut at {size} bytes of {total}]"
+
+# delegate(parent, tools, agent_id, task, runtime params, call id) -> result
+Delegate = Callable[
+    [SessionInfo, "SessionTools", str, str, Mapping[str, Any], str], Awaitable[ToolResult]
+]
+HostFor = Callable[[SessionInfo], HostClient]
+
+
+class TurnAbandoned(Exception):
+    """The session was closed (or taken over) while its turn ran: stop, write nothing more."""
+
+
+def _cut(data: bytes, most: int) -> str:
+    text = data[:most].decode("utf-8", errors="replace")
+    return text + (CUT.format(size=most, total=len(data)) if len(data) > most else "")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def access_policy(agent: AgentSpec) -> AccessPolicy | None:
+    return None if agent.access is None else AccessPolicy(**asdict(agent.access))
+
+
+class SessionTools:
+    """The `Tools` of one turn of one session."""
+
+    def __init__(
+        self,
+        service: SessionService,
+        session: SessionInfo,
+        turn: int,
+        agent: AgentSpec,
+        owner: str,
+        *,
+        host_for: HostFor | None = None,
+        directory: SessionDirectory | None = None,
+        memory: MemoryStore | None = None,
+        delegate: Delegate | None = None,
+    ) -> None:
+        self.service = service
+        self.session = session
+        self.turn = turn
+        self.agent = agent
+        self.owner = owner
+        self._host_for = host_for
+        self._directory = directory
+        self._memory = memory
+        self._delegate = delegate
+        self._completed = False
+        self._calls = 0
+        self._pending = ""
+        self._flushed = time.monotonic()
+        self._handlers: Mapping[str, Callable[[Mapping[str, Any], str], Awaitable[ToolResult]]] = {
+            b.REPLY: self._reply,
+            b.UPDATE_STATUS: self._update_status,
+            b.TASK_COMPLETED: self._task_completed,
+            b.POST_REVIEW_THREAD: self._post_review_thread,
+            b.READ_FILE: self._read_file,
+            b.GET_DIFF: self._get_diff,
+            b.MEMORY_WRITE: self._memory_write,
+            b.MEMORY_READ: self._memory_read,
+            b.DELEGATE: self._delegate_call,
+            b.SESSIONS_LIST: self._sessions_list,
+            b.SESSIONS_HISTORY: self._sessions_history,
+            b.SESSIONS_SEARCH: self._sessions_search,
+            b.SESSIONS_SEND: self._sessions_send,
+        }
+
+    @property
+    def completed(self) -> bool:
+        return self._completed
+
+    # ------------------------------------------------------------ recording
+
+    async def say(self, text: str) -> None:
+        await self.flush()
+        await self.service.note(self.session, "message", {"turn": self.turn, "text": text})
+
+    async def stream(self, text: str) -> None:
+        """Streamed text, gathered briefly so a fast stream is not one row per token."""
+        self._pending += text
+        now = time.monotonic()
+        if len(self._pending) >= DELTA_FLUSH_CHARS or now - self._flushed >= DELTA_FLUSH_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._flushed = time.monotonic()
+        if not self._pending:
+            return
+        text, self._pending = self._pending, ""
+        await self.service.note(self.session, "delta", {"turn": self.turn, "text": text})
+
+    async def remember(self, message: Mapping[str, Any]) -> None:
+        await self.flush()
+        data = {"turn": self.turn, "message": dict(message)}
+        await self.service.note(self.session, CONVERSATION, data)
+
+    async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None:
+        store = self.service.store
+        total_in, total_out = await asyncio.to_thread(
+            store.add_usage, self.session.id, input_tokens, output_tokens
+        )
+        data = {
+            "turn": self.turn,
+            "model": model,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "session_input_tokens": total_in,
+            "session_output_tokens": total_out,
+        }
+        await self.service.note(self.session, "usage", data)
+        most = self.agent.budget.tokens
+        if most is not None and total_in + total_out >= most:
+            raise BudgetExceeded(f"token budget of {most} spent ({total_in + total_out} used)")
+        self.service.check_budget(self.session, self.agent)
+
+    # -------------------------------------------------------------- calling
+
+    async def call(
+        self, name: str, args: Mapping[str, Any], *, call_id: str | None = None
+    ) -> ToolResult:
+        await self.flush()
+        self._calls += 1
+        number = self._calls
+        store = self.service.store
+        call = {"turn": self.turn, "tool": name, "args": dict(args), "call": number}
+        if call_id:
+            call["call_id"] = call_id
+        if not await asyncio.to_thread(
+            store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
+        ):
+            raise TurnAbandoned(self.session.id)
+        result = await self._run(name, args, f"t{self.turn}.c{number}", call_id or str(number))
+        await self.service.note(
+            self.session,
+            "tool_result",
+            {
+                "turn": self.turn,
+                "tool": name,
+                "ok": result.ok,
+                "content": result.content,
+                "call": number,
+            },
+        )
+        return result
+
+    async def _run(self, name: str, args: Mapping[str, Any], key: str, call_id: str) -> ToolResult:
+        if name not in self.agent.tools:
+            return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
+        handler = self._handlers.get(name)
+        if handler is None:
+            return ToolResult(False, f"unknown tool {name!r}")
+        try:
+            return await handler(args, key if name != b.DELEGATE else call_id)
+        except HostError as exc:
+            return ToolResult(False, f"{name} failed: the host answered: {exc}")
+        except SessionAccessError as exc:
+            return ToolResult(False, str(exc))
+        except (ValueError, TypeError) as exc:
+            return ToolResult(False, f"{name}: {exc}")
+
+    # --------------------------------------------------------- thread tools
+
+    async def _reply(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        body = str(args.get("body") or "").strip()
+        if not body:
+            return ToolResult(False, "reply needs a non-empty body")
+        await self.service.reply(self.session, key, body)
+        return ToolResult(True, "reply queued")
+
+    async def _update_status(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        steps = [
+            {"title": str(s.get("title", "")), "done": bool(s.get("done"))}
+            for s in args.get("steps") or []
+            if isinstance(s, Mapping)
+        ]
+        progress = {"steps": steps, "summary": str(args.get("summary") or "")}
+        await asyncio.to_thread(self.service.store.save_progress, self.session.id, progress)
+        await self.service.publish_status(self.session)
+        return ToolResult(True, "status updated")
+
+    async def _task_completed(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        # The result goes into the status comment; `reply` is how agents talk.
+        output = str(args.get("output") or "").strip()
+        await asyncio.to_thread(self.service.store.save_output, self.session.id, output)
+        self._completed = True
+        return ToolResult(True, "task completed")
+
+    # ---------------------------------------------------- pull request tools
+
+    def _host(self) -> HostClient:
+        if self._host_for is None:
+            raise ValueError("no host connection in this process")
+        return self._host_for(self.session)
+
+    def _pull(self) -> None:
+        if self.session.thread.target == "issue":
+            raise ValueError("this session is on an issue, not a pull/merge request")
+
+    async def _post_review_thread(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        self._pull()
+        path = str(args.get("path") or "").strip()
+        body = str(args.get("body") or "").strip()
+        line = args.get("line")
+        start = args.get("start_line")
+        side = str(args.get("side") or "RIGHT").upper()
+        if not path or not body or not isinstance(line, int) or line < 1:
+            return ToolResult(False, "post_review_thread needs path, line (1 or more) and body")
+        if start is not None and (not isinstance(start, int) or not 1 <= start <= line):
+            return ToolResult(False, "start_line must be a line number not after line")
+        if side not in ("RIGHT", "LEFT"):
+            return ToolResult(False, "side is RIGHT (the new file) or LEFT (the old one)")
+        info = await self._host().pull_info(self.session.thread.conversation)
+        comment = DiffComment(path, line, body, side, start)  # type: ignore[arg-type]
+        write = ob.review(
+            f"{self.session.id}.{key}",
+            self.session.thread.conversation,
+            info.head_sha,
+            [comment],
+            installation_id=self.session.installation_id,
+        )
+        await self.service.write(self.session, write)
+        where = f"{path}:{start}-{line}" if start else f"{path}:{line}"
+        return ToolResult(True, f"review thread queued on {where} at {info.head_sha[:12]}")
+
+    async def _read_file(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        path = str(args.get("path") or "").strip().lstrip("/")
+        if not path:
+            return ToolResult(False, "read_file needs a path")
+        host = self._host()
+        ref = "HEAD"
+        if self.session.thread.target != "issue":
+            ref = (await host.pull_info(self.session.thread.conversation)).head_sha
+        data = await host.read_file(self.session.thread.repo, path, ref)
+        if b"\0" in data[:8000]:
+            return ToolResult(False, f"{path} is a binary file ({len(data)} bytes)")
+        return ToolResult(True, _cut(data, MAX_FILE_BYTES))
+
+    async def _get_diff(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        self._pull()
+        diff = await self._host().pull_diff(self.session.thread.conversation)
+        return ToolResult(True, _cut(diff.encode(), MAX_DIFF_BYTES))
+
+    # ------------------------------------------------------------ memory
+
+    def _memory_store(self) -> MemoryStore:
+        if self._memory is None:
+            raise ValueError("memory is not available in this process")
+        return self._memory
+
+    async def _memory_write(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        name = str(args.get("key") or "").strip()
+        value = args.get("value")
+        if not name or not isinstance(value, str):
+            return ToolResult(False, "memory_write needs a key and a text value")
+        thread = self.session.thread
+        await asyncio.to_thread(
+            self._memory_store().write,
+            thread.host,
+            thread.repo,
+            self.agent.id,
+            name,
+            value,
+            self.session.id,
+        )
+        return ToolResult(True, f"kept note {name!r}")
+
+    async def _memory_read(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        name = args.get("key")
+        thread = self.session.thread
+        notes = await asyncio.to_thread(
+            self._memory_store().read,
+            thread.host,
+            thread.repo,
+            self.agent.id,
+            str(name) if name else None,
+        )
+        if name and not notes:
+            return ToolResult(False, f"no note {name!r}")
+        return ToolResult(True, _dumps(notes))
+
+    # ------------------------------------------------------- delegation
+
+    async def _delegate_call(self, args: Mapping[str, Any], call_id: str) -> ToolResult:
+        if self._delegate is None:
+            return ToolResult(False, "delegation is not available in this process")
+        agent_id = str(args.get("agent_id") or "").strip()
+        task = str(args.get("task") or "").strip()
+        params = args.get("runtimeParams")
+        if agent_id not in self.agent.agent_ids:
+            known = ", ".join(self.agent.agent_ids) or "none"
+            return ToolResult(False, f"cannot delegate to {agent_id!r}; sub-agents: {known}")
+        if not task:
+            return ToolResult(False, "delegate_to_sub_agent needs a task with all its context")
+        return await self._delegate(
+            self.session,
+            self,
+            agent_id,
+            task,
+            params if isinstance(params, Mapping) else {},
+            call_id,
+        )
+
+    # --------------------------------------------------- session directory
+
+    def _dir(self) -> SessionDirectory:
+        if self._directory is None:
+            raise ValueError("the session directory is not available in this process")
+        return self._directory
+
+    async def _sessions_list(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        found = await asyncio.to_thread(
+            self._dir().list,
+            self.agent.id,
+            access_policy(self.agent),
+            filter=str(args["filter"]) if args.get("filter") else None,
+            limit=int(args.get("limit") or 20),
+        )
+        return ToolResult(True, _dumps(found))
+
+    async def _sessions_history(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        target = str(args.get("key") or "").strip()
+        if not target:
+            return ToolResult(False, "sessions_history needs a key (or a session id)")
+        found = await asyncio.to_thread(
+            self._dir().history,
+            self.agent.id,
+            access_policy(self.agent),
+            target,
+            limit=int(args.get("limit") or 20),
+            offset=int(args.get("offset") or 0),
+        )
+        return ToolResult(True, _dumps(found))
+
+    async def _sessions_search(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        query = str(args.get("query") or "").strip()
+        if not query:
+            return ToolResult(False, "sessions_search needs a query")
+        exclude = self.session.id if args.get("exclude_current", True) else None
+        found = await asyncio.to_thread(
+            self._dir().search,
+            self.agent.id,
+            access_policy(self.agent),
+            query,
+            limit=int(args.get("limit") or 5),
+            exclude_session=exclude,
+        )
+        return ToolResult(True, _dumps(found))
+
+    async def _sessions_send(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        target = str(args.get("key") or "").strip()
+        message = str(args.get("message") or "").strip()
+        if not target or not message:
+            return ToolResult(False, "sessions_send needs a key and a message")
+        session_id = await asyncio.to_thread(
+            self._dir().resolve_live, self.agent.id, access_policy(self.agent), target
+        )
+        if session_id is None:
+            return ToolResult(False, f"session {target!r} is not live: nothing was sent")
+        if session_id == self.session.id:
+            return ToolResult(False, "a session cannot send to itself")
+        store = self.service.store
+        input_id = await asyncio.to_thread(
+            store.add_input, session_id, kind="message", author=self.session.id, body=message
+        )
+        if input_id is None:
+            return ToolResult(False, f"session {session_id} ended before the message arrived")
+        self.service.wake_runner()
+        if not args.get("wait_for_reply"):
+            return ToolResult(True, f"sent to {session_id}")
+        wait = float(args.get("timeout_seconds") or 60.0)
+        try:
+            async with asyncio.timeout(wait):
+                reply = await self._await_reply(session_id, input_id)
+        except TimeoutError:
+            return ToolResult(False, f"sent to {session_id}; no reply within {wait:g} s")
+        return ToolResult(True, reply)
+
+    async def _await_reply(self, session_id: str, input_id: int) -> str:
+        """What the target said in the turn that took the message: its messages and replies."""
+        store = self.service.store
+        while True:
+            answer = await asyncio.to_thread(store.answer_to, session_id, input_id)
+            if answer is not None:
+                return answer
+            await asyncio.sleep(SEND_POLL_SECONDS)
