@@ -22,24 +22,24 @@ from aiohttp import web
 
 from bot.config import Settings, load_settings, parse_env_file
 from bot.db import make_engine
+from bot.envfile import env_value, merge_env
 from bot.hosts.github import GitHubApp
 from bot.inbox import Inbox
 from bot.web import create_app
-from bot.web.setup import (
+from bot.web.manifest import (
     APP_DEFAULTS,
     APP_YML,
-    SETUP,
+    NewApp,
     PendingStates,
     SetupError,
     build_manifest,
-    env_value,
     github_web_url,
     load_app_yml,
-    merge_env,
     registration_url,
-    unreachable_reason,
+    save_app,
 )
-from tests.fakes.github import FakeGitHub
+from bot.web.setup import SETUP, unreachable_reason
+from tests.fakes.github import FakeGitHub, new_rsa_key
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
 
@@ -125,7 +125,7 @@ def test_env_values_read_back_unchanged(value: str) -> None:
 
 
 def test_env_value_refuses_line_breaks() -> None:
-    with pytest.raises(SetupError):
+    with pytest.raises(ValueError, match="line break"):
         env_value("a\nb")
 
 
@@ -161,7 +161,7 @@ def test_merge_keeps_other_lines_replaces_in_place_and_appends() -> None:
         "THREADLINE_GITHUB_WEBHOOK_SECRET": "s e c",
     }
     assert merge_env("", {"A": "1"}).endswith("A=1\n")
-    with pytest.raises(SetupError):
+    with pytest.raises(ValueError, match="not a variable name"):
         merge_env("", {"NOT A NAME": "1"})
 
 
@@ -182,6 +182,47 @@ def test_states_are_single_use_and_expire() -> None:
     assert issued is not None
     states.give_back(again, issued)
     assert states.take(again) == issued
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [],
+        {"pem": "-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----"},
+        {"id": "12", "pem": "-----BEGIN RSA PRIVATE KEY-----\n"},
+        {"id": 12, "pem": "not a key"},
+        {"id": 12},
+    ],
+)
+def test_unusable_answers_are_refused(answer: object) -> None:
+    with pytest.raises(SetupError):
+        NewApp.from_answer(answer)
+
+
+def test_save_replaces_an_inline_key_and_names_what_the_environment_overrides(
+    tmp_path: Path,
+) -> None:
+    pem, _ = new_rsa_key()
+    env_file = tmp_path / "threadline.env"
+    env_file.write_text("THREADLINE_GITHUB_PRIVATE_KEY=old-inline-key\n# note\n")
+    new = NewApp.from_answer(
+        {"id": 77, "slug": "s", "html_url": "h", "pem": pem, "webhook_secret": "w" * 40}
+    )
+    assert pem not in repr(new)
+    assert "w" * 40 not in repr(new)
+    saved = save_app(new, env_file, {"THREADLINE_GITHUB_APP_ID": "1"})
+    assert saved.removed == ("THREADLINE_GITHUB_PRIVATE_KEY",)
+    assert saved.overridden == ("THREADLINE_GITHUB_APP_ID",)
+    assert saved.written == (
+        "THREADLINE_GITHUB_APP_ID",
+        "THREADLINE_GITHUB_WEBHOOK_SECRET",
+        "THREADLINE_GITHUB_PRIVATE_KEY_PATH",
+    )
+    assert (saved.loaded_app_id, saved.problems) == (77, ())
+    text = env_file.read_text()
+    assert "old-inline-key" not in text
+    assert text.startswith("# note\n")
+    assert saved.key_file.read_text() == pem
 
 
 # ---------------------------------------------------------------- the app over HTTP
