@@ -17,7 +17,7 @@ from bot.inbox import utcnow
 
 MAX_KEY = 200  # characters; the column's width
 MAX_VALUE = 20_000  # characters of one note
-MAX_NOTES = 500  # per agent and repository: memory is for notes, not a database
+MAX_NOTES = 500  # per agent and repository (by default): memory is for notes, not a database
 
 EMPTY_KEY = "a memory note needs a non-empty key"
 LONG_KEY = "a memory key is at most {most} characters; got {got}"
@@ -26,6 +26,7 @@ LONG_VALUE = (
 )
 TOO_MANY = "this agent already keeps {most} notes in this repository; delete one first"
 NO_OWNER = "a memory note needs its host, repository and agent"
+NUL = "a memory {what} cannot hold NUL characters"
 
 
 def _owner(host: str, repo: str, agent_id: str) -> None:
@@ -36,6 +37,8 @@ def _owner(host: str, repo: str, agent_id: str) -> None:
 def _key(key: str) -> str:
     """The key as stored: surrounding blanks dropped, so ` plan` and `plan` are one note."""
     name = key.strip()
+    if "\x00" in name:
+        raise ValueError(NUL.format(what="key"))
     if not name:
         raise ValueError(EMPTY_KEY)
     if len(name) > MAX_KEY:
@@ -46,9 +49,16 @@ def _key(key: str) -> str:
 class MemoryStore:
     """What `memory_write` and `memory_read` keep and read; run with `asyncio.to_thread`."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_notes: int = MAX_NOTES,
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.max_notes = max_notes
         self._insert = insert_ignoring_conflicts(engine)
 
     def write(
@@ -66,6 +76,8 @@ class MemoryStore:
         name = _key(key)
         if len(value) > MAX_VALUE:
             raise ValueError(LONG_VALUE.format(most=MAX_VALUE, got=len(value)))
+        if "\x00" in value:
+            raise ValueError(NUL.format(what="note"))
         mine = (
             AgentMemory.host == host,
             AgentMemory.repo == repo,
@@ -73,8 +85,8 @@ class MemoryStore:
         )
         with self.engine.begin() as conn:
             known = conn.execute(select(AgentMemory.key).where(*mine)).scalars().all()
-            if name not in known and len(known) >= MAX_NOTES:
-                raise ValueError(TOO_MANY.format(most=MAX_NOTES))
+            if name not in known and len(known) >= self.max_notes:
+                raise ValueError(TOO_MANY.format(most=self.max_notes))
             now = self.clock()
             statement = self._insert(AgentMemory).values(
                 host=host,
@@ -103,9 +115,9 @@ class MemoryStore:
         if key is not None:
             query = query.where(AgentMemory.key == _key(key))
         with self.engine.connect() as conn:
-            notes = conn.execute(query).tuples().all()
+            notes = {str(k): str(v) for k, v in conn.execute(query)}
         # Sorted here, not by ORDER BY: the databases' collations differ.
-        return dict(sorted(notes))
+        return dict(sorted(notes.items()))
 
     def delete(self, host: str, repo: str, agent_id: str, key: str) -> bool:
         """Forget one note; False when there was none."""

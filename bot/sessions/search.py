@@ -27,11 +27,13 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    column,
     false,
     func,
     literal_column,
     or_,
     select,
+    table,
     text,
     true,
 )
@@ -50,6 +52,11 @@ ELLIPSIS = "…"
 # Longer texts are indexed up to here: enough to find an event, and well inside
 # PostgreSQL's 1 MB limit on one tsvector (an insert past it would fail).
 MAX_SEARCH_TEXT = 32_000
+# Search ranks the newest this-many visible matching events (all of them, for any query
+# that matches fewer), so a word found everywhere costs a bounded time. Ranking is dearer
+# on PostgreSQL, where each candidate's tsvector is rebuilt from its text (bench/search.py).
+SQLITE_RANK_WINDOW = 2000
+POSTGRES_RANK_WINDOW = 300
 
 NOT_VISIBLE = "no session {target!r} is visible to this agent"
 SEND_REFUSED = "this agent may not send to other sessions (its access policy has can_send = false)"
@@ -199,7 +206,9 @@ def search_text_for(kind: str, data: Mapping[str, Any]) -> str | None:
 
 
 def _texts(data: Mapping[str, Any], fields: tuple[str, ...]) -> list[str]:
-    return [v for f in fields if isinstance(v := data.get(f), str) and v.strip()]
+    # PostgreSQL's text type cannot hold NUL, which a comment body may carry.
+    found = (v.replace("\x00", "") for f in fields if isinstance(v := data.get(f), str))
+    return [v for v in found if v.strip()]
 
 
 # ------------------------------------------------------------------ query text
@@ -219,6 +228,8 @@ def fts5_query(query: str) -> str | None:
     for negated, phrase, bare in _QUERY_PART.findall(query):
         if bare and bare.lower() == "or":
             pending_or = bool(groups[-1])
+            continue
+        if bare == "AND":  # words go together anyway
             continue
         source = bare or phrase
         neg = bool(negated) or (bool(bare) and bare.startswith("-") and len(bare) > 1)
@@ -253,9 +264,11 @@ Clauses = list[ColumnElement[bool]]
 class SessionDirectory:
     """What the session tools read: blocking calls, run with `asyncio.to_thread`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, rank_window: int | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        default = SQLITE_RANK_WINDOW if self.dialect == "sqlite" else POSTGRES_RANK_WINDOW
+        self.rank_window = rank_window or default
 
     # ------------------------------------------------------------------ list
 
@@ -401,6 +414,7 @@ class SessionDirectory:
         matched words between ** marks."""
         _check_limit("limit", limit, 1)
         limit = min(limit, MAX_SEARCH)
+        query = query.replace("\x00", " ")  # PostgreSQL's text cannot hold NUL
         where = [visible_clause(policy, caller_agent_id)]
         if exclude_session is not None:
             where.append(SessionRow.id != exclude_session)
@@ -414,33 +428,28 @@ class SessionDirectory:
         match = fts5_query(query)
         if match is None:
             return []
-        # Rank inside FTS5 first (bm25: lower is better), then join the few tables the
-        # policy needs; the snippet is made only for the rows that are returned.
-        hits = (
+        # FTS5 walks its matches newest first (descending rowid, no sort), each joined to
+        # its session so the policy filters it at once, and stops after the window; bm25
+        # (lower is better) ranks only those, and snippets are made only for the winners.
+        fts = table("transcript_fts", column("rowid"))
+        window = (
             select(
-                literal_column("transcript_fts.rowid").label("event_id"),
-                literal_column("bm25(transcript_fts)").label("rank"),
-            )
-            .select_from(text("transcript_fts"))
-            .where(text("transcript_fts MATCH :match"))
-            .cte("hits")
-        )
-        top = (
-            select(
-                TranscriptEvent.id,
+                fts.c.rowid.label("id"),
+                func.bm25(literal_column("transcript_fts")).label("rank"),
                 TranscriptEvent.kind,
                 SessionRow.id.label("session_id"),
                 SessionRow.agent_id,
                 SessionRow.thread_key,
-                hits.c.rank,
             )
-            .select_from(hits)
-            .join(TranscriptEvent, TranscriptEvent.id == hits.c.event_id)
+            .select_from(fts)
+            .join(TranscriptEvent, TranscriptEvent.id == fts.c.rowid)
             .join(SessionRow, SessionRow.id == TranscriptEvent.session_id)
-            .where(*where)
-            .order_by(hits.c.rank, TranscriptEvent.id.desc())
-            .limit(limit)
+            .where(text("transcript_fts MATCH :match"), *where)
+            .order_by(fts.c.rowid.desc())
+            .limit(self.rank_window)
+            .subquery("window")
         )
+        top = select(window).order_by(window.c.rank, window.c.id.desc()).limit(limit)
         snippet = text(
             "SELECT rowid, snippet(transcript_fts, 0, :mark, :mark, :ellipsis, :words) "
             "FROM transcript_fts WHERE transcript_fts MATCH :match AND rowid IN :ids"
@@ -471,6 +480,16 @@ class SessionDirectory:
             literal_column("'english'"), func.coalesce(TranscriptEvent.search_text, "")
         )
         tsquery = func.websearch_to_tsquery(literal_column("'english'"), bindparam("q"))
+        # The index finds the matches; the newest visible ones make the window. Only they
+        # are ranked, because ts_rank has to rebuild each event's tsvector from its text.
+        window = (
+            select(TranscriptEvent.id)
+            .join(SessionRow, SessionRow.id == TranscriptEvent.session_id)
+            .where(vector.op("@@")(tsquery), *where)
+            .order_by(TranscriptEvent.id.desc())
+            .limit(self.rank_window)
+            .cte("window")
+        )
         rank = func.ts_rank(vector, tsquery)
         top = (
             select(
@@ -481,8 +500,9 @@ class SessionDirectory:
                 SessionRow.thread_key,
                 rank.label("rank"),
             )
+            .select_from(window)
+            .join(TranscriptEvent, TranscriptEvent.id == window.c.id)
             .join(SessionRow, SessionRow.id == TranscriptEvent.session_id)
-            .where(vector.op("@@")(tsquery), *where)
             .order_by(rank.desc(), TranscriptEvent.id.desc())
             .limit(limit)
         ).cte("top")
