@@ -19,6 +19,7 @@ from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import ping
 from bot.inbox import Inbox
 from bot.web.auth import install_auth
+from bot.web.inspector import install_inspector
 from bot.web.playground import PLAYGROUND, install_playground
 from bot.web.setup import add_setup_routes
 from bot.web.writer import DeliveryWriter
@@ -146,6 +147,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
+    install_inspector(app, settings, inbox.engine)
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)
         app.router.add_post("/webhooks/{host:local}", local_webhook)

@@ -164,7 +164,12 @@ class Keys:
         expected = hmac.new(key, payload.encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(given, expected):
             return None
-        if not (isinstance(who, str) and isinstance(expires, int) and isinstance(nonce, str)):
+        if not (
+            isinstance(role, str)
+            and isinstance(who, str)
+            and isinstance(expires, int)
+            and isinstance(nonce, str)
+        ):
             return None
         if expires <= (time.time() if now is None else now):
             return None
@@ -185,7 +190,8 @@ class Keys:
 
 KEYS = web.AppKey("auth_keys", Keys)
 PROTECTED = web.AppKey("auth_protected", list[str])
-_PRINCIPAL = "threadline.principal"
+_PRINCIPAL = web.RequestKey("threadline_principal", Principal)
+_NOBODY = Principal("", "")  # remembered on a request that proved nothing
 
 
 # ------------------------------------------------------------------ reading a request
@@ -202,8 +208,8 @@ def _bearer(request: web.Request) -> str | None:
 def authenticate(request: web.Request) -> Principal | None:
     """Who `request` comes from (Bearer token first, then the cookie), or None."""
     if _PRINCIPAL in request:
-        found: Principal | None = request[_PRINCIPAL]
-        return found
+        known = request[_PRINCIPAL]
+        return None if known is _NOBODY else known
     keys = request.app[KEYS]
     principal = None
     token = _bearer(request)
@@ -212,7 +218,7 @@ def authenticate(request: web.Request) -> Principal | None:
         principal = Principal(role, role) if role else None
     elif COOKIE in request.cookies:
         principal = keys.verify(request.cookies[COOKIE])
-    request[_PRINCIPAL] = principal
+    request[_PRINCIPAL] = principal or _NOBODY
     return principal
 
 
@@ -330,7 +336,8 @@ def _under(path: str, prefixes: Iterable[str]) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Protected prefixes need at least a viewer; a POST there needs its CSRF token."""
-    if _under(request.path, request.app[PROTECTED]):
+    prefixes: list[str] = request.app[PROTECTED]
+    if _under(request.path, prefixes):
         refused = await _guard(request, VIEWER)
         if refused is not None:
             return refused

@@ -2,7 +2,8 @@
 
 Templates live in bot/web/templates (package data) and extend base.html. Autoescaping
 is on for every template, so a value from a transcript or a webhook can never become
-markup; `|pretty` and `|when` are the filters the pages share.
+markup; `|pretty`, `|when`, `|iso` and `|href` (only http(s) or local
+link targets) are the filters the pages share.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
+
+from bot.web.redact import scrub as scrub_text
 
 # Which optional parts of the site are on (e.g. {"playground": True, "setup": True}):
 # the nav shows their links. Whoever enables a part sets its flag on the app; a page
@@ -48,6 +51,17 @@ def _iso(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat() if value is not None else ""
 
 
+def _href(value: Any) -> str:
+    """A link target fit for href: http(s) or a path on this site; anything else
+    (javascript:, data:) becomes '#'."""
+    text = str(value or "")
+    if text.startswith(("https://", "http://")) or (
+        text.startswith("/") and not text.startswith("//")
+    ):
+        return text
+    return "#"
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     """The process's template environment, built on first use (not at import)."""
@@ -61,6 +75,7 @@ def environment() -> jinja2.Environment:
     env.filters["pretty"] = _pretty
     env.filters["when"] = _when
     env.filters["iso"] = _iso
+    env.filters["href"] = _href
     return env
 
 
@@ -70,10 +85,11 @@ def page_context(request: web.Request) -> dict[str, Any]:
     from bot.web.auth import csrf_token, principal_of
 
     who = principal_of(request)
+    features: dict[str, bool] = request.app.get(FEATURES, {})
     return {
         "principal": who,
         "csrf": csrf_token(request) if who is not None else "",
-        "features": dict(request.app.get(FEATURES, {})),
+        "features": dict(features),
         "path": request.path,
     }
 
@@ -83,10 +99,18 @@ def render_text(request: web.Request, name: str, **context: Any) -> str:
     return template.render({**page_context(request), **context})
 
 
-def render(request: web.Request, name: str, *, status: int = 200, **context: Any) -> web.Response:
-    """Render template `name` with `context` (plus the page context) as an HTML response."""
+def render(
+    request: web.Request, name: str, *, status: int = 200, scrub: bool = True, **context: Any
+) -> web.Response:
+    """Render template `name` with `context` (plus the page context) as an HTML response.
+
+    With `scrub` (the default) every configured secret still in the page is replaced by
+    [hidden]. A page whose purpose is to show a secret once (e.g. a freshly made webhook
+    secret on a set-up page) passes scrub=False.
+    """
+    text = render_text(request, name, **context)
     return web.Response(
-        text=render_text(request, name, **context),
+        text=scrub_text(request.app, text) if scrub else text,
         status=status,
         content_type="text/html",
         charset="utf-8",
