@@ -225,6 +225,16 @@ def test_save_replaces_an_inline_key_and_names_what_the_environment_overrides(
     assert saved.key_file.read_text() == pem
 
 
+def test_save_reports_what_else_keeps_the_file_from_loading(tmp_path: Path) -> None:
+    pem, _ = new_rsa_key()
+    env_file = tmp_path / "threadline.env"
+    env_file.write_text("THREADLINE_PORT=not-a-port\n")
+    saved = save_app(NewApp.from_answer({"id": 5, "pem": pem}), env_file, {})
+    assert saved.loaded_app_id is None
+    assert saved.problems == ("THREADLINE_PORT must be a whole number, got 'not-a-port'",)
+    assert "THREADLINE_GITHUB_WEBHOOK_SECRET" not in saved.written  # none came back
+
+
 # ---------------------------------------------------------------- the app over HTTP
 
 
