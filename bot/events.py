@@ -533,7 +533,7 @@ def normalize_local(event: str, data: Mapping[str, Any]) -> Event | Ignored:
         return CommentEvent(
             **common,
             thread=ThreadRef("local", repo, target, number, thread_id),
-            comment_id=_local_id(_get(comment, "id"), "comment.id") or "",
+            comment_id=_local_id(_get(data, "comment", "id"), "comment.id") or "",
             body=_str(comment.get("body")),
             url=comment.get("url"),
             in_reply_to=_local_id(comment.get("in_reply_to"), "comment.in_reply_to"),

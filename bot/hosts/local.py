@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 
+from bot.diffs import file_patch, parse_diff
 from bot.events import ThreadRef
 from bot.hosts.base import (
     COMMIT_STATUSES,
@@ -39,8 +40,6 @@ from bot.hosts.local_store import (
     PlaygroundError,
     PlaygroundStore,
     comment_url,
-    file_patch,
-    parse_diff,
 )
 
 T = TypeVar("T")

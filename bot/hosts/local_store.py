@@ -12,12 +12,10 @@ and settles the webhook secret: the configured one, else one generated once and 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,220 +35,21 @@ from bot.db.models import (
     PlaygroundReviewThread,
     PlaygroundUser,
 )
+from bot.diffs import parse_diff, unified_diff
+from bot.hosts.local_seed import (
+    BASE_FILES,
+    DEMO_BODY,
+    DEMO_PULL,
+    DEMO_REPO,
+    DEMO_TITLE,
+    HEAD_FILES,
+    OUTSIDER,
+    PEOPLE,
+    tree_sha,
+)
 from bot.inbox import utcnow
 
-DEMO_REPO = "playground/demo"
-DEMO_PULL = 1
-MAINTAINER = "maintainer"
-OUTSIDER = "outsider"
 SECRET_META_KEY = "webhook_secret"  # noqa: S105 (the name of a row, not a secret)
-PEOPLE = ((MAINTAINER, "write"), (OUTSIDER, "read"))
-
-# ---------------------------------------------------------------- the seeded repository
-
-_UPLOADER_BEFORE = '''"""Upload finished reports to the archive service."""
-
-import logging
-
-import requests
-
-log = logging.getLogger(__name__)
-
-ARCHIVE_URL = "https://archive.example.com/upload"
-
-
-def upload(path: str, session: requests.Session) -> None:
-    with open(path, "rb") as report:
-        response = session.post(ARCHIVE_URL, data=report, timeout=10)
-    response.raise_for_status()
-    log.info("uploaded %s", path)
-'''
-
-_UPLOADER_AFTER = '''"""Upload finished reports to the archive service."""
-
-import logging
-import time
-
-import requests
-
-log = logging.getLogger(__name__)
-
-ARCHIVE_URL = "https://archive.example.com/upload"
-RETRIES = 3
-
-
-def upload(path: str, session: requests.Session) -> None:
-    """Send one report, trying again while the archive is briefly unavailable."""
-    for attempt in range(RETRIES):
-        try:
-            with open(path, "rb") as report:
-                response = session.post(ARCHIVE_URL, data=report, timeout=10)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            log.warning("upload of %s failed (attempt %d): %s", path, attempt + 1, exc)
-            time.sleep(2**attempt)
-        else:
-            log.info("uploaded %s", path)
-            return
-'''
-
-_TEST_AFTER = '''import requests
-
-from src import uploader
-
-
-class FlakySession:
-    """Fails the first `failures` posts, then answers 200."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.calls = 0
-
-    def post(self, url, data, timeout):
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise requests.ConnectionError("archive unavailable")
-        response = requests.Response()
-        response.status_code = 200
-        return response
-
-
-def test_a_brief_outage_is_retried(tmp_path, monkeypatch):
-    monkeypatch.setattr(uploader.time, "sleep", lambda seconds: None)
-    report = tmp_path / "report.txt"
-    report.write_text("done")
-    session = FlakySession(failures=2)
-    uploader.upload(str(report), session)
-    assert session.calls == 3
-'''
-
-_README = """# demo
-
-Reports are uploaded to the archive by `src/uploader.py`.
-"""
-
-BASE_FILES = {"README.md": _README, "src/uploader.py": _UPLOADER_BEFORE}
-HEAD_FILES = {
-    **BASE_FILES,
-    "src/uploader.py": _UPLOADER_AFTER,
-    "tests/test_uploader.py": _TEST_AFTER,
-}
-DEMO_TITLE = "Retry uploads when the archive is briefly unavailable"
-DEMO_BODY = (
-    "The archive service drops connections during its nightly restart, and reports "
-    "uploaded then are lost. This retries an upload up to three times with a growing "
-    "pause, and adds a test with a flaky session."
-)
-
-
-def tree_sha(label: str, files: dict[str, str]) -> str:
-    """A stable 40-hex name for a set of files (a stand-in for a commit id)."""
-    digest = hashlib.sha1(label.encode("utf-8"), usedforsecurity=False)
-    for path in sorted(files):
-        digest.update(b"\0" + path.encode("utf-8") + b"\0" + files[path].encode("utf-8"))
-    return digest.hexdigest()
-
-
-def file_patch(path: str, before: str | None, after: str | None) -> str:
-    """The unified diff of one file, as `git diff` prints it (without the `diff --git` line)."""
-    old = [] if before is None else before.splitlines(keepends=True)
-    new = [] if after is None else after.splitlines(keepends=True)
-    lines = difflib.unified_diff(
-        old,
-        new,
-        fromfile="/dev/null" if before is None else f"a/{path}",
-        tofile="/dev/null" if after is None else f"b/{path}",
-        n=3,
-    )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-def unified_diff(base: dict[str, str], head: dict[str, str]) -> str:
-    """A git-style diff from `base` to `head`, file by file in path order."""
-    parts = []
-    for path in sorted(set(base) | set(head)):
-        before, after = base.get(path), head.get(path)
-        if before == after:
-            continue
-        header = f"diff --git a/{path} b/{path}\n"
-        if before is None:
-            header += "new file mode 100644\n"
-        elif after is None:
-            header += "deleted file mode 100644\n"
-        parts.append(header + file_patch(path, before, after))
-    return "".join(parts)
-
-
-# ---------------------------------------------------------------- reading a diff
-
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
-
-
-@dataclass(frozen=True)
-class DiffLine:
-    kind: str  # context | add | del | hunk
-    text: str
-    old: int | None = None  # line number in the old file
-    new: int | None = None  # line number in the new file
-
-
-@dataclass
-class DiffFile:
-    path: str
-    status: str  # added | modified | removed
-    lines: list[DiffLine] = field(default_factory=list)
-
-    @property
-    def additions(self) -> int:
-        return sum(1 for line in self.lines if line.kind == "add")
-
-    @property
-    def deletions(self) -> int:
-        return sum(1 for line in self.lines if line.kind == "del")
-
-    def has_line(self, line: int, side: str) -> bool:
-        """Whether a review comment may sit on `line` of this file's diff (GitHub's rule)."""
-        if side == "LEFT":
-            return any(d.old == line for d in self.lines if d.kind in ("context", "del"))
-        return any(d.new == line for d in self.lines if d.kind in ("context", "add"))
-
-
-def parse_diff(diff: str) -> list[DiffFile]:
-    """Split a git-style unified diff into files and numbered lines."""
-    files: list[DiffFile] = []
-    current: DiffFile | None = None
-    old = new = 0
-    for raw in diff.splitlines():
-        if raw.startswith("diff --git "):
-            path = raw.split(" b/", 1)[-1]
-            current = DiffFile(path, "modified")
-            files.append(current)
-            continue
-        if current is None:
-            continue
-        if raw.startswith("new file mode"):
-            current.status = "added"
-        elif raw.startswith("deleted file mode"):
-            current.status = "removed"
-        elif raw.startswith(("--- ", "+++ ")):
-            continue
-        elif (hunk := _HUNK.match(raw)) is not None:
-            old, new = int(hunk.group(1)), int(hunk.group(3))
-            current.lines.append(DiffLine("hunk", raw))
-        elif raw.startswith("+"):
-            current.lines.append(DiffLine("add", raw[1:], new=new))
-            new += 1
-        elif raw.startswith("-"):
-            current.lines.append(DiffLine("del", raw[1:], old=old))
-            old += 1
-        elif raw.startswith("\\"):
-            continue  # "\ No newline at end of file"
-        else:
-            current.lines.append(DiffLine("context", raw[1:], old=old, new=new))
-            old += 1
-            new += 1
-    return files
-
 
 # ---------------------------------------------------------------- what the store hands out
 

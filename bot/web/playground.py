@@ -32,18 +32,16 @@ from markupsafe import Markup, escape
 from sqlalchemy import Engine
 
 from bot.config import Settings
+from bot.diffs import parse_diff
 from bot.events import ThreadRef
+from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO, MAINTAINER
 from bot.hosts.local_store import (
-    DEMO_PULL,
-    DEMO_REPO,
-    MAINTAINER,
     CommentInfo,
     Conversation,
     PlaygroundError,
     PlaygroundStore,
     ThreadInfo,
     UserInfo,
-    parse_diff,
 )
 from bot.web.auth import OPERATOR, login_link, protect, require, see_other
 from bot.web.render import FEATURES, render, render_text
