@@ -149,6 +149,7 @@ def make_sessions(
         max_live=config.sessions.max_live_sessions,
         write=write,
         permission=permission,
+        host_for=lambda session: hosts.client(session.thread.host, session.installation_id),
     )
     runner = TurnRunner(
         service,
@@ -206,6 +207,8 @@ async def background(settings: Settings, services: Services, workers: int) -> As
         finally:
             if crew.timekeeper is not None:
                 await crew.timekeeper.stop()
+            if crew.runner is not None:
+                await crew.runner.service.agents.close()
             hosts.close()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from bot.agents.base import AgentSpec, Engine
@@ -58,7 +58,7 @@ def spec_record(agent: AgentSpec) -> dict[str, Any]:
     }
     options = agent.options.get(OPTIONS_KEY)
     if isinstance(options, LLMOptions):
-        params = asdict(options.params)
+        params = {f.name: getattr(options.params, f.name) for f in fields(options.params)}
         params["provider_specific"] = dict(options.params.provider_specific)
         record["llm"] = {
             "provider": options.provider.id,

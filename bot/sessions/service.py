@@ -83,6 +83,10 @@ class AgentCatalog(Protocol):
 
     def engine(self, agent: AgentSpec) -> Engine: ...
 
+    async def close(self) -> None:
+        """Release what the engines hold."""
+        ...
+
 
 @dataclass(frozen=True)
 class Trigger:
@@ -474,9 +478,13 @@ class TurnRunner:
         task: str,
         params: Mapping[str, Any],
         call_id: str,
+        ticket: int,
     ) -> ToolResult:
         """Run `task` as a child session of `parent` with agent `agent_id`, in this turn;
-        its output is the result. The child remembers nothing of earlier delegations."""
+        its output is the result. The child remembers nothing of earlier delegations.
+
+        `ticket` is the delegation's place among those asked for in this turn: past the
+        limit, the later ones in the model's order are refused, whichever starts first."""
         service = self.service
         store = service.store
         coordinator = tools.agent
@@ -484,9 +492,10 @@ class TurnRunner:
             agent = service.agents.agent(agent_id)
         except KeyError:
             return ToolResult(False, UNKNOWN_SUB_AGENT.format(agent=agent_id))
-        number = await asyncio.to_thread(
-            store.take_delegation, parent.id, coordinator.max_delegations
-        )
+        most = coordinator.max_delegations
+        number = None
+        if parent.delegations + ticket <= most:
+            number = await asyncio.to_thread(store.take_delegation, parent.id, most)
         if number is None:
             await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
             return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))

@@ -36,9 +36,9 @@ DELTA_FLUSH_CHARS = 400  # ...or when this much has gathered
 SEND_POLL_SECONDS = 0.2
 CUT = "\n[... cut at {size} bytes of {total}]"
 
-# delegate(parent, tools, agent_id, task, runtime params, call id) -> result
+# delegate(parent, tools, agent_id, task, runtime params, call id, ticket) -> result
 Delegate = Callable[
-    [SessionInfo, "SessionTools", str, str, Mapping[str, Any], str], Awaitable[ToolResult]
+    [SessionInfo, "SessionTools", str, str, Mapping[str, Any], str, int], Awaitable[ToolResult]
 ]
 HostFor = Callable[[SessionInfo], HostClient]
 
@@ -87,6 +87,7 @@ class SessionTools:
         self._delegate = delegate
         self._completed = False
         self._calls = 0
+        self._tickets = 0  # delegations asked for in this turn, in the order they were made
         self._pending = ""
         self._flushed = time.monotonic()
         self._handlers: Mapping[str, Callable[[Mapping[str, Any], str], Awaitable[ToolResult]]] = {
@@ -98,7 +99,6 @@ class SessionTools:
             b.GET_DIFF: self._get_diff,
             b.MEMORY_WRITE: self._memory_write,
             b.MEMORY_READ: self._memory_read,
-            b.DELEGATE: self._delegate_call,
             b.SESSIONS_LIST: self._sessions_list,
             b.SESSIONS_HISTORY: self._sessions_history,
             b.SESSIONS_SEARCH: self._sessions_search,
@@ -158,9 +158,15 @@ class SessionTools:
     async def call(
         self, name: str, args: Mapping[str, Any], *, call_id: str | None = None
     ) -> ToolResult:
-        await self.flush()
+        # Numbered before the first await: calls started together keep the model's order,
+        # and so do their places under the delegation limit.
         self._calls += 1
         number = self._calls
+        ticket = 0
+        if name == b.DELEGATE:
+            self._tickets += 1
+            ticket = self._tickets
+        await self.flush()
         store = self.service.store
         call = {"turn": self.turn, "tool": name, "args": dict(args), "call": number}
         if call_id:
@@ -169,7 +175,10 @@ class SessionTools:
             store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
         ):
             raise TurnAbandoned(self.session.id)
-        result = await self._run(name, args, f"t{self.turn}.c{number}", call_id or str(number))
+        if name == b.DELEGATE and name in self.agent.tools:
+            result = await self._delegate_call(args, call_id or str(number), ticket)
+        else:
+            result = await self._run(name, args, f"t{self.turn}.c{number}")
         await self.service.note(
             self.session,
             "tool_result",
@@ -183,14 +192,14 @@ class SessionTools:
         )
         return result
 
-    async def _run(self, name: str, args: Mapping[str, Any], key: str, call_id: str) -> ToolResult:
+    async def _run(self, name: str, args: Mapping[str, Any], key: str) -> ToolResult:
         if name not in self.agent.tools:
             return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
         handler = self._handlers.get(name)
         if handler is None:
             return ToolResult(False, f"unknown tool {name!r}")
         try:
-            return await handler(args, key if name != b.DELEGATE else call_id)
+            return await handler(args, key)
         except HostError as exc:
             return ToolResult(False, f"{name} failed: the host answered: {exc}")
         except SessionAccessError as exc:
@@ -247,6 +256,8 @@ class SessionTools:
             return ToolResult(False, "post_review_thread needs path, line (1 or more) and body")
         if start is not None and (not isinstance(start, int) or not 1 <= start <= line):
             return ToolResult(False, "start_line must be a line number not after line")
+        if start == line:
+            start = None  # a range of one line is that line
         if side not in ("RIGHT", "LEFT"):
             return ToolResult(False, "side is RIGHT (the new file) or LEFT (the old one)")
         info = await self._host().pull_info(self.session.thread.conversation)
@@ -320,7 +331,9 @@ class SessionTools:
 
     # ------------------------------------------------------- delegation
 
-    async def _delegate_call(self, args: Mapping[str, Any], call_id: str) -> ToolResult:
+    async def _delegate_call(
+        self, args: Mapping[str, Any], call_id: str, ticket: int
+    ) -> ToolResult:
         if self._delegate is None:
             return ToolResult(False, "delegation is not available in this process")
         agent_id = str(args.get("agent_id") or "").strip()
@@ -338,6 +351,7 @@ class SessionTools:
             task,
             params if isinstance(params, Mapping) else {},
             call_id,
+            ticket,
         )
 
     # --------------------------------------------------- session directory
