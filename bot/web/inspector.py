@@ -266,7 +266,6 @@ async def session_page(request: web.Request) -> web.StreamResponse:
         inputs=inputs,
         approvals=build_items(approvals),
         thread_url=inspector.thread_url(detail.line.thread),
-        parent_url=None,
         spec=redact(detail.spec) if detail.spec else None,
         system_prompt=_system_prompt(detail.spec),
         launched=redact(detail.launched),
