@@ -22,7 +22,15 @@ from bot.db.models import Delivery, OutboxItem, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 from bot.inbox import utcnow
 from bot.sessions.store import Launch, SessionInfo, SessionOptions, SessionStore
-from bot.web.auth import COOKIE, Keys, Principal, clean_name, login_link
+from bot.web.auth import (
+    COOKIE,
+    Keys,
+    Principal,
+    clean_name,
+    ensure_operator_token,
+    login_link,
+    print_login_link,
+)
 from bot.web.inspector import build_items, diff_lines
 from bot.web.links import github_web_url, thread_url
 from bot.web.queries import EventRow
@@ -718,6 +726,22 @@ def test_cookie_values_expire_and_die_with_their_token() -> None:
     assert clean_name("  <script>al ice", "operator") == "scriptalice"
     assert clean_name("", "viewer") == "viewer"
     assert login_link("http://0.0.0.0:3000", "t o") == "http://127.0.0.1:3000/login?token=t+o"
+
+
+def test_a_run_without_tokens_gets_one_and_prints_where_to_sign_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bare = Settings()
+    settings, token = ensure_operator_token(bare)
+    assert token is not None
+    assert len(token) >= 32
+    assert settings.operator_token == token
+    assert ensure_operator_token(settings) == (settings, None), "a configured token is kept"
+    viewer_only = Settings(viewer_token=VIEWER_TOKEN)
+    assert ensure_operator_token(viewer_only) == (viewer_only, None)
+    print_login_link("http://0.0.0.0:3000", token)
+    print_login_link("http://127.0.0.1:3000", None)
+    assert capsys.readouterr().out == f"Open http://127.0.0.1:3000/login?token={token}\n"
 
 
 @pytest.mark.parametrize(
