@@ -416,6 +416,7 @@ async def test_tool_choice_and_active_tools_reach_the_request(
         rig = LLMRig(app, fake_github, openai, anthropic)
         await rig.comment(12, "@threadline hello")
         await eventually(lambda: rig.replies(12)[-1:] == ["forced reply"], "the reply")
+        await eventually(lambda: len(openai.requests) >= 2, "the model is asked again")
         first, second = openai.requests[:2]
         # A coordinator always gets delegate_to_sub_agent on top of its active_tools.
         assert first.tool_names == ["reply", "task_completed", "delegate_to_sub_agent"]
