@@ -306,7 +306,7 @@ async def test_the_page_needs_sign_in_and_shows_the_pull_request(rig: Rig) -> No
     ) as resp:
         moved = await resp.json()
     assert moved["changed"] is True
-    assert "hello" in moved["html"]
+    assert "hello" in moved["parts"]["conversation"]
 
 
 async def test_routes_are_absent_when_the_playground_is_off(settings: Settings) -> None:

@@ -8,8 +8,8 @@ the playground's tables, and as a signed delivery into the same ingress the host
 (verify -> store in the inbox -> answer), so the workers, handlers, sessions and outbox
 treat it like any other. The bot answers through `LocalHost` (bot/hosts/local.py).
 
-The page polls `GET /playground/state?v=<version>`; the answer carries new HTML only
-when the pull request changed, so the 👀 reaction and the status comment's edits show
+The page polls `GET /playground/state?v=<version>`; the answer carries the new HTML of
+its live parts (conversation, files) only when the pull request changed, so the 👀 reaction and the status comment's edits show
 up without a reload. The routes exist only with THREADLINE_PLAYGROUND on, behind the
 inspector's sign-in; writing needs the operator role.
 """
@@ -63,6 +63,7 @@ EMOJI = {
     "rocket": "🚀",
 }
 STATUS_PREFIX = "**Threadline** session"
+LIVE_PARTS = ("conversation", "files")  # the parts of the page that refresh themselves
 REVIEW_STATES = {"approved": "approved these changes", "changes_requested": "requested changes"}
 
 
@@ -224,7 +225,7 @@ class CommentView:
     edited: bool
     deleted: bool
     is_status: bool
-    reactions: tuple[tuple[str, int, str], ...]  # (emoji, count, who)
+    reactions: tuple[tuple[str, str, int, str], ...]  # (emoji, name, count, who)
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def _comment_view(comment: CommentInfo, bots: set[str]) -> CommentView:
         deleted=comment.deleted_at is not None,
         is_status=comment.author in bots and comment.body.startswith(STATUS_PREFIX),
         reactions=tuple(
-            (EMOJI.get(content, content), len(who), ", ".join(who))
+            (EMOJI.get(content, content), content, len(who), ", ".join(who))
             for content, who in comment.reactions
         ),
     )
@@ -435,8 +436,8 @@ async def state(request: web.Request) -> web.StreamResponse:
     if request.query.get("v") == version:
         return web.json_response({"version": version, "changed": False})
     model = await _model(request)
-    html = render_text(request, "playground_live.html", **model)
-    return web.json_response({"version": model["version"], "changed": True, "html": html})
+    parts = {part: render_text(request, f"playground_{part}.html", **model) for part in LIVE_PARTS}
+    return web.json_response({"version": model["version"], "changed": True, "parts": parts})
 
 
 async def _form(request: web.Request) -> dict[str, str]:
