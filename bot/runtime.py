@@ -11,6 +11,7 @@ from bot.events import CommentEvent, InstallationEvent
 from bot.history import CommentHistory
 from bot.installations import InstallationInfo, InstallationStore
 from bot.outbox import Outbox
+from bot.repo_configs import RepoAnswer, RepoConfigs
 from bot.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Runtime:
         self.config = config or Config.default()
         self.bot_names = bot_names
         self._sessions: SessionService | None = None
+        self._repo_configs: RepoConfigs | None = None
         self._forget_installation: Callable[[int], None] = lambda _id: None
 
     def connect(
@@ -39,10 +41,19 @@ class Runtime:
         *,
         forget_installation: Callable[[int], None],
         sessions: SessionService,
+        repo_configs: RepoConfigs | None = None,
     ) -> None:
         """Hook up the host credentials and sessions once they exist."""
         self._forget_installation = forget_installation
         self._sessions = sessions
+        self._repo_configs = repo_configs
+
+    async def repo_config(self, host: str, installation_id: int | None, repo: str) -> RepoAnswer:
+        """The configuration in force in `repo`: the server's, narrowed by the repository's
+        own file when it has one (and problems with a newer file, if any)."""
+        if self._repo_configs is None:
+            return RepoAnswer(self.config, "")
+        return await self._repo_configs.for_repo(host, installation_id, repo)
 
     @property
     def sessions(self) -> SessionService:

@@ -28,6 +28,7 @@ from bot.installations import InstallationStore
 from bot.loops import every
 from bot.outbox import Outbox, Sender
 from bot.redeliver import Reconciler
+from bot.repo_configs import RepoConfigs
 from bot.runtime import Runtime
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
@@ -192,6 +193,13 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 services.runtime.connect(
                     forget_installation=hosts.forget,
                     sessions=sessions,
+                    repo_configs=RepoConfigs(
+                        services.engine,
+                        services.runtime.config,
+                        lambda host, installation, repo, path: hosts.client(
+                            host, installation
+                        ).read_file(repo, path),
+                    ),
                 )
                 await crew.timekeeper.start()
                 minutes = settings.github_redelivery_minutes

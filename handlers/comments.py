@@ -9,13 +9,15 @@ a listened thread is recorded, and fed only when the configuration says so.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from bot import commands
 from bot.events import CommentEvent
 from bot.hosts.base import NoCredentials
 from bot.router import Context, Router
+from bot.sessions.agents import session_options
 from bot.sessions.service import Trigger
-from handlers.session_commands import apply_commands, help_reply, unknown_agent
+from handlers.session_commands import apply_commands, help_reply, repo_config, unknown_agent
 
 router = Router()
 log = logging.getLogger(__name__)
@@ -129,10 +131,16 @@ async def start(trigger: Trigger, event: CommentEvent, ctx: Context) -> None:
             "refused a trigger by %s in %s: no write access", event.actor.login, event.thread.key
         )
         return
+    config = await repo_config(trigger, event.host, event.repo, ctx)
+    if not config.triggers.mention:
+        log.info("mentions are turned off in %s by its configuration file", event.repo)
+        return
     try:
-        await sessions.launch(trigger)
+        agent = config.agent(trigger.agent_id)
     except KeyError:
-        await unknown_agent(trigger, ctx)
+        await unknown_agent(trigger, ctx, config)
+        return
+    await sessions.launch(replace(trigger, agent=agent, options=session_options(config.sessions)))
 
 
 @router.register(CommentEvent, "edited")

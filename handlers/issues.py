@@ -9,19 +9,23 @@ labeled, assigned or opened it needs write access, as for any trigger.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from bot import commands
+from bot.agents.config import Triggers
 from bot.events import IssueEvent, PullRequestEvent
 from bot.hosts.base import NoCredentials
 from bot.router import Context, Router
+from bot.sessions.agents import session_options
 from bot.sessions.service import Trigger
+from handlers.session_commands import repo_config
 
 router = Router()
 log = logging.getLogger(__name__)
 
 
-def wants_session(event: IssueEvent, ctx: Context) -> bool:
-    triggers = ctx.runtime.config.triggers
+def wants_session(event: IssueEvent, ctx: Context, triggers: Triggers | None = None) -> bool:
+    triggers = triggers or ctx.runtime.config.triggers
     names = {n.lower() for n in ctx.runtime.bot_names}
     if event.action == "labeled":
         return triggers.label is not None and (event.label or "").lower() == triggers.label.lower()
@@ -59,7 +63,13 @@ async def start_from_issue(event: IssueEvent, ctx: Context) -> None:
     if not allowed:
         await sessions.refuse(trigger)
         return
-    result = await sessions.launch(trigger)
+    config = await repo_config(trigger, event.host, event.repo, ctx)
+    if not wants_session(event, ctx, config.triggers):
+        log.info("issue %s: the repository's configuration turned this trigger off", event.repo)
+        return
+    agent = config.agent(None)
+    options = session_options(config.sessions)
+    result = await sessions.launch(replace(trigger, agent=agent, options=options))
     log.info(
         "issue %s %s by %s: session %s%s",
         event.thread.key,

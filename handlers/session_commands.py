@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from bot import commands
+from bot.agents.config import Config
 from bot.router import Context
 from bot.sessions import status
 from bot.sessions.service import Trigger
@@ -87,9 +88,28 @@ async def help_reply(trigger: Trigger, ctx: Context, session: SessionInfo | None
     await ctx.runtime.sessions.plain_reply(trigger, f"help.{trigger.client_request_id}", text)
 
 
-async def unknown_agent(trigger: Trigger, ctx: Context) -> None:
-    known = ", ".join(f"`{a}`" for a in ctx.runtime.config.agents)
+async def unknown_agent(trigger: Trigger, ctx: Context, config: Config | None = None) -> None:
+    known = ", ".join(f"`{a}`" for a in (config or ctx.runtime.config).agents)
     text = UNKNOWN_AGENT.format(agent=trigger.agent_id, known=known)
     await ctx.runtime.sessions.plain_reply(
         trigger, f"unknown-agent.{trigger.client_request_id}", text
     )
+
+
+REPO_CONFIG_PROBLEMS = (
+    "Threadline could not use this repository's `{path}`; the previous valid configuration "
+    "(or the server's) stays in force:\n\n{problems}"
+)
+
+
+async def repo_config(trigger: Trigger, host: str, repo: str, ctx: Context) -> Config:
+    """The configuration in force in `repo`; a newer file with problems is answered in the
+    trigger's thread, once per trigger, with each problem and its line."""
+    answer = await ctx.runtime.repo_config(host, trigger.installation_id, repo)
+    if answer.problems:
+        listed = "\n".join(f"- `{problem}`" for problem in answer.problems)
+        text = REPO_CONFIG_PROBLEMS.format(path=answer.path, problems=listed)
+        await ctx.runtime.sessions.plain_reply(
+            trigger, f"repo-config.{trigger.client_request_id}", text
+        )
+    return answer.config

@@ -179,7 +179,9 @@ class HostClient(Protocol):
         """The unified diff of the pull/merge request."""
         ...
 
-    async def read_file(self, repo: str, path: str, ref: str) -> bytes: ...
+    async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
+        """A file at `ref` (a commit, branch or tag); None: the default branch."""
+        ...
 
     async def permission(self, repo: str, login: str) -> Permission:
         """The person's permission on the repository, in GitHub's vocabulary."""

@@ -982,16 +982,17 @@ class GitHubClient:
         )
         return body.decode("utf-8", errors="replace")
 
-    async def read_file(self, repo: str, path: str, ref: str) -> bytes:
+    async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
         # https://docs.github.com/en/rest/repos/contents#get-repository-content (raw media type)
         quoted = "/".join(urllib.parse.quote(part, safe="") for part in path.strip("/").split("/"))
         url = "/repos/{owner}/{repo}/contents/{+path}{?ref}"
-        headers, body = await self._get_raw(
-            url, {**_split(repo), "path": quoted, "ref": ref}, ACCEPT_RAW
-        )
+        values: dict[str, str | int] = {**_split(repo), "path": quoted}
+        if ref is not None:  # none: the default branch
+            values["ref"] = ref
+        headers, body = await self._get_raw(url, values, ACCEPT_RAW)
         if (_header(headers, "content-type") or "").startswith("application/json"):
             # Directories (and submodules) answer with JSON whatever we ask for.
-            raise HostError(f"GitHub {repo}:{path} at {ref} is not a file")
+            raise HostError(f"GitHub {repo}:{path} at {ref or 'the default branch'} is not a file")
         return body
 
     async def permission(self, repo: str, login: str) -> Permission:

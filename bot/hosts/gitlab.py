@@ -575,10 +575,11 @@ class GitLabClient:
         files = await self._read("read the merge request's diffs", self._diffs, pull)
         return unified_diff(files)
 
-    async def read_file(self, repo: str, path: str, ref: str) -> bytes:
-        # https://docs.gitlab.com/api/repository_files/ (raw file)
+    async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
+        # https://docs.gitlab.com/api/repository_files/ (raw file; no ref: the default branch)
         url = f"/projects/{project_id(repo)}/repository/files/{quote(path, safe='')}/raw"
-        return await self._read("read a file", self._get_bytes, url, {"ref": ref})
+        params = {} if ref is None else {"ref": ref}
+        return await self._read("read a file", self._get_bytes, url, params)
 
     async def permission(self, repo: str, login: str) -> Permission:
         return await self._read("look up a permission", self._permission, repo, login)

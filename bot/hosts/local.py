@@ -212,7 +212,8 @@ class LocalHost:
             raise NotFound(f"the playground has no pull request {pull.repo}#{pull.number}")
         return row.diff
 
-    async def read_file(self, repo: str, path: str, ref: str) -> bytes:
+    async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
+        ref = ref or "main"  # the seeded repository's default branch
         text = await self._run(lambda: self.store.read_file(repo, path, ref))
         if text is None:
             raise NotFound(f"the playground has no file {repo}:{path} at {ref}")

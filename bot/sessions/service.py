@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import outbox as ob
 from bot.agents.base import (
     AgentSpec,
+    Budget,
     BudgetExceeded,
     Engine,
     EngineError,
@@ -74,6 +75,19 @@ DELEGATION_FAILED = "the delegation to {agent} (session {id}) failed: {error}"
 DELEGATION_UNFINISHED = "the delegation to {agent} (session {id}) ended ({state}) without output"
 
 
+def tighter(one: Budget, other: Budget) -> Budget:
+    """Each limit of the two budgets, the lower one where both set it."""
+
+    def low(a: float | None, b: float | None) -> float | None:
+        return b if a is None else a if b is None else min(a, b)
+
+    return Budget(
+        tokens=low(one.tokens, other.tokens),  # type: ignore[arg-type]
+        turns=low(one.turns, other.turns),  # type: ignore[arg-type]
+        minutes=low(one.minutes, other.minutes),
+    )
+
+
 class AgentCatalog(Protocol):
     """Where agents come from (the configuration)."""
 
@@ -100,6 +114,9 @@ class Trigger:
     agent_id: str | None = None
     comment_id: str | None = None
     url: str | None = None
+    # What the repository's configuration narrowed (None: the server's as it is).
+    agent: AgentSpec | None = None
+    options: SessionOptions | None = None
 
 
 class SessionService:
@@ -161,7 +178,7 @@ class SessionService:
 
     async def launch(self, trigger: Trigger) -> LaunchResult:
         """Start a session for `trigger` (idempotent by its client request id)."""
-        agent = self.agents.agent(trigger.agent_id)
+        agent = trigger.agent or self.agents.agent(trigger.agent_id)
         request = Launch(
             client_request_id=trigger.client_request_id,
             thread=trigger.thread,
@@ -171,7 +188,7 @@ class SessionService:
             started_by=trigger.login,
             trigger_comment_id=trigger.comment_id,
             trigger_url=trigger.url,
-            options=self.options,
+            options=trigger.options or self.options,
             spec=spec_record(agent),
         )
         result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
@@ -258,6 +275,18 @@ class SessionService:
                 if child.live:
                     await self.close(child, PARENT_CLOSED, by=by)
         return closed
+
+    def agent_for(self, session: SessionInfo) -> AgentSpec:
+        """The session's agent as configured now, never wider than as launched: a tool or
+        budget a repository's file took away at launch stays away."""
+        agent = self.agents.agent(session.agent_id)
+        spec = session.spec or {}
+        if "tools" in spec:
+            agent = replace(agent, tools=tuple(t for t in agent.tools if t in spec["tools"]))
+        launched = spec.get("budget")
+        if isinstance(launched, dict):
+            agent = replace(agent, budget=tighter(agent.budget, Budget(**launched)))
+        return agent
 
     def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
         """Raise BudgetExceeded when the session is past its agent's turns or minutes."""
@@ -399,7 +428,7 @@ class TurnRunner:
     ) -> None:
         service = self.service
         await service.publish_status(session)
-        agent = service.agents.agent(session.agent_id)
+        agent = service.agent_for(session)
         tools = SessionTools(
             service,
             session,

@@ -278,7 +278,7 @@ class SessionTools:
         if not path:
             return ToolResult(False, "read_file needs a path")
         host = self._host()
-        ref = "HEAD"
+        ref = None  # an issue: the default branch
         if self.session.thread.target != "issue":
             ref = (await host.pull_info(self.session.thread.conversation)).head_sha
         data = await host.read_file(self.session.thread.repo, path, ref)
