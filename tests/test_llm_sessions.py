@@ -75,6 +75,8 @@ sessions:
 """
 
 LINES = {"security": 3, "performance": 5, "api": 8}
+# Prompt-level runtimeParams one delegation carries (over the agent's and the provider's).
+PROMPT_PARAMS = {"security": {"runtimeParams": {"temperature": 0.9, "maxTokens": 300}}}
 
 
 def agents_file(
@@ -142,6 +144,7 @@ def coordinator(request: LLMRequest) -> Reply:
                 "agent_id": name,
                 "task": f"Review pull request #12 of {REPO} for {name} issues. "
                 "Use get_diff, post one review thread per finding, then task_completed.",
+                **PROMPT_PARAMS.get(name, {}),
             },
         )
         for name in REVIEWERS
@@ -266,12 +269,15 @@ async def test_a_coordinator_delegates_three_reviews_at_once_and_continues_on_fo
     assert first.body["max_tokens"] == 900  # provider default kept
     assert first.body["seed"] == 7  # providerSpecific, passed through
     assert "security: Looks for security problems" in first.system
+    # provider defaults < the agent's runtimeParams < the delegation's (prompt level)
     child_request = next(r for r in rig.anthropic.requests if reviewer_of(r) == "security")
-    assert child_request.body["temperature"] == 0.2
-    assert child_request.body["top_k"] == 40
-    assert child_request.tool_names == ["task_completed", "post_review_thread", "get_diff"] or (
-        sorted(child_request.tool_names) == ["get_diff", "post_review_thread", "task_completed"]
-    )
+    assert child_request.body["temperature"] == 0.9  # prompt over the agent's 0.2
+    assert child_request.body["max_tokens"] == 300  # prompt over the provider's 700
+    assert child_request.body["top_k"] == 40  # the provider's default, untouched
+    assert child_request.tool_names == ["get_diff", "post_review_thread", "task_completed"]
+    plain = next(r for r in rig.anthropic.requests if reviewer_of(r) == "performance")
+    assert plain.body["max_tokens"] == 700
+    assert "temperature" not in plain.body  # no layer sets it
 
     # The transcript has every step: delegations, usage, streamed text, no API key.
     events = rig.transcript(session.id)
@@ -430,3 +436,137 @@ async def test_an_outsiders_message_cannot_start_an_llm_session(rig: LLMRig) -> 
         lambda: any("only people with write access" in r for r in rig.replies(12)), "refusal"
     )
     assert rig.openai.requests == []
+
+
+NOTES_AGENTS = """
+providers:
+  local-openai:
+    kind: openai
+    baseUrl: {openai}
+    apiKeyEnv: TL_TEST_OPENAI_KEY
+    defaults: {{model: notes-model}}
+agents:
+  scribe:
+    engine: llm
+    provider: local-openai
+    systemPrompt: "agent=scribe"
+    active_tools: [reply, task_completed, memory_write, memory_read, sessions_list,
+                   sessions_history, sessions_search, sessions_send]
+    sessionAccess: {{cross_agent: true}}
+  quiet:
+    engine: llm
+    provider: local-openai
+    systemPrompt: "agent=quiet"
+    active_tools: [reply, sessions_list, sessions_send]
+    sessionAccess: {{key_prefix: "quiet:", can_send: false}}
+sessions:
+  keepSessionOpenForComments: true
+"""
+ISSUE_KEY = f"scribe:github:{REPO}/issues/7"
+
+
+def last_calls(request: LLMRequest) -> list[str]:
+    """The tools called in the request's last assistant message."""
+    for message in reversed(request.messages):
+        if message.get("role") == "assistant":
+            return [c["function"]["name"] for c in message.get("tool_calls") or []]
+    return []
+
+
+def notes_agent(request: LLMRequest) -> Reply:
+    asked = request.last_user_text
+    called = last_calls(request) if request.tool_results else []
+    results = " || ".join(str(r["content"]) for r in request.tool_results)
+    if called == ["reply"] or called == ["task_completed"]:
+        return Reply(text=["done"])
+    if "agent=quiet" in request.system:
+        if not called:
+            return Reply(
+                calls=[
+                    Call("sessions_list", {}),
+                    Call("sessions_send", {"key": ISSUE_KEY, "message": "hi"}),
+                ]
+            )
+        return Reply(calls=[Call("reply", {"body": "quiet saw: " + results})])
+    if asked.startswith("Message from session"):
+        return Reply(text=["Still here; the note on retries is in memory."])
+    if "remember" in asked:
+        if not called:
+            note = {"key": "retries", "value": "use exponential backoff with jitter"}
+            return Reply(calls=[Call("memory_write", note)])
+        return Reply(calls=[Call("reply", {"body": "Noted about backoff."})])
+    if not called:
+        return Reply(calls=[Call("memory_read", {}), Call("sessions_search", {"query": "backoff"})])
+    if called == ["memory_read", "sessions_search"]:
+        ask = {"key": ISSUE_KEY, "message": "Are you there?", "wait_for_reply": True}
+        return Reply(calls=[Call("sessions_send", {**ask, "timeout_seconds": 20})])
+    everything = " || ".join(str(m["content"]) for m in request.messages if m["role"] == "tool")
+    return Reply(calls=[Call("reply", {"body": "Known: " + everything})])
+
+
+async def test_memory_and_session_tools_under_access_policies(
+    settings: Settings,
+    fake_github: FakeGitHub,
+    fakes: tuple[FakeOpenAI, FakeAnthropic],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    openai, _ = fakes
+    openai.responder = notes_agent
+    path = tmp_path / "threadline.yml"
+    path.write_text(NOTES_AGENTS.format(openai=openai.base_url), encoding="utf-8")
+    async with run_app(github_settings(settings, fake_github, str(path))) as app:
+        rig = LLMRig(app, fake_github, openai, fakes[1])
+        await rig.comment(7, "/agent scribe remember how retries work")
+        await eventually(lambda: rig.replies(7)[-1:] == ["Noted about backoff."], "noted")
+        await eventually(lambda: rig.sessions()[0].state == "idle", "idle")
+
+        # Another session of the same agent reads the note, finds the first session's
+        # words, and asks it something, waiting for the answer.
+        await rig.comment(12, "/agent scribe what do we know about retries?")
+        await eventually(
+            lambda: rig.replies(12) and rig.replies(12)[-1].startswith("Known: "), "known", 30
+        )
+        known = rig.replies(12)[-1]
+        assert '"retries": "use exponential backoff with jitter"' in known  # memory_read
+        assert ISSUE_KEY in known
+        assert "**backoff**" in known
+        assert "Still here; the note on retries is in memory." in known  # sessions_send
+        issue_session = next(s for s in rig.sessions() if s.thread.number == 7)
+        inputs = app.runtime.sessions.store.inputs(issue_session.id)
+        assert [i.kind for i in inputs][-1] == "message"
+
+        # `quiet` sees only keys under its prefix (none yet but its own) and may not send.
+        await eventually(lambda: rig.sessions()[0].state == "idle", "idle again")
+        await rig.comment(12, "/done")
+        await eventually(lambda: rig.sessions()[0].state == "closed", "closed")
+        await rig.comment(12, "/agent quiet look around")
+        await eventually(lambda: rig.replies(12)[-1].startswith("quiet saw: "), "quiet", 30)
+        seen = rig.replies(12)[-1]
+        assert ISSUE_KEY not in seen.split("||")[0]
+        assert f'"key": "quiet:github:{REPO}/pulls/12"' in seen
+        assert "may not send to other sessions" in seen
+
+    assert OPENAI_KEY not in caplog.text
+
+
+async def test_a_turn_budget_ends_the_session_at_the_next_turn(
+    settings: Settings,
+    fake_github: FakeGitHub,
+    fakes: tuple[FakeOpenAI, FakeAnthropic],
+    tmp_path: Path,
+) -> None:
+    openai, anthropic = fakes
+    openai.responder = lambda request: Reply(text=["answered"])
+    config = agents_file(tmp_path, openai, anthropic, coordinator_extra="    budget: {turns: 1}")
+    async with run_app(github_settings(settings, fake_github, config)) as app:
+        rig = LLMRig(app, fake_github, openai, anthropic)
+        await rig.comment(12, "@threadline one question")
+        await eventually(lambda: rig.sessions()[0].state == "idle", "the first turn ends")
+        await rig.comment(12, "and another")
+        await eventually(lambda: rig.sessions()[0].state == "closed", "closed", 30)
+        assert rig.sessions()[0].close_reason == "budget"
+        assert len(openai.requests) == 1  # the second turn never asked the model
+        await eventually(
+            lambda: any("turn budget of 1 spent" in r for r in rig.replies(12)), "the notice"
+        )

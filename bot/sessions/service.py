@@ -381,24 +381,42 @@ class TurnRunner:
         lease_seconds: float = 120.0,
         poll_seconds: float = 1.0,
         name: str | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.service = service
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.concurrency = concurrency
         self.name = name or "turns-" + worker_name()
         self.wakeup = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run turns, up to `concurrency` at once (each of another session),
+        until `stop`; turns in hand finish first."""
+        running: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self.wakeup.set()  # a place is free: look for more
+
         while not stop.is_set():
             self.wakeup.clear()  # before looking: a wake during the look is kept
-            try:
-                ran = await self.run_once()
-            except Exception:
-                log.exception("turn runner %s could not claim a turn", self.name)
-                ran = False
-            if ran:
+            claimed = None
+            if len(running) < self.concurrency:
+                try:
+                    claimed = await asyncio.to_thread(
+                        self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+                    )
+                except Exception:
+                    log.exception("turn runner %s could not claim a turn", self.name)
+            if claimed is not None:
+                task = asyncio.create_task(self._run_logged(*claimed))
+                running.add(task)
+                task.add_done_callback(done)
                 continue
             await nap(self.wakeup, stop, self.poll_seconds)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def run_once(self) -> bool:
         claimed = await asyncio.to_thread(
@@ -409,6 +427,12 @@ class TurnRunner:
         session, inputs = claimed
         await self._run_claimed(session, inputs)
         return True
+
+    async def _run_logged(self, session: SessionInfo, inputs: list[InputInfo]) -> None:
+        try:
+            await self._run_claimed(session, inputs)
+        except Exception:  # the lease runs out and the turn is taken over
+            log.exception("turn %d of session %s could not be settled", session.turns, session.id)
 
     async def _run_claimed(
         self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any] | None = None
