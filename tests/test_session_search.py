@@ -288,6 +288,24 @@ def test_search_filters_by_policy_before_the_limit(world: World) -> None:
     assert len(world.directory.search("reviewer", None, "token", limit=3)) == 3
 
 
+def test_the_rank_window_holds_the_newest_visible_matches(world: World, engine: Engine) -> None:
+    """A narrow window ranks only the newest matches, but they are counted after the policy:
+    newer matches in hidden sessions never push the visible ones out."""
+    store = world.store
+    store.record(world.pr13, "message", {"turn": 1, "text": "oldest: token token token"})
+    store.record(world.pr13, "message", {"turn": 1, "text": "older: a token among words"})
+    store.record(world.pr13, "message", {"turn": 1, "text": "newer: one token, a few words"})
+    for n in range(5):
+        store.record(world.coder70, "message", {"turn": n, "text": f"hidden token {n}"})
+    narrow = SessionDirectory(engine, rank_window=2)
+    hits = narrow.search("reviewer", AccessPolicy(), "token", limit=5)
+    texts = [h["snippet"].replace("**", "") for h in hits]
+    assert len(texts) == 2
+    assert {t.split(":")[0] for t in texts} == {"older", "newer"}, texts
+    wide = SessionDirectory(engine).search("reviewer", AccessPolicy(), "token", limit=1)
+    assert wide[0]["snippet"].startswith("oldest"), "the best match wins when it is in the window"
+
+
 def test_search_leaves_out_the_current_session(world: World) -> None:
     d = world.directory
     assert {h["session_id"] for h in d.search("reviewer", None, "backoff")} == {

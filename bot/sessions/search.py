@@ -27,7 +27,6 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    column,
     false,
     func,
     literal_column,
@@ -56,7 +55,7 @@ MAX_SEARCH_TEXT = 32_000
 # that matches fewer), so a word found everywhere costs a bounded time. Ranking is dearer
 # on PostgreSQL, where each candidate's tsvector is rebuilt from its text (bench/search.py).
 SQLITE_RANK_WINDOW = 2000
-POSTGRES_RANK_WINDOW = 300
+POSTGRES_RANK_WINDOW = 200
 
 NOT_VISIBLE = "no session {target!r} is visible to this agent"
 SEND_REFUSED = "this agent may not send to other sessions (its access policy has can_send = false)"
@@ -415,7 +414,7 @@ class SessionDirectory:
         _check_limit("limit", limit, 1)
         limit = min(limit, MAX_SEARCH)
         query = query.replace("\x00", " ")  # PostgreSQL's text cannot hold NUL
-        where = [visible_clause(policy, caller_agent_id)]
+        where = [] if policy is None else [visible_clause(policy, caller_agent_id)]
         if exclude_session is not None:
             where.append(SessionRow.id != exclude_session)
         if self.dialect == "sqlite":
@@ -428,28 +427,40 @@ class SessionDirectory:
         match = fts5_query(query)
         if match is None:
             return []
-        # FTS5 walks its matches newest first (descending rowid, no sort), each joined to
-        # its session so the policy filters it at once, and stops after the window; bm25
-        # (lower is better) ranks only those, and snippets are made only for the winners.
-        fts = table("transcript_fts", column("rowid"))
+        # FTS5 walks its matches newest first (descending rowid, no sort) and stops after
+        # the window of visible ones; bm25 (lower is better) ranks only those. Visibility
+        # is a lookup in the visible sessions' event ids, gathered once from the covering
+        # index on (session_id, id); the unary + keeps FTS5 from taking that IN as a
+        # constraint of its own, which it would answer one rowid at a time (seconds).
+        # Events and sessions are read for the winners only, and so are the snippets.
+        rowid: ColumnElement[int] = literal_column("transcript_fts.rowid")
         window = (
+            select(rowid.label("id"), func.bm25(literal_column("transcript_fts")).label("rank"))
+            .select_from(table("transcript_fts"))
+            .where(text("transcript_fts MATCH :match"))
+            .order_by(rowid.desc())
+            .limit(self.rank_window)
+        )
+        if where:
+            visible = select(TranscriptEvent.id).where(
+                TranscriptEvent.session_id.in_(select(SessionRow.id).where(*where))
+            )
+            window = window.where(literal_column("+transcript_fts.rowid").in_(visible))
+        ranked = window.subquery("window")
+        top = (
             select(
-                fts.c.rowid.label("id"),
-                func.bm25(literal_column("transcript_fts")).label("rank"),
+                ranked.c.id,
+                ranked.c.rank,
                 TranscriptEvent.kind,
-                SessionRow.id.label("session_id"),
+                TranscriptEvent.session_id,
                 SessionRow.agent_id,
                 SessionRow.thread_key,
             )
-            .select_from(fts)
-            .join(TranscriptEvent, TranscriptEvent.id == fts.c.rowid)
+            .join(TranscriptEvent, TranscriptEvent.id == ranked.c.id)
             .join(SessionRow, SessionRow.id == TranscriptEvent.session_id)
-            .where(text("transcript_fts MATCH :match"), *where)
-            .order_by(fts.c.rowid.desc())
-            .limit(self.rank_window)
-            .subquery("window")
+            .order_by(ranked.c.rank, ranked.c.id.desc())
+            .limit(limit)
         )
-        top = select(window).order_by(window.c.rank, window.c.id.desc()).limit(limit)
         snippet = text(
             "SELECT rowid, snippet(transcript_fts, 0, :mark, :mark, :ellipsis, :words) "
             "FROM transcript_fts WHERE transcript_fts MATCH :match AND rowid IN :ids"
@@ -480,13 +491,21 @@ class SessionDirectory:
             literal_column("'english'"), func.coalesce(TranscriptEvent.search_text, "")
         )
         tsquery = func.websearch_to_tsquery(literal_column("'english'"), bindparam("q"))
-        # The index finds the matches; the newest visible ones make the window. Only they
-        # are ranked, because ts_rank has to rebuild each event's tsvector from its text.
+        # The GIN index finds every match (materialized: asked for the newest few, the
+        # planner would rather walk the primary key backwards and rebuild each row's
+        # tsvector); the newest visible ones make the window. Only they are ranked, since
+        # ts_rank rebuilds each candidate's tsvector from its text.
+        matches = (
+            select(TranscriptEvent.id, TranscriptEvent.session_id)
+            .where(vector.op("@@")(tsquery))
+            .cte("matches")
+            .prefix_with("MATERIALIZED")
+        )
         window = (
-            select(TranscriptEvent.id)
-            .join(SessionRow, SessionRow.id == TranscriptEvent.session_id)
-            .where(vector.op("@@")(tsquery), *where)
-            .order_by(TranscriptEvent.id.desc())
+            select(matches.c.id)
+            .join(SessionRow, SessionRow.id == matches.c.session_id)
+            .where(*where)
+            .order_by(matches.c.id.desc())
             .limit(self.rank_window)
             .cte("window")
         )
