@@ -290,8 +290,13 @@ def cmd_sessions_show(args: argparse.Namespace, settings: Settings) -> int:
         if found is None:
             return EXIT_FAILURE
         inputs = [i.__dict__ for i in store.inputs(found.id)]
+        children = [
+            {"id": c.id, "agent": c.agent_id, "state": c.state, "output": c.output}
+            for c in store.children(found.id)
+        ]
         if args.json:
-            print(json.dumps({**found.summary(), "inputs": inputs}, indent=2))
+            shown = {**found.summary(), "spec": found.spec, "inputs": inputs, "children": children}
+            print(json.dumps(shown, indent=2))
             return 0
         for key, value in found.summary().items():
             print(f"{key:>17}: {value if value is not None else '-'}")
@@ -300,6 +305,11 @@ def cmd_sessions_show(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"                   #{i['id']} {i['status']:<9} {i['kind']:<8} @{i['author']}: {i['body'][:80]}"
             )
+        if children:
+            print("      delegations:")
+            for c in children:
+                output = (c["output"] or "").replace("\n", " ")[:60]
+                print(f"                   {c['id']} {c['agent']:<12} {c['state']:<7} {output}")
         return 0
 
     return _with_sessions(settings, use)

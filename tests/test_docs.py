@@ -20,3 +20,19 @@ def test_every_command_is_documented() -> None:
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     missing = [name for name in commands if f"`threadline {name}" not in README]
     assert missing == []
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_the_example_agent_files_load() -> None:
+    from bot.agents.config import load_config
+    from bot.agents.repo_config import narrow, parse_repo_config
+
+    assert list(load_config(EXAMPLES / "threadline.yml").agents) == ["reviewer"]
+    keys = {"OPENAI_API_KEY": "sk-example", "ANTHROPIC_API_KEY": "sk-example"}
+    server = load_config(EXAMPLES / "llm-agents.yml", keys)
+    assert server.agent().agent_ids == ("security", "performance", "api")
+    text = (EXAMPLES / "repo-threadline.yml").read_text(encoding="utf-8")
+    narrowed = narrow(server, parse_repo_config(text, ".github/threadline.yml", server))
+    assert list(narrowed.agents) == ["coordinator", "security"]
