@@ -460,7 +460,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="sqlite,postgres")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=50, help="runs of each query and policy")
+    parser.add_argument("--repeat", type=int, default=200, help="runs of each query and policy")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--rank-window",

@@ -16,8 +16,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number works; it only has to be the same for every Threadline process.
 _PG_LOCK_KEY = 0x7468726C  # "thrl"
 # Made by migrations in the database's own dialect, with no model: the FTS5 table (and
-# the shadow tables SQLite makes for it) and PostgreSQL's tsvector expression index.
-UNMODELED_PREFIXES = ("transcript_fts", "ix_transcript_search")
+# the shadow tables SQLite makes for it), PostgreSQL's stored tsvector and its index.
+UNMODELED_PREFIXES = ("transcript_fts", "ix_transcript_search", "search_vector")
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -52,10 +52,9 @@ ELLIPSIS = "…"
 # PostgreSQL's 1 MB limit on one tsvector (an insert past it would fail).
 MAX_SEARCH_TEXT = 32_000
 # Search ranks the newest this-many visible matching events (all of them, for any query
-# that matches fewer), so a word found everywhere costs a bounded time. Ranking is dearer
-# on PostgreSQL, where each candidate's tsvector is rebuilt from its text (bench/search.py).
+# that matches fewer), so a word found everywhere costs a bounded time (bench/search.py).
 SQLITE_RANK_WINDOW = 2000
-POSTGRES_RANK_WINDOW = 200
+POSTGRES_RANK_WINDOW = 500
 
 NOT_VISIBLE = "no session {target!r} is visible to this agent"
 SEND_REFUSED = "this agent may not send to other sessions (its access policy has can_send = false)"
@@ -486,45 +485,29 @@ class SessionDirectory:
     def _search_postgres(self, query: str, where: Clauses, limit: int) -> Rows:
         if not query.strip():
             return []
-        # The same expression as the GIN index (migration 0004), so the index serves it.
-        vector = func.to_tsvector(
-            literal_column("'english'"), func.coalesce(TranscriptEvent.search_text, "")
-        )
+        # The stored tsvector of migration 0004 (no model: SQLite has no such type). One
+        # pass over the events finds the newest visible matches and ranks them from the
+        # stored vector: for a rare word the planner takes the GIN index, for a common one
+        # it walks the newest events backwards and stops once the window is full.
+        vector: ColumnElement[Any] = literal_column("transcript_events.search_vector")
         tsquery = func.websearch_to_tsquery(literal_column("'english'"), bindparam("q"))
-        # The GIN index finds every match (materialized: asked for the newest few, the
-        # planner would rather walk the primary key backwards and rebuild each row's
-        # tsvector); the newest visible ones make the window. Only they are ranked, since
-        # ts_rank rebuilds each candidate's tsvector from its text.
-        matches = (
-            select(TranscriptEvent.id, TranscriptEvent.session_id)
-            .where(vector.op("@@")(tsquery))
-            .cte("matches")
-            .prefix_with("MATERIALIZED")
-        )
+        found = select(
+            TranscriptEvent.id,
+            TranscriptEvent.kind,
+            TranscriptEvent.session_id,
+            func.ts_rank(vector, tsquery).label("rank"),
+        ).where(vector.op("@@")(tsquery))
+        if where:
+            found = found.where(TranscriptEvent.session_id.in_(select(SessionRow.id).where(*where)))
         window = (
-            select(matches.c.id)
-            .join(SessionRow, SessionRow.id == matches.c.session_id)
-            .where(*where)
-            .order_by(matches.c.id.desc())
-            .limit(self.rank_window)
-            .cte("window")
+            found.order_by(TranscriptEvent.id.desc()).limit(self.rank_window).subquery("window")
         )
-        rank = func.ts_rank(vector, tsquery)
         top = (
-            select(
-                TranscriptEvent.id,
-                TranscriptEvent.kind,
-                SessionRow.id.label("session_id"),
-                SessionRow.agent_id,
-                SessionRow.thread_key,
-                rank.label("rank"),
-            )
-            .select_from(window)
-            .join(TranscriptEvent, TranscriptEvent.id == window.c.id)
-            .join(SessionRow, SessionRow.id == TranscriptEvent.session_id)
-            .order_by(rank.desc(), TranscriptEvent.id.desc())
+            select(window)
+            .order_by(window.c.rank.desc(), window.c.id.desc())
             .limit(limit)
-        ).cte("top")
+            .subquery("top")
+        )
         options = (
             f"StartSel={MARK}, StopSel={MARK}, MaxWords={SNIPPET_WORDS}, "
             f'MinWords={SNIPPET_WORDS // 2}, MaxFragments=2, FragmentDelimiter=" {ELLIPSIS} "'
@@ -540,12 +523,13 @@ class SessionDirectory:
                 top.c.id,
                 top.c.kind,
                 top.c.session_id,
-                top.c.agent_id,
-                top.c.thread_key,
+                SessionRow.agent_id,
+                SessionRow.thread_key,
                 top.c.rank,
                 headline.label("snippet"),
             )
             .join(TranscriptEvent, TranscriptEvent.id == top.c.id)
+            .join(SessionRow, SessionRow.id == top.c.session_id)
             .order_by(top.c.rank.desc(), top.c.id.desc())
         )
         with self.engine.connect() as conn:

@@ -8,7 +8,7 @@ Revision 0004, after 0003.
   counters (for budgets and the delegation limit).
 - transcript_events: `search_text`, the words of an event worth finding, indexed by
   SQLite FTS5 (an external-content table kept by triggers) or PostgreSQL full-text
-  search (a GIN index over `to_tsvector('english', search_text)`).
+  search (a stored `search_vector` tsvector column, generated from it, with a GIN index).
 - agent_memory: notes an agent keeps per repository, across sessions.
 - repo_configs: the last valid repository configuration file, per repository.
 """
@@ -48,9 +48,11 @@ SQLITE_FTS_DROP = (
     "DROP TRIGGER IF EXISTS transcript_fts_insert",
     "DROP TABLE IF EXISTS transcript_fts",
 )
-PG_SEARCH_INDEX = (
-    "CREATE INDEX ix_transcript_search ON transcript_events "
-    "USING GIN (to_tsvector('english', coalesce(search_text, '')))"
+PG_SEARCH = (
+    # Stored, so a search neither rebuilds vectors to recheck matches nor to rank them.
+    "ALTER TABLE transcript_events ADD COLUMN search_vector tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('english', coalesce(search_text, ''))) STORED",
+    "CREATE INDEX ix_transcript_search ON transcript_events USING GIN (search_vector)",
 )
 
 
@@ -74,7 +76,8 @@ def upgrade() -> None:
         for statement in SQLITE_FTS:
             op.execute(statement)
     elif dialect == "postgresql":
-        op.execute(PG_SEARCH_INDEX)
+        for statement in PG_SEARCH:
+            op.execute(statement)
     op.create_table(
         "agent_memory",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
@@ -108,6 +111,7 @@ def downgrade() -> None:
             op.execute(statement)
     elif dialect == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_transcript_search")
+        op.execute("ALTER TABLE transcript_events DROP COLUMN IF EXISTS search_vector")
     with op.batch_alter_table("transcript_events") as batch:
         batch.drop_column("search_text")
     op.drop_index("ix_sessions_created", table_name="sessions")
