@@ -58,6 +58,14 @@ class SessionAccess:
     can_send: bool = True
     cross_agent: bool = False
 
+    def visible(self, key: str, agent_id: str, caller_agent_id: str) -> bool:
+        """Whether the session `key` (of agent `agent_id`) is visible to the caller."""
+        if key in self.allowed_keys:
+            return True
+        if not self.cross_agent and agent_id != caller_agent_id:
+            return False
+        return self.key_prefix is None or key.startswith(self.key_prefix)
+
 
 @dataclass(frozen=True)
 class AgentSpec:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from bot.agents.base import SessionAccess
 from bot.db.models import LIVE_STATES, SessionRow, TranscriptEvent
 
 SESSION_ID = re.compile(r"s-[0-9a-z]{1,14}")
@@ -88,26 +88,9 @@ def split_key(key: str) -> tuple[str, str] | None:
     return (agent_id, thread_key) if colon and agent_id and thread_key else None
 
 
-@dataclass(frozen=True)
-class AccessPolicy:
-    """Which sessions an agent may see and send to (the seed's `sessions.*` fields).
-
-    Visible: a key in `allowed_keys`; otherwise a session of the caller's own agent
-    (any agent's with `cross_agent`) whose key starts with `key_prefix` (any key when
-    None). No policy at all (None where one is taken) makes everything visible.
-    """
-
-    key_prefix: str | None = None
-    allowed_keys: tuple[str, ...] = ()
-    can_send: bool = True
-    cross_agent: bool = False
-
-    def visible(self, key: str, agent_id: str, caller_agent_id: str) -> bool:
-        if key in self.allowed_keys:
-            return True
-        if not self.cross_agent and agent_id != caller_agent_id:
-            return False
-        return self.key_prefix is None or key.startswith(self.key_prefix)
+# An agent's `sessionAccess` (bot/agents/base.py); None where one is taken: no policy,
+# everything visible and sendable.
+AccessPolicy = SessionAccess
 
 
 def visible_clause(policy: AccessPolicy | None, caller_agent_id: str) -> ColumnElement[bool]:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from bot import outbox as ob
@@ -57,7 +56,7 @@ def _dumps(value: Any) -> str:
 
 
 def access_policy(agent: AgentSpec) -> AccessPolicy | None:
-    return None if agent.access is None else AccessPolicy(**asdict(agent.access))
+    return agent.access
 
 
 class SessionTools:
