@@ -276,7 +276,10 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> str:
         ) from exc
     host, port = runner.addresses[0][:2]
     url = f"http://{host}:{port}"
-    log.info("listening on %s (webhooks at %s/webhooks/github and /webhooks/gitlab)", url, url)
+    hooks = "/webhooks/github, /webhooks/gitlab" + (
+        ", /webhooks/local" if settings.playground else ""
+    )
+    log.info("listening on %s (webhooks at %s)", url, hooks)
     return url
 
 

@@ -758,7 +758,12 @@ def test_a_run_without_tokens_gets_one_and_prints_where_to_sign_in(
             ThreadRef("github", "o/r", "pull", 4, "991"),
             "https://ghe.example.com/o/r/pull/4#discussion_r991",
         ),
-        ("https://api.github.com", ThreadRef("local", "demo/app", "pull", 1), None),
+        ("https://api.github.com", ThreadRef("local", "demo/app", "pull", 1), "/playground"),
+        (
+            "https://api.github.com",
+            ThreadRef("local", "demo/app", "pull", 1, "7"),
+            "/playground#thread-7",
+        ),
     ],
 )
 def test_thread_links(api_url: str, thread: ThreadRef, expected: str | None) -> None:

@@ -43,11 +43,6 @@ from tests.fakes.github import FakeGitHub, new_rsa_key
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
 
-# bot/web/auth.py keeps the request's principal under a plain string key, which aiohttp
-# 3.14 warns about once per process (warnings are errors here). Remove this once it uses
-# a web.RequestKey.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 OPERATOR = "operator-token-0123456789abcdef"
 VIEWER = "viewer-token-0123456789abcdef00"
 

@@ -323,7 +323,7 @@ def _path(url: str, url_vars: UrlVars) -> str:
     return urllib.parse.urlsplit(expanded).path or "/"
 
 
-class _Transport:
+class Transport:
     """Runs one request with the shared session and maps whatever goes wrong."""
 
     def __init__(
@@ -420,7 +420,7 @@ class GitHubApp:
     ) -> None:
         self.app_id = app_id
         self._key = _load_rsa_key(private_key)
-        self._transport = _Transport(session, api_url=api_url, timeout=timeout, clock=clock)
+        self._transport = Transport(session, api_url=api_url, timeout=timeout, clock=clock)
         self.graphql_url = graphql_url or default_github_graphql_url(api_url)
         self._clock = clock
         self._tokens: dict[int, _Token] = {}
@@ -575,7 +575,7 @@ class GitHubToken:
         clock: Clock = time.time,
     ) -> None:
         self._credentials = _FixedToken(token)
-        self._transport = _Transport(session, api_url=api_url, timeout=timeout, clock=clock)
+        self._transport = Transport(session, api_url=api_url, timeout=timeout, clock=clock)
         self.graphql_url = graphql_url or default_github_graphql_url(api_url)
 
     def __repr__(self) -> str:
@@ -697,7 +697,7 @@ class GitHubClient:
     def __init__(
         self,
         credentials: _Credentials,
-        transport: _Transport,
+        transport: Transport,
         *,
         graphql_url: str,
         app: GitHubApp | None = None,

@@ -44,4 +44,6 @@ def thread_url(settings: Settings, thread: ThreadRef) -> str | None:
     if thread.host == "gitlab":
         kind = "merge_requests" if thread.target == "pull" else "issues"
         return f"{settings.gitlab_url.rstrip('/')}/{_path(thread.repo)}/-/{kind}/{thread.number}"
+    if thread.host == "local":  # the playground's own page, on this server
+        return f"/playground#thread-{thread.thread_id}" if thread.thread_id else "/playground"
     return None

@@ -34,7 +34,7 @@ import yaml
 from bot.config import PREFIX, ConfigError, load_settings
 from bot.doctor import GITHUB_PERMISSIONS
 from bot.envfile import env_key, merge_env, write_private
-from bot.hosts.github import ACCEPT_JSON, _Transport
+from bot.hosts.github import ACCEPT_JSON, Transport
 
 STATE_SECONDS = 600
 MAX_PENDING_STATES = 256
@@ -206,7 +206,7 @@ async def convert_code(
     Messages name the path with `{code}` unfilled: until it is used, the code is as good
     as the key. A failure is mapped by bot.hosts.github like any other call there.
     """
-    transport = _Transport(http, api_url=api_url, timeout=timeout_seconds, clock=time.time)
+    transport = Transport(http, api_url=api_url, timeout=timeout_seconds, clock=time.time)
     url = "/app-manifests/{code}/conversions"
     answer = await transport.call(
         "POST",
