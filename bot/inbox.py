@@ -208,8 +208,21 @@ class Inbox:
             + ", ".join([group] * len(rows))
             + " ON CONFLICT (host, delivery_id) DO NOTHING RETURNING id, host, delivery_id"
         )
-        params = tuple(_driver_value(row[name], sqlite_) for row in rows for name in columns)
-        return sql, params
+        # Plain values go as they are; the rest (the batch's one `now`, each row's headers)
+        # are converted once per object: every row holds the same datetime.
+        plain = (str, bytes, int, type(None))
+        converted: dict[int, Any] = {}
+        params: list[Any] = []
+        for row in rows:
+            for name in columns:
+                value = row[name]
+                if type(value) not in plain:
+                    key = id(value)  # alive for the whole call: `rows` holds it
+                    if key not in converted:
+                        converted[key] = _driver_value(value, sqlite_)
+                    value = converted[key]
+                params.append(value)
+        return sql, tuple(params)
 
     # ----------------------------------------------------------- worker side
 
