@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.agents.base import Budget, BudgetExceeded
 from bot.config import Settings
 from tests.conftest import run_app
 from tests.fakes.github import FakeGitHub
@@ -570,3 +572,15 @@ async def test_a_turn_budget_ends_the_session_at_the_next_turn(
         await eventually(
             lambda: any("turn budget of 1 spent" in r for r in rig.replies(12)), "the notice"
         )
+
+
+async def test_a_time_budget_counts_from_the_session_start(rig: LLMRig) -> None:
+    await rig.comment(12, "@threadline review this PR")
+    await eventually(lambda: rig.sessions() and rig.sessions()[0].state == "idle", "idle", 30)
+    [session] = rig.sessions()
+    service = rig.app.runtime.sessions
+    agent = replace(service.agent_for(session), budget=Budget(minutes=5))
+    service.check_budget(session, agent)  # just started: within budget
+    older = replace(session, created_at=session.created_at - timedelta(minutes=6))
+    with pytest.raises(BudgetExceeded, match="time budget of 5 min spent"):
+        service.check_budget(older, agent)
