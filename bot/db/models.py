@@ -149,7 +149,7 @@ class Installation(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-LIVE_STATES = ("active", "busy", "idle")
+LIVE_STATES = ("active", "busy", "idle", "awaiting_approval")
 
 
 class SessionRow(Base):
@@ -163,8 +163,8 @@ class SessionRow(Base):
             "uq_sessions_live_thread",
             "thread_key",
             unique=True,
-            sqlite_where=text("state IN ('active', 'busy', 'idle')"),
-            postgresql_where=text("state IN ('active', 'busy', 'idle')"),
+            sqlite_where=text("state IN ('active', 'busy', 'idle', 'awaiting_approval')"),
+            postgresql_where=text("state IN ('active', 'busy', 'idle', 'awaiting_approval')"),
         ),
         Index("ix_sessions_state", "state"),
         Index("ix_sessions_thread", "thread_key"),
@@ -432,3 +432,47 @@ class PlaygroundCommitState(Base):
     summary: Mapped[str] = mapped_column(Text)
     url: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChangeSet(Base):
+    """Files an agent proposed (`propose_change`), and what became of them."""
+
+    __tablename__ = "change_sets"
+    __table_args__ = (Index("ix_change_sets_session", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"path", "content"|None}]
+    base_branch: Mapped[str] = mapped_column(String(255))
+    base_sha: Mapped[str] = mapped_column(String(64))
+    # proposed -> applied | conflict | failed | rejected | stale
+    status: Mapped[str] = mapped_column(String(16))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    pull_number: Mapped[int | None] = mapped_column(Integer)
+    pull_url: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApprovalGate(Base):
+    """What a session waits for a maintainer's yes on, and the decision."""
+
+    __tablename__ = "approval_gates"
+    __table_args__ = (Index("ix_approval_gates_session", "session_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    change_set_id: Mapped[int | None] = mapped_column(BigId)
+    subject: Mapped[str] = mapped_column(Text)
+    pinned_sha: Mapped[str | None] = mapped_column(String(64))  # the PR/MR head it was asked on
+    # waiting -> approved | changes_requested | stale | cancelled
+    status: Mapped[str] = mapped_column(String(24))
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_sha: Mapped[str | None] = mapped_column(String(64))
+    decision_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
