@@ -420,6 +420,30 @@ class PlaygroundReview(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class PlaygroundCommit(Base):
+    """A commit of a playground repository: its parent and message. Its files are the
+    playground_files rows under its sha."""
+
+    __tablename__ = "playground_commits"
+
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent_sha: Mapped[str | None] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PlaygroundBranch(Base):
+    """A branch of a playground repository and the commit it points at."""
+
+    __tablename__ = "playground_branches"
+
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sha: Mapped[str] = mapped_column(String(64))
+
+
 class PlaygroundCommitState(Base):
     """A commit status the bot set (the playground's check runs)."""
 

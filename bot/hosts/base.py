@@ -8,6 +8,7 @@ is silently skipped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -67,6 +68,14 @@ class NotFound(HostError):
         super().__init__(message, status=404)
 
 
+class Conflict(HostError):
+    """The write would clash with what is there: the branch already exists with other
+    changes, or what it was to build on moved. Trying again will not help."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        super().__init__(message, status=status)
+
+
 class NoCredentials(HostError):
     """Threadline has no credentials for this host (webhooks only): it cannot ask or write."""
 
@@ -122,6 +131,22 @@ class CommitState:
     name: str
     state: Literal["pending", "running", "success", "failure", "cancelled"]
     summary: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file of a change set: its whole new content, or None to delete it."""
+
+    path: str  # relative to the repository's root, with "/" between directories
+    content: bytes | None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A pull/merge request the bot opened (or found already open)."""
+
+    number: int  # GitHub's number, GitLab's iid
     url: str | None = None
 
 
@@ -190,6 +215,89 @@ class HostClient(Protocol):
     async def set_commit_state(self, repo: str, state: CommitState) -> None: ...
 
     async def whoami(self) -> Identity: ...
+
+    async def default_branch(self, repo: str) -> tuple[str, str]:
+        """(name, head commit sha) of the repository's default branch."""
+        ...
+
+    async def commit_files(
+        self,
+        repo: str,
+        *,
+        branch: str,
+        base_sha: str,
+        changes: Sequence[FileChange],
+        message: str,
+    ) -> str:
+        """Create the new branch `branch` at a new commit and return that commit's sha.
+
+        The commit's parent is `base_sha` and its files are base_sha's with `changes`
+        applied. Calling again with the same arguments is safe: when `branch` already
+        points at such a commit (an earlier call whose answer was lost), that commit is
+        returned. A branch that exists with anything else raises Conflict; an unknown
+        `base_sha` raises NotFound; a change set that does not fit the base (deleting a
+        file that is not there) raises HostError before anything is written.
+        """
+        ...
+
+    async def open_pull(self, repo: str, *, head: str, base: str, title: str, body: str) -> Opened:
+        """Open a pull/merge request from branch `head` into `base`, or return the one
+        already open for that pair (so calling again is safe)."""
+        ...
+
+
+def change_problems(changes: Sequence[FileChange]) -> list[str]:
+    """What is wrong with a change set, in words to show; empty when nothing is.
+
+    Paths are relative and plain (no "." or ".." parts, no leading or doubled "/"),
+    each named once, and there is at least one change.
+    """
+    if not changes:
+        return ["the change set is empty"]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for change in changes:
+        path = change.path
+        parts = path.split("/")
+        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            problems.append(f"{path!r} is not a plain relative file path")
+        elif ".git" in parts:
+            problems.append(f"{path!r} is inside .git")
+        elif any(ord(c) < 32 or ord(c) == 127 for c in path):
+            problems.append(f"{path!r} holds a control character")
+        if path in seen:
+            problems.append(f"{path!r} is changed more than once")
+        seen.add(path)
+    for path in sorted(seen):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in seen:
+                problems.append(f"{path!r} is inside {'/'.join(parts[:depth])!r}, also a file")
+                break
+    return problems
+
+
+def check_change_set(branch: str, changes: Sequence[FileChange]) -> None:
+    """Raise HostError naming every problem of the branch name and the change set."""
+    problems = change_problems(changes)
+    wrong_branch = branch_problem(branch)
+    if wrong_branch is not None:
+        problems.insert(0, wrong_branch)
+    if problems:
+        raise HostError("the change set cannot be committed: " + "; ".join(problems))
+
+
+def branch_problem(name: str) -> str | None:
+    """Why `name` cannot be a branch (git's ref name rules, `git check-ref-format`), or None."""
+    if not name or name.startswith(("/", "-")) or name.endswith(("/", ".", ".lock")):
+        return f"{name!r} cannot be a branch name"
+    if "//" in name or ".." in name or "@{" in name or name == "@":
+        return f"{name!r} cannot be a branch name"
+    if any(ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\" for c in name):
+        return f"{name!r} holds a character a branch name cannot"
+    if any(part.startswith(".") for part in name.split("/")):
+        return f"{name!r} has a part starting with '.'"
+    return None
 
 
 def can_write(permission: str) -> bool:

@@ -14,7 +14,7 @@ Commit states are recorded (`playground_commit_states`) and shown on the page.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from sqlalchemy import Engine
@@ -27,13 +27,17 @@ from bot.hosts.base import (
     RESOLVE_THREADS,
     ChangedFile,
     CommitState,
+    Conflict,
     DiffComment,
+    FileChange,
     HostError,
     Identity,
     NotFound,
+    Opened,
     Permission,
     Posted,
     PullInfo,
+    check_change_set,
 )
 from bot.hosts.local_store import (
     CommentInfo,
@@ -95,7 +99,9 @@ class LocalHost:
         except PlaygroundError as exc:
             if exc.status == 404:
                 raise NotFound(str(exc)) from exc
-            raise HostError(str(exc), status=exc.status) from exc
+            if exc.status == 409:
+                raise Conflict(str(exc)) from exc
+            raise HostError(str(exc), status=exc.status, retryable=exc.status >= 500) from exc
 
     def _check(self, thread: ThreadRef) -> None:
         if thread.host != "local":
@@ -213,10 +219,10 @@ class LocalHost:
         return row.diff
 
     async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
-        ref = ref or "main"  # the seeded repository's default branch
         text = await self._run(lambda: self.store.read_file(repo, path, ref))
         if text is None:
-            raise NotFound(f"the playground has no file {repo}:{path} at {ref}")
+            where = ref or "the default branch"
+            raise NotFound(f"the playground has no file {repo}:{path} at {where}")
         return text.encode("utf-8")
 
     async def permission(self, repo: str, login: str) -> Permission:
@@ -233,6 +239,54 @@ class LocalHost:
 
     async def whoami(self) -> Identity:
         return Identity(login=self.bot_login, kind="playground")
+
+    # -------------------------------------------------------------- branches and changes
+
+    async def default_branch(self, repo: str) -> tuple[str, str]:
+        return await self._run(lambda: self.store.default_branch(repo))
+
+    async def commit_files(
+        self,
+        repo: str,
+        *,
+        branch: str,
+        base_sha: str,
+        changes: Sequence[FileChange],
+        message: str,
+    ) -> str:
+        """A commit on a new playground branch; the playground keeps text files only."""
+        check_change_set(branch, changes)
+        texts: list[tuple[str, str | None]] = []
+        for change in changes:
+            if change.content is None:
+                texts.append((change.path, None))
+                continue
+            try:
+                texts.append((change.path, change.content.decode("utf-8")))
+            except UnicodeDecodeError:
+                raise HostError(
+                    f"the playground keeps text files only; {change.path} is not UTF-8"
+                ) from None
+        return await self._run(
+            lambda: self.store.commit_files(
+                repo,
+                branch=branch,
+                base_sha=base_sha,
+                changes=texts,
+                message=message,
+                author=self.bot_login,
+            )
+        )
+
+    async def open_pull(self, repo: str, *, head: str, base: str, title: str, body: str) -> Opened:
+        """A playground pull request (the playground page shows pull request #1 only, so
+        there is no page to link yet)."""
+        row = await self._run(
+            lambda: self.store.open_pull(
+                repo, head=head, base=base, title=title, body=body, author=self.bot_login
+            )
+        )
+        return Opened(number=row.number, url=None)
 
 
 def _newest(comments: Iterable[CommentInfo]) -> CommentInfo | None:

@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session
 
 from bot.db import insert_ignoring_conflicts
 from bot.db.models import (
+    PlaygroundBranch,
     PlaygroundComment,
+    PlaygroundCommit,
     PlaygroundCommitState,
     PlaygroundFile,
     PlaygroundMeta,
@@ -50,6 +52,7 @@ from bot.hosts.local_seed import (
 from bot.inbox import utcnow
 
 SECRET_META_KEY = "webhook_secret"  # noqa: S105 (the name of a row, not a secret)
+HEAD_BRANCH = "retry-uploads"  # the seeded pull request's branch; it goes into main
 
 # ---------------------------------------------------------------- what the store hands out
 
@@ -251,6 +254,22 @@ class PlaygroundStore:
                         path=path,
                         content=content,
                     )
+            for sha, parent, message in (
+                (base_sha, None, "Upload reports to the archive"),
+                (head_sha, base_sha, DEMO_TITLE),
+            ):
+                add(
+                    PlaygroundCommit,
+                    ["repo", "sha"],
+                    repo=DEMO_REPO,
+                    sha=sha,
+                    parent_sha=parent,
+                    message=message,
+                    author=OUTSIDER,
+                    created_at=now,
+                )
+            for name, sha in (("main", base_sha), (HEAD_BRANCH, head_sha)):
+                add(PlaygroundBranch, ["repo", "name"], repo=DEMO_REPO, name=name, sha=sha)
             add(
                 PlaygroundPull,
                 ["repo", "number"],
@@ -260,7 +279,7 @@ class PlaygroundStore:
                 body=DEMO_BODY,
                 author=OUTSIDER,
                 base_ref="main",
-                head_ref="retry-uploads",
+                head_ref=HEAD_BRANCH,
                 base_sha=base_sha,
                 head_sha=head_sha,
                 state="open",
@@ -449,18 +468,12 @@ class PlaygroundStore:
         text = repr((tuple(comments), tuple(reactions), tuple(threads), reviews[0], states[0]))
         return hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
 
-    def read_file(self, repo: str, path: str, ref: str) -> str | None:
-        """A file at a commit sha, or at a pull request's base or head branch name."""
+    def read_file(self, repo: str, path: str, ref: str | None = None) -> str | None:
+        """A file at a branch or a commit sha; None (the ref): the default branch."""
         with Session(self.engine) as session:
-            sha = ref
-            pull = session.scalars(
-                select(PlaygroundPull).where(
-                    PlaygroundPull.repo == repo,
-                    (PlaygroundPull.base_ref == ref) | (PlaygroundPull.head_ref == ref),
-                )
-            ).first()
-            if pull is not None:
-                sha = pull.base_sha if pull.base_ref == ref else pull.head_sha
+            if ref is None:
+                ref = self._default_branch_name(session, repo)
+            sha = self._branch_sha(session, repo, ref) or ref
             return session.scalars(
                 select(PlaygroundFile.content).where(
                     PlaygroundFile.repo == repo,
@@ -468,6 +481,37 @@ class PlaygroundStore:
                     PlaygroundFile.path == path.strip("/"),
                 )
             ).one_or_none()
+
+    def _default_branch_name(self, session: Session, repo: str) -> str:
+        row = session.get(PlaygroundRepo, repo)
+        if row is None:
+            raise PlaygroundError(f"no repository {repo}", status=404)
+        return row.default_branch
+
+    def _branch_sha(self, session: Session, repo: str, name: str) -> str | None:
+        """The commit a branch points at; also a pull request's branch from before
+        branches were kept (they are seeded since)."""
+        row = session.get(PlaygroundBranch, (repo, name))
+        if row is not None:
+            return row.sha
+        pull = session.scalars(
+            select(PlaygroundPull).where(
+                PlaygroundPull.repo == repo,
+                (PlaygroundPull.base_ref == name) | (PlaygroundPull.head_ref == name),
+            )
+        ).first()
+        if pull is None:
+            return None
+        return pull.base_sha if pull.base_ref == name else pull.head_sha
+
+    def default_branch(self, repo: str) -> tuple[str, str]:
+        """(name, commit sha) of the repository's default branch."""
+        with Session(self.engine) as session:
+            name = self._default_branch_name(session, repo)
+            sha = self._branch_sha(session, repo, name)
+            if sha is None:
+                raise PlaygroundError(f"{repo} has no branch {name}, its default", status=404)
+            return name, sha
 
     def files(self, repo: str, sha: str) -> dict[str, str]:
         with Session(self.engine) as session:
@@ -709,3 +753,166 @@ class PlaygroundStore:
                 )
             else:
                 row.state, row.summary, row.url, row.updated_at = state, summary, url, now
+
+    # -------------------------------------------------------------- branches and pull requests
+
+    def commit_files(
+        self,
+        repo: str,
+        *,
+        branch: str,
+        base_sha: str,
+        changes: Sequence[tuple[str, str | None]],
+        message: str,
+        author: str,
+    ) -> str:
+        """A new branch at a new commit: `base_sha`'s files with `changes` (path, new text
+        or None to delete) applied. Returns the commit's sha.
+
+        The sha is a digest of the parent, the message and the files, so the same call
+        twice names the same commit; a branch already at it counts as done (status 409
+        when the branch holds anything else).
+        """
+        with Session(self.engine) as session, session.begin():
+            self._default_branch_name(session, repo)  # the repository exists
+            known = session.get(PlaygroundCommit, (repo, base_sha)) is not None
+            files = self._files(session, repo, base_sha)
+            if not known and not files:
+                raise PlaygroundError(f"{repo} has no commit {base_sha} to build on", status=404)
+            for path, text in changes:
+                if text is None:
+                    if path not in files:
+                        raise PlaygroundError(
+                            f"cannot delete {path}: {repo} has no such file at {base_sha[:12]}"
+                        )
+                    del files[path]
+                else:
+                    files[path] = text
+            sha = tree_sha(f"commit\0{base_sha}\0{message}", files)
+            existing = self._branch_sha(session, repo, branch)
+            if existing is None:
+                self._add_commit(session, repo, sha, base_sha, message, author, files)
+                created = session.execute(
+                    self._insert(PlaygroundBranch)
+                    .values(repo=repo, name=branch, sha=sha)
+                    .on_conflict_do_nothing(index_elements=["repo", "name"])
+                    .returning(PlaygroundBranch.sha)
+                ).scalar_one_or_none()
+                existing = created or self._branch_sha(session, repo, branch)
+            if existing != sha and not self._built_alike(session, repo, existing, base_sha, files):
+                raise PlaygroundError(
+                    f"{repo} already has a branch {branch} that is not this change on this base",
+                    status=409,
+                )
+            return existing or sha
+
+    def _files(self, session: Session, repo: str, sha: str) -> dict[str, str]:
+        rows = session.execute(
+            select(PlaygroundFile.path, PlaygroundFile.content).where(
+                PlaygroundFile.repo == repo, PlaygroundFile.sha == sha
+            )
+        )
+        return {path: content for path, content in rows}
+
+    def _built_alike(
+        self, session: Session, repo: str, sha: str | None, parent: str, files: dict[str, str]
+    ) -> bool:
+        if sha is None:
+            return False
+        commit = session.get(PlaygroundCommit, (repo, sha))
+        return (
+            commit is not None
+            and commit.parent_sha == parent
+            and self._files(session, repo, sha) == files
+        )
+
+    def _add_commit(
+        self,
+        session: Session,
+        repo: str,
+        sha: str,
+        parent: str,
+        message: str,
+        author: str,
+        files: dict[str, str],
+    ) -> None:
+        session.execute(
+            self._insert(PlaygroundCommit)
+            .values(
+                repo=repo,
+                sha=sha,
+                parent_sha=parent,
+                message=message,
+                author=author,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["repo", "sha"])
+        )
+        if files:
+            session.execute(
+                self._insert(PlaygroundFile)
+                .values(
+                    [
+                        {"repo": repo, "sha": sha, "path": path, "content": content}
+                        for path, content in files.items()
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["repo", "sha", "path"])
+            )
+
+    def open_pull(
+        self, repo: str, *, head: str, base: str, title: str, body: str, author: str
+    ) -> PullInfoRow:
+        """A pull request from branch `head` into `base`, or the one already open for them."""
+        for _ in range(3):  # numbers are taken max + 1: a concurrent opening takes another turn
+            with Session(self.engine) as session, session.begin():
+                found = session.scalars(
+                    select(PlaygroundPull).where(
+                        PlaygroundPull.repo == repo,
+                        PlaygroundPull.head_ref == head,
+                        PlaygroundPull.base_ref == base,
+                        PlaygroundPull.state == "open",
+                    )
+                ).first()
+                if found is not None:
+                    return _pull(found)
+                head_sha = self._branch_sha(session, repo, head)
+                base_sha = self._branch_sha(session, repo, base)
+                if head_sha is None or base_sha is None:
+                    missing = head if head_sha is None else base
+                    raise PlaygroundError(f"{repo} has no branch {missing}", status=422)
+                number = 1 + (
+                    session.execute(
+                        select(func.max(PlaygroundPull.number)).where(PlaygroundPull.repo == repo)
+                    ).scalar_one()
+                    or 0
+                )
+                diff = unified_diff(
+                    self._files(session, repo, base_sha), self._files(session, repo, head_sha)
+                )
+                made = session.execute(
+                    self._insert(PlaygroundPull)
+                    .values(
+                        repo=repo,
+                        number=number,
+                        title=title,
+                        body=body,
+                        author=author,
+                        base_ref=base,
+                        head_ref=head,
+                        base_sha=base_sha,
+                        head_sha=head_sha,
+                        state="open",
+                        diff=diff,
+                        created_at=self.clock(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["repo", "number"])
+                    .returning(PlaygroundPull.id)
+                ).scalar_one_or_none()
+                if made is not None:
+                    row = session.get(PlaygroundPull, made)
+                    assert row is not None
+                    return _pull(row)
+        raise PlaygroundError(
+            "pull requests were being opened at the same moment; try again", status=503
+        )
