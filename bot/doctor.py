@@ -22,7 +22,7 @@ from bot.hosts.github import GitHubApp
 GITHUB_PERMISSIONS = {
     "issues": "write",
     "pull_requests": "write",
-    "contents": "read",
+    "contents": "write",  # approved change sets: blobs, trees, commits, a branch
     "metadata": "read",
     "checks": "write",
 }

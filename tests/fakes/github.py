@@ -2,7 +2,9 @@
 
 It keeps repositories, issues and pull requests, conversation and review comments
 (replies carry `in_reply_to_id`), reviews, reactions, collaborator permissions, check
-runs, commit statuses, PR files, diffs and file contents; one GitHub App with its
+runs, commit statuses, PR files, diffs and file contents; a git object store per
+repository (blobs, trees and commits named by git's own hashes, and refs) behind the Git
+Data API, the contents API and the pulls API; one GitHub App with its
 installations and installation tokens; and personal tokens. It also plays GitHub's side
 of the App manifest flow: the web form that registers an App from a manifest and
 redirects back with a one-time code, and `POST /app-manifests/{code}/conversions`. It answers as GitHub's
@@ -115,6 +117,9 @@ class Pull:
     files: list[dict[str, Any]] = field(default_factory=list)
     diff: str = ""
     commits: set[str] = field(default_factory=set)
+    head_ref: str = "feature"
+    base_ref: str | None = None  # None: the repository's default branch
+    body: str = ""
 
 
 @dataclass
@@ -124,6 +129,32 @@ class Repo:
     issues: dict[int, Pull] = field(default_factory=dict)
     contents: dict[tuple[str, str], bytes] = field(default_factory=dict)
     permissions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The git object store: blobs, trees (entries: path, mode, type, sha), commits (tree,
+    # parents, message) by their git hashes, and refs ("refs/heads/main") -> commit sha.
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    trees: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    git_commits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+
+
+def git_hash(kind: str, body: bytes) -> str:
+    """A git object's name: SHA-1 over "<kind> <size>\\0" and the body."""
+    return hashlib.sha1(f"{kind} {len(body)}\0".encode() + body, usedforsecurity=False).hexdigest()
+
+
+def tree_body(entries: Iterable[dict[str, str]]) -> bytes:
+    """A tree object's body as git writes it: entries ordered by name (a subtree's name
+    compared as if it ended in "/"), each "<mode> <name>\\0<20-byte sha>"."""
+
+    def order(entry: dict[str, str]) -> bytes:
+        return (entry["path"] + ("/" if entry["type"] == "tree" else "")).encode()
+
+    return b"".join(
+        f"{'40000' if e['type'] == 'tree' else e['mode']} {e['path']}".encode()
+        + b"\0"
+        + bytes.fromhex(e["sha"])
+        for e in sorted(entries, key=order)
+    )
 
 
 @dataclass
@@ -279,6 +310,17 @@ ROUTES = (
     _route("GET", REPO + r"/pulls/(?P<number>\d+)", "get_pull", accepts=JSON_TYPES | DIFF_TYPES),
     _route("GET", REPO + r"/pulls/(?P<number>\d+)/files", "list_pull_files"),
     _route("GET", REPO + r"/contents/(?P<path>.+)", "get_contents", accepts=JSON_TYPES | RAW_TYPES),
+    _route("GET", REPO, "get_repo"),
+    _route("POST", REPO + r"/git/blobs", "create_blob"),
+    _route("GET", REPO + r"/git/commits/(?P<sha>[^/]+)", "get_git_commit"),
+    _route("POST", REPO + r"/git/commits", "create_git_commit"),
+    _route("GET", REPO + r"/git/trees/(?P<sha>[^/]+)", "get_tree"),
+    _route("POST", REPO + r"/git/trees", "create_tree"),
+    _route("GET", REPO + r"/git/ref/(?P<ref>.+)", "get_ref"),
+    _route("POST", REPO + r"/git/refs", "create_ref"),
+    _route("PATCH", REPO + r"/git/refs/(?P<ref>.+)", "update_ref"),
+    _route("GET", REPO + r"/pulls", "list_pulls"),
+    _route("POST", REPO + r"/pulls", "create_pull"),
     _route("GET", REPO + r"/collaborators/(?P<username>[^/]+)/permission", "get_permission"),
     _route("GET", REPO + r"/commits/(?P<ref>[^/]+)/check-runs", "list_check_runs"),
     _route("POST", REPO + r"/check-runs", "create_check_run"),
@@ -404,6 +446,91 @@ class FakeGitHub:
 
     def add_file(self, repo: str, path: str, content: bytes, *, ref: str = "main") -> None:
         self.add_repo(repo).contents[(ref, path)] = content
+
+    def add_commit(
+        self,
+        repo: str,
+        files: dict[str, bytes],
+        *,
+        parents: Iterable[str] = (),
+        branch: str | None = "main",
+        message: str = "A commit",
+        executable: Iterable[str] = (),
+    ) -> str:
+        """A commit holding exactly `files` (paths in `executable` get mode 100755), moving
+        `branch` (None: no branch) to it; returns its sha."""
+        found = self.add_repo(repo)
+        modes = set(executable)
+        flat = {
+            path: ("100755" if path in modes else "100644", self._store_blob(found, content))
+            for path, content in files.items()
+        }
+        sha = self._store_commit(found, self._store_tree(found, flat), list(parents), message)
+        if branch is not None:
+            found.refs["refs/heads/" + branch] = sha
+        return sha
+
+    def files_at(self, repo: str, ref: str) -> dict[str, bytes] | None:
+        """Every file at a branch or commit of the object store, or None if it has neither."""
+        found = self.repos[repo]
+        sha = self._resolve(found, ref)
+        if sha is None:
+            return None
+        flat = self._flatten(found, found.git_commits[sha]["tree"])
+        return {path: found.blobs[blob] for path, (_, blob) in flat.items()}
+
+    def modes_at(self, repo: str, ref: str) -> dict[str, str]:
+        found = self.repos[repo]
+        sha = self._resolve(found, ref)
+        assert sha is not None, f"no {ref} in {repo}"
+        return {p: m for p, (m, _) in self._flatten(found, found.git_commits[sha]["tree"]).items()}
+
+    def _store_blob(self, repo: Repo, content: bytes) -> str:
+        sha = git_hash("blob", content)
+        repo.blobs[sha] = content
+        return sha
+
+    def _store_tree(self, repo: Repo, flat: dict[str, tuple[str, str]]) -> str:
+        """The tree (and its subtrees) holding `flat` (path -> (mode, blob sha))."""
+        entries: list[dict[str, str]] = []
+        below: dict[str, dict[str, tuple[str, str]]] = {}
+        for path, (mode, sha) in flat.items():
+            head, sep, rest = path.partition("/")
+            if sep:
+                below.setdefault(head, {})[rest] = (mode, sha)
+            else:
+                entries.append({"path": path, "mode": mode, "type": "blob", "sha": sha})
+        for name, inner in below.items():
+            sub = self._store_tree(repo, inner)
+            entries.append({"path": name, "mode": "040000", "type": "tree", "sha": sub})
+        sha = git_hash("tree", tree_body(entries))
+        repo.trees[sha] = entries
+        return sha
+
+    def _store_commit(self, repo: Repo, tree: str, parents: list[str], message: str) -> str:
+        stamp = f"Threadline Test <test@example.com> {int(self.clock())} +0000"
+        lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
+        lines += [f"author {stamp}", f"committer {stamp}", "", message]
+        sha = git_hash("commit", "\n".join(lines).encode())
+        repo.git_commits[sha] = {"tree": tree, "parents": parents, "message": message}
+        return sha
+
+    def _flatten(self, repo: Repo, tree: str, prefix: str = "") -> dict[str, tuple[str, str]]:
+        flat: dict[str, tuple[str, str]] = {}
+        for entry in repo.trees[tree]:
+            path = prefix + entry["path"]
+            if entry["type"] == "tree":
+                flat.update(self._flatten(repo, entry["sha"], path + "/"))
+            else:
+                flat[path] = (entry["mode"], entry["sha"])
+        return flat
+
+    def _resolve(self, repo: Repo, ref: str) -> str | None:
+        """A branch name, "heads/<name>", a full ref or a commit sha -> the commit sha."""
+        for name in (ref, "refs/" + ref, "refs/heads/" + ref):
+            if name in repo.refs:
+                return repo.refs[name]
+        return ref if ref in repo.git_commits else None
 
     def add_user(self, login: str) -> None:
         self.users.add(login)
@@ -1248,12 +1375,12 @@ class FakeGitHub:
                 "html_url": f"{self.root}/{repo.full_name}/pull/{pull.number}",
                 "head": {
                     "sha": pull.head_sha,
-                    "ref": "feature",
+                    "ref": pull.head_ref,
                     "repo": {"full_name": repo.full_name},
                 },
                 "base": {
                     "sha": pull.base_sha,
-                    "ref": repo.default_branch,
+                    "ref": pull.base_ref or repo.default_branch,
                     "repo": {"full_name": repo.full_name},
                 },
             }
@@ -1269,9 +1396,13 @@ class FakeGitHub:
         repo = self._repo(ctx)
         path = ctx.params["path"].strip("/")
         ref = ctx.record.query.get("ref") or repo.default_branch
-        content = repo.contents.get((ref, path))
+        # The object store when it knows the ref (a branch or commit), else seeded contents.
+        files = self.files_at(repo.full_name, ref)
+        if files is None:
+            files = {p: c for (r, p), c in repo.contents.items() if r == ref}
+        content = files.get(path)
         if content is None:
-            entries = [p for (r, p) in repo.contents if r == ref and p.startswith(path + "/")]
+            entries = [p for p in files if p.startswith(path + "/")]
             if not entries:
                 raise error(404, "Not Found")
             listing = [{"type": "file", "path": p, "name": p.rsplit("/", 1)[-1]} for p in entries]
@@ -1299,6 +1430,357 @@ class FakeGitHub:
         return web.json_response(
             {"permission": permission, "role_name": role, "user": self._user(login)}
         )
+
+    # ------------------------------------------------------------ git database
+
+    def _git_url(self, repo: Repo, kind: str, sha: str) -> str:
+        return f"{self.url}/repos/{repo.full_name}/git/{kind}/{sha}"
+
+    def _get_repo(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/repos/repos#get-a-repository
+        repo = self._repo(ctx)
+        owner = repo.full_name.split("/", 1)[0]
+        return web.json_response(
+            {
+                "id": 3000 + sum(repo.full_name.encode()),
+                "full_name": repo.full_name,
+                "name": repo.full_name.split("/", 1)[1],
+                "owner": self._user(owner),
+                "private": True,
+                "default_branch": repo.default_branch,
+                "html_url": f"{self.root}/{repo.full_name}",
+            }
+        )
+
+    def _create_blob(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/blobs#create-a-blob
+        repo = self._repo(ctx)
+        data = ctx.body
+        content = data.get("content")
+        if not isinstance(content, str):
+            raise missing("Blob", "content")
+        encoding = data.get("encoding", "utf-8")
+        if encoding == "base64":
+            try:
+                raw = base64.b64decode(content, validate=True)
+            except ValueError:
+                raise invalid("Blob", "content") from None
+        elif encoding == "utf-8":
+            raw = content.encode("utf-8")
+        else:
+            raise invalid("Blob", "encoding")
+        sha = self._store_blob(repo, raw)
+        return web.json_response({"sha": sha, "url": self._git_url(repo, "blobs", sha)}, status=201)
+
+    def _commit_entity(self, repo: Repo, sha: str) -> dict[str, Any]:
+        commit = repo.git_commits[sha]
+        person = {"name": "Threadline Test", "email": "test@example.com", "date": iso(0)}
+        return {
+            "sha": sha,
+            "node_id": f"C_kwDO{sha[:12]}",
+            "url": self._git_url(repo, "commits", sha),
+            "html_url": f"{self.root}/{repo.full_name}/commit/{sha}",
+            "author": person,
+            "committer": person,
+            "message": commit["message"],
+            "tree": {"sha": commit["tree"], "url": self._git_url(repo, "trees", commit["tree"])},
+            "parents": [
+                {"sha": p, "url": self._git_url(repo, "commits", p)} for p in commit["parents"]
+            ],
+        }
+
+    def _get_git_commit(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/commits#get-a-commit-object
+        repo = self._repo(ctx)
+        if ctx.params["sha"] not in repo.git_commits:
+            raise error(404, "Not Found")
+        return web.json_response(self._commit_entity(repo, ctx.params["sha"]))
+
+    def _create_git_commit(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/commits#create-a-commit
+        repo = self._repo(ctx)
+        data = ctx.body
+        message, tree, parents = data.get("message"), data.get("tree"), data.get("parents", [])
+        if not isinstance(message, str):
+            raise missing("Commit", "message")
+        if not isinstance(tree, str):
+            raise missing("Commit", "tree")
+        if tree not in repo.trees:
+            raise error(422, "Tree SHA does not exist")
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            raise invalid("Commit", "parents")
+        if any(p not in repo.git_commits for p in parents):
+            raise error(422, "Parent SHA does not exist or is not a commit object")
+        sha = self._store_commit(repo, tree, list(parents), message)
+        return web.json_response(self._commit_entity(repo, sha), status=201)
+
+    def _tree_entity(self, repo: Repo, sha: str, entries: list[dict[str, str]]) -> dict[str, Any]:
+        shown = []
+        for entry in entries:
+            item: dict[str, Any] = dict(entry)
+            kind = "trees" if entry["type"] == "tree" else "blobs"
+            item["url"] = self._git_url(repo, kind, entry["sha"])
+            if entry["type"] == "blob":
+                item["size"] = len(repo.blobs[entry["sha"]])
+            shown.append(item)
+        return {
+            "sha": sha,
+            "url": self._git_url(repo, "trees", sha),
+            "tree": shown,
+            "truncated": False,
+        }
+
+    def _get_tree(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/trees#get-a-tree: one level, or every level
+        # (full paths, subtrees included) when `recursive` is given any value.
+        repo = self._repo(ctx)
+        sha = ctx.params["sha"]
+        if sha not in repo.trees:
+            raise error(404, "Not Found")
+        entries = repo.trees[sha]
+        if ctx.record.query.get("recursive"):
+            entries = self._every_entry(repo, sha, "")
+        return web.json_response(self._tree_entity(repo, sha, entries))
+
+    def _every_entry(self, repo: Repo, tree: str, prefix: str) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
+        for entry in repo.trees[tree]:
+            found.append({**entry, "path": prefix + entry["path"]})
+            if entry["type"] == "tree":
+                found += self._every_entry(repo, entry["sha"], prefix + entry["path"] + "/")
+        return found
+
+    def _create_tree(self, ctx: Ctx) -> web.Response:
+        """https://docs.github.com/en/rest/git/trees#create-a-tree, for file entries: each
+        replaces the file at its path in `base_tree` (sha, or content made into a blob),
+        or with sha null removes it; deleting a file that is not there is an error."""
+        repo = self._repo(ctx)
+        data = ctx.body
+        base, entries = data.get("base_tree"), data.get("tree")
+        if not isinstance(entries, list):
+            raise missing("Tree", "tree")
+        flat: dict[str, tuple[str, str]] = {}
+        if base is not None:
+            if base not in repo.trees:
+                raise error(422, "Invalid tree info", errors=["base_tree is not a valid tree oid"])
+            flat = self._flatten(repo, base)
+        for entry in entries:
+            self._apply_tree_entry(repo, flat, entry)
+        sha = self._store_tree(repo, flat)
+        return web.json_response(self._tree_entity(repo, sha, repo.trees[sha]), status=201)
+
+    def _apply_tree_entry(self, repo: Repo, flat: dict[str, tuple[str, str]], entry: Any) -> None:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise missing("Tree", "path")
+        path = entry["path"]
+        if path.startswith("/") or path.endswith("/") or "//" in path:
+            raise error(422, "Invalid tree info", errors=[f"tree.path {path!r} is invalid"])
+        if entry.get("type") != "blob" or entry.get("mode") not in ("100644", "100755"):
+            raise error(422, "Invalid tree info", errors=["this fake takes file entries only"])
+        if "sha" in entry and "content" in entry:
+            raise error(422, "Invalid tree info", errors=["give sha or content, not both"])
+        if "content" in entry:
+            sha = self._store_blob(repo, str(entry["content"]).encode("utf-8"))
+        elif entry.get("sha") is None:
+            if "sha" not in entry:
+                raise missing("Tree", "sha")
+            if path not in flat:
+                raise error(422, "Invalid tree info", errors=[f"{path} does not exist"])
+            del flat[path]
+            return
+        else:
+            sha = str(entry["sha"])
+            if sha not in repo.blobs:
+                raise error(422, "Invalid tree info", errors=[f"tree.sha {sha} is not a blob"])
+        parts = path.split("/")
+        if any("/".join(parts[:depth]) in flat for depth in range(1, len(parts))):
+            raise error(422, "Invalid tree info", errors=[f"a file is in the way of {path}"])
+        if any(p.startswith(path + "/") for p in flat):
+            raise error(422, "Invalid tree info", errors=[f"{path} is a directory"])
+        flat[path] = (str(entry["mode"]), sha)
+
+    def _ref_entity(self, repo: Repo, name: str) -> dict[str, Any]:
+        sha = repo.refs[name]
+        return {
+            "ref": name,
+            "node_id": f"REF_kwDO{sha[:12]}",
+            "url": f"{self.url}/repos/{repo.full_name}/git/{name}",
+            "object": {"sha": sha, "type": "commit", "url": self._git_url(repo, "commits", sha)},
+        }
+
+    def _get_ref(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/refs#get-a-reference: the exact ref or 404
+        repo = self._repo(ctx)
+        name = "refs/" + ctx.params["ref"]
+        if name not in repo.refs:
+            raise error(404, "Not Found")
+        return web.json_response(self._ref_entity(repo, name))
+
+    def _create_ref(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/refs#create-a-reference
+        repo = self._repo(ctx)
+        data = ctx.body
+        name, sha = data.get("ref"), data.get("sha")
+        if not isinstance(name, str):
+            raise missing("Reference", "ref")
+        if not isinstance(sha, str):
+            raise missing("Reference", "sha")
+        if not name.startswith("refs/") or name.count("/") < 2 or name.endswith("/"):
+            raise error(422, "Reference name is invalid")
+        if sha not in repo.git_commits:
+            raise error(422, "Object does not exist")
+        if name in repo.refs:
+            raise error(422, "Reference already exists")
+        repo.refs[name] = sha
+        return web.json_response(self._ref_entity(repo, name), status=201)
+
+    def _update_ref(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/git/refs#update-a-reference: a fast-forward
+        # unless `force`
+        repo = self._repo(ctx)
+        name = "refs/" + ctx.params["ref"]
+        sha = ctx.body.get("sha")
+        if not isinstance(sha, str):
+            raise missing("Reference", "sha")
+        if name not in repo.refs:
+            raise error(422, "Reference does not exist")
+        if sha not in repo.git_commits:
+            raise error(422, "Object does not exist")
+        if not ctx.body.get("force") and not self._descends(repo, sha, repo.refs[name]):
+            raise error(422, "Update is not a fast forward")
+        repo.refs[name] = sha
+        return web.json_response(self._ref_entity(repo, name))
+
+    def _descends(self, repo: Repo, sha: str, ancestor: str) -> bool:
+        seen, todo = set(), [sha]
+        while todo:
+            current = todo.pop()
+            if current == ancestor:
+                return True
+            if current not in seen and current in repo.git_commits:
+                seen.add(current)
+                todo += repo.git_commits[current]["parents"]
+        return False
+
+    # ------------------------------------------------------------ opening pull requests
+
+    def _pull_entity(self, repo: Repo, pull: Pull) -> dict[str, Any]:
+        return {
+            "id": 5000 + pull.number,
+            "number": pull.number,
+            "title": pull.title,
+            "body": pull.body,
+            "state": pull.state,
+            "html_url": f"{self.root}/{repo.full_name}/pull/{pull.number}",
+            "head": {
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "label": self._label(repo, pull.head_ref),
+            },
+            "base": {
+                "ref": pull.base_ref or repo.default_branch,
+                "sha": pull.base_sha,
+                "label": self._label(repo, pull.base_ref or repo.default_branch),
+            },
+        }
+
+    def _label(self, repo: Repo, branch: str) -> str:
+        return f"{repo.full_name.split('/', 1)[0]}:{branch}"
+
+    def _list_pulls(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests: state (default
+        # open), head as owner:branch, base
+        repo = self._repo(ctx)
+        query = ctx.record.query
+        state = query.get("state", "open")
+        items = [
+            self._pull_entity(repo, p)
+            for p in sorted(repo.issues.values(), key=lambda p: -p.number)
+            if p.pull
+            and state in ("all", p.state)
+            and query.get("head", self._label(repo, p.head_ref)) == self._label(repo, p.head_ref)
+            and query.get("base", p.base_ref or repo.default_branch)
+            == (p.base_ref or repo.default_branch)
+        ]
+        return self._paged(ctx, items)
+
+    def _create_pull(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/pulls#create-a-pull-request
+        repo = self._repo(ctx)
+        data = ctx.body
+        for name in ("title", "head", "base"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise missing("PullRequest", name)
+        head = str(data["head"]).split(":", 1)[-1]
+        base = str(data["base"])
+        head_sha = repo.refs.get("refs/heads/" + head)
+        base_sha = repo.refs.get("refs/heads/" + base)
+        if head_sha is None:
+            raise invalid("PullRequest", "head")
+        if base_sha is None:
+            raise invalid("PullRequest", "base")
+        for other in repo.issues.values():
+            if (
+                other.pull
+                and other.state == "open"
+                and (other.head_ref, other.base_ref)
+                == (
+                    head,
+                    base,
+                )
+            ):
+                raise error(
+                    422,
+                    "Validation Failed",
+                    errors=[
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {self._label(repo, head)}.",
+                        }
+                    ],
+                )
+        if self._descends(repo, base_sha, head_sha):
+            raise error(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"No commits between {base} and {head}",
+                    }
+                ],
+            )
+        number = max(repo.issues, default=0) + 1
+        before = self.files_at(repo.full_name, base_sha) or {}
+        after = self.files_at(repo.full_name, head_sha) or {}
+        files = [
+            {
+                "filename": path,
+                "status": "added"
+                if path not in before
+                else "removed"
+                if path not in after
+                else "modified",
+            }
+            for path in sorted(set(before) | set(after))
+            if before.get(path) != after.get(path)
+        ]
+        pull = Pull(
+            number,
+            str(data["title"]),
+            True,
+            head_sha,
+            base_sha,
+            files=files,
+            head_ref=head,
+            base_ref=base,
+            body=str(data.get("body") or ""),
+        )
+        pull.commits = {head_sha}
+        repo.issues[number] = pull
+        return web.json_response(self._pull_entity(repo, pull), status=201)
 
     # ------------------------------------------------------------ check runs and statuses
 

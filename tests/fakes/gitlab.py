@@ -3,6 +3,8 @@
 It keeps projects (reachable by id and by URL-encoded full path), issues, merge
 requests with `diff_refs` and per-file diffs, notes, discussions with diff positions,
 award emoji, users, members with access levels, repository files and commit statuses,
+commits with their files and parents, and branches (the commits API's multi-file
+commits with create/update/delete actions, merge requests opened from branches),
 and answers the way GitLab's API pages describe: `PRIVATE-TOKEN` checked (401 when
 wrong), missing parameters refused with 400 as Grape words it, pagination with `Link`
 and `X-*` headers.
@@ -21,6 +23,7 @@ out whose answer is lost (the connection is closed without a response).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -189,6 +192,9 @@ class MergeRequest:
     head_sha: str
     diffs: list[dict[str, Any]]
     state: str = "opened"
+    source_branch: str = "feature"
+    target_branch: str = "main"
+    description: str = ""
 
 
 @dataclass
@@ -202,6 +208,11 @@ class Project:
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path)
     commits: set[str] = field(default_factory=set)
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    # Commits with their whole file tree (path -> content) and parents, and branches.
+    trees: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    parents: dict[str, list[str]] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
 
 
 def diff_file(
@@ -337,6 +348,42 @@ class FakeGitLab:
 
     def add_file(self, project: Project, path: str, content: bytes, ref: str = "main") -> None:
         project.files[(ref, path)] = content
+
+    def add_commit(
+        self,
+        project: Project,
+        files: dict[str, bytes],
+        *,
+        parents: list[str] | None = None,
+        branch: str | None = "main",
+        message: str = "A commit",
+    ) -> str:
+        """A commit holding exactly `files`, moving `branch` (None: no branch) to it."""
+        sha = self._new_commit(project, dict(files), list(parents or []), message)
+        if branch is not None:
+            project.branches[branch] = sha
+        return sha
+
+    def files_at(self, project: Project, ref: str) -> dict[str, bytes] | None:
+        """The files at a branch or commit, or None when there is neither."""
+        sha = project.branches.get(ref, ref)
+        return project.trees.get(sha)
+
+    def _new_commit(
+        self, project: Project, files: dict[str, bytes], parents: list[str], message: str
+    ) -> str:
+        # Named by content and a tick, as a real commit is by content and time.
+        digest = hashlib.sha1(
+            f"{parents}\0{message}\0{next(self._clock)}".encode(), usedforsecurity=False
+        )
+        for path in sorted(files):
+            digest.update(b"\0" + path.encode() + b"\0" + files[path])
+        sha = digest.hexdigest()
+        project.trees[sha] = files
+        project.parents[sha] = parents
+        project.messages[sha] = message
+        project.commits.add(sha)
+        return sha
 
     def add_note(
         self, project: Project, kind: str, iid: int, body: str, *, author: User | None = None
@@ -520,6 +567,13 @@ class FakeGitLab:
             ("GET", project + r"/merge_requests/(?P<iid>\d+)", self._mr_get),
             ("GET", project + r"/merge_requests/(?P<iid>\d+)/diffs", self._mr_diffs),
             ("GET", project + r"/repository/files/(?P<file>[^/]+)/raw", self._file_raw),
+            ("HEAD", project + r"/repository/files/(?P<file>[^/]+)", self._file_head),
+            ("GET", project + r"/repository/branches/(?P<branch>[^/]+)", self._branch_get),
+            ("POST", project + r"/repository/commits", self._commit_create),
+            ("GET", project + r"/repository/commits/(?P<sha>[^/]+)", self._commit_get),
+            ("GET", project + r"/repository/commits/(?P<sha>[^/]+)/diff", self._commit_diff),
+            ("GET", project + r"/merge_requests", self._mrs_list),
+            ("POST", project + r"/merge_requests", self._mr_create),
             ("GET", project + r"/members/all/(?P<user>\d+)", self._member_get),
             ("POST", project + r"/statuses/(?P<sha>[^/]+)", self._status_post),
             ("GET", project + r"/repository/commits/(?P<sha>[^/]+)/statuses", self._statuses),
@@ -766,18 +820,12 @@ class FakeGitLab:
     def _mr_get(self, call: Call) -> dict[str, Any]:
         project, mr = self._project(call), self._mr(call)
         return {
-            "id": mr.iid + 5000,
-            "iid": mr.iid,
-            "project_id": project.id,
-            "title": mr.title,
-            "state": mr.state,
-            "sha": mr.head_sha,
+            **self._mr_entity(project, mr),
             "diff_refs": {
                 "base_sha": mr.base_sha,
                 "head_sha": mr.head_sha,
                 "start_sha": mr.start_sha,
             },
-            "web_url": f"http://gitlab.example/{project.path}/-/merge_requests/{mr.iid}",
         }
 
     def _mr_diffs(self, call: Call) -> web.Response:
@@ -822,12 +870,33 @@ class FakeGitLab:
     # ------------------------------------------------------------ files and statuses
 
     def _file_raw(self, call: Call) -> web.Response:
+        return web.Response(body=self._file_content(call), content_type="text/plain")
+
+    def _file_head(self, call: Call) -> web.Response:
+        # https://docs.gitlab.com/api/repository_files/#get-file-metadata-only
+        content = self._file_content(call)
+        digest = hashlib.sha256(content).hexdigest()
+        return web.Response(
+            status=200,
+            headers={
+                "X-Gitlab-File-Path": call.match["file"],
+                "X-Gitlab-Size": str(len(content)),
+                "X-Gitlab-Content-Sha256": digest,
+            },
+        )
+
+    def _file_content(self, call: Call) -> bytes:
+        """A file at `ref` (default branch if none): the commits kept here when they know
+        the ref, else the files seeded by (ref, path)."""
         project = self._project(call)
         ref = str(call.params.get("ref") or project.default_branch)
-        content = project.files.get((ref, call.match["file"]))
+        files = self.files_at(project, ref)
+        if files is None:
+            files = {p: c for (r, p), c in project.files.items() if r == ref}
+        content = files.get(call.match["file"])
         if content is None:
             raise _not_found("File")
-        return web.Response(body=content, content_type="text/plain")
+        return content
 
     def _status_post(self, call: Call) -> dict[str, Any]:
         project = self._project(call)
@@ -876,6 +945,207 @@ class FakeGitLab:
         project = self._project(call)
         found = [s for s in project.statuses if s["sha"] == call.match["sha"]]
         return self._page(call, found)
+
+    # ------------------------------------------------------------ commits and branches
+
+    def _commit_entity(self, project: Project, sha: str) -> dict[str, Any]:
+        message = project.messages.get(sha, "")
+        return {
+            "id": sha,
+            "short_id": sha[:8],
+            "title": message.split("\n", 1)[0],
+            "message": message,
+            "parent_ids": list(project.parents.get(sha, [])),
+            "author_name": "Threadline",
+            "web_url": f"http://gitlab.example/{project.path}/-/commit/{sha}",
+        }
+
+    def _branch_get(self, call: Call) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/branches/#get-single-repository-branch
+        project = self._project(call)
+        name = call.match["branch"]
+        if name not in project.branches:
+            raise _not_found("Branch")
+        return {
+            "name": name,
+            "commit": self._commit_entity(project, project.branches[name]),
+            "default": name == project.default_branch,
+            "protected": False,
+        }
+
+    def _commit_get(self, call: Call) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/commits/#get-a-single-commit (a sha or a branch)
+        project = self._project(call)
+        sha = project.branches.get(call.match["sha"], call.match["sha"])
+        if sha not in project.trees:
+            raise _not_found("Commit")
+        return self._commit_entity(project, sha)
+
+    def _commit_diff(self, call: Call) -> web.Response:
+        # https://docs.gitlab.com/api/commits/#get-the-diff-of-a-commit (against its first
+        # parent); the fake writes no hunks.
+        project = self._project(call)
+        sha = call.match["sha"]
+        if sha not in project.trees:
+            raise _not_found("Commit")
+        parents = project.parents.get(sha) or []
+        before = project.trees.get(parents[0], {}) if parents else {}
+        return self._page(call, _file_changes(before, project.trees[sha]))
+
+    def _commit_create(self, call: Call) -> dict[str, Any]:
+        """https://docs.gitlab.com/api/commits/#create-a-commit-with-multiple-files-and-actions
+
+        `start_branch` or `start_sha` start `branch` as a new branch there, refused when
+        it exists; without them `branch` must exist and the commit goes on top. Actions
+        create, update and delete, refused as GitLab does: create on a file that is
+        there, update or delete on one that is not.
+        """
+        project = self._project(call)
+        branch = call.text("branch")
+        message = call.text("commit_message")
+        actions = call.param("actions")
+        if not isinstance(actions, list) or not actions:
+            raise Reply(400, {"error": "actions is empty"})
+        start_branch, start_sha = call.params.get("start_branch"), call.params.get("start_sha")
+        if start_branch is not None and start_sha is not None:
+            raise Reply(400, {"error": "start_branch, start_sha are mutually exclusive"})
+        if start_branch is not None or start_sha is not None:
+            if branch in project.branches:
+                raise Reply(
+                    400,
+                    {
+                        "message": f"A branch called '{branch}' already exists. "
+                        "Switch to that branch in order to make changes"
+                    },
+                )
+            start = project.branches.get(str(start_branch)) if start_branch else str(start_sha)
+            if start is None or start not in project.trees:
+                # GitLab refuses an unknown start with 400; these words are the fake's.
+                raise Reply(400, {"message": "Invalid start: no such branch or commit"})
+        else:
+            start = project.branches.get(branch)
+            if start is None:
+                raise Reply(
+                    400, {"message": "You can only create or edit files when you are on a branch"}
+                )
+        files = dict(project.trees[start])
+        for action in actions:
+            self._apply_action(files, action)
+        sha = self._new_commit(project, files, [start], message)
+        project.branches[branch] = sha
+        return self._commit_entity(project, sha)
+
+    @staticmethod
+    def _apply_action(files: dict[str, bytes], action: Any) -> None:
+        if not isinstance(action, dict):
+            raise Reply(400, {"error": "actions is invalid"})
+        kind, path = action.get("action"), action.get("file_path")
+        if kind not in ("create", "update", "delete", "move", "chmod"):
+            raise Reply(400, {"error": "actions[action] does not have a valid value"})
+        if not isinstance(path, str) or not path:
+            raise _missing("actions[file_path]")
+        if kind in ("move", "chmod"):
+            raise Reply(400, {"error": "this fake takes create, update and delete actions"})
+        if kind == "create" and path in files:
+            raise Reply(400, {"message": "A file with this name already exists"})
+        if kind in ("update", "delete") and path not in files:
+            raise Reply(400, {"message": "A file with this name doesn't exist"})
+        if kind == "delete":
+            del files[path]
+            return
+        content = action.get("content") or ""
+        encoding = action.get("encoding", "text")
+        if encoding == "base64":
+            try:
+                files[path] = base64.b64decode(str(content), validate=True)
+            except ValueError:
+                raise Reply(400, {"message": "content is not valid base64"}) from None
+        elif encoding == "text":
+            files[path] = str(content).encode("utf-8")
+        else:
+            raise Reply(400, {"error": "actions[encoding] does not have a valid value"})
+
+    # ------------------------------------------------------------ opening merge requests
+
+    def _mr_entity(self, project: Project, mr: MergeRequest) -> dict[str, Any]:
+        return {
+            "id": mr.iid + 5000,
+            "iid": mr.iid,
+            "project_id": project.id,
+            "title": mr.title,
+            "description": mr.description,
+            "state": mr.state,
+            "source_branch": mr.source_branch,
+            "target_branch": mr.target_branch,
+            "sha": mr.head_sha,
+            "web_url": f"http://gitlab.example/{project.path}/-/merge_requests/{mr.iid}",
+        }
+
+    def _mrs_list(self, call: Call) -> web.Response:
+        # https://docs.gitlab.com/api/merge_requests/#list-project-merge-requests
+        project = self._project(call)
+        wanted = {
+            key: call.params[key]
+            for key in ("source_branch", "target_branch", "state")
+            if call.params.get(key) not in (None, "", "all")
+        }
+        found = [
+            self._mr_entity(project, mr)
+            for mr in sorted(project.merge_requests.values(), key=lambda m: -m.iid)
+            if all(getattr(mr, key) == value for key, value in wanted.items())
+        ]
+        return self._page(call, found)
+
+    def _mr_create(self, call: Call) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/merge_requests/#create-mr
+        project = self._project(call)
+        source = call.text("source_branch")
+        target = call.text("target_branch")
+        title = call.text("title")
+        for name in (source, target):
+            if name not in project.branches:
+                raise Reply(400, {"message": [f'Branch "{name}" does not exist']})
+        for other in project.merge_requests.values():
+            if other.state == "opened" and (other.source_branch, other.target_branch) == (
+                source,
+                target,
+            ):
+                raise Reply(
+                    409,
+                    {
+                        "message": [
+                            "Another open merge request already exists for this source "
+                            f"branch: !{other.iid}"
+                        ]
+                    },
+                )
+        head, base = project.branches[source], project.branches[target]
+        iid = max(project.merge_requests, default=0) + 1  # issues count apart
+        diffs = [
+            diff_file(c["new_path"], "", new_file=c["new_file"], deleted_file=c["deleted_file"])
+            for c in _file_changes(project.trees[base], project.trees[head])
+        ]
+        mr = MergeRequest(iid, title, base, base, head, diffs)
+        mr.source_branch, mr.target_branch = source, target
+        mr.description = str(call.params.get("description") or "")
+        project.merge_requests[iid] = mr
+        return self._mr_entity(project, mr)
+
+
+def _file_changes(before: dict[str, bytes], after: dict[str, bytes]) -> list[dict[str, Any]]:
+    """One entry (paths and flags, no hunks) per file that differs between two trees."""
+    return [
+        {
+            "old_path": path,
+            "new_path": path,
+            "new_file": path not in before,
+            "deleted_file": path not in after,
+            "renamed_file": False,
+            "diff": "",
+        }
+        for path in sorted(set(before) | set(after))
+        if before.get(path) != after.get(path)
+    ]
 
 
 def _diff_lines(diff: str) -> list[tuple[str, int, int]]:
