@@ -104,3 +104,93 @@ def parse_diff(diff: str) -> list[DiffFile]:
             old += 1
             new += 1
     return files
+
+
+class PatchError(ValueError):
+    """A unified diff that cannot be applied to the files it names."""
+
+
+_FILE_OLD = re.compile(r"^--- (?:a/)?(\S+)")
+_FILE_NEW = re.compile(r"^\+\+\+ (?:b/)?(\S+)")
+
+
+def _patch_one(path: str, text: str | None, hunks: list[list[str]]) -> str | None:
+    """Apply one file's hunks; each hunk's context and removed lines must be found in
+    order (near the line the hunk names, else anywhere after the previous hunk)."""
+    lines = [] if text is None else text.splitlines(keepends=True)
+    result: list[str] = []
+    at = 0  # next line of `lines` not yet copied
+    for hunk in hunks:
+        header = _HUNK.match(hunk[0])
+        assert header is not None
+        old = [h[1:] for h in hunk[1:] if h[:1] in (" ", "-")]
+        new = [h[1:] for h in hunk[1:] if h[:1] in (" ", "+")]
+        wanted = max(int(header.group(1)) - 1, 0)
+        plain = [line.rstrip("\n") for line in lines]
+        found = None
+        for start in [wanted, *range(at, len(lines) + 1)]:
+            if start >= at and plain[start : start + len(old)] == old:
+                found = start
+                break
+        if found is None:
+            raise PatchError(f"{path}: a hunk ({hunk[0].strip()}) does not match the file")
+        result += lines[at:found]
+        result += [line + "\n" for line in new]
+        at = found + len(old)
+    result += lines[at:]
+    if not result and hunks and all(h[:1] != "+" for hunk in hunks for h in hunk[1:]):
+        return None  # every line removed by a deletion diff
+    return "".join(result)
+
+
+def diff_paths(diff: str) -> list[str]:
+    """The files a unified diff changes (old names of renamed or deleted ones), in order."""
+    found: list[str] = []
+    for raw in diff.splitlines():
+        match = _FILE_OLD.match(raw) or _FILE_NEW.match(raw)
+        if match is not None and match.group(1) != "/dev/null" and match.group(1) not in found:
+            found.append(match.group(1))
+    return found
+
+
+def apply_diff(diff: str, read: dict[str, str | None]) -> dict[str, str | None]:
+    """The new contents of the files a unified diff changes, given their old contents in
+    `read` (None: the file does not exist). A deleted file maps to None."""
+    files: dict[str, tuple[str | None, list[list[str]], bool]] = {}
+    order: list[str] = []
+    current: str | None = None
+    old_path: str | None = None
+    for raw in diff.splitlines():
+        if raw.startswith("--- "):
+            match = _FILE_OLD.match(raw)
+            old_path = None if match is None or match.group(1) == "/dev/null" else match.group(1)
+            continue
+        if raw.startswith("+++ "):
+            match = _FILE_NEW.match(raw)
+            new_path = None if match is None or match.group(1) == "/dev/null" else match.group(1)
+            path = new_path or old_path
+            if path is None:
+                raise PatchError("a file header names no file")
+            current = path
+            files[path] = (old_path, [], new_path is None)
+            order.append(path)
+            continue
+        if current is None:
+            continue
+        if _HUNK.match(raw):
+            files[current][1].append([raw])
+        elif raw[:1] in (" ", "+", "-") or raw == "":
+            if not files[current][1]:
+                raise PatchError(f"{current}: lines before the first @@ hunk header")
+            files[current][1][-1].append(raw if raw else " ")
+    if not files:
+        raise PatchError("no file in the diff (expected --- and +++ headers, then @@ hunks)")
+    changed: dict[str, str | None] = {}
+    for path in order:
+        source, hunks, deleted = files[path]
+        old_text = read.get(source or path)
+        if deleted:
+            changed[path] = None
+            continue
+        changed[path] = _patch_one(path, old_text, hunks)
+    return changed

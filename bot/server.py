@@ -157,6 +157,8 @@ def make_sessions(
         lease_seconds=settings.worker_lease_seconds,
         poll_seconds=settings.worker_poll_seconds,
     )
+    service.branch_template = config.sessions.branch_template
+    service.exclude_starter = config.sessions.approval_excludes_starter
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
     service.deadline_changed = timekeeper.poke

@@ -82,6 +82,10 @@ async def _route(event: CommentEvent, ctx: Context) -> None:
     asks_task = config.triggers.mention and (parsed.mention or parsed.agent) is not None
     live = await sessions.live_for(event.thread)
     trigger = trigger_of(event, ctx, parsed)
+    answers = any(c.name in ("approve", "request-changes") for c in parsed.commands)
+    if answers and (live is None or live.state != "awaiting_approval"):
+        # An answer in a pull request's conversation to a gate in one of its review threads.
+        live = await sessions.awaiting_in(event.thread) or live
     if live is None:
         if asks_task:
             await start(trigger, event, ctx)

@@ -82,7 +82,7 @@ async def start_from_issue(event: IssueEvent, ctx: Context) -> None:
 
 @router.register(PullRequestEvent)
 async def note_pull_request(event: PullRequestEvent, ctx: Context) -> None:
-    """Log pull/merge request changes; a moved head will make approvals stale."""
+    """Log pull/merge request changes; a new head makes gates asked on an older one stale."""
     log.info(
         "pull request %s %s (head %s) by %s",
         event.thread.key,
@@ -90,3 +90,5 @@ async def note_pull_request(event: PullRequestEvent, ctx: Context) -> None:
         event.head_sha or "?",
         event.actor.login,
     )
+    if event.head_sha and event.action == "synchronize":
+        await ctx.runtime.sessions.head_moved(event.thread.conversation, event.head_sha)

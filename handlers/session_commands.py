@@ -19,7 +19,6 @@ STATUS_LINE = (
     "Session `{id}` (agent `{agent}`) is {state} · {elapsed} so far · "
     "time limit in {left} · {turns} turn(s)."
 )
-NO_APPROVAL = "Nothing in session `{id}` is waiting for an approval."
 UNKNOWN_AGENT = "There is no agent `{agent}` here; agents: {known}."
 
 
@@ -61,7 +60,14 @@ async def apply_commands(
         elif command.name == "help":
             await help_reply(trigger, ctx, session)
         elif command.name in ("approve", "request-changes"):
-            await sessions.reply(session, key, NO_APPROVAL.format(id=session.id))
+            await sessions.decide(
+                session,
+                approve=command.name == "approve",
+                by=trigger.login,
+                text=command.argument,
+                how="comment",
+                key=key,
+            )
     if parsed.signal is not None and not any(c.name == "done" for c in parsed.commands):
         await sessions.close(session, USER_SIGNAL, by=trigger.login)
 

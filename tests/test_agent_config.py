@@ -221,8 +221,8 @@ def test_an_unknown_agent_is_a_key_error() -> None:
             AGENT + "sessions:\n  idleExpiryMinute: 5\n",
             "threadline.yml:7: sessions.idleExpiryMinute: unknown key; expected one of "
             "listenToComments, keepSessionOpenForComments, exitCriteria, idleExpiryMinutes, "
-            "maxLifetimeMinutes, maxLiveSessions, maxExtendMinutes, feedOutsiderComments "
-            "(did you mean 'idleExpiryMinutes'?)",
+            "maxLifetimeMinutes, maxLiveSessions, maxExtendMinutes, feedOutsiderComments, "
+            "branchTemplate, approvalExcludesStarter (did you mean 'idleExpiryMinutes'?)",
             id="unknown nested key",
         ),
         pytest.param(
@@ -305,13 +305,13 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         pytest.param(
             AGENT.replace("reply: hi", "replyy: hi"),
             "threadline.yml:5: agents.reviewer.script[0].do[0].replyy: unknown action; actions "
-            "are reply, update_status, task_completed, say, sleep, fail (did you mean 'reply'?)",
+            "are reply, update_status, task_completed, say, sleep, fail, call (did you mean 'reply'?)",
             id="unknown action",
         ),
         pytest.param(
             AGENT.replace("[reply: hi]", "[{reply: hi, say: ho}]"),
             "threadline.yml:5: agents.reviewer.script[0].do[0]: expected an action: a mapping "
-            "with one key, one of reply, update_status, task_completed, say, sleep, fail; got "
+            "with one key, one of reply, update_status, task_completed, say, sleep, fail, call; got "
             "a mapping",
             id="two actions in one",
         ),

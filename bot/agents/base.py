@@ -25,13 +25,21 @@ SESSIONS_LIST = "sessions_list"  # {"filter"?: str, "limit"?: int}
 SESSIONS_HISTORY = "sessions_history"  # {"key": str, "limit"?: int, "offset"?: int}
 SESSIONS_SEARCH = "sessions_search"  # {"query": str, "limit"?: int, "exclude_current"?: bool}
 SESSIONS_SEND = "sessions_send"  # {"key", "message", "wait_for_reply"?, "timeout_seconds"?}
+PROPOSE_CHANGE = "propose_change"  # {"title", "description"?, "files"? | "diff"?}: a gate
 
 # What an agent may use when its configuration does not say (`active_tools`).
 SESSION_TOOLS = (UPDATE_STATUS, REPLY, TASK_COMPLETED)
 PR_TOOLS = (POST_REVIEW_THREAD, READ_FILE, GET_DIFF)
 MEMORY_TOOLS = (MEMORY_WRITE, MEMORY_READ)
 DIRECTORY_TOOLS = (SESSIONS_LIST, SESSIONS_HISTORY, SESSIONS_SEARCH, SESSIONS_SEND)
-ALL_TOOLS = (*SESSION_TOOLS, *PR_TOOLS, *MEMORY_TOOLS, DELEGATE, *DIRECTORY_TOOLS)
+ALL_TOOLS = (
+    *SESSION_TOOLS,
+    *PR_TOOLS,
+    *MEMORY_TOOLS,
+    DELEGATE,
+    *DIRECTORY_TOOLS,
+    PROPOSE_CHANGE,
+)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,10 @@ from bot.agents.script_config import script_options
 from bot.agents.yamlcheck import ConfigFileError
 
 DEFAULT_FILE = "threadline.yml"
+# The branch an approved change set goes to: {number} of the issue or PR, {session},
+# {change} (the change set's number), {kind} (issue or pr).
+DEFAULT_BRANCH_TEMPLATE = "threadline/{number}-{session}"
+TEMPLATE_FIELDS = ("number", "session", "change", "kind")
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
 PLANNED_ENGINES = ("command",)  # named in the design; not built yet
 
@@ -108,6 +113,8 @@ class SessionPolicy:
     max_live_sessions: int = 100
     max_extend_minutes: float = 60.0  # what /extend may add, in all
     feed_outsider_comments: bool = False  # comments without write access: recorded only
+    branch_template: str = DEFAULT_BRANCH_TEMPLATE  # where approved changes go
+    approval_excludes_starter: bool = False  # the person who started a run may not approve it
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,27 @@ def _exit_criteria(report: y.Report, raw: object, path: y.KeyPath) -> ExitCriter
     return replace(ExitCriteria(), **values)
 
 
+def check_template(template: str) -> str | None:
+    """A problem with a branch template, or None when it is usable."""
+    try:
+        names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    except ValueError as exc:
+        return f"not a valid template: {exc}"
+    unknown = [name for name in names if name not in TEMPLATE_FIELDS]
+    if unknown:
+        return f"unknown field {{{unknown[0]}}}; use {', '.join(TEMPLATE_FIELDS)}"
+    return None
+
+
+def _branch_template(report: y.Report, raw: object, path: y.KeyPath) -> str | None:
+    text = y.text(report, raw, path)
+    problem = None if text is None else check_template(text)
+    if problem is not None:
+        report.add(path, problem)
+        return None
+    return text
+
+
 _SESSIONS: Mapping[str, tuple[str, y.Check]] = {
     "listenToComments": ("listen_to_comments", y.flag),
     "keepSessionOpenForComments": ("keep_session_open_for_comments", y.flag),
@@ -237,6 +265,8 @@ _SESSIONS: Mapping[str, tuple[str, y.Check]] = {
     "maxLiveSessions": ("max_live_sessions", y.count),
     "maxExtendMinutes": ("max_extend_minutes", y.minutes),
     "feedOutsiderComments": ("feed_outsider_comments", y.flag),
+    "branchTemplate": ("branch_template", _branch_template),
+    "approvalExcludesStarter": ("approval_excludes_starter", y.flag),
 }
 _TRIGGERS: Mapping[str, tuple[str, y.Check]] = {
     "mention": ("mention", y.flag),

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from bot.agents.base import (
     REPLY,
@@ -143,7 +144,29 @@ class Fail:
         raise EngineError(fill(self.reason, values))
 
 
-Action = Reply | UpdateStatus | TaskCompleted | Say | Sleep | Fail
+def _filled(value: Any, values: Mapping[str, str]) -> Any:
+    """`value` with placeholders filled in every text inside it."""
+    if isinstance(value, str):
+        return fill(value, values)
+    if isinstance(value, Mapping):
+        return {key: _filled(item, values) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_filled(item, values) for item in value]
+    return value
+
+
+@dataclass(frozen=True)
+class CallTool:
+    """`call: {tool, args}`: any tool, e.g. propose_change; texts in args take placeholders."""
+
+    tool: str
+    args: Mapping[str, Any]
+
+    async def run(self, tools: Tools, values: Mapping[str, str]) -> None:
+        await tools.call(self.tool, _filled(self.args, values))
+
+
+Action = Reply | UpdateStatus | TaskCompleted | Say | Sleep | Fail | CallTool
 
 
 @dataclass(frozen=True)

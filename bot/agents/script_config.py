@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from bot.agents import yamlcheck as y
+from bot.agents.base import ALL_TOOLS
 from bot.agents.script import (
     ANY_BODY,
     INPUT_KINDS,
@@ -15,6 +17,7 @@ from bot.agents.script import (
     SCRIPT_ENGINE,
     SCRIPT_OPTION,
     Action,
+    CallTool,
     Fail,
     Reply,
     Rule,
@@ -25,6 +28,7 @@ from bot.agents.script import (
 )
 
 ENGINE_KEY_REQUIRED = "required for engine {engine}: {what}"
+UNKNOWN_CALL_TOOL = "unknown tool {name!r}; tools are {known}"
 EXPECTED_RULES = "expected a non-empty list of rules (mappings with when, match and do), got {got}"
 EXPECTED_RULE = "expected a rule: a mapping with the keys when, match and do, got {got}"
 BAD_REGEX = "invalid regular expression {pattern!r}: {reason}"
@@ -178,6 +182,30 @@ def _done(report: y.Report, raw: object, path: y.KeyPath, most: int) -> int | No
     return None
 
 
+CALL_KEYS = ("tool", "args")
+
+
+def _call(report: y.Report, raw: object, path: y.KeyPath) -> CallTool | None:
+    if not isinstance(raw, dict):
+        report.add(path, y.NOT_A_MAPPING.format(keys=y.choices(CALL_KEYS), got=y.shown(raw)))
+        return None
+    before = len(report)
+    found = y.mapping(report, raw, path, CALL_KEYS)
+    tool = found.get("tool")
+    if not isinstance(tool, str) or tool not in ALL_TOOLS:
+        reason = UNKNOWN_CALL_TOOL.format(name=tool, known=y.choices(ALL_TOOLS))
+        report.add((*path, "tool"), reason)
+    args = found.get("args", {})
+    if not isinstance(args, dict):
+        report.add(
+            (*path, "args"), y.NOT_A_MAPPING.format(keys="the tool's arguments", got=y.shown(args))
+        )
+        return None
+    if len(report) > before:
+        return None
+    return CallTool(str(tool), MappingProxyType({str(k): v for k, v in args.items()}))
+
+
 ActionParser = Callable[[y.Report, object, y.KeyPath], Action | None]
 
 ACTIONS: Mapping[str, ActionParser] = {
@@ -187,4 +215,5 @@ ACTIONS: Mapping[str, ActionParser] = {
     "say": _say,
     "sleep": _sleep,
     "fail": _fail,
+    "call": _call,
 }

@@ -96,6 +96,27 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
                 ["agent_id", "task"],
             ),
         ),
+        b.PROPOSE_CHANGE: (
+            "Propose a change to the repository: either `files` (each path with its complete "
+            "new content, or content null to delete it) or a unified `diff` against the default "
+            "branch. Nothing is written until a maintainer approves; then it becomes a branch "
+            "and a pull request. The session waits for the decision after this turn.",
+            _object(
+                {
+                    "title": _TEXT,
+                    "description": _TEXT,
+                    "files": {
+                        "type": "array",
+                        "items": _object(
+                            {"path": _TEXT, "content": {"type": ["string", "null"]}},
+                            ["path", "content"],
+                        ),
+                    },
+                    "diff": _TEXT,
+                },
+                ["title"],
+            ),
+        ),
         b.SESSIONS_LIST: (
             "List the sessions you may see, newest first.",
             _object({"filter": _TEXT, "limit": _LIMIT}),

@@ -31,6 +31,7 @@ from bot.agents.base import (
     Turn,
     TurnInput,
 )
+from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.events import ThreadRef
 from bot.hosts.base import HostError, can_write
 from bot.inbox import utcnow, worker_name
@@ -38,6 +39,18 @@ from bot.log import session_var
 from bot.loops import nap
 from bot.sessions import status
 from bot.sessions.agents import spec_record
+from bot.sessions.approvals import (
+    APPLIED,
+    APPROVED,
+    AWAITING,
+    CHANGES_REQUESTED,
+    IDLE,
+    REJECTED,
+    STALE,
+    ApprovalStore,
+    GateInfo,
+)
+from bot.sessions.changes import apply_change_set
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import SessionDirectory
 from bot.sessions.store import (
@@ -69,6 +82,20 @@ REFUSED_COMMAND = (
 )
 EXTEND_REFUSED = "Cannot extend session `{id}` by {minutes} min: at most {most} min in all."
 BUDGET_CLOSED = "Session `{id}` stopped: {reason}."
+NO_GATE = "Nothing in session `{id}` is waiting for an approval."
+STARTER_REFUSED = "Sorry @{login}, the person who started this run cannot approve it."
+OLD_COMMIT = (
+    "That approval was given on `{sha}`, but the pull request's head is now `{head}`: "
+    "it does not count. Review the current head and approve again."
+)
+STALE_GATE = (
+    "The pull request moved from `{pinned}` to `{head}` after the change was proposed: "
+    "the proposal is stale and was not applied. The agent is asked to propose it again."
+)
+CHANGES_ASKED = "@{login} requested changes: {text}"
+APPROVED_PLAIN = "Approved by @{login}."
+OPENED = "Approved by @{login}: opened #{number} ({url})."
+NOT_APPLIED = "Approved by @{login}, but the change was not applied: {error}"
 DELEGATION_LIMIT = "delegation limit reached: at most {most} per session; nothing was started"
 UNKNOWN_SUB_AGENT = "no agent {agent!r} is configured"
 DELEGATION_FAILED = "the delegation to {agent} (session {id}) failed: {error}"
@@ -149,6 +176,9 @@ class SessionService:
         self.host_for = host_for
         self.directory = SessionDirectory(store.engine)
         self.memory = MemoryStore(store.engine)
+        self.approvals = ApprovalStore(store.engine, clock=clock)
+        self.branch_template = DEFAULT_BRANCH_TEMPLATE
+        self.exclude_starter = False  # may the person who started a run approve it?
 
     # ------------------------------------------------------------------ asking
 
@@ -353,13 +383,152 @@ class SessionService:
             await asyncio.to_thread(self.store.note_problem, session.id, text)
             await self.publish_status(session)
 
+    # -------------------------------------------------------------- approvals
+
+    async def awaiting_in(self, thread: ThreadRef) -> SessionInfo | None:
+        """The session waiting on an approval for `thread`: its own, or (for a pull
+        request's conversation) the one of a review thread of that pull request."""
+        own = await self.live_for(thread)
+        if own is not None and own.state == AWAITING:
+            return own
+        if thread.thread_id is None and thread.target == "pull":
+            found = await asyncio.to_thread(self.store.awaiting_under, thread.key)
+            if len(found) == 1:
+                return found[0]
+        return None
+
+    async def decide(
+        self,
+        session: SessionInfo,
+        *,
+        approve: bool,
+        by: str,
+        text: str = "",
+        sha: str | None = None,
+        how: str,
+        key: str,
+    ) -> GateInfo | None:
+        """A maintainer's answer to the session's open gate (the caller checked their
+        write access). An approval is pinned to the pull request's head: one given on an
+        older commit does not count, and a gate asked on a head that has since moved is
+        stale. Approving applies the change set; asking for changes hands the text back
+        to the agent. Either way the session resumes with the outcome as its input."""
+        gate = await asyncio.to_thread(self.approvals.waiting_gate, session.id)
+        if gate is None:
+            await self.reply(session, key, NO_GATE.format(id=session.id))
+            return None
+        if self.exclude_starter and by.lower() == session.started_by.lower():
+            await self.note(session, "approval_refused", {"by": by, "why": "started the run"})
+            await self.reply(session, key, STARTER_REFUSED.format(login=by))
+            return None
+        head = None
+        if session.thread.target == "pull" and self.host_for is not None:
+            head = (await self.host_for(session).pull_info(session.thread.conversation)).head_sha
+            if sha is not None and sha != head:
+                await self.note(
+                    session, "approval_stale", {"by": by, "sha": sha, "head": head, "how": how}
+                )
+                await self.reply(session, key, OLD_COMMIT.format(sha=sha[:12], head=head[:12]))
+                return None
+            if gate.pinned_sha is not None and gate.pinned_sha != head:
+                return await self._stale(session, gate, head, by=by, how=how, key=key)
+        status_ = APPROVED if approve else CHANGES_REQUESTED
+        pinned = head or sha or gate.pinned_sha
+        decided = await asyncio.to_thread(
+            self.approvals.decide, gate.id, status_, by=by, sha=pinned, text=text or None, how=how
+        )
+        if decided is None:  # another answer won the race
+            return None
+        if approve:
+            outcome = await self._apply(session, decided, by)
+        else:
+            if decided.change_set_id is not None:
+                await asyncio.to_thread(
+                    self.approvals.settle_change_set, decided.change_set_id, status=REJECTED
+                )
+            outcome = CHANGES_ASKED.format(login=by, text=text or "(no details given)")
+        await self._resume(session, kind="approval" if approve else "review", by=by, body=outcome)
+        return decided
+
+    async def _apply(self, session: SessionInfo, gate: GateInfo, by: str) -> str:
+        change = (
+            None
+            if gate.change_set_id is None
+            else await asyncio.to_thread(self.approvals.change_set, gate.change_set_id)
+        )
+        if change is None:
+            return APPROVED_PLAIN.format(login=by)
+        if self.host_for is None:
+            return NOT_APPLIED.format(login=by, error="no host connection in this process")
+        applied = await apply_change_set(
+            self.host_for(session),
+            change,
+            session.thread,
+            agent=session.agent_id,
+            approver=by,
+            template=self.branch_template,
+        )
+        await asyncio.to_thread(
+            self.approvals.settle_change_set,
+            change.id,
+            status=applied.status,
+            branch=applied.branch,
+            commit_sha=applied.commit_sha,
+            pull_number=applied.pull_number,
+            pull_url=applied.pull_url,
+            error=applied.error,
+        )
+        if applied.status == APPLIED:
+            text = OPENED.format(login=by, number=applied.pull_number, url=applied.pull_url)
+        else:
+            text = NOT_APPLIED.format(login=by, error=applied.error)
+        await self.reply(session, f"applied.{change.id}", text)
+        return text
+
+    async def _stale(
+        self, session: SessionInfo, gate: GateInfo, head: str, *, by: str, how: str, key: str
+    ) -> GateInfo | None:
+        decided = await asyncio.to_thread(
+            self.approvals.decide, gate.id, STALE, by=by, sha=head, text=None, how=how
+        )
+        if decided is None:
+            return None
+        if decided.change_set_id is not None:
+            await asyncio.to_thread(
+                self.approvals.settle_change_set, decided.change_set_id, status=STALE
+            )
+        text = STALE_GATE.format(pinned=(gate.pinned_sha or "")[:12], head=head[:12])
+        await self.reply(session, key, text)
+        await self._resume(session, kind="review", by=by, body=text)
+        return decided
+
+    async def head_moved(self, pull: ThreadRef, head: str) -> None:
+        """A pull request got a new head: gates asked on an older one go stale."""
+        sessions = await asyncio.to_thread(self.store.awaiting_under, pull.key, include_self=True)
+        for session in sessions:
+            gate = await asyncio.to_thread(self.approvals.waiting_gate, session.id)
+            if gate is not None and gate.pinned_sha not in (None, head):
+                await self._stale(
+                    session, gate, head, by="(push)", how="push", key=f"stale.{gate.id}"
+                )
+
+    async def _resume(self, session: SessionInfo, *, kind: str, by: str, body: str) -> None:
+        await self.feed(session, kind=kind, author=by, body=body)
+        await asyncio.to_thread(self.approvals.set_state, session.id, IDLE, only_from=AWAITING)
+        fresh = await asyncio.to_thread(self.store.get, session.id)
+        if fresh is not None:
+            await self.publish_status(fresh)
+        self.wake_runner()
+
     async def publish_status(self, session: SessionInfo) -> None:
         """Queue the newest state of the session's status comment (older unsent ones drop).
         A delegation has none: its coordinator's session speaks for it."""
         if session.parent_id is not None:
             return
         seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
-        body = status.render(fresh, self.clock())
+        gates = await asyncio.to_thread(self.approvals.gates, session.id)
+        changes = await asyncio.to_thread(self.approvals.change_sets, session.id) if gates else []
+        body = status.render(fresh, self.clock(), gates, changes)
         await self._write(
             ob.upsert(
                 status.status_key(session.id),
@@ -500,7 +669,8 @@ class TurnRunner:
             error = f"{type(exc).__name__}: {exc}"
         close_reason = None
         keep_open = session.options.keep_open_for_comments and session.parent_id is None
-        if error is None and tools.completed and not keep_open:
+        gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
+        if error is None and tools.completed and not keep_open and gate is None:
             close_reason = DONE
         finished = await asyncio.to_thread(
             service.store.finish_turn,
@@ -512,6 +682,7 @@ class TurnRunner:
             close_reason=close_reason,
             failed=error is not None,
             error=error,
+            awaiting=gate is not None and error is None,
         )
         if finished is None:
             log.info(

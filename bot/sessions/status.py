@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
+from bot.sessions.approvals import ChangeSetInfo, GateInfo
 from bot.sessions.store import SessionInfo
 
 REASONS = {
@@ -23,6 +25,7 @@ STATES = {
     "active": "starting",
     "busy": "working",
     "idle": "waiting for comments",
+    "awaiting_approval": "awaiting approval",
     "closed": "closed",
     "failed": "failed",
 }
@@ -46,8 +49,66 @@ def close_text(session: SessionInfo) -> str:
     return template.format(by=who)
 
 
-def render(session: SessionInfo, now: datetime) -> str:
-    """The status comment's Markdown for `session` as it is at `now`."""
+DECISIONS = {
+    "approved": "approved by @{by}",
+    "changes_requested": "changes requested by @{by}",
+    "stale": "stale: the pull request moved after it was proposed",
+    "cancelled": "withdrawn",
+}
+CHANGE_RESULTS = {
+    "applied": "opened [{where}]({url}) from branch `{branch}`",
+    "conflict": "not applied: {error}",
+    "failed": "not applied: {error}",
+}
+HOW_TO_ANSWER = (
+    "A maintainer answers with `/approve` or `/request-changes <what to change>` in this "
+    "thread{review}."
+)
+
+
+def _gate_lines(
+    session: SessionInfo, gates: Sequence[GateInfo], changes: Sequence[ChangeSetInfo]
+) -> list[str]:
+    by_id = {change.id: change for change in changes}
+    lines: list[str] = []
+    for gate in gates:
+        pin = f" at `{gate.pinned_sha[:12]}`" if gate.pinned_sha else ""
+        if gate.status == "waiting":
+            review = (
+                ", or with a review (Approve / Request changes) on the pull request"
+                if session.thread.target == "pull"
+                else ""
+            )
+            lines += [
+                "",
+                f"**Awaiting approval**: {gate.subject}{pin}",
+                "",
+                HOW_TO_ANSWER.format(review=review),
+            ]
+            continue
+        decision = DECISIONS.get(gate.status, gate.status).format(by=gate.decided_by)
+        at = f" on `{gate.decided_sha[:12]}`" if gate.decided_sha else ""
+        line = f"- {gate.subject}: {decision}{at}"
+        change = by_id.get(gate.change_set_id or -1)
+        if change is not None and change.status in CHANGE_RESULTS:
+            where = f"#{change.pull_number}" if change.pull_number else "the pull request"
+            line += "; " + CHANGE_RESULTS[change.status].format(
+                where=where, url=change.pull_url or "", branch=change.branch, error=change.error
+            )
+        lines.append(line)
+    if lines and lines[0] != "":
+        lines.insert(0, "")
+    return lines
+
+
+def render(
+    session: SessionInfo,
+    now: datetime,
+    gates: Sequence[GateInfo] = (),
+    changes: Sequence[ChangeSetInfo] = (),
+) -> str:
+    """The status comment's Markdown for `session` as it is at `now`, with its approval
+    gates and what became of its change sets."""
     end = session.closed_at or now
     state = STATES.get(session.state, session.state)
     if not session.live:
@@ -67,6 +128,7 @@ def render(session: SessionInfo, now: datetime) -> str:
         lines += ["", str(summary)]
     if session.output:
         lines += ["", "**Result**", "", session.output]
+    lines += _gate_lines(session, gates, changes)
     problem = session.progress.get("problem")
     if problem:
         lines += ["", f"> {problem}"]

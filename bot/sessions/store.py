@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,9 +22,11 @@ from bot.inbox import utcnow
 from bot.sessions.search import search_text_for
 
 ACTIVE, BUSY, IDLE, CLOSED, FAILED = "active", "busy", "idle", "closed", "failed"
+AWAITING = "awaiting_approval"  # live: an approval gate is open
 # queued -> taken (handed to a running turn) -> consumed; queued -> withdrawn
 QUEUED, TAKEN, CONSUMED, WITHDRAWN = "queued", "taken", "consumed", "withdrawn"
 UNCONSUMED = (QUEUED, TAKEN)
+WORKING = (ACTIVE, BUSY, IDLE)  # live and not waiting on an approval
 
 # Why a session ended.
 USER_SIGNAL, CANCELLED, DONE = "user_signal", "cancelled", "done"
@@ -374,6 +376,22 @@ class SessionStore:
             ).scalars()
             return [Event(r.id, r.session_id, r.at, r.kind, dict(r.data)) for r in rows]
 
+    def awaiting_under(self, pull_key: str, *, include_self: bool = False) -> list[SessionInfo]:
+        """Sessions waiting on an approval in a pull request's review threads (and, with
+        `include_self`, in its conversation)."""
+        with Session(self.engine) as session:
+            where: ColumnElement[bool] = SessionRow.thread_key.like(
+                pull_key.replace("%", r"\%") + "/threads/%", escape="\\"
+            )
+            if include_self:
+                where = or_(where, SessionRow.thread_key == pull_key)
+            rows = session.execute(
+                select(SessionRow).where(
+                    SessionRow.state == AWAITING, where, SessionRow.parent_id.is_(None)
+                )
+            ).scalars()
+            return [_info(row) for row in rows]
+
     def count_live(self) -> int:
         with Session(self.engine) as session:
             return int(
@@ -688,6 +706,7 @@ class SessionStore:
         close_reason: str | None = None,
         failed: bool = False,
         error: str | None = None,
+        awaiting: bool = False,
     ) -> SessionInfo | None:
         """End the turn: mark its inputs consumed and move to idle, closed or failed.
 
@@ -711,6 +730,9 @@ class SessionStore:
             elif close_reason is not None:
                 values.update(state=CLOSED, close_reason=close_reason, closed_at=now)
                 event = ("closed", {"reason": close_reason, "turn": turn})
+            elif awaiting:  # a gate is open: wait for the decision, not for comments
+                values.update(state=AWAITING, idle_deadline_at=None)
+                event = ("turn_finished", {"turn": turn, "state": AWAITING})
             else:
                 idle = _options(dict(row.options)).idle_expiry_minutes
                 values.update(state=IDLE, idle_deadline_at=now + timedelta(minutes=idle))
@@ -882,7 +904,8 @@ class SessionStore:
         closed: list[SessionInfo] = []
         rules = (
             (LIFETIME, SessionRow.lifetime_at <= now, SessionRow.state.in_(LIVE_STATES)),
-            (TIME_LIMIT, SessionRow.time_limit_at <= now, SessionRow.state.in_(LIVE_STATES)),
+            # Waiting on a maintainer does not use up the session's working time.
+            (TIME_LIMIT, SessionRow.time_limit_at <= now, SessionRow.state.in_(WORKING)),
             (IDLE_EXPIRY, SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
         )
         for reason, overdue, state in rules:
@@ -897,7 +920,7 @@ class SessionStore:
     def _expire_one(self, session_id: str, reason: str, now: datetime) -> SessionInfo | None:
         deadline = {
             LIFETIME: SessionRow.lifetime_at <= now,
-            TIME_LIMIT: SessionRow.time_limit_at <= now,
+            TIME_LIMIT: and_(SessionRow.time_limit_at <= now, SessionRow.state.in_(WORKING)),
             IDLE_EXPIRY: and_(SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
         }[reason]
         return self._close(
@@ -910,7 +933,9 @@ class SessionStore:
             live = SessionRow.state.in_(LIVE_STATES)
             times = [
                 session.execute(select(func.min(SessionRow.lifetime_at)).where(live)).scalar(),
-                session.execute(select(func.min(SessionRow.time_limit_at)).where(live)).scalar(),
+                session.execute(
+                    select(func.min(SessionRow.time_limit_at)).where(SessionRow.state.in_(WORKING))
+                ).scalar(),
                 session.execute(
                     select(func.min(SessionRow.idle_deadline_at)).where(SessionRow.state == IDLE)
                 ).scalar(),

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
-from bot.hosts.base import DiffComment, HostClient, HostError
+from bot.diffs import PatchError, apply_diff, diff_paths, file_patch
+from bot.hosts.base import DiffComment, HostClient, HostError, NotFound
+from bot.sessions.approvals import FileContent
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 MAX_FILE_BYTES = 100_000
 MAX_DIFF_BYTES = 200_000
+MAX_CHANGE_FILES = 100
+MAX_CHANGE_BYTES = 1_000_000
 DELTA_FLUSH_SECONDS = 0.1  # streamed text is recorded at most this often...
 DELTA_FLUSH_CHARS = 400  # ...or when this much has gathered
 SEND_POLL_SECONDS = 0.2
@@ -44,6 +48,17 @@ HostFor = Callable[[SessionInfo], HostClient]
 
 class TurnAbandoned(Exception):
     """The session was closed (or taken over) while its turn ran: stop, write nothing more."""
+
+
+def _safe_path(raw: object) -> str | None:
+    """A repository-relative path, or None for anything that climbs out or is absolute."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    path = raw.strip()
+    parts = path.split("/")
+    if path.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\0" in path:
+        return None
+    return path
 
 
 def _cut(data: bytes, most: int) -> str:
@@ -98,6 +113,7 @@ class SessionTools:
             b.GET_DIFF: self._get_diff,
             b.MEMORY_WRITE: self._memory_write,
             b.MEMORY_READ: self._memory_read,
+            b.PROPOSE_CHANGE: self._propose_change,
             b.SESSIONS_LIST: self._sessions_list,
             b.SESSIONS_HISTORY: self._sessions_history,
             b.SESSIONS_SEARCH: self._sessions_search,
@@ -289,6 +305,71 @@ class SessionTools:
         self._pull()
         diff = await self._host().pull_diff(self.session.thread.conversation)
         return ToolResult(True, _cut(diff.encode(), MAX_DIFF_BYTES))
+
+    # ------------------------------------------------------------ changes
+
+    async def _old(self, host: HostClient, path: str, ref: str) -> str | None:
+        try:
+            data = await host.read_file(self.session.thread.repo, path, ref)
+        except NotFound:
+            return None
+        return data.decode("utf-8", errors="replace")
+
+    async def _propose_change(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        title = str(args.get("title") or "").strip()
+        description = str(args.get("description") or "").strip()
+        files, diff = args.get("files"), args.get("diff")
+        if not title:
+            return ToolResult(False, "propose_change needs a title")
+        if bool(files) == bool(diff):
+            return ToolResult(False, "propose_change needs either files or a diff (not both)")
+        host = self._host()
+        branch, base_sha = await host.default_branch(self.session.thread.repo)
+        if files:
+            if not isinstance(files, list) or len(files) > MAX_CHANGE_FILES:
+                return ToolResult(False, f"files: a list of at most {MAX_CHANGE_FILES} files")
+            new: dict[str, str | None] = {}
+            for item in files:
+                path = _safe_path(item.get("path") if isinstance(item, Mapping) else None)
+                content = item.get("content") if isinstance(item, Mapping) else None
+                if path is None or not (content is None or isinstance(content, str)):
+                    return ToolResult(False, "each file needs a relative path and a text content")
+                new[path] = content
+        else:
+            named = diff_paths(str(diff))
+            if any(_safe_path(path) is None for path in named):
+                return ToolResult(False, "the diff names a path outside the repository")
+            old = {path: await self._old(host, path, base_sha) for path in named}
+            try:
+                new = apply_diff(str(diff), old)
+            except PatchError as exc:
+                return ToolResult(False, f"the diff does not apply to {branch}: {exc}")
+        size = sum(len(content or "") for content in new.values())
+        if size > MAX_CHANGE_BYTES:
+            return ToolResult(False, f"the change is {size} bytes; at most {MAX_CHANGE_BYTES}")
+        before = {path: await self._old(host, path, base_sha) for path in new}
+        shown = "".join(file_patch(path, before[path], new[path]) for path in sorted(new))
+        if not shown:
+            return ToolResult(False, f"the change leaves every file as it is on {branch}")
+        pinned = None
+        if self.session.thread.target == "pull":
+            pinned = (await host.pull_info(self.session.thread.conversation)).head_sha
+        change, gate = await asyncio.to_thread(
+            self.service.approvals.propose,
+            self.session.id,
+            title=title,
+            description=description,
+            files=[FileContent(path, content) for path, content in sorted(new.items())],
+            base_branch=branch,
+            base_sha=base_sha,
+            pinned_sha=pinned,
+            diff=shown,
+        )
+        return ToolResult(
+            True,
+            f"change set #{change.id} proposed against {branch} at {base_sha[:12]}; after this "
+            f"turn the session waits for a maintainer's decision (gate #{gate.id})",
+        )
 
     # ------------------------------------------------------------ memory
 

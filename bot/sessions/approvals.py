@@ -1,0 +1,303 @@
+"""Change sets and approval gates, in the database (blocking calls; run them in a thread).
+
+An agent's `propose_change` records a change set and opens a gate on it in one
+transaction; the session waits (`awaiting_approval`) until a maintainer decides. A gate
+is decided once: the conditional UPDATE from `waiting` lets exactly one decision win,
+however many comments, reviews or processes race for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from bot.db.models import ApprovalGate, ChangeSet, SessionRow, TranscriptEvent
+from bot.inbox import utcnow
+from bot.sessions.search import search_text_for
+
+WAITING, APPROVED, CHANGES_REQUESTED, STALE, CANCELLED = (
+    "waiting",
+    "approved",
+    "changes_requested",
+    "stale",
+    "cancelled",
+)
+PROPOSED, APPLIED, CONFLICT, FAILED, REJECTED = (
+    "proposed",
+    "applied",
+    "conflict",
+    "failed",
+    "rejected",
+)
+AWAITING = "awaiting_approval"
+IDLE = "idle"
+
+
+@dataclass(frozen=True)
+class FileContent:
+    path: str
+    content: str | None  # None: the file is deleted
+
+
+@dataclass(frozen=True)
+class ChangeSetInfo:
+    id: int
+    session_id: str
+    title: str
+    description: str
+    files: tuple[FileContent, ...]
+    base_branch: str
+    base_sha: str
+    status: str
+    branch: str | None
+    commit_sha: str | None
+    pull_number: int | None
+    pull_url: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class GateInfo:
+    id: int
+    session_id: str
+    change_set_id: int | None
+    subject: str
+    pinned_sha: str | None
+    status: str
+    decided_by: str | None
+    decided_sha: str | None
+    decision_text: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+def _change_set(row: ChangeSet) -> ChangeSetInfo:
+    return ChangeSetInfo(
+        id=row.id,
+        session_id=row.session_id,
+        title=row.title,
+        description=row.description,
+        files=tuple(FileContent(f["path"], f.get("content")) for f in row.files),
+        base_branch=row.base_branch,
+        base_sha=row.base_sha,
+        status=row.status,
+        branch=row.branch,
+        commit_sha=row.commit_sha,
+        pull_number=row.pull_number,
+        pull_url=row.pull_url,
+        error=row.error,
+    )
+
+
+def _gate(row: ApprovalGate) -> GateInfo:
+    return GateInfo(
+        id=row.id,
+        session_id=row.session_id,
+        change_set_id=row.change_set_id,
+        subject=row.subject,
+        pinned_sha=row.pinned_sha,
+        status=row.status,
+        decided_by=row.decided_by,
+        decided_sha=row.decided_sha,
+        decision_text=row.decision_text,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+    )
+
+
+class ApprovalStore:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def _event(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
+        session.add(
+            TranscriptEvent(
+                session_id=session_id,
+                at=self.clock(),
+                kind=kind,
+                data=data,
+                search_text=search_text_for(kind, data),
+            )
+        )
+
+    def propose(
+        self,
+        session_id: str,
+        *,
+        title: str,
+        description: str,
+        files: Sequence[FileContent],
+        base_branch: str,
+        base_sha: str,
+        pinned_sha: str | None,
+        diff: str,
+    ) -> tuple[ChangeSetInfo, GateInfo]:
+        """Record a change set and open a gate on it (an earlier waiting gate of the
+        session is superseded: its proposal is replaced)."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            for old in session.execute(
+                select(ApprovalGate).where(
+                    ApprovalGate.session_id == session_id, ApprovalGate.status == WAITING
+                )
+            ).scalars():
+                old.status, old.decided_at = CANCELLED, now
+                old.decision_text = "superseded by a newer proposal"
+                if old.change_set_id is not None:
+                    superseded = session.get(ChangeSet, old.change_set_id)
+                    if superseded is not None and superseded.status == PROPOSED:
+                        superseded.status, superseded.updated_at = REJECTED, now
+            change = ChangeSet(
+                session_id=session_id,
+                title=title,
+                description=description,
+                files=[{"path": f.path, "content": f.content} for f in files],
+                base_branch=base_branch,
+                base_sha=base_sha,
+                status=PROPOSED,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(change)
+            session.flush()
+            gate = ApprovalGate(
+                session_id=session_id,
+                change_set_id=change.id,
+                subject=f"change set #{change.id}: {title}",
+                pinned_sha=pinned_sha,
+                status=WAITING,
+                created_at=now,
+            )
+            session.add(gate)
+            session.flush()
+            self._event(
+                session,
+                session_id,
+                "change_proposed",
+                {
+                    "change_set": change.id,
+                    "gate": gate.id,
+                    "title": title,
+                    "description": description,
+                    "base": f"{base_branch}@{base_sha}",
+                    "pinned_sha": pinned_sha,
+                    "diff": diff,
+                },
+            )
+            self._event(
+                session,
+                session_id,
+                "approval_requested",
+                {"gate": gate.id, "subject": gate.subject, "pinned_sha": pinned_sha},
+            )
+            return _change_set(change), _gate(gate)
+
+    def waiting_gate(self, session_id: str) -> GateInfo | None:
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(ApprovalGate)
+                .where(ApprovalGate.session_id == session_id, ApprovalGate.status == WAITING)
+                .order_by(ApprovalGate.id.desc())
+            ).scalar()
+            return None if row is None else _gate(row)
+
+    def gates(self, session_id: str) -> list[GateInfo]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(ApprovalGate)
+                .where(ApprovalGate.session_id == session_id)
+                .order_by(ApprovalGate.id)
+            ).scalars()
+            return [_gate(row) for row in rows]
+
+    def change_sets(self, session_id: str) -> list[ChangeSetInfo]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(ChangeSet).where(ChangeSet.session_id == session_id).order_by(ChangeSet.id)
+            ).scalars()
+            return [_change_set(row) for row in rows]
+
+    def change_set(self, change_set_id: int) -> ChangeSetInfo | None:
+        with Session(self.engine) as session:
+            row = session.get(ChangeSet, change_set_id)
+            return None if row is None else _change_set(row)
+
+    def decide(
+        self,
+        gate_id: int,
+        status: str,
+        *,
+        by: str,
+        sha: str | None,
+        text: str | None,
+        how: str,
+    ) -> GateInfo | None:
+        """Settle a waiting gate; None when it was no longer waiting (decided already)."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            won = session.execute(
+                update(ApprovalGate)
+                .where(ApprovalGate.id == gate_id, ApprovalGate.status == WAITING)
+                .values(
+                    status=status,
+                    decided_by=by,
+                    decided_sha=sha,
+                    decision_text=text,
+                    decided_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            gate = session.get(ApprovalGate, gate_id, populate_existing=True)
+            assert gate is not None
+            kind = {APPROVED: "approved", CHANGES_REQUESTED: "changes_requested"}.get(
+                status, status
+            )
+            self._event(
+                session,
+                gate.session_id,
+                kind,
+                {"gate": gate.id, "by": by, "sha": sha, "text": text, "how": how},
+            )
+            return _gate(gate)
+
+    def settle_change_set(self, change_set_id: int, **values: Any) -> ChangeSetInfo:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(ChangeSet, change_set_id)
+            assert row is not None
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = self.clock()
+            session.flush()
+            self._event(
+                session,
+                row.session_id,
+                f"change_{row.status}",
+                {
+                    "change_set": row.id,
+                    "branch": row.branch,
+                    "commit": row.commit_sha,
+                    "pull": row.pull_number,
+                    "url": row.pull_url,
+                    "error": row.error,
+                },
+            )
+            return _change_set(row)
+
+    def set_state(self, session_id: str, state: str, *, only_from: str) -> bool:
+        """Move a session between idle and awaiting_approval (conditional on its state)."""
+        with Session(self.engine) as session, session.begin():
+            won = session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.state == only_from)
+                .values(state=state, updated_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
+            return bool(won.rowcount == 1)  # type: ignore[attr-defined]

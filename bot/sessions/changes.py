@@ -1,0 +1,108 @@
+"""Applying an approved change set through the host's API, without a local clone.
+
+The change set was proposed against the default branch at `base_sha`. If the branch has
+moved since, every file the change set touches is compared at both commits: one that
+changed meanwhile is a conflict, reported and not forced; otherwise the change is
+applied on top of the branch as it is now. The result is a new branch (named by the
+template) and a pull/merge request into the default branch that links the thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
+from bot.events import ThreadRef
+from bot.hosts.base import FileChange, HostClient, HostError, NotFound
+from bot.sessions.approvals import ChangeSetInfo
+
+ISSUE_LINK = {"github": "Closes #{number}", "gitlab": "Closes #{number}"}
+PULL_LINK = "From the discussion in !{number}"
+BODY = (
+    "{description}\n\n{link}\n\n"
+    "Proposed by Threadline session `{session}` (agent `{agent}`), approved by @{approver}."
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    status: str  # applied | conflict | failed
+    branch: str | None = None
+    commit_sha: str | None = None
+    pull_number: int | None = None
+    pull_url: str | None = None
+    error: str | None = None
+
+
+def branch_name(template: str, thread: ThreadRef, session_id: str, change_id: int) -> str:
+    kind = "issue" if thread.target == "issue" else "pr"
+    return template.format(number=thread.number, session=session_id, change=change_id, kind=kind)
+
+
+async def _read(host: HostClient, repo: str, path: str, ref: str) -> bytes | None:
+    try:
+        return await host.read_file(repo, path, ref)
+    except NotFound:
+        return None
+
+
+async def conflicts(host: HostClient, repo: str, change: ChangeSetInfo, head: str) -> list[str]:
+    """The change set's files that changed on the branch between its base and `head`."""
+    if head == change.base_sha:
+        return []
+    moved = []
+    for item in change.files:
+        if await _read(host, repo, item.path, change.base_sha) != await _read(
+            host, repo, item.path, head
+        ):
+            moved.append(item.path)
+    return moved
+
+
+async def apply_change_set(
+    host: HostClient,
+    change: ChangeSetInfo,
+    thread: ThreadRef,
+    *,
+    agent: str,
+    approver: str,
+    template: str = DEFAULT_BRANCH_TEMPLATE,
+) -> Applied:
+    repo = thread.repo
+    try:
+        default, head = await host.default_branch(repo)
+        moved = await conflicts(host, repo, change, head)
+        if moved:
+            listed = ", ".join(f"`{path}`" for path in moved)
+            return Applied(
+                "conflict",
+                error=f"{default} moved from {change.base_sha[:12]} to {head[:12]} and changed "
+                f"{listed} meanwhile; the change set no longer applies",
+            )
+        branch = branch_name(template, thread, change.session_id, change.id)
+        changes = [
+            FileChange(item.path, None if item.content is None else item.content.encode())
+            for item in change.files
+        ]
+        message = change.title + (f"\n\n{change.description}" if change.description else "")
+        sha = await host.commit_files(
+            repo, branch=branch, base_sha=head, changes=changes, message=message
+        )
+        link = (
+            ISSUE_LINK.get(thread.host, "Closes #{number}")
+            if thread.target == "issue"
+            else PULL_LINK.replace("!", "#" if thread.host == "github" else "!")
+        ).format(number=thread.number)
+        body = BODY.format(
+            description=change.description or change.title,
+            link=link,
+            session=change.session_id,
+            agent=agent,
+            approver=approver,
+        )
+        opened = await host.open_pull(
+            repo, head=branch, base=default, title=change.title, body=body
+        )
+    except HostError as exc:
+        return Applied("failed", error=f"the host refused: {exc}")
+    return Applied("applied", branch, sha, opened.number, opened.url)
