@@ -184,8 +184,8 @@ class SessionRow(Base):
     thread_key: Mapped[str] = mapped_column(String(400))
     thread: Mapped[dict[str, Any]] = mapped_column(JSON)
     agent_id: Mapped[str] = mapped_column(String(64))
-    # active -> busy -> idle -> busy ... ; closed / failed at the end
-    state: Mapped[str] = mapped_column(String(16))
+    # active -> busy -> idle (or awaiting_approval) -> busy ... ; closed / failed at the end
+    state: Mapped[str] = mapped_column(String(24))
     close_reason: Mapped[str | None] = mapped_column(String(32))
     closed_by: Mapped[str | None] = mapped_column(String(255))
     task: Mapped[str] = mapped_column(Text)

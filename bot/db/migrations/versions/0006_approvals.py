@@ -33,6 +33,8 @@ def _live_index(where: str) -> None:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("sessions") as batch:  # "awaiting_approval" is 17 characters
+        batch.alter_column("state", type_=sa.String(24), existing_nullable=False)
     _live_index(LIVE)
     op.create_table(
         "change_sets",
@@ -80,3 +82,5 @@ def downgrade() -> None:
     op.drop_index("ix_change_sets_session", table_name="change_sets")
     op.drop_table("change_sets")
     _live_index(OLD_LIVE)
+    with op.batch_alter_table("sessions") as batch:
+        batch.alter_column("state", type_=sa.String(16), existing_nullable=False)
