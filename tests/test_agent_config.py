@@ -213,7 +213,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
     [
         pytest.param(
             AGENT + "sesions: {}\n",
-            "threadline.yml:6: sesions: unknown key; expected one of providers, agents, defaultAgent, "
+            "threadline.yml:6: sesions: unknown key; expected one of providers, agents, workflows, defaultAgent, "
             "sessions, triggers (did you mean 'sessions'?)",
             id="unknown top-level key",
         ),
@@ -358,7 +358,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         ),
         pytest.param(
             "- agents\n",
-            "threadline.yml:1: expected a mapping with the keys providers, agents, defaultAgent, sessions, "
+            "threadline.yml:1: expected a mapping with the keys providers, agents, workflows, defaultAgent, sessions, "
             "triggers, got a list",
             id="not a mapping",
         ),

@@ -26,6 +26,7 @@ SESSIONS_HISTORY = "sessions_history"  # {"key": str, "limit"?: int, "offset"?: 
 SESSIONS_SEARCH = "sessions_search"  # {"query": str, "limit"?: int, "exclude_current"?: bool}
 SESSIONS_SEND = "sessions_send"  # {"key", "message", "wait_for_reply"?, "timeout_seconds"?}
 PROPOSE_CHANGE = "propose_change"  # {"title", "description"?, "files"? | "diff"?}: a gate
+REQUEST_APPROVAL = "request_approval"  # {"subject"}: wait for a maintainer's yes
 
 # What an agent may use when its configuration does not say (`active_tools`).
 SESSION_TOOLS = (UPDATE_STATUS, REPLY, TASK_COMPLETED)
@@ -39,6 +40,7 @@ ALL_TOOLS = (
     DELEGATE,
     *DIRECTORY_TOOLS,
     PROPOSE_CHANGE,
+    REQUEST_APPROVAL,
 )
 
 

@@ -38,6 +38,7 @@ from bot.agents.base import (
     AgentSpec,
     Engine,
 )
+from bot.agents.chain import CHAIN_ENGINE, ChainEngine, ChainSpec, Step, chain_spec
 from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
 from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
 from bot.agents.providers.base import ProviderConfig
@@ -77,6 +78,12 @@ PLANNED_ENGINE = "engine {name!r} is not available yet; use {engines}"
 ENGINE_KEY_REQUIRED = "required for engine {engine}: {what}"
 EXPECTED_TOOLS = "expected a list of tool names, got {got}"
 UNKNOWN_TOOL = "unknown tool {name!r}; tools are {known}"
+WORKFLOW_CLASH = "{name!r} is already an agent's id; workflows and agents share one namespace"
+EXPECTED_STEP_LIST = (
+    "expected a non-empty list of steps (mappings with agent, name, approval, reviewOf), got {got}"
+)
+BAD_STEP_NAME = "expected a step name not used before in this workflow, got {got}"
+BAD_REVIEW_OF = "expected the name of an earlier step, got {got}"
 BOTH_TOOL_KEYS = "give active_tools or tools (its older name), not both"
 SELF_DELEGATION = "an agent cannot delegate to itself"
 UNKNOWN_ENGINE_AT_RUN = "agent {agent!r} has engine {engine!r}, which has no builder"
@@ -214,7 +221,7 @@ def parse_config(
 
 # --- sections ---------------------------------------------------------------------------
 
-TOP_KEYS = ("providers", "agents", "defaultAgent", "sessions", "triggers")
+TOP_KEYS = ("providers", "agents", "workflows", "defaultAgent", "sessions", "triggers")
 
 _TIME_LIMIT: Mapping[str, tuple[str, y.Check]] = {
     "maxDurationMinutes": ("max_duration_minutes", y.minutes),
@@ -287,6 +294,10 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
     else:  # a file that only tunes sessions or triggers keeps the built-in agent
         agents = {ECHO_ID: ECHO_AGENT}
         names = [ECHO_ID]
+    if "workflows" in found:
+        flows = _workflows(report, found["workflows"], ("workflows",), names)
+        agents.update(flows)
+        names = [*names, *flows]
     return Config(
         agents=MappingProxyType(agents),
         default_agent=_default_agent(report, found.get("defaultAgent"), names),
@@ -314,6 +325,72 @@ def _default_agent(report: y.Report, raw: object, names: Sequence[str]) -> str:
     if names and name not in names:
         report.add(("defaultAgent",), UNKNOWN_AGENT.format(name=name, known=y.choices(names)))
     return name
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+WORKFLOW_KEYS = ("description", "maxRevisions", "steps")
+STEP_KEYS = ("name", "agent", "approval", "reviewOf")
+
+
+def _workflows(
+    report: y.Report, raw: object, path: y.KeyPath, agents: Sequence[str]
+) -> dict[str, AgentSpec]:
+    if not isinstance(raw, dict):
+        report.add(path, y.NOT_A_MAPPING.format(keys="workflow ids", got=y.shown(raw)))
+        return {}
+    flows: dict[str, AgentSpec] = {}
+    for flow_id, body in raw.items():
+        where = (*path, str(flow_id))
+        if not isinstance(flow_id, str) or not AGENT_ID.fullmatch(flow_id):
+            report.add(where, BAD_AGENT_ID.format(got=y.shown(flow_id)))
+            continue
+        if flow_id in agents:
+            report.add(where, WORKFLOW_CLASH.format(name=flow_id))
+            continue
+        before = len(report)
+        found = y.mapping(report, body, where, WORKFLOW_KEYS)
+        description = y.blank_ok(report, found.get("description"), (*where, "description"))
+        most = (
+            y.count(report, found["maxRevisions"], (*where, "maxRevisions"))
+            if "maxRevisions" in found
+            else 3
+        )
+        steps = _steps(report, found.get("steps"), (*where, "steps"), agents)
+        if len(report) == before and steps:
+            flows[flow_id] = chain_spec(flow_id, ChainSpec(steps, most or 3), description or "")
+    return flows
+
+
+def _steps(
+    report: y.Report, raw: object, path: y.KeyPath, agents: Sequence[str]
+) -> tuple[Step, ...]:
+    if not isinstance(raw, list) or not raw:
+        report.add(path, EXPECTED_STEP_LIST.format(got=y.shown(raw)))
+        return ()
+    steps: list[Step] = []
+    for number, item in enumerate(raw):
+        where = (*path, number)
+        found = y.mapping(report, item, where, STEP_KEYS)
+        agent = found.get("agent")
+        if not isinstance(agent, str) or agent not in agents:
+            report.add((*where, "agent"), UNKNOWN_AGENT.format(name=agent, known=y.choices(agents)))
+            continue
+        name = found.get("name", agent)
+        if not isinstance(name, str) or not name.strip() or any(s.name == name for s in steps):
+            report.add((*where, "name"), BAD_STEP_NAME.format(got=y.shown(name)))
+            continue
+        approval = (
+            y.flag(report, found["approval"], (*where, "approval"))
+            if "approval" in found
+            else False
+        )
+        review_of = found.get("reviewOf")
+        if review_of is not None and review_of not in [s.name for s in steps]:
+            report.add((*where, "reviewOf"), BAD_REVIEW_OF.format(got=y.shown(review_of)))
+            continue
+        steps.append(Step(name, agent, bool(approval), review_of))
+    return tuple(steps)
 
 
 # --- agents -------------------------------------------------------------------------------
@@ -516,4 +593,5 @@ def _llm_engine(agent: AgentSpec) -> Engine:
 ENGINE_BUILDERS: Mapping[str, Callable[[AgentSpec], Engine]] = {
     SCRIPT_ENGINE: ScriptEngine.from_spec,
     LLM_ENGINE: _llm_engine,
+    CHAIN_ENGINE: ChainEngine.from_spec,
 }

@@ -117,6 +117,12 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
                 ["title"],
             ),
         ),
+        b.REQUEST_APPROVAL: (
+            "Ask a maintainer to approve before going on (the session waits after this turn). "
+            "If this session or one of its delegations proposed a change that is still "
+            "waiting, the approval applies it.",
+            _object({"subject": _TEXT}, ["subject"]),
+        ),
         b.SESSIONS_LIST: (
             "List the sessions you may see, newest first.",
             _object({"filter": _TEXT, "limit": _LIMIT}),

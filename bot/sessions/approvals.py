@@ -198,6 +198,60 @@ class ApprovalStore:
             )
             return _change_set(change), _gate(gate)
 
+    def open_gate(self, session_id: str, subject: str, pinned_sha: str | None) -> GateInfo:
+        """A gate on the session; it takes over the newest change set still proposed by
+        the session or one of its delegations (whose own gate is then withdrawn)."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            family = select(SessionRow.id).where(
+                (SessionRow.id == session_id) | (SessionRow.parent_id == session_id)
+            )
+            change = session.execute(
+                select(ChangeSet)
+                .where(ChangeSet.session_id.in_(family), ChangeSet.status == PROPOSED)
+                .order_by(ChangeSet.id.desc())
+            ).scalar()
+            for old in session.execute(
+                select(ApprovalGate).where(
+                    ApprovalGate.session_id.in_(family), ApprovalGate.status == WAITING
+                )
+            ).scalars():
+                old.status, old.decided_at = CANCELLED, now
+                old.decision_text = "handed to a newer gate"
+            if change is not None:  # older proposals of the family are superseded by it
+                for older in session.execute(
+                    select(ChangeSet).where(
+                        ChangeSet.session_id.in_(family),
+                        ChangeSet.status == PROPOSED,
+                        ChangeSet.id != change.id,
+                    )
+                ).scalars():
+                    older.status, older.updated_at = REJECTED, now
+            gate = ApprovalGate(
+                session_id=session_id,
+                change_set_id=None if change is None else change.id,
+                subject=subject
+                if change is None
+                else f"{subject} (change set #{change.id}: {change.title})",
+                pinned_sha=pinned_sha,
+                status=WAITING,
+                created_at=now,
+            )
+            session.add(gate)
+            session.flush()
+            self._event(
+                session,
+                session_id,
+                "approval_requested",
+                {
+                    "gate": gate.id,
+                    "subject": gate.subject,
+                    "pinned_sha": pinned_sha,
+                    "change_set": gate.change_set_id,
+                },
+            )
+            return _gate(gate)
+
     def waiting_gate(self, session_id: str) -> GateInfo | None:
         with Session(self.engine) as session:
             row = session.execute(

@@ -114,6 +114,7 @@ class SessionTools:
             b.MEMORY_WRITE: self._memory_write,
             b.MEMORY_READ: self._memory_read,
             b.PROPOSE_CHANGE: self._propose_change,
+            b.REQUEST_APPROVAL: self._request_approval,
             b.SESSIONS_LIST: self._sessions_list,
             b.SESSIONS_HISTORY: self._sessions_history,
             b.SESSIONS_SEARCH: self._sessions_search,
@@ -369,6 +370,20 @@ class SessionTools:
             True,
             f"change set #{change.id} proposed against {branch} at {base_sha[:12]}; after this "
             f"turn the session waits for a maintainer's decision (gate #{gate.id})",
+        )
+
+    async def _request_approval(self, args: Mapping[str, Any], key: str) -> ToolResult:
+        subject = str(args.get("subject") or "").strip()
+        if not subject:
+            return ToolResult(False, "request_approval needs a subject: what is to be approved")
+        pinned = None
+        if self.session.thread.target == "pull" and self._host_for is not None:
+            pinned = (await self._host().pull_info(self.session.thread.conversation)).head_sha
+        gate = await asyncio.to_thread(
+            self.service.approvals.open_gate, self.session.id, subject, pinned
+        )
+        return ToolResult(
+            True, f"gate #{gate.id} opened: the session waits for a maintainer after this turn"
         )
 
     # ------------------------------------------------------------ memory
