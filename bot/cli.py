@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot import __version__, log
 from bot.config import ConfigError, Settings, describe, load_settings
@@ -310,6 +310,86 @@ def cmd_sessions_show(args: argparse.Namespace, settings: Settings) -> int:
             for c in children:
                 output = (c["output"] or "").replace("\n", " ")[:60]
                 print(f"                   {c['id']} {c['agent']:<12} {c['state']:<7} {output}")
+        _print_gates(services, found.id)
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def _gate_rows(services: Services, session_id: str) -> tuple[list[Any], list[Any]]:
+    from bot.sessions.approvals import ApprovalStore
+
+    approvals = ApprovalStore(services.engine)
+    return approvals.gates(session_id), approvals.change_sets(session_id)
+
+
+def _print_gates(services: Services, session_id: str) -> None:
+    gates, changes = _gate_rows(services, session_id)
+    if gates:
+        print("            gates:")
+        for g in gates:
+            who = f" by @{g.decided_by}" if g.decided_by else ""
+            sha = f" on {g.decided_sha[:12]}" if g.decided_sha else ""
+            print(f"                   #{g.id} {g.status:<17}{who}{sha}  {g.subject}")
+    if changes:
+        print("      change sets:")
+        for c in changes:
+            where = c.pull_url or c.branch or c.error or ""
+            print(f"                   #{c.id} {c.status:<9} {c.title}  {where}")
+
+
+def _workflow_ids(services: Services) -> list[str]:
+    from bot.agents.chain import CHAIN_ENGINE
+
+    config = services.runtime.config
+    return [a.id for a in config.agents.values() if a.engine == CHAIN_ENGINE]
+
+
+def cmd_runs_list(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        runs = store.recent(agents=_workflow_ids(services), limit=args.limit)
+        if args.json:
+            print(json.dumps([r.summary() for r in runs], indent=2))
+            return 0
+        if not runs:
+            print("no workflow runs")
+            return 0
+        for r in runs:
+            steps = store.children(r.id)
+            state = r.state if r.live else f"{r.state}:{r.close_reason}"
+            created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            print(
+                f"{r.id}  {created}  {state:<22}  {r.agent_id:<12}  "
+                f"{len(steps)} step session(s)  {r.thread.key}"
+            )
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_runs_show(args: argparse.Namespace, settings: Settings) -> int:
+    def use(store: SessionStore, services: Services) -> int:
+        run = _session_or_complain(store, args.id)
+        if run is None:
+            return EXIT_FAILURE
+        steps = store.children(run.id)
+        gates, changes = _gate_rows(services, run.id)
+        if args.json:
+            shown = {
+                **run.summary(),
+                "steps": [s.summary() for s in steps],
+                "gates": [g.__dict__ for g in gates],
+                "change_sets": [c.__dict__ for c in changes],
+            }
+            print(json.dumps(shown, indent=2, default=str))
+            return 0
+        state = run.state if run.live else f"{run.state} ({run.close_reason})"
+        print(f"run {run.id} of {run.agent_id} in {run.thread.key}: {state}")
+        print(f"task: {run.task}")
+        for number, step in enumerate(steps, 1):
+            output = (step.output or "").replace("\n", " ")[:70]
+            print(f"  {number}. {step.id} {step.agent_id:<12} {step.state:<7} {output}")
+        _print_gates(services, run.id)
         return 0
 
     return _with_sessions(settings, use)
@@ -544,8 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     slist = sessions.add_parser("list", help="newest sessions first")
     slist.add_argument(
         "--state",
-        choices=("live", "active", "busy", "idle", "closed", "failed"),
-        help="only sessions in this state (live: active, busy or idle)",
+        choices=("live", "active", "busy", "idle", "awaiting_approval", "closed", "failed"),
+        help="only sessions in this state (live: active, busy, idle or awaiting_approval)",
     )
     slist.add_argument(
         "--repo", help="only sessions in this repository (owner/name or group/project)"
@@ -574,6 +654,17 @@ def build_parser() -> argparse.ArgumentParser:
     spurge.add_argument("id", help="session id (s-...)")
     spurge.add_argument("--yes", action="store_true", help="yes, delete them")
     spurge.set_defaults(func=cmd_sessions_purge)
+
+    runs = commands.add_parser("runs", help="workflow runs (chains of agent sessions)")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    rlist = runs_sub.add_parser("list", help="newest workflow runs first")
+    rlist.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    rlist.add_argument("--json", action="store_true", help="print JSON")
+    rlist.set_defaults(func=cmd_runs_list)
+    rshow = runs_sub.add_parser("show", help="one run: its steps, gates and change sets")
+    rshow.add_argument("id", help="the run's session id (s-...)")
+    rshow.add_argument("--json", action="store_true", help="print JSON")
+    rshow.set_defaults(func=cmd_runs_show)
 
     doctor = commands.add_parser(
         "doctor",

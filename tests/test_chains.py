@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.cli import main
 from bot.config import Settings
 from tests.conftest import run_app
 from tests.fakes.github import FakeGitHub
@@ -148,3 +149,25 @@ async def test_cancel_stops_the_whole_chain(rig: GitHubRig) -> None:
     run = run_of(rig)
     assert run.close_reason == "cancelled"
     assert all(state != "busy" for _, state, _ in steps_of(rig, run.id))
+
+
+async def test_runs_list_and_show(
+    rig: GitHubRig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await rig.comment(7, "/agent fix make retries keep the last error")
+    await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate", 30)
+    run = run_of(rig)
+    # The CLI on the server's database and agents file.
+    monkeypatch.setenv("THREADLINE_DATABASE_URL", str(rig.app.engine.url.render_as_string(False)))
+    monkeypatch.setenv("THREADLINE_CONFIG", rig.app.runtime.config.source or "")
+    monkeypatch.setenv("THREADLINE_GITHUB_WEBHOOK_SECRET", "x")
+    assert main(["runs", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert run.id in listed
+    assert "awaiting_approval" in listed
+    assert main(["runs", "show", run.id]) == 0
+    shown = capsys.readouterr().out
+    assert "executor" in shown
+    assert "reviewer" in shown
+    assert "waiting" in shown
+    assert "Keep the last error (revised)" in shown

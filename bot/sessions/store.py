@@ -7,7 +7,7 @@ change (a turn, a close, an expiry) exactly one of them wins and the others see 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -346,10 +346,17 @@ class SessionStore:
             return _info(row) if row else None
 
     def recent(
-        self, *, state: str | None = None, repo: str | None = None, limit: int = 50
+        self,
+        *,
+        state: str | None = None,
+        repo: str | None = None,
+        limit: int = 50,
+        agents: Sequence[str] | None = None,
     ) -> list[SessionInfo]:
         with Session(self.engine) as session:
             query = select(SessionRow).order_by(SessionRow.created_at.desc()).limit(limit)
+            if agents is not None:
+                query = query.where(SessionRow.agent_id.in_(agents), SessionRow.parent_id.is_(None))
             if state == "live":
                 query = query.where(SessionRow.state.in_(LIVE_STATES))
             elif state:
