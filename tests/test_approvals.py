@@ -98,6 +98,8 @@ async def test_an_issue_run_ends_in_an_approved_pull_request(rig: GitHubRig) -> 
     edited = p.issue_comment("/approve", number=7, comment_id=made["id"], action="edited")
     await send(rig, "issue_comment", edited)
     await rig.comment(7, "/approve", author="threadline[bot]")
+    rig.gh.add_issue(REPO, 8)
+    await rig.comment(8, "/approve")  # another thread: not this session's gate
     await rig.app.drain()
     gate_events = [k for k, _ in events(rig, session.id) if k in ("approved", "change_applied")]
     assert gate_events == []
