@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from bot.db.models import ApprovalGate, ChangeSet, SessionRow, TranscriptEvent
+from bot.db.models import ApprovalGate, ChangeSet, SessionRow
 from bot.inbox import utcnow
-from bot.sessions.search import search_text_for
+from bot.sessions.store import add_event
 
 WAITING, APPROVED, CHANGES_REQUESTED, STALE, CANCELLED = (
     "waiting",
@@ -116,15 +116,7 @@ class ApprovalStore:
         self.clock = clock
 
     def _event(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        session.add(
-            TranscriptEvent(
-                session_id=session_id,
-                at=self.clock(),
-                kind=kind,
-                data=data,
-                search_text=search_text_for(kind, data),
-            )
-        )
+        add_event(session, session_id, self.clock(), kind, data)
 
     def propose(
         self,

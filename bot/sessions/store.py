@@ -212,6 +212,21 @@ def _input(row: SessionInput) -> InputInfo:
     return InputInfo(row.id, row.kind, row.author, row.body, row.comment_id, row.url, row.status)
 
 
+def add_event(
+    session: Session, session_id: str, at: datetime, kind: str, data: dict[str, Any]
+) -> None:
+    """Add a transcript event to `session`'s transaction, with its words for search."""
+    session.add(
+        TranscriptEvent(
+            session_id=session_id,
+            at=at,
+            kind=kind,
+            data=data,
+            search_text=search_text_for(kind, data),
+        )
+    )
+
+
 def new_session_id() -> str:
     return "s-" + secrets.token_hex(4)
 
@@ -1002,12 +1017,4 @@ class SessionStore:
             return row.status_seq, _info(row)
 
     def _record(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        session.add(
-            TranscriptEvent(
-                session_id=session_id,
-                at=self.clock(),
-                kind=kind,
-                data=data,
-                search_text=search_text_for(kind, data),
-            )
-        )
+        add_event(session, session_id, self.clock(), kind, data)

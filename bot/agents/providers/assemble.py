@@ -61,3 +61,32 @@ def retryable_status(status: int | None) -> bool:
     """Statuses worth another try later: timeouts, lock conflicts, rate limits, server
     errors (the same ones the SDKs retry on their own)."""
     return status is not None and (status in (408, 409, 429) or status >= 500)
+
+
+def sdk_failure(
+    config: ProviderConfig,
+    message: str,
+    *,
+    status: int | None = None,
+    detail: str | None = None,
+    connection: bool = False,
+    base_url: object = None,
+) -> ProviderError:
+    """An SDK's error in our words: HTTP status and the API's own message, or the
+    connection problem; the API key never appears."""
+    where = f"provider {config.id!r}"
+    if status is not None:
+        text = f"{where}: HTTP {status}: {detail or message}"
+        return ProviderError(
+            scrub(text, config.api_key), status=status, retryable=retryable_status(status)
+        )
+    if connection:  # timeouts too
+        return ProviderError(
+            scrub(f"{where}: {message} ({base_url})", config.api_key), retryable=True
+        )
+    return ProviderError(scrub(f"{where}: {message}", config.api_key))
+
+
+def broke_off(config: ProviderConfig, detail: str) -> str:
+    """What a stream cut mid-way says (for StreamInterrupted)."""
+    return scrub(f"provider {config.id!r}: the stream broke off: {detail}", config.api_key)

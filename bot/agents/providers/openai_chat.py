@@ -20,9 +20,9 @@ from openai.types.chat import (
 
 from bot.agents.providers.assemble import (
     PartialCall,
+    broke_off,
     effective_params,
-    retryable_status,
-    scrub,
+    sdk_failure,
 )
 from bot.agents.providers.base import (
     Message,
@@ -126,28 +126,20 @@ class OpenAIChatProvider:
         await self._client.close()
 
     def _failure(self, exc: openai.APIError) -> ProviderError:
-        where = f"provider {self.config.id!r}"
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = f"{where}: HTTP {status}: {_body_message(exc.body) or exc.message}"
-            return ProviderError(
-                scrub(message, self.config.api_key),
-                status=status,
-                retryable=retryable_status(status),
-            )
-        if isinstance(exc, openai.APIConnectionError):  # timeouts too
-            message = f"{where}: {exc.message} ({self._client.base_url})"
-            return ProviderError(scrub(message, self.config.api_key), retryable=True)
-        return ProviderError(scrub(f"{where}: {exc.message}", self.config.api_key))
+        status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+        return sdk_failure(
+            self.config,
+            exc.message,
+            status=status,
+            detail=None if status is None else _body_message(exc.body),
+            connection=isinstance(exc, openai.APIConnectionError),
+            base_url=self._client.base_url,
+        )
 
     def _interrupted(self, exc: Exception) -> str:
         if isinstance(exc, openai.APIError):
-            detail = _body_message(exc.body) or exc.message
-        else:
-            detail = f"{type(exc).__name__}: {exc}"
-        return scrub(
-            f"provider {self.config.id!r}: the stream broke off: {detail}", self.config.api_key
-        )
+            return broke_off(self.config, _body_message(exc.body) or exc.message)
+        return broke_off(self.config, f"{type(exc).__name__}: {exc}")
 
 
 def _given(value: Any) -> Any:
