@@ -255,3 +255,32 @@ async def post_gitlab(app: Any, event: str, payload: dict[str, Any]) -> None:
         f"{app.url}/webhooks/gitlab", data=p.encode(payload), headers=p.gitlab_headers(event)
     ) as resp:
         assert resp.status == 202, await resp.text()
+
+
+async def test_approve_as_a_reply_in_the_session_s_review_thread(rig: GitHubRig) -> None:
+    root = rig.gh.add_review_comment(REPO, 12, "@threadline fix this line", login="maintainer")
+    await send(
+        rig,
+        "pull_request_review_comment",
+        p.review_comment("@threadline fix this line", comment_id=root["id"]),
+    )
+
+    def thread_bodies() -> list[str]:
+        return [
+            strip(c["body"]) for c in sorted(rig.gh.review_comments.values(), key=lambda c: c["id"])
+        ]
+
+    await eventually(
+        lambda: any("**Awaiting approval**" in b for b in thread_bodies()), "the gate", 30
+    )
+    [session] = rig.sessions()
+    assert session.thread.thread_id is not None
+    # An outsider's reply in the thread is refused; a maintainer's reply approves.
+    await rig.review_reply("/approve", root=int(root["id"]), author="outsider")
+    await eventually(lambda: any("Sorry @outsider" in b for b in thread_bodies()), "refused")
+    await rig.review_reply("/approve", root=int(root["id"]))
+    await eventually(lambda: any("opened #" in b for b in thread_bodies()), "applied")
+    [pull_request] = rig.gh.requests_to("POST", r"/repos/.*/pulls$")
+    assert "From the discussion in #12" in pull_request.json["body"]
+    approved = next(d for k, d in events(rig, session.id) if k == "approved")
+    assert (approved["by"], approved["sha"]) == ("maintainer", "a" * 40)
