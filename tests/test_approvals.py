@@ -284,3 +284,20 @@ async def test_approve_as_a_reply_in_the_session_s_review_thread(rig: GitHubRig)
     assert "From the discussion in #12" in pull_request.json["body"]
     approved = next(d for k, d in events(rig, session.id) if k == "approved")
     assert (approved["by"], approved["sha"]) == ("maintainer", "a" * 40)
+
+
+async def test_the_starter_can_be_kept_from_approving_their_own_run(
+    settings: Settings, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    path = tmp_path / "threadline.yml"
+    path.write_text(AGENTS + "  approvalExcludesStarter: true\n", encoding="utf-8")
+    fake_github.add_commit(REPO, {"src/retry.py": OLD})
+    async with run_app(github_settings(settings, fake_github, str(path))) as app:
+        rig = GitHubRig(app, fake_github)
+        await send(rig, "issues", p.issues_event("labeled", number=7))  # by maintainer
+        await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate")
+        await rig.comment(7, "/approve")
+        await eventually(lambda: any("who started this run" in r for r in rig.replies(7)), "no")
+        assert rig.gh.requests_to("POST", r"/repos/.*/pulls$") == []
+        await rig.comment(7, "/approve", author="admin-person")
+        await eventually(lambda: any("opened #" in r for r in rig.replies(7)), "applied")
