@@ -36,3 +36,5 @@ def test_the_example_agent_files_load() -> None:
     text = (EXAMPLES / "repo-threadline.yml").read_text(encoding="utf-8")
     narrowed = narrow(server, parse_repo_config(text, ".github/threadline.yml", server))
     assert list(narrowed.agents) == ["coordinator", "security"]
+    approvals = load_config(EXAMPLES / "approvals.yml")
+    assert approvals.agent("fix-flow").engine == "chain"

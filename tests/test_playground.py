@@ -93,6 +93,9 @@ class Rig:
         return self.app.runtime.sessions.store.recent(limit=50)
 
 
+APPROVALS_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "approvals.yml"
+
+
 def playground_settings(settings: Settings, **changes: Any) -> Settings:
     return with_settings(
         settings,
@@ -555,3 +558,21 @@ def test_comment_bodies_render_safely() -> None:
     assert "threadline:status" not in html
     assert "<img" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+async def test_an_approval_in_the_playground_opens_a_pull_request(settings: Settings) -> None:
+    async with run_app(playground_settings(settings, config=str(APPROVALS_EXAMPLE))) as app:
+        rig = Rig(app, PlaygroundStore(app.engine))
+        await rig.comment("/agent fixer add a changelog entry")
+        await eventually(lambda: "**Awaiting approval**" in rig.status().body, "the gate", 30)
+        await rig.comment("/approve", user="outsider")
+        await eventually(lambda: any("Sorry @outsider" in r for r in rig.replies()), "refused")
+        await rig.comment("/approve")
+        await eventually(
+            lambda: any(r.startswith("Done: Approved by") for r in rig.replies()), "done"
+        )
+        opened = next(r for r in rig.replies() if "opened #" in r)
+        assert "opened #2" in opened
+        pull = rig.store.pull(DEMO_REPO, 2)
+        assert pull is not None
+        assert "+- Uploads are retried while the archive is briefly down." in pull.diff
