@@ -222,6 +222,31 @@ async def background(settings: Settings, services: Services, workers: int) -> As
             hosts.close()
 
 
+def _awaiting(coro: object) -> str:
+    """Where a suspended coroutine waits: each coroutine it awaits, outermost first."""
+    found: list[str] = []
+    while coro is not None and len(found) < 16:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            found.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " -> ".join(found) or repr(coro)
+
+
+async def finish(tasks: list[asyncio.Task[None]], *, report_every: float = 5.0) -> None:
+    """Wait for the background loops to end, naming every few seconds those still busy
+    (and where), so a stop that hangs says why."""
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=report_every)
+        for task in pending:
+            log.warning("still finishing: %s", _awaiting(task.get_coro()))
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -261,7 +286,7 @@ async def serve(
                 tasks = work_crew.start(stop)
                 await stop.wait()
                 log.info("stopping: finishing the deliveries and writes in hand")
-                await asyncio.gather(*tasks)
+                await finish(tasks)
             finally:
                 await runner.cleanup()
     finally:
@@ -293,6 +318,6 @@ async def work(settings: Settings, *, workers: int = 1, stop: asyncio.Event | No
         _stop_on_signals(stop)
     try:
         async with background(settings, services, max(workers, 1)) as work_crew:
-            await asyncio.gather(*work_crew.start(stop))
+            await finish(work_crew.start(stop))
     finally:
         services.engine.dispose()
