@@ -454,3 +454,87 @@ def test_config_file_errors_are_config_errors() -> None:
     # The CLI already prints a ConfigError's problems and refuses to start.
     with pytest.raises(ConfigError):
         parse_config("agents: {}\n")
+
+
+# --- providers, llm agents and workflows --------------------------------------------------
+
+LLM = """\
+providers:
+  local:
+    kind: openai
+    baseUrl: http://127.0.0.1:11434/v1
+    defaults: {model: llama}
+agents:
+  helper:
+    engine: llm
+    provider: local
+"""
+
+
+def llm_problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigFileError) as caught:
+        parse_config(text, "threadline.yml", environ or {})
+    return caught.value.problems
+
+
+def test_an_llm_agent_on_a_local_server_needs_no_key() -> None:
+    config = parse_config(LLM, "threadline.yml", {})
+    helper = config.agent("helper")
+    assert helper.engine == "llm"
+    assert "propose_change" not in helper.tools  # asked for by name only
+    assert "read_file" in helper.tools
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            LLM.replace("    baseUrl: http://127.0.0.1:11434/v1\n", "    apiKeyEnv: MY_KEY\n"),
+            "threadline.yml:4: providers.local.apiKeyEnv: the environment variable MY_KEY is "
+            "not set (it should hold the API key)",
+        ),
+        (
+            LLM.replace("kind: openai", "kind: gemini"),
+            "threadline.yml:3: providers.local.kind: unknown provider kind 'gemini'; use "
+            "openai, anthropic",
+        ),
+        (
+            LLM.replace("    apiKeyEnv", "    x").replace(
+                "    baseUrl: http://127.0.0.1:11434/v1\n", "    apiKeyEnv: sk-live-123\n"
+            ),
+            "threadline.yml:4: providers.local.apiKeyEnv: expected the name of an environment "
+            "variable (not the key itself), got a value that is not a variable name",
+        ),
+        (
+            LLM + "    tool_choice: {type: tool, name: sessions_send}\n",
+            "threadline.yml:10: agents.helper.tool_choice: tool_choice names 'sessions_send', "
+            "which is not in this agent's tools",
+        ),
+        (
+            LLM + "    agentIds: [helper]\n",
+            "threadline.yml:10: agents.helper.agentIds[0]: an agent cannot delegate to itself",
+        ),
+        (
+            LLM + "workflows:\n  flow:\n    steps:\n      - {agent: nobody}\n",
+            "threadline.yml:13: workflows.flow.steps[0].agent: unknown agent 'nobody'; agents "
+            "are helper",
+        ),
+        (
+            LLM + "workflows:\n  flow:\n    steps:\n      - {agent: helper, reviewOf: later}\n",
+            "threadline.yml:13: workflows.flow.steps[0].reviewOf: expected the name of an "
+            "earlier step, got 'later'",
+        ),
+        (
+            LLM + "workflows:\n  helper:\n    steps: [{agent: helper}]\n",
+            "threadline.yml:11: workflows.helper: 'helper' is already an agent's id; workflows "
+            "and agents share one namespace",
+        ),
+    ],
+)
+def test_llm_and_workflow_problems_name_their_line(text: str, expected: str) -> None:
+    assert llm_problems(text) == [expected]
+
+
+def test_the_key_itself_is_never_echoed() -> None:
+    text = LLM.replace("    baseUrl: http://127.0.0.1:11434/v1\n", "    apiKeyEnv: sk-live-123\n")
+    assert all("sk-live-123" not in problem for problem in llm_problems(text))

@@ -336,15 +336,10 @@ STEP_KEYS = ("name", "agent", "approval", "reviewOf")
 def _workflows(
     report: y.Report, raw: object, path: y.KeyPath, agents: Sequence[str]
 ) -> dict[str, AgentSpec]:
-    if not isinstance(raw, dict):
-        report.add(path, y.NOT_A_MAPPING.format(keys="workflow ids", got=y.shown(raw)))
-        return {}
     flows: dict[str, AgentSpec] = {}
-    for flow_id, body in raw.items():
-        where = (*path, str(flow_id))
-        if not isinstance(flow_id, str) or not AGENT_ID.fullmatch(flow_id):
-            report.add(where, BAD_AGENT_ID.format(got=y.shown(flow_id)))
-            continue
+    expected = y.NOT_A_MAPPING.format(keys="workflow ids", got="{got}")
+    entries = y.named(report, raw, path, AGENT_ID, expected=expected, bad_name=BAD_AGENT_ID)
+    for flow_id, body, where in entries:
         if flow_id in agents:
             report.add(where, WORKFLOW_CLASH.format(name=flow_id))
             continue
@@ -397,20 +392,14 @@ def _steps(
 
 
 def _agents(
-    report: y.Report, raw: object, path: y.KeyPath, providers: Mapping[str, ProviderConfig]
+    report: y.Report, raw: object, path: y.KeyPath, providers: Mapping[str, ProviderConfig | None]
 ) -> dict[str, AgentSpec]:
     if raw is None or raw == {}:
         report.add(path, NO_AGENTS)
         return {}
-    if not isinstance(raw, dict):
-        report.add(path, EXPECTED_AGENTS.format(got=y.shown(raw)))
-        return {}
     agents: dict[str, AgentSpec] = {}
-    for agent_id, body in raw.items():
-        where = (*path, str(agent_id))
-        if not isinstance(agent_id, str) or not AGENT_ID.fullmatch(agent_id):
-            report.add(where, BAD_AGENT_ID.format(got=y.shown(agent_id)))
-            continue
+    entries = y.named(report, raw, path, AGENT_ID, expected=EXPECTED_AGENTS, bad_name=BAD_AGENT_ID)
+    for agent_id, body, where in entries:
         spec = _agent(report, agent_id, body, where, providers)
         if spec is not None:
             agents[agent_id] = spec
@@ -435,7 +424,7 @@ def _agent(
     agent_id: str,
     raw: object,
     path: y.KeyPath,
-    providers: Mapping[str, ProviderConfig],
+    providers: Mapping[str, ProviderConfig | None],
 ) -> AgentSpec | None:
     before = len(report)
     found = y.mapping(report, raw, path, AGENT_KEYS)

@@ -113,21 +113,16 @@ def params(report: y.Report, raw: object, path: y.KeyPath) -> Params:
 
 def providers(
     report: y.Report, raw: object, path: y.KeyPath, environ: Mapping[str, str]
-) -> dict[str, ProviderConfig]:
+) -> dict[str, ProviderConfig | None]:
+    """Every provider written, by id; None for one with problems (reported here)."""
     if raw is None:
         return {}
-    if not isinstance(raw, dict):
-        report.add(path, EXPECTED_PROVIDERS.format(got=y.shown(raw)))
-        return {}
-    found: dict[str, ProviderConfig] = {}
-    for provider_id, body in raw.items():
-        where = (*path, str(provider_id))
-        if not isinstance(provider_id, str) or not PROVIDER_ID.fullmatch(provider_id):
-            report.add(where, BAD_PROVIDER_ID.format(got=y.shown(provider_id)))
-            continue
-        config = _provider(report, provider_id, body, where, environ)
-        if config is not None:
-            found[provider_id] = config
+    found: dict[str, ProviderConfig | None] = {}
+    entries = y.named(
+        report, raw, path, PROVIDER_ID, expected=EXPECTED_PROVIDERS, bad_name=BAD_PROVIDER_ID
+    )
+    for provider_id, body, where in entries:
+        found[provider_id] = _provider(report, provider_id, body, where, environ)
     return found
 
 
@@ -223,9 +218,10 @@ def llm_options(
     report: y.Report,
     found: Mapping[str, object],
     path: y.KeyPath,
-    known: Mapping[str, ProviderConfig],
+    known: Mapping[str, ProviderConfig | None],
 ) -> dict[str, Any]:
-    """An `llm` agent's own keys as AgentSpec.options (`{"llm": LLMOptions}`)."""
+    """An `llm` agent's own keys as AgentSpec.options (`{"llm": LLMOptions}`). A provider
+    written with problems of its own (None in `known`) was reported already."""
     before = len(report)
     where = (*path, "provider")
     name = found.get("provider")
@@ -239,6 +235,8 @@ def llm_options(
         report.add(where, y.unknown(str(name), list(known), reason))
     else:
         provider = known[name]
+        if provider is None:
+            return {}
     session = params(report, found.get("runtimeParams"), (*path, "runtimeParams"))
     if "model" in found:
         model = y.text(report, found["model"], (*path, "model"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -269,3 +270,27 @@ def label(report: Report, raw: object, path: KeyPath) -> str | None:
         return raw
     report.add(path, EXPECTED_LABEL.format(got=shown(raw)))
     return None
+
+
+def named(
+    report: Report,
+    raw: object,
+    path: KeyPath,
+    pattern: re.Pattern[str],
+    *,
+    expected: str,
+    bad_name: str,
+) -> list[tuple[str, object, KeyPath]]:
+    """The entries of a mapping of names to bodies (agents, providers, workflows), each
+    with its path; a name that does not fit `pattern` is reported and left out."""
+    if not isinstance(raw, dict):
+        report.add(path, expected.format(got=shown(raw)))
+        return []
+    entries: list[tuple[str, object, KeyPath]] = []
+    for name, body in raw.items():
+        where = (*path, str(name))
+        if not isinstance(name, str) or not pattern.fullmatch(name):
+            report.add(where, bad_name.format(got=shown(name)))
+            continue
+        entries.append((name, body, where))
+    return entries
