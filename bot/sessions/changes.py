@@ -39,7 +39,8 @@ def branch_name(template: str, thread: ThreadRef, session_id: str, change_id: in
     return template.format(number=thread.number, session=session_id, change=change_id, kind=kind)
 
 
-async def _read(host: HostClient, repo: str, path: str, ref: str) -> bytes | None:
+async def read_or_none(host: HostClient, repo: str, path: str, ref: str) -> bytes | None:
+    """A file at `ref`, or None when it does not exist there."""
     try:
         return await host.read_file(repo, path, ref)
     except NotFound:
@@ -52,7 +53,7 @@ async def conflicts(host: HostClient, repo: str, change: ChangeSetInfo, head: st
         return []
     moved = []
     for item in change.files:
-        if await _read(host, repo, item.path, change.base_sha) != await _read(
+        if await read_or_none(host, repo, item.path, change.base_sha) != await read_or_none(
             host, repo, item.path, head
         ):
             moved.append(item.path)

@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
 from bot.diffs import PatchError, apply_diff, diff_paths, file_patch
-from bot.hosts.base import DiffComment, HostClient, HostError, NotFound
+from bot.hosts.base import DiffComment, HostClient, HostError
 from bot.sessions.approvals import FileContent
+from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
@@ -293,11 +294,8 @@ class SessionTools:
         path = str(args.get("path") or "").strip().lstrip("/")
         if not path:
             return ToolResult(False, "read_file needs a path")
-        host = self._host()
-        ref = None  # an issue: the default branch
-        if self.session.thread.target != "issue":
-            ref = (await host.pull_info(self.session.thread.conversation)).head_sha
-        data = await host.read_file(self.session.thread.repo, path, ref)
+        ref = await self._head()  # None, for an issue: the default branch
+        data = await self._host().read_file(self.session.thread.repo, path, ref)
         if b"\0" in data[:8000]:
             return ToolResult(False, f"{path} is a binary file ({len(data)} bytes)")
         return ToolResult(True, _cut(data, MAX_FILE_BYTES))
@@ -309,12 +307,20 @@ class SessionTools:
 
     # ------------------------------------------------------------ changes
 
-    async def _old(self, host: HostClient, path: str, ref: str) -> str | None:
-        try:
-            data = await host.read_file(self.session.thread.repo, path, ref)
-        except NotFound:
+    async def _texts_at(self, paths: Iterable[str], ref: str) -> dict[str, str | None]:
+        """Each file's text at `ref` (None: not there), read once each."""
+        texts: dict[str, str | None] = {}
+        for path in paths:
+            if path not in texts:
+                data = await read_or_none(self._host(), self.session.thread.repo, path, ref)
+                texts[path] = None if data is None else data.decode("utf-8", errors="replace")
+        return texts
+
+    async def _head(self) -> str | None:
+        """The pull request's head commit; None for a session on an issue."""
+        if self.session.thread.target == "issue":
             return None
-        return data.decode("utf-8", errors="replace")
+        return (await self._host().pull_info(self.session.thread.conversation)).head_sha
 
     async def _propose_change(self, args: Mapping[str, Any], key: str) -> ToolResult:
         title = str(args.get("title") or "").strip()
@@ -324,8 +330,8 @@ class SessionTools:
             return ToolResult(False, "propose_change needs a title")
         if bool(files) == bool(diff):
             return ToolResult(False, "propose_change needs either files or a diff (not both)")
-        host = self._host()
-        branch, base_sha = await host.default_branch(self.session.thread.repo)
+        branch, base_sha = await self._host().default_branch(self.session.thread.repo)
+        before: dict[str, str | None] = {}
         if files:
             if not isinstance(files, list) or len(files) > MAX_CHANGE_FILES:
                 return ToolResult(False, f"files: a list of at most {MAX_CHANGE_FILES} files")
@@ -340,21 +346,19 @@ class SessionTools:
             named = diff_paths(str(diff))
             if any(_safe_path(path) is None for path in named):
                 return ToolResult(False, "the diff names a path outside the repository")
-            old = {path: await self._old(host, path, base_sha) for path in named}
+            before = await self._texts_at(named, base_sha)
             try:
-                new = apply_diff(str(diff), old)
+                new = apply_diff(str(diff), before)
             except PatchError as exc:
                 return ToolResult(False, f"the diff does not apply to {branch}: {exc}")
         size = sum(len(content or "") for content in new.values())
         if size > MAX_CHANGE_BYTES:
             return ToolResult(False, f"the change is {size} bytes; at most {MAX_CHANGE_BYTES}")
-        before = {path: await self._old(host, path, base_sha) for path in new}
+        before = {**before, **await self._texts_at(set(new) - set(before), base_sha)}
         shown = "".join(file_patch(path, before[path], new[path]) for path in sorted(new))
         if not shown:
             return ToolResult(False, f"the change leaves every file as it is on {branch}")
-        pinned = None
-        if self.session.thread.target == "pull":
-            pinned = (await host.pull_info(self.session.thread.conversation)).head_sha
+        pinned = await self._head()
         change, gate = await asyncio.to_thread(
             self.service.approvals.propose,
             self.session.id,
@@ -376,9 +380,7 @@ class SessionTools:
         subject = str(args.get("subject") or "").strip()
         if not subject:
             return ToolResult(False, "request_approval needs a subject: what is to be approved")
-        pinned = None
-        if self.session.thread.target == "pull" and self._host_for is not None:
-            pinned = (await self._host().pull_info(self.session.thread.conversation)).head_sha
+        pinned = None if self._host_for is None else await self._head()
         gate = await asyncio.to_thread(
             self.service.approvals.open_gate, self.session.id, subject, pinned
         )
