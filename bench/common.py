@@ -1,13 +1,16 @@
-"""What the benchmarks share: the code under test, CPU counters, the server command and
-PostgreSQL schema clean-up. Imported by ingress.py and sessions.py (run as scripts)."""
+"""What the benchmarks share: the code under test, CPU counters, the server command,
+PostgreSQL schema clean-up and percentiles. Imported by every bench script (run as
+scripts)."""
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -83,3 +86,11 @@ def code_state() -> str:
     return f"commit {head}" + (
         f" + {changed} uncommitted file(s) in bot/, handlers/" if changed else ""
     )
+
+
+def percentile_ms(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of durations in seconds, in milliseconds (NaN for none)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] * 1000

@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import random
 import signal
@@ -61,6 +60,7 @@ from common import (
     code_state,
     drop_pg_schema,
     machine_busy_seconds,
+    percentile_ms,
     process_cpu_seconds,
     threadline_command,
 )
@@ -309,10 +309,7 @@ class Tally:
 
     def percentile_ms(self, q: float) -> float:
         """Nearest-rank percentile of the answer latencies, in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] * 1000
+        return percentile_ms(self.latencies, q)
 
 
 class Generator:

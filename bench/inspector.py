@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import random
 import signal
@@ -38,13 +37,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import code_state
+from common import code_state, percentile_ms
 
 TOKEN = "bench-operator-token-0123456789"
 VOCABULARY = (
@@ -235,11 +233,6 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------ measuring
-
-
-def percentile_ms(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] * 1000
 
 
 async def timed_gets(

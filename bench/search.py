@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import PG_ADMIN_URL, code_state, drop_pg_schema
+from common import PG_ADMIN_URL, code_state, drop_pg_schema, percentile_ms
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
 from bot.db import make_engine
@@ -351,12 +350,6 @@ class Figure:
     @property
     def held(self) -> bool:
         return self.p99_ms < TARGET_P99_MS
-
-
-def percentile_ms(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of durations in seconds, in milliseconds."""
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] * 1000
 
 
 def measure(backend: str, engine: Engine, repeat: int, window: int | None) -> list[Figure]:

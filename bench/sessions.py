@@ -61,6 +61,7 @@ from common import (
     code_state,
     drop_pg_schema,
     machine_busy_seconds,
+    percentile_ms,
     process_cpu_seconds,
     threadline_command,
 )
@@ -134,14 +135,6 @@ def process_memory(pid: int) -> dict[str, int]:
 
 def mib(n: float) -> float:
     return n / (1024 * 1024)
-
-
-def percentile_ms(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of durations in seconds, in milliseconds."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] * 1000
 
 
 # ------------------------------------------------------------------ databases
