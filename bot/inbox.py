@@ -7,6 +7,8 @@ the lease runs out and another worker takes the delivery over.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import socket
@@ -111,6 +113,36 @@ def _driver_value(value: Any, sqlite_: bool) -> Any:
     return value
 
 
+# What store_many writes; the lease columns and last_error start out NULL.
+_STORED_COLUMNS = (
+    "host",
+    "delivery_id",
+    "event",
+    "action",
+    "headers",
+    "body",
+    "received_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "finished_at",
+    "note",
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(rows: int, sqlite_: bool) -> str:
+    """INSERT ... VALUES (...), (...) ... RETURNING for `rows` rows, in the driver's style."""
+    mark = "?" if sqlite_ else "%s"
+    group = "(" + ", ".join([mark] * len(_STORED_COLUMNS)) + ")"
+    # Only our own column names and placeholders go into the text; values are bound.
+    return (
+        f"INSERT INTO deliveries ({', '.join(_STORED_COLUMNS)}) VALUES "  # noqa: S608
+        + ", ".join([group] * rows)
+        + " ON CONFLICT (host, delivery_id) DO NOTHING RETURNING id, host, delivery_id"
+    )
+
+
 def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
@@ -124,49 +156,45 @@ class Inbox:
 
     # ---------------------------------------------------------- ingress side
 
-    def store_many(self, items: Sequence[IncomingDelivery]) -> list[StoreResult]:
+    def store_many(
+        self, items: Sequence[IncomingDelivery], *, connection: Any = None
+    ) -> list[StoreResult]:
         """Store deliveries in one transaction (one commit for the lot).
 
         A delivery whose (host, delivery id) is already stored is not stored again;
         its result says `duplicate` and carries the first copy's id and status. One
-        INSERT for the whole batch: this is ingress's hot path.
+        INSERT for the whole batch, in the driver's own SQL and parameters: this is
+        ingress's hot path, where SQLAlchemy's per-statement machinery would cost more
+        than SQLite's own work (bench/README.md).
+
+        `connection` is a driver connection from this inbox's engine that the caller
+        keeps between calls (ingress's writer does); without it one is taken from the
+        pool for the call.
         """
-        now = self.clock()
-        rows: list[dict[str, Any]] = []
+        sqlite_ = self.engine.dialect.name == "sqlite"
+        stamp = _driver_value(self.clock(), sqlite_)
+        encode: Callable[[dict[str, str]], Any] = json.dumps if sqlite_ else Json
+        params: list[Any] = []
         first_of: dict[tuple[str, str], int] = {}  # key -> index of its first item here
         for index, item in enumerate(items):
             key = (item.host, item.delivery_id)
             if key in first_of:
                 continue
             first_of[key] = index
-            rows.append(
-                {
-                    "host": item.host,
-                    "delivery_id": item.delivery_id,
-                    "event": item.event,
-                    "action": item.action,
-                    "headers": item.headers,
-                    "body": item.body,
-                    "received_at": now,
-                    "status": rows_status(item),
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "finished_at": None if item.handled else now,
-                    "note": None if item.handled else f"event {item.event!r} is not handled",
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "last_error": None,
-                }
-            )
-        # The driver's own connection: SQLAlchemy's per-transaction machinery costs more
-        # here than the batch's SQL does (bench/README.md).
-        raw = self.engine.raw_connection()
+            # In the order of _STORED_COLUMNS.
+            params += (item.host, item.delivery_id, item.event, item.action)
+            params += (encode(item.headers), item.body, stamp)
+            if item.handled:
+                params += (PENDING, 0, stamp, None, None)
+            else:
+                params += (IGNORED, 0, stamp, stamp, f"event {item.event!r} is not handled")
+        raw = self.engine.raw_connection() if connection is None else connection
         try:
             cursor = raw.cursor()
-            cursor.execute(*self._multirow_insert(rows))
+            cursor.execute(_insert_sql(len(first_of), sqlite_), params)
             inserted = {(r[1], r[2]): r[0] for r in cursor.fetchall()}
             earlier = {}
-            mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
+            mark = "?" if sqlite_ else "%s"
             for key in first_of.keys() - inserted.keys():
                 cursor.execute(
                     "SELECT id, status FROM deliveries WHERE host = "  # noqa: S608 (fixed text)
@@ -179,10 +207,12 @@ class Inbox:
                 earlier[key] = StoreResult(found[0], True, found[1])
             raw.commit()
         except BaseException:
-            raw.rollback()
+            with contextlib.suppress(Exception):  # a broken connection cannot roll back
+                raw.rollback()
             raise
         finally:
-            raw.close()  # back to the pool
+            if connection is None:
+                raw.close()  # back to the pool
         results = []
         for index, item in enumerate(items):
             key = (item.host, item.delivery_id)
@@ -193,36 +223,6 @@ class Inbox:
             else:  # the same delivery twice in one batch: the second is a duplicate
                 results.append(StoreResult(inserted[key], True, rows_status(item)))
         return results
-
-    def _multirow_insert(self, rows: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
-        """One INSERT ... VALUES (...), (...) ... RETURNING for the batch, in the driver's own
-        SQL: on the ingress hot path SQLAlchemy's per-row statement machinery costs more
-        than SQLite's own work (see bench/README.md)."""
-        columns = list(rows[0])
-        sqlite_ = self.engine.dialect.name == "sqlite"
-        mark = "?" if sqlite_ else "%s"
-        group = "(" + ", ".join([mark] * len(columns)) + ")"
-        # Only our own column names and placeholders go into the text; values are bound.
-        sql = (
-            f"INSERT INTO deliveries ({', '.join(columns)}) VALUES "  # noqa: S608
-            + ", ".join([group] * len(rows))
-            + " ON CONFLICT (host, delivery_id) DO NOTHING RETURNING id, host, delivery_id"
-        )
-        # Plain values go as they are; the rest (the batch's one `now`, each row's headers)
-        # are converted once per object: every row holds the same datetime.
-        plain = (str, bytes, int, type(None))
-        converted: dict[int, Any] = {}
-        params: list[Any] = []
-        for row in rows:
-            for name in columns:
-                value = row[name]
-                if type(value) not in plain:
-                    key = id(value)  # alive for the whole call: `rows` holds it
-                    if key not in converted:
-                        converted[key] = _driver_value(value, sqlite_)
-                    value = converted[key]
-                params.append(value)
-        return sql, tuple(params)
 
     # ----------------------------------------------------------- worker side
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from bot.events import LOCAL_EVENTS
 
@@ -86,16 +87,15 @@ class IncomingDelivery:
     handled: bool
 
 
-_KEPT = tuple((name, name.lower()) for name in KEPT_HEADERS)
+def _case_blind(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Headers whose names match in any case (as HTTP's do); aiohttp's already do."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers
+    return CIMultiDict(headers)
 
 
-def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header names in lower case, read once per request (names are case-insensitive)."""
-    return {k.lower(): v for k, v in headers.items()}
-
-
-def _kept(lowered: Mapping[str, str]) -> dict[str, str]:
-    return {name: lowered[low] for name, low in _KEPT if low in lowered}
+def _kept(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in KEPT_HEADERS if name in headers}
 
 
 def decode_payload(content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -138,17 +138,13 @@ def _action(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _header(lowered: Mapping[str, str], name: str) -> str | None:
-    return lowered.get(name.lower())
-
-
 def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> IncomingDelivery:
     """Verify a GitHub delivery's HMAC-SHA256 signature, then decode it.
 
     https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
     """
-    headers = _lowered(headers)
-    signature = _header(headers, "X-Hub-Signature-256")
+    headers = _case_blind(headers)
+    signature = headers.get("X-Hub-Signature-256")
     if not signature:
         raise WebhookRejected(401, "missing X-Hub-Signature-256 header")
     if not signature.startswith("sha256="):
@@ -159,13 +155,13 @@ def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> Incom
         validate_event(body, signature=signature, secret=secret)
     except ValidationFailure:
         raise WebhookRejected(401, "signature does not match the payload") from None
-    event = _header(headers, "X-GitHub-Event")
-    delivery_id = _header(headers, "X-GitHub-Delivery")
+    event = headers.get("X-GitHub-Event")
+    delivery_id = headers.get("X-GitHub-Delivery")
     if not event:
         raise WebhookRejected(400, "missing X-GitHub-Event header")
     if not delivery_id or len(delivery_id) > 128:
         raise WebhookRejected(400, "missing or overlong X-GitHub-Delivery header")
-    data = decode_payload(_header(headers, "Content-Type"), body)
+    data = decode_payload(headers.get("Content-Type"), body)
     return IncomingDelivery(
         host="github",
         delivery_id=delivery_id,
@@ -184,8 +180,8 @@ def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> Incomi
     retry); older GitLab gets a stable hash of the event UUID and the body instead.
     https://docs.gitlab.com/user/project/integrations/webhooks/#delivery-headers
     """
-    headers = _lowered(headers)
-    given = _header(headers, "X-Gitlab-Token")
+    headers = _case_blind(headers)
+    given = headers.get("X-Gitlab-Token")
     if not given:
         raise WebhookRejected(401, "missing X-Gitlab-Token header")
     # surrogateescape: a header with bytes that are not UTF-8 must fail the compare, not crash it.
@@ -193,13 +189,13 @@ def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> Incomi
         given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
     ):
         raise WebhookRejected(401, "X-Gitlab-Token does not match")
-    event = _header(headers, "X-Gitlab-Event")
+    event = headers.get("X-Gitlab-Event")
     if not event:
         raise WebhookRejected(400, "missing X-Gitlab-Event header")
-    data = decode_payload(_header(headers, "Content-Type"), body)
-    delivery_id = _header(headers, "Idempotency-Key")
+    data = decode_payload(headers.get("Content-Type"), body)
+    delivery_id = headers.get("Idempotency-Key")
     if not delivery_id or len(delivery_id) > 128:
-        uuid = _header(headers, "X-Gitlab-Event-UUID") or ""
+        uuid = headers.get("X-Gitlab-Event-UUID") or ""
         digest = hashlib.sha256(uuid.encode("utf-8") + b"\n" + body).hexdigest()
         delivery_id = "sha256:" + digest
     return IncomingDelivery(
@@ -220,20 +216,20 @@ def accept_local(headers: Mapping[str, str], body: bytes, secret: str) -> Incomi
     install's playground secret, in `X-Threadline-Signature-256: sha256=<hex>`; the
     event is in `X-Threadline-Event` and the delivery id in `X-Threadline-Delivery`.
     """
-    headers = _lowered(headers)
-    signature = _header(headers, "X-Threadline-Signature-256")
+    headers = _case_blind(headers)
+    signature = headers.get("X-Threadline-Signature-256")
     if not signature:
         raise WebhookRejected(401, "missing X-Threadline-Signature-256 header")
     expected = sign_local(body, secret)
     if not signature.isascii() or not hmac.compare_digest(signature, expected):
         raise WebhookRejected(401, "signature does not match the payload")
-    event = _header(headers, "X-Threadline-Event")
-    delivery_id = _header(headers, "X-Threadline-Delivery")
+    event = headers.get("X-Threadline-Event")
+    delivery_id = headers.get("X-Threadline-Delivery")
     if not event:
         raise WebhookRejected(400, "missing X-Threadline-Event header")
     if not delivery_id or len(delivery_id) > 128:
         raise WebhookRejected(400, "missing or overlong X-Threadline-Delivery header")
-    data = decode_payload(_header(headers, "Content-Type"), body)
+    data = decode_payload(headers.get("Content-Type"), body)
     return IncomingDelivery(
         host="local",
         delivery_id=delivery_id,

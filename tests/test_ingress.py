@@ -17,7 +17,7 @@ from bot.db.models import Delivery
 from bot.inbox import Inbox
 from bot.web import create_app
 from tests import payloads as p
-from tests.conftest import Running, run_app, with_settings
+from tests.conftest import Running, postgres_schema, run_app, with_settings
 
 
 async def post_github(
@@ -312,6 +312,42 @@ async def test_unreachable_database_answers_503_so_the_host_redelivers() -> None
     finally:
         await runner.cleanup()
         broken.dispose()
+
+
+async def test_a_dropped_database_connection_costs_no_delivery() -> None:
+    """PostgreSQL ends the ingress writer's connection (a restart, say): the next
+    delivery is stored on a new connection and answered 202, not 503."""
+    from sqlalchemy import create_engine, text
+
+    with postgres_schema() as url:
+        marker = f"tl_writer_{uuid.uuid4().hex[:8]}"
+        settings = Settings(
+            database_url=f"{url}&application_name={marker}",
+            port=0,
+            github_webhook_secret=p.SECRET,
+        )
+        async with run_app(settings, workers=0) as app:
+            first, _, _ = await post_github(app, "issue_comment", p.issue_comment("one"))
+            assert first == 202
+            admin = create_engine(url)
+            try:
+                with admin.begin() as conn:
+                    ended = conn.execute(
+                        text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": marker},
+                    ).scalar_one()
+            finally:
+                admin.dispose()
+            assert ended >= 1  # the writer's own connection among them
+            second, answer, delivery = await post_github(
+                app, "issue_comment", p.issue_comment("two", comment_id=2)
+            )
+            assert (second, answer["status"]) == (202, "queued")
+            assert app.inbox.get(delivery) is not None
+            assert stored_count(app) == 2
 
 
 async def test_concurrent_deliveries_are_all_stored_and_processed_once(app: Running) -> None:

@@ -44,8 +44,9 @@ def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-async def _receive(request: web.Request, accept: Accept, secret: str | None) -> web.Response:
-    host = request.match_info["host"]
+async def _receive(
+    request: web.Request, host: str, accept: Accept, secret: str | None
+) -> web.Response:
     if secret is None:
         return _error(404, f"{host} webhooks are not enabled on this server")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -90,15 +91,19 @@ async def store_verified(
 
 
 async def github_webhook(request: web.Request) -> web.Response:
-    return await _receive(request, accept_github, request.app[SETTINGS].github_webhook_secret)
+    return await _receive(
+        request, "github", accept_github, request.app[SETTINGS].github_webhook_secret
+    )
 
 
 async def gitlab_webhook(request: web.Request) -> web.Response:
-    return await _receive(request, accept_gitlab, request.app[SETTINGS].gitlab_webhook_token)
+    return await _receive(
+        request, "gitlab", accept_gitlab, request.app[SETTINGS].gitlab_webhook_token
+    )
 
 
 async def local_webhook(request: web.Request) -> web.Response:
-    return await _receive(request, accept_local, request.app[PLAYGROUND].secret)
+    return await _receive(request, "local", accept_local, request.app[PLAYGROUND].secret)
 
 
 async def ingest_local(
@@ -142,14 +147,14 @@ def create_app(
 
     app.on_startup.append(start_writer)
     app.on_cleanup.append(stop_writer)
-    app.router.add_post("/webhooks/{host:github}", github_webhook)
-    app.router.add_post("/webhooks/{host:gitlab}", gitlab_webhook)
+    app.router.add_post("/webhooks/github", github_webhook)
+    app.router.add_post("/webhooks/gitlab", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
     install_inspector(app, settings, inbox.engine)
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)
-        app.router.add_post("/webhooks/{host:local}", local_webhook)
+        app.router.add_post("/webhooks/local", local_webhook)
     add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab
     return app
