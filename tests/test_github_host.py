@@ -333,9 +333,14 @@ async def test_find_comment_pages_through_and_returns_the_newest(
     client: GitHubClient, github: FakeGitHub
 ) -> None:
     marker = "<!-- threadline:status s-1 -->"
+    bot = f"{github.app_slug}[bot]"
     for n in range(130):
-        body = f"older {marker}" if n == 5 else ("newer " + marker if n == 120 else f"chatter {n}")
-        github.add_issue_comment(REPO, 3, body)
+        if n in (5, 120):
+            github.add_issue_comment(
+                REPO, 3, f"{'older' if n == 5 else 'newer'} {marker}", login=bot
+            )
+        else:  # someone quoting the marker is not us
+            github.add_issue_comment(REPO, 3, f"quoting {marker}" if n == 125 else f"chatter {n}")
     found = await client.find_comment(ISSUE, marker)
     assert found is not None
     assert github.issue_comments[int(found.id)]["body"] == "newer " + marker
@@ -356,9 +361,11 @@ async def test_find_comment_in_a_review_thread_stays_in_that_thread(
     client: GitHubClient, github: FakeGitHub
 ) -> None:
     marker = "<!-- threadline:answer -->"
+    bot = f"{github.app_slug}[bot]"
     mine, other = review_root(github, "first"), review_root(github, "second")
-    in_mine = github.add_review_comment(REPO, 7, f"answer {marker}", in_reply_to=mine)
-    github.add_review_comment(REPO, 7, f"elsewhere {marker}", in_reply_to=other)
+    in_mine = github.add_review_comment(REPO, 7, f"answer {marker}", in_reply_to=mine, login=bot)
+    github.add_review_comment(REPO, 7, f"elsewhere {marker}", in_reply_to=other, login=bot)
+    github.add_review_comment(REPO, 7, f"quoting {marker}", in_reply_to=mine)
     found = await client.find_comment(ThreadRef("github", REPO, "pull", 7, str(mine)), marker)
     assert found is not None
     assert (found.id, found.thread_id) == (str(in_mine["id"]), str(mine))

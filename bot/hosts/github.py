@@ -728,6 +728,7 @@ class GitHubClient:
         self._transport = transport
         self._graphql_url = graphql_url
         self._app = app
+        self._login: str | None = None  # ours, as GitHub shows it on what we write
         # Check runs can only be written by a GitHub App; a token writes commit statuses.
         # https://docs.github.com/en/rest/checks/runs
         states = CHECK_RUNS if app is not None else COMMIT_STATUSES
@@ -841,30 +842,44 @@ class GitHubClient:
         )
 
     async def find_comment(self, thread: ThreadRef, marker: str) -> Posted | None:
-        """The newest comment in the thread containing `marker`.
+        """The newest comment of ours in the thread containing `marker`.
 
         Both lists come oldest first (ascending ids). A pull request's conversation also
         covers the review comments on its diff when no conversation comment matches, so
         a review whose answer was lost can be found again by the marker in its first
         comment; such a match carries the review thread it opened as `thread_id`.
+        Someone else's comment quoting the marker never matches.
         """
+        me = (await self._my_login()).lower()
+
+        def ours(comment: Mapping[str, Any]) -> bool:
+            author = comment.get("user") or {}
+            login = author.get("login") if isinstance(author, dict) else None
+            return marker in _body(comment) and str(login or "").lower() == me
+
         if thread.thread_id is not None:
             root = _review_thread_root(thread)
             comments = await self._review_comments(thread)
-            match = _newest(c for c in comments if _in_thread(c, root) and marker in _body(c))
+            match = _newest(c for c in comments if _in_thread(c, root) and ours(c))
             return None if match is None else _posted(match, thread.thread_id)
         url = "/repos/{owner}/{repo}/issues/{number}/comments"
         comments = await self._list(url, _thread_vars(thread))
-        match = _newest(c for c in comments if marker in _body(c))
+        match = _newest(c for c in comments if ours(c))
         if match is not None:
             return _posted(match, None)
         if thread.target != "pull":
             return None
         comments = await self._review_comments(thread)
-        match = _newest(c for c in comments if marker in _body(c))
+        match = _newest(c for c in comments if ours(c))
         if match is None:
             return None
         return _posted(match, str(match.get("in_reply_to_id") or match["id"]))
+
+    async def _my_login(self) -> str:
+        """The login our comments carry (`<app slug>[bot]` for an App), asked once."""
+        if self._login is None:
+            self._login = (await self.whoami()).login
+        return self._login
 
     async def _review_comments(self, pull: ThreadRef) -> list[dict[str, Any]]:
         # https://docs.github.com/en/rest/pulls/comments#list-review-comments-on-a-pull-request
