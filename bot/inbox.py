@@ -101,16 +101,12 @@ def _row(d: Delivery) -> DeliveryRow:
     )
 
 
-def _driver_value(value: Any, sqlite_: bool) -> Any:
-    """A value as the driver takes it, stored the way the column's type would store it."""
-    if isinstance(value, datetime):
-        utc = value.astimezone(UTC)
-        if sqlite_:
-            return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        return utc
-    if isinstance(value, dict):
-        return json.dumps(value) if sqlite_ else Json(value)
-    return value
+def _driver_time(value: datetime, sqlite_: bool) -> Any:
+    """A time as the driver takes it, stored the way the column's type would store it."""
+    utc = value.astimezone(UTC)
+    if sqlite_:
+        return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return utc
 
 
 # What store_many writes; the lease columns and last_error start out NULL.
@@ -172,7 +168,7 @@ class Inbox:
         pool for the call.
         """
         sqlite_ = self.engine.dialect.name == "sqlite"
-        stamp = _driver_value(self.clock(), sqlite_)
+        stamp = _driver_time(self.clock(), sqlite_)
         encode: Callable[[dict[str, str]], Any] = json.dumps if sqlite_ else Json
         params: list[Any] = []
         first_of: dict[tuple[str, str], int] = {}  # key -> index of its first item here
