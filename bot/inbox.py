@@ -260,11 +260,24 @@ class Inbox:
             ).scalars()
             return sorted((_row(d) for d in claimed), key=lambda r: r.pk)
 
-    def renew(self, pk: int, owner: str, lease_seconds: float) -> bool:
-        """Extend `owner`'s lease; False when the lease was lost to another worker."""
-        return self._settle(
-            pk, owner, lease_expires_at=self.clock() + timedelta(seconds=lease_seconds)
-        )
+    def renew(self, pks: Sequence[int], owner: str, lease_seconds: float) -> set[int]:
+        """Extend `owner`'s leases on `pks` in one statement; returns those still held
+        (a lease another worker took over is not extended)."""
+        if not pks:
+            return set()
+        with Session(self.engine) as session, session.begin():
+            renewed = session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_(pks),
+                    Delivery.status == PROCESSING,
+                    Delivery.lease_owner == owner,
+                )
+                .values(lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+            return set(renewed.scalars())
 
     def finish(self, pk: int, owner: str, status: str, note: str | None = None) -> bool:
         """Settle a claimed delivery as done or ignored."""

@@ -106,23 +106,38 @@ class Worker:
         log.info("worker %s stopped", self.name)
 
     async def run_once(self) -> int:
-        """Claim one batch and settle it; return how many deliveries were claimed."""
+        """Claim one batch and settle it; return how many deliveries were claimed.
+
+        The whole batch stays leased while its deliveries are handled one after
+        another: a delivery waiting its turn must not look abandoned to other workers.
+        """
         rows = await asyncio.to_thread(
             self.inbox.claim, self.name, limit=self.batch, lease_seconds=self.lease_seconds
         )
-        for row in rows:
-            await self.process(row)
-        return len(rows)
-
-    async def process(self, row: DeliveryRow) -> None:
-        token = delivery_var.set(f"{row.host}:{row.delivery_id}")
-        heartbeat = asyncio.create_task(self._heartbeat(row.pk))
+        if not rows:
+            return 0
+        held = {row.pk for row in rows}  # claimed, not yet settled, still ours
+        heartbeat = asyncio.create_task(self._heartbeat(held))
         try:
-            await self._process(row)
+            for row in rows:
+                if row.pk not in held:
+                    log.warning(
+                        "delivery %s: taken over before its turn; left to that worker", row.pk
+                    )
+                    continue
+                await self.process(row)
+                held.discard(row.pk)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        return len(rows)
+
+    async def process(self, row: DeliveryRow) -> None:
+        token = delivery_var.set(f"{row.host}:{row.delivery_id}")
+        try:
+            await self._process(row)
+        finally:
             delivery_var.reset(token)
 
     async def _process(self, row: DeliveryRow) -> None:
@@ -165,9 +180,15 @@ class Worker:
         else:
             log.warning("delivery %s: lease lost before it was settled", row.pk)
 
-    async def _heartbeat(self, pk: int) -> None:
+    async def _heartbeat(self, held: set[int]) -> None:
+        """Renew the leases in `held` every third of a lease; drop those another worker took."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            if not await asyncio.to_thread(self.inbox.renew, pk, self.name, self.lease_seconds):
+            if not held:
+                continue
+            kept = await asyncio.to_thread(
+                self.inbox.renew, sorted(held), self.name, self.lease_seconds
+            )
+            for pk in held - kept:
                 log.warning("delivery %s: lease was taken over by another worker", pk)
-                return
+            held &= kept

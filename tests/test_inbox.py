@@ -59,8 +59,8 @@ def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     assert [(r.delivery_id, r.attempts) for r in taken] == [("d-0", 2), ("d-1", 2), ("d-2", 2)]
     assert not inbox.finish(a[0].pk, "worker-a", "done"), "a lost lease must not settle"
     assert inbox.finish(a[0].pk, "worker-c", "done")
-    assert not inbox.renew(a[1].pk, "worker-a", 30)
-    assert inbox.renew(a[1].pk, "worker-c", 30)
+    assert inbox.renew([a[1].pk], "worker-a", 30) == set()
+    assert inbox.renew([a[0].pk, a[1].pk, a[2].pk], "worker-c", 30) == {a[1].pk, a[2].pk}
 
 
 def test_concurrent_claimers_never_share_a_delivery(engine: Engine) -> None:
@@ -154,6 +154,38 @@ async def test_a_delivery_that_keeps_failing_is_marked_failed_and_can_be_replaye
     row = inbox.get("d-1")
     assert row is not None
     assert (row.status, row.attempts, flaky.calls) == ("done", 1, 4)
+
+
+async def test_a_claimed_batch_stays_leased_until_each_delivery_has_its_turn(
+    engine: Engine,
+) -> None:
+    """One worker's batch takes longer than a lease to get through; a second worker
+    polling all the while must not take (and handle again) the ones still waiting."""
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(n) for n in range(4)])
+    handled: list[str] = []
+    claimed = asyncio.Event()  # the first delivery's handling began: all four are claimed
+    router = Router()
+
+    @router.register(CommentEvent)
+    async def slow(event: CommentEvent, ctx: Context) -> None:
+        handled.append(ctx.delivery_id)
+        claimed.set()
+        await asyncio.sleep(0.25)
+
+    first = _worker(inbox, router, engine, lease_seconds=0.4)
+    second = _worker(inbox, router, engine, lease_seconds=0.4)
+    batch = asyncio.create_task(first.run_once())
+    await claimed.wait()
+    assert inbox.counts() == {"processing": 4}
+    stop = asyncio.Event()
+    poller = asyncio.create_task(second.run(stop))
+    assert await batch == 4  # about 1 s of handling against a 0.4 s lease
+    await asyncio.sleep(0.1)
+    stop.set()
+    await poller
+    assert sorted(handled) == ["d-0", "d-1", "d-2", "d-3"]
+    assert inbox.counts() == {"done": 4}
 
 
 async def test_retries_back_off(engine: Engine) -> None:
