@@ -139,6 +139,11 @@ def _insert_sql(rows: int, sqlite_: bool) -> str:
     )
 
 
+def _held_by(owner: str) -> tuple[Any, ...]:
+    """Conditions for a delivery `owner` still holds: it is being processed on its lease."""
+    return (Delivery.status == PROCESSING, Delivery.lease_owner == owner)
+
+
 def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
@@ -268,11 +273,7 @@ class Inbox:
         with Session(self.engine) as session, session.begin():
             renewed = session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.id.in_(pks),
-                    Delivery.status == PROCESSING,
-                    Delivery.lease_owner == owner,
-                )
+                .where(Delivery.id.in_(pks), *_held_by(owner))
                 .values(lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)
@@ -320,11 +321,7 @@ class Inbox:
         with Session(self.engine) as session, session.begin():
             result = session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.id == pk,
-                    Delivery.status == PROCESSING,
-                    Delivery.lease_owner == owner,
-                )
+                .where(Delivery.id == pk, *_held_by(owner))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
