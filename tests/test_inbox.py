@@ -45,6 +45,54 @@ def test_store_many_dedupes_within_and_across_batches(engine: Engine) -> None:
     assert inbox.counts() == {"pending": 2, "ignored": 1}
 
 
+def test_each_stored_delivery_gets_its_own_row_id(engine: Engine) -> None:
+    # On SQLite a batch is one INSERT with no RETURNING; the ids are worked out from
+    # the last row id, so check each one against the row it names.
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(n) for n in range(3)])
+    batch = [incoming(n) for n in range(10, 60)] + [incoming(99, event="star", handled=False)]
+    results = inbox.store_many(batch)
+    assert not any(r.duplicate for r in results)
+    for item, result in zip(batch, results, strict=True):
+        row = inbox.get(str(result.pk))
+        assert row is not None
+        assert (row.delivery_id, row.status) == (item.delivery_id, result.status)
+    assert results[-1].status == "ignored"
+
+
+def test_a_batch_with_redeliveries_tells_new_from_stored(engine: Engine) -> None:
+    inbox = Inbox(engine)
+    first, third = inbox.store_many([incoming(1), incoming(3)])
+    inbox.store_many([incoming(5)])
+    batch = [incoming(n) for n in (0, 1, 2, 3, 4, 2)]
+    results = inbox.store_many(batch)
+    assert [r.duplicate for r in results] == [False, True, False, True, False, True]
+    assert (results[1].pk, results[3].pk) == (first.pk, third.pk)
+    assert results[5].pk == results[2].pk
+    for item, result in zip(batch, results, strict=True):
+        row = inbox.get(str(result.pk))
+        assert row is not None
+        assert row.delivery_id == item.delivery_id
+    assert inbox.counts() == {"pending": 6}
+
+
+def test_a_kept_connection_is_left_in_transactions(engine: Engine) -> None:
+    # Ingress's writer keeps one connection; storing must leave it as it found it,
+    # so that later work on it (or on the pool, once it goes back) is transactional.
+    inbox = Inbox(engine)
+    raw = engine.raw_connection()
+    try:
+        inbox.store_many([incoming(1)], connection=raw)
+        cursor = raw.cursor()
+        cursor.execute("UPDATE deliveries SET note = 'not kept'")
+        raw.rollback()
+    finally:
+        raw.close()
+    row = inbox.get("d-1")
+    assert row is not None
+    assert row.note is None
+
+
 def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     inbox = Inbox(engine)
     inbox.store_many([incoming(n) for n in range(5)])
