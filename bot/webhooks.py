@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -98,6 +99,26 @@ def _kept(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in KEPT_HEADERS if name in headers}
 
 
+def _parse_json(text: bytes) -> Any:
+    """Parse JSON with orjson, and let the standard library decide what orjson refuses.
+
+    Parsing the body is the largest single cost of receiving a delivery (a quarter of
+    the event loop's time with the standard library, bench/README.md); orjson takes
+    about half as long. It is stricter in a few corners the standard library accepts
+    (NaN, a lone surrogate escape, UTF-16 bodies), so what it refuses goes to
+    json.loads: a body is accepted exactly when json.loads accepts it. The one value
+    read differently is an integer past 64 bits, a float here; no host sends one.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise WebhookRejected(400, "body is not valid JSON") from None
+
+
 def decode_payload(content_type: str | None, body: bytes) -> dict[str, Any]:
     """Decode a delivery body to its JSON object.
 
@@ -119,10 +140,7 @@ def decode_payload(content_type: str | None, body: bytes) -> dict[str, Any]:
         raise WebhookRejected(
             415, f"unsupported content type {media or '(none)'!r}; send application/json"
         )
-    try:
-        data = json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise WebhookRejected(400, "body is not valid JSON") from None
+    data = _parse_json(text)
     if not isinstance(data, dict):
         raise WebhookRejected(400, "body is not a JSON object")
     return data

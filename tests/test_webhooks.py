@@ -577,3 +577,26 @@ def test_decode_payload_rejects_deeply_nested_json_with_400() -> None:
     body = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     error = reject(lambda: decode_payload("application/json", body))
     assert error.status == 400
+
+
+# orjson parses first; what it refuses the standard library decides, so these bodies,
+# which json.loads takes and orjson does not, are still accepted, each as json reads it.
+STDLIB_ONLY_JSON = [
+    ("NaN", b'{"score": NaN}', "score"),
+    ("lone surrogate escape", b'{"body": "half an emoji \\ud83d"}', "body"),
+    ("UTF-16 with BOM", '{"body": "x"}'.encode("utf-16"), "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "key"), [pytest.param(*case[1:], id=case[0]) for case in STDLIB_ONLY_JSON]
+)
+def test_decode_payload_accepts_what_the_standard_library_accepts(body: bytes, key: str) -> None:
+    data = decode_payload("application/json", body)
+    assert repr(data[key]) == repr(json.loads(body)[key])  # repr: NaN is not equal to itself
+
+
+def test_decode_payload_accepts_an_integer_past_64_bits_as_a_float() -> None:
+    # orjson's one reading that differs from json's; no host sends such a number.
+    data = decode_payload("application/json", b'{"id": 123456789012345678901234567890}')
+    assert data["id"] == float(123456789012345678901234567890)
