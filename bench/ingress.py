@@ -64,6 +64,7 @@ from common import (
     process_cpu_seconds,
     threadline_command,
 )
+from rawhttp import RawClient
 from sqlalchemy import create_engine, text
 
 from bot.webhooks import sign_github
@@ -312,31 +313,76 @@ class Tally:
         return percentile_ms(self.latencies, q)
 
 
+# The headers GitHub sends with every delivery, but for the fresh X-GitHub-Delivery.
+STATIC_HEADERS = (
+    ("Content-Type", "application/json"),
+    ("User-Agent", "GitHub-Hookshot/bench"),
+    ("X-GitHub-Event", "issue_comment"),
+    ("X-GitHub-Hook-ID", "512345678"),
+)
+CLIENTS = ("raw", "aiohttp")
+
+
 class Generator:
-    def __init__(self, session: aiohttp.ClientSession, url: str, payloads: list[Payload]) -> None:
+    """Sends the payloads in turn, each with a fresh delivery id, and tallies the answers.
+
+    client "raw" is bench/rawhttp.py (prepared bytes on keep-alive connections, a small
+    part of what a server spends per request); "aiohttp" is aiohttp's client, which
+    spends about as much per request as the baseline receiver does (bench/README.md).
+    """
+
+    def __init__(
+        self,
+        client: str,
+        session: aiohttp.ClientSession,
+        server: Server,
+        payloads: list[Payload],
+        timeout: float,
+    ) -> None:
+        self.client = client
         self.session = session
-        self.url = url
+        self.path = "/webhooks/github"
+        self.url = f"{server.url}{self.path}"
         self.payloads = payloads
         self.next = 0
+        self.raw = RawClient(HOST, server.port, timeout=timeout)
+        # Per payload, the request head but for the delivery id (raw client only).
+        self.heads = [
+            self.raw.head(
+                self.path,
+                [
+                    *STATIC_HEADERS,
+                    ("X-Hub-Signature-256", p.signature),
+                    ("Content-Length", str(len(p.body))),
+                ],
+            )
+            for p in payloads
+        ]
 
-    async def deliver(self, tally: Tally) -> None:
-        payload = self.payloads[self.next % len(self.payloads)]
-        self.next += 1
+    def close(self) -> None:
+        self.raw.close()
+
+    async def _post(self, index: int, delivery: str) -> tuple[int, bytes]:
+        payload = self.payloads[index]
+        if self.client == "raw":
+            head = self.heads[index] + f"X-GitHub-Delivery: {delivery}\r\n\r\n".encode()
+            return await self.raw.send(head + payload.body)
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "GitHub-Hookshot/bench",
-            "X-GitHub-Event": "issue_comment",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-GitHub-Hook-ID": "512345678",
+            **dict(STATIC_HEADERS),
+            "X-GitHub-Delivery": delivery,
             "X-Hub-Signature-256": payload.signature,
         }
+        async with self.session.post(self.url, data=payload.body, headers=headers) as resp:
+            return resp.status, await resp.read()
+
+    async def deliver(self, tally: Tally) -> None:
+        index = self.next % len(self.payloads)
+        self.next += 1
         tally.sent += 1
         started = time.perf_counter()
         try:
-            async with self.session.post(self.url, data=payload.body, headers=headers) as resp:
-                answer = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, answer = await self._post(index, str(uuid.uuid4()))
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
             tally.transport_errors[type(exc).__name__] += 1
             return
         tally.latencies.append(time.perf_counter() - started)
@@ -610,30 +656,33 @@ async def measure(
     server.start()
     assert server.proc is not None
     await wait_ready(session, server, args.startup_timeout)
-    gen = Generator(session, f"{server.url}/webhooks/github", payloads)
-    meter = CpuMeter(server.proc.pid)
-    everything = Tally()
-    print(f"  warm-up {args.warmup:g}s ...", flush=True)
-    warm = await gen.closed_loop(args.concurrency, args.warmup, meter)
-    everything.merge(warm)
-    print(f"  throughput: {args.concurrency} clients for {args.seconds:g}s ...", flush=True)
-    thr = await gen.closed_loop(args.concurrency, args.seconds, meter)
-    everything.merge(thr)
-    print(f"    {thr.rate:.0f} acks/s, non-2xx {thr.non_2xx}", flush=True)
-    drained = None
-    if server.workers:
-        # Measure latency in steady state: first let the worker clear the backlog the
-        # throughput phase left, so that it then processes about --rate a second.
-        drained = await wait_drained(server, args.drain_timeout)
-    await asyncio.sleep(1.0)  # let the OS settle before the latency phase
-    print(f"  latency: {args.rate:g}/s for {args.seconds:g}s ...", flush=True)
-    lat = await gen.open_loop(args.rate, args.seconds, args.max_in_flight, meter)
-    everything.merge(lat)
-    print(
-        f"    p50 {lat.percentile_ms(0.5):.2f} ms, p99 {lat.percentile_ms(0.99):.2f} ms, "
-        f"max {max(lat.latencies, default=0) * 1000:.2f} ms, non-2xx {lat.non_2xx}",
-        flush=True,
-    )
+    gen = Generator(args.client, session, server, payloads, args.request_timeout)
+    try:
+        meter = CpuMeter(server.proc.pid)
+        everything = Tally()
+        print(f"  warm-up {args.warmup:g}s ...", flush=True)
+        warm = await gen.closed_loop(args.concurrency, args.warmup, meter)
+        everything.merge(warm)
+        print(f"  throughput: {args.concurrency} clients for {args.seconds:g}s ...", flush=True)
+        thr = await gen.closed_loop(args.concurrency, args.seconds, meter)
+        everything.merge(thr)
+        print(f"    {thr.rate:.0f} acks/s, non-2xx {thr.non_2xx}", flush=True)
+        drained = None
+        if server.workers:
+            # Measure latency in steady state: first let the worker clear the backlog the
+            # throughput phase left, so that it then processes about --rate a second.
+            drained = await wait_drained(server, args.drain_timeout)
+        await asyncio.sleep(1.0)  # let the OS settle before the latency phase
+        print(f"  latency: {args.rate:g}/s for {args.seconds:g}s ...", flush=True)
+        lat = await gen.open_loop(args.rate, args.seconds, args.max_in_flight, meter)
+        everything.merge(lat)
+        print(
+            f"    p50 {lat.percentile_ms(0.5):.2f} ms, p99 {lat.percentile_ms(0.99):.2f} ms, "
+            f"max {max(lat.latencies, default=0) * 1000:.2f} ms, non-2xx {lat.non_2xx}",
+            flush=True,
+        )
+    finally:
+        gen.close()
     return Result(server.name, server.description, thr, lat, everything, drained=drained)
 
 
@@ -823,6 +872,7 @@ async def run(args: argparse.Namespace) -> int:
         f"(mean {statistics.mean(sizes):.0f}); {os.cpu_count()} CPUs; python {sys.version.split()[0]}"
     )
     print(f"threadline code: {code_state()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"load generator: the {args.client} client, in this process")
     workdir = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
     print(f"work directory (databases, server logs): {workdir}")
     command = threadline_command(args.threadline)
@@ -876,7 +926,8 @@ async def run(args: argparse.Namespace) -> int:
 def write_json(path: str, results: list[Result], args: argparse.Namespace) -> None:
     figures = {
         "settings": {
-            k: getattr(args, k) for k in ("concurrency", "seconds", "rate", "warmup", "rounds")
+            k: getattr(args, k)
+            for k in ("client", "concurrency", "seconds", "rate", "warmup", "rounds")
         },
         "servers": [
             {
@@ -923,6 +974,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--servers",
         default=",".join(SERVERS),
         help=f"comma-separated, in order (default {','.join(SERVERS)})",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="raw",
+        help="load generator: raw (bench/rawhttp.py, lean) or aiohttp (aiohttp's client, "
+        "which costs about what the baseline receiver does per request) (default raw)",
     )
     parser.add_argument(
         "--rounds",
