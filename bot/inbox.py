@@ -12,6 +12,8 @@ import functools
 import json
 import os
 import socket
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -160,6 +162,35 @@ def _earlier_copies(cursor: Any, keys: Any, mark: str) -> dict[_Key, StoreResult
     return earlier
 
 
+# How ingress's writer waits for SQLite's write lock (see Inbox.ingress_connection).
+BUSY_STEP_SECONDS = 0.0002
+BUSY_WAIT_SECONDS = 30.0  # as long as the engine's busy_timeout
+
+
+def _execute_when_free(cursor: Any, sql: str, params: list[Any]) -> None:
+    """Execute, trying again in short steps while another connection holds the write lock.
+
+    On a connection with busy_timeout 0 SQLite answers SQLITE_BUSY at once, and a
+    statement that got it changed nothing (in autocommit mode it is its own
+    transaction), so it can simply be run again. On other connections SQLite's own
+    busy handler has already waited, and a busy answer ends here too once the time
+    is up.
+    """
+    deadline = None
+    while True:
+        try:
+            cursor.execute(sql, params)
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + BUSY_WAIT_SECONDS
+            if now >= deadline:
+                raise
+        time.sleep(BUSY_STEP_SECONDS)
+
+
 def _insert_sqlite(raw: Any, keys: list[_Key], params: list[Any]) -> _Inserted:
     """SQLite: the whole batch in one statement that is its own transaction.
 
@@ -175,12 +206,12 @@ def _insert_sqlite(raw: Any, keys: list[_Key], params: list[Any]) -> _Inserted:
     statement, so the `rowcount` new rows hold the ids ending at `lastrowid`. Only when
     some row was already stored (a redelivery) is each key looked up.
     """
-    driver = raw.driver_connection if hasattr(raw, "driver_connection") else raw
+    driver = getattr(raw, "dbapi_connection", raw)  # the sqlite3 connection itself
     previous = driver.isolation_level
     driver.isolation_level = None  # no implicit BEGIN: the statement commits itself
     try:
         cursor = driver.cursor()
-        cursor.execute(_insert_sql(len(keys), True, returning=False), params)
+        _execute_when_free(cursor, _insert_sql(len(keys), True, returning=False), params)
         new, last = cursor.rowcount, cursor.lastrowid
         if new == len(keys):
             first = last - new + 1
@@ -230,6 +261,20 @@ class Inbox:
 
     # ---------------------------------------------------------- ingress side
 
+    def ingress_connection(self) -> Any:
+        """A driver connection of this inbox's engine for ingress's writer to keep.
+
+        It is its own, not the pool's (closing it closes it). On SQLite it does not
+        use SQLite's busy handler, which waits for a held write lock in steps of 1,
+        2, 5, 10 ms and more: while a worker commits, a delivery would wait several
+        milliseconds for an answer. store_many tries again every 0.2 ms instead.
+        """
+        raw: Any = self.engine.raw_connection()
+        if self.engine.dialect.name == "sqlite":
+            raw.dbapi_connection.execute("PRAGMA busy_timeout=0")
+        raw.detach()
+        return raw
+
     def store_many(
         self, items: Sequence[IncomingDelivery], *, connection: Any = None
     ) -> list[StoreResult]:
@@ -242,8 +287,8 @@ class Inbox:
         than SQLite's own work (bench/README.md).
 
         `connection` is a driver connection from this inbox's engine that the caller
-        keeps between calls (ingress's writer does); without it one is taken from the
-        pool for the call.
+        keeps between calls (ingress's writer keeps one from `ingress_connection`);
+        without it one is taken from the pool for the call.
         """
         sqlite_ = self.engine.dialect.name == "sqlite"
         stamp = _driver_time(self.clock(), sqlite_)

@@ -93,6 +93,46 @@ def test_a_kept_connection_is_left_in_transactions(engine: Engine) -> None:
     assert row.note is None
 
 
+def test_ingress_waits_for_a_write_lock_held_elsewhere(engine: Engine) -> None:
+    # Ingress's own connection skips SQLite's coarse busy handler and tries again in
+    # short steps; on PostgreSQL the row lock is simply waited for.
+    inbox = Inbox(engine)
+    inbox.store_many([incoming(1)])
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with engine.begin() as conn:  # a write transaction, like a worker's commit
+            conn.exec_driver_sql("UPDATE deliveries SET note = 'held' WHERE delivery_id = 'd-1'")
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert held.wait(5)
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    raw = inbox.ingress_connection()
+    try:
+        [stored] = inbox.store_many([incoming(2)], connection=raw)
+    finally:
+        raw.close()
+        timer.join()
+        holder.join()
+    assert not stored.duplicate
+    assert inbox.counts() == {"pending": 2}
+
+
+def test_the_pool_keeps_its_busy_timeout_after_ingress_connections(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's busy handler only")
+    inbox = Inbox(engine)
+    for _ in range(3):
+        inbox.ingress_connection().close()
+    for _ in range(3):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
 def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     inbox = Inbox(engine)
     inbox.store_many([incoming(n) for n in range(5)])

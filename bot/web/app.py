@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
+import orjson
 from aiohttp import web
 
 from bot import __version__
@@ -80,14 +81,19 @@ async def store_verified(
     except Exception:
         log.exception("could not store %s delivery %s", host, incoming.delivery_id)
         return _error(503, "the delivery could not be stored; please redeliver it")
-    answer = {"id": stored.pk, "delivery": incoming.delivery_id}
     if stored.duplicate:
-        return web.json_response({"status": "duplicate", **answer}, status=200)
+        return _stored_answer("duplicate", 200, stored.pk, incoming)
     if incoming.event == "ping":
-        return web.json_response({"status": "pong", **answer}, status=200)
+        return _stored_answer("pong", 200, stored.pk, incoming)
     if not incoming.handled:
-        return web.json_response({"status": "ignored", **answer}, status=202)
-    return web.json_response({"status": "queued", **answer}, status=202)
+        return _stored_answer("ignored", 202, stored.pk, incoming)
+    return _stored_answer("queued", 202, stored.pk, incoming)
+
+
+def _stored_answer(status: str, code: int, pk: int, incoming: IncomingDelivery) -> web.Response:
+    """{"status", "id", "delivery"} as JSON; orjson, as this is every delivery's answer."""
+    body = orjson.dumps({"status": status, "id": pk, "delivery": incoming.delivery_id})
+    return web.Response(body=body, status=code, content_type="application/json")
 
 
 async def github_webhook(request: web.Request) -> web.Response:

@@ -42,6 +42,7 @@ class DeliveryWriter:
         self.on_stored = on_stored
         self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._running = False  # the thread takes batches (cheaper to ask than is_alive)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gathered: list[_Pending] = []
         self._handoff_due = False  # a handoff is scheduled on the loop
@@ -51,9 +52,9 @@ class DeliveryWriter:
 
     async def store(self, item: IncomingDelivery) -> StoreResult:
         """Store one delivery; returns once it is committed, raises if it could not be."""
-        if self._thread is None or not self._thread.is_alive():
+        loop = self._loop
+        if loop is None or not self._running:
             raise RuntimeError("the delivery writer is not running")
-        loop = asyncio.get_running_loop()
         future: asyncio.Future[StoreResult] = loop.create_future()
         self._gathered.append((item, future))
         if not self._handoff_due and not self._in_thread:
@@ -64,6 +65,7 @@ class DeliveryWriter:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="delivery-writer", daemon=True)
+        self._running = True
         self._thread.start()
 
     async def close(self) -> None:
@@ -96,6 +98,7 @@ class DeliveryWriter:
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._settle, batch, outcomes)
         finally:
+            self._running = False
             if self._connection is not None:
                 self._connection.close()
 
@@ -120,7 +123,7 @@ class DeliveryWriter:
 
     def _store(self, items: list[IncomingDelivery]) -> list[StoreResult]:
         if self._connection is None:
-            self._connection = self.inbox.engine.raw_connection()
+            self._connection = self.inbox.ingress_connection()
         try:
             return self.inbox.store_many(items, connection=self._connection)
         except Exception:
