@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import socket
 import sqlite3
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from psycopg.types.json import Json
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -243,6 +243,11 @@ def _insert_returning(raw: Any, keys: list[_Key], params: list[Any]) -> _Inserte
     return inserted, earlier
 
 
+def _json_text(value: dict[str, str]) -> str:
+    """JSON text for a JSON column on SQLite; orjson, as this runs for every delivery."""
+    return orjson.dumps(value).decode()
+
+
 def _held_by(owner: str) -> tuple[Any, ...]:
     """Conditions for a delivery `owner` still holds: it is being processed on its lease."""
     return (Delivery.status == PROCESSING, Delivery.lease_owner == owner)
@@ -292,7 +297,7 @@ class Inbox:
         """
         sqlite_ = self.engine.dialect.name == "sqlite"
         stamp = _driver_time(self.clock(), sqlite_)
-        encode: Callable[[dict[str, str]], Any] = json.dumps if sqlite_ else Json
+        encode: Callable[[dict[str, str]], Any] = _json_text if sqlite_ else Json
         params: list[Any] = []
         first_of: dict[tuple[str, str], int] = {}  # key -> index of its first item here
         for index, item in enumerate(items):
