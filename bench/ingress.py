@@ -24,7 +24,10 @@ and measured twice, after a short closed-loop warm-up:
 
 Every request is a realistic `issue_comment` `created` payload (3-6 KB) with a fresh
 X-GitHub-Delivery and an X-Hub-Signature-256 made by `bot.webhooks.sign_github`. The
-load generator is this process: one aiohttp.ClientSession, traffic to 127.0.0.1 only.
+load generator is this process, one keep-alive connection per client, traffic to
+127.0.0.1 only: by default bench/rawhttp.py (prepared request bytes, a small part of
+what a server spends per request), with --client aiohttp aiohttp's client (about as
+much per request as the baseline receiver, so it can be the limit on two cores).
 After each Threadline server has stopped, the rows in its `deliveries` table are
 counted and compared with the number of "queued" answers it gave (durability check).
 
