@@ -3,6 +3,11 @@
 Every test that takes `database_url` (or anything built on it) runs twice: on a SQLite
 file and on the PostgreSQL server at 127.0.0.1:5432, in a schema of its own. Without
 PostgreSQL those runs are skipped locally and fail in CI (CI=true), where it must be up.
+
+Migrating costs more than most tests, so each test process migrates once per backend and
+copies the result into a test's still-empty database (`seed_schema`): the `engine`
+fixture and `run_app` start from it. Migrating from empty stays tested where it matters:
+`threadline db upgrade` and every test that starts the CLI as a subprocess.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shutil
 import signal
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,11 +29,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from bot.config import Settings
-from bot.db import make_engine
-from bot.db.migrate import upgrade
+from bot.db import is_sqlite, make_engine
+from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.inbox import Inbox
 from bot.runtime import Runtime
 from bot.server import background, open_services
@@ -73,6 +83,124 @@ def postgres_schema() -> Iterator[str]:
         admin.dispose()
 
 
+class _Template:
+    """The migrated schema, made once per test process and per backend, to copy from."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+        self.sqlite_file: Path | None = None
+        # What migrating an empty PostgreSQL schema sent, as the driver got it.
+        self.postgres_script: list[tuple[str, str, object]] | None = None
+        self.head: str | None = None
+
+    def sqlite(self) -> Path:
+        if self.sqlite_file is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="threadline-template-"))
+            path = self.dir / "template.db"
+            engine = make_engine(f"sqlite:///{path}")
+            try:
+                upgrade(engine)
+                self.head = current_revision(engine)
+            finally:
+                engine.dispose()
+            self.sqlite_file = path
+        return self.sqlite_file
+
+    def postgres(self) -> list[tuple[str, str, object]]:
+        if self.postgres_script is None:
+            script: list[tuple[str, str, object]] = []
+            with postgres_schema() as url:
+                schema = url.rsplit("%3D", 1)[1]
+                engine = make_engine(url)
+
+                @event.listens_for(engine, "do_execute")
+                def _one(cursor: object, statement: str, params: object, _ctx: object) -> None:
+                    script.append(("execute", statement, params))
+
+                @event.listens_for(engine, "do_executemany")
+                def _many(cursor: object, statement: str, params: object, _ctx: object) -> None:
+                    script.append(("executemany", statement, params))
+
+                @event.listens_for(engine, "do_execute_no_params")
+                def _bare(cursor: object, statement: str, _ctx: object) -> None:
+                    script.append(("bare", statement, None))
+
+                try:
+                    upgrade(engine)
+                    self.head = current_revision(engine)
+                finally:
+                    engine.dispose()
+            # The advisory lock is `upgrade`'s own; everything else went to the schema
+            # by search_path, never by its name (or the copies would write to it).
+            script = [s for s in script if "pg_advisory" not in s[1]]
+            assert not any(schema in s[1] or schema in repr(s[2]) for s in script)
+            self.postgres_script = script
+        return self.postgres_script
+
+    def cleanup(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_TEMPLATE = _Template()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _template_cleanup() -> Iterator[None]:
+    yield
+    _TEMPLATE.cleanup()
+
+
+def seed_schema(url: str) -> None:
+    """Give a still-empty test database the migrated schema, copied from the template;
+    a database that has anything in it already is left alone."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        assert database, url
+        target = Path(database)
+        if target.exists() and target.stat().st_size:
+            return
+        source = sqlite3.connect(_TEMPLATE.sqlite())
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+        return
+    script = _TEMPLATE.postgres()
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+            )
+            row = cursor.fetchone()
+            if row is None or row[0]:
+                raw.rollback()
+                return
+            for kind, statement, params in script:
+                if kind == "execute":
+                    cursor.execute(statement, params)
+                elif kind == "executemany":
+                    cursor.executemany(statement, params)
+                else:
+                    cursor.execute(statement)
+            raw.commit()
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def assert_current(engine: Engine) -> None:
+    assert current_revision(engine) == (_TEMPLATE.head or head_revision(engine))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -84,8 +212,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
+    seed_schema(database_url)
     engine = make_engine(database_url)
-    upgrade(engine)
+    assert_current(engine)
     yield engine
     engine.dispose()
 
@@ -129,7 +258,10 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Running]:
-    """The app as `threadline serve` runs it, on a loopback port, in this event loop."""
+    """The app as `threadline serve` runs it, on a loopback port, in this event loop
+    (on a new database, from the migrated template; serve's own migration then finds
+    nothing to do)."""
+    await asyncio.to_thread(seed_schema, settings.database_url)
     services = await asyncio.to_thread(open_services, settings, migrate=True)
     stop = asyncio.Event()
     try:
@@ -184,3 +316,9 @@ def procs() -> Iterator[list[Proc]]:
 
 def with_settings(settings: Settings, **changes: object) -> Settings:
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow run first: they mostly wait (on subprocesses, a browser, a
+    time limit), so in parallel runs they wait alongside the rest, not after it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

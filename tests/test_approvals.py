@@ -147,7 +147,8 @@ async def test_an_issue_run_ends_in_an_approved_pull_request(rig: GitHubRig) -> 
         assert kind in kinds, kind
     approved = next(d for k, d in events(rig, session.id) if k == "approved")
     assert (approved["by"], approved["how"]) == ("maintainer", "comment")
-    assert "approved by @maintainer" in rig.status(7)
+    # The status comment is edited through the outbox, after the session closed.
+    await eventually(lambda: "approved by @maintainer" in rig.status(7), "the status names it")
 
 
 async def test_on_a_pull_request_approvals_are_pinned_to_its_head(rig: GitHubRig) -> None:
