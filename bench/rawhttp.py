@@ -2,10 +2,10 @@
 
 bench/ingress.py measures servers, so its load generator has to cost the machine far
 less than the servers do. aiohttp's client spends about as much CPU per request as
-the baseline receiver spends answering it, and on two cores that made the baseline's
-figure the client's own limit. This client sends a request built from prepared bytes
-and reads back only the status line, Content-Length and the body: about a fifth of
-aiohttp's cost per request, measured in bench/README.md.
+the baseline receiver spends answering it, so on two cores the client and the server
+filled the machine between them. This client sends a request built from prepared
+bytes and reads back only the status line, Content-Length and the body: a quarter to
+a fifth of aiohttp's cost per request (bench/README.md, session 4).
 
 It speaks just enough HTTP for our servers: one request at a time per connection,
 answers with a Content-Length (aiohttp's web.json_response always sends one). An
