@@ -6,10 +6,13 @@ import asyncio
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
+from bot.db import make_engine
+from bot.db.migrate import upgrade
 from bot.events import CommentEvent
 from bot.history import CommentHistory
 from bot.inbox import Inbox, utcnow
@@ -122,15 +125,19 @@ def test_ingress_waits_for_a_write_lock_held_elsewhere(engine: Engine) -> None:
     assert inbox.counts() == {"pending": 2}
 
 
-def test_the_pool_keeps_its_busy_timeout_after_ingress_connections(engine: Engine) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's busy handler only")
-    inbox = Inbox(engine)
-    for _ in range(3):
-        inbox.ingress_connection().close()
-    for _ in range(3):
-        with engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+def test_the_pool_keeps_its_busy_timeout_after_ingress_connections(tmp_path: Path) -> None:
+    # SQLite only: the ingress connection turns SQLite's busy handler off for itself.
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}")
+    try:
+        upgrade(engine)
+        inbox = Inbox(engine)
+        for _ in range(3):
+            inbox.ingress_connection().close()
+        for _ in range(3):
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        engine.dispose()
 
 
 def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
