@@ -182,7 +182,7 @@ def _execute_when_free(cursor: Any, sql: str, params: list[Any]) -> None:
             cursor.execute(sql, params)
             return
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             now = time.monotonic()
             deadline = deadline or now + BUSY_WAIT_SECONDS
@@ -216,14 +216,11 @@ def _insert_sqlite(raw: Any, keys: list[_Key], params: list[Any]) -> _Inserted:
         if new == len(keys):
             first = last - new + 1
             return {key: first + offset for offset, key in enumerate(keys)}, {}
-        found = _earlier_copies(cursor, keys, "?")
-        first_new = last - new + 1 if new else None  # rows stored before have smaller ids
-        inserted = {}
-        for key, result in list(found.items()):
-            if first_new is not None and result.pk >= first_new:
-                inserted[key] = result.pk
-                del found[key]
-        return inserted, found
+        # Every key is stored now; the `new` largest ids are this statement's (with no
+        # new row, lastrowid is from an earlier statement and names none of them).
+        stored = _earlier_copies(cursor, keys, "?")
+        inserted = {key: r.pk for key, r in stored.items() if new and r.pk > last - new}
+        return inserted, {key: r for key, r in stored.items() if key not in inserted}
     finally:
         driver.isolation_level = previous
 
