@@ -9,6 +9,8 @@ At most one batch is in the thread at a time, so each commit is as large as the 
 makes it, and the thread wakes once per batch, not once per delivery. The thread keeps
 one database connection for its whole life instead of taking one from the pool per
 batch (the pool's bookkeeping cost more than a batch's own Python, bench/README.md).
+On SQLite that connection leaves checkpoints to a `Checkpointer` thread
+(bot/db/checkpoint.py), so no delivery's commit also copies the log back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from bot.db.checkpoint import Checkpointer, defer_checkpoints
 from bot.inbox import Inbox, StoreResult
 from bot.webhooks import IncomingDelivery
 
@@ -40,6 +43,7 @@ class DeliveryWriter:
         self.inbox = inbox
         self.max_batch = max_batch
         self.on_stored = on_stored
+        self.checkpointer = Checkpointer(inbox.engine)
         self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._running = False  # the thread takes batches (cheaper to ask than is_alive)
@@ -66,6 +70,7 @@ class DeliveryWriter:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="delivery-writer", daemon=True)
         self._running = True
+        self.checkpointer.start()
         self._thread.start()
 
     async def close(self) -> None:
@@ -77,6 +82,7 @@ class DeliveryWriter:
             await self._drained.wait()
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self.checkpointer.stop)
 
     def _hand_off(self) -> None:
         """On the loop: send what has gathered to the thread, one batch at a time."""
@@ -95,6 +101,7 @@ class DeliveryWriter:
                 if batch is _STOP:
                     return
                 outcomes = self._commit(batch)
+                self.checkpointer.written()
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._settle, batch, outcomes)
         finally:
@@ -124,6 +131,8 @@ class DeliveryWriter:
     def _store(self, items: list[IncomingDelivery]) -> list[StoreResult]:
         if self._connection is None:
             self._connection = self.inbox.ingress_connection()
+            if self.checkpointer.enabled:
+                defer_checkpoints(self._connection.dbapi_connection)
         try:
             return self.inbox.store_many(items, connection=self._connection)
         except Exception:
