@@ -329,33 +329,55 @@ class Inbox:
 
     # ----------------------------------------------------------- worker side
 
-    def _claimable(self, now: datetime) -> Any:
+    def _still_claimable(self, now: datetime) -> Any:
+        """Claimability, re-checked on rows the claim has already picked by id.
+
+        The status is tested through coalesce() (it is never NULL) so that no index
+        can answer the test: given the bare column, SQLite's planner chose the claim
+        index over the ids and read every pending row (5 ms a claim with 20,000
+        waiting) instead of looking up the picked ones.
+        """
+        status = func.coalesce(Delivery.status, "")
         return or_(
-            and_(Delivery.status == PENDING, Delivery.next_attempt_at <= now),
-            and_(Delivery.status == PROCESSING, Delivery.lease_expires_at < now),
+            and_(status == PENDING, Delivery.next_attempt_at <= now),
+            and_(status == PROCESSING, Delivery.lease_expires_at < now),
         )
 
     def claim(self, owner: str, *, limit: int, lease_seconds: float) -> list[DeliveryRow]:
-        """Lease up to `limit` due deliveries, oldest first, to `owner`.
+        """Lease up to `limit` due deliveries to `owner`: deliveries whose lease ran out
+        first, then pending ones in the order they fell due.
 
-        On PostgreSQL rows another worker is claiming are skipped (SKIP LOCKED); on
-        both backends the UPDATE re-checks claimability, so only one worker wins a row.
+        Each kind is found by its own query, in the claim index's order, so a claim
+        reads about `limit` index entries however long the queue is. (One query with
+        both conditions and ORDER BY id read and sorted every pending row: 7.5 ms a
+        claim with 20,000 waiting, bench/README.md.) On PostgreSQL rows another worker
+        is claiming are skipped (SKIP LOCKED); on both backends the UPDATE re-checks
+        claimability, so only one worker wins a row.
         """
         now = self.clock()
         with Session(self.engine) as session, session.begin():
-            candidates = (
+            abandoned = (
                 select(Delivery.id)
-                .where(self._claimable(now))
+                .where(Delivery.status == PROCESSING, Delivery.lease_expires_at < now)
                 .order_by(Delivery.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            ids = list(session.execute(candidates).scalars())
+            ids = list(session.execute(abandoned).scalars())
+            if len(ids) < limit:
+                due = (
+                    select(Delivery.id)
+                    .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
+                    .order_by(Delivery.next_attempt_at, Delivery.id)
+                    .limit(limit - len(ids))
+                    .with_for_update(skip_locked=True)
+                )
+                ids += session.execute(due).scalars()
             if not ids:
                 return []
             claimed = session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids), self._claimable(now))
+                .where(Delivery.id.in_(ids), self._still_claimable(now))
                 .values(
                     status=PROCESSING,
                     lease_owner=owner,

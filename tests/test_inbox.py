@@ -159,6 +159,25 @@ def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     assert inbox.renew([a[0].pk, a[1].pk, a[2].pk], "worker-c", 30) == {a[1].pk, a[2].pk}
 
 
+def test_a_claim_takes_abandoned_leases_first_then_deliveries_as_they_fell_due(
+    engine: Engine,
+) -> None:
+    now = [utcnow()]
+    inbox = Inbox(engine, clock=lambda: now[0])
+    stored = inbox.store_many([incoming(n) for n in range(5)])
+    pk = {f"d-{n}": r.pk for n, r in enumerate(stored)}
+    first = inbox.claim("worker-a", limit=2, lease_seconds=30)
+    assert [r.delivery_id for r in first] == ["d-0", "d-1"]
+    assert inbox.retry_later(pk["d-1"], "worker-a", "boom", 10)  # due again 10 s on
+    now[0] += timedelta(seconds=60)  # worker-a's lease on d-0 has run out
+    taken = inbox.claim("worker-b", limit=3, lease_seconds=30)
+    # d-0 was abandoned; d-2 and d-3 fell due before the retried d-1 did.
+    assert [r.delivery_id for r in taken] == ["d-0", "d-2", "d-3"]
+    rest = inbox.claim("worker-c", limit=10, lease_seconds=30)
+    assert [r.delivery_id for r in rest] == ["d-1", "d-4"]
+    assert [r.attempts for r in taken + rest] == [2, 1, 1, 2, 1]
+
+
 def test_concurrent_claimers_never_share_a_delivery(engine: Engine) -> None:
     inbox = Inbox(engine)
     inbox.store_many([incoming(n) for n in range(200)])

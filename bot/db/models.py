@@ -34,7 +34,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("host", "delivery_id", name="uq_deliveries_host_delivery_id"),
-        Index("ix_deliveries_claimable", "status", "next_attempt_at"),
+        Index("ix_deliveries_claimable", "status", "next_attempt_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
