@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,34 @@ def db_file(tmp_path: Path) -> Iterator[tuple[Engine, Path]]:
     engine.dispose()
 
 
+@dataclass
+class Kept:
+    """Ingress's kind of connection to the database file, and the file's size before."""
+
+    engine: Engine
+    path: Path
+    inbox: Inbox
+    connection: Any
+    before: int
+
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+@pytest.fixture
+def kept(db_file: tuple[Engine, Path]) -> Iterator[Kept]:
+    # Tests assert while it is open: the last connection to close copies the log back
+    # in any case.
+    engine, path = db_file
+    inbox = Inbox(engine)
+    before = path.stat().st_size
+    connection = inbox.ingress_connection()
+    try:
+        yield Kept(engine, path, inbox, connection, before)
+    finally:
+        connection.close()
+
+
 def store_pages(inbox: Inbox, connection: Any, rows: int = 1200) -> None:
     """About 2,000 pages of log in commits of 10 rows: past SQLite's default of 1,000."""
     for _ in range(rows // 10):
@@ -66,54 +95,32 @@ def wait_until(check: Any, within: float = 5.0) -> bool:
     return bool(check())
 
 
-def test_a_default_connection_checkpoints_in_its_own_commits(db_file: tuple[Engine, Path]) -> None:
+def test_a_default_connection_checkpoints_in_its_own_commits(kept: Kept) -> None:
     # What ingress avoids: the commit that takes the log past 1,000 pages copies it back.
-    engine, path = db_file
-    inbox = Inbox(engine)
-    before = path.stat().st_size
-    connection = inbox.ingress_connection()
-    try:
-        store_pages(inbox, connection)
-        # (while open: the last connection to close copies the log back in any case)
-        assert path.stat().st_size > before + 2_000_000
-    finally:
-        connection.close()
+    store_pages(kept.inbox, kept.connection)
+    assert kept.size() > kept.before + 2_000_000
 
 
-def test_a_deferring_connection_leaves_the_log_to_the_checkpointer(
-    db_file: tuple[Engine, Path],
-) -> None:
-    engine, path = db_file
-    inbox = Inbox(engine)
-    before = path.stat().st_size
-    connection = inbox.ingress_connection()
-    checkpointer = Checkpointer(engine, delay=0.01)
+def test_a_deferring_connection_leaves_the_log_to_the_checkpointer(kept: Kept) -> None:
+    checkpointer = Checkpointer(kept.engine, delay=0.01)
     try:
-        defer_checkpoints(connection.dbapi_connection)
-        store_pages(inbox, connection)
-        assert path.stat().st_size == before, "a commit copied the log back itself"
+        defer_checkpoints(kept.connection.dbapi_connection)
+        store_pages(kept.inbox, kept.connection)
+        assert kept.size() == kept.before, "a commit copied the log back itself"
         checkpointer.start()
         checkpointer.written()
         assert wait_until(lambda: checkpointer.checkpoints >= 1)
-        assert path.stat().st_size > before + 2_000_000
+        assert kept.size() > kept.before + 2_000_000
         # Every row is readable from a new connection after the copy.
-        assert inbox.counts() == {"pending": 1200}
+        assert kept.inbox.counts() == {"pending": 1200}
     finally:
         checkpointer.stop()
-        connection.close()
 
 
-def test_the_backstop_bounds_the_log_without_a_checkpointer(db_file: tuple[Engine, Path]) -> None:
-    engine, path = db_file
-    inbox = Inbox(engine)
-    before = path.stat().st_size
-    connection = inbox.ingress_connection()
-    try:
-        defer_checkpoints(connection.dbapi_connection, backstop_pages=100)
-        store_pages(inbox, connection, rows=100)  # about 170 pages
-        assert path.stat().st_size > before + 200_000
-    finally:
-        connection.close()
+def test_the_backstop_bounds_the_log_without_a_checkpointer(kept: Kept) -> None:
+    defer_checkpoints(kept.connection.dbapi_connection, backstop_pages=100)
+    store_pages(kept.inbox, kept.connection, rows=100)  # about 170 pages
+    assert kept.size() > kept.before + 200_000
 
 
 def test_the_checkpointer_sleeps_until_written_and_stops_at_once(
