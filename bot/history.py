@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.db import insert_ignoring_conflicts
+from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import CommentRecord
 from bot.events import CommentEvent
 from bot.inbox import utcnow
@@ -57,10 +57,9 @@ class CommentHistory:
                 recorded_at=self.clock(),
             )
             .on_conflict_do_nothing(index_elements=["delivery_pk"])
-            .returning(CommentRecord.id)
         )
-        with Session(self.engine) as session, session.begin():
-            return session.execute(stmt).scalar_one_or_none() is not None
+        # A row count, not RETURNING: the insert and its commit are then one call.
+        return execute_alone(self.engine, stmt) == 1
 
     def all(self, *, limit: int = 1000) -> list[RecordedComment]:
         with Session(self.engine) as session:

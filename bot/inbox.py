@@ -24,6 +24,7 @@ from psycopg.types.json import Json
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from bot.db import execute_alone
 from bot.db.models import Delivery
 from bot.webhooks import IncomingDelivery
 
@@ -443,14 +444,9 @@ class Inbox:
         )
 
     def _settle(self, pk: int, owner: str, **values: Any) -> bool:
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(Delivery)
-                .where(Delivery.id == pk, *_held_by(owner))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        """One UPDATE, in a transaction of its own (see execute_alone)."""
+        statement = update(Delivery).where(Delivery.id == pk, *_held_by(owner)).values(**values)
+        return execute_alone(self.engine, statement) == 1
 
     # ------------------------------------------------------------- operators
 

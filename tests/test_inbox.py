@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 
 from bot.db import make_engine
 from bot.db.migrate import upgrade
-from bot.events import CommentEvent
+from bot.events import CommentEvent, normalize
 from bot.history import CommentHistory
 from bot.inbox import Inbox, utcnow
 from bot.installations import InstallationStore
@@ -198,6 +199,21 @@ def test_concurrent_claimers_never_share_a_delivery(engine: Engine) -> None:
     everything = [pk for pks in claimed.values() for pk in pks]
     assert len(everything) == 200
     assert len(set(everything)) == 200
+
+
+def test_a_comment_is_recorded_once_per_delivery(engine: Engine) -> None:
+    # The insert reports a repeat by its row count (no RETURNING): the first call
+    # says it recorded the comment, the second that the delivery was recorded before.
+    inbox = Inbox(engine)
+    [first, second] = inbox.store_many([incoming(1), incoming(2)])
+    history = CommentHistory(engine)
+    event = normalize("github", "issue_comment", json.loads(incoming(1).body))
+    assert isinstance(event, CommentEvent)
+    assert history.record(event, first.pk)
+    assert not history.record(event, first.pk)
+    assert history.record(event, second.pk), "the same comment in another delivery is kept"
+    kept = [(r.delivery_pk, r.action, r.body) for r in history.all()]
+    assert kept == [(first.pk, "created", "comment 1"), (second.pk, "created", "comment 1")]
 
 
 def runtime(engine: Engine) -> Runtime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Executable, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -47,6 +47,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 def insert_ignoring_conflicts(engine: Engine) -> Callable[..., Any]:
     """The dialect's `insert` construct, which has `on_conflict_do_nothing` on both backends."""
     return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def execute_alone(engine: Engine, statement: Executable) -> int:
+    """Run one writing statement as its own transaction (autocommit); returns how many
+    rows it changed. (Leave RETURNING out: its rows are not read.)
+
+    On SQLite the whole write, commit included, then happens inside one call into
+    SQLite, with the GIL let go. In an explicit transaction the write lock is held
+    from the statement to the COMMIT, across the thread's return to Python between
+    the two; a thread that has to wait for the GIL there keeps every other writer
+    (ingress's among them) waiting with it.
+    """
+    # preserve_rowcount: on PostgreSQL an INSERT gets an implicit RETURNING for its new
+    # key, and without the option its row count would be lost (-1) with those rows.
+    options = {"isolation_level": "AUTOCOMMIT", "preserve_rowcount": True}
+    with engine.connect().execution_options(**options) as conn:
+        return int(conn.execute(statement).rowcount)
 
 
 def ping(engine: Engine) -> None:
