@@ -6,7 +6,7 @@ gap between the two is the price of durability on the same machine and load gene
 
 Started by bench/ingress.py; to run it alone:
 
-    BENCH_WEBHOOK_SECRET=s3cret /work/venv/bin/python bench/baseline_receiver.py --port 8081
+    BENCH_WEBHOOK_SECRET=s3cret .venv/bin/python bench/baseline_receiver.py --port 8081
 """
 
 from __future__ import annotations

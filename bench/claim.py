@@ -2,8 +2,8 @@
 
 Run by hand (never in CI), from the repository root:
 
-    /work/venv/bin/python bench/claim.py                       # SQLite, 1,000 and 20,000
-    /work/venv/bin/python bench/claim.py --backlogs 1000,20000,100000 --postgres
+    .venv/bin/python bench/claim.py                       # SQLite, 1,000 and 20,000
+    .venv/bin/python bench/claim.py --backlogs 1000,20000,100000 --postgres
 
 For each backlog a fresh database (a SQLite file in a temporary directory, or a fresh
 schema on the local PostgreSQL, analyzed as autovacuum would) is filled with that many

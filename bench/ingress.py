@@ -2,9 +2,9 @@
 
 Run by hand (never in CI), from the repository root, on an otherwise idle machine:
 
-    /work/venv/bin/python bench/ingress.py                 # all servers, defaults
-    /work/venv/bin/python bench/ingress.py --seconds 5 --servers baseline,sqlite
-    /work/venv/bin/python bench/ingress.py --help
+    .venv/bin/python bench/ingress.py                 # all servers, defaults
+    .venv/bin/python bench/ingress.py --seconds 5 --servers baseline,sqlite
+    .venv/bin/python bench/ingress.py --help
 
 Each server is started as its own subprocess on a free loopback port:
 

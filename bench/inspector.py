@@ -2,9 +2,9 @@
 
 Run by hand (never in CI), from the repository root:
 
-    /work/venv/bin/python bench/inspector.py
-    /work/venv/bin/python bench/inspector.py --events 20000 --requests 100
-    /work/venv/bin/python bench/inspector.py --help
+    .venv/bin/python bench/inspector.py
+    .venv/bin/python bench/inspector.py --events 20000 --requests 100
+    .venv/bin/python bench/inspector.py --help
 
 It makes a fresh SQLite file holding one session with --events transcript events of
 mixed kinds (streamed deltas in runs, tool calls and results, messages, inputs, turn

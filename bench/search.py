@@ -2,9 +2,9 @@
 
 Run by hand (never in CI), from the repository root, on an otherwise idle machine:
 
-    /work/venv/bin/python bench/search.py                        # SQLite and PostgreSQL
-    /work/venv/bin/python bench/search.py --backends sqlite --events 20000
-    /work/venv/bin/python bench/search.py --help
+    .venv/bin/python bench/search.py                        # SQLite and PostgreSQL
+    .venv/bin/python bench/search.py --backends sqlite --events 20000
+    .venv/bin/python bench/search.py --help
 
 For each backend (a fresh SQLite file; a throwaway schema of the PostgreSQL at
 127.0.0.1:5432 when it answers, else a note) the schema is migrated, then --sessions

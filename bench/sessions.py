@@ -2,9 +2,9 @@
 
 Run by hand (never in CI), from the repository root, on an otherwise idle machine:
 
-    /work/venv/bin/python bench/sessions.py                      # SQLite and PostgreSQL
-    /work/venv/bin/python bench/sessions.py --backends sqlite --sessions 2000 --comments 50
-    /work/venv/bin/python bench/sessions.py --help
+    .venv/bin/python bench/sessions.py                      # SQLite and PostgreSQL
+    .venv/bin/python bench/sessions.py --backends sqlite --sessions 2000 --comments 50
+    .venv/bin/python bench/sessions.py --help
 
 For each backend (SQLite; PostgreSQL when 127.0.0.1:5432 can be reached, else a note) two
 `threadline serve` subprocesses run one after the other on two databases:
