@@ -479,18 +479,16 @@ class Inbox:
     def replay(self, pk: int) -> bool:
         """Queue a delivery to be processed again now; False if it is being processed."""
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(Delivery)
-                .where(Delivery.id == pk, Delivery.status != PROCESSING)
-                .values(
-                    status=PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    finished_at=None,
-                    last_error=None,
-                    note=f"replayed at {now.isoformat(timespec='seconds')}",
-                )
-                .execution_options(synchronize_session=False)
+        statement = (
+            update(Delivery)
+            .where(Delivery.id == pk, Delivery.status != PROCESSING)
+            .values(
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                finished_at=None,
+                last_error=None,
+                note=f"replayed at {now.isoformat(timespec='seconds')}",
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        )
+        return execute_alone(self.engine, statement) == 1

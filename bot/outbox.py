@@ -31,7 +31,7 @@ from sqlalchemy import Engine, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot import slots
-from bot.db import insert_ignoring_conflicts
+from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
@@ -361,18 +361,17 @@ class Outbox:
         return newer is not None
 
     def settle(self, row: OutboxRow, owner: str, status: str, **values: Any) -> bool:
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(OutboxItem)
-                .where(
-                    OutboxItem.id == row.pk,
-                    OutboxItem.status == SENDING,
-                    OutboxItem.lease_owner == owner,
-                )
-                .values(status=status, lease_owner=None, lease_expires_at=None, **values)
-                .execution_options(synchronize_session=False)
+        """One UPDATE, in a transaction of its own (see bot.db.execute_alone)."""
+        statement = (
+            update(OutboxItem)
+            .where(
+                OutboxItem.id == row.pk,
+                OutboxItem.status == SENDING,
+                OutboxItem.lease_owner == owner,
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            .values(status=status, lease_owner=None, lease_expires_at=None, **values)
+        )
+        return execute_alone(self.engine, statement) == 1
 
     def sent(self, row: OutboxRow, owner: str, result: dict[str, Any]) -> bool:
         return self.settle(row, owner, SENT, sent_at=self.clock(), result=result, last_error=None)
@@ -432,14 +431,12 @@ class Outbox:
 
     def retry(self, pk: int) -> bool:
         """Queue a failed row again, now, with a fresh set of attempts."""
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(OutboxItem)
-                .where(and_(OutboxItem.id == pk, OutboxItem.status == FAILED))
-                .values(status=PENDING, attempts=0, next_attempt_at=self.clock(), sent_at=None)
-                .execution_options(synchronize_session=False)
-            )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        statement = (
+            update(OutboxItem)
+            .where(and_(OutboxItem.id == pk, OutboxItem.status == FAILED))
+            .values(status=PENDING, attempts=0, next_attempt_at=self.clock(), sent_at=None)
+        )
+        return execute_alone(self.engine, statement) == 1
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as session:

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, func, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.db import execute_alone
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 from bot.inbox import utcnow
@@ -815,18 +816,17 @@ class SessionStore:
             )
 
     def _owned_update(self, session_id: str, owner: str, **values: Any) -> bool:
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                update(SessionRow)
-                .where(
-                    SessionRow.id == session_id,
-                    SessionRow.state == BUSY,
-                    SessionRow.turn_owner == owner,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
+        """One UPDATE, in a transaction of its own (see bot.db.execute_alone)."""
+        statement = (
+            update(SessionRow)
+            .where(
+                SessionRow.id == session_id,
+                SessionRow.state == BUSY,
+                SessionRow.turn_owner == owner,
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            .values(**values)
+        )
+        return execute_alone(self.engine, statement) == 1
 
     # ------------------------------------------------------------ closing, limits
 
