@@ -297,11 +297,17 @@ class Outbox:
                 earlier.id < OutboxItem.id,
                 earlier.status.in_((PENDING, SENDING)),
             )
+            # On PostgreSQL the candidates are locked (rows another sender is claiming
+            # are skipped), so the UPDATE below cannot lose a row after its slot was
+            # taken. A sender that lost one went on to the next installation's slot
+            # still holding the first: two senders doing that waited for each other
+            # (a deadlock, seen with three concurrent senders).
             candidates = session.execute(
                 select(OutboxItem)
                 .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= now, ~blocked)
                 .order_by(OutboxItem.urgent.desc(), OutboxItem.id)
                 .limit(20)
+                .with_for_update(of=OutboxItem, skip_locked=True)
             ).scalars()
             tried: set[str] = set()
             for item in candidates:
