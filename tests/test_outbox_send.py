@@ -445,3 +445,20 @@ async def test_random_faults_after_apply_leave_each_status_comment_once(
     assert mine == {f"status:r-{n}": 1 for n in range(len(threads))}
     assert [bodies(github, n) for n in (7, 8, 9, 12)] == [["v8"]] * 4
     assert "failed" not in counts
+
+
+async def test_a_gitlab_status_note_with_a_lost_answer_is_not_posted_again(
+    engine: Engine, gitlab: FakeGitLab
+) -> None:
+    notes = r"/projects/.*/issues/3/notes$"
+    gitlab.lose_response("POST", notes)  # served, then the connection is closed
+    settings = Settings(gitlab_url=gitlab.url, gitlab_token=GITLAB_TOKEN, host_timeout_seconds=1.0)
+    thread = ThreadRef("gitlab", "group/sub/project", "issue", 3)
+    async with rig(engine, settings, ambiguous_wait=0.2) as r:
+        r.box.enqueue(ob.upsert(STATUS, 1, thread, "queued"))
+        await r.send_one()
+        r.box.enqueue(ob.upsert(STATUS, 2, thread, "done"))
+        await r.drain()
+    written = [n.body for n in gitlab.notes.values() if STATUS in n.body]
+    assert len(written) == 1
+    assert written[0].startswith("done")
