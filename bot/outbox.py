@@ -643,22 +643,31 @@ class Sender:
         return task.result()
 
     async def _keep_lease(self, row: OutboxRow, task: asyncio.Future[Any]) -> None:
-        """Extend the lease every third of a lease while `task` runs; cancel `task` once
-        the lease is gone, so the sender that takes the row over finds this one stopped."""
+        """Extend the lease every third of a lease while `task` runs.
+
+        `task` is cancelled once the lease is gone, or would run out before it could be
+        confirmed again (the database is unreachable from here): another sender may
+        take the row over then, and must find this one stopped, not still writing.
+        """
+        loop = asyncio.get_running_loop()
+        period = self.lease_seconds / 3
+        held_until = loop.time() + self.lease_seconds
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(period)
+            asked = loop.time()
             try:
                 kept = await asyncio.to_thread(
                     self.outbox.renew, row, self.name, self.lease_seconds
                 )
             except Exception:
-                # The database is away for now; the next renewal says whether the lease
-                # ran out meanwhile.
                 log.warning("outbox row %s: could not renew its lease", row.pk, exc_info=True)
-                continue
+                if loop.time() + period < held_until:
+                    continue
+                kept = False
             if not kept:
                 task.cancel()
                 return
+            held_until = asked + self.lease_seconds
 
     async def _failed_attempt(self, row: OutboxRow, exc: HostError) -> None:
         error = f"{type(exc).__name__}: {exc}" + (f" (HTTP {exc.status})" if exc.status else "")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from bot import outbox as ob
 from bot.config import Settings
@@ -462,3 +463,28 @@ async def test_a_gitlab_status_note_with_a_lost_answer_is_not_posted_again(
     written = [n.body for n in gitlab.notes.values() if STATUS in n.body]
     assert len(written) == 1
     assert written[0].startswith("done")
+
+
+class UnreachableRenewals(ob.Outbox):
+    """The database stops answering this sender's lease renewals (a partition)."""
+
+    def renew(self, row: ob.OutboxRow, owner: str, lease_seconds: float) -> bool:
+        raise OperationalError("UPDATE outbox", {}, ConnectionError("no route to host"))
+
+
+async def test_a_sender_that_cannot_confirm_its_lease_stops_before_it_runs_out(
+    engine: Engine, github: FakeGitHub
+) -> None:
+    github.delay("GET", r"/repos/.*/issues/7/comments", 0.9)  # the look before the write
+    async with rig(engine, github_settings(github), lease_seconds=0.3) as r:
+        r.box.enqueue(ob.upsert(STATUS, 1, ISSUE, "queued", INSTALLATION))
+        r.box.posting(STATUS, ISSUE)  # an earlier post is under way: it looks first
+        r.sender.outbox = UnreachableRenewals(engine)
+        started = asyncio.get_running_loop().time()
+        assert await r.sender.send_once()
+        stopped_after = asyncio.get_running_loop().time() - started
+        [row] = r.box.recent()
+        await asyncio.sleep(0.3)  # long enough for a write the sender might still make
+    assert stopped_after < 0.7, "stopped while the lookup (0.9 s) was still in flight"
+    assert row.status == "sending", "left for the sender that takes it over"
+    assert not github.requests_to("POST", COMMENTS_7), "no write after the lease was in doubt"
