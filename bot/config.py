@@ -82,6 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("outbox_min_interval_seconds", "least time between two writes to one installation", "1.0", group="hosts"),
     Setting("outbox_max_attempts", "tries before a write to a host is marked failed", "8", group="hosts"),
     Setting("outbox_retry_seconds", "first retry delay of a write; it doubles per try, at most one hour", "60", group="hosts"),
+    Setting("outbox_lease_seconds", "how long a write being sent stays claimed without a heartbeat (renewed every third of it); a dead sender's thread resumes after this", "15", group="hosts"),
     Setting("worker_poll_seconds", "how often an idle worker looks for new deliveries", "1.0", group="worker"),
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
@@ -122,6 +123,7 @@ class Settings:
     outbox_min_interval_seconds: float = 1.0
     outbox_max_attempts: int = 8
     outbox_retry_seconds: float = 60.0
+    outbox_lease_seconds: float = 15.0
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
@@ -356,6 +358,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "outbox_min_interval_seconds": _float("THREADLINE_OUTBOX_MIN_INTERVAL_SECONDS", 0.0),
     "outbox_max_attempts": _int("THREADLINE_OUTBOX_MAX_ATTEMPTS", 1, 100),
     "outbox_retry_seconds": _float("THREADLINE_OUTBOX_RETRY_SECONDS", 0.0),
+    "outbox_lease_seconds": _float("THREADLINE_OUTBOX_LEASE_SECONDS", 1.0),
     "worker_poll_seconds": _float("THREADLINE_WORKER_POLL_SECONDS", 0.01),
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),

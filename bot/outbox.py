@@ -10,7 +10,17 @@
   across every process, through a time slot per installation (bot/slots.py); a rate-limit
   answer pushes that installation's next slot back by what the host asked.
 - Coalesced: edits of one comment (a session's status) share a `coalesce_key`; a newer
-  edit supersedes older unsent ones, so only the newest state is sent.
+  edit supersedes older unsent ones, so only the newest state is sent. That comment is
+  posted at most once, whichever versions supersede each other and whoever dies when:
+  before a version POSTs it, `posted_comments` records that a post is under way
+  (write-ahead, no comment id yet), and only the saved id replaces that record. Every
+  later version that finds such a record, or inherits an unclear outcome, looks for the
+  comment by its marker (the coalesce key, the same in every version) before posting.
+- Leased: a claimed row is the sender's for `lease_seconds`, renewed every third of
+  that while the send is in flight; a sender that dies stops renewing, so another
+  takes the row over (as "maybe sent") within one lease. A send as a whole is bounded
+  by `send_timeout` (each host call by the host timeout), so a hung call cannot keep a
+  row, and its thread, forever.
 - Retried: retryable failures back off (the host's Retry-After, else exponentially from
   `retry_seconds`), up to `max_attempts`, then the row is `failed` and stays visible.
 
@@ -22,10 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
@@ -47,6 +57,7 @@ from bot.inbox import utcnow, worker_name
 from bot.loops import nap
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PENDING, SENDING, SENT, FAILED, SUPERSEDED = "pending", "sending", "sent", "failed", "superseded"
 STATUSES = (PENDING, SENDING, SENT, FAILED, SUPERSEDED)
@@ -271,6 +282,22 @@ class Outbox:
             if newer is not None
             else (OutboxItem.version < (write.version or 0))
         )
+        if newer is None:
+            # An older version whose last try ended unclearly (it may have posted the
+            # comment, or the host may still post it) hands that on: this row looks for
+            # the marker first, and not before that older try's own wait is over.
+            unclear = session.execute(
+                select(func.max(OutboxItem.next_attempt_at)).where(
+                    same, OutboxItem.status == PENDING, older_or_self, OutboxItem.maybe_sent
+                )
+            ).scalar()
+            if unclear is not None:
+                session.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.id == pk)
+                    .values(maybe_sent=True, next_attempt_at=max(unclear, now))
+                    .execution_options(synchronize_session=False)
+                )
         session.execute(
             update(OutboxItem)
             .where(same, OutboxItem.status == PENDING, older_or_self)
@@ -366,6 +393,19 @@ class Outbox:
             ).first()
         return newer is not None
 
+    def renew(self, row: OutboxRow, owner: str, lease_seconds: float) -> bool:
+        """Extend `owner`'s lease on `row`; False when it is no longer theirs."""
+        statement = (
+            update(OutboxItem)
+            .where(
+                OutboxItem.id == row.pk,
+                OutboxItem.status == SENDING,
+                OutboxItem.lease_owner == owner,
+            )
+            .values(lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
+        )
+        return execute_alone(self.engine, statement) == 1
+
     def settle(self, row: OutboxRow, owner: str, status: str, **values: Any) -> bool:
         """One UPDATE, in a transaction of its own (see bot.db.execute_alone)."""
         statement = (
@@ -400,26 +440,37 @@ class Outbox:
     # --------------------------------------------------------- edited-in-place comments
 
     def posted(self, coalesce_key: str) -> PostedComment | None:
+        """What is known of the comment: None when no version ever tried to post it;
+        a record without `comment_id` when a post was attempted and its id is unknown
+        (the comment may exist: look for its marker before posting)."""
         with Session(self.engine) as session:
             return session.get(PostedComment, coalesce_key)
 
-    def remember_posted(self, coalesce_key: str, thread: ThreadRef, posted: Posted) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.merge(
-                PostedComment(
-                    coalesce_key=coalesce_key,
-                    host=thread.host,
-                    thread_key=thread.key,
-                    comment_id=posted.id,
-                    url=posted.url,
-                )
-            )
+    def posting(self, coalesce_key: str, thread: ThreadRef) -> None:
+        """Write-ahead, committed before a version POSTs the comment: from here until
+        its id is saved, every version of `coalesce_key` looks for it first."""
+        self._save_posted(coalesce_key, thread, None, None)
 
-    def forget_posted(self, coalesce_key: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            found = session.get(PostedComment, coalesce_key)
-            if found is not None:
-                session.delete(found)
+    def remember_posted(self, coalesce_key: str, thread: ThreadRef, posted: Posted) -> None:
+        self._save_posted(coalesce_key, thread, posted.id, posted.url)
+
+    def _save_posted(
+        self, coalesce_key: str, thread: ThreadRef, comment_id: str | None, url: str | None
+    ) -> None:
+        statement = (
+            self._insert(PostedComment)
+            .values(
+                coalesce_key=coalesce_key,
+                host=thread.host,
+                thread_key=thread.key,
+                comment_id=comment_id,
+                url=url,
+            )
+            .on_conflict_do_update(
+                index_elements=["coalesce_key"], set_={"comment_id": comment_id, "url": url}
+            )
+        )
+        execute_alone(self.engine, statement)
 
     # ------------------------------------------------------------------- operators
 
@@ -454,6 +505,11 @@ class Outbox:
 
 ClientFor = Callable[[str, int | None], HostClient]
 FailureHook = Callable[[OutboxRow, str], Awaitable[None]]
+DEFAULT_LEASE_SECONDS = 15.0
+
+
+class LeaseLost(Exception):
+    """The row's lease could not be renewed: another sender may have taken it over."""
 
 
 class Sender:
@@ -467,9 +523,10 @@ class Sender:
         min_interval: float = 1.0,
         max_attempts: int = 8,
         retry_seconds: float = 60.0,
-        lease_seconds: float = 120.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
         poll_seconds: float = 1.0,
         ambiguous_wait: float = 60.0,
+        send_timeout: float = 120.0,
         on_failed: FailureHook | None = None,
         name: str | None = None,
     ) -> None:
@@ -483,6 +540,9 @@ class Sender:
         # A request we gave up on may still be carried out by the host a little later;
         # look for its marker only after that could have happened.
         self.ambiguous_wait = ambiguous_wait
+        # The longest one send (a token, a marker lookup of a few pages, one write) may
+        # take while its lease is renewed; then it is given up as an unclear outcome.
+        self.send_timeout = send_timeout
         self.on_failed = on_failed
         self.name = name or "sender-" + worker_name()
         self.wakeup = asyncio.Event()
@@ -527,9 +587,8 @@ class Sender:
             )
             return
         try:
-            client = self.client_for(row.host, row.installation_id)
             try:
-                result = await self._perform(client, row)
+                result = await self._leased(row, self._perform(row))
             finally:
                 # The slot was taken when the row was claimed; spacing is also counted from
                 # the end of this write, so a slow write does not let the next one crowd it.
@@ -537,20 +596,78 @@ class Sender:
                     await asyncio.to_thread(
                         self.outbox.hold_installation, row.pacing_key, self.min_interval
                     )
+        except LeaseLost:
+            log.warning("outbox row %s: lease lost mid-send; left to whoever took it", row.pk)
+            return
         except HostError as exc:
             await self._failed_attempt(row, exc)
             return
         except Exception as exc:
-            # A bug or an unexpected library error: count it as an attempt, keep the row.
+            # A bug or an unexpected library error: count it as an attempt, keep the row,
+            # and since nobody knows how far the write got, look for it before writing.
             log.exception("outbox row %s (%s) raised unexpectedly", row.pk, row.kind)
             await self._failed_attempt(
-                row, HostError(f"{type(exc).__name__}: {exc}", retryable=True)
+                row, HostError(f"{type(exc).__name__}: {exc}", retryable=True, ambiguous=True)
             )
             return
         if await asyncio.to_thread(self.outbox.sent, row, self.name, result):
             log.info("outbox row %s %s sent to %s", row.pk, row.kind, row.thread.key)
         else:
             log.warning("outbox row %s: lease lost before it was settled", row.pk)
+
+    async def _leased(self, row: OutboxRow, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` (the host calls of one send) while renewing `row`'s lease.
+
+        It is cancelled when the lease is lost (LeaseLost) or after `send_timeout`
+        (an unclear outcome: the write may have happened).
+        """
+        task = asyncio.ensure_future(work)
+        keeper = asyncio.create_task(self._keep_lease(row, task))
+        try:
+            done, _ = await asyncio.wait([task], timeout=self.send_timeout)
+        finally:
+            keeper.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        if not done:
+            raise HostError(
+                f"the send took longer than {self.send_timeout:g} s",
+                retryable=True,
+                ambiguous=True,
+            )
+        if task.cancelled():
+            raise LeaseLost(row.pk)
+        return task.result()
+
+    async def _keep_lease(self, row: OutboxRow, task: asyncio.Future[Any]) -> None:
+        """Extend the lease every third of a lease while `task` runs.
+
+        `task` is cancelled once the lease is gone, or would run out before it could be
+        confirmed again (the database is unreachable from here): another sender may
+        take the row over then, and must find this one stopped, not still writing.
+        """
+        loop = asyncio.get_running_loop()
+        period = self.lease_seconds / 3
+        held_until = loop.time() + self.lease_seconds
+        while True:
+            await asyncio.sleep(period)
+            asked = loop.time()
+            try:
+                kept = await asyncio.to_thread(
+                    self.outbox.renew, row, self.name, self.lease_seconds
+                )
+            except Exception:
+                log.warning("outbox row %s: could not renew its lease", row.pk, exc_info=True)
+                if loop.time() + period < held_until:
+                    continue
+                kept = False
+            if not kept:
+                task.cancel()
+                return
+            held_until = asked + self.lease_seconds
 
     async def _failed_attempt(self, row: OutboxRow, exc: HostError) -> None:
         error = f"{type(exc).__name__}: {exc}" + (f" (HTTP {exc.status})" if exc.status else "")
@@ -579,7 +696,8 @@ class Sender:
         if self.on_failed is not None:
             await self.on_failed(row, error)
 
-    async def _perform(self, client: HostClient, row: OutboxRow) -> dict[str, Any]:
+    async def _perform(self, row: OutboxRow) -> dict[str, Any]:
+        client = self.client_for(row.host, row.installation_id)
         p = row.payload
         if row.kind == COMMENT:
             if row.maybe_sent and (found := await client.find_comment(row.thread, marker(row.key))):
@@ -610,27 +728,32 @@ class Sender:
         raise HostError(f"unknown outbox kind {row.kind!r}")
 
     async def _upsert(self, client: HostClient, row: OutboxRow) -> dict[str, Any]:
-        assert row.coalesce_key is not None
-        body = with_marker(row.payload["body"], row.coalesce_key)
-        known = await asyncio.to_thread(self.outbox.posted, row.coalesce_key)
-        if known is not None:
+        """Edit the comment in place once its id is known; else post it, at most once.
+
+        The marker is the coalesce key, the same in every version, so any version finds
+        a comment that an earlier one posted.
+        """
+        key = row.coalesce_key
+        assert key is not None
+        body = with_marker(row.payload["body"], key)
+        known = await asyncio.to_thread(self.outbox.posted, key)
+        if known is not None and known.comment_id is not None:
             try:
                 await client.edit_comment(row.thread, known.comment_id, body)
                 return {"id": known.comment_id, "url": known.url, "edited": True}
             except NotFound:
-                # Someone deleted the comment: post it again.
-                await asyncio.to_thread(self.outbox.forget_posted, row.coalesce_key)
-        found = (
-            await client.find_comment(row.thread, marker(row.coalesce_key))
-            if row.maybe_sent
-            else None
-        )
-        if found is not None:
-            await client.edit_comment(row.thread, found.id, body)
-            posted = found
-        else:
-            posted = await client.post_comment(row.thread, body)
-        await asyncio.to_thread(self.outbox.remember_posted, row.coalesce_key, row.thread, posted)
+                pass  # someone deleted the comment: post it again
+        elif known is not None or row.maybe_sent:
+            # Some version (this one, an older one, or a sender that died) tried to post
+            # it and its id was never saved: it may be there already.
+            found = await client.find_comment(row.thread, marker(key))
+            if found is not None:
+                await client.edit_comment(row.thread, found.id, body)
+                await asyncio.to_thread(self.outbox.remember_posted, key, row.thread, found)
+                return _posted(found, recovered=True)
+        await asyncio.to_thread(self.outbox.posting, key, row.thread)
+        posted = await client.post_comment(row.thread, body)
+        await asyncio.to_thread(self.outbox.remember_posted, key, row.thread, posted)
         return _posted(posted)
 
 

@@ -187,8 +187,12 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     min_interval=settings.outbox_min_interval_seconds,
                     max_attempts=settings.outbox_max_attempts,
                     retry_seconds=settings.outbox_retry_seconds,
+                    lease_seconds=settings.outbox_lease_seconds,
                     poll_seconds=settings.worker_poll_seconds,
                     ambiguous_wait=2 * settings.host_timeout_seconds,
+                    # One send is a few host calls (token, marker lookup, write), each
+                    # bounded by the host timeout; the lease is renewed meanwhile.
+                    send_timeout=4 * settings.host_timeout_seconds,
                 )
                 sessions, crew.runner, crew.timekeeper = make_sessions(
                     settings, services, hosts, crew.sender

@@ -7,22 +7,25 @@ every intended write lands exactly once, in order per thread, and pacing holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from bot import outbox as ob
 from bot.config import Settings
 from bot.events import ThreadRef
 from bot.hosts import Hosts
 from bot.hosts.base import CommitState, DiffComment
-from tests.fakes.github import FakeGitHub
+from tests.fakes.github import FakeGitHub, LoseMode
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
 
@@ -38,12 +41,34 @@ class Rig:
     sender: ob.Sender
     hosts: Hosts
 
-    async def drain(self, within: float = 20.0) -> None:
+    async def send_one(self, within: float = 10.0) -> None:
+        """Wait until one row is claimed (retries and inherited waits are due), and send it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not await self.sender.send_once():
+            if loop.time() > deadline:
+                raise AssertionError(f"nothing became sendable: {self.box.counts()}")
+            await asyncio.sleep(0.01)
+
+    def other_sender(self, **options: float) -> ob.Sender:
+        """A second sender (another process, as far as leases go) on the same rows."""
+        mine = self.sender
+        return ob.Sender(
+            self.box,
+            self.hosts.client,
+            min_interval=mine.min_interval,
+            retry_seconds=mine.retry_seconds,
+            lease_seconds=options.get("lease_seconds", mine.lease_seconds),
+            poll_seconds=mine.poll_seconds,
+            ambiguous_wait=mine.ambiguous_wait,
+        )
+
+    async def drain(self, within: float = 20.0, sender: ob.Sender | None = None) -> None:
         """Send until nothing is pending (waiting out retries and pacing)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
-            if not await self.sender.send_once():
+            if not await (sender or self.sender).send_once():
                 counts = self.box.counts()
                 if not counts.get("pending") and not counts.get("sending"):
                     return
@@ -63,9 +88,10 @@ async def rig(engine: Engine, settings: Settings, **options: float) -> AsyncIter
             min_interval=options.get("min_interval", 0.0),
             max_attempts=int(options.get("max_attempts", 6)),
             retry_seconds=options.get("retry_seconds", 0.05),
-            lease_seconds=10,
+            lease_seconds=options.get("lease_seconds", 10),
             poll_seconds=0.02,
             ambiguous_wait=options.get("ambiguous_wait", 0.05),
+            send_timeout=options.get("send_timeout", 120),
         )
         try:
             yield Rig(box, sender, hosts)
@@ -99,6 +125,15 @@ def github_settings(gh: FakeGitHub, **extra: object) -> Settings:
         host_timeout_seconds=1.0,
         **extra,  # type: ignore[arg-type]
     )
+
+
+async def eventually(check: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.01)
 
 
 def bodies(gh: FakeGitHub, number: int) -> list[str]:
@@ -290,3 +325,166 @@ async def test_gitlab_writes_land_once_and_in_order_despite_faults(
         if not n.system
     ]
     assert written == [f"gitlab note {n}" for n in range(5)]
+
+
+# ------------------------------------------- at most once, whatever supersedes or dies
+
+STATUS = "status:s-9"
+COMMENTS_7 = r"/repos/octo-org/hello-world/issues/7/comments"
+
+
+@pytest.mark.parametrize("mode", ["500", "close", "hang"])
+async def test_a_status_post_with_a_lost_answer_is_not_posted_again_by_newer_versions(
+    engine: Engine, github: FakeGitHub, mode: LoseMode
+) -> None:
+    github.lose_response("POST", COMMENTS_7, mode)  # applied; the answer is a 500, a reset, none
+    async with rig(engine, github_settings(github), ambiguous_wait=0.3) as r:
+        r.box.enqueue(ob.upsert(STATUS, 1, ISSUE, "queued", INSTALLATION))
+        await r.send_one()
+        [first] = r.box.recent()
+        assert (first.status, first.maybe_sent) == ("pending", True)
+        assert github.markers()[STATUS] == 1
+
+        # Version 2 supersedes it while it waits; its own look for the marker fails
+        # (a plain 500 on the GET, nothing unclear about it), then version 3 supersedes it.
+        r.box.enqueue(ob.upsert(STATUS, 2, ISSUE, "running", INSTALLATION))
+        github.fail("GET", COMMENTS_7, 500)
+        await r.send_one()
+        r.box.enqueue(ob.upsert(STATUS, 3, ISSUE, "done", INSTALLATION))
+        await r.drain()
+        counts = r.box.counts()
+    assert github.markers()[STATUS] == 1, "one status comment"
+    assert bodies(github, 7) == ["done"]
+    assert len(github.requests_to("GET", COMMENTS_7)) == 2, "each later version looked first"
+    assert counts == {"sent": 1, "superseded": 2}
+
+
+async def test_a_sender_killed_between_post_and_saving_the_id_leaves_one_comment(
+    engine: Engine, github: FakeGitHub
+) -> None:
+    github.lose_response("POST", COMMENTS_7, "hang")  # applied; the sender waits for an answer
+    lease = 0.3
+    async with rig(engine, github_settings(github), lease_seconds=lease) as r:
+        r.box.enqueue(ob.upsert(STATUS, 1, ISSUE, "queued", INSTALLATION))
+        doomed = asyncio.create_task(r.sender.send_once())
+        await eventually(lambda: github.markers()[STATUS] == 1, "the POST was applied")
+        doomed.cancel()  # the sender dies: no id saved, nothing settled, no more renewals
+        with contextlib.suppress(asyncio.CancelledError):
+            await doomed
+        killed = asyncio.get_running_loop().time()
+        [row] = r.box.recent()
+        assert row.status == "sending"
+
+        r.box.enqueue(ob.upsert(STATUS, 2, ISSUE, "done", INSTALLATION))
+        await r.drain(sender=r.other_sender())
+        resumed_within = asyncio.get_running_loop().time() - killed
+        counts = r.box.counts()
+    assert github.markers()[STATUS] == 1, "the newer version found the comment by its marker"
+    assert bodies(github, 7) == ["done"]
+    assert counts == {"sent": 1, "superseded": 1}
+    assert resumed_within < lease + 1.0, "the dead sender's thread resumed within its lease"
+
+
+async def test_a_send_slower_than_the_lease_keeps_it_and_is_not_taken_over(
+    engine: Engine, github: FakeGitHub
+) -> None:
+    github.delay("POST", COMMENTS_7, 0.8)  # over three leases, under the host timeout (1 s)
+    async with rig(engine, github_settings(github), lease_seconds=0.25) as r:
+        r.box.enqueue(ob.comment("slow", ISSUE, "slow answer", INSTALLATION))
+        first = asyncio.create_task(r.sender.send_once())
+        await eventually(lambda: r.box.counts() == {"sending": 1}, "the first sender claimed it")
+        other = r.other_sender()
+        taken_over = 0
+        while not first.done():
+            taken_over += await other.send_once()
+            await asyncio.sleep(0.02)
+        assert first.result()
+        counts = r.box.counts()
+    assert taken_over == 0, "a live sender renews its lease while the send is in flight"
+    assert counts == {"sent": 1}
+    assert bodies(github, 7) == ["slow answer"]
+    assert len(github.requests_to("POST", COMMENTS_7)) == 1
+
+
+async def test_a_send_past_its_deadline_is_given_up_as_unclear_and_found_again(
+    engine: Engine, github: FakeGitHub
+) -> None:
+    github.delay("POST", COMMENTS_7, 0.6)  # the host still applies it after we gave up
+    async with rig(
+        engine, github_settings(github), send_timeout=0.3, ambiguous_wait=0.6, lease_seconds=0.2
+    ) as r:
+        r.box.enqueue(ob.comment("late", ISSUE, "late answer", INSTALLATION))
+        await r.send_one()
+        [row] = r.box.recent()
+        assert (row.status, row.maybe_sent) == ("pending", True)
+        assert "longer than 0.3 s" in (row.last_error or "")
+        await r.drain()
+        [row] = r.box.recent()
+    assert (row.result or {}).get("recovered"), "found by its marker, not posted again"
+    assert bodies(github, 7) == ["late answer"]
+
+
+async def test_random_faults_after_apply_leave_each_status_comment_once(
+    engine: Engine, github: FakeGitHub
+) -> None:
+    """Many versions of a few status comments under a flaky host: one comment each."""
+    for number in (8, 9):
+        github.add_issue(REPO, number)
+    threads = [ThreadRef("github", REPO, "issue", n) for n in (7, 8, 9)] + [PULL]
+    tally = github.random_faults(0.4, after_apply=0.7, statuses=(500, 503), seed=15)
+    settings = dataclasses.replace(github_settings(github), host_timeout_seconds=0.3)  # hangs
+    async with rig(engine, settings, ambiguous_wait=0.05, max_attempts=50) as r:
+        for version in range(1, 9):
+            for n, thread in enumerate(threads):
+                r.box.enqueue(ob.upsert(f"status:r-{n}", version, thread, f"v{version}", 77))
+            for _ in threads:
+                await r.sender.send_once()
+        await r.drain(within=60)
+        counts = r.box.counts()
+    assert tally.injected["after:hang"] + tally.injected["after:close"] >= 2, tally.injected
+    mine = {k: v for k, v in github.markers().items() if k.startswith("status:r-")}
+    assert mine == {f"status:r-{n}": 1 for n in range(len(threads))}
+    assert [bodies(github, n) for n in (7, 8, 9, 12)] == [["v8"]] * 4
+    assert "failed" not in counts
+
+
+async def test_a_gitlab_status_note_with_a_lost_answer_is_not_posted_again(
+    engine: Engine, gitlab: FakeGitLab
+) -> None:
+    notes = r"/projects/.*/issues/3/notes$"
+    gitlab.lose_response("POST", notes)  # served, then the connection is closed
+    settings = Settings(gitlab_url=gitlab.url, gitlab_token=GITLAB_TOKEN, host_timeout_seconds=1.0)
+    thread = ThreadRef("gitlab", "group/sub/project", "issue", 3)
+    async with rig(engine, settings, ambiguous_wait=0.2) as r:
+        r.box.enqueue(ob.upsert(STATUS, 1, thread, "queued"))
+        await r.send_one()
+        r.box.enqueue(ob.upsert(STATUS, 2, thread, "done"))
+        await r.drain()
+    written = [n.body for n in gitlab.notes.values() if STATUS in n.body]
+    assert len(written) == 1
+    assert written[0].startswith("done")
+
+
+class UnreachableRenewals(ob.Outbox):
+    """The database stops answering this sender's lease renewals (a partition)."""
+
+    def renew(self, row: ob.OutboxRow, owner: str, lease_seconds: float) -> bool:
+        raise OperationalError("UPDATE outbox", {}, ConnectionError("no route to host"))
+
+
+async def test_a_sender_that_cannot_confirm_its_lease_stops_before_it_runs_out(
+    engine: Engine, github: FakeGitHub
+) -> None:
+    github.delay("GET", r"/repos/.*/issues/7/comments", 0.9)  # the look before the write
+    async with rig(engine, github_settings(github), lease_seconds=0.3) as r:
+        r.box.enqueue(ob.upsert(STATUS, 1, ISSUE, "queued", INSTALLATION))
+        r.box.posting(STATUS, ISSUE)  # an earlier post is under way: it looks first
+        r.sender.outbox = UnreachableRenewals(engine)
+        started = asyncio.get_running_loop().time()
+        assert await r.sender.send_once()
+        stopped_after = asyncio.get_running_loop().time() - started
+        [row] = r.box.recent()
+        await asyncio.sleep(0.3)  # long enough for a write the sender might still make
+    assert stopped_after < 0.7, "stopped while the lookup (0.9 s) was still in flight"
+    assert row.status == "sending", "left for the sender that takes it over"
+    assert not github.requests_to("POST", COMMENTS_7), "no write after the lease was in doubt"

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from bot import outbox as ob
 from bot.events import ThreadRef
+from bot.hosts.base import Posted
 from bot.inbox import utcnow
 
 ISSUE = ThreadRef("github", "octo-org/hello-world", "issue", 7)
@@ -180,3 +181,60 @@ def test_acknowledgements_go_ahead_of_other_threads_but_never_of_their_own(engin
     fourth = claim(box)
     assert fourth is not None
     assert fourth.pk == late_ack
+
+
+def test_a_newer_version_inherits_an_unclear_outcome_and_its_wait(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.upsert("status:s-3", 1, ISSUE, "queued"))
+    first = claim(box)
+    assert first is not None
+    assert box.retry_later(first, "s", "HostError: no answer in time", 0.3, maybe_sent=True)
+    newer = box.enqueue(ob.upsert("status:s-3", 2, ISSUE, "running"))
+    assert box.counts() == {"pending": 1, "superseded": 1}
+    assert claim(box) is None, "not before the older try could have landed"
+    time.sleep(0.35)
+    row = claim(box)
+    assert row is not None
+    assert (row.pk, row.maybe_sent) == (newer, True), "it looks for the marker first"
+
+
+def test_a_clear_older_version_hands_nothing_on(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.upsert("status:s-4", 1, ISSUE, "queued"))
+    first = claim(box)
+    assert first is not None
+    assert box.retry_later(first, "s", "HostError: 503", 30, maybe_sent=False)
+    newer = box.enqueue(ob.upsert("status:s-4", 2, ISSUE, "running"))
+    row = claim(box)
+    assert row is not None
+    assert (row.pk, row.maybe_sent) == (newer, False)
+
+
+def test_only_the_lease_holder_renews_it(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.comment("long", ISSUE, "x"))
+    row = box.claim("busy", min_interval=0, lease_seconds=0.2)
+    assert row is not None
+    assert not box.renew(row, "someone-else", 5)
+    assert box.renew(row, "busy", 5)
+    time.sleep(0.3)
+    assert claim(box, "other") is None, "a renewed lease is not taken over"
+    assert box.sent(row, "busy", {})
+    assert not box.renew(row, "busy", 5), "a settled row has no lease to renew"
+
+
+def test_a_post_under_way_is_recorded_until_its_id_is_saved(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    assert box.posted("status:s-5") is None
+    box.posting("status:s-5", ISSUE)
+    under_way = box.posted("status:s-5")
+    assert under_way is not None
+    assert under_way.comment_id is None
+    box.remember_posted("status:s-5", ISSUE, Posted("901", "https://example.test/901"))
+    known = box.posted("status:s-5")
+    assert known is not None
+    assert (known.comment_id, known.url) == ("901", "https://example.test/901")
+    box.posting("status:s-5", ISSUE)  # the comment was deleted: a new post is under way
+    again = box.posted("status:s-5")
+    assert again is not None
+    assert again.comment_id is None

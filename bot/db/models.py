@@ -122,7 +122,9 @@ class PostedComment(Base):
     coalesce_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     host: Mapped[str] = mapped_column(String(16))
     thread_key: Mapped[str] = mapped_column(String(400))
-    comment_id: Mapped[str] = mapped_column(String(64))
+    # None: a version is posting it or may have posted it, and its id is not known yet
+    # (look for the marker before posting); see Outbox.posting.
+    comment_id: Mapped[str | None] = mapped_column(String(64))
     url: Mapped[str | None] = mapped_column(Text)
 
 

@@ -16,8 +16,10 @@ like GitHub when one is missing or wrong).
 
 Every request is recorded (method, path, query, headers, JSON body, status). Faults
 are queued by method and path pattern: a status with headers (5xx, 429, 403 rate
-limits), a delay, or "apply the write, then lose the answer" (502, a closed
-connection, or a hang).
+limits), a delay, or "apply the write, then lose the answer" (a 500, a proxy's 502, a
+closed connection, or a hang). `random_faults` draws faults at random instead, for a
+soak's flaky host, and `markers()` counts the bot's comments by their hidden marker (a
+write posted twice shows as a count of 2).
 
     async with FakeGitHub(prefix="/api/v3", graphql_path="/api/graphql") as gh:  # GHES
         gh.install(1, ["octo-org/hello-world"])
@@ -35,9 +37,11 @@ import hmac
 import itertools
 import json
 import math
+import random
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,7 +77,10 @@ CHECK_CONCLUSIONS = frozenset(
 STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
 DOCS = "https://docs.github.com/rest"
 REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
-LoseMode = Literal["502", "close", "hang"]
+LoseMode = Literal["500", "502", "close", "hang"]
+LOSE_MODES: tuple[LoseMode, ...] = ("500", "502", "close", "hang")
+MARKER = re.compile(r"<!-- threadline:(\S+) -->")
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
 
 def iso(epoch: float) -> str:
@@ -199,6 +206,40 @@ class Fault:
 
     def matches(self, method: str, path: str) -> bool:
         return self.method == method and re.fullmatch(self.path, path) is not None
+
+
+@dataclass
+class RandomFaults:
+    """Each request matching `methods` and `path` fails with probability `rate`; of
+    those, the share `after_apply` is applied first and then loses its answer (one of
+    `lose_modes`), the rest answer one of `statuses` without being applied.
+    `injected` counts what was done, by "before:<status>" and "after:<mode>"."""
+
+    rate: float
+    after_apply: float
+    methods: tuple[str, ...]
+    path: str
+    statuses: tuple[int, ...]
+    lose_modes: tuple[LoseMode, ...]
+    rng: random.Random
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def draw(self, method: str, path: str) -> Fault | None:
+        if method not in self.methods or re.fullmatch(self.path, path) is None:
+            return None
+        if self.rng.random() >= self.rate:
+            return None
+        if self.rng.random() < self.after_apply:
+            mode = self.rng.choice(self.lose_modes)
+            self.injected[f"after:{mode}"] += 1
+            return Fault(method, path, lose=mode)
+        status = self.rng.choice(self.statuses)
+        self.injected[f"before:{status}"] += 1
+        return Fault(method, path, status)
+
+    @property
+    def total(self) -> int:
+        return sum(self.injected.values())
 
 
 class Reply(Exception):
@@ -379,6 +420,7 @@ class FakeGitHub:
         self.conversions: list[dict[str, Any]] = []
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
+        self.random: RandomFaults | None = None
         self._ids = itertools.count(1001)
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -658,8 +700,41 @@ class FakeGitHub:
     def lose_response(
         self, method: str, path: str, mode: LoseMode = "502", *, times: int = 1
     ) -> None:
-        """Apply the next matching requests, then answer 502, close the connection or hang."""
+        """Apply the next matching requests, then lose the answer: "500" answers GitHub's
+        JSON 500, "502" a proxy's HTML page, "close" resets the connection, "hang" never
+        answers (until the fake stops; the client's timeout ends it)."""
         self.faults.append(Fault(method, path, lose=mode, times=times))
+
+    def random_faults(
+        self,
+        rate: float,
+        *,
+        after_apply: float = 0.5,
+        methods: Iterable[str] = WRITE_METHODS,
+        path: str = r"/repos/.*",
+        statuses: Iterable[int] = (500, 502, 503),
+        lose_modes: Iterable[LoseMode] = ("500", "close", "hang"),
+        seed: int | None = 0,
+    ) -> RandomFaults:
+        """Fail a share `rate` of the matching requests from now on (queued faults go
+        first); `rate=0` stops. Returns the tally of what was injected."""
+        self.random = RandomFaults(
+            rate,
+            after_apply,
+            tuple(methods),
+            path,
+            tuple(statuses),
+            tuple(lose_modes),
+            random.Random(seed),  # noqa: S311 (a reproducible fault schedule, no secret)
+        )
+        return self.random
+
+    def markers(self) -> Counter[str]:
+        """How many conversation and review comments carry each `<!-- threadline:KEY -->`."""
+        found: Counter[str] = Counter()
+        for comment in itertools.chain(self.issue_comments.values(), self.review_comments.values()):
+            found.update(MARKER.findall(str(comment.get("body") or "")))
+        return found
 
     def rate_limited(
         self,
@@ -703,7 +778,7 @@ class FakeGitHub:
                 if fault.times <= 0:
                     self.faults.remove(fault)
                 return fault
-        return None
+        return self.random.draw(method, path) if self.random is not None else None
 
     # ------------------------------------------------------------ dispatch
 
@@ -760,6 +835,10 @@ class FakeGitHub:
         return web.json_response(body, status=fault.status or 500, headers=fault.headers)
 
     async def _lose(self, request: web.Request, mode: LoseMode) -> web.StreamResponse:
+        if mode == "500":
+            return web.json_response(
+                {"message": "Server Error", "documentation_url": DOCS}, status=500
+            )
         if mode == "502":
             return web.Response(
                 status=502,
