@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, assert_never
 
 from bot import decide as d
 from bot.events import CommentEvent, Event, IssueEvent, ReviewEvent, ThreadRef
@@ -74,18 +74,19 @@ async def carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
     """Do one action on behalf of the event's author."""
     event = facts.event
     login = event.actor.login
-    sessions = ctx.runtime.sessions
+    if isinstance(action, d.Ignore):
+        log.log(
+            logging.INFO if action.notable else logging.DEBUG,
+            "%s %s in %s by %s: nothing to do, %s",
+            _kind(event),
+            event.action,
+            _thread_key(event),
+            login,
+            action.reason,
+        )
+        return
+    sessions = ctx.runtime.sessions  # only processes with workers have sessions
     match action:
-        case d.Ignore(reason, notable):
-            log.log(
-                logging.INFO if notable else logging.DEBUG,
-                "%s %s in %s by %s: nothing to do, %s",
-                _kind(event),
-                event.action,
-                _thread_key(event),
-                login,
-                reason,
-            )
         case d.Record(session, kind, data):
             await sessions.note(session, kind, data)
         case d.RefuseOnce(command):
@@ -135,14 +136,8 @@ async def carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
             )
         case d.Reply(session, key, text):
             await sessions.reply(session, key, text)
-        case d.RunCommand(session, "done"):
-            await sessions.close(session, USER_SIGNAL, by=login)
-        case d.RunCommand(session, "cancel"):
-            await sessions.close(session, CANCELLED, by=login)
-        case d.RunCommand(session, "status", _, key):
-            await sessions.reply(session, key, status_line(session))
-        case d.RunCommand(session, "extend", minutes):
-            await sessions.extend(session, float(minutes), by=login)
+        case d.RunCommand():
+            await _run_command(action, login, ctx)
         case d.AnswerGate(session, approve, text, how, key, sha):
             await sessions.decide(
                 session, approve=approve, by=login, text=text, sha=sha, how=how, key=key
@@ -153,6 +148,20 @@ async def carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
         case d.Withdraw(comment_id):
             if await sessions.withdraw(comment_id, login):
                 log.info("queued input from comment %s withdrawn", comment_id)
+        case _:
+            assert_never(action)
+
+
+async def _run_command(action: d.RunCommand, login: str, ctx: Context) -> None:
+    sessions, session = ctx.runtime.sessions, action.session
+    if action.name == "done":
+        await sessions.close(session, USER_SIGNAL, by=login)
+    elif action.name == "cancel":
+        await sessions.close(session, CANCELLED, by=login)
+    elif action.name == "status":
+        await sessions.reply(session, action.key, status_line(session))
+    else:
+        await sessions.extend(session, float(action.argument), by=login)
 
 
 def trigger_for(facts: d.Facts) -> Trigger:
