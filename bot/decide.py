@@ -40,13 +40,12 @@ Fact = Literal["live", "awaiting", "writer", "repo"]
 
 # Why nothing is done (Ignore.reason); the notable ones are logged at info.
 NOTHING_ASKED: Final = "asks nothing of the bot"
-TRIGGERS_OFF: Final = "mentions are turned off here"
+TRIGGERS_OFF: Final = "mentions are turned off by the repository's configuration file"
 REPO_TRIGGERS_OFF: Final = "the repository's configuration turned this trigger off"
 NOT_A_TRIGGER: Final = "not a trigger"
 NO_GATE_WAITING: Final = "no session is waiting for an approval"
 NOT_AN_ANSWER: Final = "a review that neither approves nor requests changes"
 NOT_HANDLED: Final = "not an event the decision handles"
-OUTSIDER_START: Final = "no write access"
 
 
 # ---------------------------------------------------------------------------- inputs
