@@ -9,75 +9,19 @@ labeled, assigned or opened it needs write access, as for any trigger.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
-from bot import commands
-from bot.agents.config import Triggers
 from bot.events import IssueEvent, PullRequestEvent
-from bot.hosts.base import NoCredentials
 from bot.router import Context, Router
-from bot.sessions.agents import session_options
-from bot.sessions.service import Trigger
-from handlers.session_commands import repo_config
+from handlers.act import handle
 
 router = Router()
 log = logging.getLogger(__name__)
 
 
-def wants_session(event: IssueEvent, ctx: Context, triggers: Triggers | None = None) -> bool:
-    triggers = triggers or ctx.runtime.config.triggers
-    names = {n.lower() for n in ctx.runtime.bot_names}
-    if event.action == "labeled":
-        return triggers.label is not None and (event.label or "").lower() == triggers.label.lower()
-    if event.action == "assigned":
-        who = (event.assignee or "").lower().removesuffix("[bot]")
-        return triggers.assignment and who in names
-    if event.action == "opened" and triggers.mention:
-        parsed = commands.parse(event.body, bot_names=ctx.runtime.bot_names)
-        return parsed.mention is not None
-    return False
-
-
 @router.register(IssueEvent, "opened", "labeled", "assigned")
 async def start_from_issue(event: IssueEvent, ctx: Context) -> None:
-    """Start a session on the issue when a trigger asks for one."""
-    if not wants_session(event, ctx):
-        return
-    sessions = ctx.runtime.sessions
-    task = f"{event.title}\n\n{event.body}".strip()
-    trigger = Trigger(
-        client_request_id=f"{event.host}:{ctx.delivery_id}",
-        thread=event.thread,
-        installation_id=event.installation_id,
-        login=event.actor.login,
-        task=task,
-        url=event.url,
-    )
-    try:
-        allowed = await sessions.can_write(
-            event.host, event.installation_id, event.repo, event.actor.login
-        )
-    except NoCredentials as exc:
-        log.warning("issue %s not acted on: %s", event.thread.key, exc)
-        return
-    if not allowed:
-        await sessions.refuse(trigger)
-        return
-    config = await repo_config(trigger, event.host, event.repo, ctx)
-    if not wants_session(event, ctx, config.triggers):
-        log.info("issue %s: the repository's configuration turned this trigger off", event.repo)
-        return
-    agent = config.agent(None)
-    options = session_options(config.sessions)
-    result = await sessions.launch(replace(trigger, agent=agent, options=options))
-    log.info(
-        "issue %s %s by %s: session %s%s",
-        event.thread.key,
-        event.action,
-        event.actor.login,
-        result.session.id,
-        "" if result.created else " (already running)",
-    )
+    """Start a session on the issue when a trigger asks for one (`bot.decide`)."""
+    await handle(event, ctx)
 
 
 @router.register(PullRequestEvent)

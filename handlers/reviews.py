@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from bot.events import ReviewEvent, ReviewThreadEvent
-from bot.hosts.base import NoCredentials
 from bot.router import Context, Router
+from handlers.act import handle
 
 router = Router()
 log = logging.getLogger(__name__)
@@ -29,35 +29,8 @@ async def note_review(event: ReviewEvent, ctx: Context) -> None:
 async def answer_gate(event: ReviewEvent, ctx: Context) -> None:
     """A GitHub review (Approve / Request changes) or a GitLab approval answers the gate
     of the pull request's waiting session, when its author may write. A review on an
-    older commit than the head does not count."""
-    if event.state not in ("approved", "changes_requested"):
-        return
-    sessions = ctx.runtime.sessions
-    try:
-        waiting = await sessions.awaiting_in(event.thread.conversation)
-        if waiting is None:
-            return
-        if not await sessions.can_write(
-            event.host, event.installation_id, event.repo, event.actor.login
-        ):
-            await sessions.note(
-                waiting,
-                "approval_refused",
-                {"by": event.actor.login, "why": "no write access", "how": "review"},
-            )
-            return
-    except NoCredentials as exc:
-        log.warning("review on %s not acted on: %s", event.thread.key, exc)
-        return
-    await sessions.decide(
-        waiting,
-        approve=event.state == "approved",
-        by=event.actor.login,
-        text=event.body,
-        sha=event.commit_id,
-        how="review",
-        key=f"review.{event.review_id or ctx.delivery_id}",
-    )
+    older commit than the head does not count (the session runtime checks that)."""
+    await handle(event, ctx)
 
 
 @router.register(ReviewThreadEvent, "resolved", "unresolved")

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot import outbox as ob
 from bot.agents import base as b
@@ -25,11 +25,9 @@ from bot.hosts.base import DiffComment, HostClient, HostError
 from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
+from bot.sessions.ports import ToolService
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
-
-if TYPE_CHECKING:
-    from bot.sessions.service import SessionService
 
 MAX_FILE_BYTES = 100_000
 MAX_DIFF_BYTES = 200_000
@@ -80,7 +78,7 @@ class SessionTools:
 
     def __init__(
         self,
-        service: SessionService,
+        service: ToolService,
         session: SessionInfo,
         turn: int,
         agent: AgentSpec,

@@ -1,0 +1,36 @@
+"""What a turn's tools may ask of the session runtime.
+
+`SessionTools` (tools.py) works through this protocol rather than `SessionService`
+itself, so that the runtime (service.py), which builds the tools, is imported by them
+neither at run time nor for type checking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bot import outbox as ob
+from bot.agents.base import AgentSpec
+from bot.sessions.approvals import ApprovalStore
+from bot.sessions.store import SessionInfo, SessionStore
+
+
+class ToolService(Protocol):
+    """The part of `SessionService` that `SessionTools` uses."""
+
+    store: SessionStore
+    approvals: ApprovalStore
+    wake_runner: Callable[[], None]
+
+    async def note(self, session: SessionInfo, kind: str, data: dict[str, Any]) -> None: ...
+
+    async def reply(self, session: SessionInfo, key: str, body: str) -> None: ...
+
+    async def write(self, session: SessionInfo, write: ob.Write) -> int: ...
+
+    async def publish_status(self, session: SessionInfo) -> None: ...
+
+    def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
+        """Raise BudgetExceeded when the session is past its agent's turns or minutes."""
+        ...
