@@ -85,5 +85,6 @@ def test_a_traceback_is_indented_under_its_record() -> None:
     text = log._TextFormatter().format(record)
     first, *rest = text.splitlines()
     assert first.endswith("bot.test: failed")
-    assert rest and all(line.startswith(log.INDENT) for line in rest)
+    assert rest
+    assert all(line.startswith(log.INDENT) for line in rest)
     assert any("RuntimeError: boom" in line for line in rest)
