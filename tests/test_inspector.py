@@ -876,6 +876,46 @@ def test_redaction_and_scrubbing() -> None:
     assert scrubber.text("short words stay") == "short words stay"
 
 
+def test_the_scrubber_knows_every_configured_secret_and_its_spellings() -> None:
+    from bot.agents.config import parse_config
+
+    config = parse_config(
+        "providers:\n"
+        "  used: {kind: openai, apiKeyEnv: KEY_A}\n"
+        "  unused: {kind: anthropic, apiKeyEnv: KEY_B}\n"
+        "  local: {kind: openai, baseUrl: 'http://127.0.0.1:11434/v1'}\n",
+        environ={"KEY_A": "sk-a-0123456789abcdef", "KEY_B": 'sk-b-<&"é>-0123456789'},
+    )
+    scrubber = Scrubber.configured(
+        Settings(github_token=GITHUB_TOKEN, viewer_token=VIEWER_TOKEN), config
+    )
+    text = (
+        f"{GITHUB_TOKEN} {VIEWER_TOKEN} sk-a-0123456789abcdef "
+        "html sk-b-&lt;&amp;&quot;é&gt;-0123456789 "
+        + json.dumps({"k": 'sk-b-<&"é>-0123456789'})
+        + json.dumps({"k": 'sk-b-<&"é>-0123456789'}, ensure_ascii=False)
+    )
+    cleaned = scrubber.text(text)
+    assert "sk-" not in cleaned
+    assert GITHUB_TOKEN not in cleaned
+    assert VIEWER_TOKEN not in cleaned
+    assert "unused" not in scrubber.secrets  # a keyless provider's placeholder is no secret
+    scrubber.add("a-secret-settled-later")
+    assert scrubber.text("x a-secret-settled-later") == f"x {HIDDEN}"
+
+
+async def test_raised_answers_are_scrubbed_too(site: Running) -> None:
+    """A 404 that repeats the address asked for does not repeat a secret in it."""
+    for path in (f"/inspect/sessions/{GITHUB_TOKEN}", f"/api/sessions/{GITHUB_TOKEN}"):
+        async with site.http.get(
+            site.url + path, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        ) as resp:
+            assert resp.status == 404, path
+            text = await resp.text()
+        assert GITHUB_TOKEN not in text, path
+        assert HIDDEN in text, path
+
+
 def test_items_join_deltas_per_turn() -> None:
     now = utcnow()
     events = [
