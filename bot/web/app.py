@@ -150,7 +150,7 @@ def create_app(
     secrets only. Every answer of the app passes it."""
     # aiohttp refuses bodies past client_max_size with 413 while reading them.
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    install_scrubber(app, scrubber or Scrubber.configured(settings))
+    install_scrubber(app, Scrubber.configured(settings) if scrubber is None else scrubber)
     app[SETTINGS] = settings
     app[INBOX] = inbox
     app[WRITER] = DeliveryWriter(inbox, on_stored=on_stored)
