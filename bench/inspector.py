@@ -189,7 +189,7 @@ def serve(url: str, port: int) -> None:
 
     settings = Settings(database_url=url, port=port, operator_token=TOKEN, auto_migrate=False)
     services = open_services(settings, migrate=False)
-    app = create_app(settings, inbox=services.inbox)
+    app = create_app(settings, inbox=services.inbox, scrubber=services.scrubber)
 
     async def everything(request: web.Request) -> web.StreamResponse:
         """The baseline: the whole transcript in one page, through the same template."""

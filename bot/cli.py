@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot import __version__, log
 from bot.config import ConfigError, Settings, describe, load_settings
@@ -107,13 +109,33 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _with_services(settings: Settings, use: Callable[[Services], int]) -> int:
+    """Run `use` with the services; what it prints (transcripts, sessions, deliveries)
+    passes the scrubber, so no configured secret reaches the terminal."""
     from bot.server import open_services
 
     services = open_services(settings, migrate=False)
     try:
-        return use(services)
+        with contextlib.redirect_stdout(_Scrubbed(sys.stdout, services.scrubber.text)):
+            return use(services)
     finally:
         services.engine.dispose()
+
+
+class _Scrubbed(io.TextIOBase):
+    """A text stream that writes to `out` with every configured secret replaced."""
+
+    def __init__(self, out: TextIO, clean: Callable[[str], str]) -> None:
+        self._out, self._clean = out, clean
+
+    def write(self, text: str) -> int:
+        self._out.write(self._clean(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def fileno(self) -> int:
+        return self._out.fileno()
 
 
 def _with_inbox(settings: Settings, use: Callable[[Inbox], int]) -> int:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -328,12 +330,40 @@ def _bot_names(text: str) -> tuple[str, ...]:
     return names
 
 
+def github_app_key(pem: str) -> rsa.RSAPrivateKey:
+    """The GitHub App's private key, parsed; ValueError says what is wrong with it in
+    words of ours (never quoting the key, nor the parser's message about its bytes)."""
+    # GitHub hands out unencrypted RSA keys in PEM and signs App JWTs with RS256:
+    # https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/managing-private-keys-for-github-apps
+    try:
+        key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    except UnicodeEncodeError:
+        raise ValueError("holds characters that are not ASCII, so it is not a PEM key") from None
+    except TypeError:
+        raise ValueError(
+            "is encrypted with a passphrase; use the key file as GitHub gave it"
+        ) from None
+    except ValueError:
+        raise ValueError(
+            "cannot be read as a PEM private key (cut short, altered, or not a key)"
+        ) from None
+    except Exception:  # cryptography's UnsupportedAlgorithm and the like
+        raise ValueError("is a kind of key this server cannot use") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("is not an RSA key (GitHub App keys are RSA, for RS256)")
+    return key
+
+
 def _private_key(name: str) -> Callable[[str], str]:
     def convert(text: str) -> str:
         # Env files and dashboards often carry the PEM on one line with literal \n.
         pem = text.replace("\\n", "\n").strip() + "\n"
         if not pem.startswith("-----BEGIN") or "PRIVATE KEY-----" not in pem:
             raise ValueError(f"{name} does not look like a PEM private key")
+        try:
+            github_app_key(pem)
+        except ValueError as exc:
+            raise ValueError(f"{name} {exc}") from None
         return pem
 
     return convert
@@ -412,15 +442,19 @@ def load_settings(
         else:
             try:
                 text = Path(key_path).expanduser().read_text(encoding="utf-8")
-                parsed["github_private_key"] = _CONVERTERS["github_private_key"](text)
+                parsed["github_private_key"] = _private_key(
+                    f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_path}"
+                )(text)
             except OSError as exc:
                 problems.append(
                     f"cannot read THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_path}: {exc.strerror}"
                 )
-            except ValueError:
+            except UnicodeDecodeError:
                 problems.append(
-                    f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_path} is not a PEM private key"
+                    f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_path} is not text, so not a PEM key"
                 )
+            except ValueError as exc:
+                problems.append(str(exc))
     if ("github_app_id" in parsed) != ("github_private_key" in parsed) and not problems:
         problems.append(
             "a GitHub App needs both THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY"

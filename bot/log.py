@@ -1,10 +1,18 @@
-"""Logging set-up: plain or JSON lines, with the delivery being handled bound from a contextvar."""
+"""Logging set-up: plain or JSON lines, with the delivery being handled bound from a contextvar.
+
+Log fields carry text from outside (a commenter's login, a repository name, a host's
+error message). In the text format every record is one line: line breaks and other
+control characters in the message and the bound fields are written as escapes
+(`\\n`, `\\x1b`), so no field can start a line of its own, and a traceback's lines
+are indented under the record they belong to.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -19,19 +27,53 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# C0 controls (line feed, carriage return, tab, escape ...), DEL, C1 controls (NEL among
+# them) and the Unicode line and paragraph separators: whatever a terminal or a log
+# viewer may take for a line break or a command. (The backslash is escaped too, so an
+# escape in the log always means a control character.)
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL = re.compile(f"[\\\\{_CONTROLS}]")
+_CONTROL_ONLY = re.compile(f"[{_CONTROLS}]")
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Continuation lines (a traceback) start with this, never at the start of a line.
+INDENT = "    "
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    ch = match.group()
+    return _NAMED.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+
+
+def escape(text: str) -> str:
+    """`text` on one line: control characters (and backslashes) as backslash escapes."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+def _indented(block: str) -> str:
+    """A traceback under its record: each line indented, control characters escaped
+    (backslashes kept, as source lines quote them)."""
+    return "".join(
+        f"\n{INDENT}{_CONTROL_ONLY.sub(_escape_one, part)}" for part in block.splitlines()
+    )
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         bound = "".join(
-            f" {name}={value}"
+            f" {name}={escape(str(value))}"
             for name in ("delivery", "session")
             if (value := getattr(record, name, None))
         )
+        # The whole rendered message, so every argument (and any object's str()) is
+        # covered, whatever the call site passed.
         line = (
             f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} "
-            f"{record.name}:{bound} {record.getMessage()}"
+            f"{record.name}:{bound} {escape(record.getMessage())}"
         )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += _indented(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += _indented(record.stack_info)
         return line
 
 

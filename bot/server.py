@@ -37,6 +37,7 @@ from bot.sessions.store import SessionStore
 from bot.web import create_app
 from bot.web.auth import ensure_operator_token, print_login_link
 from bot.web.playground import playground_link
+from bot.web.redact import Scrubber
 from bot.worker import Dispatcher, Worker
 from handlers import build_router
 
@@ -53,6 +54,9 @@ class Services:
     inbox: Inbox
     outbox: Outbox
     runtime: Runtime
+    # Every configured secret (settings and the agents file's provider keys), built once:
+    # every output surface (web answers, CLI transcripts) passes it.
+    scrubber: Scrubber
 
 
 def open_services(settings: Settings, *, migrate: bool) -> Services:
@@ -86,7 +90,7 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
         config=config,
         bot_names=settings.bot_names,
     )
-    return Services(engine, Inbox(engine), outbox, runtime)
+    return Services(engine, Inbox(engine), outbox, runtime, Scrubber.configured(settings, config))
 
 
 def make_workers(settings: Settings, services: Services, count: int) -> list[Worker]:
@@ -276,7 +280,12 @@ async def serve(
         _stop_on_signals(stop)
     try:
         async with background(settings, services, workers) as work_crew:
-            app = create_app(settings, inbox=services.inbox, on_stored=work_crew.wake_workers)
+            app = create_app(
+                settings,
+                inbox=services.inbox,
+                on_stored=work_crew.wake_workers,
+                scrubber=services.scrubber,
+            )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             try:

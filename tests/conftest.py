@@ -267,7 +267,12 @@ async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Runn
     try:
         async with background(settings, services, workers) as crew:
             runner = web.AppRunner(
-                create_app(settings, inbox=services.inbox, on_stored=crew.wake_workers)
+                create_app(
+                    settings,
+                    inbox=services.inbox,
+                    on_stored=crew.wake_workers,
+                    scrubber=services.scrubber,
+                )
             )
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)

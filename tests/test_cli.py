@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -285,3 +287,54 @@ def test_sessions_commands(env: str, capsys: pytest.CaptureFixture[str]) -> None
         assert main(["sessions", "show", "s-00000000"]) == 1
     finally:
         engine.dispose()
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`threadline ARGS` as a real process, with only `env`'s THREADLINE_* variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,  # a serve that started anyway would run on: that fails the test
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_a_malformed_private_key_stops_config_check_serve_and_doctor_alike(
+    tmp_path: Path,
+) -> None:
+    key = pem().strip().splitlines()
+    cut = "\n".join([*key[:5], key[-1]]) + "\n"  # a paste that lost most of its lines
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(cut, encoding="ascii")
+    base = {
+        "THREADLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'threadline.db'}",
+        "THREADLINE_GITHUB_WEBHOOK_SECRET": p.SECRET,
+        "THREADLINE_GITHUB_APP_ID": "1234",
+        "THREADLINE_PORT": "0",
+    }
+    ways = {
+        "THREADLINE_GITHUB_PRIVATE_KEY cannot be read as a PEM private key": {
+            "THREADLINE_GITHUB_PRIVATE_KEY": cut.strip().replace("\n", "\\n")
+        },
+        f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_file} cannot be read as a PEM private key": {
+            "THREADLINE_GITHUB_PRIVATE_KEY_PATH": str(key_file)
+        },
+    }
+    commands = (["config", "check"], ["serve"], ["doctor"])
+    for (problem, variables), tried in zip(ways.items(), (commands, commands[1:2]), strict=True):
+        reports = []
+        for command in tried:
+            done = _cli(command, {**base, **variables}, tmp_path)
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr, command
+            assert problem in done.stderr, (command, done.stderr)
+            for line in key[1:-1]:
+                assert line not in done.stdout + done.stderr, "a line of the key is shown"
+            reports.append(done.stderr)
+        assert all(report == reports[0] for report in reports), "all say it the same way"
+        assert reports[0].startswith("threadline: the settings are not usable:\n")

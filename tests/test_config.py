@@ -382,7 +382,9 @@ def test_private_key_path_to_something_else(tmp_path: Path) -> None:
     (problem,) = problems_of(
         {"THREADLINE_GITHUB_APP_ID": "1", "THREADLINE_GITHUB_PRIVATE_KEY_PATH": str(not_a_key)}
     )
-    assert problem == f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {not_a_key} is not a PEM private key"
+    assert problem == (
+        f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {not_a_key} does not look like a PEM private key"
+    )
     assert LEAK not in problem
 
 
@@ -603,3 +605,84 @@ def test_env_file_error_does_not_quote_a_line_of_a_private_key(tmp_path: Path, p
     key_line = pem.splitlines()[1]
     problems = problems_of({}, path)
     assert not any(key_line[:20] in problem for problem in problems)
+
+
+# A key that looks like PEM but is not a usable GitHub App key: each is found when the
+# settings load, named in words of ours, and never quoted.
+
+
+def broken_keys(pem: str) -> dict[str, tuple[str, str]]:
+    """Malformed keys by kind: (the PEM, what the problem says)."""
+    lines = pem.strip().splitlines()
+    cut = "\n".join([*lines[:4], lines[-1]]) + "\n"
+    body = lines[1:-1]
+    body[3] = body[3][:10] + ("A" if body[3][10] != "A" else "B") + body[3][11:]
+    altered = "\n".join([lines[0], *body, lines[-1]]) + "\n"
+    ec = ec_key_pem()
+    encrypted = encrypted_key_pem()
+    return {
+        "cut short": (cut, "cannot be read as a PEM private key"),
+        "altered": (altered, "cannot be read as a PEM private key"),
+        "not base64": (f"{lines[0]}\n{LEAK}!!\n{lines[-1]}\n", "cannot be read as a PEM"),
+        "not RSA": (ec, "is not an RSA key"),
+        "encrypted": (encrypted, "is encrypted with a passphrase"),
+        "not ASCII": (f"{lines[0]}\n{body[0]}é\n{lines[-1]}\n", "not ASCII"),
+    }
+
+
+def ec_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode("ascii")
+    )
+
+
+def encrypted_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+        .decode("ascii")
+    )
+
+
+KINDS = ("cut short", "altered", "not base64", "not RSA", "encrypted", "not ASCII")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_malformed_private_key_is_refused_when_settings_load(
+    kind: str, pem: str, tmp_path: Path
+) -> None:
+    bad, says = broken_keys(pem)[kind]
+    secret_lines = [line for line in bad.splitlines() if "-----" not in line]
+
+    (inline,) = problems_of(
+        {"THREADLINE_GITHUB_APP_ID": "1", "THREADLINE_GITHUB_PRIVATE_KEY": _one_line(bad)}
+    )
+    assert inline.startswith("THREADLINE_GITHUB_PRIVATE_KEY ")
+    assert says in inline
+
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(bad, encoding="utf-8")
+    (from_file,) = problems_of(
+        {"THREADLINE_GITHUB_APP_ID": "1", "THREADLINE_GITHUB_PRIVATE_KEY_PATH": str(key_file)}
+    )
+    assert from_file.startswith(f"THREADLINE_GITHUB_PRIVATE_KEY_PATH {key_file} ")
+    assert says in from_file
+    for problem in (inline, from_file):
+        assert all(line[:12] not in problem for line in secret_lines if len(line) >= 12)
+        assert LEAK not in problem

@@ -273,7 +273,7 @@ async def test_a_key_github_does_not_know_is_unauthorized(
 
 
 def test_app_refuses_a_key_that_is_not_rsa_pem(session: aiohttp.ClientSession) -> None:
-    with pytest.raises(ValueError, match="not a readable PEM key") as caught:
+    with pytest.raises(ValueError, match="cannot be read as a PEM private key") as caught:
         GitHubApp(session, app_id=1, private_key="-----BEGIN RSA PRIVATE KEY-----\nnope\n")
     assert "nope" not in str(caught.value)
 

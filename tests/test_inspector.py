@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -30,6 +31,7 @@ from bot.web.auth import (
     ensure_operator_token,
     login_link,
     print_login_link,
+    safe_next,
 )
 from bot.web.inspector import build_items, diff_lines
 from bot.web.links import github_web_url, thread_url
@@ -259,11 +261,80 @@ async def test_sign_in_sets_a_signed_strict_cookie_without_the_token(site: Runni
             http, f"{site.url}/login?token={VIEWER_TOKEN}&next=//evil.example/x"
         )
         assert status == 200
-        assert 'content="0;url=/inspect/sessions"' in html
+        assert 'content="0;url=/"' in html
         assert VIEWER_TOKEN not in html
         status, html = await get_text(http, f"{site.url}/inspect/sessions")
         assert status == 200
         assert 'data-testid="signed-in-as">viewer<' in html
+
+
+# Where sign-in may send the browser: a path on this site, else the start page.
+OFF_SITE_NEXT = [
+    "/%09/evil.example/path",
+    "/%0a/evil.example",
+    "/%0D%0A/evil.example",
+    "/\t/evil.example/path",
+    "/\n/evil.example",
+    "/%2509/evil.example",  # a tab after two rounds of decoding
+    "//evil.example/x",
+    "/\\evil.example",
+    "/%5Cevil.example",
+    "\\\\evil.example",
+    "https://evil.example/",
+    "http:evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    " /inspect/sessions",
+    "/inspect/sessions ",
+    "/inspect/ sessions",
+    "/inspect/%20sessions",
+    "/inspect\x00/sessions",
+    "/inspect/\x7f",
+    "/inspect/\x85",
+    "/inspect/\u2028",
+    "",
+    None,
+]
+SAME_SITE_NEXT = [
+    "/",
+    "/inspect/sessions",
+    "/playground?as=maintainer",
+    "/inspect/sessions?state=live&agent=echo",
+    "/inspect/sessions/s-1%2Fx",
+    "/api/sessions#top",
+]
+
+
+@pytest.mark.parametrize("target", OFF_SITE_NEXT)
+def test_next_off_this_site_falls_back_to_the_start_page(target: str | None) -> None:
+    assert safe_next(target) == "/"
+
+
+@pytest.mark.parametrize("target", SAME_SITE_NEXT)
+def test_next_on_this_site_is_kept(target: str) -> None:
+    assert safe_next(target) == target
+
+
+async def test_sign_in_never_sends_the_browser_off_site(site: Running) -> None:
+    """Over HTTP: both ways of signing in, with `next` spelled as a browser would send it."""
+    for target in ("/%09/evil.example/path", "/\t/evil.example/path", "/\n/evil.example"):
+        async with browser() as http:
+            async with http.post(
+                f"{site.url}/login",
+                data={"token": OPERATOR_TOKEN, "next": target},
+                allow_redirects=False,
+            ) as resp:
+                assert resp.status == 303
+                assert resp.headers["Location"] == "/", target
+            query = urlencode({"token": VIEWER_TOKEN, "next": target})
+            status, html = await get_text(http, f"{site.url}/login?{query}")
+            assert status == 200
+            assert 'content="0;url=/"' in html, target
+            assert "evil.example" not in html
+    async with browser() as http:  # a path here is kept
+        query = urlencode({"token": VIEWER_TOKEN, "next": "/inspect/sessions?state=live"})
+        status, html = await get_text(http, f"{site.url}/login?{query}")
+        assert 'content="0;url=/inspect/sessions?state=live"' in html
 
 
 async def test_viewer_cannot_close_or_purge(site: Running) -> None:
@@ -803,6 +874,46 @@ def test_redaction_and_scrubbing() -> None:
     )
     assert scrubber.text("sig 0123456789abcdef end") == f"sig {HIDDEN} end"
     assert scrubber.text("short words stay") == "short words stay"
+
+
+def test_the_scrubber_knows_every_configured_secret_and_its_spellings() -> None:
+    from bot.agents.config import parse_config
+
+    config = parse_config(
+        "providers:\n"
+        "  used: {kind: openai, apiKeyEnv: KEY_A}\n"
+        "  unused: {kind: anthropic, apiKeyEnv: KEY_B}\n"
+        "  local: {kind: openai, baseUrl: 'http://127.0.0.1:11434/v1'}\n",
+        environ={"KEY_A": "sk-a-0123456789abcdef", "KEY_B": 'sk-b-<&"é>-0123456789'},
+    )
+    scrubber = Scrubber.configured(
+        Settings(github_token=GITHUB_TOKEN, viewer_token=VIEWER_TOKEN), config
+    )
+    text = (
+        f"{GITHUB_TOKEN} {VIEWER_TOKEN} sk-a-0123456789abcdef "
+        "html sk-b-&lt;&amp;&quot;é&gt;-0123456789 "
+        + json.dumps({"k": 'sk-b-<&"é>-0123456789'})
+        + json.dumps({"k": 'sk-b-<&"é>-0123456789'}, ensure_ascii=False)
+    )
+    cleaned = scrubber.text(text)
+    assert "sk-" not in cleaned
+    assert GITHUB_TOKEN not in cleaned
+    assert VIEWER_TOKEN not in cleaned
+    assert "unused" not in scrubber.secrets  # a keyless provider's placeholder is no secret
+    scrubber.add("a-secret-settled-later")
+    assert scrubber.text("x a-secret-settled-later") == f"x {HIDDEN}"
+
+
+async def test_raised_answers_are_scrubbed_too(site: Running) -> None:
+    """A 404 that repeats the address asked for does not repeat a secret in it."""
+    for path in (f"/inspect/sessions/{GITHUB_TOKEN}", f"/api/sessions/{GITHUB_TOKEN}"):
+        async with site.http.get(
+            site.url + path, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        ) as resp:
+            assert resp.status == 404, path
+            text = await resp.text()
+        assert GITHUB_TOKEN not in text, path
+        assert HIDDEN in text, path
 
 
 def test_items_join_deltas_per_turn() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from bot.cli import main
 from bot.config import Settings, load_settings
 from bot.diffs import parse_diff
 from bot.events import CommentEvent, Ignored, PayloadError, ReviewEvent, ThreadRef, normalize
@@ -334,6 +335,81 @@ async def test_a_configured_secret_is_used(settings: Settings) -> None:
         async with app.http.post(f"{app.url}/webhooks/local", data=body, headers=headers) as resp:
             assert resp.status == 202
             assert (await resp.json())["status"] == "ignored"
+
+
+# ---------------------------------------------------------------- no secret shown
+
+PROVIDER_KEY = "sk-provider-key-0123456789abcdefXYZ"
+KEY_VARIABLE = "PROVIDER_KEY_FOR_THE_SCRUB_TEST"
+
+
+async def test_no_configured_secret_is_shown_on_any_surface(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A provider's API key (named by apiKeyEnv) and the settings' secrets, written in a
+    comment, reach the transcript, the outbox and the conversation; no page, JSON answer,
+    playground state or CLI transcript shows them."""
+    agents = tmp_path / "threadline.yml"
+    agents.write_text(
+        f"providers:\n  main:\n    kind: openai\n    apiKeyEnv: {KEY_VARIABLE}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv(KEY_VARIABLE, PROVIDER_KEY)
+    webhook_token = settings.gitlab_webhook_token
+    assert webhook_token is not None
+    configured = playground_settings(settings, config=str(agents))
+    secrets = (PROVIDER_KEY, webhook_token, TOKEN)
+    async with run_app(configured) as app:
+        rig = Rig(app, PlaygroundStore(app.engine))
+        await rig.comment(f"@threadline keys: {PROVIDER_KEY} {webhook_token} {TOKEN}")
+        await eventually(lambda: rig.replies(), "the bot answers")
+        assert PROVIDER_KEY in rig.replies()[0], "the echo carries the key to the host"
+        [session] = rig.sessions()
+        surfaces = [
+            "/playground",
+            "/playground/state",
+            "/inspect/sessions",
+            f"/inspect/sessions/{session.id}",
+            f"/inspect/sessions/{session.id}/transcript",
+            "/inspect/deliveries",
+            "/inspect/outbox",
+            "/api/sessions",
+            f"/api/sessions/{session.id}",
+            f"/api/sessions/{session.id}/transcript",
+        ]
+        for path in surfaces:
+            async with app.http.get(f"{app.url}{path}", headers=rig.auth) as resp:
+                assert resp.status == 200, path
+                text = await resp.text()
+            for secret in secrets:
+                assert secret not in text, f"{path} shows a secret"
+            if path.startswith(("/playground", "/api/sessions/")):
+                assert "[hidden]" in text, f"{path}: the secret's place says it is hidden"
+        async with app.http.get(f"{app.url}/playground/state", headers=rig.auth) as resp:
+            parts = (await resp.json())["parts"]
+        assert "[hidden]" in parts["conversation"]
+
+    # The CLI's transcript and session views, on the same database and settings.
+    monkeypatch.setenv("THREADLINE_DATABASE_URL", configured.database_url)
+    monkeypatch.setenv("THREADLINE_CONFIG", str(agents))
+    monkeypatch.setenv("THREADLINE_GITLAB_WEBHOOK_TOKEN", webhook_token)
+    monkeypatch.setenv("THREADLINE_OPERATOR_TOKEN", TOKEN)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    for command in (
+        ["sessions", "transcript", session.id],
+        ["sessions", "transcript", session.id, "--format", "jsonl"],
+        ["sessions", "show", session.id],
+        ["sessions", "show", session.id, "--json"],
+    ):
+        assert main(command) == 0, command
+        out = capsys.readouterr().out
+        assert "[hidden]" in out, command
+        for secret in secrets:
+            assert secret not in out, f"{command} shows a secret"
 
 
 # ---------------------------------------------------------------- the host adapter

@@ -38,7 +38,7 @@ from bot.web.manifest import (
     registration_url,
     save_app,
 )
-from bot.web.setup import SETUP, unreachable_reason
+from bot.web.setup import SETUP, unreachable_reason, within
 from tests.fakes.github import FakeGitHub, new_rsa_key
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
@@ -639,3 +639,93 @@ async def test_gitlab_test_uses_the_configured_token_and_needs_csrf(
             assert "scopes api" in html
             assert GITLAB_TOKEN not in html
             assert gitlab.requests[0].headers["PRIVATE-TOKEN"] == GITLAB_TOKEN
+
+
+@pytest.mark.parametrize(
+    ("wanted", "allowed"),
+    [
+        ("https://gitlab.example.com/gitlab", True),
+        ("https://gitlab.example.com/gitlab/", True),
+        ("HTTPS://GitLab.Example.com:443/gitlab", True),
+        ("https://gitlab.example.com./gitlab", True),
+        ("https://gitlab.example.com/gitlab/api/v4", True),
+        ("https://gitlab.example.com", False),  # above the configured path
+        ("https://gitlab.example.com/gitlabx", False),
+        ("https://gitlab.example.com/other", False),
+        ("https://gitlab.example.com/gitlab/../other", False),
+        ("https://gitlab.example.com/gitlab/%2e%2e/other", False),
+        ("https://gitlab.example.com/gitlab\\..\\x", False),
+        ("http://gitlab.example.com/gitlab", False),  # the token in clear text
+        ("https://gitlab.example.com:8443/gitlab", False),
+        ("https://gitlab.example.com.evil.example/gitlab", False),
+        ("https://gitlab.example.com@evil.example/gitlab", False),
+        ("https://user@gitlab.example.com/gitlab", False),
+        ("https://evil.example/gitlab", False),
+        ("https://gitlab.example.com/gitlab?x=1", False),
+        ("https://gitlab.example.com:99999/gitlab", False),
+        ("ftp://gitlab.example.com/gitlab", False),
+        ("gitlab.example.com/gitlab", False),
+    ],
+)
+def test_the_configured_gitlab_token_goes_to_the_configured_url_only(
+    wanted: str, allowed: bool
+) -> None:
+    assert within("https://gitlab.example.com/gitlab", wanted) is allowed
+
+
+def test_a_configured_gitlab_at_the_root_covers_its_whole_host() -> None:
+    assert within("http://127.0.0.1:8080", "http://127.0.0.1:8080/anything")
+    assert within("http://127.0.0.1:8080", "http://127.0.0.1:8080")
+    assert not within("http://127.0.0.1:8080", "http://127.0.0.1:8081")
+    assert not within("http://127.0.0.1:8080", "http://localhost:8080")
+
+
+async def test_the_configured_gitlab_token_is_never_sent_elsewhere(
+    github: FakeGitHub, tmp_path: Path
+) -> None:
+    """A form naming another address gets a clear refusal and no request leaves with the
+    configured token; a token typed in the form may go to any address, alone."""
+    async with FakeGitLab(prefix="/gitlab") as gitlab, FakeGitLab(token="typed") as elsewhere:
+        settings = settings_for(
+            github,
+            tmp_path,
+            gitlab_url=gitlab.url,
+            gitlab_token=GITLAB_TOKEN,
+            gitlab_webhook_token="webhook-token-0123456789",
+        )
+        root = f"http://127.0.0.1:{gitlab.port}"  # the configured server, above its path
+        async with serve(settings, tmp_path) as site:
+            test = f"{site.url}/setup/gitlab/test"
+            for url in (
+                elsewhere.url,
+                f"{elsewhere.url}/gitlab",
+                f"http://127.0.0.1:{gitlab.port}@127.0.0.1:{elsewhere.port}/gitlab",
+                root,
+                f"{gitlab.url}/../x",
+            ):
+                form = {"url": url, "token": ""}
+                async with site.http.post(test, data=form, headers=site.bearer()) as response:
+                    assert response.status == 400, url
+                    html = await response.text()
+                assert "The configured token is only sent to the configured GitLab" in html
+                assert "Nothing was sent" in html
+                assert GITLAB_TOKEN not in html
+            assert elsewhere.requests == []
+            assert gitlab.requests == []
+
+            # The configured URL, spelled a little differently: the configured token goes.
+            form = {"url": f"HTTP://127.0.0.1:{gitlab.port}/gitlab/"}
+            async with site.http.post(test, data=form, headers=site.bearer()) as response:
+                assert response.status == 200
+                assert "threadline-bot" in await response.text()
+            assert gitlab.requests
+            assert {r.headers["PRIVATE-TOKEN"] for r in gitlab.requests} == {GITLAB_TOKEN}
+
+            # Another address with a token typed in the form: that token, and only it.
+            form = {"url": elsewhere.url, "token": "typed"}
+            async with site.http.post(test, data=form, headers=site.bearer()) as response:
+                assert response.status == 200
+                assert "Connected to" in await response.text()
+            assert elsewhere.requests
+            assert all(r.headers.getall("PRIVATE-TOKEN") == ["typed"] for r in elsewhere.requests)
+            assert all(GITLAB_TOKEN not in str(r.headers) for r in elsewhere.requests)

@@ -165,6 +165,8 @@ class Config:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     triggers: Triggers = field(default_factory=Triggers)
     source: str | None = None  # the file it came from; None: built in
+    # Every provider of `providers:` (used by an agent or not), its API key read in.
+    providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
 
     @classmethod
     def default(cls) -> Config:
@@ -308,6 +310,7 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
             Triggers(), **y.fields(report, found.get("triggers"), ("triggers",), _TRIGGERS)
         ),
         source=source,
+        providers=MappingProxyType({k: v for k, v in known.items() if v is not None}),
     )
 
 

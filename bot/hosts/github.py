@@ -31,12 +31,11 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 import gidgethub
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gidgethub import aiohttp as gh_aiohttp
 from gidgethub import sansio
 
-from bot.config import Settings, default_github_graphql_url
+from bot.config import Settings, default_github_graphql_url, github_app_key
 from bot.events import ThreadRef
 from bot.hosts.base import (
     CHECK_RUNS,
@@ -618,12 +617,9 @@ def github_from_settings(
 
 def _load_rsa_key(pem: str) -> rsa.RSAPrivateKey:
     try:
-        key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
-    except (ValueError, TypeError, UnicodeEncodeError):
-        raise ValueError("the GitHub App private key is not a readable PEM key") from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("the GitHub App private key must be an RSA key (GitHub signs RS256)")
-    return key
+        return github_app_key(pem)
+    except ValueError as exc:
+        raise ValueError(f"the GitHub App private key {exc}") from None
 
 
 # ---------------------------------------------------------------- the client

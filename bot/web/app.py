@@ -22,6 +22,7 @@ from bot.inbox import Inbox
 from bot.web.auth import install_auth
 from bot.web.inspector import install_inspector
 from bot.web.playground import PLAYGROUND, install_playground
+from bot.web.redact import Scrubber, install_scrubber
 from bot.web.setup import add_setup_routes
 from bot.web.writer import DeliveryWriter
 from bot.webhooks import (
@@ -136,11 +137,20 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(
-    settings: Settings, *, inbox: Inbox, on_stored: Callable[[], None] | None = None
+    settings: Settings,
+    *,
+    inbox: Inbox,
+    on_stored: Callable[[], None] | None = None,
+    scrubber: Scrubber | None = None,
 ) -> web.Application:
-    """Build the web application; nothing starts until it is run."""
+    """Build the web application; nothing starts until it is run.
+
+    `scrubber` holds every configured secret (`Scrubber.configured(settings, config)`,
+    built once with the agents file: `Services.scrubber`); without one, the settings'
+    secrets only. Every answer of the app passes it."""
     # aiohttp refuses bodies past client_max_size with 413 while reading them.
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    install_scrubber(app, Scrubber.configured(settings) if scrubber is None else scrubber)
     app[SETTINGS] = settings
     app[INBOX] = inbox
     app[WRITER] = DeliveryWriter(inbox, on_stored=on_stored)

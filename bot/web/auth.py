@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
@@ -255,11 +255,36 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never `//evil.example` or `https://...`."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/inspect/sessions"
-    return target
+# Where sign-in sends the browser when `next` is missing or not a path on this site.
+HOME = "/"
+_UNQUOTE_ROUNDS = 4  # enough for any real link; more layers are refused outright
+
+
+def _bad_char(ch: str) -> bool:
+    """Whitespace or a control character (C0, DEL, C1, line and paragraph separators):
+    browsers drop tabs and newlines from URLs, so `/%09/evil.example` becomes `//evil...`."""
+    return ch.isspace() or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029"
+
+
+def safe_next(target: str | None) -> str:
+    """`target` when it is a path on this site, else HOME.
+
+    A path here starts with one `/` (not `//` or `/\\`, which browsers read as another
+    host), holds no backslash, whitespace or control character, and stays so after
+    percent-decoding (repeatedly: `%2509` is a tab after two rounds)."""
+    if not target:
+        return HOME
+    text = target
+    for _ in range(_UNQUOTE_ROUNDS):
+        if not text.startswith("/") or text.startswith("//") or "\\" in text:
+            return HOME
+        if any(_bad_char(ch) for ch in text):
+            return HOME
+        decoded = unquote(text)
+        if decoded == text:
+            return target
+        text = decoded
+    return HOME
 
 
 def refuse(request: web.Request, principal: Principal | None) -> web.StreamResponse:
@@ -379,7 +404,7 @@ def _login_page(
         "login.html",
         status=status,
         error=error,
-        next=_safe_next(request.query.get("next")),
+        next=safe_next(request.query.get("next")),
         configured=request.app[KEYS].configured,
     )
 
@@ -394,7 +419,7 @@ async def login_get(request: web.Request) -> web.StreamResponse:
     value, issued = request.app[KEYS].issue(principal.role, principal.who)
     # A page, not a redirect: the browser follows the refresh as a same-site navigation
     # (so the Strict cookie goes with it) and the token leaves the address bar.
-    target = _safe_next(request.query.get("next"))
+    target = safe_next(request.query.get("next"))
     from bot.web.render import render
 
     response = render(request, "signed_in.html", target=target, principal=issued)
@@ -411,7 +436,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     if principal is None:
         return _login_page(request, error="That token is not valid.", status=401)
     value, _ = request.app[KEYS].issue(principal.role, principal.who)
-    response = see_other(_safe_next(target if isinstance(target, str) else None))
+    response = see_other(safe_next(target if isinstance(target, str) else None))
     _set_cookie(request, response, value)
     return response
 

@@ -2,8 +2,9 @@
 
 Handlers parse the request, ask `Reads` (bot/web/queries.py) for one page of rows in a
 thread, and render. Nothing here writes SQL; the two operator actions go through
-`OperatorActions`. Every page and answer passes the scrubber, so no configured secret
-leaves the server, and JSON data is shown with credential-named keys hidden.
+`OperatorActions`. Every page and answer passes the app's scrubber (bot.web.redact),
+so no configured secret leaves the server, and JSON data is shown with credential-named
+keys hidden.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bot.web.queries import (
     Reads,
     SessionLine,
 )
-from bot.web.redact import SCRUBBER, Scrubber, redact, scrub
+from bot.web.redact import redact, scrub
 from bot.web.render import environment, render
 
 log = logging.getLogger(__name__)
@@ -119,9 +120,9 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 
 def _json(request: web.Request, data: Any, *, status: int = 200) -> web.Response:
-    text = json.dumps(data, ensure_ascii=False, default=str)
+    """A JSON answer (the app's scrubber takes any configured secret out on the way)."""
     return web.Response(
-        text=scrub(request.app, text),
+        text=json.dumps(data, ensure_ascii=False, default=str),
         status=status,
         content_type="application/json",
         headers={"Cache-Control": "no-store"},
@@ -602,7 +603,6 @@ def install_inspector(app: web.Application, settings: Settings, engine: Engine) 
     """Register the inspector's routes; auth (bot.web.auth.install_auth) guards them."""
     inspector = Inspector(settings, Reads(engine), OperatorActions(engine))
     app[INSPECTOR] = inspector
-    app[SCRUBBER] = Scrubber.from_settings(settings)
 
     async def end_streams(app: web.Application) -> None:
         inspector.closing.set()

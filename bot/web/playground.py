@@ -44,6 +44,7 @@ from bot.hosts.local_store import (
     UserInfo,
 )
 from bot.web.auth import OPERATOR, login_link, protect, require, see_other
+from bot.web.redact import SCRUBBER
 from bot.web.render import FEATURES, render, render_text
 from bot.webhooks import sign_local
 
@@ -107,6 +108,8 @@ def install_playground(
         playground.secret = await asyncio.to_thread(
             playground.store.prepare, playground.bot_login, playground.configured_secret
         )
+        if SCRUBBER in app:  # a generated secret is as secret as a configured one
+            app[SCRUBBER].add(playground.secret)
 
     app.on_startup.append(prepare)
     app.router.add_get("/playground", page)

@@ -17,8 +17,6 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from bot.web.redact import scrub as scrub_text
-
 # Which optional parts of the site are on (e.g. {"playground": True, "setup": True}):
 # the nav shows their links. Whoever enables a part sets its flag on the app; a page
 # can also pass `features=` to render() to override.
@@ -99,18 +97,14 @@ def render_text(request: web.Request, name: str, **context: Any) -> str:
     return template.render({**page_context(request), **context})
 
 
-def render(
-    request: web.Request, name: str, *, status: int = 200, scrub: bool = True, **context: Any
-) -> web.Response:
+def render(request: web.Request, name: str, *, status: int = 200, **context: Any) -> web.Response:
     """Render template `name` with `context` (plus the page context) as an HTML response.
 
-    With `scrub` (the default) every configured secret still in the page is replaced by
-    [hidden]. A page whose purpose is to show a secret once (e.g. a freshly made webhook
-    secret on a set-up page) passes scrub=False.
+    Any configured secret still in the page is replaced by [hidden] on the way out, by
+    the app's scrubber (bot.web.redact.install_scrubber), like every other answer.
     """
-    text = render_text(request, name, **context)
     return web.Response(
-        text=scrub_text(request.app, text) if scrub else text,
+        text=render_text(request, name, **context),
         status=status,
         content_type="text/html",
         charset="utf-8",

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -77,6 +77,38 @@ def unreachable_reason(url: str) -> str | None:
     if address.is_private or address.is_link_local or address.is_unspecified:
         return "it is a private address"
     return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _place(url: str) -> tuple[str, str, int, tuple[str, ...]] | None:
+    """(scheme, host, port, path segments) of an http(s) URL, or None when it is not
+    one we would send a token to: no user part, query, fragment or dot segments."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host or "@" in parts.netloc:
+        return None
+    if parts.query or parts.fragment or "\\" in parts.path:
+        return None
+    segments = tuple(s for s in parts.path.split("/") if s)
+    if any(s in (".", "..") or unquote(s) in (".", "..") for s in segments):
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme], segments
+
+
+def within(configured: str, wanted: str) -> bool:
+    """Whether `wanted` is the GitLab at `configured` (same scheme, host and port, and a
+    path at or under its path), so the configured token may be sent there."""
+    home, there = _place(configured), _place(wanted)
+    if home is None or there is None:
+        return False
+    return home[:3] == there[:3] and there[3][: len(home[3])] == home[3]
 
 
 # ---------------------------------------------------------------- the app's part
@@ -284,27 +316,29 @@ def _conversion_advice(exc: HostError) -> str:
 
 
 async def gitlab_test(request: web.Request) -> web.StreamResponse:
-    """Try a GitLab URL and token (the form's, else the configured ones) with `whoami`."""
+    """Try a GitLab URL and token with `whoami`: the form's token at the form's URL, or
+    the configured token, which is only ever sent to the configured URL."""
     setup = request.app[SETUP]
     form = await request.post()
-    url = str(form.get("url") or "").strip().rstrip("/") or setup.settings.gitlab_url
-    token = str(form.get("token") or "").strip() or setup.settings.gitlab_token
+    configured = setup.settings.gitlab_url
+    url = str(form.get("url") or "").strip().rstrip("/") or configured
+    typed = str(form.get("token") or "").strip()
+    token = typed or setup.settings.gitlab_token
     context = {"tested_url": url, **_hosts_context(request)}
-    if not url.startswith(("http://", "https://")):
-        return render(
-            request,
-            "setup_gitlab.html",
-            status=400,
-            error="The GitLab URL must start with http:// or https://.",
-            **context,
-        )
+
+    def refuse(error: str) -> web.Response:
+        return render(request, "setup_gitlab.html", status=400, error=error, **context)
+
+    if not url.lower().startswith(("http://", "https://")):
+        return refuse("The GitLab URL must start with http:// or https://.")
     if not token:
-        return render(
-            request,
-            "setup_gitlab.html",
-            status=400,
-            error="Enter a token (none is configured).",
-            **context,
+        return refuse("Enter a token (none is configured).")
+    if not typed and not within(configured, url):
+        # The configured token is a credential for that GitLab only: never hand it to
+        # another address (a stolen token, or this server made to call anywhere).
+        return refuse(
+            f"The configured token is only sent to the configured GitLab ({configured}). "
+            "To try another address, enter a token for it. Nothing was sent."
         )
     client = GitLabClient(
         url, token, timeout=min(setup.settings.host_timeout_seconds, GITLAB_TEST_TIMEOUT_SECONDS)
