@@ -11,8 +11,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+
 from bot import __version__, log
-from bot.config import ConfigError, Settings, describe, load_settings
+from bot.config import ConfigError, Settings, describe, load_settings, port_number
+from bot.db import describe_error
 from bot.inbox import STATUSES, DeliveryRow, Inbox
 from bot.outbox import STATUSES as OUTBOX_STATUSES
 
@@ -95,7 +98,10 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"GitLab: {'enabled' if settings.gitlab_enabled else 'not configured'}")
     for warning in settings.warnings():
         print(f"warning: {warning}")
-    problems = settings.serving_problems()
+    from bot.preflight import startup_problems
+
+    print(f"agents file: {settings.config or 'none (the built-in echo agent)'}")
+    problems = startup_problems(settings)
     for problem in problems:
         print(f"error: {problem}")
     print(
@@ -492,20 +498,49 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILURE if failed else 0
 
 
+def _port(text: str) -> int:
+    """--port, checked as THREADLINE_PORT is."""
+    try:
+        return port_number(text, "--port")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--port ")) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+ENV_FILE_HELP = (
+    "read settings from this KEY=VALUE file (default: ./threadline.env when present); "
+    "environment variables win over it"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command also takes --env-file, so it works before or after the command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser sets it only when given there, so the value
+        # given before the command is not overwritten with None.
+        default = None if kwargs.get("prog") == "threadline" else argparse.SUPPRESS
+        self.add_argument("--env-file", metavar="PATH", default=default, help=ENV_FILE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="threadline",
         description="Self-hosted chat-ops bot: AI agent sessions bound to GitHub and GitLab comment threads.",
         epilog="Settings come from THREADLINE_* environment variables and an optional env file; "
         "see `threadline config check`.",
     )
     parser.add_argument("--version", action="version", version=f"threadline {__version__}")
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        help="read settings from this KEY=VALUE file (default: ./threadline.env when present); "
-        "environment variables win over it",
-    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
@@ -515,10 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and process stored deliveries with in-process workers. Stops cleanly on SIGINT/SIGTERM.",
     )
     serve.add_argument("--host", help="listen address (default: THREADLINE_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default: THREADLINE_PORT, 3000)")
+    serve.add_argument("--port", type=_port, help="listen port (default: THREADLINE_PORT, 3000)")
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_count,
         default=1,
         metavar="N",
         help="in-process workers (default 1; 0 = only receive, let `threadline worker` process)",
@@ -543,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run several (on PostgreSQL, on several machines) to share the work.",
     )
     worker.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="workers in this process (default 1)"
+        "--workers", type=_count, default=1, metavar="N", help="workers in this process (default 1)"
     )
     worker.add_argument(
         "--no-migrate", action="store_true", help="do not upgrade the schema at start"
@@ -680,7 +715,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bot.server import StartupError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        # No command at all: the whole help, not argparse's one-line usage error. The exit
+        # status stays argparse's 2 for a missing command, so a script still sees a failure.
+        parser.print_help()
+        return EXIT_CONFIG
+    args = parser.parse_args(argv)
     try:
         settings = _settings(args)
     except ConfigError as exc:
@@ -699,6 +740,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except StartupError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except DBAPIError as exc:  # the commands that open the database themselves (db ...)
+        detail = describe_error(settings.database_url, exc)
+        print(f"threadline: cannot use the database: {detail}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

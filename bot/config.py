@@ -54,6 +54,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("env_file", "KEY=VALUE file read for settings (default ./threadline.env when present; --env-file wins)"),
     Setting("database_url", "SQLAlchemy URL of the database", "sqlite:///threadline.db"),
     Setting("host", "address the web server listens on", "127.0.0.1"),
     Setting("port", "port the web server listens on", "3000"),
@@ -107,6 +108,7 @@ class Settings:
     github_webhook_secret: str | None = field(default=None, repr=False)
     github_app_id: int | None = None
     github_private_key: str | None = field(default=None, repr=False)
+    github_private_key_path: str | None = None
     github_token: str | None = field(default=None, repr=False)
     github_api_url: str = "https://api.github.com"
     github_graphql_url: str | None = None
@@ -337,9 +339,14 @@ def _private_key(name: str) -> Callable[[str], str]:
     return convert
 
 
+def port_number(text: str, name: str = "THREADLINE_PORT") -> int:
+    """A listen port, checked the same way wherever it comes from (a variable, --port)."""
+    return _int(name, 0, 65535)(text)
+
+
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
-    "port": _int("THREADLINE_PORT", 0, 65535),
+    "port": port_number,
     "public_url": _url("THREADLINE_PUBLIC_URL"),
     "auto_migrate": _bool("THREADLINE_AUTO_MIGRATE"),
     "playground": _bool("THREADLINE_PLAYGROUND"),
@@ -400,7 +407,7 @@ def load_settings(
         except ValueError as exc:
             problems.append(str(exc))
 
-    key_path = parsed.pop("github_private_key_path", None)
+    key_path = parsed.get("github_private_key_path")
     if key_path is not None:
         if "github_private_key" in parsed:
             problems.append(
@@ -443,19 +450,21 @@ def mask(value: str) -> str:
     return f"set ({len(value)} characters, hidden)"
 
 
+NOT_SET = "not set, optional"
+
+
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
-    """Rows of (variable, shown value, note) for `threadline config check`."""
+    """Rows of (variable, shown value, note) for `threadline config check`: one per entry
+    of SETTINGS, so the listing cannot leave a setting out."""
     rows = []
     for setting in SETTINGS:
-        if setting.attr == "github_private_key_path":
-            continue
-        attr = "bot_names" if setting.attr == "bot_name" else setting.attr
+        attr = {"bot_name": "bot_names", "env_file": "source_file"}.get(setting.attr, setting.attr)
         value: Any = getattr(settings, attr)
         if attr == "database_url":
             value = safe_database_url(value)
         convert = _CONVERTERS.get(setting.attr, str.strip)
         if value is None:
-            shown, note = "-", "missing"
+            shown, note = "-", NOT_SET
         elif setting.secret:
             shown, note = mask(str(value)), ""
         else:

@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,8 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from bot import outbox as ob
-from bot.agents.config import load_config
 from bot.config import Settings
-from bot.db import make_engine
+from bot.db import describe_error, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
 from bot.hosts import Hosts
@@ -28,6 +28,7 @@ from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.loops import every
 from bot.outbox import Outbox, Sender
+from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
 from bot.runtime import Runtime
@@ -60,7 +61,7 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
 
     A broken agents file raises ConfigError with every problem and its line.
     """
-    config = load_config(settings.config)
+    config = load_agents(settings)
     engine = make_engine(settings.database_url)
     try:
         if migrate:
@@ -77,7 +78,9 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
         raise
     except Exception as exc:
         engine.dispose()
-        raise StartupError(f"cannot use the database: {type(exc).__name__}: {exc}") from exc
+        raise StartupError(
+            f"cannot use the database: {describe_error(settings.database_url, exc)}"
+        ) from exc
     outbox = Outbox(engine)
     runtime = Runtime(
         history=CommentHistory(engine),
@@ -261,12 +264,21 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Run ingress, `workers` workers and the outbox sender until SIGINT/SIGTERM (or `stop`)."""
-    problems = settings.serving_problems()
+    """Run ingress, `workers` workers and the outbox sender until SIGINT/SIGTERM (or `stop`).
+
+    The listening socket is bound first, so a port another process holds is found before
+    the database is migrated or timers are rebuilt on a database that process may share.
+    """
+    problems = startup_problems(settings)
     if problems:
-        raise StartupError("refusing to start: " + " ".join(problems))
+        raise StartupError("refusing to start:\n" + "\n".join(f"  - {p}" for p in problems))
     settings, generated_token = ensure_operator_token(settings)
-    services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
+    sock = bind(settings.host, settings.port)
+    try:
+        services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
+    except BaseException:
+        sock.close()
+        raise
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
@@ -277,7 +289,7 @@ async def serve(
             await runner.setup()
             try:
                 freeze_startup_objects()
-                url = await _listen(runner, settings)
+                url = await _listen(runner, settings, sock)
                 for warning in settings.warnings():
                     log.warning("%s", warning)
                 print_login_link(url, generated_token)
@@ -292,6 +304,7 @@ async def serve(
             finally:
                 await runner.cleanup()
     finally:
+        sock.close()  # already closed when the site ran; not when start-up failed before it
         services.engine.dispose()
 
 
@@ -307,14 +320,31 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def _listen(runner: web.AppRunner, settings: Settings) -> str:
-    site = web.TCPSite(runner, settings.host, settings.port)
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (the first address the name resolves to), or
+    StartupError saying why not (the port is taken, the address is not this machine's)."""
     try:
-        await site.start()
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, OverflowError) as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        # As asyncio's own servers do: a restart may rebind while old connections linger.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
     except OSError as exc:
-        raise StartupError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
-        ) from exc
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+async def _listen(runner: web.AppRunner, settings: Settings, sock: socket.socket) -> str:
+    site = web.SockSite(runner, sock)
+    await site.start()
     host, port = runner.addresses[0][:2]
     url = f"http://{host}:{port}"
     hooks = "/webhooks/github, /webhooks/gitlab" + (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Executable, create_engine, event, text
@@ -13,6 +14,25 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (None for PostgreSQL and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def describe_error(url: str, exc: BaseException) -> str:
+    """A database error for people: SQLite's "unable to open database file" never says
+    which file, so name it (and what usually causes it)."""
+    text = f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+    path = sqlite_path(url)
+    if path is not None and "unable to open database file" in str(exc):
+        where = path.resolve().parent
+        text += f" ({path}: the folder {where} must exist and be writable)"
+    return text
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
