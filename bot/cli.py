@@ -436,7 +436,7 @@ def cmd_sessions_send(args: argparse.Namespace, settings: Settings) -> int:
     return _with_sessions(settings, use)
 
 
-def _closed_status(services: Services, closed: SessionInfo) -> None:
+def _closed_status(services: Services, closed: SessionInfo, public_url: str | None) -> None:
     from bot import outbox as ob
     from bot.inbox import utcnow
     from bot.sessions import status
@@ -444,7 +444,7 @@ def _closed_status(services: Services, closed: SessionInfo) -> None:
 
     store = SessionStore(services.engine)
     seq, fresh = store.status_snapshot(closed.id)
-    body = status.render(fresh, utcnow())
+    body = status.render(fresh, utcnow(), public_url=public_url)
     services.outbox.enqueue(
         ob.upsert(status.status_key(closed.id), seq, closed.thread, body, closed.installation_id)
     )
@@ -459,7 +459,7 @@ def cmd_sessions_close(args: argparse.Namespace, settings: Settings) -> int:
         if closed is None:
             print(f"session {found.id} is already {found.state}", file=sys.stderr)
             return EXIT_FAILURE
-        _closed_status(services, closed)
+        _closed_status(services, closed, settings.public_url)
         print(f"session {found.id} closed")
         return 0
 
@@ -480,7 +480,7 @@ def cmd_sessions_purge(args: argparse.Namespace, settings: Settings) -> int:
         store.purge(found.id)
         purged = store.get(found.id)
         if found.live and purged is not None:
-            _closed_status(services, purged)
+            _closed_status(services, purged, settings.public_url)
         print(f"session {found.id} purged: transcript and inputs deleted")
         return 0
 

@@ -220,3 +220,48 @@ def test_an_unopenable_sqlite_file_is_named(
     assert str(where) in err
     assert main(["doctor"]) == 1
     assert f"the folder {where.parent} does not exist" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the status comment's footer
+
+
+@pytest.mark.parametrize(
+    ("host", "public_url", "footer"),
+    [
+        (
+            "github",
+            "https://tl.example.com/",
+            "[Transcript](https://tl.example.com/inspect/sessions/{id})",
+        ),
+        ("local", None, "[Transcript](/inspect/sessions/{id})"),
+        ("github", None, "Transcript: `threadline sessions transcript {id}`"),
+    ],
+)
+def test_a_closed_sessions_status_links_the_inspector(
+    host: str,
+    public_url: str | None,
+    footer: str,
+    env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.db.migrate import upgrade
+    from bot.events import ThreadRef
+    from bot.outbox import Outbox
+    from bot.sessions.store import Launch, SessionOptions, SessionStore
+
+    if public_url:
+        monkeypatch.setenv("THREADLINE_PUBLIC_URL", public_url)
+    engine = make_engine(env)
+    try:
+        upgrade(engine)
+        thread = ThreadRef(host, "octo-org/hello-world", "pull", 7)
+        launch = Launch(
+            "d-1", thread, 42, "echo", "hi", "maintainer", "5001", None, SessionOptions()
+        )
+        launched = SessionStore(engine).launch(launch, max_live=10).session
+        assert main(["sessions", "close", launched.id]) == 0
+        [row] = Outbox(engine).recent()
+        assert f"<sub>{footer.format(id=launched.id)}</sub>" in row.payload["body"]
+    finally:
+        engine.dispose()

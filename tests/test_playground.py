@@ -572,9 +572,14 @@ async def test_an_approval_in_the_playground_opens_a_pull_request(settings: Sett
             lambda: any(s.state == "closed" for s in rig.sessions()), "the session ends", 30
         )
         # One answer to the approval, linking the new pull request; no near-duplicate.
+        await eventually(lambda: any("opened #2" in r for r in rig.replies()), "the answer")
+        await eventually(lambda: "[#2](/playground?pr=2)" in rig.status().body, "linked")
+        closed = next(s for s in rig.sessions() if s.state == "closed")
+        footer = f"<sub>[Transcript](/inspect/sessions/{closed.id})</sub>"
+        await eventually(lambda: footer in rig.status().body, "the footer links the inspector")
+        # The thread's writes go out in order: every reply came before the closed status.
         [opened] = [r for r in rig.replies() if "Approved by" in r]
         assert opened == "Approved by @maintainer: opened #2 (/playground?pr=2)."
-        await eventually(lambda: "[#2](/playground?pr=2)" in rig.status().body, "linked")
         pull = rig.store.pull(DEMO_REPO, 2)
         assert pull is not None
         assert "+- Uploads are retried while the archive is briefly down." in pull.diff
