@@ -487,6 +487,22 @@ def cmd_sessions_purge(args: argparse.Namespace, settings: Settings) -> int:
     return _with_sessions(settings, use)
 
 
+def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.retention import Policy, Retention
+
+    def use(services: Services) -> int:
+        report = Retention(services.engine, Policy.from_settings(settings)).run(
+            dry_run=args.dry_run
+        )
+        for line in report.summary():
+            print(line)
+        if report.freed_pages:
+            print(f"the database file gave back {report.freed_pages} pages")
+        return 0
+
+    return _with_services(settings, use)
+
+
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from bot import doctor
 
@@ -700,6 +716,19 @@ def build_parser() -> argparse.ArgumentParser:
     rshow.add_argument("id", help="the run's session id (s-...)")
     rshow.add_argument("--json", action="store_true", help="print JSON")
     rshow.set_defaults(func=cmd_runs_show)
+
+    retention = commands.add_parser("retention", help="remove old data").add_subparsers(
+        dest="retention_command", metavar="ACTION", required=True
+    )
+    rrun = retention.add_parser(
+        "run",
+        help="remove what is past keeping now (serve and worker also do it once a day)",
+        description="Clear settled deliveries' bodies, then remove their rows, sent writes and "
+        "closed sessions' transcripts older than the THREADLINE_RETENTION_* settings, in "
+        "small batches. Transcripts a session may still resume from are kept.",
+    )
+    rrun.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    rrun.set_defaults(func=cmd_retention_run)
 
     doctor = commands.add_parser(
         "doctor",

@@ -87,6 +87,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
     Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
+    Setting("retention_delivery_body_days", "days a settled delivery keeps its headers and body (0: forever)", "7", group="retention"),
+    Setting("retention_delivery_days", "days a settled delivery's row (its id, for spotting redeliveries) is kept; 0 (forever) or at least 8", "30", group="retention"),
+    Setting("retention_outbox_days", "days a sent write to a host is kept (0: forever)", "30", group="retention"),
+    Setting("retention_transcript_days", "days a closed session's transcript is kept (0: forever; one that may still be resumed stays)", "90", group="retention"),
 )  # fmt: skip
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -128,6 +132,10 @@ class Settings:
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
+    retention_delivery_body_days: float = 7.0
+    retention_delivery_days: float = 30.0
+    retention_outbox_days: float = 30.0
+    retention_transcript_days: float = 90.0
     source_file: str | None = None
     unknown_variables: tuple[str, ...] = ()
 
@@ -339,6 +347,18 @@ def _private_key(name: str) -> Callable[[str], str]:
     return convert
 
 
+def _delivery_days(text: str) -> float:
+    # Hosts redeliver for up to 7 days (GHES; GitHub.com 3): a shorter keep would let a
+    # late redelivery through as new.
+    value = _float("THREADLINE_RETENTION_DELIVERY_DAYS", 0.0)(text)
+    if 0 < value < 8:
+        raise ValueError(
+            "THREADLINE_RETENTION_DELIVERY_DAYS must be 0 (keep forever) or at least 8: "
+            f"hosts redeliver for up to 7 days, got {value:g}"
+        )
+    return value
+
+
 def port_number(text: str, name: str = "THREADLINE_PORT") -> int:
     """A listen port, checked the same way wherever it comes from (a variable, --port)."""
     return _int(name, 0, 65535)(text)
@@ -367,6 +387,10 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),
     "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
+    "retention_delivery_body_days": _float("THREADLINE_RETENTION_DELIVERY_BODY_DAYS", 0.0),
+    "retention_delivery_days": _delivery_days,
+    "retention_outbox_days": _float("THREADLINE_RETENTION_OUTBOX_DAYS", 0.0),
+    "retention_transcript_days": _float("THREADLINE_RETENTION_TRANSCRIPT_DAYS", 0.0),
 }
 
 

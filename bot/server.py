@@ -31,10 +31,12 @@ from bot.outbox import Outbox, Sender
 from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
+from bot.retention import DAY, Policy, Retention, RetentionJob
 from bot.runtime import Runtime
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
+from bot.slots import Slots
 from bot.web import create_app
 from bot.web.auth import ensure_operator_token, print_login_link
 from bot.web.playground import playground_link
@@ -42,6 +44,8 @@ from bot.worker import Dispatcher, Worker
 from handlers import build_router
 
 log = logging.getLogger(__name__)
+
+RETENTION_FIRST_SECONDS = 300.0  # the first daily retention run, after start-up has settled
 
 
 class StartupError(Exception):
@@ -208,6 +212,19 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     ),
                 )
                 await crew.timekeeper.start()
+                retention = RetentionJob(
+                    Retention(services.engine, Policy.from_settings(settings)),
+                    Slots(services.engine).take,
+                )
+                # Soon after start, then daily; one process a day wins the slot and runs it.
+                crew.periodic.append(
+                    functools.partial(
+                        every,
+                        DAY,
+                        job=functools.partial(asyncio.to_thread, retention.tick),
+                        first=RETENTION_FIRST_SECONDS,
+                    )
+                )
                 minutes = settings.github_redelivery_minutes
                 if minutes > 0 and isinstance(hosts.github, GitHubApp):
                     reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)

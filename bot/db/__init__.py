@@ -38,7 +38,8 @@ def describe_error(url: str, exc: BaseException) -> str:
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """Create the process's one engine for `url`, tuned for its backend.
 
-    SQLite runs in WAL mode so readers never block the writer, with
+    SQLite runs in WAL mode so readers never block the writer, new files with
+    auto_vacuum=incremental so deleted rows can give their space back, and
     synchronous=FULL so a committed delivery survives power loss, not only a crash.
     """
     if is_sqlite(url):
@@ -56,6 +57,10 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     try:
+        # Freed pages can go back to the file system (retention's incremental_vacuum).
+        # It takes effect only in a file that has no tables yet: existing files need one
+        # VACUUM after it (README, "Retention").
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
