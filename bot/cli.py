@@ -617,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = config.add_parser(
         "check",
-        help="print every setting (secrets hidden), what is missing, and whether serve can start",
+        help="print every setting (secrets hidden), check the agents file, and say whether "
+        "serve can start (exit 2 if not)",
     )
     check.set_defaults(func=cmd_config_check)
 

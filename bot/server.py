@@ -290,11 +290,12 @@ async def serve(
     if problems:
         raise StartupError("refusing to start:\n" + "\n".join(f"  - {p}" for p in problems))
     settings, generated_token = ensure_operator_token(settings)
-    sock = bind(settings.host, settings.port)
+    socks = bind(settings.host, settings.port)
     try:
         services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
     except BaseException:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise
     if stop is None:
         stop = asyncio.Event()
@@ -306,7 +307,7 @@ async def serve(
             await runner.setup()
             try:
                 freeze_startup_objects()
-                url = await _listen(runner, settings, sock)
+                url = await _listen(runner, settings, socks)
                 for warning in settings.warnings():
                     log.warning("%s", warning)
                 print_login_link(url, generated_token)
@@ -321,7 +322,8 @@ async def serve(
             finally:
                 await runner.cleanup()
     finally:
-        sock.close()  # already closed when the site ran; not when start-up failed before it
+        for sock in socks:
+            sock.close()  # already closed when the site ran; not when start-up failed before
         services.engine.dispose()
 
 
@@ -337,31 +339,38 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (the first address the name resolves to), or
-    StartupError saying why not (the port is taken, the address is not this machine's)."""
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening TCP sockets on host:port, one per address the name resolves to (as
+    asyncio's own servers do), or StartupError saying why not (the port is taken, the
+    address is not this machine's)."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, OverflowError) as exc:
         raise StartupError(f"cannot listen on {host}:{port}: {exc}") from exc
+    addresses = list(dict.fromkeys((family, address) for family, _, _, _, address in found))
+    socks: list[socket.socket] = []
     try:
-        # As asyncio's own servers do: a restart may rebind while old connections linger.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            # As asyncio does: a restart may rebind while old connections linger, and an
+            # IPv6 socket beside an IPv4 one must not claim the IPv4 port as well.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and len(addresses) > 1:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
     except OSError as exc:
-        sock.close()
+        for sock in socks:
+            sock.close()
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.setblocking(False)
-    return sock
+    return socks
 
 
-async def _listen(runner: web.AppRunner, settings: Settings, sock: socket.socket) -> str:
-    site = web.SockSite(runner, sock)
-    await site.start()
+async def _listen(runner: web.AppRunner, settings: Settings, socks: list[socket.socket]) -> str:
+    for sock in socks:
+        await web.SockSite(runner, sock).start()
     host, port = runner.addresses[0][:2]
     url = f"http://{host}:{port}"
     hooks = "/webhooks/github, /webhooks/gitlab" + (

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
-from bot.config import load_settings
+from bot.config import SETTINGS, load_settings
 from bot.db import make_engine
 from bot.db.migrate import current_revision
 from bot.server import StartupError, serve
@@ -265,3 +266,23 @@ def test_a_closed_sessions_status_links_the_inspector(
         assert f"<sub>{footer.format(id=launched.id)}</sub>" in row.payload["body"]
     finally:
         engine.dispose()
+
+
+def test_the_readme_settings_table_is_the_settings_definition() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| `(THREADLINE_[A-Z0-9_]+)` \|", readme, flags=re.MULTILINE)
+    assert table == [s.env for s in SETTINGS]  # the same variables, in the same order
+
+
+def test_serve_listens_on_every_address_of_its_host_name() -> None:
+    from bot.server import bind
+
+    socks = bind("localhost", 0)
+    try:
+        assert socks
+        assert all(s.getsockname()[1] > 0 for s in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+    with pytest.raises(StartupError, match=re.escape("cannot listen on no-such-host.invalid:3000")):
+        bind("no-such-host.invalid", 3000)
