@@ -541,16 +541,17 @@ ENV_FILE_HELP = (
 class _Parser(argparse.ArgumentParser):
     """Every (sub)command also takes --env-file, so it works before or after the command."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # SUPPRESS: a subcommand's parser sets it only when given there, so the value
         # given before the command is not overwritten with None.
-        default = None if kwargs.get("prog") == "threadline" else argparse.SUPPRESS
+        default = None if top else argparse.SUPPRESS
         self.add_argument("--env-file", metavar="PATH", default=default, help=ENV_FILE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
+        top=True,
         prog="threadline",
         description="Self-hosted chat-ops bot: AI agent sessions bound to GitHub and GitLab comment threads.",
         epilog="Settings come from THREADLINE_* environment variables and an optional env file; "
