@@ -13,8 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sqlalchemy.exc import DBAPIError
+
 from bot import __version__, log
-from bot.config import ConfigError, Settings, describe, load_settings
+from bot.config import ConfigError, Settings, describe, load_settings, port_number
+from bot.db import describe_error
 from bot.inbox import STATUSES, DeliveryRow, Inbox
 from bot.outbox import STATUSES as OUTBOX_STATUSES
 
@@ -97,7 +100,10 @@ def cmd_config_check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"GitLab: {'enabled' if settings.gitlab_enabled else 'not configured'}")
     for warning in settings.warnings():
         print(f"warning: {warning}")
-    problems = settings.serving_problems()
+    from bot.preflight import startup_problems
+
+    print(f"agents file: {settings.config or 'none (the built-in echo agent)'}")
+    problems = startup_problems(settings)
     for problem in problems:
         print(f"error: {problem}")
     print(
@@ -452,7 +458,7 @@ def cmd_sessions_send(args: argparse.Namespace, settings: Settings) -> int:
     return _with_sessions(settings, use)
 
 
-def _closed_status(services: Services, closed: SessionInfo) -> None:
+def _closed_status(services: Services, closed: SessionInfo, public_url: str | None) -> None:
     from bot import outbox as ob
     from bot.inbox import utcnow
     from bot.sessions import status
@@ -460,7 +466,7 @@ def _closed_status(services: Services, closed: SessionInfo) -> None:
 
     store = SessionStore(services.engine)
     seq, fresh = store.status_snapshot(closed.id)
-    body = status.render(fresh, utcnow())
+    body = status.render(fresh, utcnow(), public_url=public_url)
     services.outbox.enqueue(
         ob.upsert(status.status_key(closed.id), seq, closed.thread, body, closed.installation_id)
     )
@@ -475,7 +481,7 @@ def cmd_sessions_close(args: argparse.Namespace, settings: Settings) -> int:
         if closed is None:
             print(f"session {found.id} is already {found.state}", file=sys.stderr)
             return EXIT_FAILURE
-        _closed_status(services, closed)
+        _closed_status(services, closed, settings.public_url)
         print(f"session {found.id} closed")
         return 0
 
@@ -496,11 +502,27 @@ def cmd_sessions_purge(args: argparse.Namespace, settings: Settings) -> int:
         store.purge(found.id)
         purged = store.get(found.id)
         if found.live and purged is not None:
-            _closed_status(services, purged)
+            _closed_status(services, purged, settings.public_url)
         print(f"session {found.id} purged: transcript and inputs deleted")
         return 0
 
     return _with_sessions(settings, use)
+
+
+def cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.retention import Policy, Retention
+
+    def use(services: Services) -> int:
+        report = Retention(services.engine, Policy.from_settings(settings)).run(
+            dry_run=args.dry_run
+        )
+        for line in report.summary():
+            print(line)
+        if report.freed_pages:
+            print(f"the database file gave back {report.freed_pages} pages")
+        return 0
+
+    return _with_services(settings, use)
 
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -514,20 +536,50 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILURE if failed else 0
 
 
+def _port(text: str) -> int:
+    """--port, checked as THREADLINE_PORT is."""
+    try:
+        return port_number(text, "--port")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--port ")) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+ENV_FILE_HELP = (
+    "read settings from this KEY=VALUE file (default: ./threadline.env when present); "
+    "environment variables win over it"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command also takes --env-file, so it works before or after the command."""
+
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser sets it only when given there, so the value
+        # given before the command is not overwritten with None.
+        default = None if top else argparse.SUPPRESS
+        self.add_argument("--env-file", metavar="PATH", default=default, help=ENV_FILE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
+        top=True,
         prog="threadline",
         description="Self-hosted chat-ops bot: AI agent sessions bound to GitHub and GitLab comment threads.",
         epilog="Settings come from THREADLINE_* environment variables and an optional env file; "
         "see `threadline config check`.",
     )
     parser.add_argument("--version", action="version", version=f"threadline {__version__}")
-    parser.add_argument(
-        "--env-file",
-        metavar="PATH",
-        help="read settings from this KEY=VALUE file (default: ./threadline.env when present); "
-        "environment variables win over it",
-    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
@@ -537,10 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
         "and process stored deliveries with in-process workers. Stops cleanly on SIGINT/SIGTERM.",
     )
     serve.add_argument("--host", help="listen address (default: THREADLINE_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default: THREADLINE_PORT, 3000)")
+    serve.add_argument("--port", type=_port, help="listen port (default: THREADLINE_PORT, 3000)")
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_count,
         default=1,
         metavar="N",
         help="in-process workers (default 1; 0 = only receive, let `threadline worker` process)",
@@ -565,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run several (on PostgreSQL, on several machines) to share the work.",
     )
     worker.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="workers in this process (default 1)"
+        "--workers", type=_count, default=1, metavar="N", help="workers in this process (default 1)"
     )
     worker.add_argument(
         "--no-migrate", action="store_true", help="do not upgrade the schema at start"
@@ -588,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = config.add_parser(
         "check",
-        help="print every setting (secrets hidden), what is missing, and whether serve can start",
+        help="print every setting (secrets hidden), check the agents file, and say whether "
+        "serve can start (exit 2 if not)",
     )
     check.set_defaults(func=cmd_config_check)
 
@@ -688,6 +741,19 @@ def build_parser() -> argparse.ArgumentParser:
     rshow.add_argument("--json", action="store_true", help="print JSON")
     rshow.set_defaults(func=cmd_runs_show)
 
+    retention = commands.add_parser("retention", help="remove old data").add_subparsers(
+        dest="retention_command", metavar="ACTION", required=True
+    )
+    rrun = retention.add_parser(
+        "run",
+        help="remove what is past keeping now (serve and worker also do it once a day)",
+        description="Clear settled deliveries' bodies, then remove their rows, sent writes and "
+        "closed sessions' transcripts older than the THREADLINE_RETENTION_* settings, in "
+        "small batches. Transcripts a session may still resume from are kept.",
+    )
+    rrun.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    rrun.set_defaults(func=cmd_retention_run)
+
     doctor = commands.add_parser(
         "doctor",
         help="check settings, database and host credentials against the real APIs",
@@ -702,7 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bot.server import StartupError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        # No command at all: the whole help, not argparse's one-line usage error. The exit
+        # status stays argparse's 2 for a missing command, so a script still sees a failure.
+        parser.print_help()
+        return EXIT_CONFIG
+    args = parser.parse_args(argv)
     try:
         settings = _settings(args)
     except ConfigError as exc:
@@ -721,6 +793,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except StartupError as exc:
         print(f"threadline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except DBAPIError as exc:  # the commands that open the database themselves (db ...)
+        detail = describe_error(settings.database_url, exc)
+        print(f"threadline: cannot use the database: {detail}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -56,6 +56,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
+    Setting("env_file", "KEY=VALUE file read for settings (default ./threadline.env when present; --env-file wins)"),
     Setting("database_url", "SQLAlchemy URL of the database", "sqlite:///threadline.db"),
     Setting("host", "address the web server listens on", "127.0.0.1"),
     Setting("port", "port the web server listens on", "3000"),
@@ -89,6 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
     Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
+    Setting("retention_delivery_body_days", "days a settled delivery keeps its headers and body (0: forever)", "7", group="retention"),
+    Setting("retention_delivery_days", "days a settled delivery's row (its id, for spotting redeliveries) is kept; 0 (forever) or at least 8", "30", group="retention"),
+    Setting("retention_outbox_days", "days a sent write to a host is kept (0: forever)", "30", group="retention"),
+    Setting("retention_transcript_days", "days a closed session's transcript is kept (0: forever; one that may still be resumed stays)", "90", group="retention"),
 )  # fmt: skip
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -110,6 +115,7 @@ class Settings:
     github_webhook_secret: str | None = field(default=None, repr=False)
     github_app_id: int | None = None
     github_private_key: str | None = field(default=None, repr=False)
+    github_private_key_path: str | None = None
     github_token: str | None = field(default=None, repr=False)
     github_api_url: str = "https://api.github.com"
     github_graphql_url: str | None = None
@@ -130,6 +136,10 @@ class Settings:
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
+    retention_delivery_body_days: float = 7.0
+    retention_delivery_days: float = 30.0
+    retention_outbox_days: float = 30.0
+    retention_transcript_days: float = 90.0
     source_file: str | None = None
     unknown_variables: tuple[str, ...] = ()
 
@@ -369,9 +379,26 @@ def _private_key(name: str) -> Callable[[str], str]:
     return convert
 
 
+def _delivery_days(text: str) -> float:
+    # Hosts redeliver for up to 7 days (GHES; GitHub.com 3): a shorter keep would let a
+    # late redelivery through as new.
+    value = _float("THREADLINE_RETENTION_DELIVERY_DAYS", 0.0)(text)
+    if 0 < value < 8:
+        raise ValueError(
+            "THREADLINE_RETENTION_DELIVERY_DAYS must be 0 (keep forever) or at least 8: "
+            f"hosts redeliver for up to 7 days, got {value:g}"
+        )
+    return value
+
+
+def port_number(text: str, name: str = "THREADLINE_PORT") -> int:
+    """A listen port, checked the same way wherever it comes from (a variable, --port)."""
+    return _int(name, 0, 65535)(text)
+
+
 _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
-    "port": _int("THREADLINE_PORT", 0, 65535),
+    "port": port_number,
     "public_url": _url("THREADLINE_PUBLIC_URL"),
     "auto_migrate": _bool("THREADLINE_AUTO_MIGRATE"),
     "playground": _bool("THREADLINE_PLAYGROUND"),
@@ -393,6 +420,10 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),
     "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
+    "retention_delivery_body_days": _float("THREADLINE_RETENTION_DELIVERY_BODY_DAYS", 0.0),
+    "retention_delivery_days": _delivery_days,
+    "retention_outbox_days": _float("THREADLINE_RETENTION_OUTBOX_DAYS", 0.0),
+    "retention_transcript_days": _float("THREADLINE_RETENTION_TRANSCRIPT_DAYS", 0.0),
 }
 
 
@@ -433,7 +464,7 @@ def load_settings(
         except ValueError as exc:
             problems.append(str(exc))
 
-    key_path = parsed.pop("github_private_key_path", None)
+    key_path = parsed.get("github_private_key_path")
     if key_path is not None:
         if "github_private_key" in parsed:
             problems.append(
@@ -480,19 +511,21 @@ def mask(value: str) -> str:
     return f"set ({len(value)} characters, hidden)"
 
 
+NOT_SET = "not set, optional"
+
+
 def describe(settings: Settings) -> list[tuple[str, str, str]]:
-    """Rows of (variable, shown value, note) for `threadline config check`."""
+    """Rows of (variable, shown value, note) for `threadline config check`: one per entry
+    of SETTINGS, so the listing cannot leave a setting out."""
     rows = []
     for setting in SETTINGS:
-        if setting.attr == "github_private_key_path":
-            continue
-        attr = "bot_names" if setting.attr == "bot_name" else setting.attr
+        attr = {"bot_name": "bot_names", "env_file": "source_file"}.get(setting.attr, setting.attr)
         value: Any = getattr(settings, attr)
         if attr == "database_url":
             value = safe_database_url(value)
         convert = _CONVERTERS.get(setting.attr, str.strip)
         if value is None:
-            shown, note = "-", "missing"
+            shown, note = "-", NOT_SET
         elif setting.secret:
             shown, note = mask(str(value)), ""
         else:

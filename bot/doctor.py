@@ -8,15 +8,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
 from bot.config import Settings
-from bot.db import make_engine, ping
+from bot.db import describe_error, make_engine, ping, sqlite_path
 from bot.db.migrate import current_revision, head_revision
 from bot.hosts import Hosts
 from bot.hosts.base import HostError
 from bot.hosts.github import GitHubApp
+from bot.preflight import startup_problems
 
 # What app.yml asks for (default_permissions); tests keep the two in step.
 GITHUB_PERMISSIONS = {
@@ -48,14 +50,24 @@ def missing_permissions(granted: dict[str, str]) -> list[str]:
 
 
 def check_database(settings: Settings) -> list[Finding]:
+    path = sqlite_path(settings.database_url)
+    if path is not None and not path.exists():
+        # Connecting would create the file; a check must leave the folder as it found it.
+        return [missing_database(settings, path)]
     engine = make_engine(settings.database_url)
     try:
         ping(engine)
         current, head = current_revision(engine), head_revision(engine)
     except Exception as exc:
-        return [Finding("fail", "database", f"unreachable: {type(exc).__name__}")]
+        detail = describe_error(settings.database_url, exc)
+        return [Finding("fail", "database", f"unreachable: {detail}")]
     finally:
         engine.dispose()
+    if current != head and settings.auto_migrate:
+        detail = (
+            f"schema at {current or 'nothing'}; `threadline serve` upgrades it to {head} at start"
+        )
+        return [Finding("warn", "database", detail)]
     if current != head:
         return [
             Finding(
@@ -65,6 +77,25 @@ def check_database(settings: Settings) -> list[Finding]:
             )
         ]
     return [Finding("ok", "database", f"reachable, schema at {head}")]
+
+
+def missing_database(settings: Settings, path: Path) -> Finding:
+    """A SQLite file that is not there yet: `serve` makes it, unless told not to migrate."""
+    if not path.resolve().parent.is_dir():
+        return Finding(
+            "fail", "database", f"{path}: the folder {path.resolve().parent} does not exist"
+        )
+    if settings.auto_migrate:
+        return Finding(
+            "warn",
+            "database",
+            f"{path} does not exist yet; `threadline serve` (or `threadline db upgrade`) creates it",
+        )
+    return Finding(
+        "fail",
+        "database",
+        f"{path} does not exist yet and THREADLINE_AUTO_MIGRATE is off: run `threadline db upgrade`",
+    )
 
 
 async def check_github_app(app: GitHubApp) -> list[Finding]:
@@ -165,7 +196,7 @@ async def _guard(host: str, check: Callable[[], Awaitable[list[Finding]]]) -> li
 
 
 def run(settings: Settings) -> list[Finding]:
-    found = [Finding("fail", "settings", p) for p in settings.serving_problems()]
+    found = [Finding("fail", "settings", p) for p in startup_problems(settings)]
     found += [Finding("warn", "settings", w) for w in settings.warnings()]
     if not found:
         found.append(Finding("ok", "settings", "serve can start"))

@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,8 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from bot import outbox as ob
-from bot.agents.config import load_config
 from bot.config import Settings
-from bot.db import make_engine
+from bot.db import describe_error, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.history import CommentHistory
 from bot.hosts import Hosts
@@ -28,12 +28,15 @@ from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.loops import every
 from bot.outbox import Outbox, Sender
+from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
+from bot.retention import DAY, Policy, Retention, RetentionJob
 from bot.runtime import Runtime
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
+from bot.slots import Slots
 from bot.web import create_app
 from bot.web.auth import ensure_operator_token, print_login_link
 from bot.web.playground import playground_link
@@ -42,6 +45,8 @@ from bot.worker import Dispatcher, Worker
 from handlers import build_router
 
 log = logging.getLogger(__name__)
+
+RETENTION_FIRST_SECONDS = 300.0  # the first daily retention run, after start-up has settled
 
 
 class StartupError(Exception):
@@ -64,7 +69,7 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
 
     A broken agents file raises ConfigError with every problem and its line.
     """
-    config = load_config(settings.config)
+    config = load_agents(settings)
     engine = make_engine(settings.database_url)
     try:
         if migrate:
@@ -81,7 +86,9 @@ def open_services(settings: Settings, *, migrate: bool) -> Services:
         raise
     except Exception as exc:
         engine.dispose()
-        raise StartupError(f"cannot use the database: {type(exc).__name__}: {exc}") from exc
+        raise StartupError(
+            f"cannot use the database: {describe_error(settings.database_url, exc)}"
+        ) from exc
     outbox = Outbox(engine)
     runtime = Runtime(
         history=CommentHistory(engine),
@@ -213,6 +220,19 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     ),
                 )
                 await crew.timekeeper.start()
+                retention = RetentionJob(
+                    Retention(services.engine, Policy.from_settings(settings)),
+                    Slots(services.engine).take,
+                )
+                # Soon after start, then daily; one process a day wins the slot and runs it.
+                crew.periodic.append(
+                    functools.partial(
+                        every,
+                        DAY,
+                        job=functools.partial(asyncio.to_thread, retention.tick),
+                        first=RETENTION_FIRST_SECONDS,
+                    )
+                )
                 minutes = settings.github_redelivery_minutes
                 if minutes > 0 and isinstance(hosts.github, GitHubApp):
                     reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)
@@ -269,12 +289,22 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Run ingress, `workers` workers and the outbox sender until SIGINT/SIGTERM (or `stop`)."""
-    problems = settings.serving_problems()
+    """Run ingress, `workers` workers and the outbox sender until SIGINT/SIGTERM (or `stop`).
+
+    The listening socket is bound first, so a port another process holds is found before
+    the database is migrated or timers are rebuilt on a database that process may share.
+    """
+    problems = startup_problems(settings)
     if problems:
-        raise StartupError("refusing to start: " + " ".join(problems))
+        raise StartupError("refusing to start:\n" + "\n".join(f"  - {p}" for p in problems))
     settings, generated_token = ensure_operator_token(settings)
-    services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
+    socks = bind(settings.host, settings.port)
+    try:
+        services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
@@ -290,7 +320,7 @@ async def serve(
             await runner.setup()
             try:
                 freeze_startup_objects()
-                url = await _listen(runner, settings)
+                url = await _listen(runner, settings, socks)
                 for warning in settings.warnings():
                     log.warning("%s", warning)
                 print_login_link(url, generated_token)
@@ -305,6 +335,8 @@ async def serve(
             finally:
                 await runner.cleanup()
     finally:
+        for sock in socks:
+            sock.close()  # already closed when the site ran; not when start-up failed before
         services.engine.dispose()
 
 
@@ -320,14 +352,38 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def _listen(runner: web.AppRunner, settings: Settings) -> str:
-    site = web.TCPSite(runner, settings.host, settings.port)
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening TCP sockets on host:port, one per address the name resolves to (as
+    asyncio's own servers do), or StartupError saying why not (the port is taken, the
+    address is not this machine's)."""
     try:
-        await site.start()
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, OverflowError) as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc}") from exc
+    addresses = list(dict.fromkeys((family, address) for family, _, _, _, address in found))
+    socks: list[socket.socket] = []
+    try:
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            # As asyncio does: a restart may rebind while old connections linger, and an
+            # IPv6 socket beside an IPv4 one must not claim the IPv4 port as well.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and len(addresses) > 1:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
     except OSError as exc:
-        raise StartupError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
-        ) from exc
+        for sock in socks:
+            sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return socks
+
+
+async def _listen(runner: web.AppRunner, settings: Settings, socks: list[socket.socket]) -> str:
+    for sock in socks:
+        await web.SockSite(runner, sock).start()
     host, port = runner.addresses[0][:2]
     url = f"http://{host}:{port}"
     hooks = "/webhooks/github, /webhooks/gitlab" + (

@@ -601,7 +601,7 @@ async def test_playground_commits_on_a_branch_and_opens_a_pull_request(local: Lo
     opened = await client.open_pull(
         DEMO_REPO, head=BRANCH, base="main", title="Retry uploads", body="Fixes #1"
     )
-    assert opened == Opened(2, None)  # #1 is the seeded one
+    assert opened == Opened(2, "/playground?pr=2")  # #1 is the seeded one
     assert await client.open_pull(DEMO_REPO, head=BRANCH, base="main", title="x", body="") == opened
     pull = ThreadRef("local", DEMO_REPO, "pull", opened.number)
     info = await client.pull_info(pull)

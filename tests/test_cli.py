@@ -78,7 +78,7 @@ def test_config_check_masks_secrets_and_reports_missing(
     assert "THREADLINE_GITHUB_WEBHOOK_SECRET" in out
     assert "hidden" in out
     assert "THREADLINE_GITLAB_WEBHOOK_TOKEN" in out
-    assert "missing" in out
+    assert "not set, optional" in out
     assert "error: GitLab is configured but THREADLINE_GITLAB_WEBHOOK_TOKEN is not set" in out
 
     monkeypatch.setenv("THREADLINE_GITLAB_WEBHOOK_TOKEN", "another-long-secret-token")

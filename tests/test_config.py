@@ -557,14 +557,23 @@ def test_describe_never_shows_a_secret(pem: str) -> None:
     assert pem.splitlines()[1] not in repr(settings)
 
 
-def test_describe_marks_missing_and_default_values() -> None:
+def test_describe_lists_every_setting_and_marks_unset_and_default_values() -> None:
     rows = describe(load_settings({}))
     by_name = {name: (shown, note) for name, shown, note in rows}
-    assert [name for name, _, _ in rows] == [
-        s.env for s in SETTINGS if s.attr != "github_private_key_path"
-    ]
-    for name in (*SECRET_VARIABLES, "THREADLINE_GITHUB_APP_ID", "THREADLINE_GITHUB_PRIVATE_KEY"):
-        assert by_name[name] == ("-", "missing")
+    # Every setting, those read specially (the key's file, the env file) included.
+    assert [name for name, _, _ in rows] == [s.env for s in SETTINGS]
+    assert "THREADLINE_GITHUB_PRIVATE_KEY_PATH" in by_name
+    assert "THREADLINE_ENV_FILE" in by_name
+    unset = (
+        *SECRET_VARIABLES,
+        "THREADLINE_GITHUB_APP_ID",
+        "THREADLINE_GITHUB_PRIVATE_KEY",
+        "THREADLINE_GITHUB_PRIVATE_KEY_PATH",
+        "THREADLINE_ENV_FILE",
+    )
+    for name in unset:
+        assert by_name[name] == ("-", "not set, optional")
+    assert "missing" not in repr(rows)
     assert by_name["THREADLINE_DATABASE_URL"] == ("sqlite:///threadline.db", "default")
     assert by_name["THREADLINE_PORT"] == ("3000", "default")
     assert by_name["THREADLINE_AUTO_MIGRATE"] == ("true", "default")
@@ -588,6 +597,17 @@ def test_describe_shows_changed_values_without_the_default_note() -> None:
     assert by_name["THREADLINE_AUTO_MIGRATE"] == ("false", "")
     assert by_name["THREADLINE_BOT_NAME"] == ("threadline,tl-helper", "")
     assert by_name["THREADLINE_GITHUB_API_URL"] == ("https://ghe.example.com/api/v3", "")
+
+
+def test_describe_shows_the_key_file_and_the_env_file(tmp_path: Path, pem: str) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(pem, encoding="utf-8")
+    env_file = tmp_path / "t.env"
+    env_file.write_text(f"THREADLINE_GITHUB_PRIVATE_KEY_PATH={key}\n", encoding="utf-8")
+    by_name = _rows(load_settings({"THREADLINE_GITHUB_APP_ID": "7"}, env_file))
+    assert by_name["THREADLINE_GITHUB_PRIVATE_KEY_PATH"] == (str(key), "")
+    assert by_name["THREADLINE_ENV_FILE"] == (str(env_file), "")
+    assert by_name["THREADLINE_GITHUB_PRIVATE_KEY"] == (mask(pem), "")
 
 
 def test_describe_hides_the_database_password() -> None:

@@ -645,10 +645,45 @@ async def test_an_approval_in_the_playground_opens_a_pull_request(settings: Sett
         await eventually(lambda: any("Sorry @outsider" in r for r in rig.replies()), "refused")
         await rig.comment("/approve")
         await eventually(
-            lambda: any(r.startswith("Done: Approved by") for r in rig.replies()), "done"
+            lambda: any(s.state == "closed" for s in rig.sessions()), "the session ends", 30
         )
-        opened = next(r for r in rig.replies() if "opened #" in r)
-        assert "opened #2" in opened
+        # One answer to the approval, linking the new pull request; no near-duplicate.
+        await eventually(lambda: any("opened #2" in r for r in rig.replies()), "the answer")
+        await eventually(lambda: "[#2](/playground?pr=2)" in rig.status().body, "linked")
+        closed = next(s for s in rig.sessions() if s.state == "closed")
+        footer = f"<sub>[Transcript](/inspect/sessions/{closed.id})</sub>"
+        await eventually(lambda: footer in rig.status().body, "the footer links the inspector")
+        # The thread's writes go out in order: every reply came before the closed status.
+        [opened] = [r for r in rig.replies() if "Approved by" in r]
+        assert opened == "Approved by @maintainer: opened #2 (/playground?pr=2)."
         pull = rig.store.pull(DEMO_REPO, 2)
         assert pull is not None
         assert "+- Uploads are retried while the archive is briefly down." in pull.diff
+
+        # The playground lists its pull requests and shows the one the approval opened.
+        page = {"Authorization": f"Bearer {TOKEN}", "Accept": "text/html"}
+        async with app.http.get(f"{app.url}/playground", headers=page) as resp:
+            listing = await resp.text()
+        assert 'href="/playground?pr=2">#2 Changelog: add a changelog entry</a>' in listing
+        async with app.http.get(f"{app.url}/playground?pr=2", headers=page) as resp:
+            assert resp.status == 200
+            shown = await resp.text()
+        assert "playground/demo#2" in shown
+        assert "+- Uploads are retried while the archive is briefly down." in shown
+        assert 'name="pr" value="2"' in shown
+        async with app.http.get(f"{app.url}/playground?pr=9", headers=page) as resp:
+            assert resp.status == 404
+
+        # Writing on it: the comment lands on #2, and the browser goes back to #2.
+        async with app.http.post(
+            f"{app.url}/playground/comment",
+            data={"user": "maintainer", "body": "looks right", "pr": "2"},
+            headers=page,
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+            assert "pr=2" in resp.headers["Location"]
+        assert [c.body for c in rig.store.thread_comments(DEMO_REPO, 2, None)] == ["looks right"]
+        async with app.http.get(f"{app.url}/playground/state?pr=2", headers=rig.auth) as resp:
+            state = await resp.json()
+        assert "looks right" in state["parts"]["conversation"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Executable, create_engine, event, text
@@ -15,10 +16,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (None for PostgreSQL and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def describe_error(url: str, exc: BaseException) -> str:
+    """A database error for people: SQLite's "unable to open database file" never says
+    which file, so name it (and what usually causes it)."""
+    text = f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+    path = sqlite_path(url)
+    if path is not None and "unable to open database file" in str(exc):
+        where = path.resolve().parent
+        text += f" ({path}: the folder {where} must exist and be writable)"
+    return text
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """Create the process's one engine for `url`, tuned for its backend.
 
-    SQLite runs in WAL mode so readers never block the writer, with
+    SQLite runs in WAL mode so readers never block the writer, new files with
+    auto_vacuum=incremental so deleted rows can give their space back, and
     synchronous=FULL so a committed delivery survives power loss, not only a crash.
     """
     if is_sqlite(url):
@@ -36,6 +57,10 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     try:
+        # Freed pages can go back to the file system (retention's incremental_vacuum).
+        # It takes effect only in a file that has no tables yet: existing files need one
+        # VACUUM after it (README, "Retention").
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")

@@ -44,6 +44,7 @@ from bot.hosts.local_store import (
     PlaygroundError,
     PlaygroundStore,
     comment_url,
+    pull_url,
 )
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ def _thread_id(thread: ThreadRef) -> int | None:
 
 def _posted(comment: CommentInfo) -> Posted:
     thread = None if comment.thread_id is None else str(comment.thread_id)
-    return Posted(id=str(comment.id), url=comment_url(comment.id), thread_id=thread)
+    return Posted(id=str(comment.id), url=comment_url(comment.id, comment.number), thread_id=thread)
 
 
 class LocalHost:
@@ -279,14 +280,13 @@ class LocalHost:
         )
 
     async def open_pull(self, repo: str, *, head: str, base: str, title: str, body: str) -> Opened:
-        """A playground pull request (the playground page shows pull request #1 only, so
-        there is no page to link yet)."""
+        """A playground pull request, linked to its page (/playground?pr=N)."""
         row = await self._run(
             lambda: self.store.open_pull(
                 repo, head=head, base=base, title=title, body=body, author=self.bot_login
             )
         )
-        return Opened(number=row.number, url=None)
+        return Opened(number=row.number, url=pull_url(row.number))
 
 
 def _newest(comments: Iterable[CommentInfo]) -> CommentInfo | None:

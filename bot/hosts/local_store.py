@@ -104,7 +104,7 @@ class CommentInfo:
 
     @property
     def url(self) -> str:
-        return comment_url(self.id)
+        return comment_url(self.id, self.number)
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,13 @@ class Conversation:
     users: tuple[UserInfo, ...]
 
 
-def comment_url(comment_id: int) -> str:
-    return f"/playground#comment-{comment_id}"
+def pull_url(number: int) -> str:
+    """The playground page of pull request `number` (the seeded one at /playground itself)."""
+    return "/playground" if number == DEMO_PULL else f"/playground?pr={number}"
+
+
+def comment_url(comment_id: int, number: int = DEMO_PULL) -> str:
+    return f"{pull_url(number)}#comment-{comment_id}"
 
 
 def _pull(row: PlaygroundPull) -> PullInfoRow:

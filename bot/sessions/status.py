@@ -101,14 +101,33 @@ def _gate_lines(
     return lines
 
 
+def inspector_path(session_id: str) -> str:
+    return f"/inspect/sessions/{session_id}"
+
+
+def transcript_footer(session: SessionInfo, public_url: str | None = None) -> str:
+    """A link to the session's page in the inspector where one can be made: under the
+    public URL, or on this server itself for the playground (its page is served there).
+    Otherwise the command that prints the transcript."""
+    path = inspector_path(session.id)
+    if public_url:
+        return f"<sub>[Transcript]({public_url.rstrip('/')}{path})</sub>"
+    if session.thread.host == "local":
+        return f"<sub>[Transcript]({path})</sub>"
+    return f"<sub>Transcript: `threadline sessions transcript {session.id}`</sub>"
+
+
 def render(
     session: SessionInfo,
     now: datetime,
     gates: Sequence[GateInfo] = (),
     changes: Sequence[ChangeSetInfo] = (),
+    *,
+    public_url: str | None = None,
 ) -> str:
     """The status comment's Markdown for `session` as it is at `now`, with its approval
-    gates and what became of its change sets."""
+    gates and what became of its change sets. `public_url` (THREADLINE_PUBLIC_URL) makes
+    the closing footer a link to the inspector."""
     end = session.closed_at or now
     state = STATES.get(session.state, session.state)
     if not session.live:
@@ -140,5 +159,5 @@ def render(
             "`/cancel` stops it, `/help` lists the commands.</sub>",
         ]
     else:
-        lines += ["", f"<sub>Transcript: `threadline sessions transcript {session.id}`</sub>"]
+        lines += ["", transcript_footer(session, public_url)]
     return "\n".join(lines)

@@ -18,9 +18,10 @@ from bot.sessions.store import OPERATOR, SessionInfo, SessionStore
 
 
 class OperatorActions:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, public_url: str | None = None) -> None:
         self.store = SessionStore(engine)
         self.outbox = Outbox(engine)
+        self.public_url = public_url  # the status comment's footer links the inspector there
 
     def close(self, session_id: str, actor: str) -> SessionInfo | None:
         """Close a live session (reason operator, by `actor`); None if it was not live."""
@@ -46,7 +47,7 @@ class OperatorActions:
 
     def _publish(self, session: SessionInfo) -> None:
         seq, fresh = self.store.status_snapshot(session.id)
-        body = status.render(fresh, utcnow())
+        body = status.render(fresh, utcnow(), public_url=self.public_url)
         self.outbox.enqueue(
             ob.upsert(
                 status.status_key(session.id), seq, session.thread, body, session.installation_id

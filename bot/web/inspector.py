@@ -601,7 +601,7 @@ async def inspect_root(request: web.Request) -> web.StreamResponse:
 
 def install_inspector(app: web.Application, settings: Settings, engine: Engine) -> Inspector:
     """Register the inspector's routes; auth (bot.web.auth.install_auth) guards them."""
-    inspector = Inspector(settings, Reads(engine), OperatorActions(engine))
+    inspector = Inspector(settings, Reads(engine), OperatorActions(engine, settings.public_url))
     app[INSPECTOR] = inspector
 
     async def end_streams(app: web.Application) -> None:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from bot.config import Settings
 from bot.events import ThreadRef
+from bot.hosts.local_store import pull_url
 
 GITHUB_API = "https://api.github.com"
 
@@ -45,5 +46,6 @@ def thread_url(settings: Settings, thread: ThreadRef) -> str | None:
         kind = "merge_requests" if thread.target == "pull" else "issues"
         return f"{settings.gitlab_url.rstrip('/')}/{_path(thread.repo)}/-/{kind}/{thread.number}"
     if thread.host == "local":  # the playground's own page, on this server
-        return f"/playground#thread-{thread.thread_id}" if thread.thread_id else "/playground"
+        page = pull_url(thread.number)
+        return f"{page}#thread-{thread.thread_id}" if thread.thread_id else page
     return None

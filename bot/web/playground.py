@@ -1,6 +1,7 @@
-"""The playground pages: a small pull request conversation served from our own database.
+"""The playground pages: small pull request conversations served from our own database.
 
-`GET /playground` shows pull request #1 of `playground/demo`: its diff (click a line
+`GET /playground` shows pull request #1 of `playground/demo` (`?pr=N` another one, such
+as those an approval opened; the page lists them all): its diff (click a line
 number to open a review thread), the conversation with reactions and edit marks,
 review threads with reply boxes, reviews and commit statuses. People write as a user
 they pick (maintainer or outsider). Every write goes two ways, as on a real host: into
@@ -8,7 +9,7 @@ the playground's tables, and as a signed delivery into the same ingress the host
 (verify -> store in the inbox -> answer), so the workers, handlers, sessions and outbox
 treat it like any other. The bot answers through `LocalHost` (bot/hosts/local.py).
 
-The page polls `GET /playground/state?v=<version>`; the answer carries the new HTML of
+The page polls `GET /playground/state?pr=N&v=<version>`; the answer carries the new HTML of
 its live parts (conversation, files) only when the pull request changed, so the 👀 reaction and the status comment's edits show
 up without a reload. The routes exist only with THREADLINE_PLAYGROUND on, behind the
 inspector's sign-in; writing needs the operator role.
@@ -40,8 +41,10 @@ from bot.hosts.local_store import (
     Conversation,
     PlaygroundError,
     PlaygroundStore,
+    PullInfoRow,
     ThreadInfo,
     UserInfo,
+    pull_url,
 )
 from bot.web.auth import OPERATOR, login_link, protect, require, see_other
 from bot.web.redact import SCRUBBER
@@ -78,7 +81,6 @@ class Playground:
     configured_secret: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
     repo: str = DEMO_REPO
-    number: int = DEMO_PULL
 
 
 PLAYGROUND = web.AppKey("playground", Playground)
@@ -416,16 +418,45 @@ def _as(request: web.Request, people: list[UserInfo]) -> str:
     return wanted if any(u.login == wanted for u in people) else MAINTAINER
 
 
-async def _model(request: web.Request) -> dict[str, Any]:
+def _pr(values: Mapping[str, str]) -> int:
+    """The pull request a page or a form is about (`pr`; the seeded one when not given)."""
+    raw = values.get("pr", "").strip()
+    if not raw:
+        return DEMO_PULL
+    if not raw.isdigit() or int(raw) < 1:
+        raise Refused(f"pr must be a pull request number, not {raw!r}", status=404)
+    return int(raw)
+
+
+def _listed(pulls: list[PullInfoRow], repo: str) -> list[dict[str, Any]]:
+    return [
+        {"number": p.number, "title": p.title, "state": p.state, "url": pull_url(p.number)}
+        for p in pulls
+        if p.repo == repo
+    ]
+
+
+async def _model(request: web.Request, number: int | None = None) -> dict[str, Any]:
     playground = request.app[PLAYGROUND]
-    conversation = await asyncio.to_thread(
-        playground.store.conversation, playground.repo, playground.number
-    )
+    if number is None:
+        try:
+            number = _pr(request.query)
+        except Refused as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+    conversation = await asyncio.to_thread(playground.store.conversation, playground.repo, number)
+    if conversation is None and number != DEMO_PULL:
+        raise web.HTTPNotFound(text=f"the playground has no pull request #{number}")
     if conversation is None:
         raise web.HTTPServiceUnavailable(text="the playground is still being set up; reload")
-    version = await asyncio.to_thread(playground.store.version, playground.repo, playground.number)
+    version = await asyncio.to_thread(playground.store.version, playground.repo, number)
+    pulls = await asyncio.to_thread(playground.store.pulls)
     model = view_model(conversation)
-    return {**model, "version": version, "as_user": _as(request, model["people"])}
+    return {
+        **model,
+        "version": version,
+        "as_user": _as(request, model["people"]),
+        "pulls": _listed(pulls, playground.repo),
+    }
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -435,10 +466,14 @@ async def page(request: web.Request) -> web.StreamResponse:
 async def state(request: web.Request) -> web.StreamResponse:
     """The live part of the page, only when it changed since version `v`."""
     playground = request.app[PLAYGROUND]
-    version = await asyncio.to_thread(playground.store.version, playground.repo, playground.number)
+    try:
+        number = _pr(request.query)
+    except Refused as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    version = await asyncio.to_thread(playground.store.version, playground.repo, number)
     if request.query.get("v") == version:
         return web.json_response({"version": version, "changed": False})
-    model = await _model(request)
+    model = await _model(request, number)
     parts = {part: render_text(request, f"playground_{part}.html", **model) for part in LIVE_PARTS}
     return web.json_response({"version": model["version"], "changed": True, "parts": parts})
 
@@ -489,7 +524,11 @@ async def _answer(
         status = exc.status
         if _wants_json(request):
             return web.json_response({"error": str(exc)}, status=status)
-        model = await _model(request)
+        try:
+            number = _pr(form)
+        except Refused:
+            number = DEMO_PULL
+        model = await _model(request, number)
         return render(
             request,
             "playground.html",
@@ -501,7 +540,10 @@ async def _answer(
     if _wants_json(request):
         return web.json_response(done, status=201)
     anchor = f"#comment-{done['comment']}" if "comment" in done else ""
-    return see_other(f"/playground?{urlencode({'as': form.get('user', MAINTAINER)})}{anchor}")
+    query = {"as": form.get("user", MAINTAINER)}
+    if done.get("pr", DEMO_PULL) != DEMO_PULL:
+        query["pr"] = str(done["pr"])
+    return see_other(f"/playground?{urlencode(query)}{anchor}")
 
 
 @require(OPERATOR)
@@ -511,12 +553,12 @@ async def post_comment(request: web.Request) -> web.StreamResponse:
 
     async def act() -> dict[str, Any]:
         playground = request.app[PLAYGROUND]
-        user, body = await _person(request, form), _text(form)
+        user, body, number = await _person(request, form), _text(form), _pr(form)
         made = await asyncio.to_thread(
-            playground.store.add_comment, playground.repo, playground.number, user.login, body
+            playground.store.add_comment, playground.repo, number, user.login, body
         )
         delivery = await _deliver(request, "comment", comment_payload("created", made, user, None))
-        return {"comment": made.id, "delivery": delivery}
+        return {"comment": made.id, "delivery": delivery, "pr": number}
 
     return await _answer(request, form, act)
 
@@ -528,12 +570,12 @@ async def post_review_comment(request: web.Request) -> web.StreamResponse:
 
     async def act() -> dict[str, Any]:
         playground = request.app[PLAYGROUND]
-        user, body = await _person(request, form), _text(form)
+        user, body, number = await _person(request, form), _text(form), _pr(form)
         line, side = _number(form, "line"), form.get("side", "RIGHT")
         thread, made = await asyncio.to_thread(
             lambda: playground.store.open_thread(
                 playground.repo,
-                playground.number,
+                number,
                 user.login,
                 path=form.get("path", ""),
                 line=line,
@@ -543,7 +585,7 @@ async def post_review_comment(request: web.Request) -> web.StreamResponse:
         )
         payload = comment_payload("created", made, user, thread)
         delivery = await _deliver(request, "comment", payload)
-        return {"comment": made.id, "thread": thread.id, "delivery": delivery}
+        return {"comment": made.id, "thread": thread.id, "delivery": delivery, "pr": number}
 
     return await _answer(request, form, act)
 
@@ -555,17 +597,17 @@ async def post_review_reply(request: web.Request) -> web.StreamResponse:
 
     async def act() -> dict[str, Any]:
         playground = request.app[PLAYGROUND]
-        user, body = await _person(request, form), _text(form)
+        user, body, number = await _person(request, form), _text(form), _pr(form)
         thread_id = _number(form, "thread")
         made = await asyncio.to_thread(
             lambda: playground.store.add_comment(
-                playground.repo, playground.number, user.login, body, thread_id=thread_id
+                playground.repo, number, user.login, body, thread_id=thread_id
             )
         )
         thread = await asyncio.to_thread(playground.store.thread, thread_id)
         payload = comment_payload("created", made, user, thread)
         delivery = await _deliver(request, "comment", payload)
-        return {"comment": made.id, "thread": thread_id, "delivery": delivery}
+        return {"comment": made.id, "thread": thread_id, "delivery": delivery, "pr": number}
 
     return await _answer(request, form, act)
 
@@ -589,7 +631,7 @@ async def _change(request: web.Request, form: Mapping[str, str], action: str) ->
         else await asyncio.to_thread(playground.store.thread, changed.thread_id)
     )
     delivery = await _deliver(request, "comment", comment_payload(action, changed, user, thread))
-    return {"comment": changed.id, "delivery": delivery}
+    return {"comment": changed.id, "delivery": delivery, "pr": changed.number}
 
 
 @require(OPERATOR)
@@ -618,12 +660,14 @@ async def post_review(request: web.Request) -> web.StreamResponse:
         if wanted not in REVIEW_STATES:
             raise Refused(f"a review is approved or changes_requested, not {wanted!r}")
         body = form.get("body", "").strip()[:MAX_BODY_CHARS]
-        pull = await asyncio.to_thread(playground.store.pull, playground.repo, playground.number)
-        assert pull is not None  # seeded before the app answers
+        number = _pr(form)
+        pull = await asyncio.to_thread(playground.store.pull, playground.repo, number)
+        if pull is None:
+            raise Refused(f"the playground has no pull request #{number}", status=404)
         review, _ = await asyncio.to_thread(
             lambda: playground.store.create_review(
                 playground.repo,
-                playground.number,
+                number,
                 user.login,
                 state=wanted,
                 body=body,
@@ -634,7 +678,7 @@ async def post_review(request: web.Request) -> web.StreamResponse:
             "action": "submitted",
             "repository": playground.repo,
             "target": "pull",
-            "number": playground.number,
+            "number": number,
             "sender": {"login": user.login, "bot": False},
             "review": {
                 "id": review.id,
@@ -643,6 +687,7 @@ async def post_review(request: web.Request) -> web.StreamResponse:
                 "commit_id": review.commit_sha,
             },
         }
-        return {"review": review.id, "delivery": await _deliver(request, "review", payload)}
+        delivery = await _deliver(request, "review", payload)
+        return {"review": review.id, "delivery": delivery, "pr": number}
 
     return await _answer(request, form, act)
