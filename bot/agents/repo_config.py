@@ -54,9 +54,7 @@ NOT_ALLOWED_HERE = "agent {name!r} is not among this file's agents"
 ONLY_OFF = "a repository can only turn this off (false); the server's value is {server}"
 LABEL_ONLY_OFF = "a repository can only turn label triggers off (null)"
 AT_MOST = "at most {most:g} here (the server's limit); got {got:g}"
-NO_AGENTS = (
-    "name at least one agent ({known}); leave `agents` out to allow all of the server's"
-)
+NO_AGENTS = "name at least one agent ({known}); leave `agents` out to allow all of the server's"
 TOOL_NOT_ALLOWED = "the server does not allow agent {agent!r} the tool {tool!r}"
 
 

@@ -50,6 +50,7 @@ from bot.hosts.local_seed import (
     tree_sha,
 )
 from bot.inbox import utcnow
+from bot.paths import repo_path
 
 SECRET_META_KEY = "webhook_secret"  # noqa: S105 (the name of a row, not a secret)
 HEAD_BRANCH = "retry-uploads"  # the seeded pull request's branch; it goes into main
@@ -478,7 +479,7 @@ class PlaygroundStore:
                 select(PlaygroundFile.content).where(
                     PlaygroundFile.repo == repo,
                     PlaygroundFile.sha == sha,
-                    PlaygroundFile.path == path.strip("/"),
+                    PlaygroundFile.path == str(repo_path(path)),
                 )
             ).one_or_none()
 
