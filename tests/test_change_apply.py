@@ -87,11 +87,13 @@ def test_change_problems_name_each_problem() -> None:
         ]
     )
     assert problems == [
-        "'/etc/passwd' is not a plain relative file path",
-        "'a/../b' is not a plain relative file path",
+        "'/etc/passwd' is not a plain relative file path (the path is absolute; give it "
+        "relative to the repository's root)",
+        "'a/../b' is not a plain relative file path (the path has a '..' part; name the file "
+        "from the repository's root)",
         "'.git/config' is inside .git",
         "'ok.txt' is changed more than once",
-        "'tab\\there' holds a control character",
+        "'tab\\there' is not a plain relative file path (the path holds a control character)",
         "'docs/a.md' is inside 'docs', also a file",
     ]
 
