@@ -51,12 +51,10 @@ def repo_path(text: object) -> PurePosixPath:
 
 
 def path_problem(text: object) -> str | None:
-    """Why `text` is not a plain repository-relative path, or None when it is."""
-    try:
-        repo_path(text)
-    except UnsafePath as exc:
-        return str(exc)
-    return None
+    """Why `text` is not a plain repository-relative path (without repeating it), or None."""
+    if not isinstance(text, str):
+        return f"a path is text, not {type(text).__name__}"
+    return _problem(text)
 
 
 def contained(root: Path, rel: str | PurePosixPath) -> Path:

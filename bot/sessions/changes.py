@@ -80,7 +80,7 @@ async def apply_change_set(
     for path in paths:
         wrong = path_problem(path)
         if wrong is not None:
-            return Applied("failed", error=f"the change set names a path it may not: {wrong}")
+            return Applied("failed", error=f"the change set names {path!r}: {wrong}")
     barred = refused(paths, allow_protected)
     if barred:
         return Applied(

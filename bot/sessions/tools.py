@@ -345,7 +345,7 @@ class SessionTools:
             for path in named:
                 wrong = path_problem(path)
                 if wrong is not None:
-                    return ToolResult(False, f"the diff names a path it may not: {wrong}")
+                    return ToolResult(False, f"the diff names {path!r}: {wrong}")
         barred = refused(named, self.agent.allow_protected)
         if barred:
             return ToolResult(False, refusal(self.agent.id, barred))
