@@ -21,6 +21,28 @@ def file_patch(path: str, before: str | None, after: str | None) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+@dataclass(frozen=True)
+class FileStat:
+    """One file's line of a diffstat."""
+
+    path: str
+    change: str  # new | deleted | modified | binary
+    added: int = 0
+    removed: int = 0
+
+
+def file_stat(path: str, before: str | None, after: str | None) -> FileStat:
+    """How a file changes from `before` to `after` (None: absent), in lines added and
+    removed; a file with a NUL byte on either side is binary, its lines not counted."""
+    if (before is not None and "\0" in before) or (after is not None and "\0" in after):
+        return FileStat(path, "binary")
+    change = "new" if before is None else "deleted" if after is None else "modified"
+    body = file_patch(path, before, after).splitlines()[2:]  # after the ---/+++ header
+    added = sum(1 for line in body if line.startswith("+"))
+    removed = sum(1 for line in body if line.startswith("-"))
+    return FileStat(path, change, added, removed)
+
+
 def unified_diff(base: dict[str, str], head: dict[str, str]) -> str:
     """A git-style diff from `base` to `head`, file by file in path order."""
     parts = []

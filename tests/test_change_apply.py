@@ -36,7 +36,8 @@ from bot.hosts.github import GitHubApp, GitHubClient
 from bot.hosts.gitlab import GitLabClient
 from bot.hosts.local import LocalHost
 from bot.hosts.local_seed import BASE_FILES, DEMO_REPO
-from bot.hosts.local_store import PlaygroundStore
+from bot.hosts.local_store import PlaygroundError, PlaygroundStore
+from bot.paths import UnsafePath
 from tests.fakes.github import FakeGitHub, Recorded
 from tests.fakes.gitlab import TOKEN, FakeGitLab, Project
 
@@ -87,11 +88,13 @@ def test_change_problems_name_each_problem() -> None:
         ]
     )
     assert problems == [
-        "'/etc/passwd' is not a plain relative file path",
-        "'a/../b' is not a plain relative file path",
+        "'/etc/passwd' is not a plain relative file path (the path is absolute; give it "
+        "relative to the repository's root)",
+        "'a/../b' is not a plain relative file path (the path has a '..' part; name the file "
+        "from the repository's root)",
         "'.git/config' is inside .git",
         "'ok.txt' is changed more than once",
-        "'tab\\there' holds a control character",
+        "'tab\\there' is not a plain relative file path (the path holds a control character)",
         "'docs/a.md' is inside 'docs', also a file",
     ]
 
@@ -644,6 +647,23 @@ async def test_playground_refuses_what_it_cannot_apply(local: LocalHost) -> None
         await local.default_branch("playground/none")
     with pytest.raises(NotFound):
         await local.read_file(DEMO_REPO, "README.md", BRANCH)  # no such branch was made
+
+
+@pytest.mark.parametrize("path", ["../README.md", "/README.md", "docs/./retry.md", "a\\b"])
+async def test_playground_refuses_paths_outside_the_repository(local: LocalHost, path: str) -> None:
+    _, base = await local.default_branch(DEMO_REPO)
+    with pytest.raises(UnsafePath):
+        await local.read_file(DEMO_REPO, path, base)
+    with pytest.raises(UnsafePath):
+        local.store.read_file(DEMO_REPO, path, base)
+    with pytest.raises(HostError, match="not a plain relative file path"):
+        await local.commit_files(
+            DEMO_REPO, branch=BRANCH, base_sha=base, changes=[FileChange(path, b"x")], message="m"
+        )
+    with pytest.raises(PlaygroundError, match="not a plain relative file path"):
+        local.store.commit_files(
+            DEMO_REPO, branch=BRANCH, base_sha=base, changes=[(path, "x")], message="m", author=BOT
+        )
 
 
 def test_playground_store_commits_and_opens(engine: Engine) -> None:

@@ -47,6 +47,7 @@ from bot.hosts.github import (
     github_from_settings,
     host_error,
 )
+from bot.paths import UnsafePath
 from tests.fakes.github import FakeGitHub, Recorded
 from tests.payloads import rsa_private_key_pem
 
@@ -976,3 +977,50 @@ async def test_fake_refuses_what_github_would(
     assert (
         await status({**good, "authorization": f"Bearer {github_app.jwt()}"}, None, tokens) == 201
     )
+
+
+# Paths that must never reach a URL: each is refused before any request is made.
+UNSAFE_PATHS = [
+    "../../other-org/secrets/README.md",
+    "docs/../../../other-org/secrets/README.md",
+    "/etc/passwd",
+    "./README.md",
+    "docs//a.md",
+    "docs/",
+    "..",
+    "",
+    "docs\\..\\..\\x",
+    "a\0b",
+    "a\nb",
+]
+
+
+@pytest.mark.parametrize("path", UNSAFE_PATHS)
+async def test_read_file_refuses_a_path_that_leaves_the_repository(
+    client: GitHubClient, github: FakeGitHub, path: str
+) -> None:
+    github.add_file("other-org/secrets", "README.md", b"token=hunter2\n")
+    before = len(github.requests)
+    with pytest.raises(UnsafePath):
+        await client.read_file(REPO, path, HEAD)
+    assert github.requests[before:] == []
+
+
+async def test_read_file_quotes_each_part_of_the_path(
+    client: GitHubClient, github: FakeGitHub
+) -> None:
+    github.add_file(REPO, "docs/a%2F..%2Fb?c.md", b"odd\n", ref=HEAD)
+    assert await client.read_file(REPO, "docs/a%2F..%2Fb?c.md", HEAD) == b"odd\n"
+    [sent] = github.requests_to("GET", rf"/repos/{REPO}/contents/.*")
+    # Unquoted, the "?" would start the query and "%2F" would be read as "/".
+    assert sent.path == f"/repos/{REPO}/contents/docs/a%2F..%2Fb?c.md"
+    assert sent.query == {"ref": HEAD}
+
+
+async def test_a_review_comment_on_an_unsafe_path_is_refused_before_any_request(
+    client: GitHubClient, github: FakeGitHub
+) -> None:
+    before = len(github.requests)
+    with pytest.raises(UnsafePath):
+        await client.create_review(PULL, HEAD, [DiffComment("../x.py", 1, "hi")])
+    assert github.requests[before:] == []

@@ -30,6 +30,7 @@ from bot.hosts.base import (
     ChangedFile,
     CommitState,
     DiffComment,
+    FileChange,
     HostClient,
     HostError,
     Identity,
@@ -48,6 +49,7 @@ from bot.hosts.gitlab import (
     permission_for,
     retry_after,
 )
+from bot.paths import UnsafePath
 from tests.fakes.gitlab import TOKEN, FakeGitLab, Project, diff_file
 
 REPO = "group/sub/project"
@@ -811,3 +813,34 @@ async def _until(condition: Any, within: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "path", ["../../other/secrets/README.md", "src/../../x", "/etc/passwd", "src//retry.py", ""]
+)
+async def test_read_file_refuses_a_path_that_leaves_the_repository(
+    gl: FakeGitLab, client: GitLabClient, path: str
+) -> None:
+    before = len(gl.requests)
+    with pytest.raises(UnsafePath):
+        await client.read_file(REPO, path, HEAD)
+    assert gl.requests[before:] == []
+
+
+async def test_a_change_set_or_review_with_an_unsafe_path_sends_nothing(
+    gl: FakeGitLab, client: GitLabClient
+) -> None:
+    before = len(gl.requests)
+    with pytest.raises(HostError, match="not a plain relative file path"):
+        await client.commit_files(
+            REPO,
+            branch="threadline/x",
+            base_sha=HEAD,
+            changes=[FileChange("../escape.txt", b"x")],
+            message="m",
+        )
+    with pytest.raises(UnsafePath):
+        await client.create_review(
+            ThreadRef("gitlab", REPO, "pull", 3), HEAD, [DiffComment("/etc/passwd", 1, "hi")]
+        )
+    assert gl.requests[before:] == []

@@ -109,6 +109,11 @@ def test_a_repository_file_narrows_the_server_configuration() -> None:
             "limit); got 5000",
         ),
         (
+            "agents: []\n",
+            f"{FILE}:1: agents: name at least one agent (helper, other); leave `agents` out to "
+            "allow all of the server's",
+        ),
+        (
             "sesions: {}\n",
             f"{FILE}:1: sesions: unknown key; expected one of agents, defaultAgent, triggers, "
             "sessions, agentSettings (did you mean 'sessions'?)",
@@ -176,3 +181,15 @@ async def test_the_repository_file_applies_and_a_broken_one_keeps_the_last_valid
     await rig.comment(12, "@threadline third")
     await rig.app.drain()
     assert len(rig.sessions()) == before
+
+
+async def test_an_empty_agent_list_is_a_problem_answered_and_triggers_still_work(
+    rig: GitHubRig,
+) -> None:
+    rig.gh.add_file(REPO, FILE, b"agents: []\n")
+    await rig.comment(12, "@threadline hello")
+    await eventually(lambda: rig.replies(12)[-1:] == ["helper: hello"], "the server's agent")
+    notice = next(r for r in rig.replies(12) if "could not use" in r)
+    assert f"`{FILE}:1: agents: name at least one agent" in notice
+    [session] = rig.sessions()
+    assert session.agent_id == "helper"

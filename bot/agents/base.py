@@ -77,6 +77,13 @@ class SessionAccess:
         return self.key_prefix is None or key.startswith(self.key_prefix)
 
 
+# Kinds of paths a change may touch only when the agent's `allowProtectedPaths` names them
+# (bot.sessions.protected says which paths they are).
+PROTECTED_CI = "ci"
+PROTECTED_THREADLINE = "threadline"
+PROTECTED_KINDS = (PROTECTED_CI, PROTECTED_THREADLINE)
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """A configured agent: who it is, which engine runs it, what it may use."""
@@ -90,6 +97,8 @@ class AgentSpec:
     max_delegations: int = 10  # per session
     budget: Budget = field(default_factory=Budget)
     access: SessionAccess | None = None
+    # The kinds of protected paths (PROTECTED_KINDS) its changes may touch.
+    allow_protected: frozenset[str] = frozenset()
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -34,6 +34,7 @@ from bot.agents.base import (
     MEMORY_TOOLS,
     POST_REVIEW_THREAD,
     PR_TOOLS,
+    PROTECTED_KINDS,
     SESSION_TOOLS,
     AgentSpec,
     Engine,
@@ -85,6 +86,8 @@ EXPECTED_STEP_LIST = (
 BAD_STEP_NAME = "expected a step name not used before in this workflow, got {got}"
 BAD_REVIEW_OF = "expected the name of an earlier step, got {got}"
 BOTH_TOOL_KEYS = "give active_tools or tools (its older name), not both"
+EXPECTED_PROTECTED = "expected true, false or a list of kinds ({kinds}), got {got}"
+UNKNOWN_PROTECTED = "unknown kind of protected path {name!r}; kinds are {kinds}"
 SELF_DELEGATION = "an agent cannot delegate to itself"
 UNKNOWN_ENGINE_AT_RUN = "agent {agent!r} has engine {engine!r}, which has no builder"
 
@@ -419,6 +422,7 @@ COMMON_AGENT_KEYS = (
     "maxDelegations",
     "budget",
     "sessionAccess",
+    "allowProtectedPaths",
 )
 
 
@@ -453,6 +457,9 @@ def _agent(
         if "sessionAccess" in found
         else None
     )
+    allow_protected = _allow_protected(
+        report, found.get("allowProtectedPaths"), (*path, "allowProtectedPaths")
+    )
     if len(report) > before or engine is None:
         return None
     return AgentSpec(
@@ -465,8 +472,29 @@ def _agent(
         max_delegations=delegations or 10,
         budget=budget,
         access=access,
+        allow_protected=allow_protected,
         options=MappingProxyType(options),
     )
+
+
+def _allow_protected(report: y.Report, raw: object, path: y.KeyPath) -> frozenset[str]:
+    """`allowProtectedPaths`: true (every kind), false or absent (none), or a list of kinds."""
+    if raw is None or raw is False:
+        return frozenset()
+    if raw is True:
+        return frozenset(PROTECTED_KINDS)
+    kinds = PROTECTED_KINDS
+    if not isinstance(raw, list):
+        report.add(path, EXPECTED_PROTECTED.format(kinds=y.choices(kinds), got=y.shown(raw)))
+        return frozenset()
+    allowed = set()
+    for number, kind in enumerate(raw):
+        if kind not in kinds:
+            reason = UNKNOWN_PROTECTED.format(name=kind, kinds=y.choices(kinds))
+            report.add((*path, number), y.unknown(str(kind), kinds, reason))
+        else:
+            allowed.add(str(kind))
+    return frozenset(allowed)
 
 
 def _agent_tools(

@@ -54,6 +54,7 @@ NOT_ALLOWED_HERE = "agent {name!r} is not among this file's agents"
 ONLY_OFF = "a repository can only turn this off (false); the server's value is {server}"
 LABEL_ONLY_OFF = "a repository can only turn label triggers off (null)"
 AT_MOST = "at most {most:g} here (the server's limit); got {got:g}"
+NO_AGENTS = "name at least one agent ({known}); leave `agents` out to allow all of the server's"
 TOOL_NOT_ALLOWED = "the server does not allow agent {agent!r} the tool {tool!r}"
 
 
@@ -82,6 +83,11 @@ def parse_repo_config(text: str, filename: str, server: Config) -> RepoPolicy:
     agents = None
     if "agents" in found:
         agents = y.texts(report, found["agents"], ("agents",))
+        if agents is not None and not agents:
+            # An empty list would leave the repository no agent at all: every trigger
+            # there would fail. Leaving the key out keeps the server's agents.
+            report.add(("agents",), NO_AGENTS.format(known=y.choices(known)))
+            agents = None
         for number, name in enumerate(agents or ()):
             if name not in server.agents:
                 report.add(

@@ -470,7 +470,8 @@ class ChangeSet(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text)
-    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{"path", "content"|None}]
+    # [{"path", "content"|None, and its diffstat: "change", "added", "removed"}]
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     base_branch: Mapped[str] = mapped_column(String(255))
     base_sha: Mapped[str] = mapped_column(String(64))
     # proposed -> applied | conflict | failed | rejected | stale

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from bot.events import ThreadRef
+from bot.paths import path_problem, repo_path
 
 # Capability names.
 RESOLVE_THREADS = "resolve_threads"
@@ -249,8 +250,9 @@ class HostClient(Protocol):
 def change_problems(changes: Sequence[FileChange]) -> list[str]:
     """What is wrong with a change set, in words to show; empty when nothing is.
 
-    Paths are relative and plain (no "." or ".." parts, no leading or doubled "/"),
-    each named once, and there is at least one change.
+    Paths are relative and plain (`bot.paths.repo_path`: no "." or ".." parts, no
+    leading or doubled "/", no backslash or control character), each named once, and
+    there is at least one change.
     """
     if not changes:
         return ["the change set is empty"]
@@ -258,13 +260,11 @@ def change_problems(changes: Sequence[FileChange]) -> list[str]:
     seen: set[str] = set()
     for change in changes:
         path = change.path
-        parts = path.split("/")
-        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            problems.append(f"{path!r} is not a plain relative file path")
-        elif ".git" in parts:
+        wrong = path_problem(path)
+        if wrong is not None:
+            problems.append(f"{path!r} is not a plain relative file path ({wrong})")
+        elif ".git" in path.split("/"):
             problems.append(f"{path!r} is inside .git")
-        elif any(ord(c) < 32 or ord(c) == 127 for c in path):
-            problems.append(f"{path!r} holds a control character")
         if path in seen:
             problems.append(f"{path!r} is changed more than once")
         seen.add(path)
@@ -275,6 +275,12 @@ def change_problems(changes: Sequence[FileChange]) -> list[str]:
                 problems.append(f"{path!r} is inside {'/'.join(parts[:depth])!r}, also a file")
                 break
     return problems
+
+
+def check_comment_paths(comments: Sequence[DiffComment]) -> None:
+    """Raise UnsafePath for a diff comment whose path is not a plain relative path."""
+    for comment in comments:
+        repo_path(comment.path)
 
 
 def check_change_set(branch: str, changes: Sequence[FileChange]) -> None:

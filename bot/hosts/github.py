@@ -57,7 +57,9 @@ from bot.hosts.base import (
     RateLimited,
     Unauthorized,
     check_change_set,
+    check_comment_paths,
 )
+from bot.paths import quote_segments, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -907,6 +909,7 @@ class GitHubClient:
         The review's answer does not carry its comments, so they are listed afterwards
         (https://docs.github.com/en/rest/pulls/reviews#list-comments-for-a-pull-request-review).
         """
+        check_comment_paths(comments)
         if not comments and not body.strip():
             return []  # GitHub refuses an empty review, and there is nothing to open
         url_vars = _thread_vars(pull)
@@ -1018,7 +1021,10 @@ class GitHubClient:
     async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
         # https://docs.github.com/en/rest/repos/contents#get-repository-content (raw media type)
         url = "/repos/{owner}/{repo}/contents/{+path}{?ref}"
-        values: dict[str, str | int] = {**_split(repo), "path": _quote_path(path.strip("/"))}
+        # Checked before the URL is made: a `..` part would be resolved by the HTTP
+        # client and read another repository's files.
+        checked = repo_path(path)
+        values: dict[str, str | int] = {**_split(repo), "path": quote_segments(checked)}
         if ref is not None:  # none: the default branch
             values["ref"] = ref
         headers, body = await self._get_raw(url, values, ACCEPT_RAW)

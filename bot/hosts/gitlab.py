@@ -62,7 +62,9 @@ from bot.hosts.base import (
     Unauthorized,
     Unsupported,
     check_change_set,
+    check_comment_paths,
 )
+from bot.paths import quote_whole, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -517,6 +519,7 @@ class GitLabClient:
         the caller looks for the first comment's marker before trying the review again.
         """
         _require_pull(pull, "create a review")
+        check_comment_paths(comments)
         mr = await self._read("read the merge request", self._merge_request, pull)
         refs = _diff_refs(mr)
         if commit_sha != refs["head_sha"]:
@@ -582,7 +585,7 @@ class GitLabClient:
 
     async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
         # https://docs.gitlab.com/api/repository_files/ (raw file; no ref: the default branch)
-        url = f"/projects/{project_id(repo)}/repository/files/{quote(path, safe='')}/raw"
+        url = f"{self._file_path(repo, path)}/raw"
         params = {} if ref is None else {"ref": ref}
         return await self._read("read a file", self._get_bytes, url, params)
 
@@ -902,7 +905,7 @@ class GitLabClient:
         return actions
 
     def _file_path(self, repo: str, path: str) -> str:
-        return f"/projects/{project_id(repo)}/repository/files/{quote(path, safe='')}"
+        return f"/projects/{project_id(repo)}/repository/files/{quote_whole(repo_path(path))}"
 
     def _file_exists(self, repo: str, path: str, ref: str) -> bool:
         # https://docs.gitlab.com/api/repository_files/#get-file-metadata-only (HEAD)

@@ -38,6 +38,7 @@ from bot.hosts.base import (
     Posted,
     PullInfo,
     check_change_set,
+    check_comment_paths,
 )
 from bot.hosts.local_store import (
     CommentInfo,
@@ -46,6 +47,7 @@ from bot.hosts.local_store import (
     comment_url,
     pull_url,
 )
+from bot.paths import repo_path
 
 T = TypeVar("T")
 
@@ -153,6 +155,7 @@ class LocalHost:
         """One review holding a new review thread per comment (refused whole if one line
         is not in the diff, as GitHub does)."""
         self._check(pull)
+        check_comment_paths(comments)
         if not comments and not body.strip():
             return []
         wanted = [(c.path, c.line, c.side, c.body) for c in comments]
@@ -220,6 +223,7 @@ class LocalHost:
         return row.diff
 
     async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
+        repo_path(path)  # before the store is asked: no path climbs out of the repository
         text = await self._run(lambda: self.store.read_file(repo, path, ref))
         if text is None:
             where = ref or "the default branch"

@@ -50,6 +50,7 @@ from bot.hosts.local_seed import (
     tree_sha,
 )
 from bot.inbox import utcnow
+from bot.paths import path_problem, repo_path
 
 SECRET_META_KEY = "webhook_secret"  # noqa: S105 (the name of a row, not a secret)
 HEAD_BRANCH = "retry-uploads"  # the seeded pull request's branch; it goes into main
@@ -483,7 +484,7 @@ class PlaygroundStore:
                 select(PlaygroundFile.content).where(
                     PlaygroundFile.repo == repo,
                     PlaygroundFile.sha == sha,
-                    PlaygroundFile.path == path.strip("/"),
+                    PlaygroundFile.path == str(repo_path(path)),
                 )
             ).one_or_none()
 
@@ -615,6 +616,9 @@ class PlaygroundStore:
             raise PlaygroundError(f"no pull request {repo}#{number}", status=404)
         if side not in ("RIGHT", "LEFT"):
             raise PlaygroundError(f"side must be RIGHT or LEFT, got {side!r}")
+        wrong = path_problem(path)
+        if wrong is not None:
+            raise PlaygroundError(f"{path!r} is not a plain relative file path ({wrong})")
         files = {f.path: f for f in parse_diff(pull.diff)}
         if path not in files:
             raise PlaygroundError(f"{path} is not part of the diff of {repo}#{number}")
@@ -785,6 +789,9 @@ class PlaygroundStore:
             if not known and not files:
                 raise PlaygroundError(f"{repo} has no commit {base_sha} to build on", status=404)
             for path, text in changes:
+                wrong = path_problem(path)
+                if wrong is not None:
+                    raise PlaygroundError(f"{path!r} is not a plain relative file path ({wrong})")
                 if text is None:
                     if path not in files:
                         raise PlaygroundError(

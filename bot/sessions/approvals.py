@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import ApprovalGate, ChangeSet, SessionRow
+from bot.diffs import FileStat
 from bot.inbox import utcnow
 from bot.sessions.store import add_event
 
@@ -42,6 +43,24 @@ IDLE = "idle"
 class FileContent:
     path: str
     content: str | None  # None: the file is deleted
+    stat: FileStat | None = None  # its diffstat line (None in change sets older than it)
+
+
+def _file(entry: dict[str, Any]) -> FileContent:
+    path = str(entry["path"])
+    stat = None
+    if "change" in entry:
+        stat = FileStat(
+            path, str(entry["change"]), int(entry.get("added", 0)), int(entry.get("removed", 0))
+        )
+    return FileContent(path, entry.get("content"), stat)
+
+
+def _entry(item: FileContent) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": item.path, "content": item.content}
+    if item.stat is not None:
+        entry.update(change=item.stat.change, added=item.stat.added, removed=item.stat.removed)
+    return entry
 
 
 @dataclass(frozen=True)
@@ -82,7 +101,7 @@ def _change_set(row: ChangeSet) -> ChangeSetInfo:
         session_id=row.session_id,
         title=row.title,
         description=row.description,
-        files=tuple(FileContent(f["path"], f.get("content")) for f in row.files),
+        files=tuple(_file(f) for f in row.files),
         base_branch=row.base_branch,
         base_sha=row.base_sha,
         status=row.status,
@@ -149,7 +168,7 @@ class ApprovalStore:
                 session_id=session_id,
                 title=title,
                 description=description,
-                files=[{"path": f.path, "content": f.content} for f in files],
+                files=[_entry(f) for f in files],
                 base_branch=base_branch,
                 base_sha=base_sha,
                 status=PROPOSED,
@@ -180,6 +199,9 @@ class ApprovalStore:
                     "base": f"{base_branch}@{base_sha}",
                     "pinned_sha": pinned_sha,
                     "diff": diff,
+                    "files": [
+                        {k: v for k, v in _entry(f).items() if k != "content"} for f in files
+                    ],
                 },
             )
             self._event(
@@ -263,9 +285,15 @@ class ApprovalStore:
             return [_gate(row) for row in rows]
 
     def change_sets(self, session_id: str) -> list[ChangeSetInfo]:
+        """The session's change sets, and those its gates took over (a delegation's)."""
         with Session(self.engine) as session:
+            taken = select(ApprovalGate.change_set_id).where(
+                ApprovalGate.session_id == session_id, ApprovalGate.change_set_id.is_not(None)
+            )
             rows = session.execute(
-                select(ChangeSet).where(ChangeSet.session_id == session_id).order_by(ChangeSet.id)
+                select(ChangeSet)
+                .where((ChangeSet.session_id == session_id) | ChangeSet.id.in_(taken))
+                .order_by(ChangeSet.id)
             ).scalars()
             return [_change_set(row) for row in rows]
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.events import ThreadRef
 from bot.hosts.base import FileChange, HostClient, HostError, NotFound
+from bot.paths import path_problem
 from bot.sessions.approvals import ChangeSetInfo
+from bot.sessions.protected import listing, refused
 
 ISSUE_LINK = {"github": "Closes #{number}", "gitlab": "Closes #{number}"}
 PULL_LINK = "From the discussion in !{number}"
@@ -68,8 +70,24 @@ async def apply_change_set(
     agent: str,
     approver: str,
     template: str = DEFAULT_BRANCH_TEMPLATE,
+    allow_protected: frozenset[str] = frozenset(),
 ) -> Applied:
+    """Apply `change` for `agent` (the one that proposed it), which may touch the kinds of
+    protected paths in `allow_protected`. The paths are checked again here, before any
+    request: the change set was stored earlier, and the configuration may have changed."""
     repo = thread.repo
+    paths = [item.path for item in change.files]
+    for path in paths:
+        wrong = path_problem(path)
+        if wrong is not None:
+            return Applied("failed", error=f"the change set names {path!r}: {wrong}")
+    barred = refused(paths, allow_protected)
+    if barred:
+        return Applied(
+            "failed",
+            error=f"the change set touches protected paths ({listing(barred)}) that agent "
+            f"`{agent}` may not change (allowProtectedPaths in the server's configuration)",
+        )
     try:
         default, head = await host.default_branch(repo)
         moved = await conflicts(host, repo, change, head)

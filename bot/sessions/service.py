@@ -460,13 +460,18 @@ class SessionService:
             return APPROVED_PLAIN.format(login=by)
         if self.host_for is None:
             return NOT_APPLIED.format(login=by, error="no host connection in this process")
+        proposer = session
+        if change.session_id != session.id:  # a delegation's change, taken over by the gate
+            found = await asyncio.to_thread(self.store.get, change.session_id)
+            proposer = found or session
         applied = await apply_change_set(
             self.host_for(session),
             change,
             session.thread,
-            agent=session.agent_id,
+            agent=proposer.agent_id,
             approver=by,
             template=self.branch_template,
+            allow_protected=self._allowed_protected(proposer.agent_id),
         )
         await asyncio.to_thread(
             self.approvals.settle_change_set,
@@ -484,6 +489,13 @@ class SessionService:
             text = NOT_APPLIED.format(login=by, error=applied.error)
         await self.reply(session, f"applied.{change.id}", text)
         return text
+
+    def _allowed_protected(self, agent_id: str) -> frozenset[str]:
+        """The protected kinds of path the server's configuration lets the agent change."""
+        try:
+            return self.agents.agent(agent_id).allow_protected
+        except KeyError:  # no longer configured: it may change none
+            return frozenset()
 
     async def _stale(
         self, session: SessionInfo, gate: GateInfo, head: str, *, by: str, how: str, key: str

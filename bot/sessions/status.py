@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.sessions.approvals import ChangeSetInfo, GateInfo
+from bot.sessions.protected import KINDS, protected
 from bot.sessions.store import SessionInfo
 
 REASONS = {
@@ -66,6 +67,54 @@ HOW_TO_ANSWER = (
 )
 
 
+CHANGE_MARKS = {"new": " (new)", "deleted": " (deleted)", "binary": " (binary)"}
+PROTECTED_WARNING = (
+    "> [!WARNING]\n"
+    "> This change touches {what}: {paths}. The server's configuration allows the "
+    "agent that proposed it to (`allowProtectedPaths`); check these files closely before "
+    "approving."
+)
+
+
+def code(text: str) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds."""
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def change_lines(change: ChangeSetInfo) -> list[str]:
+    """The files a waiting change set touches, with a diffstat, and a warning for any
+    protected path (CI or Threadline's configuration) it touches."""
+    stats = [item.stat for item in change.files]
+    lines = [""]
+    if all(stat is not None for stat in stats):
+        added = sum(stat.added for stat in stats if stat is not None)
+        removed = sum(stat.removed for stat in stats if stat is not None)
+        lines.append(f"Files changed: {len(stats)} (+{added} -{removed})")
+    else:
+        lines.append(f"Files changed: {len(stats)}")
+    lines.append("")
+    for item in change.files:
+        line = f"- {code(item.path)}"
+        stat = item.stat
+        if stat is not None:
+            line += CHANGE_MARKS.get(stat.change, "")
+            if stat.change != "binary":
+                line += f" +{stat.added} -{stat.removed}"
+        elif item.content is None:
+            line += CHANGE_MARKS["deleted"]
+        lines.append(line)
+    flagged = protected(item.path for item in change.files)
+    if flagged:
+        what = " and ".join(KINDS[kind] for kind in sorted(set(flagged.values())))
+        paths = ", ".join(code(path) for path in sorted(flagged))
+        lines += ["", PROTECTED_WARNING.format(what=what, paths=paths)]
+    return lines
+
+
 def _gate_lines(
     session: SessionInfo, gates: Sequence[GateInfo], changes: Sequence[ChangeSetInfo]
 ) -> list[str]:
@@ -79,12 +128,11 @@ def _gate_lines(
                 if session.thread.target == "pull"
                 else ""
             )
-            lines += [
-                "",
-                f"**Awaiting approval**: {gate.subject}{pin}",
-                "",
-                HOW_TO_ANSWER.format(review=review),
-            ]
+            lines += ["", f"**Awaiting approval**: {gate.subject}{pin}"]
+            waiting = by_id.get(gate.change_set_id or -1)
+            if waiting is not None:
+                lines += change_lines(waiting)
+            lines += ["", HOW_TO_ANSWER.format(review=review)]
             continue
         decision = DECISIONS.get(gate.status, gate.status).format(by=gate.decided_by)
         at = f" on `{gate.decided_sha[:12]}`" if gate.decided_sha else ""

@@ -20,12 +20,14 @@ from typing import Any
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
-from bot.diffs import PatchError, apply_diff, diff_paths, file_patch
+from bot.diffs import PatchError, apply_diff, diff_paths, file_patch, file_stat
 from bot.hosts.base import DiffComment, HostClient, HostError
+from bot.paths import path_problem, repo_path
 from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
 from bot.sessions.ports import ToolService
+from bot.sessions.protected import refusal, refused
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
 
@@ -49,15 +51,12 @@ class TurnAbandoned(Exception):
     """The session was closed (or taken over) while its turn ran: stop, write nothing more."""
 
 
-def _safe_path(raw: object) -> str | None:
-    """A repository-relative path, or None for anything that climbs out or is absolute."""
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    path = raw.strip()
-    parts = path.split("/")
-    if path.startswith("/") or any(part in ("", ".", "..") for part in parts) or "\0" in path:
-        return None
-    return path
+def _path_arg(args: Mapping[str, Any], tool: str) -> str:
+    """The call's `path`, checked before any I/O (UnsafePath, a ValueError, says why not)."""
+    raw = args.get("path")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise ValueError(f"{tool} needs a path")
+    return str(repo_path(raw.strip() if isinstance(raw, str) else raw))
 
 
 def _cut(data: bytes, most: int) -> str:
@@ -262,7 +261,7 @@ class SessionTools:
 
     async def _post_review_thread(self, args: Mapping[str, Any], key: str) -> ToolResult:
         self._pull()
-        path = str(args.get("path") or "").strip()
+        path = _path_arg(args, "post_review_thread")
         body = str(args.get("body") or "").strip()
         line = args.get("line")
         start = args.get("start_line")
@@ -289,9 +288,7 @@ class SessionTools:
         return ToolResult(True, f"review thread queued on {where} at {info.head_sha[:12]}")
 
     async def _read_file(self, args: Mapping[str, Any], key: str) -> ToolResult:
-        path = str(args.get("path") or "").strip().lstrip("/")
-        if not path:
-            return ToolResult(False, "read_file needs a path")
+        path = _path_arg(args, "read_file")
         ref = await self._head()  # None, for an issue: the default branch
         data = await self._host().read_file(self.session.thread.repo, path, ref)
         if b"\0" in data[:8000]:
@@ -328,27 +325,40 @@ class SessionTools:
             return ToolResult(False, "propose_change needs a title")
         if bool(files) == bool(diff):
             return ToolResult(False, "propose_change needs either files or a diff (not both)")
-        branch, base_sha = await self._host().default_branch(self.session.thread.repo)
-        before: dict[str, str | None] = {}
+        # Every path is checked before the host is asked anything.
+        given: dict[str, str | None] = {}
         if files:
             if not isinstance(files, list) or len(files) > MAX_CHANGE_FILES:
                 return ToolResult(False, f"files: a list of at most {MAX_CHANGE_FILES} files")
-            new: dict[str, str | None] = {}
             for item in files:
-                path = _safe_path(item.get("path") if isinstance(item, Mapping) else None)
-                content = item.get("content") if isinstance(item, Mapping) else None
-                if path is None or not (content is None or isinstance(content, str)):
+                if not isinstance(item, Mapping):
                     return ToolResult(False, "each file needs a relative path and a text content")
-                new[path] = content
+                content = item.get("content")
+                if not (content is None or isinstance(content, str)):
+                    return ToolResult(False, "each file needs a relative path and a text content")
+                given[_path_arg(item, "each file")] = content
+            named = list(given)
         else:
             named = diff_paths(str(diff))
-            if any(_safe_path(path) is None for path in named):
-                return ToolResult(False, "the diff names a path outside the repository")
+            for path in named:
+                wrong = path_problem(path)
+                if wrong is not None:
+                    return ToolResult(False, f"the diff names {path!r}: {wrong}")
+        barred = refused(named, self.agent.allow_protected)
+        if barred:
+            return ToolResult(False, refusal(self.agent.id, barred))
+        branch, base_sha = await self._host().default_branch(self.session.thread.repo)
+        before: dict[str, str | None] = {}
+        if files:
+            new = given
+        else:
             before = await self._texts_at(named, base_sha)
             try:
                 new = apply_diff(str(diff), before)
             except PatchError as exc:
                 return ToolResult(False, f"the diff does not apply to {branch}: {exc}")
+            if set(new) - set(named):  # never expected: the diff's own names were checked
+                return ToolResult(False, "the diff changes a file its headers do not name")
         size = sum(len(content or "") for content in new.values())
         if size > MAX_CHANGE_BYTES:
             return ToolResult(False, f"the change is {size} bytes; at most {MAX_CHANGE_BYTES}")
@@ -362,7 +372,10 @@ class SessionTools:
             self.session.id,
             title=title,
             description=description,
-            files=[FileContent(path, content) for path, content in sorted(new.items())],
+            files=[
+                FileContent(path, content, file_stat(path, before[path], content))
+                for path, content in sorted(new.items())
+            ],
             base_branch=branch,
             base_sha=base_sha,
             pinned_sha=pinned,
