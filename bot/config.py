@@ -86,6 +86,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
     Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
+    Setting("order_hold_seconds", "how long a new delivery waits before it is handled, so an earlier event of its thread that arrives a little later goes first", "1.0", group="worker"),
 )  # fmt: skip
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -126,6 +127,7 @@ class Settings:
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
+    order_hold_seconds: float = 1.0
     source_file: str | None = None
     unknown_variables: tuple[str, ...] = ()
 
@@ -360,6 +362,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),
     "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
+    "order_hold_seconds": _float("THREADLINE_ORDER_HOLD_SECONDS", 0.0),
 }
 
 

@@ -66,6 +66,13 @@ def execute_alone(engine: Engine, statement: Executable) -> int:
         return int(conn.execute(statement).rowcount)
 
 
+def first_alone(engine: Engine, statement: Executable) -> Any:
+    """Like execute_alone, for a writing statement with RETURNING: its first row, or
+    None when it changed no row."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return conn.execute(statement).first()
+
+
 def ping(engine: Engine) -> None:
     """Raise if the database cannot answer a trivial query."""
     with engine.connect() as conn:
