@@ -28,10 +28,22 @@ from typing import Any
 
 import orjson
 from psycopg.types.json import Json
-from sqlalchemy import Engine, and_, case, exists, func, literal, or_, select, tuple_, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
-from bot.db import execute_alone, first_alone
+from bot.db import execute_alone
 from bot.db.models import Delivery
 from bot.db.types import UtcDateTime
 from bot.webhooks import IncomingDelivery
@@ -287,6 +299,37 @@ def _held_by(owner: str) -> tuple[Any, ...]:
     return (Delivery.status == PROCESSING, Delivery.lease_owner == owner)
 
 
+@functools.cache
+def _start_statement(ordered: bool) -> Any:
+    """Inbox.start's UPDATE, with its values as bound parameters."""
+    values = {
+        "attempts": Delivery.attempts + 1,
+        "started_at": bindparam("now", type_=UtcDateTime()),
+        "out_of_order": bindparam("late"),
+    }
+    where = [Delivery.id == bindparam("pk"), *_held_by(bindparam("owner"))]  # type: ignore[arg-type]
+    if ordered:
+        other = aliased(Delivery, name="other")
+        at = bindparam("at", type_=UtcDateTime())
+        received = bindparam("received", type_=UtcDateTime())
+        place = tuple_(other.event_time, other.received_at, other.id)
+        earlier = select(other.id).where(
+            other.thread_key == bindparam("key"),
+            other.status.in_(WAITING),
+            other.event_time <= at,
+            place < tuple_(at, received, bindparam("pk")),
+        )
+        unknown = select(other.id).where(
+            other.thread_key.is_(None),
+            other.status.in_(WAITING),
+            other.event_time.is_(None),  # always so with no key; lets the index answer
+            other.received_at <= bindparam("window", type_=UtcDateTime()),
+            other.id != bindparam("pk"),
+        )
+        where += [~exists(earlier), ~exists(unknown)]
+    return update(Delivery).where(*where).values(**values)
+
+
 def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
@@ -472,61 +515,56 @@ class Inbox:
         )
         return execute_alone(self.engine, statement)
 
-    def start(self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0) -> bool | None:
+    def start(
+        self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
+    ) -> bool:
         """Charge an attempt and mark the handling of `owner`'s claimed `row` begun, if
-        its turn in its thread has come; one statement.
+        its turn in its thread has come; one statement, built once (its Python side
+        cost more than SQLite's own work when it was built per call).
 
         Its turn has come when no earlier delivery of its thread, in (event_time,
         received_at, id) order, is waiting or being handled, and no delivery whose
         thread is not known yet, received by the end of `row`'s hold window, is either
-        (it might be an earlier event of the same thread). Returns None when it must
-        wait (or the lease is lost: `park` tells), else whether it starts after a
-        later delivery of its thread had (it arrived out of order: handled anyway).
+        (it might be an earlier event of the same thread). False when it must wait, or
+        when the lease is lost (`park` tells which). `late` (see `late`) is recorded.
         """
-        now = self.clock()
-        values: dict[str, Any] = {"attempts": Delivery.attempts + 1, "started_at": now}
-        where = [Delivery.id == row.pk, *_held_by(owner)]
-        key = row.thread_key
-        if key:  # "" (no thread) and None (not worked out: never started so) wait for nothing
-            at, received = row.order[0], row.received_at
-            other = aliased(Delivery, name="other")
-            place = tuple_(other.event_time, other.received_at, other.id)
-            mine = tuple_(
-                literal(at, UtcDateTime()), literal(received, UtcDateTime()), literal(row.pk)
-            )
-            earlier = select(other.id).where(
-                other.thread_key == key,
-                other.status.in_(WAITING),
-                other.event_time <= at,
-                place < mine,
-            )
-            unknown = select(other.id).where(
-                other.thread_key.is_(None),
-                other.status.in_(WAITING),
-                other.event_time.is_(None),
-                other.received_at <= received + timedelta(seconds=hold_seconds),
-                other.id != row.pk,
-            )
-            later = select(other.id).where(
-                other.thread_key == key,
-                other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
-                other.event_time >= at,
-                place > mine,
-                other.started_at.is_not(None),
-            )
-            where += [~exists(earlier), ~exists(unknown)]
-            values["out_of_order"] = case((exists(later), True), else_=False)
-        else:
-            values["out_of_order"] = False
-        statement = (
-            update(Delivery)
-            .where(*where)
-            .values(**values)
-            .returning(Delivery.out_of_order)
-            .execution_options(synchronize_session=False)
+        ordered = bool(row.thread_key)  # "" (no thread) and None wait for nothing
+        params: dict[str, Any] = {
+            "pk": row.pk,
+            "owner": owner,
+            "now": self.clock(),
+            "late": late,
+        }
+        if ordered:
+            params |= {
+                "key": row.thread_key,
+                "at": row.order[0],
+                "received": row.received_at,
+                "window": row.received_at + timedelta(seconds=hold_seconds),
+            }
+        return execute_alone(self.engine, _start_statement(ordered), params) == 1
+
+    def late(self, rows: Sequence[DeliveryRow]) -> set[int]:
+        """Those of `rows` (claimed, their thread known) that a later delivery of their
+        thread has already started before: they arrived out of order. One query for a
+        batch; the answer cannot change while they wait, since a delivery waiting in a
+        thread holds every later one back."""
+        pks = [r.pk for r in rows if r.thread_key]
+        if not pks:
+            return set()
+        mine = aliased(Delivery, name="mine")
+        other = aliased(Delivery, name="other")
+        later = select(other.id).where(
+            other.thread_key == mine.thread_key,
+            other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
+            other.event_time >= mine.event_time,
+            tuple_(other.event_time, other.received_at, other.id)
+            > tuple_(mine.event_time, mine.received_at, mine.id),
+            other.started_at.is_not(None),
         )
-        started = first_alone(self.engine, statement)
-        return None if started is None else bool(started[0])
+        query = select(mine.id).where(mine.id.in_(pks), exists(later))
+        with Session(self.engine) as session:
+            return set(session.execute(query).scalars())
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
         """Give a claimed delivery back to wait its turn in its thread, charging

@@ -75,6 +75,12 @@ class Dispatcher:
             reason = exc.reason if isinstance(exc, WebhookRejected) else str(exc)
             error = f"cannot normalize {row.event}: {reason}"
             return Prepared(Order(row.pk, NO_THREAD, time), error=error)
+        except Exception as exc:
+            # A bug in a pure function: the same bytes would fail the same way again,
+            # and a batch (or every worker's look at waiting deliveries) must go on.
+            log.exception("delivery %s: normalizing it failed", row.pk)
+            error = f"cannot normalize {row.event}: {type(exc).__name__}: {exc}"
+            return Prepared(Order(row.pk, NO_THREAD, time), error=error)
         unthreaded = Order(row.pk, NO_THREAD, time)
         if isinstance(event, IgnoredEvent):
             return Prepared(unthreaded, ignored=Outcome(IGNORED, event.reason))
@@ -139,6 +145,7 @@ class Worker:
         """Work until `stop` is set; a batch in progress is finished first."""
         log.info("worker %s started", self.name)
         while not stop.is_set():
+            woken = self.wakeup.is_set()
             self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 handled = await self.run_once()
@@ -148,7 +155,12 @@ class Worker:
                 handled = 0
             if handled:
                 continue
-            await nap(self.wakeup, stop, self.poll_seconds)
+            pause = self.poll_seconds
+            if woken and self.hold_seconds:
+                # A new delivery is held before it can be claimed: look again once
+                # its hold is over, not a whole poll later.
+                pause = min(pause, self.hold_seconds)
+            await nap(self.wakeup, stop, pause)
         log.info("worker %s stopped", self.name)
 
     async def run_once(self) -> int:
@@ -174,6 +186,7 @@ class Worker:
         if unknown:  # stored after the look before the claim
             await asyncio.to_thread(self.inbox.set_order, unknown)
         ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
+        late = await asyncio.to_thread(self.inbox.late, ordered)
         held = {row.pk for row in rows}  # claimed, not yet settled, still ours
         heartbeat = asyncio.create_task(self._heartbeat(held))
         try:
@@ -183,7 +196,7 @@ class Worker:
                         "delivery %s: taken over before its turn; left to that worker", row.pk
                     )
                     continue
-                await self.process(row, prepared[row.pk])
+                await self.process(row, prepared[row.pk], late=row.pk in late)
                 held.discard(row.pk)
         finally:
             heartbeat.cancel()
@@ -196,14 +209,17 @@ class Worker:
         rows = self.inbox.unordered(limit=ORDER_LOOKAHEAD, received_by=received_by)
         return self.inbox.set_order([self.dispatcher.prepare(row).order for row in rows])
 
-    async def process(self, row: DeliveryRow, prepared: Prepared | None = None) -> None:
+    async def process(
+        self, row: DeliveryRow, prepared: Prepared | None = None, *, late: bool = False
+    ) -> None:
+        """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late)."""
         token = delivery_var.set(f"{row.host}:{row.delivery_id}")
         try:
-            await self._process(row, prepared or self.dispatcher.prepare(row))
+            await self._process(row, prepared or self.dispatcher.prepare(row), late)
         finally:
             delivery_var.reset(token)
 
-    async def _process(self, row: DeliveryRow, prepared: Prepared) -> None:
+    async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> None:
         if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
             await self._settle(row, prepared.ignored, utcnow(), late=False)
             return
@@ -213,8 +229,7 @@ class Worker:
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
             log.error("delivery %s failed: %s", row.pk, error)
             return
-        late = await asyncio.to_thread(self._start, row)
-        if late is None:
+        if not await asyncio.to_thread(self._start, row, late):
             return
         if late:
             log.warning(
@@ -250,23 +265,25 @@ class Worker:
             return
         await self._settle(row, outcome, started, late=late)
 
-    def _start(self, row: DeliveryRow) -> bool | None:
+    def _start(self, row: DeliveryRow, late: bool) -> bool:
         """Start `row` if its turn has come, else park it (blocking SQL); see Inbox.start."""
-        late = self.inbox.start(row, self.name, hold_seconds=self.hold_seconds)
-        if late is None and row.thread_key:
+        hold = self.hold_seconds
+        if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+            return True
+        if row.thread_key:
             # It may be held back only by deliveries stored since the last look, whose
             # thread is not known yet: work those out and ask once more.
-            window = row.received_at + timedelta(seconds=self.hold_seconds)
-            if self.order_waiting(received_by=window):
-                late = self.inbox.start(row, self.name, hold_seconds=self.hold_seconds)
-        if late is not None:
-            return late
+            window = row.received_at + timedelta(seconds=hold)
+            if self.order_waiting(received_by=window) and self.inbox.start(
+                row, self.name, hold_seconds=hold, late=late
+            ):
+                return True
         why = f"waiting for an earlier delivery of {row.thread_key}"
         if self.inbox.park(row.pk, self.name, why, PARK_SECONDS):
             log.info("delivery %s parked: %s", row.pk, why)
         else:
             log.warning("delivery %s: lease lost before its turn", row.pk)
-        return None
+        return False
 
     async def _settle(
         self, row: DeliveryRow, outcome: Outcome, started: datetime, *, late: bool

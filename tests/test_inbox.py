@@ -150,7 +150,7 @@ def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     assert [r.delivery_id for r in a] == ["d-0", "d-1", "d-2"]
     assert [r.delivery_id for r in b] == ["d-3", "d-4"]
     assert inbox.claim("worker-c", limit=10, lease_seconds=30) == []
-    assert inbox.start(a[0], "worker-a") is False  # its first delivery's handling began
+    assert inbox.start(a[0], "worker-a")  # its first delivery's handling began
 
     time.sleep(0.3)  # worker-a "died": its leases run out and worker-c takes over
     taken = inbox.claim("worker-c", limit=10, lease_seconds=30)
@@ -359,7 +359,7 @@ async def test_a_delivery_whose_workers_keep_dying_is_given_up(engine: Engine) -
     inbox.store_many([incoming(1)])
     for n in range(3):  # three workers start handling it and vanish
         [row] = inbox.claim(f"dead-{n}", limit=1, lease_seconds=0.05)
-        assert inbox.start(row, f"dead-{n}") is False
+        assert inbox.start(row, f"dead-{n}")
         await asyncio.sleep(0.1)
     flaky = Flaky(0)
     await _worker(inbox, flaky.router, engine, max_attempts=3).run_once()

@@ -106,7 +106,7 @@ async def test_a_killed_batch_charges_only_the_delivery_whose_handling_began(
     inbox.store_many([comment(f"d-{n}", f"c{n}", at="2026-12-04T10:00:00Z") for n in range(3)])
     batch = inbox.claim("dead", limit=10, lease_seconds=0.05)
     assert [r.attempts for r in batch] == [0, 0, 0], "a claim charges nothing"
-    assert inbox.start(batch[0], "dead") is False  # it began the first, then was killed
+    assert inbox.start(batch[0], "dead")  # it began the first, then was killed
     await asyncio.sleep(0.1)
     recorder = Recorder()
     assert await worker(inbox, recorder.router, engine).run_once() == 3
@@ -251,16 +251,16 @@ def test_a_delivery_whose_thread_is_unknown_holds_back_those_it_might_precede(
     mine = row(inbox, "done")
     # The trigger's thread is not known yet, and it arrived within the /done's hold
     # window: it might be an earlier event of the same thread.
-    assert inbox.start(mine, "w", hold_seconds=5) is None
+    assert not inbox.start(mine, "w", hold_seconds=5)
     # Known now: an earlier delivery of the same thread, still waiting.
     inbox.set_order([Order(trigger.pk, thread, datetime(2026, 12, 4, 10, 0, 1, tzinfo=UTC))])
-    assert inbox.start(mine, "w", hold_seconds=0) is None
+    assert not inbox.start(mine, "w", hold_seconds=0)
     assert row(inbox, "done").attempts == 0
     [first] = inbox.claim("v", limit=1, lease_seconds=30)
     assert first.pk == trigger.pk
-    assert inbox.start(row(inbox, "trigger"), "v") is False
+    assert inbox.start(row(inbox, "trigger"), "v")
     assert inbox.finish(trigger.pk, "v", "done")
-    assert inbox.start(mine, "w", hold_seconds=5) is False
+    assert inbox.start(mine, "w", hold_seconds=5)
     assert row(inbox, "done").attempts == 1
 
 
