@@ -330,6 +330,22 @@ def _start_statement(ordered: bool) -> Any:
     return update(Delivery).where(*where).values(**values)
 
 
+@functools.cache
+def _late_query() -> Any:
+    """Inbox.late's SELECT, built once."""
+    mine = aliased(Delivery, name="mine")
+    other = aliased(Delivery, name="other")
+    later = select(other.id).where(
+        other.thread_key == mine.thread_key,
+        other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
+        other.event_time >= mine.event_time,
+        tuple_(other.event_time, other.received_at, other.id)
+        > tuple_(mine.event_time, mine.received_at, mine.id),
+        other.started_at.is_not(None),
+    )
+    return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
+
+
 def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
@@ -552,19 +568,8 @@ class Inbox:
         pks = [r.pk for r in rows if r.thread_key]
         if not pks:
             return set()
-        mine = aliased(Delivery, name="mine")
-        other = aliased(Delivery, name="other")
-        later = select(other.id).where(
-            other.thread_key == mine.thread_key,
-            other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
-            other.event_time >= mine.event_time,
-            tuple_(other.event_time, other.received_at, other.id)
-            > tuple_(mine.event_time, mine.received_at, mine.id),
-            other.started_at.is_not(None),
-        )
-        query = select(mine.id).where(mine.id.in_(pks), exists(later))
         with Session(self.engine) as session:
-            return set(session.execute(query).scalars())
+            return set(session.execute(_late_query(), {"pks": pks}).scalars())
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
         """Give a claimed delivery back to wait its turn in its thread, charging

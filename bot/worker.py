@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 3600.0
 PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the hold) later
 ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at most
+ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
 OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
 
 
@@ -271,13 +272,15 @@ class Worker:
         if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
             return True
         if row.thread_key:
-            # It may be held back only by deliveries stored since the last look, whose
-            # thread is not known yet: work those out and ask once more.
+            # It may be held back only by deliveries whose thread is not known yet
+            # (stored since the last look, or more than one look takes): work those
+            # out and ask again.
             window = row.received_at + timedelta(seconds=hold)
-            if self.order_waiting(received_by=window) and self.inbox.start(
-                row, self.name, hold_seconds=hold, late=late
-            ):
-                return True
+            for _ in range(ORDER_RETRIES):
+                if not self.order_waiting(received_by=window):
+                    break
+                if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+                    return True
         why = f"waiting for an earlier delivery of {row.thread_key}"
         if self.inbox.park(row.pk, self.name, why, PARK_SECONDS):
             log.info("delivery %s parked: %s", row.pk, why)
