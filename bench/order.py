@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,12 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_RATIO = 2.0
 THREADS = 200
 STEPS = ("look", "claim", "late", "start", "finish")
+START = datetime(2026, 12, 4, tzinfo=UTC)
 
 
 def delivery(n: int) -> IncomingDelivery:
+    """The n-th comment, written n seconds into the day: each thread's in store order."""
+    at = (START + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
     payload = {
         "action": "created",
         "issue": {"number": 1 + n % THREADS, "title": "t", "body": "b"},
@@ -59,8 +63,8 @@ def delivery(n: int) -> IncomingDelivery:
             "id": n,
             "body": "x" * 2000,
             "user": {"login": "maintainer", "id": 2, "type": "User"},
-            "created_at": f"2026-12-04T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
-            "updated_at": f"2026-12-04T10:{n // 60 % 60:02d}:{n % 60:02d}Z",
+            "created_at": at,
+            "updated_at": at,
         },
         "repository": {"full_name": "octo-org/hello-world"},
         "sender": {"login": "maintainer", "id": 2, "type": "User"},
