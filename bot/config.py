@@ -90,6 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
     Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
+    Setting("order_hold_seconds", "how long a new delivery waits before it is handled, so an earlier event of its thread that arrives a little later goes first", "1.0", group="worker"),
     Setting("retention_delivery_body_days", "days a settled delivery keeps its headers and body (0: forever)", "7", group="retention"),
     Setting("retention_delivery_days", "days a settled delivery's row (its id, for spotting redeliveries) is kept; 0 (forever) or at least 8", "30", group="retention"),
     Setting("retention_outbox_days", "days a sent write to a host is kept (0: forever)", "30", group="retention"),
@@ -136,6 +137,7 @@ class Settings:
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
+    order_hold_seconds: float = 1.0
     retention_delivery_body_days: float = 7.0
     retention_delivery_days: float = 30.0
     retention_outbox_days: float = 30.0
@@ -420,6 +422,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),
     "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
+    "order_hold_seconds": _float("THREADLINE_ORDER_HOLD_SECONDS", 0.0),
     "retention_delivery_body_days": _float("THREADLINE_RETENTION_DELIVERY_BODY_DAYS", 0.0),
     "retention_delivery_days": _delivery_days,
     "retention_outbox_days": _float("THREADLINE_RETENTION_OUTBOX_DAYS", 0.0),

@@ -3,6 +3,13 @@
 All methods are blocking SQL; async callers run them with `asyncio.to_thread`.
 A claim is a lease: its holder renews it while it works, and when the holder dies
 the lease runs out and another worker takes the delivery over.
+
+A claim charges nothing: an attempt is counted when a delivery's handling starts
+(`start`), so deliveries of a batch whose worker died before their turn keep theirs.
+`start` is also where one thread's deliveries keep their order: a delivery starts only
+when no earlier delivery of its thread (by the event's own time, then the time
+received, then id) is still waiting or being handled; otherwise its worker parks it
+(`park`) and it is claimed again a moment later.
 """
 
 from __future__ import annotations
@@ -21,15 +28,30 @@ from typing import Any
 
 import orjson
 from psycopg.types.json import Json
-from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
 from bot.db import execute_alone
 from bot.db.models import Delivery
+from bot.db.types import UtcDateTime
 from bot.webhooks import IncomingDelivery
 
 PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
 STATUSES = (PENDING, PROCESSING, DONE, IGNORED, FAILED)
+WAITING = (PENDING, PROCESSING)  # not finished: it holds back later deliveries of its thread
+NO_THREAD = ""  # the thread key of a delivery that is ordered with nothing
 
 
 def utcnow() -> datetime:
@@ -66,6 +88,15 @@ class DeliveryRow:
     last_error: str | None
     headers: dict[str, str]
     body: bytes
+    thread_key: str | None = None  # None until a worker has normalized it
+    event_time: datetime | None = None
+    started_at: datetime | None = None
+    out_of_order: bool = False
+
+    @property
+    def order(self) -> tuple[datetime, datetime, int]:
+        """Where it stands among its thread's deliveries."""
+        return (self.event_time or self.received_at, self.received_at, self.pk)
 
     def summary(self) -> dict[str, Any]:
         """Everything but the body, JSON-ready."""
@@ -82,6 +113,10 @@ class DeliveryRow:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "note": self.note,
             "last_error": self.last_error,
+            "thread_key": self.thread_key,
+            "event_time": self.event_time.isoformat() if self.event_time else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "out_of_order": self.out_of_order,
         }
 
 
@@ -101,7 +136,20 @@ def _row(d: Delivery) -> DeliveryRow:
         last_error=d.last_error,
         headers=dict(d.headers),
         body=d.body,
+        thread_key=d.thread_key,
+        event_time=d.event_time,
+        started_at=d.started_at,
+        out_of_order=bool(d.out_of_order),
     )
+
+
+@dataclass(frozen=True)
+class Order:
+    """A delivery's place in its thread, as the worker worked it out."""
+
+    pk: int
+    thread_key: str  # NO_THREAD for a delivery ordered with nothing
+    event_time: datetime
 
 
 def _driver_time(value: datetime, sqlite_: bool) -> Any:
@@ -251,6 +299,53 @@ def _held_by(owner: str) -> tuple[Any, ...]:
     return (Delivery.status == PROCESSING, Delivery.lease_owner == owner)
 
 
+@functools.cache
+def _start_statement(ordered: bool) -> Any:
+    """Inbox.start's UPDATE, with its values as bound parameters."""
+    values = {
+        "attempts": Delivery.attempts + 1,
+        "started_at": bindparam("now", type_=UtcDateTime()),
+        "out_of_order": bindparam("late"),
+    }
+    where = [Delivery.id == bindparam("pk"), *_held_by(bindparam("owner"))]  # type: ignore[arg-type]
+    if ordered:
+        other = aliased(Delivery, name="other")
+        at = bindparam("at", type_=UtcDateTime())
+        received = bindparam("received", type_=UtcDateTime())
+        place = tuple_(other.event_time, other.received_at, other.id)
+        earlier = select(other.id).where(
+            other.thread_key == bindparam("key"),
+            other.status.in_(WAITING),
+            other.event_time <= at,
+            place < tuple_(at, received, bindparam("pk")),
+        )
+        unknown = select(other.id).where(
+            other.thread_key.is_(None),
+            other.status.in_(WAITING),
+            other.event_time.is_(None),  # always so with no key; lets the index answer
+            other.received_at <= bindparam("window", type_=UtcDateTime()),
+            other.id != bindparam("pk"),
+        )
+        where += [~exists(earlier), ~exists(unknown)]
+    return update(Delivery).where(*where).values(**values)
+
+
+@functools.cache
+def _late_query() -> Any:
+    """Inbox.late's SELECT, built once."""
+    mine = aliased(Delivery, name="mine")
+    other = aliased(Delivery, name="other")
+    later = select(other.id).where(
+        other.thread_key == mine.thread_key,
+        other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
+        other.event_time >= mine.event_time,
+        tuple_(other.event_time, other.received_at, other.id)
+        > tuple_(mine.event_time, mine.received_at, mine.id),
+        other.started_at.is_not(None),
+    )
+    return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
+
+
 def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
@@ -330,7 +425,7 @@ class Inbox:
 
     # ----------------------------------------------------------- worker side
 
-    def _still_claimable(self, now: datetime) -> Any:
+    def _still_claimable(self, now: datetime, due: datetime) -> Any:
         """Claimability, re-checked on rows the claim has already picked by id.
 
         The status is tested through coalesce() (it is never NULL) so that no index
@@ -340,13 +435,18 @@ class Inbox:
         """
         status = func.coalesce(Delivery.status, "")
         return or_(
-            and_(status == PENDING, Delivery.next_attempt_at <= now),
+            and_(status == PENDING, Delivery.next_attempt_at <= due),
             and_(status == PROCESSING, Delivery.lease_expires_at < now),
         )
 
-    def claim(self, owner: str, *, limit: int, lease_seconds: float) -> list[DeliveryRow]:
+    def claim(
+        self, owner: str, *, limit: int, lease_seconds: float, hold_seconds: float = 0.0
+    ) -> list[DeliveryRow]:
         """Lease up to `limit` due deliveries to `owner`: deliveries whose lease ran out
-        first, then pending ones in the order they fell due.
+        first, then pending ones in the order they fell due. A pending delivery falls
+        due `hold_seconds` after its next_attempt_at (a new one: after it was
+        received), so that an earlier event of its thread that arrives a little later
+        can still go first. The claim charges no attempt (see `start`).
 
         Each kind is found by its own query, in the claim index's order, so a claim
         reads about `limit` index entries however long the queue is. (One query with
@@ -357,6 +457,7 @@ class Inbox:
         claimability, so only one worker wins a row.
         """
         now = self.clock()
+        due_by = now - timedelta(seconds=hold_seconds)
         with Session(self.engine) as session, session.begin():
             abandoned = (
                 select(Delivery.id)
@@ -369,7 +470,7 @@ class Inbox:
             if len(ids) < limit:
                 due = (
                     select(Delivery.id)
-                    .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
+                    .where(Delivery.status == PENDING, Delivery.next_attempt_at <= due_by)
                     .order_by(Delivery.next_attempt_at, Delivery.id)
                     .limit(limit - len(ids))
                     .with_for_update(skip_locked=True)
@@ -379,17 +480,109 @@ class Inbox:
                 return []
             claimed = session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids), self._still_claimable(now))
+                .where(Delivery.id.in_(ids), self._still_claimable(now, due_by))
                 .values(
                     status=PROCESSING,
                     lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    attempts=Delivery.attempts + 1,
                 )
                 .returning(Delivery)
                 .execution_options(synchronize_session=False)
             ).scalars()
             return sorted((_row(d) for d in claimed), key=lambda r: r.pk)
+
+    # ------------------------------------------------------ order in a thread
+
+    def unordered(self, *, limit: int, received_by: datetime | None = None) -> list[DeliveryRow]:
+        """Waiting deliveries whose thread nobody has worked out yet, oldest first
+        (optionally only those received by `received_by`).
+
+        Any worker may work them out (`set_order`), whoever holds them: a thread key
+        is a pure function of the stored payload.
+        """
+        query = (
+            select(Delivery)
+            .where(
+                Delivery.thread_key.is_(None),
+                Delivery.status.in_(WAITING),
+                Delivery.event_time.is_(None),  # always so with no key; lets the index answer
+            )
+            .order_by(Delivery.received_at, Delivery.id)
+            .limit(limit)
+        )
+        if received_by is not None:
+            query = query.where(Delivery.received_at <= received_by)
+        with Session(self.engine) as session:
+            return [_row(d) for d in session.execute(query).scalars()]
+
+    def set_order(self, orders: Sequence[Order]) -> int:
+        """Write each delivery's thread and event time, in one statement; a delivery
+        whose order is written already keeps it (every worker works out the same)."""
+        if not orders:
+            return 0
+        keys = case({o.pk: o.thread_key for o in orders}, value=Delivery.id)
+        times = case(
+            {o.pk: literal(o.event_time, UtcDateTime()) for o in orders}, value=Delivery.id
+        )
+        statement = (
+            update(Delivery)
+            .where(Delivery.id.in_([o.pk for o in orders]), Delivery.thread_key.is_(None))
+            .values(thread_key=keys, event_time=times)
+        )
+        return execute_alone(self.engine, statement)
+
+    def start(
+        self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
+    ) -> bool:
+        """Charge an attempt and mark the handling of `owner`'s claimed `row` begun, if
+        its turn in its thread has come; one statement, built once (its Python side
+        cost more than SQLite's own work when it was built per call).
+
+        Its turn has come when no earlier delivery of its thread, in (event_time,
+        received_at, id) order, is waiting or being handled, and no delivery whose
+        thread is not known yet, received by the end of `row`'s hold window, is either
+        (it might be an earlier event of the same thread). False when it must wait, or
+        when the lease is lost (`park` tells which). `late` (see `late`) is recorded.
+        """
+        ordered = bool(row.thread_key)  # "" (no thread) and None wait for nothing
+        params: dict[str, Any] = {
+            "pk": row.pk,
+            "owner": owner,
+            "now": self.clock(),
+            "late": late,
+        }
+        if ordered:
+            params |= {
+                "key": row.thread_key,
+                "at": row.order[0],
+                "received": row.received_at,
+                "window": row.received_at + timedelta(seconds=hold_seconds),
+            }
+        return execute_alone(self.engine, _start_statement(ordered), params) == 1
+
+    def late(self, rows: Sequence[DeliveryRow]) -> set[int]:
+        """Those of `rows` (claimed, their thread known) that a later delivery of their
+        thread has already started before: they arrived out of order. One query for a
+        batch; the answer cannot change while they wait, since a delivery waiting in a
+        thread holds every later one back."""
+        pks = [r.pk for r in rows if r.thread_key]
+        if not pks:
+            return set()
+        with Session(self.engine) as session:
+            return set(session.execute(_late_query(), {"pks": pks}).scalars())
+
+    def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
+        """Give a claimed delivery back to wait its turn in its thread, charging
+        nothing; False when the lease was lost."""
+        return self._settle(
+            pk,
+            owner,
+            status=PENDING,
+            note=why,
+            next_attempt_at=self.clock() + timedelta(seconds=delay_seconds),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
 
     def renew(self, pks: Sequence[int], owner: str, lease_seconds: float) -> set[int]:
         """Extend `owner`'s leases on `pks` in one statement; returns those still held

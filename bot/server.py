@@ -110,6 +110,7 @@ def make_workers(settings: Settings, services: Services, count: int) -> list[Wor
             poll_seconds=settings.worker_poll_seconds,
             max_attempts=settings.delivery_max_attempts,
             retry_seconds=settings.delivery_retry_seconds,
+            hold_seconds=settings.order_hold_seconds,
         )
         for _ in range(count)
     ]

@@ -1,15 +1,26 @@
-"""The worker: claims stored deliveries, normalizes them and routes them to the handlers."""
+"""The worker: claims stored deliveries, normalizes them and routes them to the handlers.
+
+One thread's deliveries are handled in order, whichever workers claim them. Ingress
+only verifies and stores, so the worker works out each delivery's thread and the
+event's own time after normalizing it and writes both onto the row (before claiming,
+for every waiting delivery nobody has worked out yet; after claiming, for any of the
+batch still without). A delivery then starts only once every earlier delivery of its
+thread is finished (`Inbox.start`); one that must wait is parked and claimed again a
+moment later. New deliveries are held `order_hold_seconds` before they are claimed,
+so that an earlier event which arrives a little later still goes first.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
+from bot.events import Event, PayloadError, drop_reason, event_time, normalize, order_key
 from bot.events import Ignored as IgnoredEvent
-from bot.events import PayloadError, drop_reason, normalize
-from bot.inbox import DONE, IGNORED, DeliveryRow, Inbox, utcnow, worker_name
+from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order, utcnow, worker_name
 from bot.log import delivery_var
 from bot.loops import nap
 from bot.router import Context, Router
@@ -19,6 +30,10 @@ from bot.webhooks import WebhookRejected, decode_payload
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 3600.0
+PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the hold) later
+ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at most
+ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
+OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
 
 
 class PermanentError(Exception):
@@ -31,6 +46,16 @@ class Outcome:
     note: str
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A stored delivery normalized: what to do with it, and its place in its thread."""
+
+    order: Order
+    event: Event | None = None  # to handle
+    ignored: Outcome | None = None  # settled without handling
+    error: str | None = None  # the stored payload is unusable
+
+
 class Dispatcher:
     """Turns one stored delivery into an event and runs its handlers."""
 
@@ -39,21 +64,47 @@ class Dispatcher:
         self.runtime = runtime
         self.bot_names = bot_names
 
-    async def dispatch(self, row: DeliveryRow) -> Outcome:
+    def prepare(self, row: DeliveryRow) -> Prepared:
+        """Normalize `row` (pure, no I/O). A delivery that will not be handled (ignored
+        or unusable) belongs to no thread: it waits for nothing and holds back nothing."""
+        time: datetime = row.received_at
         try:
             data = decode_payload(row.headers.get("Content-Type"), row.body)
             event = normalize(row.host, row.event, data)
+            time = event_time(row.host, row.event, data) or time
         except (WebhookRejected, PayloadError, ValueError, TypeError) as exc:
             reason = exc.reason if isinstance(exc, WebhookRejected) else str(exc)
-            raise PermanentError(f"cannot normalize {row.event}: {reason}") from exc
+            error = f"cannot normalize {row.event}: {reason}"
+            return Prepared(Order(row.pk, NO_THREAD, time), error=error)
+        except Exception as exc:
+            # A bug in a pure function: the same bytes would fail the same way again,
+            # and a batch (or every worker's look at waiting deliveries) must go on.
+            log.exception("delivery %s: normalizing it failed", row.pk)
+            error = f"cannot normalize {row.event}: {type(exc).__name__}: {exc}"
+            return Prepared(Order(row.pk, NO_THREAD, time), error=error)
+        unthreaded = Order(row.pk, NO_THREAD, time)
         if isinstance(event, IgnoredEvent):
-            return Outcome(IGNORED, event.reason)
+            return Prepared(unthreaded, ignored=Outcome(IGNORED, event.reason))
         dropped = drop_reason(event, self.bot_names)
         if dropped:
-            return Outcome(IGNORED, dropped)
+            return Prepared(unthreaded, ignored=Outcome(IGNORED, dropped))
+        if not self.router.handlers_for(event):
+            reason = f"no handler for {type(event).__name__} {event.action}"
+            return Prepared(unthreaded, ignored=Outcome(IGNORED, reason))
+        return Prepared(Order(row.pk, order_key(event), time), event=event)
+
+    async def dispatch(self, row: DeliveryRow) -> Outcome:
+        """Normalize `row` and run its handlers."""
+        return await self.handle(row, self.prepare(row))
+
+    async def handle(self, row: DeliveryRow, prepared: Prepared) -> Outcome:
+        if prepared.error is not None:
+            raise PermanentError(prepared.error)
+        if prepared.ignored is not None:
+            return prepared.ignored
+        event = prepared.event
+        assert event is not None
         handlers = self.router.handlers_for(event)
-        if not handlers:
-            return Outcome(IGNORED, f"no handler for {type(event).__name__} {event.action}")
         context = Context(delivery_pk=row.pk, delivery_id=row.delivery_id, runtime=self.runtime)
         for handler in handlers:
             await handler(event, context)
@@ -75,6 +126,7 @@ class Worker:
         retry_seconds: float,
         batch: int = 20,
         name: str | None = None,
+        hold_seconds: float = 0.0,
     ) -> None:
         self.inbox = inbox
         self.dispatcher = dispatcher
@@ -83,6 +135,7 @@ class Worker:
         self.max_attempts = max_attempts
         self.retry_seconds = retry_seconds
         self.batch = batch
+        self.hold_seconds = hold_seconds
         self.name = name or worker_name()
         self.wakeup = asyncio.Event()
 
@@ -93,6 +146,7 @@ class Worker:
         """Work until `stop` is set; a batch in progress is finished first."""
         log.info("worker %s started", self.name)
         while not stop.is_set():
+            woken = self.wakeup.is_set()
             self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 handled = await self.run_once()
@@ -102,7 +156,12 @@ class Worker:
                 handled = 0
             if handled:
                 continue
-            await nap(self.wakeup, stop, self.poll_seconds)
+            pause = self.poll_seconds
+            if woken and self.hold_seconds:
+                # A new delivery is held before it can be claimed: look again once
+                # its hold is over, not a whole poll later.
+                pause = min(pause, self.hold_seconds)
+            await nap(self.wakeup, stop, pause)
         log.info("worker %s stopped", self.name)
 
     async def run_once(self) -> int:
@@ -110,22 +169,35 @@ class Worker:
 
         The whole batch stays leased while its deliveries are handled one after
         another: a delivery waiting its turn must not look abandoned to other workers.
+        The batch is handled in its threads' order; a delivery whose turn has not come
+        (an earlier one of its thread is still waiting elsewhere) is parked.
         """
+        await asyncio.to_thread(self.order_waiting)
         rows = await asyncio.to_thread(
-            self.inbox.claim, self.name, limit=self.batch, lease_seconds=self.lease_seconds
+            self.inbox.claim,
+            self.name,
+            limit=self.batch,
+            lease_seconds=self.lease_seconds,
+            hold_seconds=self.hold_seconds,
         )
         if not rows:
             return 0
+        prepared = {row.pk: self.dispatcher.prepare(row) for row in rows}
+        unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
+        if unknown:  # stored after the look before the claim
+            await asyncio.to_thread(self.inbox.set_order, unknown)
+        ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
+        late = await asyncio.to_thread(self.inbox.late, ordered)
         held = {row.pk for row in rows}  # claimed, not yet settled, still ours
         heartbeat = asyncio.create_task(self._heartbeat(held))
         try:
-            for row in rows:
+            for row in ordered:
                 if row.pk not in held:
                     log.warning(
                         "delivery %s: taken over before its turn; left to that worker", row.pk
                     )
                     continue
-                await self.process(row)
+                await self.process(row, prepared[row.pk], late=row.pk in late)
                 held.discard(row.pk)
         finally:
             heartbeat.cancel()
@@ -133,50 +205,99 @@ class Worker:
                 await heartbeat
         return len(rows)
 
-    async def process(self, row: DeliveryRow) -> None:
+    def order_waiting(self, received_by: datetime | None = None) -> int:
+        """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
+        rows = self.inbox.unordered(limit=ORDER_LOOKAHEAD, received_by=received_by)
+        return self.inbox.set_order([self.dispatcher.prepare(row).order for row in rows])
+
+    async def process(
+        self, row: DeliveryRow, prepared: Prepared | None = None, *, late: bool = False
+    ) -> None:
+        """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late)."""
         token = delivery_var.set(f"{row.host}:{row.delivery_id}")
         try:
-            await self._process(row)
+            await self._process(row, prepared or self.dispatcher.prepare(row), late)
         finally:
             delivery_var.reset(token)
 
-    async def _process(self, row: DeliveryRow) -> None:
-        if row.attempts > self.max_attempts:
-            # Only a worker that died mid-delivery leaves attempts past the limit.
-            error = f"gave up after {row.attempts - 1} attempts (workers stopped while handling it)"
+    async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> None:
+        if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
+            await self._settle(row, prepared.ignored, utcnow(), late=False)
+            return
+        if row.attempts >= self.max_attempts:
+            # Only workers that died while handling it leave it unsettled this often.
+            error = f"gave up after {row.attempts} attempts (workers stopped while handling it)"
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
             log.error("delivery %s failed: %s", row.pk, error)
             return
+        if not await asyncio.to_thread(self._start, row, late):
+            return
+        if late:
+            log.warning(
+                "delivery %s arrived out of order: a later delivery of %s was handled "
+                "first; handling it now",
+                row.pk,
+                row.thread_key,
+            )
+        attempts = row.attempts + 1
         started = utcnow()
         try:
-            outcome = await self.dispatcher.dispatch(row)
+            outcome = await self.dispatcher.handle(row, prepared)
         except PermanentError as exc:
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, str(exc))
             log.error("delivery %s failed for good: %s", row.pk, exc)
             return
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            if row.attempts >= self.max_attempts:
+            if attempts >= self.max_attempts:
                 await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
-                log.exception("delivery %s failed after %d attempts", row.pk, row.attempts)
+                log.exception("delivery %s failed after %d attempts", row.pk, attempts)
             else:
-                delay = self.retry_delay(row.attempts)
+                delay = self.retry_delay(attempts)
                 await asyncio.to_thread(self.inbox.retry_later, row.pk, self.name, error, delay)
                 log.warning(
                     "delivery %s attempt %d failed (%s); retrying in %.0fs",
                     row.pk,
-                    row.attempts,
+                    attempts,
                     error,
                     delay,
                     exc_info=True,
                 )
             return
+        await self._settle(row, outcome, started, late=late)
+
+    def _start(self, row: DeliveryRow, late: bool) -> bool:
+        """Start `row` if its turn has come, else park it (blocking SQL); see Inbox.start."""
+        hold = self.hold_seconds
+        if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+            return True
+        if row.thread_key:
+            # It may be held back only by deliveries whose thread is not known yet
+            # (stored since the last look, or more than one look takes): work those
+            # out and ask again.
+            window = row.received_at + timedelta(seconds=hold)
+            for _ in range(ORDER_RETRIES):
+                if not self.order_waiting(received_by=window):
+                    break
+                if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+                    return True
+        why = f"waiting for an earlier delivery of {row.thread_key}"
+        if self.inbox.park(row.pk, self.name, why, PARK_SECONDS):
+            log.info("delivery %s parked: %s", row.pk, why)
+        else:
+            log.warning("delivery %s: lease lost before its turn", row.pk)
+        return False
+
+    async def _settle(
+        self, row: DeliveryRow, outcome: Outcome, started: datetime, *, late: bool
+    ) -> None:
+        note = f"{OUT_OF_ORDER}; {outcome.note}" if late else outcome.note
         settled = await asyncio.to_thread(
-            self.inbox.finish, row.pk, self.name, outcome.status, outcome.note
+            self.inbox.finish, row.pk, self.name, outcome.status, note
         )
         elapsed = (utcnow() - started).total_seconds() * 1000
         if settled:
-            log.info("delivery %s %s in %.1f ms: %s", row.pk, outcome.status, elapsed, outcome.note)
+            log.info("delivery %s %s in %.1f ms: %s", row.pk, outcome.status, elapsed, note)
         else:
             log.warning("delivery %s: lease lost before it was settled", row.pk)
 
@@ -192,3 +313,15 @@ class Worker:
             for pk in held - kept:
                 log.warning("delivery %s: lease was taken over by another worker", pk)
             held &= kept
+
+
+def _with_order(row: DeliveryRow, prepared: Prepared) -> DeliveryRow:
+    """`row` with its place in its thread, as just written when it had none."""
+    if row.thread_key is not None:
+        return row
+    order = prepared.order
+    return replace(row, thread_key=order.thread_key, event_time=order.event_time)
+
+
+def _place(row: DeliveryRow) -> tuple[datetime, datetime, int]:
+    return row.order

@@ -230,6 +230,7 @@ def settings(database_url: str) -> Settings:
         worker_poll_seconds=0.05,
         worker_lease_seconds=5.0,
         delivery_retry_seconds=0.0,
+        order_hold_seconds=0.0,
     )
 
 

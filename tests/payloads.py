@@ -101,6 +101,7 @@ def issue_comment(
     author: str = "maintainer",
     author_type: str = "User",
     comment_id: int = 5001,
+    at: str = "2026-11-21T10:00:00Z",
 ) -> dict[str, Any]:
     return {
         "action": action,
@@ -112,8 +113,8 @@ def issue_comment(
             "html_url": f"https://github.com/octo-org/hello-world/issues/{number}#issuecomment-{comment_id}",
             "body": body,
             "user": user(author, 2, author_type),
-            "created_at": "2026-11-21T10:00:00Z",
-            "updated_at": "2026-11-21T10:00:00Z",
+            "created_at": at,
+            "updated_at": at,
             "author_association": "MEMBER",
         },
         "repository": repository(),

@@ -31,6 +31,7 @@ class Proc:
             THREADLINE_WORKER_LEASE_SECONDS="1",
             THREADLINE_WORKER_POLL_SECONDS="0.05",
             THREADLINE_DELIVERY_RETRY_SECONDS="0",
+            THREADLINE_ORDER_HOLD_SECONDS="0",
         )
         env.update(extra_env or {})
         self.log = workdir / f"{name}.log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,9 +21,11 @@ from bot.events import (
     ReviewThreadEvent,
     ThreadRef,
     drop_reason,
+    event_time,
     normalize,
     normalize_github,
     normalize_gitlab,
+    order_key,
 )
 from tests import payloads as p
 
@@ -943,3 +946,62 @@ def test_an_unhandled_github_event_without_a_repository_is_ignored_not_an_error(
     result = normalize_github("github_app_authorization", {"action": "revoked", "sender": {}})
     assert isinstance(result, Ignored)
     assert "github_app_authorization" in result.reason
+
+
+# ------------------------------------------------------------ order within a thread
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("host", "event", "data", "expected"),
+    [
+        ("github", "issue_comment", p.issue_comment(at="2026-12-04T11:02:03Z"), "2026-12-04T11:02:03"),
+        ("github", "pull_request_review_comment", p.review_comment(), None),
+        ("github", "issues", p.issues_event(), None),
+        ("github", "ping", {"zen": "Keep it logically awesome."}, None),
+        ("gitlab", "Note Hook", p.gitlab_fixture("docs/note_hook.issue.json"), "2015-05-17T17:06:40"),
+        ("gitlab", "Merge Request Hook", p.gitlab_fixture("docs/merge_request_hook.open.json"), "2013-12-03T17:23:34"),
+        ("gitlab", "Merge Request Hook", p.gitlab_fixture("go-gitlab/service_merge_request.json"), "2021-09-27T05:01:21"),
+        ("local", "comment", {"comment": {"created_at": "2026-12-04T11:02:03Z"}}, None),
+    ],
+)  # fmt: skip
+def test_event_time_comes_from_the_payload(
+    host: str, event: str, data: dict[str, Any], expected: str | None
+) -> None:
+    assert event_time(host, event, data) == (_at(expected) if expected else None)
+
+
+def test_an_edited_comment_is_ordered_by_its_edit() -> None:
+    data = p.issue_comment(action="edited", at="2026-12-04T11:00:00Z")
+    data["comment"]["updated_at"] = "2026-12-04T11:05:00+01:00"
+    assert event_time("github", "issue_comment", data) == _at("2026-12-04T10:05:00")
+
+
+@pytest.mark.parametrize("value", ["", "yesterday", 1733310000, None, "2026-13-40T00:00:00Z"])
+def test_an_unreadable_time_is_no_time(value: object) -> None:
+    data = p.issue_comment()
+    data["comment"]["updated_at"] = data["comment"]["created_at"] = value
+    assert event_time("github", "issue_comment", data) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "event", "data", "key"),
+    [
+        ("github", "issue_comment", p.issue_comment(), "github:octo-org/hello-world/issues/7"),
+        ("github", "issue_comment", p.issue_comment(pull=True, number=12), "github:octo-org/hello-world/pulls/12"),
+        ("github", "pull_request_review_comment", p.review_comment(comment_id=7002, in_reply_to=7001), "github:octo-org/hello-world/pulls/12/threads/7001"),
+        ("github", "pull_request_review", p.review(), "github:octo-org/hello-world/pulls/12"),
+        ("github", "issues", p.issues_event(), "github:octo-org/hello-world/issues/7"),
+        ("github", "installation", p.installation_event(), "github:installations/4242"),
+        ("gitlab", "Note Hook", p.gitlab_fixture("docs/note_hook.issue.json"), "gitlab:gitlab-org/gitlab-test/issues/17"),
+    ],
+)  # fmt: skip
+def test_order_key_is_the_sessions_thread(
+    host: str, event: str, data: dict[str, Any], key: str
+) -> None:
+    normalized = normalize(host, event, data)
+    assert not isinstance(normalized, Ignored)
+    assert order_key(normalized) == key

@@ -150,10 +150,12 @@ def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     assert [r.delivery_id for r in a] == ["d-0", "d-1", "d-2"]
     assert [r.delivery_id for r in b] == ["d-3", "d-4"]
     assert inbox.claim("worker-c", limit=10, lease_seconds=30) == []
+    assert inbox.start(a[0], "worker-a")  # its first delivery's handling began
 
     time.sleep(0.3)  # worker-a "died": its leases run out and worker-c takes over
     taken = inbox.claim("worker-c", limit=10, lease_seconds=30)
-    assert [(r.delivery_id, r.attempts) for r in taken] == [("d-0", 2), ("d-1", 2), ("d-2", 2)]
+    # Only the delivery worker-a had started was charged an attempt.
+    assert [(r.delivery_id, r.attempts) for r in taken] == [("d-0", 1), ("d-1", 0), ("d-2", 0)]
     assert not inbox.finish(a[0].pk, "worker-a", "done"), "a lost lease must not settle"
     assert inbox.finish(a[0].pk, "worker-c", "done")
     assert inbox.renew([a[1].pk], "worker-a", 30) == set()
@@ -176,7 +178,7 @@ def test_a_claim_takes_abandoned_leases_first_then_deliveries_as_they_fell_due(
     assert [r.delivery_id for r in taken] == ["d-0", "d-2", "d-3"]
     rest = inbox.claim("worker-c", limit=10, lease_seconds=30)
     assert [r.delivery_id for r in rest] == ["d-1", "d-4"]
-    assert [r.attempts for r in taken + rest] == [2, 1, 1, 2, 1]
+    assert [r.attempts for r in taken + rest] == [0, 0, 0, 0, 0], "a claim charges nothing"
 
 
 def test_concurrent_claimers_never_share_a_delivery(engine: Engine) -> None:
@@ -355,8 +357,9 @@ async def test_a_broken_payload_fails_at_once_with_its_reason(engine: Engine) ->
 async def test_a_delivery_whose_workers_keep_dying_is_given_up(engine: Engine) -> None:
     inbox = Inbox(engine)
     inbox.store_many([incoming(1)])
-    for n in range(3):  # three workers claim it and vanish
-        assert inbox.claim(f"dead-{n}", limit=1, lease_seconds=0.05)
+    for n in range(3):  # three workers start handling it and vanish
+        [row] = inbox.claim(f"dead-{n}", limit=1, lease_seconds=0.05)
+        assert inbox.start(row, f"dead-{n}")
         await asyncio.sleep(0.1)
     flaky = Flaky(0)
     await _worker(inbox, flaky.router, engine, max_attempts=3).run_once()

@@ -74,7 +74,9 @@ def insert_ignoring_conflicts(engine: Engine) -> Callable[..., Any]:
     return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
-def execute_alone(engine: Engine, statement: Executable) -> int:
+def execute_alone(
+    engine: Engine, statement: Executable, params: dict[str, Any] | None = None
+) -> int:
     """Run one writing statement as its own transaction (autocommit); returns how many
     rows it changed. (Leave RETURNING out: its rows are not read.)
 
@@ -88,7 +90,7 @@ def execute_alone(engine: Engine, statement: Executable) -> int:
     # key, and without the option its row count would be lost (-1) with those rows.
     options = {"isolation_level": "AUTOCOMMIT", "preserve_rowcount": True}
     with engine.connect().execution_options(**options) as conn:
-        return int(conn.execute(statement).rowcount)
+        return int(conn.execute(statement, params).rowcount)
 
 
 def ping(engine: Engine) -> None:

@@ -35,6 +35,9 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("host", "delivery_id", name="uq_deliveries_host_delivery_id"),
         Index("ix_deliveries_claimable", "status", "next_attempt_at", "id"),
+        Index(
+            "ix_deliveries_thread_order", "thread_key", "status", "event_time", "received_at", "id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -54,6 +57,14 @@ class Delivery(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     note: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Filled in by the worker once it has normalized the delivery (bot/worker.py): the
+    # thread it belongs to ("" for none) and when the host says the event happened
+    # (the time received when the payload does not say). A thread's deliveries are
+    # handled in (event_time, received_at, id) order.
+    thread_key: Mapped[str | None] = mapped_column(String(400))
+    event_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # handling last began
+    out_of_order: Mapped[bool | None] = mapped_column(Boolean)  # began after a later one
 
 
 class CommentRecord(Base):
