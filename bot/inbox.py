@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,21 +21,13 @@ from psycopg.types.json import Json
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db import execute_alone
 from bot.db.models import Delivery
-from bot.webhooks import IncomingDelivery
+from bot.delivery import IncomingDelivery
 
 PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
 STATUSES = (PENDING, PROCESSING, DONE, IGNORED, FAILED)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def worker_name() -> str:
-    """A name unique to this worker, readable in `deliveries show`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)

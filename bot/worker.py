@@ -7,14 +7,15 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from bot.clock import utcnow, worker_name
 from bot.events import Ignored as IgnoredEvent
 from bot.events import PayloadError, drop_reason, normalize
-from bot.inbox import DONE, IGNORED, DeliveryRow, Inbox, utcnow, worker_name
+from bot.inbox import DONE, IGNORED, DeliveryRow, Inbox
+from bot.ingress.verify import WebhookRejected, decode_payload
 from bot.log import delivery_var
 from bot.loops import nap
 from bot.router import Context, Router
 from bot.runtime import Runtime
-from bot.webhooks import WebhookRejected, decode_payload
 
 log = logging.getLogger(__name__)
 
