@@ -31,8 +31,8 @@ from sqlalchemy import create_engine, text
 
 from bot.db import make_engine
 from bot.db.migrate import upgrade
+from bot.delivery import IncomingDelivery
 from bot.inbox import Inbox
-from bot.webhooks import IncomingDelivery
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_RATIO = 2.0

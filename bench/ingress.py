@@ -23,7 +23,7 @@ and measured twice, after a short closed-loop warm-up:
                   --seconds, whatever the answers; p50/p99/max of each ack's latency
 
 Every request is a realistic `issue_comment` `created` payload (3-6 KB) with a fresh
-X-GitHub-Delivery and an X-Hub-Signature-256 made by `bot.webhooks.sign_github`. The
+X-GitHub-Delivery and an X-Hub-Signature-256 made by `bot.ingress.verify.sign_github`. The
 load generator is this process, one keep-alive connection per client, traffic to
 127.0.0.1 only: by default bench/rawhttp.py (prepared request bytes, a small part of
 what a server spends per request), with --client aiohttp aiohttp's client (about as
@@ -70,7 +70,7 @@ from common import (
 from rawhttp import RawClient
 from sqlalchemy import create_engine, text
 
-from bot.webhooks import sign_github
+from bot.ingress.verify import sign_github
 
 HOST = "127.0.0.1"  # never anything else: load goes to this machine only
 

@@ -124,11 +124,11 @@ def make_database(path: Path, events: int) -> tuple[str, str, int]:
     from sqlalchemy import insert
     from sqlalchemy.orm import Session
 
+    from bot.clock import utcnow
     from bot.db import make_engine
     from bot.db.migrate import upgrade
     from bot.db.models import TranscriptEvent
     from bot.events import ThreadRef
-    from bot.inbox import utcnow
     from bot.sessions.store import Launch, SessionOptions, SessionStore
 
     url = f"sqlite:///{path}"
@@ -181,9 +181,9 @@ def serve(url: str, port: int) -> None:
     """The server subprocess: create_app as `serve` builds it, plus the baseline route."""
     from aiohttp import web
 
+    from bot.app import create_app
     from bot.config import Settings
     from bot.server import open_services
-    from bot.web import create_app
     from bot.web.inspector import INSPECTOR, build_items, render_item
     from bot.web.render import render
 

@@ -40,10 +40,10 @@ from sqlalchemy import create_engine, text
 
 from bot.db import make_engine
 from bot.db.migrate import upgrade
+from bot.delivery import IncomingDelivery
 from bot.events import CommentEvent
 from bot.inbox import Inbox
 from bot.router import Context, Router
-from bot.webhooks import IncomingDelivery
 from bot.worker import Dispatcher
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -460,7 +460,7 @@ def cmd_sessions_send(args: argparse.Namespace, settings: Settings) -> int:
 
 def _closed_status(services: Services, closed: SessionInfo, public_url: str | None) -> None:
     from bot import outbox as ob
-    from bot.inbox import utcnow
+    from bot.clock import utcnow
     from bot.sessions import status
     from bot.sessions.store import SessionStore
 

@@ -9,10 +9,10 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import CommentRecord
 from bot.events import CommentEvent
-from bot.inbox import utcnow
 
 
 @dataclass(frozen=True)

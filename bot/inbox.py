@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,24 +40,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from bot.clock import utcnow
 from bot.db import execute_alone
 from bot.db.models import Delivery
 from bot.db.types import UtcDateTime
-from bot.webhooks import IncomingDelivery
+from bot.delivery import IncomingDelivery
 
 PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
 STATUSES = (PENDING, PROCESSING, DONE, IGNORED, FAILED)
 WAITING = (PENDING, PROCESSING)  # not finished: it holds back later deliveries of its thread
 NO_THREAD = ""  # the thread key of a delivery that is ordered with nothing
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def worker_name() -> str:
-    """A name unique to this worker, readable in `deliveries show`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)

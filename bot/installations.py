@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db.models import Installation
 from bot.events import InstallationEvent
-from bot.inbox import utcnow
 
 ACTIVE, SUSPENDED, DELETED = "active", "suspended", "deleted"
 

@@ -41,6 +41,7 @@ from sqlalchemy import Engine, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot import slots
+from bot.clock import utcnow, worker_name
 from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
@@ -53,7 +54,6 @@ from bot.hosts.base import (
     Posted,
     RateLimited,
 )
-from bot.inbox import utcnow, worker_name
 from bot.loops import nap
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from bot.agents.config import Config
 from bot.agents.repo_config import REPO_FILES, narrow, parse_repo_config
 from bot.agents.yamlcheck import ConfigFileError
+from bot.clock import utcnow
 from bot.db.models import RepoConfig
 from bot.hosts.base import HostError, NotFound
-from bot.inbox import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, delete, exists, func, select, text, update
 from sqlalchemy.orm import aliased
 
+from bot.clock import utcnow
 from bot.config import Settings
 from bot.db import is_sqlite
 from bot.db.models import (
@@ -40,7 +41,7 @@ from bot.db.models import (
     SessionRow,
     TranscriptEvent,
 )
-from bot.inbox import DONE, FAILED, IGNORED, utcnow
+from bot.inbox import DONE, FAILED, IGNORED
 from bot.sessions.store import CLOSED, IDLE_EXPIRY, LIFETIME, TIME_LIMIT
 from bot.sessions.store import FAILED as SESSION_FAILED
 

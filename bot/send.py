@@ -11,7 +11,7 @@ import uuid
 import aiohttp
 
 from bot.config import Settings
-from bot.webhooks import sign_github
+from bot.ingress.verify import sign_github
 
 
 class SendError(Exception):

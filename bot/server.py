@@ -18,6 +18,7 @@ from aiohttp import web
 from sqlalchemy import Engine
 
 from bot import outbox as ob
+from bot.app import create_app
 from bot.config import Settings
 from bot.db import describe_error, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
@@ -37,7 +38,6 @@ from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
 from bot.slots import Slots
-from bot.web import create_app
 from bot.web.auth import ensure_operator_token, print_login_link
 from bot.web.playground import playground_link
 from bot.web.redact import Scrubber

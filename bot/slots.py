@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db import insert_ignoring_conflicts
 from bot.db.models import TimeSlot
-from bot.inbox import utcnow
 
 
 def take(session: Session, key: str, now: datetime, interval: float) -> bool:

@@ -18,14 +18,15 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from bot.clock import utcnow, worker_name
 from bot.events import Event, PayloadError, drop_reason, event_time, normalize, order_key
 from bot.events import Ignored as IgnoredEvent
-from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order, utcnow, worker_name
+from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order
+from bot.ingress.verify import WebhookRejected, decode_payload
 from bot.log import delivery_var
 from bot.loops import nap
 from bot.router import Context, Router
 from bot.runtime import Runtime
-from bot.webhooks import WebhookRejected, decode_payload
 
 log = logging.getLogger(__name__)
 

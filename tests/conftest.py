@@ -33,13 +33,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from bot.app import create_app
 from bot.config import Settings
 from bot.db import is_sqlite, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.inbox import Inbox
 from bot.runtime import Runtime
 from bot.server import background, open_services
-from bot.web import create_app
 from bot.worker import Worker
 from tests.payloads import GITLAB_TOKEN, SECRET
 from tests.procs import Proc

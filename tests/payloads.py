@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.webhooks import sign_github
+from bot.ingress.verify import sign_github
 
 SECRET = "It's a Secret to Everybody"
 GITLAB_TOKEN = "gitlab-webhook-token-0123456789"

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from sqlalchemy import create_engine
 
+from bot.app import create_app
 from bot.cli import build_parser
 from bot.config import SETTINGS, Settings, load_settings
 from bot.inbox import Inbox
-from bot.web import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

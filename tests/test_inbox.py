@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from bot.clock import utcnow
 from bot.db import make_engine
 from bot.db.migrate import upgrade
+from bot.delivery import IncomingDelivery
 from bot.events import CommentEvent, normalize
 from bot.history import CommentHistory
-from bot.inbox import Inbox, utcnow
+from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.outbox import Outbox
 from bot.router import Context, Router
 from bot.runtime import Runtime
-from bot.webhooks import IncomingDelivery
 from bot.worker import Dispatcher, Worker
 from tests import payloads as p
 

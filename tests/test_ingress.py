@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bot.app import create_app
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import make_engine
 from bot.db.models import Delivery
 from bot.inbox import Inbox
-from bot.web import create_app
 from tests import payloads as p
 from tests.conftest import Running, postgres_schema, run_app, with_settings
 

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import Engine, insert, update
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.config import Settings
 from bot.db.models import Delivery, OutboxItem, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
-from bot.inbox import utcnow
 from bot.sessions.store import Launch, SessionInfo, SessionOptions, SessionStore
 from bot.web.auth import (
     COOKIE,

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from bot import outbox as ob
+from bot.clock import utcnow
 from bot.events import ThreadRef
 from bot.hosts.base import Posted
-from bot.inbox import utcnow
 
 ISSUE = ThreadRef("github", "octo-org/hello-world", "issue", 7)
 PULL = ThreadRef("github", "octo-org/hello-world", "pull", 12)

@@ -22,8 +22,8 @@ from bot.hosts.base import DiffComment, HostError, NotFound
 from bot.hosts.local import LocalHost
 from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO, HEAD_FILES
 from bot.hosts.local_store import CommentInfo, PlaygroundStore
+from bot.ingress.verify import WebhookRejected, accept_local
 from bot.web.playground import render_body, signed_delivery
-from bot.webhooks import WebhookRejected, accept_local
 from tests.conftest import Running, run_app, with_settings
 from tests.test_sessions import eventually, strip
 

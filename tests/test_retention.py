@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.cli import main
+from bot.clock import utcnow
 from bot.config import ConfigError, load_settings
 from bot.db import make_engine
 from bot.db.migrate import upgrade
@@ -25,7 +26,6 @@ from bot.db.models import (
     TranscriptEvent,
 )
 from bot.events import ThreadRef
-from bot.inbox import utcnow
 from bot.retention import Policy, Retention, RetentionJob
 from bot.sessions.store import Launch, SessionOptions, SessionStore
 from bot.slots import Slots

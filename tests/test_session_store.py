@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from bot.clock import utcnow
 from bot.events import ThreadRef
-from bot.inbox import utcnow
 from bot.sessions.store import Launch, SessionOptions, SessionStore
 
 THREAD = ThreadRef("github", "octo-org/hello-world", "pull", 12)

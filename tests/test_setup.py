@@ -20,12 +20,12 @@ import pytest
 import yaml
 from aiohttp import web
 
+from bot.app import create_app
 from bot.config import Settings, load_settings, parse_env_file
 from bot.db import make_engine
 from bot.envfile import env_value, merge_env
 from bot.hosts.github import GitHubApp
 from bot.inbox import Inbox
-from bot.web import create_app
 from bot.web.manifest import (
     APP_DEFAULTS,
     APP_YML,

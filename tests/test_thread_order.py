@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine
 
+from bot.delivery import IncomingDelivery
 from bot.events import CommentEvent
 from bot.history import CommentHistory
 from bot.inbox import DeliveryRow, Inbox, Order
@@ -19,7 +20,6 @@ from bot.installations import InstallationStore
 from bot.outbox import Outbox
 from bot.router import Context, Router
 from bot.runtime import Runtime
-from bot.webhooks import IncomingDelivery
 from bot.worker import Dispatcher, Worker
 from tests import payloads as p
 

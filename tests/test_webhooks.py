@@ -1,4 +1,4 @@
-"""bot.webhooks: signature and token checks, header handling and body decoding, no I/O."""
+"""bot.ingress.verify: signature and token checks, header handling and body decoding, no I/O."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.webhooks import (
+from bot.delivery import IncomingDelivery
+from bot.ingress.verify import (
     KEPT_HEADERS,
-    IncomingDelivery,
     WebhookRejected,
     accept_github,
     accept_gitlab,

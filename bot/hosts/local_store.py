@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db import insert_ignoring_conflicts
 from bot.db.models import (
     PlaygroundBranch,
@@ -49,7 +50,6 @@ from bot.hosts.local_seed import (
     PEOPLE,
     tree_sha,
 )
-from bot.inbox import utcnow
 from bot.paths import path_problem, repo_path
 
 SECRET_META_KEY = "webhook_secret"  # noqa: S105 (the name of a row, not a secret)

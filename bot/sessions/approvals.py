@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db.models import ApprovalGate, ChangeSet, SessionRow
 from bot.diffs import FileStat
-from bot.inbox import utcnow
 from bot.sessions.store import add_event
 
 WAITING, APPROVED, CHANGES_REQUESTED, STALE, CANCELLED = (

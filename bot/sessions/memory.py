@@ -11,9 +11,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine, delete, select
 
+from bot.clock import utcnow
 from bot.db import insert_ignoring_conflicts
 from bot.db.models import AgentMemory
-from bot.inbox import utcnow
 
 MAX_KEY = 200  # characters; the column's width
 MAX_VALUE = 20_000  # characters of one note

@@ -32,9 +32,9 @@ from bot.agents.base import (
     TurnInput,
 )
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
+from bot.clock import utcnow, worker_name
 from bot.events import ThreadRef
 from bot.hosts.base import HostError, can_write
-from bot.inbox import utcnow, worker_name
 from bot.log import session_var
 from bot.loops import nap
 from bot.sessions import status

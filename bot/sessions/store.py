@@ -16,10 +16,10 @@ from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, func, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.clock import utcnow
 from bot.db import execute_alone
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
-from bot.inbox import utcnow
 from bot.sessions.search import search_text_for
 
 ACTIVE, BUSY, IDLE, CLOSED, FAILED = "active", "busy", "idle", "closed", "failed"

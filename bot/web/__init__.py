@@ -1,7 +1,1 @@
-"""The aiohttp application: webhook ingress and health endpoints."""
-
-from __future__ import annotations
-
-from bot.web.app import create_app
-
-__all__ = ["create_app"]
+"""The UI beside ingress: sign-in, the session inspector, the playground, setup pages."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from bot import outbox as ob
-from bot.inbox import utcnow
+from bot.clock import utcnow
 from bot.outbox import Outbox
 from bot.sessions import status
 from bot.sessions.store import OPERATOR, SessionInfo, SessionStore

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlencode
 from aiohttp import web
 
 from bot.config import Settings
+from bot.web.render import VISITOR, Visitor, render
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,12 @@ def principal_of(request: web.Request) -> Principal | None:
     return authenticate(request)
 
 
+def _visitor(request: web.Request) -> Visitor:
+    """The page context's view of who is signed in (bot.web.render.VISITOR)."""
+    found = principal_of(request)
+    return Visitor(found, request.app[KEYS].csrf(found) if found is not None else "")
+
+
 def csrf_token(request: web.Request) -> str:
     """The CSRF value for forms on this page (empty without a cookie session)."""
     found = principal_of(request)
@@ -397,8 +404,6 @@ async def _sign_in(request: web.Request, token: str, name: str | None) -> Princi
 def _login_page(
     request: web.Request, *, error: str | None = None, status: int = 200
 ) -> web.Response:
-    from bot.web.render import render
-
     return render(
         request,
         "login.html",
@@ -420,8 +425,6 @@ async def login_get(request: web.Request) -> web.StreamResponse:
     # A page, not a redirect: the browser follows the refresh as a same-site navigation
     # (so the Strict cookie goes with it) and the token leaves the address bar.
     target = safe_next(request.query.get("next"))
-    from bot.web.render import render
-
     response = render(request, "signed_in.html", target=target, principal=issued)
     _set_cookie(request, response, value)
     return response
@@ -456,6 +459,7 @@ def install_auth(
     """Add the middleware and the /login and /logout routes; protect `protected`."""
     app[KEYS] = Keys.from_settings(settings)
     app[PROTECTED] = list(protected)
+    app[VISITOR] = _visitor
     app.middlewares.append(auth_middleware)
     app.router.add_get("/login", login_get)
     app.router.add_post("/login", login_post)

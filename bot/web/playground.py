@@ -46,10 +46,10 @@ from bot.hosts.local_store import (
     UserInfo,
     pull_url,
 )
+from bot.ingress.verify import sign_local
 from bot.web.auth import OPERATOR, login_link, protect, require, see_other
 from bot.web.redact import SCRUBBER
 from bot.web.render import FEATURES, render, render_text
-from bot.webhooks import sign_local
 
 log = logging.getLogger(__name__)
 

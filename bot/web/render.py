@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,20 @@ from aiohttp import web
 # the nav shows their links. Whoever enables a part sets its flag on the app; a page
 # can also pass `features=` to render() to override.
 FEATURES = web.AppKey("features", dict[str, bool])
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who is signed in on a page (None: nobody) and the CSRF value for its forms."""
+
+    principal: Any
+    csrf: str
+
+
+# How a page learns who is looking at it. bot.web.auth sets it when it installs sign-in;
+# without it every page renders as for nobody. (A hook, not an import: auth renders its
+# own pages through this module.)
+VISITOR: web.AppKey[Callable[[web.Request], Visitor]] = web.AppKey("visitor")
 
 # Every page: no caching of what may be private, no framing, no referrer leaks (the
 # /login?token= link must not travel on in a Referer header).
@@ -79,14 +94,11 @@ def environment() -> jinja2.Environment:
 
 def page_context(request: web.Request) -> dict[str, Any]:
     """What every page may use: who is signed in, their CSRF token, which links to show."""
-    # Imported here: auth renders its login page through this module.
-    from bot.web.auth import csrf_token, principal_of
-
-    who = principal_of(request)
+    visitor = request.app[VISITOR](request) if VISITOR in request.app else Visitor(None, "")
     features: dict[str, bool] = request.app.get(FEATURES, {})
     return {
-        "principal": who,
-        "csrf": csrf_token(request) if who is not None else "",
+        "principal": visitor.principal,
+        "csrf": visitor.csrf,
         "features": dict(features),
         "path": request.path,
     }

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.db.checkpoint import Checkpointer, defer_checkpoints
+from bot.delivery import IncomingDelivery
 from bot.inbox import Inbox, StoreResult
-from bot.webhooks import IncomingDelivery
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Routes: POST /webhooks/{github,gitlab} (and /webhooks/local with the playground on),
-GET /healthz, GET /readyz.
+"""Ingress routes: POST /webhooks/{github,gitlab} (and /webhooks/local with the playground
+on), GET /healthz, GET /readyz.
 
 Every webhook goes size check -> verify -> store -> answer. It is answered 2xx only
 once the raw delivery is committed; if it cannot be stored the answer is 503, so the
@@ -18,26 +18,22 @@ from aiohttp import web
 from bot import __version__
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import ping
+from bot.delivery import IncomingDelivery
 from bot.inbox import Inbox
-from bot.web.auth import install_auth
-from bot.web.inspector import install_inspector
-from bot.web.playground import PLAYGROUND, install_playground
-from bot.web.redact import Scrubber, install_scrubber
-from bot.web.setup import add_setup_routes
-from bot.web.writer import DeliveryWriter
-from bot.webhooks import (
-    IncomingDelivery,
+from bot.ingress.verify import (
     WebhookRejected,
     accept_github,
     accept_gitlab,
     accept_local,
 )
+from bot.ingress.writer import DeliveryWriter
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 INBOX = web.AppKey("inbox", Inbox)
 WRITER = web.AppKey("writer", DeliveryWriter)
+LOCAL_SECRET: web.AppKey[Callable[[], str | None]] = web.AppKey("local_secret")
 
 Accept = Callable[[Mapping[str, str], bytes, str], IncomingDelivery]
 
@@ -109,20 +105,6 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
     )
 
 
-async def local_webhook(request: web.Request) -> web.Response:
-    return await _receive(request, "local", accept_local, request.app[PLAYGROUND].secret)
-
-
-async def ingest_local(
-    app: web.Application, headers: Mapping[str, str], body: bytes
-) -> web.Response:
-    """A playground page's delivery, through the same verify -> store -> answer path."""
-    secret = app[PLAYGROUND].secret
-    if secret is None:
-        return _error(503, "the playground is still starting")
-    return await store_verified(app, "local", accept_local, headers, body, secret, "playground")
-
-
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive", "version": __version__})
 
@@ -136,21 +118,37 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "database": "ok"})
 
 
-def create_app(
+def _local_secret(app: web.Application) -> str | None:
+    found = app.get(LOCAL_SECRET)
+    return None if found is None else found()
+
+
+async def local_webhook(request: web.Request) -> web.Response:
+    return await _receive(request, "local", accept_local, _local_secret(request.app))
+
+
+async def ingest_local(
+    app: web.Application, headers: Mapping[str, str], body: bytes
+) -> web.Response:
+    """A playground page's delivery, through the same verify -> store -> answer path."""
+    secret = _local_secret(app)
+    if secret is None:
+        return _error(503, "the playground is still starting")
+    return await store_verified(app, "local", accept_local, headers, body, secret, "playground")
+
+
+def install_ingress(
+    app: web.Application,
     settings: Settings,
     *,
     inbox: Inbox,
     on_stored: Callable[[], None] | None = None,
-    scrubber: Scrubber | None = None,
-) -> web.Application:
-    """Build the web application; nothing starts until it is run.
+    local_secret: Callable[[], str | None] | None = None,
+) -> None:
+    """Add the webhook routes, /healthz and /readyz, and the writer's start and stop.
 
-    `scrubber` holds every configured secret (`Scrubber.configured(settings, config)`,
-    built once with the agents file: `Services.scrubber`); without one, the settings'
-    secrets only. Every answer of the app passes it."""
-    # aiohttp refuses bodies past client_max_size with 413 while reading them.
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    install_scrubber(app, Scrubber.configured(settings) if scrubber is None else scrubber)
+    `local_secret` gives the playground's signing secret (None while it starts); with it,
+    /webhooks/local is served too, and `ingest_local` takes the playground's deliveries."""
     app[SETTINGS] = settings
     app[INBOX] = inbox
     app[WRITER] = DeliveryWriter(inbox, on_stored=on_stored)
@@ -167,10 +165,6 @@ def create_app(
     app.router.add_post("/webhooks/gitlab", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
-    install_inspector(app, settings, inbox.engine)
-    if settings.playground:
-        install_playground(app, settings, inbox.engine, ingest=ingest_local)
+    if local_secret is not None:
+        app[LOCAL_SECRET] = local_secret
         app.router.add_post("/webhooks/local", local_webhook)
-    add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab
-    return app

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +18,7 @@ from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from bot.delivery import IncomingDelivery
 from bot.events import LOCAL_EVENTS
 
 # Events whose deliveries the dispatcher normalizes; anything else is stored as ignored.
@@ -73,19 +73,6 @@ class WebhookRejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class IncomingDelivery:
-    """A verified delivery, ready to be stored."""
-
-    host: str
-    delivery_id: str
-    event: str
-    action: str | None
-    headers: dict[str, str]
-    body: bytes
-    handled: bool
 
 
 def _case_blind(headers: Mapping[str, str]) -> Mapping[str, str]:

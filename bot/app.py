@@ -1,0 +1,51 @@
+"""The web process's application: ingress, with the UI (sign-in, inspector, playground,
+setup pages) installed beside it. Nothing starts until it is run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from bot.config import MAX_BODY_BYTES, Settings
+from bot.inbox import Inbox
+from bot.ingress.routes import ingest_local, install_ingress
+from bot.web.auth import install_auth
+from bot.web.inspector import install_inspector
+from bot.web.playground import PLAYGROUND, install_playground
+from bot.web.redact import Scrubber, install_scrubber
+from bot.web.setup import add_setup_routes
+
+
+def create_app(
+    settings: Settings,
+    *,
+    inbox: Inbox,
+    on_stored: Callable[[], None] | None = None,
+    scrubber: Scrubber | None = None,
+) -> web.Application:
+    """Build the web application; nothing starts until it is run.
+
+    `scrubber` holds every configured secret (`Scrubber.configured(settings, config)`,
+    built once with the agents file: `Services.scrubber`); without one, the settings'
+    secrets only. Every answer of the app passes it."""
+    # aiohttp refuses bodies past client_max_size with 413 while reading them.
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    install_scrubber(app, Scrubber.configured(settings) if scrubber is None else scrubber)
+
+    def local_secret() -> str | None:
+        return app[PLAYGROUND].secret
+
+    install_ingress(
+        app,
+        settings,
+        inbox=inbox,
+        on_stored=on_stored,
+        local_secret=local_secret if settings.playground else None,
+    )
+    install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
+    install_inspector(app, settings, inbox.engine)
+    if settings.playground:
+        install_playground(app, settings, inbox.engine, ingest=ingest_local)
+    add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab
+    return app
