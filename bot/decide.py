@@ -237,6 +237,12 @@ class AnswerHelp:
 
 
 @dataclass(frozen=True)
+class NothingToApprove:
+    """Say that no session in this thread waits for an approval (to a maintainer who
+    answered one)."""
+
+
+@dataclass(frozen=True)
 class Amend:
     """An edited comment still queued as input changes with it."""
 
@@ -264,6 +270,7 @@ Action = (
     | RunCommand
     | AnswerGate
     | AnswerHelp
+    | NothingToApprove
     | Amend
     | Withdraw
 )
@@ -336,6 +343,11 @@ def _comment(facts: Facts, event: CommentEvent) -> Decision:
             return _start(facts, task, agent_id, event.comment_id, event.url, mention=True)
         if any(c.name == "help" for c in parsed.commands):
             return [AnswerHelp()]
+        if any(c.name in ("approve", "request-changes") for c in parsed.commands):
+            # Worth a word to a maintainer; an outsider's answer changes nothing either way.
+            if facts.writer is MISSING:
+                return Ask("writer")
+            return [NothingToApprove()] if facts.writer else [Ignore(NO_GATE_WAITING)]
         return [Ignore(NOTHING_ASKED)]
     if parsed.commands or parsed.signal or parsed.problems:
         return _commands(facts, event, target)

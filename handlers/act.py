@@ -20,6 +20,7 @@ from bot.sessions.agents import session_options
 from bot.sessions.service import Trigger
 from bot.sessions.store import CANCELLED, USER_SIGNAL
 from handlers.session_commands import (
+    NOTHING_TO_APPROVE,
     REPO_CONFIG_PROBLEMS,
     UNKNOWN_AGENT,
     help_text,
@@ -104,6 +105,8 @@ async def carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
         case d.UnknownAgent(agent_id, known):
             text = UNKNOWN_AGENT.format(agent=agent_id, known=", ".join(f"`{a}`" for a in known))
             await _plain_reply(facts, ctx, "unknown-agent", text)
+        case d.NothingToApprove():
+            await _plain_reply(facts, ctx, "no-gate", NOTHING_TO_APPROVE)
         case d.AnswerHelp():
             await _plain_reply(
                 facts, ctx, "help", help_text(ctx.runtime.config, ctx.runtime.bot_names)

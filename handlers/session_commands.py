@@ -15,6 +15,7 @@ STATUS_LINE = (
     "time limit in {left} · {turns} turn(s)."
 )
 UNKNOWN_AGENT = "There is no agent `{agent}` here; agents: {known}."
+NOTHING_TO_APPROVE = "Nothing is waiting for approval in this thread."
 REPO_CONFIG_PROBLEMS = (
     "Threadline could not use this repository's `{path}`; the previous valid configuration "
     "(or the server's) stays in force:\n\n{problems}"

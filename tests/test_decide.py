@@ -28,6 +28,7 @@ from bot.decide import (
     Facts,
     Feed,
     Ignore,
+    NothingToApprove,
     Record,
     RefuseOnce,
     Reply,
@@ -488,6 +489,20 @@ CASES = [
         [AnswerHelp()],
     ),
     Case(
+        "/approve with nothing waiting: a maintainer is told so",
+        comment("/approve"),
+        {"live": None, "awaiting": None, **writer},
+        ["live", "awaiting", "writer"],
+        [NothingToApprove()],
+    ),
+    Case(
+        "an outsider's /approve with nothing waiting gets no answer",
+        comment("/approve", by=OUTSIDER),
+        {"live": None, "awaiting": None, **outsider},
+        ["live", "awaiting", "writer"],
+        [Ignore(NO_GATE_WAITING)],
+    ),
+    Case(
         "an outsider's /help with no session is answered too",
         comment("/help", by=OUTSIDER),
         {"live": None},
@@ -598,13 +613,6 @@ CASES = [
             said(LIVE_ON_PULL, "/approve"),
             AnswerGate(LIVE_ON_PULL, True, "", "comment", "approve.c1.1"),
         ],
-    ),
-    Case(
-        "/approve with no session anywhere does nothing",
-        comment("/approve"),
-        {"live": None, "awaiting": None},
-        ["live", "awaiting"],
-        [Ignore(NOTHING_ASKED)],
     ),
     Case(
         "a review that approves answers the waiting gate",

@@ -687,3 +687,14 @@ async def test_an_approval_in_the_playground_opens_a_pull_request(settings: Sett
         async with app.http.get(f"{app.url}/playground/state?pr=2", headers=rig.auth) as resp:
             state = await resp.json()
         assert "looks right" in state["parts"]["conversation"]
+
+
+async def test_an_answer_with_nothing_to_approve_gets_a_short_reply(rig: Rig) -> None:
+    await rig.comment("/approve")
+    await eventually(
+        lambda: rig.replies() == ["Nothing is waiting for approval in this thread."], "answered"
+    )
+    await rig.comment("/approve", user="outsider")  # an outsider's answer changes nothing
+    await rig.comment("@threadline hello")
+    await eventually(lambda: len(rig.sessions()) == 1, "a session")
+    assert rig.replies().count("Nothing is waiting for approval in this thread.") == 1
