@@ -79,6 +79,7 @@ agents:
           - sleep: 0.05
           - reply: "heard: {input}"
 sessions:
+  maxLiveSessions: 10000
   keepSessionOpenForComments: true
   exitCriteria:
     timeLimit: {maxDurationMinutes: 60}
@@ -138,6 +139,37 @@ class Chaos:
             return Fault(method, path, lose=mode)  # type: ignore[arg-type]
         self.counts["before:500"] += 1
         return Fault(method, path, status=500)
+
+
+class SecondaryRateLimit:
+    """FakeGitHub.chaos: every write answered as past a secondary rate limit (403, a
+    Retry-After and GitHub's message) until `until` (time.monotonic()); counts them.
+
+    https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
+    """
+
+    def __init__(self, until: float, retry_after: int = 1) -> None:
+        self.until = until
+        self.retry_after = retry_after
+        self.refused: list[float] = []
+
+    def __call__(self, method: str, path: str) -> Fault | None:
+        if method not in WRITE_METHODS or not path.startswith("/repos/"):
+            return None
+        if time.monotonic() >= self.until:
+            return None
+        self.refused.append(time.monotonic())
+        return Fault(
+            method,
+            path,
+            status=403,
+            headers={"Retry-After": str(self.retry_after)},
+            body={
+                "message": "You have exceeded a secondary rate limit. Please wait a few "
+                "minutes before you try again.",
+                "documentation_url": "https://docs.github.com/rest",
+            },
+        )
 
 
 # ---------------------------------------------------------------- processes
@@ -442,6 +474,7 @@ class Report:
     deliveries_sent: int = 0
     redeliveries: int = 0
     resends: int = 0  # posts not acknowledged (a killed web, a refused connection)
+    answers: dict[str, int] = field(default_factory=dict)  # ingress's answers, or errors
     deliveries_stored: int = 0
     deliveries_retried: int = 0  # handled more than once by attempts (a kill mid-way)
     lost: list[str] = field(default_factory=list)
@@ -493,6 +526,7 @@ class Report:
                 "sent": self.deliveries_sent,
                 "redelivered": self.redeliveries,
                 "resent_unacknowledged": self.resends,
+                "answers": dict(sorted(self.answers.items())),
                 "stored": self.deliveries_stored,
                 "retried_after_kill": self.deliveries_retried,
                 "lost": len(self.lost),
@@ -597,7 +631,7 @@ def tally_sessions(report: Report, engine: Engine, plan: Plan, sent: list[Sent])
             report.sessions_wrong.append(f"issue {number}: sessions {states}, wanted [{want}]")
         fed: list[str] = []
         ignored: list[str] = []
-        closed_after: int | None = None
+        closed_after: tuple[int, str] | None = None
         for session in found:
             for e in transcript[session.id]:
                 if e.kind in ("launched", "input") and e.data.get("comment"):
@@ -605,7 +639,7 @@ def tally_sessions(report: Report, engine: Engine, plan: Plan, sent: list[Sent])
                 elif e.kind == "input_ignored" and e.data.get("comment"):
                     ignored.append(str(e.data["comment"]))
                 elif e.kind == "closed":
-                    closed_after = len(fed)
+                    closed_after = (len(fed), str(e.data.get("reason")))
         wanted = [str(s.comment_id) for s in mine if s.kind in ("mention", "follow_up")]
         outsiders = [str(s.comment_id) for s in mine if s.kind == "outsider"]
         doubled = [c for c, n in Counter(fed + ignored).items() if n > 1]
@@ -620,10 +654,15 @@ def tally_sessions(report: Report, engine: Engine, plan: Plan, sent: list[Sent])
         got = [c for c in dict.fromkeys(fed) if c in wanted]
         if got != [c for c in wanted if c in got]:
             report.out_of_order.append(f"issue {number}: fed {got}, made {wanted}")
-        if asked_done and closed_after is not None and closed_after < len(wanted):
+        if (
+            asked_done
+            and closed_after is not None
+            and closed_after[1] == "user_signal"
+            and closed_after[0] < len(wanted)
+        ):
             report.out_of_order.append(
-                f"issue {number}: closed after {closed_after} of {len(wanted)} inputs "
-                "(the /done was handled before earlier comments)"
+                f"issue {number}: closed by /done after {closed_after[0]} of {len(wanted)} "
+                "inputs (the /done was handled before earlier comments)"
             )
 
 
@@ -695,6 +734,14 @@ def tally_writes(report: Report, engine: Engine, gh: FakeGitHub) -> None:
             shown = MARKER.sub("", body_of[key]).rstrip()
             if shown != row.payload["body"].rstrip():
                 report.stale_status.append(f"{key}: shows an older version than v{row.version}")
+
+
+def tally(report: Report, engine: Engine, gh: FakeGitHub, sent: list[Sent]) -> Report:
+    """Deliveries, sessions and writes of a finished run, into `report`."""
+    tally_deliveries(report, engine, sent)
+    tally_sessions(report, engine, report.plan, sent)
+    tally_writes(report, engine, gh)
+    return report
 
 
 # ---------------------------------------------------------------- the run
@@ -769,11 +816,10 @@ async def soak(
             report.deliveries_sent = len(sender.sent)
             report.redeliveries = len(sender.redelivered)
             report.resends = sum(s.tries - 1 for s in sender.sent)
+            report.answers = dict(sender.answers)
             report.kills = dict(crew.kills)
             report.faults = dict(chaos.counts)
-            await asyncio.to_thread(tally_deliveries, report, engine, sender.sent)
-            await asyncio.to_thread(tally_sessions, report, engine, plan, sender.sent)
-            await asyncio.to_thread(tally_writes, report, engine, gh)
+            await asyncio.to_thread(tally, report, engine, gh, sender.sent)
         finally:
             stop_killing.set()
             await asyncio.to_thread(crew.stop)
