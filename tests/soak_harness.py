@@ -600,6 +600,11 @@ def tally_deliveries(report: Report, engine: Engine, sent: list[Sent]) -> None:
     report.lost += [f"{d}: stored but never sent (?)" for d in sorted(extra)]
 
 
+def short(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}] ({len(items)})"
+
+
 def tally_sessions(report: Report, engine: Engine, plan: Plan, sent: list[Sent]) -> None:
     """Sessions closed as their thread asked; inputs once each, in the order made."""
     with engine.connect() as conn:
@@ -648,12 +653,18 @@ def tally_sessions(report: Report, engine: Engine, plan: Plan, sent: list[Sent])
         missing = [c for c in wanted if c not in fed] + [c for c in outsiders if c not in ignored]
         if missing:
             report.inputs_missing.append(
-                f"issue {number}: comments {missing} never reached the session "
-                f"(fed {fed}, ignored {ignored})"
+                f"issue {number}: comments {short(missing)} never reached the session "
+                f"({len(fed)} fed, {len(ignored)} ignored as an outsider's)"
             )
         got = [c for c in dict.fromkeys(fed) if c in wanted]
-        if got != [c for c in wanted if c in got]:
-            report.out_of_order.append(f"issue {number}: fed {got}, made {wanted}")
+        made = [c for c in wanted if c in got]
+        if got != made:
+            first = next(n for n, (a, b) in enumerate(zip(got, made, strict=True)) if a != b)
+            report.out_of_order.append(
+                f"issue {number}: {sum(a != b for a, b in zip(got, made, strict=True))} of "
+                f"{len(got)} inputs out of place; the first at #{first}: comment {got[first]} "
+                f"where {made[first]} was made first (fed {short(got[first : first + 6])}...)"
+            )
         if (
             asked_done
             and closed_after is not None
