@@ -100,7 +100,9 @@ async def _route(event: CommentEvent, ctx: Context) -> None:
         return
     if not live.options.listen_to_comments:
         await sessions.note(
-            live, "input_ignored", {"by": event.actor.login, "why": "not listening"}
+            live,
+            "input_ignored",
+            {"by": event.actor.login, "why": "not listening", "comment": event.comment_id},
         )
         return
     if not writer and not live.options.feed_outsider_comments:

@@ -102,7 +102,7 @@ class Plan:
     webs: int = 2
     workers: int = 2
     duration: float = 20.0  # seconds over which the deliveries are spread
-    quiesce_within: float = 60.0
+    quiesce_within: float = 45.0
     host_timeout: float = 2.0  # the client's timeout: a hang lasts past it
     seed: int = 15
     extra_env: dict[str, str] = field(default_factory=dict)
