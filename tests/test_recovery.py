@@ -195,6 +195,11 @@ async def test_a_postgresql_restart_mid_run_loses_nothing_and_readyz_says_why(
 
             threads = asyncio.gather(*(thread(n) for n in range(1, plan.threads + 1)))
             await asyncio.sleep(1.0)
+            # Writes in flight when the database goes: each is made at the host while
+            # the sender cannot record that it was.
+            r.gh.delay("POST", r"/repos/.*", 1.5, times=1000)
+            r.gh.delay("PATCH", r"/repos/.*", 1.5, times=1000)
+            await asyncio.sleep(0.5)
             await asyncio.to_thread(cluster.stop, "fast")
             seen: list[tuple[int, dict[str, Any]]] = []
 
@@ -206,6 +211,7 @@ async def test_a_postgresql_restart_mid_run_loses_nothing_and_readyz_says_why(
             assert seen[-1][1]["status"] == "unavailable"
             assert seen[-1][1]["database"].startswith("unreachable: "), seen[-1]
             await asyncio.sleep(3)  # down for a while, deliveries refused meanwhile
+            r.gh.faults.clear()
             await asyncio.to_thread(cluster.start)
 
             async def ready() -> bool:
