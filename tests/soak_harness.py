@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from sqlalchemy import Engine, func, select
 
 from bot.db import make_engine
@@ -116,8 +117,30 @@ class Plan:
 # ---------------------------------------------------------------- faults
 
 
+class ChaoticGitHub(FakeGitHub):
+    """The fake GitHub with a fault source of the soak's own: `chaos` is asked for each
+    request that no queued fault matched (None lets it through), and "500" is one more
+    way to lose the answer of an applied write (GitHub's JSON 500). Kept here, not in
+    tests/fakes/github.py, so that the fake stays as other work left it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chaos: Callable[[str, str], Fault | None] | None = None
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        queued = super()._take_fault(method, path)
+        if queued is None and self.chaos is not None:
+            return self.chaos(method, path)
+        return queued
+
+    async def _lose(self, request: web.Request, mode: Any) -> web.StreamResponse:
+        if mode == "500":
+            return web.json_response({"message": "Server Error"}, status=500)
+        return await super()._lose(request, mode)
+
+
 class Chaos:
-    """FakeGitHub.chaos: a fault for `rate` of the write requests, at random."""
+    """ChaoticGitHub.chaos: a fault for `rate` of the write requests, at random."""
 
     AFTER_MODES = ("500", "close", "hang")
 
@@ -136,13 +159,13 @@ class Chaos:
         if self.rng.random() < self.after_share:
             mode = self.rng.choice(self.AFTER_MODES)
             self.counts[f"after:{mode}"] += 1
-            return Fault(method, path, lose=mode)  # type: ignore[arg-type]
+            return Fault(method, path, lose=mode)  # type: ignore[arg-type]  # "500" is ChaoticGitHub's
         self.counts["before:500"] += 1
         return Fault(method, path, status=500)
 
 
 class SecondaryRateLimit:
-    """FakeGitHub.chaos: every write answered as past a secondary rate limit (403, a
+    """ChaoticGitHub.chaos: every write answered as past a secondary rate limit (403, a
     Retry-After and GitHub's message) until `until` (time.monotonic()); counts them.
 
     https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
@@ -798,7 +821,7 @@ async def soak(
     config.write_text(AGENTS, encoding="utf-8")
     chaos = Chaos(plan.fault_rate, plan.after_share, random.Random(plan.seed + 1))
     started = time.monotonic()
-    async with FakeGitHub() as gh:
+    async with ChaoticGitHub() as gh:
         seed_fake(gh, plan)
         gh.chaos = chaos
         crew = Crew(database_url, workdir, process_env(gh, config, plan), plan)

@@ -21,11 +21,11 @@ from sqlalchemy import Engine
 
 from bot.db import make_engine
 from tests.conftest import postgres_schema
-from tests.fakes.github import FakeGitHub
 from tests.pgcluster import private_cluster, unavailable
 from tests.soak_harness import (
     AGENTS,
     MAINTAINER,
+    ChaoticGitHub,
     Crew,
     Plan,
     Report,
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.slow
 
 @dataclass
 class Rig:
-    gh: FakeGitHub
+    gh: ChaoticGitHub
     crew: Crew
     sender: Sender
     engine: Engine
@@ -63,7 +63,7 @@ class Rig:
 async def rig(plan: Plan, url: str, workdir: Path) -> AsyncIterator[Rig]:
     config = workdir / "threadline.yml"
     config.write_text(AGENTS, encoding="utf-8")
-    async with FakeGitHub() as gh:
+    async with ChaoticGitHub() as gh:
         seed_fake(gh, plan)
         crew = Crew(url, workdir, process_env(gh, config, plan), plan)
         engine = make_engine(url)

@@ -73,7 +73,7 @@ CHECK_CONCLUSIONS = frozenset(
 STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
 DOCS = "https://docs.github.com/rest"
 REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
-LoseMode = Literal["500", "502", "close", "hang"]
+LoseMode = Literal["502", "close", "hang"]
 
 
 def iso(epoch: float) -> str:
@@ -379,9 +379,6 @@ class FakeGitHub:
         self.conversions: list[dict[str, Any]] = []
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
-        # Random faults (tests/soak_harness.py's Chaos): asked for a fault for each
-        # request that no scripted fault above matched; None lets it through.
-        self.chaos: Callable[[str, str], Fault | None] | None = None
         self._ids = itertools.count(1001)
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -661,7 +658,7 @@ class FakeGitHub:
     def lose_response(
         self, method: str, path: str, mode: LoseMode = "502", *, times: int = 1
     ) -> None:
-        """Apply the next matching requests, then answer 500 or 502, close the connection or hang."""
+        """Apply the next matching requests, then answer 502, close the connection or hang."""
         self.faults.append(Fault(method, path, lose=mode, times=times))
 
     def rate_limited(
@@ -706,7 +703,7 @@ class FakeGitHub:
                 if fault.times <= 0:
                     self.faults.remove(fault)
                 return fault
-        return self.chaos(method, path) if self.chaos is not None else None
+        return None
 
     # ------------------------------------------------------------ dispatch
 
@@ -763,10 +760,6 @@ class FakeGitHub:
         return web.json_response(body, status=fault.status or 500, headers=fault.headers)
 
     async def _lose(self, request: web.Request, mode: LoseMode) -> web.StreamResponse:
-        if mode == "500":
-            return web.json_response(
-                {"message": "Server Error", "documentation_url": DOCS}, status=500
-            )
         if mode == "502":
             return web.Response(
                 status=502,
