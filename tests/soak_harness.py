@@ -673,11 +673,17 @@ def tally_sessions(report: Report, engine: Engine, plan: Plan, sent: list[Sent])
         doubled = [c for c, n in Counter(fed + ignored).items() if n > 1]
         if doubled:
             report.handled_twice.append(f"issue {number}: comments {doubled} given twice")
-        missing = [c for c in wanted if c not in fed] + [c for c in outsiders if c not in ignored]
+        missing = [c for c in wanted if c not in fed]
         if missing:
             report.inputs_missing.append(
                 f"issue {number}: comments {short(missing)} never reached the session "
-                f"({len(fed)} fed, {len(ignored)} ignored as an outsider's)"
+                f"({len(fed)} fed)"
+            )
+        unnoted = [c for c in outsiders if c not in ignored]
+        if unnoted:
+            report.inputs_missing.append(
+                f"issue {number}: outsider's comments {short(unnoted)} never noted as "
+                f"ignored by the session (handled while no session was live?)"
             )
         got = [c for c in dict.fromkeys(fed) if c in wanted]
         made = [c for c in wanted if c in got]
