@@ -615,10 +615,12 @@ def tally_deliveries(report: Report, engine: Engine, sent: list[Sent]) -> None:
             )
         if row.attempts > 1:
             report.deliveries_retried += 1
-        if recorded[row.id] != 1:
+        if recorded[row.id] > 1:
             report.handled_twice.append(
                 f"{s.delivery_id} (issue {s.thread}): recorded {recorded[row.id]} times"
             )
+        elif row.status == "done" and not recorded[row.id]:
+            report.lost.append(f"{s.delivery_id} (issue {s.thread}): done, comment not recorded")
     extra = set(by_id) - {s.delivery_id for s in sent}
     report.lost += [f"{d}: stored but never sent (?)" for d in sorted(extra)]
 
