@@ -352,7 +352,8 @@ def _comment(facts: Facts, event: CommentEvent) -> Decision:
     if parsed.commands or parsed.signal or parsed.problems:
         return _commands(facts, event, target)
     if not target.options.listen_to_comments:
-        return [Record(target, "input_ignored", {"by": event.actor.login, "why": "not listening"})]
+        data = {"by": event.actor.login, "why": "not listening", "comment": event.comment_id}
+        return [Record(target, "input_ignored", data)]
     if not target.options.feed_outsider_comments:
         if facts.writer is MISSING:
             return Ask("writer")

@@ -554,7 +554,11 @@ CASES = [
         comment("what about line 45?"),
         {"live": DEAF},
         ["live"],
-        [Record(DEAF, "input_ignored", {"by": MAINTAINER, "why": "not listening"})],
+        [
+            Record(
+                DEAF, "input_ignored", {"by": MAINTAINER, "why": "not listening", "comment": "c1"}
+            )
+        ],
     ),
     # ------------------------------------------------------------------ approvals
     Case(

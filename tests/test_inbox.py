@@ -146,14 +146,15 @@ def test_the_pool_keeps_its_busy_timeout_after_ingress_connections(tmp_path: Pat
 def test_claims_are_exclusive_and_leases_expire(engine: Engine) -> None:
     inbox = Inbox(engine)
     inbox.store_many([incoming(n) for n in range(5)])
-    a = inbox.claim("worker-a", limit=3, lease_seconds=0.2)
+    # Long enough that a loaded machine cannot let it lapse before the asserts below.
+    a = inbox.claim("worker-a", limit=3, lease_seconds=1.5)
     b = inbox.claim("worker-b", limit=10, lease_seconds=30)
     assert [r.delivery_id for r in a] == ["d-0", "d-1", "d-2"]
     assert [r.delivery_id for r in b] == ["d-3", "d-4"]
     assert inbox.claim("worker-c", limit=10, lease_seconds=30) == []
     assert inbox.start(a[0], "worker-a")  # its first delivery's handling began
 
-    time.sleep(0.3)  # worker-a "died": its leases run out and worker-c takes over
+    time.sleep(1.6)  # worker-a "died": its leases run out and worker-c takes over
     taken = inbox.claim("worker-c", limit=10, lease_seconds=30)
     # Only the delivery worker-a had started was charged an attempt.
     assert [(r.delivery_id, r.attempts) for r in taken] == [("d-0", 1), ("d-1", 0), ("d-2", 0)]

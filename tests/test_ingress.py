@@ -307,6 +307,12 @@ async def test_unreachable_database_answers_503_so_the_host_redelivers() -> None
                 assert "redeliver" in (await resp.json())["error"]
             async with http.get(f"http://{host}:{port}/readyz") as resp:
                 assert resp.status == 503
+                answer = await resp.json()
+                # What is wrong, without the driver's details (host, port, user).
+                assert answer == {
+                    "status": "unavailable",
+                    "database": "unreachable: connection refused (OperationalError)",
+                }
             async with http.get(f"http://{host}:{port}/healthz") as resp:
                 assert resp.status == 200
     finally:

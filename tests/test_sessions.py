@@ -292,6 +292,29 @@ async def test_comments_during_a_turn_queue_and_arrive_in_order(rig: GitHubRig) 
     assert session.turns == 3, "the two queued comments came together in one turn"
 
 
+async def test_an_outsider_comment_handled_again_is_noted_once(rig: GitHubRig) -> None:
+    """A delivery handled a second time (a worker killed before settling it, or a replay)
+    leaves one `input_ignored` in the transcript, as a writer's comment leaves one input."""
+    await rig.comment(7, "@threadline real task")
+    await eventually(lambda: "waiting for comments" in rig.status(7), "the session")
+    aside, aside_delivery = await rig.comment(7, "an aside", author="outsider")
+    note, note_delivery = await rig.comment(7, "a note")
+    await rig.app.drain()
+    inbox = rig.app.inbox
+    for delivery in (aside_delivery, note_delivery):
+        row = await asyncio.to_thread(inbox.get, delivery)
+        assert row is not None
+        assert row.status == "done"
+        assert await asyncio.to_thread(inbox.replay, row.pk)
+        await rig.app.drain()
+    [session] = rig.sessions()
+    events = rig.app.runtime.sessions.store.transcript(session.id)
+    ignored = [e.data["comment"] for e in events if e.kind == "input_ignored"]
+    fed = [e.data["comment"] for e in events if e.kind == "input"]
+    assert ignored == [str(aside)]
+    assert fed == [str(note)]
+
+
 async def test_a_non_writer_is_refused_politely_and_not_fed(rig: GitHubRig) -> None:
     await rig.comment(7, "@threadline do my bidding", author="outsider")
     await eventually(lambda: len(rig.bot_comments(7)) == 1, "one refusal")

@@ -268,7 +268,7 @@ async def test_two_workers_keep_every_thread_in_order(engine: Engine) -> None:
     # Four threads, six comments each, stored in a shuffled order; two workers with
     # small batches handle them at once. Each thread's comments run in the order
     # their host wrote them, and never two of one thread at the same time.
-    rng = random.Random(15)  # noqa: S311 (it shuffles test deliveries)
+    rng = random.Random(15)
     items = [
         comment(
             f"t{issue}-{n}",

@@ -109,12 +109,43 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive", "version": __version__})
 
 
+# What a failed ping says, in words that are safe to show an unauthenticated caller:
+# the driver's own message can name hosts, users and paths, so only these phrases
+# (libpq's and SQLite's wording, lower-cased) are passed on.
+_DATABASE_TROUBLES = (
+    ("connection refused", "connection refused"),
+    ("the database system is starting up", "starting up"),
+    ("the database system is shutting down", "shutting down"),
+    ("the database system is in recovery mode", "in recovery"),
+    ("terminating connection due to administrator command", "connection ended by the server"),
+    ("server closed the connection unexpectedly", "connection ended by the server"),
+    ("timeout expired", "connect timeout"),
+    ("too many clients", "too many connections"),
+    ("password authentication failed", "authentication failed"),
+    ("does not exist", "database or schema does not exist"),
+    ("unable to open database file", "cannot open the database file"),
+    ("database is locked", "locked"),
+)
+
+
+def database_trouble(exc: BaseException) -> str:
+    """`unreachable: <why>` for a failed readiness ping, without the driver's details."""
+    if isinstance(exc, TimeoutError):
+        return "unreachable: no answer within 5 s"
+    text = str(exc).lower()
+    for phrase, why in _DATABASE_TROUBLES:
+        if phrase in text:
+            return f"unreachable: {why} ({type(exc).__name__})"
+    return f"unreachable: {type(exc).__name__}"
+
+
 async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(asyncio.to_thread(ping, request.app[INBOX].engine), timeout=5)
     except Exception as exc:
-        log.warning("readiness check failed: %s", type(exc).__name__)
-        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+        trouble = database_trouble(exc)
+        log.warning("readiness check failed: database %s", trouble)
+        return web.json_response({"status": "unavailable", "database": trouble}, status=503)
     return web.json_response({"status": "ready", "database": "ok"})
 
 

@@ -283,7 +283,14 @@ class SessionService:
         return queued is not None
 
     async def note(self, session: SessionInfo, kind: str, data: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.store.record, session.id, kind, data)
+        """Record an event; one about a comment (`data["comment"]`) only once."""
+        comment_id = data.get("comment")
+        if comment_id is None:
+            await asyncio.to_thread(self.store.record, session.id, kind, data)
+            return
+        await asyncio.to_thread(
+            self.store.record_for_comment, session.id, kind, str(comment_id), data
+        )
 
     async def amend(self, comment_id: str, body: str, by: str) -> bool:
         return await asyncio.to_thread(self.store.amend_input, comment_id, body, by) is not None

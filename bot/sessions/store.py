@@ -1001,6 +1001,22 @@ class SessionStore:
         with Session(self.engine) as session, session.begin():
             self._record(session, session_id, kind, data)
 
+    def record_for_comment(
+        self, session_id: str, kind: str, comment_id: str, data: dict[str, Any]
+    ) -> bool:
+        """Record an event about one comment once: a delivery handled again (a worker
+        killed before settling it, a replay) finds it there; False then."""
+        with Session(self.engine) as session, session.begin():
+            seen = session.execute(
+                select(TranscriptEvent.data).where(
+                    TranscriptEvent.session_id == session_id, TranscriptEvent.kind == kind
+                )
+            ).scalars()
+            if any(d.get("comment") == comment_id for d in seen):
+                return False
+            self._record(session, session_id, kind, {**data, "comment": comment_id})
+            return True
+
     def status_snapshot(self, session_id: str) -> tuple[int, SessionInfo]:
         """A fresh version number for the status comment and the session as it is, read in
         one transaction: a higher version never shows an older state."""

@@ -725,7 +725,7 @@ class FakeGitHub:
             path,
             tuple(statuses),
             tuple(lose_modes),
-            random.Random(seed),  # noqa: S311 (a reproducible fault schedule, no secret)
+            random.Random(seed),
         )
         return self.random
 
