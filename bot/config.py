@@ -86,6 +86,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_lease_seconds", "how long a claimed delivery stays claimed without a heartbeat", "60", group="worker"),
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
     Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
+    Setting("workspace_dir", "where repository mirrors and session worktrees are kept (must be traversable by the sandbox user)", "workspaces", group="workspaces"),
+    Setting("workspace_quota_mb", "largest size of one repository's mirror or one worktree", "1024", group="workspaces"),
+    Setting("workspace_dir_quota_mb", "largest size of the whole workspace directory", "10240", group="workspaces"),
+    Setting("sandbox", "bwrap (commands run under bubblewrap) or none (unsandboxed: only on a throwaway machine)", "bwrap", group="workspaces"),
+    Setting("sandbox_uid", "unprivileged user id commands run as (owns the worktrees when Threadline runs as root)", "64000", group="workspaces"),
 )  # fmt: skip
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -126,6 +131,11 @@ class Settings:
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
+    workspace_dir: str = "workspaces"
+    workspace_quota_mb: int = 1024
+    workspace_dir_quota_mb: int = 10240
+    sandbox: str = "bwrap"
+    sandbox_uid: int = 64000
     source_file: str | None = None
     unknown_variables: tuple[str, ...] = ()
 
@@ -198,6 +208,11 @@ class Settings:
         if self.viewer_token and self.viewer_token == self.operator_token:
             out.append(
                 "THREADLINE_VIEWER_TOKEN is the same as THREADLINE_OPERATOR_TOKEN: it signs in as operator"
+            )
+        if self.sandbox == "none":
+            out.append(
+                "THREADLINE_SANDBOX=none: agents' commands run WITHOUT a sandbox, with this "
+                "worker's files and network in reach; use it only on a throwaway machine"
             )
         out.extend(f"unknown variable {name} is ignored" for name in self.unknown_variables)
         return out
@@ -360,6 +375,10 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "worker_lease_seconds": _float("THREADLINE_WORKER_LEASE_SECONDS", 1.0),
     "delivery_max_attempts": _int("THREADLINE_DELIVERY_MAX_ATTEMPTS", 1, 100),
     "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
+    "workspace_quota_mb": _int("THREADLINE_WORKSPACE_QUOTA_MB", 1, 2**31),
+    "workspace_dir_quota_mb": _int("THREADLINE_WORKSPACE_DIR_QUOTA_MB", 1, 2**31),
+    "sandbox": _choice("THREADLINE_SANDBOX", "bwrap", "none"),
+    "sandbox_uid": _int("THREADLINE_SANDBOX_UID", 1, 2**32 - 2),
 }
 
 

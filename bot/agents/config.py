@@ -35,6 +35,9 @@ from bot.agents.base import (
     POST_REVIEW_THREAD,
     PR_TOOLS,
     SESSION_TOOLS,
+    WORKSPACE_MODES,
+    WORKSPACE_READ_TOOLS,
+    WORKSPACE_WRITE_TOOLS,
     AgentSpec,
     Engine,
 )
@@ -416,7 +419,9 @@ COMMON_AGENT_KEYS = (
     "maxDelegations",
     "budget",
     "sessionAccess",
+    "workspace",
 )
+BAD_WORKSPACE = "workspace is one of none, read-only, read-write"
 
 
 def _agent(
@@ -434,7 +439,10 @@ def _agent(
     agent_ids = (
         y.texts(report, found["agentIds"], (*path, "agentIds")) if "agentIds" in found else ()
     )
+    workspace = _workspace(report, found.get("workspace", "none"), (*path, "workspace"))
     tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
+    if tools is not None and "active_tools" not in found and "tools" not in found:
+        tools = _with_workspace_tools(tools, workspace)
     if engine == LLM_ENGINE:
         options = lc.llm_options(report, found, path, providers)
     else:
@@ -462,8 +470,26 @@ def _agent(
         max_delegations=delegations or 10,
         budget=budget,
         access=access,
+        workspace=workspace,
         options=MappingProxyType(options),
     )
+
+
+def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> str:
+    if raw not in WORKSPACE_MODES:
+        report.add(path, BAD_WORKSPACE)
+        return "none"
+    return str(raw)
+
+
+def _with_workspace_tools(tools: tuple[str, ...], workspace: str) -> tuple[str, ...]:
+    """By default an agent with a workspace gets the workspace tools its mode allows."""
+    if workspace == "none":
+        return tools
+    extra: tuple[str, ...] = WORKSPACE_READ_TOOLS
+    if workspace == "read-write":
+        extra = (*extra, *WORKSPACE_WRITE_TOOLS)
+    return (*tools, *(name for name in extra if name not in tools))
 
 
 def _agent_tools(

@@ -27,6 +27,7 @@ from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
+from bot.workspaces.tools import WorkspaceTools
 
 if TYPE_CHECKING:
     from bot.sessions.service import SessionService
@@ -39,6 +40,7 @@ DELTA_FLUSH_SECONDS = 0.1  # streamed text is recorded at most this often...
 DELTA_FLUSH_CHARS = 400  # ...or when this much has gathered
 SEND_POLL_SECONDS = 0.2
 CUT = "\n[... cut at {size} bytes of {total}]"
+NO_WORKSPACE = "{tool}: this session has no workspace (agent {agent}'s `workspace` is none)"
 
 # delegate(parent, tools, agent_id, task, runtime params, call id, ticket) -> result
 Delegate = Callable[
@@ -90,6 +92,7 @@ class SessionTools:
         directory: SessionDirectory | None = None,
         memory: MemoryStore | None = None,
         delegate: Delegate | None = None,
+        workspace: WorkspaceTools | None = None,
     ) -> None:
         self.service = service
         self.session = session
@@ -100,6 +103,7 @@ class SessionTools:
         self._directory = directory
         self._memory = memory
         self._delegate = delegate
+        self._workspace = workspace
         self._completed = False
         self._calls = 0
         self._tickets = 0  # delegations asked for in this turn, in the order they were made
@@ -212,6 +216,10 @@ class SessionTools:
     async def _run(self, name: str, args: Mapping[str, Any], key: str) -> ToolResult:
         if name not in self.agent.tools:
             return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
+        if name in b.WORKSPACE_TOOLS or (name == b.READ_FILE and self._workspace is not None):
+            if self._workspace is None:
+                return ToolResult(False, NO_WORKSPACE.format(tool=name, agent=self.agent.id))
+            return await self._workspace.call(name, args)
         handler = self._handlers.get(name)
         if handler is None:
             return ToolResult(False, f"unknown tool {name!r}")
