@@ -123,14 +123,17 @@ async def test_worktree_diff_remove_and_orphans(tmp_path: Path) -> None:
     (one.path / "README.md").write_text("changed\n")
     (one.path / "src" / "app.py").unlink()
     diff = await store.diff(one)
-    assert "+++ b/new.txt" in diff and "-hello" in diff and "deleted file mode" in diff
+    assert "+++ b/new.txt" in diff
+    assert "-hello" in diff
+    assert "deleted file mode" in diff
     assert await store.diff(two) == ""
     await store.remove_worktree("s-1")
     assert not one.path.exists()
     removed = await store.clean_orphans(lambda session_id: session_id == "s-2")
     assert removed == []
     removed = await store.clean_orphans(lambda session_id: False)
-    assert removed == ["s-2"] and not two.path.exists()
+    assert removed == ["s-2"]
+    assert not two.path.exists()
     assert "s-2" not in git(mirror, "worktree", "list")
 
 

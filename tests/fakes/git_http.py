@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,9 +32,12 @@ GIT_ENV = {
 }
 
 
+GIT = shutil.which("git") or "git"
+
+
 def git(cwd: Path, *args: str) -> str:
     done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True
+        [GIT, *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True
     )
     return done.stdout
 
