@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from bot.agents import base as b
+from bot.agents.config import build_engine, parse_config
+from bot.config import ConfigError
 from bot.workspaces import sandbox as sb
 from bot.workspaces.git import Credential
 from bot.workspaces.store import WorkspaceStore, Worktree
@@ -200,3 +202,82 @@ async def test_run_command_refusals_name_the_reason(tree: Any) -> None:
     assert "without write access" in text
     ok, text = await call(tools_for(tree), b.RUN_COMMAND, command=[])
     assert not ok
+
+
+SCRIPTED = """\
+agents:
+  fixer:
+    engine: script
+    workspace: read-write
+    script:
+      - do:
+          - call: {tool: write_file, args: {path: calc.py, content: "def add(a, b):\\n    return a - b\\n"}}
+          - call: {tool: run_command, args: {command: "python3 -c 'import calc; assert calc.add(2, 2) == 4'"}}
+          - call: {tool: edit_file, args: {path: calc.py, old: "a - b", new: "a + b"}}
+          - call: {tool: run_command, args: {command: [python3, -c, "import calc; assert calc.add(2, 2) == 4"]}}
+          - task_completed: done
+"""
+
+
+class WorkspaceOnly:
+    """`Tools` for an engine: the workspace tools, and the rest recorded (a test double)."""
+
+    def __init__(self, workspace: WorkspaceTools, allowed: tuple[str, ...]) -> None:
+        self.workspace = workspace
+        self.allowed = allowed
+        self.results: list[tuple[str, bool, str]] = []
+        self.completed = False
+
+    async def call(self, name: str, args: Mapping[str, Any], *, call_id: str | None = None) -> Any:
+        assert name in self.allowed, name
+        if name in self.workspace.handlers:
+            result = await self.workspace.call(name, args)
+            self.results.append((name, result.ok, result.content))
+            return result
+        self.completed = self.completed or name == b.TASK_COMPLETED
+        return b.ToolResult(True, "")
+
+    async def say(self, text: str) -> None: ...
+    async def stream(self, text: str) -> None: ...
+    async def remember(self, message: Mapping[str, Any]) -> None: ...
+    async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None: ...
+
+
+@pytest.mark.skipif(BWRAP_MISSING, reason="bubblewrap is not installed")
+async def test_a_script_agent_writes_runs_edits_and_runs_again(tree: Any) -> None:
+    agent = parse_config(SCRIPTED, "threadline.yml").agent("fixer")
+    assert agent.workspace == READ_WRITE
+    assert set(b.WORKSPACE_TOOLS) <= set(agent.tools)
+    tools = WorkspaceOnly(tools_for(tree), agent.tools)
+    turn = b.Turn("s-tools", 1, agent, "fix it", (b.TurnInput("task", "m", "fix it"),), "t")
+    await build_engine(agent).run_turn(turn, tools)
+    assert [ok for _, ok, _ in tools.results] == [True, True, True, True]
+    first, second = tools.results[1][2], tools.results[3][2]
+    assert "[exit code 1," in first
+    assert "AssertionError" in first
+    assert "[exit code 0," in second
+    assert tools.completed
+
+
+@pytest.mark.parametrize(
+    ("value", "has", "lacks"),
+    [
+        ("none", (), (b.LIST_FILES, b.WRITE_FILE, b.RUN_COMMAND)),
+        ("read-only", (b.LIST_FILES, b.CODE_SEARCH, b.RUN_COMMAND), (b.WRITE_FILE, b.EDIT_FILE)),
+        ("read-write", b.WORKSPACE_TOOLS, ()),
+    ],
+)
+def test_the_workspace_setting_gives_its_tools_by_default(
+    value: str, has: tuple[str, ...], lacks: tuple[str, ...]
+) -> None:
+    text = f"agents:\n  a:\n    engine: script\n    workspace: {value}\n    script: [{{do: [reply: hi]}}]\n"
+    agent = parse_config(text, "threadline.yml").agent("a")
+    assert agent.workspace == value
+    assert set(has) <= set(agent.tools)
+    assert not set(lacks) & set(agent.tools)
+
+
+def test_an_unknown_workspace_setting_is_refused_with_its_line() -> None:
+    text = "agents:\n  a:\n    engine: script\n    workspace: everything\n    script: [{do: [reply: hi]}]\n"
+    with pytest.raises(ConfigError, match=r"threadline.yml:4.*workspace is one of none"):
+        parse_config(text, "threadline.yml")
