@@ -249,6 +249,17 @@ class WorkspaceStore:
             whole=True,
         )
 
+    async def apply(self, tree: Worktree, diff: str) -> None:
+        """Apply a diff made by `diff` to a fresh worktree at the same base (take-over)."""
+        patch = self.home / f"patch-{tree.session_id}.diff"
+        await asyncio.to_thread(patch.write_text, diff, encoding="utf-8")
+        try:
+            await self._git(["apply", "--binary", "--whitespace=nowarn", str(patch)], tree.path)
+        finally:
+            await asyncio.to_thread(patch.unlink, missing_ok=True)
+        if self.owner is not None:
+            await asyncio.to_thread(self._chown_tree, tree.path)
+
     async def _git(
         self,
         args: list[str],
