@@ -19,7 +19,7 @@ from bot.workspaces import sandbox as sb
 from bot.workspaces.git import Credential
 from bot.workspaces.store import WorkspaceStore, Worktree
 from bot.workspaces.tools import READ_ONLY, READ_WRITE, Sandboxing, WorkspaceTools
-from tests.fakes.git_http import basic, make_repo, serve_git
+from tests.fakes.git_http import basic, git, make_repo, serve_git
 
 TOKEN = "ghs_tools-token-0123456789"
 UID = 64000
@@ -281,3 +281,21 @@ def test_an_unknown_workspace_setting_is_refused_with_its_line() -> None:
     text = "agents:\n  a:\n    engine: script\n    workspace: everything\n    script: [{do: [reply: hi]}]\n"
     with pytest.raises(ConfigError, match=r"threadline.yml:4.*workspace is one of none"):
         parse_config(text, "threadline.yml")
+
+
+@pytest.mark.skipif(BWRAP_MISSING, reason="bubblewrap is not installed")
+async def test_a_command_cannot_replace_the_git_link_and_git_never_looks_in_the_tree(
+    tree: Any,
+) -> None:
+    store, worktree = tree
+    link = (worktree.path / ".git").read_text()
+    tools = tools_for(tree)
+    plant = "rm -f .git; mv .git moved; mkdir -p .git; echo planted > .git/config"
+    await call(tools, b.RUN_COMMAND, command=plant)
+    assert (worktree.path / ".git").read_text() == link
+    # Were the link changed anyway, git still uses the repository the store named.
+    planted = worktree.path.parent / "planted"
+    git(worktree.path.parent, "init", "--quiet", str(planted))
+    (worktree.path / ".git").write_text(f"gitdir: {planted}/.git\n")
+    assert await store.diff(worktree) == ""
+    assert worktree.git_dir.is_relative_to(store.root / "mirrors")

@@ -136,6 +136,9 @@ def bwrap_argv(
     # The worktree's .git file names the mirror, which is not mounted: git inside the
     # sandbox sees a plain directory, never the mirror or its other worktrees.
     args += ["--bind" if policy.writable else "--ro-bind", str(worktree), WORKDIR]
+    # The worktree's `.git` link stays as it is: a mount point cannot be removed or
+    # replaced, so no command can plant a repository (with its own config) there.
+    args += ["--ro-bind-try", str(worktree / ".git"), f"{WORKDIR}/.git"]
     args += ["--chdir", f"{WORKDIR}/{cwd}".rstrip("/"), "--", *argv]
     return args
 

@@ -24,7 +24,6 @@ from bot.workspaces.store import WorkspaceError, WorkspaceStore, Worktree
 from bot.workspaces.tools import READ_ONLY, READ_WRITE, Record, Sandboxing, WorkspaceTools
 
 
-
 @dataclass(frozen=True)
 class GitAccess:
     """Where the host serves the repository over HTTP, and the token that may go there."""
@@ -66,7 +65,8 @@ class SessionWorkspaces:
             return None
         if not (path / ".git").is_file():
             return None
-        return Worktree(session_id, path, str(data["base"]), str(data["branch"]))
+        git_dir = Path(str(data["git_dir"]))
+        return Worktree(session_id, path, str(data["base"]), str(data["branch"]), git_dir)
 
     async def open(
         self,
@@ -102,7 +102,14 @@ class SessionWorkspaces:
         tree = await self.store.add_worktree(session_id, mirror, found, checkout.branch)
         base = self._base_file(session_id)
         await asyncio.to_thread(base.parent.mkdir, parents=True, exist_ok=True)
-        text = json.dumps({"base": tree.base_sha, "branch": tree.branch, "repo": checkout.repo})
+        text = json.dumps(
+            {
+                "base": tree.base_sha,
+                "branch": tree.branch,
+                "git_dir": str(tree.git_dir),
+                "repo": checkout.repo,
+            }
+        )
         await asyncio.to_thread(base.write_text, text, encoding="utf-8")
         return tree
 

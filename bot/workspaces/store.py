@@ -66,6 +66,12 @@ class Worktree:
     path: Path
     base_sha: str  # the commit it was made at: diffs are taken against it
     branch: str
+    git_dir: Path  # <mirror>/worktrees/<name>: ours, outside the sandbox
+
+    def git_env(self) -> dict[str, str]:
+        """Name the repository explicitly, so git never discovers one in the worktree
+        (where a command could have planted a `.git` with its own config)."""
+        return {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)}
 
 
 class WorkspaceStore:
@@ -183,10 +189,13 @@ class WorkspaceStore:
             await self._git(
                 ["worktree", "add", "--quiet", "-B", branch, "--", str(path), commit], mirror
             )
+        git_dir = self._mirror_of(path, worktree=True)
+        if git_dir is None:
+            raise WorkspaceError(f"git made the worktree of {session_id} somewhere unexpected")
         if self.owner is not None:
             await asyncio.to_thread(self._chown_tree, path)
         await self.check_quota(path, f"worktree of {session_id}")
-        return Worktree(session_id, path, commit, branch)
+        return Worktree(session_id, path, commit, branch, git_dir)
 
     def _chown_tree(self, path: Path) -> None:
         assert self.owner is not None
@@ -207,15 +216,20 @@ class WorkspaceStore:
         if path.exists():
             await self._remove(path, self._mirror_of(path))
 
-    def _mirror_of(self, tree: Path) -> Path | None:
-        """The mirror a worktree belongs to, from its `.git` file (`gitdir: M/worktrees/X`)."""
+    def _mirror_of(self, tree: Path, *, worktree: bool = False) -> Path | None:
+        """The mirror a worktree belongs to (or, `worktree`, its git dir in that mirror),
+        from its `.git` file (`gitdir: M/worktrees/X`); None unless that is one of our
+        mirrors: git is never run in a directory a command could have written."""
         try:
             text = (tree / ".git").read_text(encoding="utf-8")
         except OSError:
             return None
-        gitdir = Path(text.removeprefix("gitdir:").strip())
+        gitdir = Path(text.removeprefix("gitdir:").strip()).resolve()
         mirror = gitdir.parent.parent
-        return mirror if mirror.is_relative_to(self.root) else None
+        mirrors = self.root / "mirrors"
+        if not mirror.is_relative_to(mirrors) or gitdir.parent.name != "worktrees":
+            return None
+        return gitdir if worktree else mirror
 
     async def _remove(self, path: Path, mirror: Path | None) -> None:
         await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
@@ -238,7 +252,7 @@ class WorkspaceStore:
 
     async def diff(self, tree: Worktree, *, max_bytes: int = 2_000_000) -> str:
         """Everything changed in the worktree since its base commit, new files included."""
-        env = {"GIT_INDEX_FILE": str(self.root / "home" / f"index-{tree.session_id}")}
+        env = tree.git_env() | {"GIT_INDEX_FILE": str(self.home / f"index-{tree.session_id}")}
         await self._git(["read-tree", tree.base_sha], tree.path, extra_env=env)
         await self._git(["add", "--all", "--", "."], tree.path, extra_env=env)
         return await self._git(
@@ -254,7 +268,11 @@ class WorkspaceStore:
         patch = self.home / f"patch-{tree.session_id}.diff"
         await asyncio.to_thread(patch.write_text, diff, encoding="utf-8")
         try:
-            await self._git(["apply", "--binary", "--whitespace=nowarn", str(patch)], tree.path)
+            await self._git(
+                ["apply", "--binary", "--whitespace=nowarn", str(patch)],
+                tree.path,
+                extra_env=tree.git_env(),
+            )
         finally:
             await asyncio.to_thread(patch.unlink, missing_ok=True)
         if self.owner is not None:

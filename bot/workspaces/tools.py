@@ -140,7 +140,7 @@ class WorkspaceTools:
         """Tracked and untracked files, .gitignore respected (git ls-files)."""
         done = await proc.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            env=git_env(self.store.home),
+            env=git_env(self.store.home, extra=self.tree.git_env()),
             cwd=self.root,
             time_limit=SEARCH_TIMEOUT_SECONDS,
             max_output=50 * MB,
