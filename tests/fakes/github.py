@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -49,6 +50,8 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.git_http import GitServer
 
 API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
 JSON_TYPES = frozenset(
@@ -383,6 +386,11 @@ class FakeGitHub:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Git over smart HTTP on the web host (`/<owner>/<name>.git/...`): real
+        # repositories under `git_root` (tests.fakes.git_http.make_repo), answered for
+        # `Basic x-access-token:<installation token>` of an installation with that repo.
+        self.git_root: Path | None = None
+        self.git_auth: list[str | None] = []  # the Authorization header of each git request
 
     # ------------------------------------------------------------ lifecycle
 
@@ -391,6 +399,7 @@ class FakeGitHub:
         # The browser side of the manifest flow lives on the web host, outside any prefix.
         app.router.add_post("/settings/apps/new", self._manifest_form)
         app.router.add_post("/organizations/{org}/settings/apps/new", self._manifest_form)
+        app.router.add_route("*", "/{owner}/{name}.git/{tail:.*}", self._git)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -858,6 +867,27 @@ class FakeGitHub:
             )
         if claims["exp"] > now + 600 or claims["exp"] - claims["iat"] > 660:
             raise error(401, "'Expiration time' claim ('exp') is too far in the future")
+
+    async def _git(self, request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("Authorization")
+        self.git_auth.append(given)
+        repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+        scheme, _, value = (given or "").partition(" ")
+        user, _, secret = (
+            base64.b64decode(value).decode(errors="replace").partition(":")
+            if scheme == "Basic"
+            else ("", "", "")
+        )
+        token = self.tokens.get(secret) if user == "x-access-token" else None
+        allowed = (
+            token is not None
+            and not token.revoked
+            and (token.expires_at is None or self.clock() < token.expires_at)
+            and self._can_see(token, repo)
+        )
+        if self.git_root is None or not allowed:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
+        return await GitServer(self.git_root, given or "").handle(request)
 
     def _token_auth(self, record: Recorded, *, graphql: bool = False) -> Token:
         header = record.headers.get("authorization")
