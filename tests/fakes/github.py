@@ -483,8 +483,8 @@ class FakeGitHub:
         """Every file at a branch or commit of the object store, or None if it has neither."""
         found = self.repos[repo]
         sha = self._resolve(found, ref)
-        if sha is None:
-            return None
+        if sha is None or sha not in found.git_commits:
+            return None  # no such ref, or a commit only a real repository (git_root) has
         flat = self._flatten(found, found.git_commits[sha]["tree"])
         return {path: found.blobs[blob] for path, (_, blob) in flat.items()}
 

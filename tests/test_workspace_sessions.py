@@ -1,0 +1,91 @@
+"""A session with a workspace end to end: a webhook in, the worktree fetched from the fake
+GitHub's git endpoint with the installation token, a script agent writing, testing and
+fixing code in the sandbox, commands and the diff in the transcript, the worktree gone
+when the session ends."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.workspaces import sandbox as sb
+from tests.conftest import run_app, with_settings
+from tests.fakes.git_http import git, make_repo
+from tests.fakes.github import FakeGitHub
+from tests.test_sessions import REPO, GitHubRig, eventually, github_settings
+
+AGENTS = """
+agents:
+  fixer:
+    engine: script
+    workspace: read-write
+    script:
+      - match: task
+        do:
+          - call: {tool: write_file, args: {path: calc.py, content: "def add(a, b):\\n    return a - b\\n"}}
+          - call: {tool: write_file, args: {path: test_calc.py, content: "import unittest\\nimport calc\\n\\n\\nclass T(unittest.TestCase):\\n    def test_add(self):\\n        self.assertEqual(calc.add(2, 2), 4)\\n"}}
+          - call: {tool: run_command, args: {command: [python3, -m, unittest, -q]}}
+          - call: {tool: edit_file, args: {path: calc.py, old: "a - b", new: "a + b"}}
+          - call: {tool: run_command, args: {command: "python3 -m unittest -q"}}
+          - task_completed: fixed
+sessions:
+  keepSessionOpenForComments: false
+"""
+
+pytestmark = pytest.mark.skipif(
+    sb.bwrap_path() is None and not os.environ.get("CI"), reason="bubblewrap is not installed"
+)
+
+
+@pytest.fixture
+def workspace_dir() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="tl-e2e-"))
+    os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach the worktrees)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.fixture
+async def rig(settings: Settings, tmp_path: Path, workspace_dir: Path) -> AsyncIterator[GitHubRig]:
+    async with FakeGitHub() as gh:
+        gh.install(4242, [REPO])
+        gh.add_issue(REPO, 7)
+        gh.set_permission(REPO, "maintainer", "write")
+        owner, name = REPO.split("/")
+        make_repo(tmp_path / "git" / owner, name, {"README.md": "hello\n"})
+        head = git(tmp_path / "git" / owner / f"{name}-work", "rev-parse", "HEAD").strip()
+        gh.add_repo(REPO).refs["refs/heads/main"] = head
+        gh.git_root = tmp_path / "git"
+        config = tmp_path / "threadline.yml"
+        config.write_text(AGENTS, encoding="utf-8")
+        ws = workspace_dir / "ws"
+        ws.mkdir(mode=0o755)
+        changed = with_settings(github_settings(settings, gh, str(config)), workspace_dir=str(ws))
+        async with run_app(changed) as app:
+            yield GitHubRig(app, gh)
+
+
+async def test_a_script_agent_fixes_code_in_its_workspace(rig: GitHubRig) -> None:
+    await rig.comment(7, "@threadline make add work")
+    await eventually(lambda: rig.sessions() and not rig.sessions()[0].live, "the session ends")
+    [session] = rig.sessions()
+    events = rig.app.runtime.sessions.store.transcript(session.id)
+    commands = [e.data for e in events if e.kind == "command"]
+    assert [c["exit_code"] for c in commands] == [1, 0]
+    assert "FAILED" in commands[0]["output"]
+    [diff] = [e.data for e in events if e.kind == "worktree_diff"]
+    assert "+    return a + b" in diff["diff"]
+    assert "+++ b/test_calc.py" in diff["diff"]
+    results = [e.data for e in events if e.kind == "tool_result"]
+    assert all(r["ok"] for r in results), results
+    # The token went to the fake GitHub's git endpoint as a header, and nowhere else.
+    assert rig.gh.git_auth
+    assert all(h and h.startswith("Basic ") for h in rig.gh.git_auth)
+    ws = Path(rig.app.runtime.sessions.workspaces.spaces.store.root)  # type: ignore[union-attr]
+    await eventually(lambda: not (ws / "trees" / session.id).exists(), "the worktree is removed")
