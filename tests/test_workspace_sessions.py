@@ -25,6 +25,7 @@ agents:
   fixer:
     engine: script
     workspace: read-write
+    active_tools: [reply, task_completed, write_file, edit_file, run_command, propose_change]
     script:
       - match: task
         do:
@@ -33,10 +34,18 @@ agents:
           - call: {tool: run_command, args: {command: [python3, -m, unittest, -q]}}
           - call: {tool: edit_file, args: {path: calc.py, old: "a - b", new: "a + b"}}
           - call: {tool: run_command, args: {command: "python3 -m unittest -q"}}
-          - task_completed: fixed
+          - call: {tool: propose_change, args: {title: Make add add}}
+      - do: [reply: "heard {input}"]
 sessions:
-  keepSessionOpenForComments: false
+  keepSessionOpenForComments: true
+  exitCriteria:
+    userSignals: {explicit: ["/done"]}
 """
+
+TEST_FILE = (
+    "import unittest\nimport calc\n\n\nclass T(unittest.TestCase):\n"
+    "    def test_add(self):\n        self.assertEqual(calc.add(2, 2), 4)\n"
+)
 
 pytestmark = pytest.mark.skipif(
     sb.bwrap_path() is None and not os.environ.get("CI"), reason="bubblewrap is not installed"
@@ -73,8 +82,18 @@ async def rig(settings: Settings, tmp_path: Path, workspace_dir: Path) -> AsyncI
 
 async def test_a_script_agent_fixes_code_in_its_workspace(rig: GitHubRig) -> None:
     await rig.comment(7, "@threadline make add work")
-    await eventually(lambda: rig.sessions() and not rig.sessions()[0].live, "the session ends")
+    approvals = rig.app.runtime.sessions.approvals
+    await eventually(
+        lambda: rig.sessions() and approvals.change_sets(rig.sessions()[0].id), "a change set"
+    )
     [session] = rig.sessions()
+    [change] = approvals.change_sets(session.id)
+    assert {f.path: f.content for f in change.files} == {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "test_calc.py": TEST_FILE,
+    }
+    await rig.comment(7, "/done")
+    await eventually(lambda: not rig.sessions()[0].live, "the session ends")
     events = rig.app.runtime.sessions.store.transcript(session.id)
     commands = [e.data for e in events if e.kind == "command"]
     assert [c["exit_code"] for c in commands] == [1, 0]

@@ -107,7 +107,7 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
         b.PROPOSE_CHANGE: (
             "Propose a change to the repository: either `files` (each path with its complete "
             "new content, or content null to delete it) or a unified `diff` against the default "
-            "branch. Nothing is written until a maintainer approves; then it becomes a branch "
+            "branch; in a session with a workspace, neither: what the workspace changed. Nothing is written until a maintainer approves; then it becomes a branch "
             "and a pull request. The session waits for the decision after this turn.",
             _object(
                 {

@@ -336,6 +336,12 @@ class SessionTools:
         files, diff = args.get("files"), args.get("diff")
         if not title:
             return ToolResult(False, "propose_change needs a title")
+        if not files and not diff and self._workspace is not None:
+            # Without files or a diff: what the workspace changed since its base.
+            changed = await self._workspace.changed_files()
+            files = [{"path": path, "content": text} for path, text in changed.items()]
+            if not files:
+                return ToolResult(False, "the workspace has no changes to propose")
         if bool(files) == bool(diff):
             return ToolResult(False, "propose_change needs either files or a diff (not both)")
         branch, base_sha = await self._host().default_branch(self.session.thread.repo)

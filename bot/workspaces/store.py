@@ -250,11 +250,28 @@ class WorkspaceStore:
 
     # ------------------------------------------------------------- diffs
 
-    async def diff(self, tree: Worktree, *, max_bytes: int = 2_000_000) -> str:
-        """Everything changed in the worktree since its base commit, new files included."""
+    async def _staged(self, tree: Worktree) -> dict[str, str]:
+        """The worktree as a scratch index over its base (ours, not the worktree's)."""
         env = tree.git_env() | {"GIT_INDEX_FILE": str(self.home / f"index-{tree.session_id}")}
         await self._git(["read-tree", tree.base_sha], tree.path, extra_env=env)
         await self._git(["add", "--all", "--", "."], tree.path, extra_env=env)
+        return env
+
+    async def changed_paths(self, tree: Worktree) -> list[str]:
+        """The paths changed since the base commit (added, modified or deleted)."""
+        env = await self._staged(tree)
+        out = await self._git(
+            ["diff", "--cached", "--name-only", "--no-renames", "-z", tree.base_sha],
+            tree.path,
+            extra_env=env,
+            max_output=2_000_000,
+            whole=True,
+        )
+        return sorted(set(out.split("\0")) - {""})
+
+    async def diff(self, tree: Worktree, *, max_bytes: int = 2_000_000) -> str:
+        """Everything changed in the worktree since its base commit, new files included."""
+        env = await self._staged(tree)
         return await self._git(
             ["diff", "--cached", "--binary", "--no-color", "--no-ext-diff", tree.base_sha],
             tree.path,

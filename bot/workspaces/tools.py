@@ -23,7 +23,7 @@ from bot.workspaces import proc
 from bot.workspaces import sandbox as sb
 from bot.workspaces.git import SAFE_PATH, git_env
 from bot.workspaces.paths import PathError, contained, relative
-from bot.workspaces.store import MB, WorkspaceStore, Worktree, disk_use
+from bot.workspaces.store import MB, WorkspaceError, WorkspaceStore, Worktree, disk_use
 
 READ_ONLY = "read-only"
 READ_WRITE = "read-write"
@@ -268,6 +268,26 @@ class WorkspaceTools:
             )
         await self._write(path, text.replace(old, new, 1))
         return ToolResult(True, f"edited {relative(self.root, path)}")
+
+    async def changed_files(self) -> dict[str, str | None]:
+        """Each changed file's new text (None: deleted): `propose_change` without files."""
+        changed: dict[str, str | None] = {}
+        try:
+            names = await self.store.changed_paths(self.tree)
+        except WorkspaceError as exc:
+            raise PathError(str(exc)) from None
+        for name in names:
+            path = contained(self.root, name)
+            if not path.exists():
+                changed[name] = None
+                continue
+            if (self.root / name).is_symlink() or not path.is_file():
+                raise PathError(f"{name} is not a regular file; it cannot be proposed")
+            text = _text(await asyncio.to_thread(path.read_bytes))
+            if text is None:
+                raise PathError(f"{name} is binary or not UTF-8; it cannot be proposed yet")
+            changed[name] = text
+        return changed
 
     # -------------------------------------------------------------- commands
 
