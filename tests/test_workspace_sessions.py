@@ -16,7 +16,6 @@ import pytest
 from bot.config import Settings
 from bot.workspaces import sandbox as sb
 from tests.conftest import run_app, with_settings
-from tests.fakes.git_http import git, make_repo
 from tests.fakes.github import FakeGitHub
 from tests.test_sessions import REPO, GitHubRig, eventually, github_settings
 
@@ -66,11 +65,9 @@ async def rig(settings: Settings, tmp_path: Path, workspace_dir: Path) -> AsyncI
         gh.install(4242, [REPO])
         gh.add_issue(REPO, 7)
         gh.set_permission(REPO, "maintainer", "write")
-        owner, name = REPO.split("/")
-        make_repo(tmp_path / "git" / owner, name, {"README.md": "hello\n"})
-        head = git(tmp_path / "git" / owner / f"{name}-work", "rev-parse", "HEAD").strip()
-        gh.add_repo(REPO).refs["refs/heads/main"] = head
+        gh.add_commit(REPO, {"README.md": b"hello\n", "calc.py": b"def add(a, b):\n    pass\n"})
         gh.git_root = tmp_path / "git"
+        gh.export_git(REPO)  # the same commits, served over git's HTTP protocol
         config = tmp_path / "threadline.yml"
         config.write_text(AGENTS, encoding="utf-8")
         ws = workspace_dir / "ws"
@@ -91,6 +88,15 @@ async def test_a_script_agent_fixes_code_in_its_workspace(rig: GitHubRig) -> Non
     assert {f.path: f.content for f in change.files} == {
         "calc.py": "def add(a, b):\n    return a + b\n",
         "test_calc.py": TEST_FILE,
+    }
+    await rig.comment(7, "/approve")
+    await eventually(lambda: any("opened #" in r for r in rig.replies(7)), "the PR is linked")
+    [pull_request] = rig.gh.requests_to("POST", r"/repos/.*/pulls$")
+    opened = rig.gh.files_at(REPO, pull_request.json["head"])
+    assert opened == {
+        "README.md": b"hello\n",
+        "calc.py": b"def add(a, b):\n    return a + b\n",
+        "test_calc.py": TEST_FILE.encode(),
     }
     await rig.comment(7, "/done")
     await eventually(lambda: not rig.sessions()[0].live, "the session ends")

@@ -35,11 +35,11 @@ GIT_ENV = {
 GIT = shutil.which("git") or "git"
 
 
-def git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str, data: bytes | None = None) -> str:
     done = subprocess.run(
-        [GIT, *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=True
+        [GIT, *args], cwd=cwd, env=GIT_ENV, capture_output=True, input=data, check=True
     )
-    return done.stdout
+    return done.stdout.decode()
 
 
 def make_repo(root: Path, name: str, files: dict[str, str], branch: str = "main") -> Path:

@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes.git_http import GitServer
+from tests.fakes.git_http import git as git_export
 
 API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
 JSON_TYPES = frozenset(
@@ -520,9 +521,28 @@ class FakeGitHub:
         stamp = f"Threadline Test <test@example.com> {int(self.clock())} +0000"
         lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
         lines += [f"author {stamp}", f"committer {stamp}", "", message]
-        sha = git_hash("commit", "\n".join(lines).encode())
-        repo.git_commits[sha] = {"tree": tree, "parents": parents, "message": message}
+        body = "\n".join(lines).encode()
+        sha = git_hash("commit", body)
+        repo.git_commits[sha] = {"tree": tree, "parents": parents, "message": message, "body": body}
         return sha
+
+    def export_git(self, repo: str) -> Path:
+        """The repository's object store and branches as a real bare repository under
+        `git_root` (same object names: the fake hashes as git does), so git fetches the
+        very commits the REST API knows."""
+        assert self.git_root is not None, "set git_root first"
+        found = self.repos[repo]
+        bare = self.git_root / f"{repo}.git"
+        bare.mkdir(parents=True, exist_ok=True)
+        git_export(bare, "init", "--quiet", "--bare")
+        objects = [("blob", body) for body in found.blobs.values()]
+        objects += [("tree", tree_body(entries)) for entries in found.trees.values()]
+        objects += [("commit", c["body"]) for c in found.git_commits.values() if "body" in c]
+        for kind, body in objects:
+            git_export(bare, "hash-object", "-t", kind, "-w", "--literally", "--stdin", data=body)
+        for ref, sha in found.refs.items():
+            git_export(bare, "update-ref", ref, sha)
+        return bare
 
     def _flatten(self, repo: Repo, tree: str, prefix: str = "") -> dict[str, tuple[str, str]]:
         flat: dict[str, tuple[str, str]] = {}
