@@ -22,7 +22,7 @@ from bot.hosts.base import HostClient, HostError
 from bot.sessions.changes import branch_name
 from bot.sessions.store import SessionInfo, SessionStore
 from bot.workspaces.access import git_access
-from bot.workspaces.sandbox import Policy
+from bot.workspaces.sandbox import Limits, Policy
 from bot.workspaces.sessions import Checkout, GitAccess, SessionWorkspaces
 from bot.workspaces.store import MB, WorkspaceError, WorkspaceStore
 from bot.workspaces.tools import Sandboxing, WorkspaceTools
@@ -129,7 +129,8 @@ def from_settings(settings: Settings, hosts: Hosts, *, branch_template: str) -> 
         dir_quota_bytes=settings.workspace_dir_quota_mb * MB,
         owner=uid if os.geteuid() == 0 else None,
     )
-    sandboxing = Sandboxing(kind=settings.sandbox, policy=Policy(uid=uid))
+    limits = Limits(disk_bytes=settings.workspace_quota_mb * MB)
+    sandboxing = Sandboxing(kind=settings.sandbox, policy=Policy(uid=uid), limits=limits)
 
     async def access(host: str, repo: str, installation_id: int | None) -> GitAccess:
         return await git_access(settings, hosts, host, repo, installation_id)
