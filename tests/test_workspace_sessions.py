@@ -104,7 +104,10 @@ async def test_a_script_agent_fixes_code_in_its_workspace(rig: GitHubRig) -> Non
     commands = [e.data for e in events if e.kind == "command"]
     assert [c["exit_code"] for c in commands] == [1, 0]
     assert "FAILED" in commands[0]["output"]
-    [diff] = [e.data for e in events if e.kind == "worktree_diff"]
+    # One after each turn (a later turn, e.g. on the approval, records the same diff).
+    diffs = [e.data for e in events if e.kind == "worktree_diff"]
+    diff = diffs[0]
+    assert all(d["diff"] == diff["diff"] for d in diffs)
     assert "+    return a + b" in diff["diff"]
     assert "+++ b/test_calc.py" in diff["diff"]
     results = [e.data for e in events if e.kind == "tool_result"]
