@@ -117,3 +117,33 @@ async def test_a_script_agent_fixes_code_in_its_workspace(rig: GitHubRig) -> Non
     assert all(h and h.startswith("Basic ") for h in rig.gh.git_auth)
     ws = Path(rig.app.runtime.sessions.workspaces.spaces.store.root)  # type: ignore[union-attr]
     await eventually(lambda: not (ws / "trees" / session.id).exists(), "the worktree is removed")
+
+
+async def test_a_worker_that_takes_over_rebuilds_the_worktree_from_the_stored_diff(
+    rig: GitHubRig,
+) -> None:
+    await rig.comment(7, "@threadline make add work")
+    approvals = rig.app.runtime.sessions.approvals
+    await eventually(
+        lambda: rig.sessions() and approvals.change_sets(rig.sessions()[0].id), "a change set"
+    )
+    [session] = rig.sessions()
+    await rig.comment(7, "/approve")
+    await eventually(lambda: any("opened #" in r for r in rig.replies(7)), "the PR is linked")
+    store = rig.app.runtime.sessions.store
+    runtime = rig.app.runtime.sessions.workspaces
+    assert runtime is not None
+    # The machine that held the worktree is gone: its directory with it.
+    await runtime.spaces.close(session.id)
+    assert not await runtime.spaces.exists(session.id)
+    await rig.comment(7, "are you still there?")
+    await eventually(lambda: "heard are you still there?" in rig.replies(7), "the next turn")
+    await eventually(
+        lambda: len([e for e in store.transcript(session.id) if e.kind == "worktree_diff"]) >= 2,
+        "a second diff",
+    )
+    diffs = [e.data for e in store.transcript(session.id) if e.kind == "worktree_diff"]
+    assert diffs[-1]["diff"] == diffs[0]["diff"]
+    assert diffs[-1]["base"] == diffs[0]["base"]
+    tree = runtime.spaces.store.tree_path(session.id)
+    assert (tree / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,14 @@ log = logging.getLogger(__name__)
 MAX_DIFF_EVENT_BYTES = 200_000
 # (host, repo, installation id) -> where git finds the repository, and the token for it
 AccessFor = Callable[[str, str, int | None], Awaitable[GitAccess]]
+
+
+def last_diff(store: SessionStore, session_id: str) -> tuple[str, str] | None:
+    """The base and diff recorded after the session's last turn with a workspace."""
+    for event in reversed(store.transcript(session_id)):
+        if event.kind == "worktree_diff" and "diff" in event.data:
+            return str(event.data["base"]), str(event.data["diff"])
+    return None
 
 
 class WorkspaceRuntime:
@@ -71,9 +80,21 @@ class WorkspaceRuntime:
 
         try:
             checkout = await self.checkout(session, service.host_for(session))
-            access = await self.access(
-                session.thread.host, session.thread.repo, session.installation_id
-            )
+            thread = session.thread
+            access = await self.access(thread.host, thread.repo, session.installation_id)
+            if not await self.spaces.exists(session.id):
+                last = await asyncio.to_thread(last_diff, service.store, session.id)
+                if last is not None:
+                    # Taken over from a worker whose worktree is gone: its base and diff.
+                    base, diff = last
+                    return await self.spaces.restore(
+                        session.id,
+                        agent.workspace,
+                        replace(checkout, commit=base),
+                        access,
+                        diff,
+                        record=record,
+                    )
             return await self.spaces.open(
                 session.id, agent.workspace, checkout, access, record=record
             )

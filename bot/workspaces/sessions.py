@@ -113,6 +113,9 @@ class SessionWorkspaces:
         await asyncio.to_thread(base.write_text, text, encoding="utf-8")
         return tree
 
+    async def exists(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self._known, session_id) is not None
+
     async def diff(self, session_id: str) -> tuple[str, str] | None:
         """(base commit, the worktree's diff against it), or None without a worktree."""
         tree = await asyncio.to_thread(self._known, session_id)
