@@ -4,12 +4,15 @@ as the header, fetched from the fake GitHub's own git endpoint."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from bot.config import Settings
 from bot.hosts import Hosts
+from bot.hosts.github import _from_fork as github_from_fork
+from bot.hosts.gitlab import _from_fork as gitlab_from_fork
 from bot.workspaces.access import git_access, github_web_url
 from bot.workspaces.store import WorkspaceError, WorkspaceStore
 from tests.conftest import with_settings
@@ -59,3 +62,32 @@ async def test_a_mirror_is_fetched_from_the_host_with_the_installation_token(
             await store.fetch("github", REPO, other.clone_url, other.credential)
         with pytest.raises(WorkspaceError, match="no git access"):
             await git_access(settings, hosts, "gitlab", "grp/x", None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"head": {"repo": {"full_name": "a/b"}}, "base": {"repo": {"full_name": "a/b"}}}, False),
+        ({"head": {"repo": {"full_name": "x/b"}}, "base": {"repo": {"full_name": "a/b"}}}, True),
+        ({"head": {"repo": None}, "base": {"repo": {"full_name": "a/b"}}}, True),  # fork deleted
+        ({"head": {"sha": "1"}, "base": {"sha": "2"}}, None),
+    ],
+)
+def test_github_says_whether_a_head_is_a_forks(
+    payload: dict[str, Any], expected: bool | None
+) -> None:
+    assert github_from_fork(payload) is expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"source_project_id": 5, "target_project_id": 5}, False),
+        ({"source_project_id": 9, "target_project_id": 5}, True),
+        ({}, None),
+    ],
+)
+def test_gitlab_says_whether_a_source_is_a_fork(
+    payload: dict[str, Any], expected: bool | None
+) -> None:
+    assert gitlab_from_fork(payload) is expected

@@ -147,3 +147,63 @@ async def test_a_worker_that_takes_over_rebuilds_the_worktree_from_the_stored_di
     assert diffs[-1]["base"] == diffs[0]["base"]
     tree = runtime.spaces.store.tree_path(session.id)
     assert (tree / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+PR_AGENTS = """
+agents:
+  runner:
+    engine: script
+    workspace: read-write
+    script:
+      - match: task
+        do:
+          - call: {tool: write_file, args: {path: new.txt, content: "x"}}
+          - call: {tool: run_command, args: {command: [cat, feature.txt]}}
+          - task_completed: tried
+sessions:
+  keepSessionOpenForComments: false
+"""
+
+
+@pytest.mark.parametrize("fork", [True, False])
+async def test_a_fork_pull_requests_workspace_is_read_only_and_runs_nothing(
+    settings: Settings, tmp_path: Path, workspace_dir: Path, fork: bool
+) -> None:
+    async with FakeGitHub() as gh:
+        gh.install(4242, [REPO])
+        gh.set_permission(REPO, "maintainer", "write")
+        base = gh.add_commit(REPO, {"README.md": b"hello\n"})
+        head = gh.add_commit(
+            REPO,
+            {"README.md": b"hello\n", "feature.txt": b"from the head\n"},
+            parents=[base],
+            branch=None,
+        )
+        gh.add_repo(REPO).refs["refs/pull/12/head"] = head
+        gh.add_pull(
+            REPO, 12, head_sha=head, base_sha=base, head_repo="forker/hello-world" if fork else None
+        )
+        gh.git_root = tmp_path / "git"
+        gh.export_git(REPO)
+        config = tmp_path / "threadline.yml"
+        config.write_text(PR_AGENTS, encoding="utf-8")
+        ws = workspace_dir / "ws"
+        ws.mkdir(mode=0o755)
+        changed = with_settings(github_settings(settings, gh, str(config)), workspace_dir=str(ws))
+        async with run_app(changed) as app:
+            rig = GitHubRig(app, gh)
+            await rig.comment(12, "@threadline try it")
+            await eventually(lambda: rig.sessions() and not rig.sessions()[0].live, "the end")
+            events = app.runtime.sessions.store.transcript(rig.sessions()[0].id)
+    results = {e.data["tool"]: e.data for e in events if e.kind == "tool_result"}
+    commands = [e.data for e in events if e.kind == "command"]
+    if fork:
+        assert not results["write_file"]["ok"]
+        assert "read-only" in results["write_file"]["content"]
+        assert not results["run_command"]["ok"]
+        assert "without write access" in results["run_command"]["content"]
+        assert commands == []
+    else:
+        assert results["write_file"]["ok"]
+        assert "from the head" in results["run_command"]["content"]
+        assert [c["exit_code"] for c in commands] == [0]

@@ -59,14 +59,17 @@ class WorkspaceRuntime:
     async def checkout(self, session: SessionInfo, host: HostClient) -> Checkout:
         thread = session.thread
         branch = branch_name(self.branch_template, thread, session.id, 0)
+        if session.id not in branch:  # the worktree's branch is local, but one per session
+            branch = f"{branch}-{session.id}"
         if thread.target == "issue":
             _, sha = await host.default_branch(thread.repo)
             return Checkout(thread.host, thread.repo, sha, branch)
         info = await host.pull_info(thread.conversation)
-        # Who wrote the head is not known here yet (fork or not): a pull request's code is
-        # an outsider's until the host adapters say otherwise, so it runs nothing.
+        # A fork's head is an outsider's code; so is one the host says nothing about. A
+        # branch of the repository itself was pushed by someone with write access.
+        trusted = info.from_fork is False
         return Checkout(
-            thread.host, thread.repo, info.head_sha, branch, pull=thread.number, trusted=False
+            thread.host, thread.repo, info.head_sha, branch, pull=thread.number, trusted=trusted
         )
 
     async def open_for_turn(

@@ -123,6 +123,7 @@ class Pull:
     commits: set[str] = field(default_factory=set)
     head_ref: str = "feature"
     base_ref: str | None = None  # None: the repository's default branch
+    head_repo: str | None = None  # a fork's full name; None: a branch of the repository
     body: str = ""
 
 
@@ -448,8 +449,10 @@ class FakeGitHub:
         files: Iterable[dict[str, Any]] = (),
         diff: str = "",
         commits: Iterable[str] = (),
+        head_repo: str | None = None,
     ) -> Pull:
         pull = Pull(number, title, True, head_sha, base_sha, files=list(files), diff=diff)
+        pull.head_repo = head_repo
         pull.commits = {head_sha, *commits}
         self.add_repo(repo).issues[number] = pull
         return pull
@@ -1426,7 +1429,7 @@ class FakeGitHub:
                 "head": {
                     "sha": pull.head_sha,
                     "ref": pull.head_ref,
-                    "repo": {"full_name": repo.full_name},
+                    "repo": {"full_name": pull.head_repo or repo.full_name},
                 },
                 "base": {
                     "sha": pull.base_sha,
