@@ -119,3 +119,17 @@ async def test_orphans_are_removed_at_start(root: Path, server: tuple[GitServer,
     assert await spaces.clean(lambda session_id: session_id == "s-live") == ["s-gone"]
     assert await spaces.diff("s-gone") is None
     assert await spaces.diff("s-live") is not None
+
+
+async def test_the_agent_may_allow_outsider_code_and_network(
+    root: Path, server: tuple[GitServer, str]
+) -> None:
+    running, head = server
+    checkout = Checkout("gitlab", "grp/calc", head, "threadline/s-o", trusted=False)
+    tools = await workspaces(root).open(
+        "s-o", READ_WRITE, checkout, access(running), network=True, run_outsider_code=True
+    )
+    assert tools.sandboxing.commands_allowed
+    assert tools.sandboxing.policy.network
+    wrote = await tools.call(b.WRITE_FILE, {"path": "x.txt", "content": "x"})
+    assert not wrote.ok  # still an outsider's code: read-only

@@ -299,3 +299,33 @@ async def test_a_command_cannot_replace_the_git_link_and_git_never_looks_in_the_
     (worktree.path / ".git").write_text(f"gitdir: {planted}/.git\n")
     assert await store.diff(worktree) == ""
     assert worktree.git_dir.is_relative_to(store.root / "mirrors")
+
+
+def test_the_workspace_mapping_sets_network_and_outsider_code() -> None:
+    text = (
+        "agents:\n  a:\n    engine: script\n"
+        "    workspace: {mode: read-write, network: true, outsiderCode: run}\n"
+        "    script: [{do: [reply: hi]}]\n"
+    )
+    agent = parse_config(text, "threadline.yml").agent("a")
+    assert (agent.workspace, agent.workspace_network, agent.workspace_outsider_code) == (
+        READ_WRITE,
+        True,
+        True,
+    )
+    plain = parse_config(
+        text.replace("{mode: read-write, network: true, outsiderCode: run}", "read-only"), "t.yml"
+    )
+    assert (plain.agent("a").workspace_network, plain.agent("a").workspace_outsider_code) == (
+        False,
+        False,
+    )
+    for bad, problem in (
+        ("{mode: read-write, outsiderCode: always}", "outsiderCode is `run` or `refuse`"),
+        ("{mode: read-write, shell: true}", "shell"),
+        ("{mode: everything}", "workspace is one of"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            parse_config(
+                text.replace("{mode: read-write, network: true, outsiderCode: run}", bad), "t.yml"
+            )

@@ -105,6 +105,10 @@ class AgentSpec:
     # `workspace`: none, or a git worktree of the repository the agent reads (read-only)
     # or also changes (read-write); commands run in the sandbox either way.
     workspace: str = "none"
+    # `workspace: {network: true}`: the agent's commands may use the network.
+    workspace_network: bool = False
+    # `workspace: {outsiderCode: run}`: commands run even on a fork's (an outsider's) code.
+    workspace_outsider_code: bool = False
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -422,6 +422,8 @@ COMMON_AGENT_KEYS = (
     "workspace",
 )
 BAD_WORKSPACE = "workspace is one of none, read-only, read-write"
+WORKSPACE_KEYS = ("mode", "network", "outsiderCode")
+BAD_OUTSIDER_CODE = "outsiderCode is `run` or `refuse` (the default)"
 
 
 def _agent(
@@ -439,7 +441,9 @@ def _agent(
     agent_ids = (
         y.texts(report, found["agentIds"], (*path, "agentIds")) if "agentIds" in found else ()
     )
-    workspace = _workspace(report, found.get("workspace", "none"), (*path, "workspace"))
+    workspace, network, outsiders = _workspace(
+        report, found.get("workspace", "none"), (*path, "workspace")
+    )
     tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
     if tools is not None and "active_tools" not in found and "tools" not in found:
         tools = _with_workspace_tools(tools, workspace)
@@ -471,15 +475,29 @@ def _agent(
         budget=budget,
         access=access,
         workspace=workspace,
+        workspace_network=network,
+        workspace_outsider_code=outsiders,
         options=MappingProxyType(options),
     )
 
 
-def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> str:
+def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, bool, bool]:
+    """`workspace: MODE`, or `workspace: {mode, network, outsiderCode}` (server file only:
+    a repository's file cannot set it)."""
+    network = outsiders = False
+    if isinstance(raw, dict):
+        found = y.mapping(report, raw, path, WORKSPACE_KEYS)
+        if "network" in found:
+            network = bool(y.flag(report, found["network"], (*path, "network")))
+        if "outsiderCode" in found:
+            if found["outsiderCode"] not in ("run", "refuse"):
+                report.add((*path, "outsiderCode"), BAD_OUTSIDER_CODE)
+            outsiders = found["outsiderCode"] == "run"
+        raw, path = found.get("mode", "read-only"), (*path, "mode")
     if raw not in WORKSPACE_MODES:
         report.add(path, BAD_WORKSPACE)
-        return "none"
-    return str(raw)
+        return "none", False, False
+    return str(raw), network, outsiders
 
 
 def _with_workspace_tools(tools: tuple[str, ...], workspace: str) -> tuple[str, ...]:

@@ -97,9 +97,17 @@ class WorkspaceRuntime:
                         access,
                         diff,
                         record=record,
+                        network=agent.workspace_network,
+                        run_outsider_code=agent.workspace_outsider_code,
                     )
             return await self.spaces.open(
-                session.id, agent.workspace, checkout, access, record=record
+                session.id,
+                agent.workspace,
+                checkout,
+                access,
+                record=record,
+                network=agent.workspace_network,
+                run_outsider_code=agent.workspace_outsider_code,
             )
         except (WorkspaceError, HostError) as exc:
             log.warning("session %s: no workspace: %s", session.id, exc)

@@ -76,15 +76,23 @@ class SessionWorkspaces:
         access: GitAccess,
         *,
         record: Record | None = None,
+        network: bool = False,
+        run_outsider_code: bool = False,
     ) -> WorkspaceTools:
-        """The session's workspace tools; the worktree is made on first use and kept."""
+        """The session's workspace tools; the worktree is made on first use and kept.
+
+        `network` lets commands use the network; `run_outsider_code` runs them on code
+        from someone without write access too (both per agent, server configuration).
+        """
         tree = await asyncio.to_thread(self._known, session_id)
         if tree is None:
             tree = await self._make(session_id, checkout, access)
         if not checkout.trusted:
             mode = READ_ONLY
         sandboxing = self.sandboxing
-        if not checkout.trusted and not self.run_untrusted:
+        if network:
+            sandboxing = replace(sandboxing, policy=replace(sandboxing.policy, network=True))
+        if not checkout.trusted and not (self.run_untrusted or run_outsider_code):
             sandboxing = replace(sandboxing, commands_allowed=False)
         return WorkspaceTools(self.store, tree, mode, sandboxing, record=record)
 
@@ -132,12 +140,22 @@ class SessionWorkspaces:
         diff: str,
         *,
         record: Record | None = None,
+        network: bool = False,
+        run_outsider_code: bool = False,
     ) -> WorkspaceTools:
         """Take-over: the worktree at `checkout.commit` with `diff` applied again."""
         tools = await self.open(session_id, READ_WRITE, checkout, access, record=record)
         if diff.strip():
             await self.store.apply(tools.tree, diff)
-        return await self.open(session_id, mode, checkout, access, record=record)
+        return await self.open(
+            session_id,
+            mode,
+            checkout,
+            access,
+            record=record,
+            network=network,
+            run_outsider_code=run_outsider_code,
+        )
 
     async def close(self, session_id: str) -> None:
         await self.store.remove_worktree(session_id)
