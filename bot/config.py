@@ -95,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_delivery_days", "days a settled delivery's row (its id, for spotting redeliveries) is kept; 0 (forever) or at least 8", "30", group="retention"),
     Setting("retention_outbox_days", "days a sent write to a host is kept (0: forever)", "30", group="retention"),
     Setting("retention_transcript_days", "days a closed session's transcript is kept (0: forever; one that may still be resumed stays)", "90", group="retention"),
+    Setting("workspace_dir", "where repository mirrors and session worktrees are kept (must be traversable by the sandbox user)", "workspaces", group="workspaces"),
+    Setting("workspace_quota_mb", "largest size of one repository's mirror or one worktree", "1024", group="workspaces"),
+    Setting("workspace_dir_quota_mb", "largest size of the whole workspace directory", "10240", group="workspaces"),
+    Setting("sandbox", "bwrap (commands run under bubblewrap) or none (unsandboxed: only on a throwaway machine)", "bwrap", group="workspaces"),
+    Setting("sandbox_uid", "unprivileged user id commands run as (owns the worktrees when Threadline runs as root)", "64000", group="workspaces"),
 )  # fmt: skip
 
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -142,6 +147,11 @@ class Settings:
     retention_delivery_days: float = 30.0
     retention_outbox_days: float = 30.0
     retention_transcript_days: float = 90.0
+    workspace_dir: str = "workspaces"
+    workspace_quota_mb: int = 1024
+    workspace_dir_quota_mb: int = 10240
+    sandbox: str = "bwrap"
+    sandbox_uid: int = 64000
     source_file: str | None = None
     unknown_variables: tuple[str, ...] = ()
 
@@ -214,6 +224,11 @@ class Settings:
         if self.viewer_token and self.viewer_token == self.operator_token:
             out.append(
                 "THREADLINE_VIEWER_TOKEN is the same as THREADLINE_OPERATOR_TOKEN: it signs in as operator"
+            )
+        if self.sandbox == "none":
+            out.append(
+                "THREADLINE_SANDBOX=none: agents' commands run WITHOUT a sandbox, with this "
+                "worker's files and network in reach; use it only on a throwaway machine"
             )
         out.extend(f"unknown variable {name} is ignored" for name in self.unknown_variables)
         return out
@@ -427,6 +442,10 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "retention_delivery_days": _delivery_days,
     "retention_outbox_days": _float("THREADLINE_RETENTION_OUTBOX_DAYS", 0.0),
     "retention_transcript_days": _float("THREADLINE_RETENTION_TRANSCRIPT_DAYS", 0.0),
+    "workspace_quota_mb": _int("THREADLINE_WORKSPACE_QUOTA_MB", 1, 2**31),
+    "workspace_dir_quota_mb": _int("THREADLINE_WORKSPACE_DIR_QUOTA_MB", 1, 2**31),
+    "sandbox": _choice("THREADLINE_SANDBOX", "bwrap", "none"),
+    "sandbox_uid": _int("THREADLINE_SANDBOX_UID", 1, 2**32 - 2),
 }
 
 

@@ -6,6 +6,9 @@ Each check gives a line: ok, warn (works, but not as it should) or fail (will no
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ from bot.hosts import Hosts
 from bot.hosts.base import HostError
 from bot.hosts.github import GitHubApp
 from bot.preflight import startup_problems
+from bot.workspaces import sandbox as sb
 
 # What app.yml asks for (default_permissions); tests keep the two in step.
 GITHUB_PERMISSIONS = {
@@ -195,6 +199,42 @@ async def _guard(host: str, check: Callable[[], Awaitable[list[Finding]]]) -> li
         return [Finding("fail", host, str(exc))]
 
 
+def check_sandbox(settings: Settings) -> list[Finding]:
+    """Whether agents' commands can run in the sandbox here (user namespaces allowed)."""
+    if settings.sandbox == "none":
+        return [Finding("warn", "sandbox", "none: agents' commands run unsandboxed")]
+    bwrap = sb.bwrap_path()
+    if bwrap is None:
+        return [Finding("warn", "sandbox", sb.NO_BWRAP)]
+    folder = Path(tempfile.mkdtemp(prefix="threadline-doctor-"))
+    try:
+        os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach it)
+        if os.geteuid() == 0:
+            os.chown(folder, settings.sandbox_uid, settings.sandbox_uid)
+        done = asyncio.run(
+            sb.run_sandboxed(
+                folder,
+                ["true"],
+                policy=sb.Policy(uid=settings.sandbox_uid),
+                limits=sb.Limits(seconds=20),
+                bwrap=bwrap,
+            )
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if done.exit_code != 0:
+        reason = done.output.strip()[-300:] or f"exit code {done.exit_code}"
+        return [
+            Finding(
+                "fail",
+                "sandbox",
+                f"bubblewrap cannot run here ({reason}); in a container, allow unprivileged "
+                "user namespaces (see README, Production)",
+            )
+        ]
+    return [Finding("ok", "sandbox", f"bubblewrap runs commands as uid {settings.sandbox_uid}")]
+
+
 def run(settings: Settings) -> list[Finding]:
     found = [Finding("fail", "settings", p) for p in startup_problems(settings)]
     found += [Finding("warn", "settings", w) for w in settings.warnings()]
@@ -202,4 +242,5 @@ def run(settings: Settings) -> list[Finding]:
         found.append(Finding("ok", "settings", "serve can start"))
     found += check_database(settings)
     found += asyncio.run(check_hosts(settings))
+    found += check_sandbox(settings)
     return found

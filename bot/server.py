@@ -42,6 +42,7 @@ from bot.web.auth import ensure_operator_token, print_login_link
 from bot.web.playground import playground_link
 from bot.web.redact import Scrubber
 from bot.worker import Dispatcher, Worker
+from bot.workspaces.runtime import from_settings as workspace_runtime
 from handlers import build_router
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,9 @@ def make_sessions(
         poll_seconds=settings.worker_poll_seconds,
     )
     service.branch_template = config.sessions.branch_template
+    service.workspaces = workspace_runtime(
+        settings, hosts, branch_template=config.sessions.branch_template
+    )
     service.exclude_starter = config.sessions.approval_excludes_starter
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
@@ -234,6 +238,8 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                         first=RETENTION_FIRST_SECONDS,
                     )
                 )
+                if sessions.workspaces is not None:
+                    await sessions.workspaces.clean_orphans(sessions.store)
                 minutes = settings.github_redelivery_minutes
                 if minutes > 0 and isinstance(hosts.github, GitHubApp):
                     reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ import yaml
 from bot import doctor
 from bot.cli import main
 from bot.config import Settings
+from bot.doctor import check_sandbox
+from bot.workspaces import sandbox as sb
 from tests import payloads as p
+from tests.conftest import with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
@@ -100,3 +104,17 @@ def test_doctor_command_without_hosts(
     assert "ok    database: reachable" in out
     assert "warn  GitHub: webhooks only" in out
     assert "0 failed" in out
+
+
+def test_doctor_says_whether_the_sandbox_runs_here(settings: Settings) -> None:
+    found = check_sandbox(settings)
+    if sb.bwrap_path() is None and not os.environ.get("CI"):
+        assert found[0].level == "warn"
+        assert "apt-get install bubblewrap" in found[0].detail
+    else:
+        assert (found[0].level, found[0].detail) == (
+            "ok",
+            f"bubblewrap runs commands as uid {settings.sandbox_uid}",
+        )
+    unsandboxed = check_sandbox(with_settings(settings, sandbox="none"))
+    assert unsandboxed[0].level == "warn"

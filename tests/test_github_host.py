@@ -531,7 +531,9 @@ async def test_resolve_an_unknown_thread_is_not_found(client: GitHubClient) -> N
 
 async def test_pull_info(client: GitHubClient, github: FakeGitHub) -> None:
     info = await client.pull_info(PULL)
-    assert info == PullInfo(head_sha=HEAD, base_sha=BASE, title="Fix retries", state="open")
+    assert info == PullInfo(
+        head_sha=HEAD, base_sha=BASE, title="Fix retries", state="open", from_fork=False
+    )
     assert_rest_headers(only(github, "GET", PULL_PATH))
 
 

@@ -27,12 +27,23 @@ SESSIONS_SEARCH = "sessions_search"  # {"query": str, "limit"?: int, "exclude_cu
 SESSIONS_SEND = "sessions_send"  # {"key", "message", "wait_for_reply"?, "timeout_seconds"?}
 PROPOSE_CHANGE = "propose_change"  # {"title", "description"?, "files"? | "diff"?}: a gate
 REQUEST_APPROVAL = "request_approval"  # {"subject"}: wait for a maintainer's yes
+# Workspace tools (an agent with `workspace: read-only | read-write`; bot.workspaces.tools).
+# read_file reads the worktree when the session has one.
+LIST_FILES = "list_files"  # {"pattern"?: glob}: files, .gitignore respected
+WRITE_FILE = "write_file"  # {"path", "content"}
+EDIT_FILE = "edit_file"  # {"path", "old", "new"}: exact, refuses an ambiguous match
+CODE_SEARCH = "code_search"  # {"query": regex, "path"?: glob, "max_results"?: int}
+RUN_COMMAND = "run_command"  # {"command": argv list | shell text, "timeout"?, "cwd"?}
 
 # What an agent may use when its configuration does not say (`active_tools`).
 SESSION_TOOLS = (UPDATE_STATUS, REPLY, TASK_COMPLETED)
 PR_TOOLS = (POST_REVIEW_THREAD, READ_FILE, GET_DIFF)
 MEMORY_TOOLS = (MEMORY_WRITE, MEMORY_READ)
 DIRECTORY_TOOLS = (SESSIONS_LIST, SESSIONS_HISTORY, SESSIONS_SEARCH, SESSIONS_SEND)
+WORKSPACE_READ_TOOLS = (LIST_FILES, READ_FILE, CODE_SEARCH, RUN_COMMAND)
+WORKSPACE_WRITE_TOOLS = (WRITE_FILE, EDIT_FILE)
+WORKSPACE_TOOLS = (LIST_FILES, CODE_SEARCH, WRITE_FILE, EDIT_FILE, RUN_COMMAND)  # not READ_FILE
+WORKSPACE_MODES = ("none", "read-only", "read-write")
 ALL_TOOLS = (
     *SESSION_TOOLS,
     *PR_TOOLS,
@@ -41,6 +52,7 @@ ALL_TOOLS = (
     *DIRECTORY_TOOLS,
     PROPOSE_CHANGE,
     REQUEST_APPROVAL,
+    *WORKSPACE_TOOLS,
 )
 
 
@@ -99,6 +111,13 @@ class AgentSpec:
     access: SessionAccess | None = None
     # The kinds of protected paths (PROTECTED_KINDS) its changes may touch.
     allow_protected: frozenset[str] = frozenset()
+    # `workspace`: none, or a git worktree of the repository the agent reads (read-only)
+    # or also changes (read-write); commands run in the sandbox either way.
+    workspace: str = "none"
+    # `workspace: {network: true}`: the agent's commands may use the network.
+    workspace_network: bool = False
+    # `workspace: {outsiderCode: run}`: commands run even on a fork's (an outsider's) code.
+    workspace_outsider_code: bool = False
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 

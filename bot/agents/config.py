@@ -36,6 +36,9 @@ from bot.agents.base import (
     PR_TOOLS,
     PROTECTED_KINDS,
     SESSION_TOOLS,
+    WORKSPACE_MODES,
+    WORKSPACE_READ_TOOLS,
+    WORKSPACE_WRITE_TOOLS,
     AgentSpec,
     Engine,
 )
@@ -423,7 +426,11 @@ COMMON_AGENT_KEYS = (
     "budget",
     "sessionAccess",
     "allowProtectedPaths",
+    "workspace",
 )
+BAD_WORKSPACE = "workspace is one of none, read-only, read-write"
+WORKSPACE_KEYS = ("mode", "network", "outsiderCode")
+BAD_OUTSIDER_CODE = "outsiderCode is `run` or `refuse` (the default)"
 
 
 def _agent(
@@ -441,7 +448,12 @@ def _agent(
     agent_ids = (
         y.texts(report, found["agentIds"], (*path, "agentIds")) if "agentIds" in found else ()
     )
+    workspace, network, outsiders = _workspace(
+        report, found.get("workspace", "none"), (*path, "workspace")
+    )
     tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
+    if tools is not None and "active_tools" not in found and "tools" not in found:
+        tools = _with_workspace_tools(tools, workspace)
     if engine == LLM_ENGINE:
         options = lc.llm_options(report, found, path, providers)
     else:
@@ -473,6 +485,9 @@ def _agent(
         budget=budget,
         access=access,
         allow_protected=allow_protected,
+        workspace=workspace,
+        workspace_network=network,
+        workspace_outsider_code=outsiders,
         options=MappingProxyType(options),
     )
 
@@ -495,6 +510,35 @@ def _allow_protected(report: y.Report, raw: object, path: y.KeyPath) -> frozense
         else:
             allowed.add(str(kind))
     return frozenset(allowed)
+
+
+def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, bool, bool]:
+    """`workspace: MODE`, or `workspace: {mode, network, outsiderCode}` (server file only:
+    a repository's file cannot set it)."""
+    network = outsiders = False
+    if isinstance(raw, dict):
+        found = y.mapping(report, raw, path, WORKSPACE_KEYS)
+        if "network" in found:
+            network = bool(y.flag(report, found["network"], (*path, "network")))
+        if "outsiderCode" in found:
+            if found["outsiderCode"] not in ("run", "refuse"):
+                report.add((*path, "outsiderCode"), BAD_OUTSIDER_CODE)
+            outsiders = found["outsiderCode"] == "run"
+        raw, path = found.get("mode", "read-only"), (*path, "mode")
+    if raw not in WORKSPACE_MODES:
+        report.add(path, BAD_WORKSPACE)
+        return "none", False, False
+    return str(raw), network, outsiders
+
+
+def _with_workspace_tools(tools: tuple[str, ...], workspace: str) -> tuple[str, ...]:
+    """By default an agent with a workspace gets the workspace tools its mode allows."""
+    if workspace == "none":
+        return tools
+    extra: tuple[str, ...] = WORKSPACE_READ_TOOLS
+    if workspace == "read-write":
+        extra = (*extra, *WORKSPACE_WRITE_TOOLS)
+    return (*tools, *(name for name in extra if name not in tools))
 
 
 def _agent_tools(

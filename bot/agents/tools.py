@@ -66,9 +66,17 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
             ),
         ),
         b.READ_FILE: (
-            "Read a file of the repository at the pull request's head commit (or the "
-            "default branch for an issue). Large files are cut.",
-            _object({"path": _TEXT}, ["path"]),
+            "Read a file of the repository: from the workspace when the session has one, "
+            "else at the pull request's head commit (or the default branch for an issue). "
+            "`start_line` and `end_line` (workspace only) pick lines. Large files are cut.",
+            _object(
+                {
+                    "path": _TEXT,
+                    "start_line": {"type": "integer", "minimum": 1},
+                    "end_line": {"type": "integer", "minimum": 1},
+                },
+                ["path"],
+            ),
         ),
         b.GET_DIFF: (
             "Get the pull request's unified diff. Large diffs are cut.",
@@ -99,7 +107,7 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
         b.PROPOSE_CHANGE: (
             "Propose a change to the repository: either `files` (each path with its complete "
             "new content, or content null to delete it) or a unified `diff` against the default "
-            "branch. Nothing is written until a maintainer approves; then it becomes a branch "
+            "branch; in a session with a workspace, neither: what the workspace changed. Nothing is written until a maintainer approves; then it becomes a branch "
             "and a pull request. The session waits for the decision after this turn.",
             _object(
                 {
@@ -151,6 +159,46 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
                     "timeout_seconds": {"type": "number", "minimum": 1, "maximum": 600},
                 },
                 ["key", "message"],
+            ),
+        ),
+        b.LIST_FILES: (
+            "List the workspace's files (tracked and new, .gitignore respected), optionally "
+            "only those matching a glob `pattern` such as `src/*.py`.",
+            _object({"pattern": _TEXT}),
+        ),
+        b.WRITE_FILE: (
+            "Write a file of the workspace (created with its folders if missing) with the "
+            "complete new `content`.",
+            _object({"path": _TEXT, "content": _TEXT}, ["path", "content"]),
+        ),
+        b.EDIT_FILE: (
+            "Replace the exact text `old` by `new` in a file of the workspace. `old` must "
+            "occur exactly once: include enough surrounding lines.",
+            _object({"path": _TEXT, "old": _TEXT, "new": _TEXT}, ["path", "old", "new"]),
+        ),
+        b.CODE_SEARCH: (
+            "Search the workspace's files for a regular expression; answers path:line:text. "
+            "`path` is an optional glob limiting the files searched.",
+            _object(
+                {
+                    "query": _TEXT,
+                    "path": _TEXT,
+                    "max_results": {"type": "integer", "minimum": 1, "maximum": 200},
+                },
+                ["query"],
+            ),
+        ),
+        b.RUN_COMMAND: (
+            "Run a command in the workspace's sandbox (no network, limited time, memory and "
+            "output): `command` is an argv list, or a text run by sh. Answers the exit code "
+            "and the output (its middle cut when long).",
+            _object(
+                {
+                    "command": {"oneOf": [{"type": "array", "items": _TEXT, "minItems": 1}, _TEXT]},
+                    "timeout": {"type": "number", "minimum": 1, "maximum": 3600},
+                    "cwd": _TEXT,
+                },
+                ["command"],
             ),
         ),
     }

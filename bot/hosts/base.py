@@ -122,6 +122,8 @@ class PullInfo:
     start_sha: str | None = None  # GitLab's diff_refs.start_sha
     title: str = ""
     state: str = "open"
+    # Whether the head lives in another repository (a fork); None: the host did not say.
+    from_fork: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -990,6 +990,7 @@ class GitHubClient:
                 base_sha=data["base"]["sha"],
                 title=data.get("title") or "",
                 state=state,
+                from_fork=_from_fork(data),
             )
         except (AttributeError, KeyError, TypeError) as exc:
             raise HostError(
@@ -1365,3 +1366,18 @@ def _newest(comments: Any) -> dict[str, Any] | None:
         if newest is None or int(comment["id"]) > int(newest["id"]):
             newest = comment
     return newest
+
+
+def _from_fork(data: dict[str, Any]) -> bool | None:
+    """A pull request's head is a fork's when its repository is not the base's; a head
+    repository of null is a deleted fork.
+    https://docs.github.com/en/rest/pulls/pulls#get-a-pull-request"""
+    head, base = data.get("head"), data.get("base")
+    if not isinstance(head, dict) or not isinstance(base, dict) or "repo" not in head:
+        return None
+    head_repo, base_repo = head.get("repo"), base.get("repo")
+    if head_repo is None:
+        return True
+    if not isinstance(head_repo, dict) or not isinstance(base_repo, dict):
+        return None
+    return bool(head_repo.get("full_name") != base_repo.get("full_name"))

@@ -571,6 +571,7 @@ class GitLabClient:
             start_sha=refs["start_sha"],
             title=str(mr.get("title") or ""),
             state=MR_STATES.get(str(mr.get("state")), str(mr.get("state"))),
+            from_fork=_from_fork(mr),
         )
 
     async def changed_files(self, pull: ThreadRef) -> list[ChangedFile]:
@@ -1035,3 +1036,12 @@ def _json(answer: object) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise HostError(f"GitLab answered with {type(answer).__name__} where JSON was expected")
     return answer
+
+
+def _from_fork(mr: Mapping[str, Any]) -> bool | None:
+    """A merge request from another project (a fork) has a different source project.
+    https://docs.gitlab.com/ee/api/merge_requests.html#get-single-mr"""
+    source, target = mr.get("source_project_id"), mr.get("target_project_id")
+    if source is None or target is None:
+        return None
+    return bool(source != target)

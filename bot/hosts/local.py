@@ -187,7 +187,11 @@ class LocalHost:
         if row is None:
             raise NotFound(f"the playground has no pull request {pull.repo}#{pull.number}")
         return PullInfo(
-            head_sha=row.head_sha, base_sha=row.base_sha, title=row.title, state=row.state
+            head_sha=row.head_sha,
+            base_sha=row.base_sha,
+            title=row.title,
+            state=row.state,
+            from_fork=False,  # the playground's pull requests are branches of its one repository
         )
 
     async def changed_files(self, pull: ThreadRef) -> list[ChangedFile]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -66,6 +66,9 @@ from bot.sessions.store import (
     SessionStore,
 )
 from bot.sessions.tools import HostFor, SessionTools, TurnAbandoned
+
+if TYPE_CHECKING:
+    from bot.workspaces.runtime import WorkspaceRuntime
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,7 @@ class SessionService:
         self.approvals = ApprovalStore(store.engine, clock=clock)
         self.branch_template = DEFAULT_BRANCH_TEMPLATE
         self.exclude_starter = False  # may the person who started a run approve it?
+        self.workspaces: WorkspaceRuntime | None = None  # git worktrees for agents with one
 
     # ------------------------------------------------------------------ asking
 
@@ -311,6 +315,8 @@ class SessionService:
             for child in await asyncio.to_thread(self.store.children, session.id):
                 if child.live:
                     await self.close(child, PARENT_CLOSED, by=by)
+            if self.workspaces is not None:
+                await self.workspaces.close(closed.id)
         return closed
 
     def agent_for(self, session: SessionInfo) -> AgentSpec:
@@ -641,6 +647,9 @@ class TurnRunner:
         service = self.service
         await service.publish_status(session)
         agent = service.agent_for(session)
+        workspace = None
+        if service.workspaces is not None:
+            workspace = await service.workspaces.open_for_turn(service, session, agent)
         tools = SessionTools(
             service,
             session,
@@ -651,6 +660,7 @@ class TurnRunner:
             directory=service.directory,
             memory=service.memory,
             delegate=self.delegate,
+            workspace=workspace,
         )
         history = await asyncio.to_thread(service.store.conversation, session.id)
         turn = Turn(
@@ -686,6 +696,8 @@ class TurnRunner:
         except Exception as exc:
             log.exception("session %s turn %d crashed", session.id, session.turns)
             error = f"{type(exc).__name__}: {exc}"
+        if workspace is not None and service.workspaces is not None:
+            await service.workspaces.record_diff(service, session)
         close_reason = None
         keep_open = session.options.keep_open_for_comments and session.parent_id is None
         gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
@@ -712,6 +724,8 @@ class TurnRunner:
             await asyncio.to_thread(service.store.note_problem, session.id, f"{FAILURE}: {error}")
         await service.publish_status(finished)
         service.deadline_changed()
+        if not finished.live and service.workspaces is not None:
+            await service.workspaces.close(session.id)
 
     async def delegate(
         self,

@@ -30,6 +30,7 @@ from bot.sessions.ports import ToolService
 from bot.sessions.protected import refusal, refused
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
+from bot.workspaces.tools import WorkspaceTools
 
 MAX_FILE_BYTES = 100_000
 MAX_DIFF_BYTES = 200_000
@@ -39,6 +40,7 @@ DELTA_FLUSH_SECONDS = 0.1  # streamed text is recorded at most this often...
 DELTA_FLUSH_CHARS = 400  # ...or when this much has gathered
 SEND_POLL_SECONDS = 0.2
 CUT = "\n[... cut at {size} bytes of {total}]"
+NO_WORKSPACE = "{tool}: this session has no workspace (agent {agent}'s `workspace` is none)"
 
 # delegate(parent, tools, agent_id, task, runtime params, call id, ticket) -> result
 Delegate = Callable[
@@ -87,6 +89,7 @@ class SessionTools:
         directory: SessionDirectory | None = None,
         memory: MemoryStore | None = None,
         delegate: Delegate | None = None,
+        workspace: WorkspaceTools | None = None,
     ) -> None:
         self.service = service
         self.session = session
@@ -97,6 +100,7 @@ class SessionTools:
         self._directory = directory
         self._memory = memory
         self._delegate = delegate
+        self._workspace = workspace
         self._completed = False
         self._calls = 0
         self._tickets = 0  # delegations asked for in this turn, in the order they were made
@@ -209,6 +213,10 @@ class SessionTools:
     async def _run(self, name: str, args: Mapping[str, Any], key: str) -> ToolResult:
         if name not in self.agent.tools:
             return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
+        if name in b.WORKSPACE_TOOLS or (name == b.READ_FILE and self._workspace is not None):
+            if self._workspace is None:
+                return ToolResult(False, NO_WORKSPACE.format(tool=name, agent=self.agent.id))
+            return await self._workspace.call(name, args)
         handler = self._handlers.get(name)
         if handler is None:
             return ToolResult(False, f"unknown tool {name!r}")
@@ -323,6 +331,12 @@ class SessionTools:
         files, diff = args.get("files"), args.get("diff")
         if not title:
             return ToolResult(False, "propose_change needs a title")
+        if not files and not diff and self._workspace is not None:
+            # Without files or a diff: what the workspace changed since its base.
+            changed = await self._workspace.changed_files()
+            files = [{"path": path, "content": text} for path, text in changed.items()]
+            if not files:
+                return ToolResult(False, "the workspace has no changes to propose")
         if bool(files) == bool(diff):
             return ToolResult(False, "propose_change needs either files or a diff (not both)")
         # Every path is checked before the host is asked anything.

@@ -45,6 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -53,6 +54,9 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.git_http import GitServer
+from tests.fakes.git_http import git as git_export
 
 API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
 JSON_TYPES = frozenset(
@@ -126,6 +130,7 @@ class Pull:
     commits: set[str] = field(default_factory=set)
     head_ref: str = "feature"
     base_ref: str | None = None  # None: the repository's default branch
+    head_repo: str | None = None  # a fork's full name; None: a branch of the repository
     body: str = ""
 
 
@@ -425,6 +430,11 @@ class FakeGitHub:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Git over smart HTTP on the web host (`/<owner>/<name>.git/...`): real
+        # repositories under `git_root` (tests.fakes.git_http.make_repo), answered for
+        # `Basic x-access-token:<installation token>` of an installation with that repo.
+        self.git_root: Path | None = None
+        self.git_auth: list[str | None] = []  # the Authorization header of each git request
 
     # ------------------------------------------------------------ lifecycle
 
@@ -433,6 +443,7 @@ class FakeGitHub:
         # The browser side of the manifest flow lives on the web host, outside any prefix.
         app.router.add_post("/settings/apps/new", self._manifest_form)
         app.router.add_post("/organizations/{org}/settings/apps/new", self._manifest_form)
+        app.router.add_route("*", "/{owner}/{name}.git/{tail:.*}", self._git)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -480,8 +491,10 @@ class FakeGitHub:
         files: Iterable[dict[str, Any]] = (),
         diff: str = "",
         commits: Iterable[str] = (),
+        head_repo: str | None = None,
     ) -> Pull:
         pull = Pull(number, title, True, head_sha, base_sha, files=list(files), diff=diff)
+        pull.head_repo = head_repo
         pull.commits = {head_sha, *commits}
         self.add_repo(repo).issues[number] = pull
         return pull
@@ -516,8 +529,8 @@ class FakeGitHub:
         """Every file at a branch or commit of the object store, or None if it has neither."""
         found = self.repos[repo]
         sha = self._resolve(found, ref)
-        if sha is None:
-            return None
+        if sha is None or sha not in found.git_commits:
+            return None  # no such ref, or a commit only a real repository (git_root) has
         flat = self._flatten(found, found.git_commits[sha]["tree"])
         return {path: found.blobs[blob] for path, (_, blob) in flat.items()}
 
@@ -553,9 +566,28 @@ class FakeGitHub:
         stamp = f"Threadline Test <test@example.com> {int(self.clock())} +0000"
         lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
         lines += [f"author {stamp}", f"committer {stamp}", "", message]
-        sha = git_hash("commit", "\n".join(lines).encode())
-        repo.git_commits[sha] = {"tree": tree, "parents": parents, "message": message}
+        body = "\n".join(lines).encode()
+        sha = git_hash("commit", body)
+        repo.git_commits[sha] = {"tree": tree, "parents": parents, "message": message, "body": body}
         return sha
+
+    def export_git(self, repo: str) -> Path:
+        """The repository's object store and branches as a real bare repository under
+        `git_root` (same object names: the fake hashes as git does), so git fetches the
+        very commits the REST API knows."""
+        assert self.git_root is not None, "set git_root first"
+        found = self.repos[repo]
+        bare = self.git_root / f"{repo}.git"
+        bare.mkdir(parents=True, exist_ok=True)
+        git_export(bare, "init", "--quiet", "--bare")
+        objects = [("blob", body) for body in found.blobs.values()]
+        objects += [("tree", tree_body(entries)) for entries in found.trees.values()]
+        objects += [("commit", c["body"]) for c in found.git_commits.values() if "body" in c]
+        for kind, body in objects:
+            git_export(bare, "hash-object", "-t", kind, "-w", "--literally", "--stdin", data=body)
+        for ref, sha in found.refs.items():
+            git_export(bare, "update-ref", ref, sha)
+        return bare
 
     def _flatten(self, repo: Repo, tree: str, prefix: str = "") -> dict[str, tuple[str, str]]:
         flat: dict[str, tuple[str, str]] = {}
@@ -937,6 +969,27 @@ class FakeGitHub:
             )
         if claims["exp"] > now + 600 or claims["exp"] - claims["iat"] > 660:
             raise error(401, "'Expiration time' claim ('exp') is too far in the future")
+
+    async def _git(self, request: web.Request) -> web.StreamResponse:
+        given = request.headers.get("Authorization")
+        self.git_auth.append(given)
+        repo = f"{request.match_info['owner']}/{request.match_info['name']}"
+        scheme, _, value = (given or "").partition(" ")
+        user, _, secret = (
+            base64.b64decode(value).decode(errors="replace").partition(":")
+            if scheme == "Basic"
+            else ("", "", "")
+        )
+        token = self.tokens.get(secret) if user == "x-access-token" else None
+        allowed = (
+            token is not None
+            and not token.revoked
+            and (token.expires_at is None or self.clock() < token.expires_at)
+            and self._can_see(token, repo)
+        )
+        if self.git_root is None or not allowed:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="GitHub"'})
+        return await GitServer(self.git_root, given or "").handle(request)
 
     def _token_auth(self, record: Recorded, *, graphql: bool = False) -> Token:
         header = record.headers.get("authorization")
@@ -1455,7 +1508,7 @@ class FakeGitHub:
                 "head": {
                     "sha": pull.head_sha,
                     "ref": pull.head_ref,
-                    "repo": {"full_name": repo.full_name},
+                    "repo": {"full_name": pull.head_repo or repo.full_name},
                 },
                 "base": {
                     "sha": pull.base_sha,
