@@ -34,16 +34,23 @@ def _bwrap_problem() -> str | None:
     return None
 
 
-def _running_as(uid: int, name: str) -> list[str]:
-    """Processes called `name` whose real user id is `uid` (from /proc)."""
+def _running_as(uid: int, name: str, argument: str) -> list[str]:
+    """Live processes called `name` with `argument` whose real user id is `uid` (from
+    /proc). The argument tells this test's processes from other tests' running at once."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             status = (entry / "status").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if fields.get("Name", "").strip() == name and fields["Uid"].split()[0] == str(uid):
+        if (
+            fields.get("Name", "").strip() == name
+            and fields["Uid"].split()[0] == str(uid)
+            and not fields.get("State", "").strip().startswith("Z")
+            and argument.encode() in argv
+        ):
             found.append(entry.name)
     return found
 
@@ -143,12 +150,12 @@ async def test_no_threadline_variable_reaches_a_command(
 
 
 async def test_a_command_is_stopped_at_its_time_limit_with_its_children(worktree: Path) -> None:
-    done = await run(worktree, ["sh", "-c", "sleep 60 & sleep 60"], seconds=1.0)
+    done = await run(worktree, ["sh", "-c", "sleep 60.4217 & sleep 60.4217"], seconds=1.0)
     assert done.timed_out
     assert done.exit_code is None
     assert done.seconds < 10
     assert "time limit of 1 s" in done.output
-    assert _running_as(UID, "sleep") == []
+    assert _running_as(UID, "sleep", "60.4217") == []
 
 
 async def test_a_command_is_stopped_at_its_cpu_limit(worktree: Path) -> None:

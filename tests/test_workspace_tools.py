@@ -103,7 +103,7 @@ async def test_read_file_by_lines_and_refusals(tree: Any) -> None:
         ok, text = await call(tools, b.READ_FILE, path=path)
         assert not ok, path
         assert "s3cret" not in text, path
-        assert "root:" not in text, path
+        assert "root:x:0" not in text, path  # /etc/passwd's first line
 
 
 async def test_write_file_stays_inside_and_never_touches_git(tree: Any) -> None:

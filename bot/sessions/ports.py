@@ -2,7 +2,8 @@
 
 `SessionTools` (tools.py) works through this protocol rather than `SessionService`
 itself, so that the runtime (service.py), which builds the tools, is imported by them
-neither at run time nor for type checking.
+neither at run time nor for type checking. `WorkspaceService` does the same for the
+workspace runtime (bot/workspaces/runtime.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 
 from bot import outbox as ob
 from bot.agents.base import AgentSpec
+from bot.hosts.base import HostClient
 from bot.sessions.approvals import ApprovalStore
 from bot.sessions.store import SessionInfo, SessionStore
 
@@ -34,3 +36,14 @@ class ToolService(Protocol):
     def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
         """Raise BudgetExceeded when the session is past its agent's turns or minutes."""
         ...
+
+
+class WorkspaceService(Protocol):
+    """The part of `SessionService` that the workspace runtime (bot/workspaces) uses."""
+
+    store: SessionStore
+
+    @property
+    def host_for(self) -> Callable[[SessionInfo], HostClient] | None: ...
+
+    async def note(self, session: SessionInfo, kind: str, data: dict[str, Any]) -> None: ...

@@ -1,40 +1,37 @@
-"""Paths given by an agent, resolved inside a worktree or refused before any I/O."""
+"""Paths given by an agent, resolved inside a worktree or refused before any I/O.
+
+The checks are bot.paths' (the one path helper every tool and host adapter uses); this
+module adds what a worktree needs on top: the root itself for listings, and `.git`
+never writable.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from bot import paths
+from bot.paths import UnsafePath
 
-class PathError(ValueError):
-    """A path that is absolute, climbs out, goes through a symlink out, or touches .git."""
+# The workspace tools' name for a refused path; the same exception as everywhere else.
+PathError = UnsafePath
 
 
 def contained(root: Path, raw: object, *, write: bool = False, allow_root: bool = False) -> Path:
     """`raw` (relative, `/`-separated) as a path inside `root`, symlinks followed.
 
-    Refused: anything not a non-empty string, absolute paths, `..` parts, NUL bytes, a
-    path whose resolved target is outside `root` (a symlink counts as its target) and,
-    for `write`, anything inside `.git` (the worktree's link to its mirror).
+    Refused (bot.paths): anything not a plain relative path (absolute, `..` or `.` parts,
+    empty parts, control characters, backslashes) and a path whose resolved target is
+    outside `root` (a symlink counts as its target); for `write`, anything inside `.git`
+    (the worktree's link to its mirror). `allow_root`: an empty path or `.` is the root.
     """
-    if not isinstance(raw, str) or "\0" in raw:
-        raise PathError("a path is a relative text path")
-    text = raw.strip()
-    if not text or text == ".":
-        if allow_root:
-            return root.resolve()
-        raise PathError("a path is needed")
-    pure = PurePosixPath(text)
-    if pure.is_absolute() or text.startswith("\\"):
-        raise PathError(f"{text}: absolute paths are refused; give a path inside the worktree")
-    if ".." in pure.parts:
-        raise PathError(f"{text}: `..` is refused; give a path inside the worktree")
-    base = root.resolve()
-    target = (base / Path(*pure.parts)).resolve()
-    if not target.is_relative_to(base):
-        raise PathError(f"{text}: resolves outside the worktree")
-    inside = target.relative_to(base).parts
-    if write and (not inside or inside[0] == ".git" or ".git" in pure.parts):
-        raise PathError(f"{text}: .git is never writable")
+    text = raw.strip() if isinstance(raw, str) else raw
+    if allow_root and text in ("", "."):
+        return root.resolve()
+    checked = paths.repo_path(text)
+    target = paths.contained(root, checked)
+    inside = target.relative_to(root.resolve()).parts
+    if write and (not inside or inside[0] == ".git" or ".git" in checked.parts):
+        raise PathError(f"{checked}: .git is never writable")
     return target
 
 

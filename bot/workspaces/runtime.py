@@ -14,22 +14,20 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.agents.base import AgentSpec
 from bot.config import Settings
 from bot.hosts import Hosts
 from bot.hosts.base import HostClient, HostError
 from bot.sessions.changes import branch_name
+from bot.sessions.ports import WorkspaceService
 from bot.sessions.store import SessionInfo, SessionStore
 from bot.workspaces.access import git_access
 from bot.workspaces.sandbox import Limits, Policy
 from bot.workspaces.sessions import Checkout, GitAccess, SessionWorkspaces
 from bot.workspaces.store import MB, WorkspaceError, WorkspaceStore
 from bot.workspaces.tools import Sandboxing, WorkspaceTools
-
-if TYPE_CHECKING:
-    from bot.sessions.service import SessionService
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ class WorkspaceRuntime:
         )
 
     async def open_for_turn(
-        self, service: SessionService, session: SessionInfo, agent: AgentSpec
+        self, service: WorkspaceService, session: SessionInfo, agent: AgentSpec
     ) -> WorkspaceTools | None:
         if agent.workspace == "none" or service.host_for is None:
             return None
@@ -114,7 +112,7 @@ class WorkspaceRuntime:
             await service.note(session, "workspace", {"turn": session.turns, "error": str(exc)})
             return None
 
-    async def record_diff(self, service: SessionService, session: SessionInfo) -> None:
+    async def record_diff(self, service: WorkspaceService, session: SessionInfo) -> None:
         """The worktree's diff against its base, in the transcript after each turn."""
         try:
             found = await self.spaces.diff(session.id)
