@@ -1,7 +1,7 @@
 """What a turn's tools may ask of the session runtime.
 
 `SessionTools` (tools.py) works through this protocol rather than `SessionService`
-itself, so that the runtime (service.py), which builds the tools, is imported by them
+itself, so that the runtime (service.py; turns.py builds the tools) is imported by them
 neither at run time nor for type checking. `WorkspaceService` does the same for the
 workspace runtime (bot/workspaces/runtime.py).
 """

@@ -1,0 +1,375 @@
+"""The session service core: launching, feeding, closing, replies and the status comment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot import outbox as ob
+from bot.agents.base import (
+    AgentSpec,
+    Budget,
+    BudgetExceeded,
+    Engine,
+)
+from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
+from bot.clock import utcnow
+from bot.events import ThreadRef
+from bot.hosts.base import HostError, can_write
+from bot.sessions import status
+from bot.sessions.agents import spec_record
+from bot.sessions.approvals import (
+    ApprovalStore,
+)
+from bot.sessions.memory import MemoryStore
+from bot.sessions.search import SessionDirectory
+from bot.sessions.store import (
+    BUDGET,
+    PARENT_CLOSED,
+    Launch,
+    LaunchResult,
+    SessionInfo,
+    SessionOptions,
+    SessionStore,
+)
+from bot.sessions.tools import HostFor
+
+if TYPE_CHECKING:
+    from bot.workspaces.runtime import WorkspaceRuntime
+
+log = logging.getLogger(__name__)
+
+SESSION_IN_KEY = re.compile(r"\bs-[0-9a-f]{8}\b")
+PermissionCheck = Callable[[str, int | None, str, str], Awaitable[str]]
+Write = Callable[[ob.Write], Awaitable[int]]
+
+REFUSED_TRIGGER = (
+    "Sorry @{login}, only people with write access to this repository can start or steer "
+    "Threadline sessions."
+)
+REFUSED_COMMAND = (
+    "Sorry @{login}, only people with write access to this repository can use `{command}`."
+)
+EXTEND_REFUSED = "Cannot extend session `{id}` by {minutes} min: at most {most} min in all."
+BUDGET_CLOSED = "Session `{id}` stopped: {reason}."
+
+
+def tighter(one: Budget, other: Budget) -> Budget:
+    """Each limit of the two budgets, the lower one where both set it."""
+
+    def low(a: float | None, b: float | None) -> float | None:
+        return b if a is None else a if b is None else min(a, b)
+
+    return Budget(
+        tokens=low(one.tokens, other.tokens),  # type: ignore[arg-type]
+        turns=low(one.turns, other.turns),  # type: ignore[arg-type]
+        minutes=low(one.minutes, other.minutes),
+    )
+
+
+class AgentCatalog(Protocol):
+    """Where agents come from (the configuration)."""
+
+    def agent(self, agent_id: str | None) -> AgentSpec:
+        """The agent `agent_id`, or the default agent for None; KeyError if unknown."""
+        ...
+
+    def engine(self, agent: AgentSpec) -> Engine: ...
+
+    async def close(self) -> None:
+        """Release what the engines hold."""
+        ...
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What asks for a session: a comment, a label, an assignment."""
+
+    client_request_id: str
+    thread: ThreadRef
+    installation_id: int | None
+    login: str
+    task: str
+    agent_id: str | None = None
+    comment_id: str | None = None
+    url: str | None = None
+    # What the repository's configuration narrowed (None: the server's as it is).
+    agent: AgentSpec | None = None
+    options: SessionOptions | None = None
+
+
+class ServiceCore:
+    """What handlers, turns and tools call: launch, feed, close, write, publish status."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        agents: AgentCatalog,
+        options: SessionOptions,
+        max_live: int,
+        write: Write,
+        permission: PermissionCheck,
+        wake_runner: Callable[[], None] = lambda: None,
+        deadline_changed: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+        permission_ttl: float = 60.0,
+        host_for: HostFor | None = None,
+    ) -> None:
+        self.store = store
+        self.agents = agents
+        self.options = options
+        self.max_live = max_live
+        self._write = write
+        self._permission = permission
+        self.wake_runner = wake_runner
+        self.deadline_changed = deadline_changed
+        self.clock = clock
+        self._permission_ttl = permission_ttl
+        self._permissions: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self.host_for = host_for
+        self.directory = SessionDirectory(store.engine)
+        self.memory = MemoryStore(store.engine)
+        self.approvals = ApprovalStore(store.engine, clock=clock)
+        self.branch_template = DEFAULT_BRANCH_TEMPLATE
+        self.exclude_starter = False  # may the person who started a run approve it?
+        self.workspaces: WorkspaceRuntime | None = None  # git worktrees for agents with one
+
+    # ------------------------------------------------------------------ asking
+
+    async def live_for(self, thread: ThreadRef) -> SessionInfo | None:
+        return await asyncio.to_thread(self.store.live_for, thread.key)
+
+    async def can_write(
+        self, host: str, installation_id: int | None, repo: str, login: str
+    ) -> bool:
+        """Whether `login` has write access; asked of the host, cached for a minute."""
+        key = (host, repo, login.lower())
+        cached = self._permissions.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self._permission_ttl:
+            return can_write(cached[1])
+        try:
+            permission = await self._permission(host, installation_id, repo, login)
+        except HostError as exc:
+            if exc.status == 404:
+                permission = "none"  # not a collaborator at all
+            else:
+                raise
+        self._permissions[key] = (now, permission)
+        return can_write(permission)
+
+    # --------------------------------------------------------------- launching
+
+    async def launch(self, trigger: Trigger) -> LaunchResult:
+        """Start a session for `trigger` (idempotent by its client request id)."""
+        agent = trigger.agent or self.agents.agent(trigger.agent_id)
+        request = Launch(
+            client_request_id=trigger.client_request_id,
+            thread=trigger.thread,
+            installation_id=trigger.installation_id,
+            agent_id=agent.id,
+            task=trigger.task,
+            started_by=trigger.login,
+            trigger_comment_id=trigger.comment_id,
+            trigger_url=trigger.url,
+            options=trigger.options or self.options,
+            spec=spec_record(agent),
+        )
+        result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
+        if not result.created:
+            return result
+        session = result.session
+        if trigger.comment_id is not None:
+            await self.write(
+                session,
+                ob.reaction(
+                    f"{session.id}.ack",
+                    trigger.thread,
+                    trigger.comment_id,
+                    "eyes",
+                    trigger.installation_id,
+                ),
+            )
+        await self.publish_status(session)
+        if not result.refused:
+            self.deadline_changed()
+            self.wake_runner()
+        log.info("session %s launched in %s (agent %s)", session.id, session.thread.key, agent.id)
+        return result
+
+    async def plain_reply(self, trigger: Trigger, key: str, text: str) -> None:
+        """A reply in the trigger's thread that belongs to no session (help, errors)."""
+        await self._write(ob.comment(key, trigger.thread, text, trigger.installation_id))
+
+    async def refuse(self, trigger: Trigger, command: str | None = None) -> None:
+        """One short, polite reply to someone who may not do what they asked."""
+        text = (
+            REFUSED_COMMAND.format(login=trigger.login, command=command)
+            if command
+            else REFUSED_TRIGGER.format(login=trigger.login)
+        )
+        key = f"refused.{trigger.client_request_id}"
+        await self._write(ob.comment(key, trigger.thread, text, trigger.installation_id))
+
+    # ----------------------------------------------------------------- feeding
+
+    async def feed(
+        self,
+        session: SessionInfo,
+        *,
+        kind: str,
+        author: str,
+        body: str,
+        comment_id: str | None = None,
+        url: str | None = None,
+    ) -> bool:
+        queued = await asyncio.to_thread(
+            self.store.add_input,
+            session.id,
+            kind=kind,
+            author=author,
+            body=body,
+            comment_id=comment_id,
+            url=url,
+        )
+        if queued is not None:
+            self.wake_runner()
+        return queued is not None
+
+    async def note(self, session: SessionInfo, kind: str, data: dict[str, Any]) -> None:
+        """Record an event; one about a comment (`data["comment"]`) only once."""
+        comment_id = data.get("comment")
+        if comment_id is None:
+            await asyncio.to_thread(self.store.record, session.id, kind, data)
+            return
+        await asyncio.to_thread(
+            self.store.record_for_comment, session.id, kind, str(comment_id), data
+        )
+
+    async def amend(self, comment_id: str, body: str, by: str) -> bool:
+        return await asyncio.to_thread(self.store.amend_input, comment_id, body, by) is not None
+
+    async def withdraw(self, comment_id: str, by: str) -> bool:
+        return await asyncio.to_thread(self.store.withdraw_input, comment_id, by) is not None
+
+    # ----------------------------------------------------------------- closing
+
+    async def close(
+        self, session: SessionInfo, reason: str, *, by: str | None
+    ) -> SessionInfo | None:
+        closed = await asyncio.to_thread(self.store.close, session.id, reason, by=by)
+        if closed is not None:
+            await self.publish_status(closed)
+            self.deadline_changed()
+            log.info("session %s closed: %s", closed.id, reason)
+            for child in await asyncio.to_thread(self.store.children, session.id):
+                if child.live:
+                    await self.close(child, PARENT_CLOSED, by=by)
+            if self.workspaces is not None:
+                await self.workspaces.close(closed.id)
+        return closed
+
+    def agent_for(self, session: SessionInfo) -> AgentSpec:
+        """The session's agent as configured now, never wider than as launched: a tool or
+        budget a repository's file took away at launch stays away."""
+        agent = self.agents.agent(session.agent_id)
+        spec = session.spec or {}
+        if "tools" in spec:
+            agent = replace(agent, tools=tuple(t for t in agent.tools if t in spec["tools"]))
+        launched = spec.get("budget")
+        if isinstance(launched, dict):
+            agent = replace(agent, budget=tighter(agent.budget, Budget(**launched)))
+        return agent
+
+    def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
+        """Raise BudgetExceeded when the session is past its agent's turns or minutes."""
+        budget = agent.budget
+        if budget.turns is not None and session.turns > budget.turns:
+            raise BudgetExceeded(f"turn budget of {budget.turns} spent")
+        if budget.minutes is not None:
+            minutes = (self.clock() - session.created_at).total_seconds() / 60
+            if minutes > budget.minutes:
+                raise BudgetExceeded(f"time budget of {budget.minutes:g} min spent")
+
+    async def close_for_budget(self, session: SessionInfo, reason: str) -> None:
+        closed = await self.close(session, BUDGET, by=None)
+        if closed is not None:
+            await self.note(closed, "budget", {"reason": reason})
+            await self.reply(closed, "budget", BUDGET_CLOSED.format(id=session.id, reason=reason))
+
+    async def extend(self, session: SessionInfo, minutes: float, *, by: str) -> SessionInfo | None:
+        extended = await asyncio.to_thread(self.store.extend, session.id, minutes, by=by)
+        if extended is None:
+            text = EXTEND_REFUSED.format(
+                id=session.id, minutes=minutes, most=session.options.max_extend_minutes
+            )
+            await self.reply(session, f"extend-refused.{int(time.time() * 1000)}", text)
+        else:
+            await self.publish_status(extended)
+            self.deadline_changed()
+        return extended
+
+    async def close_installation(self, host: str, installation_id: int) -> None:
+        for closed in await asyncio.to_thread(self.store.close_installation, host, installation_id):
+            await self.publish_status(closed)
+
+    # ----------------------------------------------------------------- writing
+
+    async def write(self, session: SessionInfo, write: ob.Write) -> int:
+        pk = await self._write(write)
+        await asyncio.to_thread(
+            self.store.record,
+            session.id,
+            "write",
+            {"key": write.key, "kind": write.kind, "thread": write.thread.key, "outbox": pk},
+        )
+        return pk
+
+    async def reply(self, session: SessionInfo, key: str, body: str) -> None:
+        await self.write(
+            session,
+            ob.comment(f"{session.id}.{key}", session.thread, body, session.installation_id),
+        )
+
+    async def write_failed(self, key: str, kind: str, error: str) -> None:
+        """The outbox gave up on one of a session's writes: say so in its transcript and,
+        unless the status comment itself is what failed, in its status comment."""
+        found = SESSION_IN_KEY.search(key)
+        if found is None:
+            return
+        session = await asyncio.to_thread(self.store.get, found.group(0))
+        if session is None:
+            return
+        await self.note(session, "write_failed", {"key": key, "kind": kind, "error": error})
+        if not key.startswith("status."):
+            text = f"a {kind} could not be written: {error}"
+            await asyncio.to_thread(self.store.note_problem, session.id, text)
+            await self.publish_status(session)
+
+    # ------------------------------------------------------------------ status
+
+    async def publish_status(self, session: SessionInfo) -> None:
+        """Queue the newest state of the session's status comment (older unsent ones drop).
+        A delegation has none: its coordinator's session speaks for it."""
+        if session.parent_id is not None:
+            return
+        seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
+        gates = await asyncio.to_thread(self.approvals.gates, session.id)
+        changes = await asyncio.to_thread(self.approvals.change_sets, session.id) if gates else []
+        body = status.render(fresh, self.clock(), gates, changes)
+        await self._write(
+            ob.upsert(
+                status.status_key(session.id),
+                seq,
+                session.thread,
+                body,
+                session.installation_id,
+            )
+        )

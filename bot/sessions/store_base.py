@@ -1,0 +1,138 @@
+"""The store's base: engine and clock, the transcript, and the owned one-row UPDATE."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from bot.clock import utcnow
+from bot.db import execute_alone
+from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
+from bot.sessions.store_rows import (
+    BUSY,
+    CONSUMED,
+    CONVERSATION,
+    Event,
+    SessionInfo,
+    _info,
+    add_event,
+)
+
+
+class StoreBase:
+    """What every part of the session store shares: the engine, the clock, the transcript."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def transcript(self, session_id: str) -> list[Event]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(TranscriptEvent)
+                .where(TranscriptEvent.session_id == session_id)
+                .order_by(TranscriptEvent.id)
+            ).scalars()
+            return [Event(r.id, r.session_id, r.at, r.kind, dict(r.data)) for r in rows]
+
+    def conversation(self, session_id: str) -> list[dict[str, Any]]:
+        """The messages the engine remembered (`conversation` events), oldest first."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(TranscriptEvent.data)
+                .where(
+                    TranscriptEvent.session_id == session_id,
+                    TranscriptEvent.kind == CONVERSATION,
+                )
+                .order_by(TranscriptEvent.id)
+            ).scalars()
+            return [dict(data["message"]) for data in rows]
+
+    def answer_to(self, session_id: str, input_id: int) -> str | None:
+        """What a session said in the turn that took input `input_id` (its messages and
+        replies, in order), once that turn has ended; None until then."""
+        with Session(self.engine) as session:
+            item = session.get(SessionInput, input_id)
+            if item is None or item.session_id != session_id:
+                return None
+            row = session.get(SessionRow, session_id)
+            if item.turn is None or row is None:
+                return None
+            mid_turn = row.state == BUSY and row.turns == item.turn
+            if item.status != CONSUMED and (mid_turn or row.state in LIVE_STATES):
+                return None
+            events = session.execute(
+                select(TranscriptEvent.kind, TranscriptEvent.data)
+                .where(
+                    TranscriptEvent.session_id == session_id,
+                    TranscriptEvent.kind.in_(("message", "tool_call")),
+                )
+                .order_by(TranscriptEvent.id)
+            ).all()
+        said: list[str] = []
+        for kind, data in events:
+            if data.get("turn") != item.turn:
+                continue
+            if kind == "message":
+                said.append(str(data.get("text") or ""))
+            elif data.get("tool") in ("reply", "task_completed"):
+                args = data.get("args") or {}
+                said.append(str(args.get("body") or args.get("output") or ""))
+        return "\n\n".join(text for text in said if text) or "(no answer)"
+
+    def _owned_update(self, session_id: str, owner: str, **values: Any) -> bool:
+        """One UPDATE, in a transaction of its own (see bot.db.execute_alone)."""
+        statement = (
+            update(SessionRow)
+            .where(
+                SessionRow.id == session_id,
+                SessionRow.state == BUSY,
+                SessionRow.turn_owner == owner,
+            )
+            .values(**values)
+        )
+        return execute_alone(self.engine, statement) == 1
+
+    # ---------------------------------------------------------------- transcript
+
+    def record(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
+        with Session(self.engine) as session, session.begin():
+            self._record(session, session_id, kind, data)
+
+    def record_for_comment(
+        self, session_id: str, kind: str, comment_id: str, data: dict[str, Any]
+    ) -> bool:
+        """Record an event about one comment once: a delivery handled again (a worker
+        killed before settling it, a replay) finds it there; False then."""
+        with Session(self.engine) as session, session.begin():
+            seen = session.execute(
+                select(TranscriptEvent.data).where(
+                    TranscriptEvent.session_id == session_id, TranscriptEvent.kind == kind
+                )
+            ).scalars()
+            if any(d.get("comment") == comment_id for d in seen):
+                return False
+            self._record(session, session_id, kind, {**data, "comment": comment_id})
+            return True
+
+    def status_snapshot(self, session_id: str) -> tuple[int, SessionInfo]:
+        """A fresh version number for the status comment and the session as it is, read in
+        one transaction: a higher version never shows an older state."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(status_seq=SessionRow.status_seq + 1)
+                .execution_options(synchronize_session=False)
+            )
+            row = session.get(SessionRow, session_id, populate_existing=True)
+            if row is None:
+                raise KeyError(session_id)
+            return row.status_seq, _info(row)
+
+    def _record(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
+        add_event(session, session_id, self.clock(), kind, data)

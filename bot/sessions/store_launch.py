@@ -1,0 +1,221 @@
+"""The store's launch (idempotent, capacity-limited) and its lookups of sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import timedelta
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.db.models import LIVE_STATES, SessionInput, SessionRow
+from bot.sessions.store_base import StoreBase
+from bot.sessions.store_rows import (
+    ACTIVE,
+    AWAITING,
+    CAPACITY,
+    CLOSED,
+    QUEUED,
+    InputInfo,
+    Launch,
+    LaunchResult,
+    SessionInfo,
+    _info,
+    _input,
+    new_session_id,
+)
+
+
+class LaunchAndLookups(StoreBase):
+    """Launching a session, and finding sessions: by id, by thread, recent, awaiting."""
+
+    # ---------------------------------------------------------------- launching
+
+    def launch(self, req: Launch, *, max_live: int) -> LaunchResult:
+        """Create the session for `req`, idempotently.
+
+        The same client request id returns the session it made before. A thread that
+        already has a live session gets no second one: that one is returned. Past
+        `max_live` live sessions the new one is created closed, with reason capacity.
+        """
+        for _ in range(3):  # a concurrent launch in the same thread may win the race
+            try:
+                return self._launch_once(req, max_live)
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not launch a session for {req.thread.key}")
+
+    def _launch_once(self, req: Launch, max_live: int) -> LaunchResult:
+        now = self.clock()
+        opts = req.options
+        thread_key = req.thread_key or req.thread.key
+        with Session(self.engine) as session, session.begin():
+            before = session.execute(
+                select(SessionRow).where(SessionRow.client_request_id == req.client_request_id)
+            ).scalar_one_or_none()
+            if before is not None:
+                return LaunchResult(_info(before), created=False)
+            live = session.execute(
+                select(SessionRow).where(
+                    SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
+                )
+            ).scalar_one_or_none()
+            if live is not None:
+                return LaunchResult(_info(live), created=False)
+            count = session.execute(
+                select(func.count())
+                .select_from(SessionRow)
+                .where(SessionRow.state.in_(LIVE_STATES))
+            ).scalar_one()
+            refused = count >= max_live
+            row = SessionRow(
+                id=new_session_id(),
+                client_request_id=req.client_request_id,
+                host=req.thread.host,
+                repo=req.thread.repo,
+                installation_id=req.installation_id,
+                thread_key=thread_key,
+                thread=asdict(req.thread),
+                agent_id=req.agent_id,
+                state=CLOSED if refused else ACTIVE,
+                close_reason=CAPACITY if refused else None,
+                closed_by=None,
+                task=req.task,
+                started_by=req.started_by,
+                trigger_comment_id=req.trigger_comment_id,
+                options=asdict(opts),
+                created_at=now,
+                updated_at=now,
+                closed_at=now if refused else None,
+                time_limit_at=now + timedelta(minutes=opts.time_limit_minutes),
+                idle_deadline_at=None,
+                lifetime_at=now + timedelta(minutes=opts.lifetime_minutes),
+                extended_minutes=0.0,
+                turns=0,
+                completed=False,
+                progress={},
+                output=None,
+                status_seq=0,
+                parent_id=req.parent_id,
+                spec=req.spec,
+                tokens_in=0,
+                tokens_out=0,
+                delegations=0,
+            )
+            session.add(row)
+            session.flush()
+            if not refused:
+                session.add(
+                    SessionInput(
+                        session_id=row.id,
+                        kind="task",
+                        author=req.started_by,
+                        body=req.task,
+                        comment_id=req.trigger_comment_id,
+                        url=req.trigger_url,
+                        status=QUEUED,
+                        created_at=now,
+                    )
+                )
+            self._record(
+                session,
+                row.id,
+                "launched",
+                {
+                    "agent": req.agent_id,
+                    "by": req.started_by,
+                    "task": req.task,
+                    "comment": req.trigger_comment_id,
+                    "url": req.trigger_url,
+                    "client_request_id": req.client_request_id,
+                    "options": asdict(opts),
+                    "parent": req.parent_id,
+                },
+            )
+            if refused:
+                self._record(session, row.id, "closed", {"reason": CAPACITY, "live": count})
+            session.flush()
+            return LaunchResult(_info(row), created=True, refused=refused)
+
+    # ------------------------------------------------------------------- reading
+
+    def get(self, session_id: str) -> SessionInfo | None:
+        with Session(self.engine) as session:
+            row = session.get(SessionRow, session_id)
+            return _info(row) if row else None
+
+    def live_for(self, thread_key: str) -> SessionInfo | None:
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(SessionRow).where(
+                    SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
+                )
+            ).scalar_one_or_none()
+            return _info(row) if row else None
+
+    def recent(
+        self,
+        *,
+        state: str | None = None,
+        repo: str | None = None,
+        limit: int = 50,
+        agents: Sequence[str] | None = None,
+    ) -> list[SessionInfo]:
+        with Session(self.engine) as session:
+            query = select(SessionRow).order_by(SessionRow.created_at.desc()).limit(limit)
+            if agents is not None:
+                query = query.where(SessionRow.agent_id.in_(agents), SessionRow.parent_id.is_(None))
+            if state == "live":
+                query = query.where(SessionRow.state.in_(LIVE_STATES))
+            elif state:
+                query = query.where(SessionRow.state == state)
+            if repo:
+                query = query.where(SessionRow.repo == repo)
+            return [_info(r) for r in session.execute(query).scalars()]
+
+    def inputs(self, session_id: str) -> list[InputInfo]:
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(SessionInput)
+                .where(SessionInput.session_id == session_id)
+                .order_by(SessionInput.id)
+            ).scalars()
+            return [_input(r) for r in rows]
+
+    def awaiting_under(self, pull_key: str, *, include_self: bool = False) -> list[SessionInfo]:
+        """Sessions waiting on an approval in a pull request's review threads (and, with
+        `include_self`, in its conversation)."""
+        with Session(self.engine) as session:
+            where: ColumnElement[bool] = SessionRow.thread_key.like(
+                pull_key.replace("%", r"\%") + "/threads/%", escape="\\"
+            )
+            if include_self:
+                where = or_(where, SessionRow.thread_key == pull_key)
+            rows = session.execute(
+                select(SessionRow).where(
+                    SessionRow.state == AWAITING, where, SessionRow.parent_id.is_(None)
+                )
+            ).scalars()
+            return [_info(row) for row in rows]
+
+    def count_live(self) -> int:
+        with Session(self.engine) as session:
+            return int(
+                session.execute(
+                    select(func.count())
+                    .select_from(SessionRow)
+                    .where(SessionRow.state.in_(LIVE_STATES))
+                ).scalar_one()
+            )
+
+    def children(self, session_id: str) -> list[SessionInfo]:
+        """The delegations of a session, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(SessionRow)
+                .where(SessionRow.parent_id == session_id)
+                .order_by(SessionRow.created_at, SessionRow.id)
+            ).scalars()
+            return [_info(row) for row in rows]

@@ -1,0 +1,223 @@
+"""Session rows as the rest of the bot sees them: states, close reasons, frozen records."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
+from bot.events import ThreadRef
+from bot.sessions.search import search_text_for
+
+ACTIVE, BUSY, IDLE, CLOSED, FAILED = "active", "busy", "idle", "closed", "failed"
+AWAITING = "awaiting_approval"  # live: an approval gate is open
+# queued -> taken (handed to a running turn) -> consumed; queued -> withdrawn
+QUEUED, TAKEN, CONSUMED, WITHDRAWN = "queued", "taken", "consumed", "withdrawn"
+UNCONSUMED = (QUEUED, TAKEN)
+WORKING = (ACTIVE, BUSY, IDLE)  # live and not waiting on an approval
+
+# Why a session ended.
+USER_SIGNAL, CANCELLED, DONE = "user_signal", "cancelled", "done"
+TIME_LIMIT, IDLE_EXPIRY, LIFETIME = "time_limit", "idle_expiry", "lifetime"
+CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
+    "capacity",
+    "failure",
+    "uninstalled",
+    "purged",
+    "operator",
+)
+BUDGET, PARENT_CLOSED = "budget", "parent_closed"
+CONVERSATION = "conversation"  # the transcript event kind of a remembered message
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """A session's settings as launched (from the configuration, frozen for its life)."""
+
+    listen_to_comments: bool = True
+    keep_open_for_comments: bool = False
+    time_limit_minutes: float = 10.0
+    user_signals: tuple[str, ...] = ("/done",)
+    idle_expiry_minutes: float = 10.0
+    lifetime_minutes: float = 60.0
+    max_extend_minutes: float = 60.0
+    feed_outsider_comments: bool = False
+
+
+@dataclass(frozen=True)
+class Launch:
+    client_request_id: str
+    thread: ThreadRef
+    installation_id: int | None
+    agent_id: str
+    task: str
+    started_by: str
+    trigger_comment_id: str | None
+    trigger_url: str | None
+    options: SessionOptions
+    parent_id: str | None = None  # a delegation: the coordinator's session
+    thread_key: str | None = None  # default: thread.key (a delegation gets its own)
+    spec: dict[str, Any] | None = None  # the agent as launched
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: str
+    thread: ThreadRef
+    installation_id: int | None
+    agent_id: str
+    state: str
+    close_reason: str | None
+    closed_by: str | None
+    task: str
+    started_by: str
+    trigger_comment_id: str | None
+    options: SessionOptions
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    time_limit_at: datetime
+    idle_deadline_at: datetime | None
+    lifetime_at: datetime
+    extended_minutes: float
+    turns: int
+    completed: bool
+    progress: dict[str, Any]
+    output: str | None
+    status_seq: int
+    parent_id: str | None = None
+    thread_key: str = ""
+    spec: dict[str, Any] | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    delegations: int = 0
+
+    @property
+    def key(self) -> str:
+        """How the session tools name it: `<agent id>:<thread key>`."""
+        return f"{self.agent_id}:{self.thread_key or self.thread.key}"
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "thread": self.thread.key,
+            "agent": self.agent_id,
+            "state": self.state,
+            "close_reason": self.close_reason,
+            "closed_by": self.closed_by,
+            "started_by": self.started_by,
+            "task": self.task,
+            "turns": self.turns,
+            "created_at": self.created_at.isoformat(),
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "time_limit_at": self.time_limit_at.isoformat(),
+            "idle_deadline_at": self.idle_deadline_at.isoformat()
+            if self.idle_deadline_at
+            else None,
+            "lifetime_at": self.lifetime_at.isoformat(),
+            "options": asdict(self.options),
+            "progress": self.progress,
+            "output": self.output,
+            "parent": self.parent_id,
+            "tokens": {"input": self.tokens_in, "output": self.tokens_out},
+            "delegations": self.delegations,
+        }
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    id: int
+    kind: str
+    author: str
+    body: str
+    comment_id: str | None
+    url: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    session_id: str
+    at: datetime
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    session: SessionInfo
+    created: bool  # False: this request id launched it before, or the thread had a live one
+    refused: bool = False  # created, but closed at once for lack of capacity
+
+
+def _options(data: dict[str, Any]) -> SessionOptions:
+    known = {k: v for k, v in data.items() if k in SessionOptions.__dataclass_fields__}
+    if "user_signals" in known:
+        known["user_signals"] = tuple(known["user_signals"])
+    return SessionOptions(**known)
+
+
+def _info(row: SessionRow) -> SessionInfo:
+    return SessionInfo(
+        id=row.id,
+        thread=ThreadRef(**row.thread),
+        installation_id=row.installation_id,
+        agent_id=row.agent_id,
+        state=row.state,
+        close_reason=row.close_reason,
+        closed_by=row.closed_by,
+        task=row.task,
+        started_by=row.started_by,
+        trigger_comment_id=row.trigger_comment_id,
+        options=_options(dict(row.options)),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        closed_at=row.closed_at,
+        time_limit_at=row.time_limit_at,
+        idle_deadline_at=row.idle_deadline_at,
+        lifetime_at=row.lifetime_at,
+        extended_minutes=row.extended_minutes,
+        turns=row.turns,
+        completed=row.completed,
+        progress=dict(row.progress or {}),
+        output=row.output,
+        status_seq=row.status_seq,
+        parent_id=row.parent_id,
+        thread_key=row.thread_key,
+        spec=row.spec,
+        tokens_in=row.tokens_in or 0,
+        tokens_out=row.tokens_out or 0,
+        delegations=row.delegations or 0,
+    )
+
+
+def _input(row: SessionInput) -> InputInfo:
+    return InputInfo(row.id, row.kind, row.author, row.body, row.comment_id, row.url, row.status)
+
+
+def add_event(
+    session: Session, session_id: str, at: datetime, kind: str, data: dict[str, Any]
+) -> None:
+    """Add a transcript event to `session`'s transaction, with its words for search."""
+    session.add(
+        TranscriptEvent(
+            session_id=session_id,
+            at=at,
+            kind=kind,
+            data=data,
+            search_text=search_text_for(kind, data),
+        )
+    )
+
+
+def new_session_id() -> str:
+    return "s-" + secrets.token_hex(4)

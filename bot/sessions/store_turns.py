@@ -1,0 +1,371 @@
+"""The store's input queue and turn lease: inputs in, one turn at a time, settling it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.db.models import LIVE_STATES, SessionInput, SessionRow
+from bot.sessions.store_base import StoreBase
+from bot.sessions.store_rows import (
+    ACTIVE,
+    AWAITING,
+    BUSY,
+    CLOSED,
+    CONSUMED,
+    FAILED,
+    FAILURE,
+    IDLE,
+    QUEUED,
+    TAKEN,
+    UNCONSUMED,
+    WITHDRAWN,
+    InputInfo,
+    SessionInfo,
+    _info,
+    _input,
+    _options,
+)
+
+
+class TurnLease(StoreBase):
+    """Queued inputs and the turn lease: claim, renew, record while owned, finish."""
+
+    # -------------------------------------------------------------------- inputs
+
+    def add_input(
+        self,
+        session_id: str,
+        *,
+        kind: str,
+        author: str,
+        body: str,
+        comment_id: str | None = None,
+        url: str | None = None,
+    ) -> int | None:
+        """Queue an input for the session's next turn; None if the session is not live
+        or this comment is already queued (a redelivered comment)."""
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            row = session.get(SessionRow, session_id)
+            if row is None or row.state not in LIVE_STATES:
+                return None
+            if comment_id is not None:
+                seen = session.execute(
+                    select(SessionInput.id).where(
+                        SessionInput.session_id == session_id, SessionInput.comment_id == comment_id
+                    )
+                ).first()
+                if seen is not None:
+                    return None
+            item = SessionInput(
+                session_id=session_id,
+                kind=kind,
+                author=author,
+                body=body,
+                comment_id=comment_id,
+                url=url,
+                status=QUEUED,
+                created_at=now,
+            )
+            session.add(item)
+            session.flush()
+            self._record(
+                session,
+                session_id,
+                "input",
+                {
+                    "input": item.id,
+                    "kind": kind,
+                    "author": author,
+                    "body": body,
+                    "comment": comment_id,
+                    "url": url,
+                },
+            )
+            return int(item.id)
+
+    def amend_input(self, comment_id: str, body: str, by: str) -> str | None:
+        """An edited comment changes its queued input; returns the session id if it did."""
+        return self._change_queued(
+            comment_id, {"body": body}, "input_amended", {"body": body, "by": by}
+        )
+
+    def withdraw_input(self, comment_id: str, by: str) -> str | None:
+        """A deleted comment takes its queued input back; returns the session id if it did."""
+        return self._change_queued(comment_id, {"status": WITHDRAWN}, "input_withdrawn", {"by": by})
+
+    def _change_queued(
+        self, comment_id: str, values: dict[str, Any], kind: str, data: dict[str, Any]
+    ) -> str | None:
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            item = session.execute(
+                select(SessionInput).where(
+                    SessionInput.comment_id == comment_id, SessionInput.status == QUEUED
+                )
+            ).scalar_one_or_none()
+            if item is None:
+                return None
+            changed = session.execute(
+                update(SessionInput)
+                .where(SessionInput.id == item.id, SessionInput.status == QUEUED)
+                .values(amended_at=now, **values)
+                .execution_options(synchronize_session=False)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            self._record(
+                session, item.session_id, kind, {"input": item.id, "comment": comment_id, **data}
+            )
+            return str(item.session_id)
+
+    # --------------------------------------------------------------------- turns
+
+    def claim_turn(
+        self, owner: str, *, lease_seconds: float, session_id: str | None = None
+    ) -> tuple[SessionInfo, list[InputInfo]] | None:
+        """Take the oldest live session that has queued inputs and is not mid-turn.
+
+        A turn whose runner died (lease expired) is taken over and run again with the
+        inputs it had not consumed. Delegations (sessions with a parent) are run by their
+        coordinator's turn, never taken here, unless asked for by `session_id`.
+        """
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            has_input = exists().where(
+                SessionInput.session_id == SessionRow.id, SessionInput.status.in_(UNCONSUMED)
+            )
+            ready = or_(
+                SessionRow.state.in_((ACTIVE, IDLE)),
+                and_(SessionRow.state == BUSY, SessionRow.turn_expires_at < now),
+            )
+            # Start from the few sessions with waiting inputs, not from every live one.
+            waiting = (
+                select(SessionInput.session_id)
+                .where(SessionInput.status.in_(UNCONSUMED))
+                .distinct()
+            )
+            whose = (
+                SessionRow.parent_id.is_(None)
+                if session_id is None
+                else SessionRow.id == session_id
+            )
+            candidates = (
+                session.execute(
+                    select(SessionRow.id)
+                    .where(SessionRow.id.in_(waiting), ready, whose)
+                    .order_by(SessionRow.updated_at)
+                    .limit(10)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
+            for sid in candidates:
+                won = session.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == sid, ready, has_input)
+                    .values(
+                        state=BUSY,
+                        turn_owner=owner,
+                        turn_expires_at=now + timedelta(seconds=lease_seconds),
+                        idle_deadline_at=None,
+                        # A taken-over turn keeps its number, so its writes keep their keys
+                        # and whatever the dead runner already wrote is not written again.
+                        turns=case(
+                            (SessionRow.state == BUSY, SessionRow.turns), else_=SessionRow.turns + 1
+                        ),
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if won.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                row = session.get(SessionRow, sid, populate_existing=True)
+                assert row is not None
+                inputs = (
+                    session.execute(
+                        select(SessionInput)
+                        .where(SessionInput.session_id == sid, SessionInput.status.in_(UNCONSUMED))
+                        .order_by(SessionInput.id)
+                    )
+                    .scalars()
+                    .all()
+                )
+                # Handed to this turn: an edit or deletion can no longer change them.
+                session.execute(
+                    update(SessionInput)
+                    .where(SessionInput.id.in_([i.id for i in inputs]))
+                    .values(status=TAKEN, turn=row.turns)
+                    .execution_options(synchronize_session=False)
+                )
+                self._record(
+                    session,
+                    sid,
+                    "turn_started",
+                    {"turn": row.turns, "inputs": [i.id for i in inputs], "runner": owner},
+                )
+                return _info(row), [_input(i) for i in inputs]
+        return None
+
+    def record_if_turn_owned(
+        self, session_id: str, owner: str, kind: str, data: dict[str, Any]
+    ) -> bool:
+        """Record an event of a running turn, if `owner` still runs it (the session was
+        not closed or taken over meanwhile); one transaction for both."""
+        with Session(self.engine) as session, session.begin():
+            found = session.execute(
+                select(SessionRow.id).where(
+                    SessionRow.id == session_id,
+                    SessionRow.state == BUSY,
+                    SessionRow.turn_owner == owner,
+                )
+            ).first()
+            if found is None:
+                return False
+            self._record(session, session_id, kind, data)
+            return True
+
+    def add_usage(self, session_id: str, input_tokens: int, output_tokens: int) -> tuple[int, int]:
+        """Count one model call's tokens; the session's totals (input, output) after it."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(
+                    tokens_in=SessionRow.tokens_in + input_tokens,
+                    tokens_out=SessionRow.tokens_out + output_tokens,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            found = session.execute(
+                select(SessionRow.tokens_in, SessionRow.tokens_out).where(
+                    SessionRow.id == session_id
+                )
+            ).one()
+            return int(found[0]), int(found[1])
+
+    def take_delegation(self, session_id: str, most: int) -> int | None:
+        """Count one more delegation if fewer than `most` were made; its number (1, 2, ...)
+        or None at the limit. A conditional UPDATE, so concurrent calls cannot pass it."""
+        with Session(self.engine) as session, session.begin():
+            won = session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id, SessionRow.delegations < most)
+                .values(delegations=SessionRow.delegations + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if won.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return int(
+                session.execute(
+                    select(SessionRow.delegations).where(SessionRow.id == session_id)
+                ).scalar_one()
+            )
+
+    def renew_turn(self, session_id: str, owner: str, lease_seconds: float) -> bool:
+        return self._owned_update(
+            session_id, owner, turn_expires_at=self.clock() + timedelta(seconds=lease_seconds)
+        )
+
+    def finish_turn(
+        self,
+        session_id: str,
+        owner: str,
+        *,
+        consumed: Iterable[int],
+        turn: int,
+        completed: bool,
+        close_reason: str | None = None,
+        failed: bool = False,
+        error: str | None = None,
+        awaiting: bool = False,
+    ) -> SessionInfo | None:
+        """End the turn: mark its inputs consumed and move to idle, closed or failed.
+
+        Returns the session as it is now, or None if this runner no longer owned the turn
+        (the session was closed meanwhile, or another runner took it over).
+        """
+        now = self.clock()
+        with Session(self.engine) as session, session.begin():
+            row = session.get(SessionRow, session_id)
+            if row is None:
+                return None
+            values: dict[str, Any] = {
+                "turn_owner": None,
+                "turn_expires_at": None,
+                "updated_at": now,
+                "completed": row.completed or completed,
+            }
+            if failed:
+                values.update(state=FAILED, close_reason=FAILURE, closed_at=now)
+                event: tuple[str, dict[str, Any]] = ("failed", {"turn": turn, "error": error})
+            elif close_reason is not None:
+                values.update(state=CLOSED, close_reason=close_reason, closed_at=now)
+                event = ("closed", {"reason": close_reason, "turn": turn})
+            elif awaiting:  # a gate is open: wait for the decision, not for comments
+                values.update(state=AWAITING, idle_deadline_at=None)
+                event = ("turn_finished", {"turn": turn, "state": AWAITING})
+            else:
+                idle = _options(dict(row.options)).idle_expiry_minutes
+                values.update(state=IDLE, idle_deadline_at=now + timedelta(minutes=idle))
+                event = ("turn_finished", {"turn": turn, "state": IDLE})
+            # Conditional: a close or a takeover since the turn began wins over this runner.
+            owned = session.execute(
+                update(SessionRow)
+                .where(
+                    SessionRow.id == session_id,
+                    SessionRow.state == BUSY,
+                    SessionRow.turn_owner == owner,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if owned.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            ids = list(consumed)
+            if ids:
+                session.execute(
+                    update(SessionInput)
+                    .where(SessionInput.id.in_(ids), SessionInput.status.in_(UNCONSUMED))
+                    .values(status=CONSUMED, turn=turn)
+                    .execution_options(synchronize_session=False)
+                )
+            self._record(session, session_id, *event)
+            fresh = session.get(SessionRow, session_id, populate_existing=True)
+            assert fresh is not None
+            return _info(fresh)
+
+    def save_progress(self, session_id: str, progress: dict[str, Any]) -> None:
+        """Replace the agent's steps and summary (a noted problem stays)."""
+        self._merge_progress(session_id, progress, keep=("problem",))
+
+    def note_problem(self, session_id: str, text: str) -> None:
+        """Remember what went wrong (a failed write, a failed turn), so every later status
+        comment still says so."""
+        self._merge_progress(session_id, {"problem": text}, keep=("steps", "summary"))
+
+    def _merge_progress(
+        self, session_id: str, values: dict[str, Any], *, keep: tuple[str, ...]
+    ) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(SessionRow, session_id)
+            if row is None:
+                return
+            kept = {k: v for k, v in (row.progress or {}).items() if k in keep}
+            row.progress = {**kept, **values}
+            row.updated_at = self.clock()
+
+    def save_output(self, session_id: str, output: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(output=output, completed=True, updated_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )

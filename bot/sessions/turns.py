@@ -1,0 +1,304 @@
+"""Running turns: claim a session's turn, run its engine, settle it; delegations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from bot.agents.base import (
+    BudgetExceeded,
+    EngineError,
+    ToolResult,
+    Turn,
+    TurnInput,
+)
+from bot.clock import worker_name
+from bot.log import session_var
+from bot.loops import nap
+from bot.sessions.agents import spec_record
+from bot.sessions.service_core import ServiceCore
+from bot.sessions.store import (
+    DONE,
+    FAILURE,
+    InputInfo,
+    Launch,
+    SessionInfo,
+)
+from bot.sessions.tools import SessionTools, TurnAbandoned
+
+log = logging.getLogger(__name__)
+
+DELEGATION_LIMIT = "delegation limit reached: at most {most} per session; nothing was started"
+UNKNOWN_SUB_AGENT = "no agent {agent!r} is configured"
+DELEGATION_FAILED = "the delegation to {agent} (session {id}) failed: {error}"
+DELEGATION_UNFINISHED = "the delegation to {agent} (session {id}) ended ({state}) without output"
+
+
+class TurnRunner:
+    """Runs sessions' turns: claims one, runs its engine, settles it; repeats."""
+
+    def __init__(
+        self,
+        service: ServiceCore,
+        *,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 1.0,
+        name: str | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        self.service = service
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.concurrency = concurrency
+        self.name = name or "turns-" + worker_name()
+        self.wakeup = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run turns, up to `concurrency` at once (each of another session),
+        until `stop`; turns in hand finish first."""
+        running: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            self.wakeup.set()  # a place is free: look for more
+
+        while not stop.is_set():
+            self.wakeup.clear()  # before looking: a wake during the look is kept
+            claimed = None
+            if len(running) < self.concurrency:
+                try:
+                    claimed = await asyncio.to_thread(
+                        self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+                    )
+                except Exception:
+                    log.exception("turn runner %s could not claim a turn", self.name)
+            if claimed is not None:
+                task = asyncio.create_task(self._run_logged(*claimed))
+                running.add(task)
+                task.add_done_callback(done)
+                continue
+            await nap(self.wakeup, stop, self.poll_seconds)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def run_once(self) -> bool:
+        claimed = await asyncio.to_thread(
+            self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+        )
+        if claimed is None:
+            return False
+        session, inputs = claimed
+        await self._run_claimed(session, inputs)
+        return True
+
+    async def _run_logged(self, session: SessionInfo, inputs: list[InputInfo]) -> None:
+        try:
+            await self._run_claimed(session, inputs)
+        except Exception:  # the lease runs out and the turn is taken over
+            log.exception("turn %d of session %s could not be settled", session.turns, session.id)
+
+    async def _run_claimed(
+        self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any] | None = None
+    ) -> None:
+        token = session_var.set(session.id)
+        heartbeat = asyncio.create_task(self._heartbeat(session.id))
+        try:
+            await self._turn(session, inputs, params or {})
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            session_var.reset(token)
+
+    async def _turn(
+        self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any]
+    ) -> None:
+        service = self.service
+        await service.publish_status(session)
+        agent = service.agent_for(session)
+        workspace = None
+        if service.workspaces is not None:
+            workspace = await service.workspaces.open_for_turn(service, session, agent)
+        tools = SessionTools(
+            service,
+            session,
+            session.turns,
+            agent,
+            self.name,
+            host_for=service.host_for,
+            directory=service.directory,
+            memory=service.memory,
+            delegate=self.delegate,
+            workspace=workspace,
+        )
+        history = await asyncio.to_thread(service.store.conversation, session.id)
+        turn = Turn(
+            session_id=session.id,
+            number=session.turns,
+            agent=agent,
+            task=session.task,
+            inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
+            thread_key=session.thread_key or session.thread.key,
+            history=tuple(history),
+            params=params,
+            context={
+                "repository": f"{session.thread.host}:{session.thread.repo}",
+                "thread": session.thread.key,
+                "session": session.id,
+                "parent": session.parent_id,
+            },
+        )
+        error: str | None = None
+        try:
+            service.check_budget(session, agent)
+            await service.agents.engine(agent).run_turn(turn, tools)
+            await tools.flush()
+        except TurnAbandoned:
+            log.info("session %s closed during turn %d: the turn stops", session.id, session.turns)
+            return
+        except BudgetExceeded as exc:
+            await tools.flush()
+            await service.close_for_budget(session, str(exc))
+            return
+        except EngineError as exc:
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:
+            log.exception("session %s turn %d crashed", session.id, session.turns)
+            error = f"{type(exc).__name__}: {exc}"
+        if workspace is not None and service.workspaces is not None:
+            await service.workspaces.record_diff(service, session)
+        close_reason = None
+        keep_open = session.options.keep_open_for_comments and session.parent_id is None
+        gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
+        if error is None and tools.completed and not keep_open and gate is None:
+            close_reason = DONE
+        finished = await asyncio.to_thread(
+            service.store.finish_turn,
+            session.id,
+            self.name,
+            consumed=[i.id for i in inputs],
+            turn=session.turns,
+            completed=tools.completed,
+            close_reason=close_reason,
+            failed=error is not None,
+            error=error,
+            awaiting=gate is not None and error is None,
+        )
+        if finished is None:
+            log.info(
+                "session %s: turn %d ended after the session was closed", session.id, session.turns
+            )
+            return
+        if error:
+            await asyncio.to_thread(service.store.note_problem, session.id, f"{FAILURE}: {error}")
+        await service.publish_status(finished)
+        service.deadline_changed()
+        if not finished.live and service.workspaces is not None:
+            await service.workspaces.close(session.id)
+
+    async def delegate(
+        self,
+        parent: SessionInfo,
+        tools: SessionTools,
+        agent_id: str,
+        task: str,
+        params: Mapping[str, Any],
+        call_id: str,
+        ticket: int,
+    ) -> ToolResult:
+        """Run `task` as a child session of `parent` with agent `agent_id`, in this turn;
+        its output is the result. The child remembers nothing of earlier delegations.
+
+        `ticket` is the delegation's place among those asked for in this turn: past the
+        limit, the later ones in the model's order are refused, whichever starts first."""
+        service = self.service
+        store = service.store
+        coordinator = tools.agent
+        try:
+            agent = service.agents.agent(agent_id)
+        except KeyError:
+            return ToolResult(False, UNKNOWN_SUB_AGENT.format(agent=agent_id))
+        most = coordinator.max_delegations
+        number = None
+        if parent.delegations + ticket <= most:
+            number = await asyncio.to_thread(store.take_delegation, parent.id, most)
+        if number is None:
+            await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
+            return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))
+        options = replace(parent.options, keep_open_for_comments=False, listen_to_comments=False)
+        launched = await asyncio.to_thread(
+            store.launch,
+            Launch(
+                client_request_id=f"{parent.id}.d{number}",
+                thread=parent.thread,
+                installation_id=parent.installation_id,
+                agent_id=agent.id,
+                task=task,
+                started_by=f"session:{parent.id}",
+                trigger_comment_id=None,
+                trigger_url=None,
+                options=options,
+                parent_id=parent.id,
+                thread_key=f"{parent.thread_key or parent.thread.key}/delegations/{number}",
+                spec=spec_record(agent),
+            ),
+            max_live=2**31,
+        )
+        child = launched.session
+        await service.note(
+            parent,
+            "delegation_started",
+            {
+                "turn": tools.turn,
+                "call": call_id,
+                "child": child.id,
+                "agent": agent.id,
+                "number": number,
+                "task": task,
+                "runtimeParams": dict(params),
+            },
+        )
+        claimed = await asyncio.to_thread(
+            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child.id
+        )
+        if claimed is not None:
+            await self._run_claimed(claimed[0], claimed[1], params)
+        done = await asyncio.to_thread(store.get, child.id)
+        assert done is not None
+        if done.state == "failed":
+            problem = str(done.progress.get("problem") or "failed")
+            result = ToolResult(
+                False, DELEGATION_FAILED.format(agent=agent.id, id=child.id, error=problem)
+            )
+        elif done.completed:
+            result = ToolResult(True, done.output or "")
+        else:
+            text = DELEGATION_UNFINISHED.format(agent=agent.id, id=child.id, state=done.state)
+            result = ToolResult(False, text)
+        if done.live:  # it ended its turn without task_completed: it is done all the same
+            await service.close(done, DONE, by=f"session:{parent.id}")
+        await service.note(
+            parent,
+            "delegation_finished",
+            {
+                "turn": tools.turn,
+                "call": call_id,
+                "child": child.id,
+                "agent": agent.id,
+                "ok": result.ok,
+                "output": result.content,
+                "tokens": {"input": done.tokens_in, "output": done.tokens_out},
+            },
+        )
+        return result
+
+    async def _heartbeat(self, session_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.to_thread(
+                self.service.store.renew_turn, session_id, self.name, self.lease_seconds
+            )
