@@ -238,6 +238,24 @@ async def test_a_user_signal_phrase_ends_the_session(rig: GitHubRig) -> None:
     await eventually(lambda: "ended by @maintainer" in rig.status(7), "closed by the signal")
 
 
+async def test_a_closed_sessions_status_links_its_transcript_under_the_public_url(
+    settings: Settings, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    configured = with_settings(
+        github_settings(settings, fake_github, agents_file(tmp_path)),
+        public_url="https://threadline.example.org",
+    )
+    async with run_app(configured) as app:
+        rig = GitHubRig(app, fake_github)
+        await rig.comment(7, "@threadline hello")
+        await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
+        await rig.comment(7, "/done")
+        await eventually(lambda: "ended by @maintainer" in rig.status(7), "closed")
+        [session] = rig.sessions()
+        link = f"(https://threadline.example.org/inspect/sessions/{session.id})"
+        await eventually(lambda: link in rig.status(7), "the footer links the inspector")
+
+
 async def test_a_review_thread_reply_reaches_that_thread_s_session_only(rig: GitHubRig) -> None:
     await rig.comment(12, "@threadline conversation task")
     root = rig.gh.add_review_comment(REPO, 12, "@threadline review thread task", login="maintainer")

@@ -140,6 +140,7 @@ class ServiceCore:
         self.branch_template = DEFAULT_BRANCH_TEMPLATE
         self.exclude_starter = False  # may the person who started a run approve it?
         self.workspaces: WorkspaceRuntime | None = None  # git worktrees for agents with one
+        self.public_url: str | None = None  # links in status comments (THREADLINE_PUBLIC_URL)
 
     # ------------------------------------------------------------------ asking
 
@@ -363,7 +364,7 @@ class ServiceCore:
         seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
         gates = await asyncio.to_thread(self.approvals.gates, session.id)
         changes = await asyncio.to_thread(self.approvals.change_sets, session.id) if gates else []
-        body = status.render(fresh, self.clock(), gates, changes)
+        body = status.render(fresh, self.clock(), gates, changes, public_url=self.public_url)
         await self._write(
             ob.upsert(
                 status.status_key(session.id),
