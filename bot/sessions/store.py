@@ -40,6 +40,13 @@ CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "operator",
 )
 BUDGET, PARENT_CLOSED = "budget", "parent_closed"
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars as US dollars for people: "0.012345"."""
+    return f"{micros / 1_000_000:.6f}"
+
+
 CONVERSATION = "conversation"  # the transcript event kind of a remembered message
 
 
@@ -104,6 +111,9 @@ class SessionInfo:
     tokens_in: int = 0
     tokens_out: int = 0
     delegations: int = 0
+    cache_read_tokens: int = 0  # of tokens_in
+    cache_write_tokens: int = 0  # of tokens_in
+    cost_micros: int = 0  # US$ 1e-6, from the price table
 
     @property
     def key(self) -> str:
@@ -136,7 +146,13 @@ class SessionInfo:
             "progress": self.progress,
             "output": self.output,
             "parent": self.parent_id,
-            "tokens": {"input": self.tokens_in, "output": self.tokens_out},
+            "tokens": {
+                "input": self.tokens_in,
+                "output": self.tokens_out,
+                "cache_read": self.cache_read_tokens,
+                "cache_write": self.cache_write_tokens,
+            },
+            "cost_usd": usd(self.cost_micros),
             "delegations": self.delegations,
         }
 
@@ -206,6 +222,9 @@ def _info(row: SessionRow) -> SessionInfo:
         tokens_in=row.tokens_in or 0,
         tokens_out=row.tokens_out or 0,
         delegations=row.delegations or 0,
+        cache_read_tokens=row.cache_read_tokens or 0,
+        cache_write_tokens=row.cache_write_tokens or 0,
+        cost_micros=row.cost_micros or 0,
     )
 
 
@@ -309,6 +328,9 @@ class SessionStore:
                 tokens_in=0,
                 tokens_out=0,
                 delegations=0,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                cost_micros=0,
             )
             session.add(row)
             session.flush()
@@ -621,8 +643,18 @@ class SessionStore:
             self._record(session, session_id, kind, data)
             return True
 
-    def add_usage(self, session_id: str, input_tokens: int, output_tokens: int) -> tuple[int, int]:
-        """Count one model call's tokens; the session's totals (input, output) after it."""
+    def add_usage(
+        self,
+        session_id: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        cost_micros: int = 0,
+    ) -> tuple[int, int, int]:
+        """Count one model call's tokens (`input_tokens` all of them, cache reads and
+        writes among them) and cost; the session's totals (input, output, cost) after it."""
         with Session(self.engine) as session, session.begin():
             session.execute(
                 update(SessionRow)
@@ -630,15 +662,18 @@ class SessionStore:
                 .values(
                     tokens_in=SessionRow.tokens_in + input_tokens,
                     tokens_out=SessionRow.tokens_out + output_tokens,
+                    cache_read_tokens=SessionRow.cache_read_tokens + cache_read,
+                    cache_write_tokens=SessionRow.cache_write_tokens + cache_write,
+                    cost_micros=SessionRow.cost_micros + cost_micros,
                 )
                 .execution_options(synchronize_session=False)
             )
             found = session.execute(
-                select(SessionRow.tokens_in, SessionRow.tokens_out).where(
+                select(SessionRow.tokens_in, SessionRow.tokens_out, SessionRow.cost_micros).where(
                     SessionRow.id == session_id
                 )
             ).one()
-            return int(found[0]), int(found[1])
+            return int(found[0]), int(found[1]), int(found[2])
 
     def take_delegation(self, session_id: str, most: int) -> int | None:
         """Count one more delegation if fewer than `most` were made; its number (1, 2, ...)

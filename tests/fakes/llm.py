@@ -279,6 +279,9 @@ class FakeLLM:
         max_retries: int = 2,
         timeout_seconds: float = 10.0,
         defaults: Params | None = None,
+        compat: str | None = None,
+        context_window: int | None = None,
+        caching: bool = True,
     ) -> ProviderConfig:
         """A `ProviderConfig` pointing at this fake (its key unless told otherwise)."""
         return ProviderConfig(
@@ -289,6 +292,9 @@ class FakeLLM:
             timeout_seconds=timeout_seconds,
             max_retries=max_retries,
             defaults=defaults or Params(),
+            compat=compat,
+            context_window=context_window,
+            caching=caching,
         )
 
     # ------------------------------------------------------------ scripting
