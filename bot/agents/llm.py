@@ -172,6 +172,9 @@ class LLMEngine:
         self.spec = spec
         self.options = llm_options(spec)
         self.provider = provider
+        # The size of a request the provider refused as too long: its window is smaller
+        # than we were told, so compaction aims below this from then on.
+        self._refused_at: int | None = None
 
     async def run_turn(self, turn: Turn, tools: Tools) -> None:
         params = Params.merge(
@@ -181,9 +184,6 @@ class LLMEngine:
             raise EngineError(f"agent {self.spec.id}: no model (set model or runtimeParams.model)")
         system = system_prompt(self.spec, params, self.options, turn)
         params = Params.merge(params, Params(system_prompt=system))
-        window = context_window(
-            params.model or "", self.options.context_window, self.provider.config.context_window
-        )
         messages = cx.replay(turn.history)
         if turn.inputs:
             asked = user_message(turn.inputs)
@@ -194,18 +194,26 @@ class LLMEngine:
         for step in range(self.options.max_steps):
             specs = tool_specs(turn.agent.tools, choice)
             size = self._size(system, specs, messages, known)
-            if size > self.options.compact_at * window:
+            if size > self.options.compact_at * self._window(params):
                 messages = await self._compact(params, system, specs, messages, size, tools)
                 known = None
             try:
                 response = await self._ask(Request(params, tuple(messages), specs, choice), tools)
             except ContextTooLong as exc:
                 await tools.say(TOO_LONG.format(error=exc))
+                self._refused_at = min(size, self._refused_at or size)
                 messages = await self._compact(
                     params, system, specs, messages, size, tools, forced=True
                 )
                 known = None
-                response = await self._ask(Request(params, tuple(messages), specs, choice), tools)
+                try:
+                    response = await self._ask(
+                        Request(params, tuple(messages), specs, choice), tools
+                    )
+                except ContextTooLong as again:  # once only: the session fails with it
+                    raise EngineError(
+                        PROVIDER_FAILED.format(provider=self.options.provider.id, error=again)
+                    ) from again
             await self._count(response.usage, response.model or params.model or "", tools)
             answer = Message("assistant", response.text, response.tool_calls)
             messages.append(answer)
@@ -223,6 +231,14 @@ class LLMEngine:
             if step == 0 and choice.mode in ("any", "tool"):
                 choice = ToolChoice("auto")
         await tools.say(STEPS_EXHAUSTED.format(steps=self.options.max_steps, turn=turn.number))
+
+    def _window(self, params: Params) -> int:
+        """The model's context window (the agent's, the provider's or the model family's),
+        or less when the provider refused a request smaller than that."""
+        window = context_window(
+            params.model or "", self.options.context_window, self.provider.config.context_window
+        )
+        return min(window, self._refused_at or window)
 
     @staticmethod
     def _size(
@@ -263,9 +279,7 @@ class LLMEngine:
         """Old tool outputs as stubs; if that is not enough (or the provider refused the
         request as too long), the older turns summarized by the model into one message.
         Recorded as a `compaction` event and remembered."""
-        window = context_window(
-            params.model or "", self.options.context_window, self.provider.config.context_window
-        )
+        window = self._window(params)
         limit = self.options.compact_at * window
         compacted, stubbed = cx.stub_tool_outputs(messages, KEEP_TOOL_OUTPUTS)
         after = cx.request_tokens(system, specs, compacted)
@@ -322,6 +336,8 @@ class LLMEngine:
                 await tools.say(
                     STREAM_CUT.format(error=exc, attempt=attempt + 1, most=STREAM_RETRIES)
                 )
+            except ContextTooLong:
+                raise  # the caller compacts and asks again
             except ProviderError as exc:
                 raise EngineError(
                     PROVIDER_FAILED.format(provider=self.options.provider.id, error=exc)

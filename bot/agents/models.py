@@ -59,6 +59,11 @@ class Price:
         return total // MILLION
 
 
+def usd(micros: int) -> str:
+    """Micro-dollars as US dollars for people: "0.012345"."""
+    return f"{micros / MILLION:.6f}"
+
+
 def _anthropic(input_usd: float, output_usd: float) -> Price:
     micros = round(input_usd * MILLION)
     return Price(micros, round(output_usd * MILLION), micros // 10, micros * 5 // 4)

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, delete, exists, func, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.agents.models import usd
 from bot.db import execute_alone
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
@@ -40,11 +41,6 @@ CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "operator",
 )
 BUDGET, PARENT_CLOSED = "budget", "parent_closed"
-
-
-def usd(micros: int) -> str:
-    """Micro-dollars as US dollars for people: "0.012345"."""
-    return f"{micros / 1_000_000:.6f}"
 
 
 CONVERSATION = "conversation"  # the transcript event kind of a remembered message

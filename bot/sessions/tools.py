@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
+from bot.agents.models import usd
 from bot.diffs import PatchError, apply_diff, diff_paths, file_patch
 from bot.hosts.base import DiffComment, HostClient, HostError
 from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
-from bot.sessions.store import CONVERSATION, SessionInfo, usd
+from bot.sessions.store import CONVERSATION, SessionInfo
 
 if TYPE_CHECKING:
     from bot.sessions.service import SessionService
