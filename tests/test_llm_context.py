@@ -282,3 +282,38 @@ async def rig_page(app: Running, session_id: str) -> str:
     async with app.http.get(url, headers=headers) as response:
         assert response.status == 200
         return await response.text()
+
+
+async def test_a_cost_budget_weighs_cache_reads_and_closes_the_session(
+    settings: Settings,
+    fake_github: FakeGitHub,
+    fakes: tuple[FakeOpenAI, FakeAnthropic],
+    tmp_path: Path,
+) -> None:
+    fake_github.add_repo(REPO).issues[12].diff = DIFF
+    extra = "    budget: {maxCostUsd: 0.015}"
+    config = config_file(tmp_path, fakes, "an", extra=extra, window=200_000)
+    anthropic = fakes[1]
+    anthropic.context_window = None
+    async with run_app(github_settings(settings, fake_github, config)) as app:
+        rig = LLMRig(app, fake_github, *fakes)
+        await rig.comment(12, "@threadline the user asks question 1")
+        for number in range(2, 8):
+            await eventually(
+                lambda: rig.sessions()[0].state in ("idle", "closed"), "the turn ended", 30
+            )
+            if rig.sessions()[0].state == "closed":
+                break
+            await rig.comment(12, f"the user asks question {number}")
+        await eventually(lambda: rig.sessions()[0].state == "closed", "closed by the budget", 30)
+        [session] = rig.sessions()
+        await eventually(
+            lambda: any("cost budget of US$ 0.015000 spent" in r for r in rig.replies(12)),
+            "the notice",
+        )
+    assert session.close_reason == "budget"
+    assert session.cost_micros >= 15_000
+    # Cache reads at a tenth of the price: the session got further than at full price.
+    usage = [r.usage for r in anthropic.requests if r.usage]
+    assert sum(u.cache_read for u in usage) > 0
+    assert sum(u.input_tokens for u in usage) * 3 > 15_000 * 1.5
