@@ -80,6 +80,9 @@ TOO_LONG = (
 COMPACT_AT = 0.75  # share of the context window past which the conversation is compacted
 TOOL_OUTPUT_LIMIT = 20_000  # characters of one tool output the model gets
 KEEP_TOOL_OUTPUTS = 2  # the newest tool outputs compaction leaves whole
+# A compaction aims well below `compact_at`, so the next one is turns away: each one
+# rewrites the prefix the prompt cache holds.
+COMPACT_TO = 0.5  # of the window: past this after stubbing, the older turns are summarized
 TAIL_SHARE = 0.25  # of the window: the newest messages a summary leaves as they were
 SUMMARY_SHARE = 0.5  # of the window: most of the text a summary is made from
 SUMMARY_MAX_TOKENS = 1024
@@ -280,7 +283,7 @@ class LLMEngine:
         request as too long), the older turns summarized by the model into one message.
         Recorded as a `compaction` event and remembered."""
         window = self._window(params)
-        limit = self.options.compact_at * window
+        limit = min(COMPACT_TO, self.options.compact_at) * window
         compacted, stubbed = cx.stub_tool_outputs(messages, KEEP_TOOL_OUTPUTS)
         after = cx.request_tokens(system, specs, compacted)
         summarized = 0

@@ -304,6 +304,7 @@ class FakeLLM:
         self.context_window: int | None = None  # tokens; None: no limit
         self.measure_tokens = False  # report counted usage instead of the scripted one
         self.cache: dict[str, int] = {}  # prefix hash -> its tokens
+        self.caching = True  # False: a server without a prompt cache (for baselines)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -605,6 +606,8 @@ class FakeOpenAI(FakeLLM):
             (t for h, t in zip(chain.hashes, chain.tokens, strict=True) if h in self.cache),
             default=0,
         )
+        if not self.caching:
+            return Counted(total)
         cached = 0
         if hit >= OPENAI_CACHE_MIN:
             cached = (
@@ -841,6 +844,8 @@ class FakeAnthropic(FakeLLM):
         total = chain.total
         if self.context_window is not None and total > self.context_window:
             raise BadRequest(f"prompt is too long: {total} tokens > {self.context_window} maximum")
+        if not self.caching:
+            return Counted(total)
         read = 0
         for mark in marks:
             for index in range(mark, max(-1, mark - CACHE_LOOKBACK), -1):
