@@ -317,3 +317,22 @@ async def test_a_cost_budget_weighs_cache_reads_and_closes_the_session(
     usage = [r.usage for r in anthropic.requests if r.usage]
     assert sum(u.cache_read for u in usage) > 0
     assert sum(u.input_tokens for u in usage) * 3 > 15_000 * 1.5
+
+
+async def test_a_long_tool_output_reaches_the_model_cut_with_a_marker(
+    settings: Settings,
+    fake_github: FakeGitHub,
+    fakes: tuple[FakeOpenAI, FakeAnthropic],
+    tmp_path: Path,
+) -> None:
+    fake_github.add_repo(REPO).issues[12].diff = DIFF
+    config = config_file(tmp_path, fakes, "oa", extra="    toolOutputLimit: 1000", window=200_000)
+    openai = fakes[0]
+    async with run_app(github_settings(settings, fake_github, config)) as app:
+        rig = LLMRig(app, fake_github, *fakes)
+        await converse(rig, 1)
+    [result] = next(r for r in openai.requests if r.tool_results).tool_results
+    content = str(result["content"])
+    assert f"Threadline cut {len(DIFF) - 1000} of {len(DIFF)} characters" in content
+    assert content.startswith(DIFF[:750])
+    assert content.rstrip().endswith(DIFF.rstrip()[-100:])
