@@ -19,6 +19,7 @@ from bot.agents.config import (
     load_config,
     parse_config,
 )
+from bot.agents.models import Price
 from bot.agents.script import (
     SCRIPT_OPTION,
     Fail,
@@ -538,3 +539,86 @@ def test_llm_and_workflow_problems_name_their_line(text: str, expected: str) -> 
 def test_the_key_itself_is_never_echoed() -> None:
     text = LLM.replace("    baseUrl: http://127.0.0.1:11434/v1\n", "    apiKeyEnv: sk-live-123\n")
     assert all("sk-live-123" not in problem for problem in llm_problems(text))
+
+
+# --- context windows, caching, prices, parameters per provider kind ---------------------
+
+ANTHROPIC_LLM = """\
+providers:
+  claude:
+    kind: anthropic
+    apiKeyEnv: ANTHROPIC_KEY
+    defaults: {model: claude-sonnet-4-5}
+agents:
+  helper:
+    engine: llm
+    provider: claude
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            ANTHROPIC_LLM + "    runtimeParams: {temperature: 1.5}\n",
+            "threadline.yml:10: agents.helper.runtimeParams.temperature: kind anthropic takes "
+            "a temperature from 0 to 1, got 1.5",
+        ),
+        (
+            ANTHROPIC_LLM.replace("{model: claude-sonnet-4-5}", "{model: c, temperature: 1.2}"),
+            "threadline.yml:5: providers.claude.defaults.temperature: kind anthropic takes a "
+            "temperature from 0 to 1, got 1.2",
+        ),
+        (
+            LLM + "    runtimeParams: {temperature: 2.5}\n",
+            "threadline.yml:10: agents.helper.runtimeParams.temperature: expected a number "
+            "from 0 to 2, got 2.5",
+        ),
+        (
+            ANTHROPIC_LLM.replace("    apiKeyEnv", "    compat: vllm\n    apiKeyEnv"),
+            "threadline.yml:4: providers.claude.compat: compat is for kind openai only; use "
+            "vllm, ollama",
+        ),
+        (
+            LLM + "    contextWindow: 12\n",
+            "threadline.yml:10: agents.helper.contextWindow: expected a whole number of "
+            "tokens of at least 1024, got 12",
+        ),
+        (
+            LLM + "    budget: {maxCostUsd: -1}\n",
+            "threadline.yml:10: agents.helper.budget.maxCostUsd: expected a positive number "
+            "of US dollars, got -1",
+        ),
+        (
+            LLM.replace("    defaults", "    prices: {llama: {input: 1}}\n    defaults"),
+            "threadline.yml:5: providers.local.prices.llama.output: required",
+        ),
+    ],
+)
+def test_context_cost_and_param_problems_name_their_line(text: str, expected: str) -> None:
+    assert llm_problems(text, {"ANTHROPIC_KEY": "k"}) == [expected]
+
+
+def test_windows_caching_prices_and_cost_budgets_load() -> None:
+    text = (
+        LLM.replace(
+            "    defaults",
+            "    compat: ollama\n    contextWindow: 8192\n    promptCaching: false\n"
+            "    prices: {llama: {input: 0.5, output: 1.5, cacheRead: 0.05}}\n    defaults",
+        )
+        + "    contextWindow: 4096\n    compactAt: 0.6\n    toolOutputLimit: 3000\n"
+        + "    budget: {maxCostUsd: 0.25, tokens: 100000}\n"
+    )
+    config = parse_config(text, "threadline.yml", {})
+    helper = config.agent("helper")
+    options = helper.options["llm"]
+    provider = options.provider
+    assert (provider.compat, provider.context_window, provider.caching) == ("ollama", 8192, False)
+    assert provider.prices["llama"] == Price(500_000, 1_500_000, 50_000, 500_000)
+    assert (options.context_window, options.compact_at, options.tool_output_limit) == (
+        4096,
+        0.6,
+        3000,
+    )
+    assert helper.budget.cost_micros == 250_000
+    assert helper.budget.tokens == 100_000

@@ -262,6 +262,8 @@ def test_sessions_commands(env: str, capsys: pytest.CaptureFixture[str]) -> None
         assert "queued" in capsys.readouterr().out
         assert main(["sessions", "show", launched.id, "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
+        assert shown["cost_usd"] == "0.000000"
+        assert shown["tokens"] == {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0}
         assert [(i["kind"], i["body"]) for i in shown["inputs"]] == [
             ("task", "review this"),
             ("operator", "please also check the tests"),

@@ -247,7 +247,8 @@ async def test_tools_and_tool_choice_on_the_wire(rig: Rig, mode: str) -> None:
     rig.fake.enqueue(Reply(text=["ok"]))
     choice = ToolChoice(mode, "reply" if mode == "tool" else None)  # type: ignore[arg-type]
 
-    await rig.provider().complete(ask(tools=TOOLS, tool_choice=choice), Deltas())
+    # (cache breakpoints have tests of their own: see test_prompt_cache.py)
+    await rig.provider(caching=False).complete(ask(tools=TOOLS, tool_choice=choice), Deltas())
 
     assert rig.body["tools"] == expected_tools(rig.kind)
     assert rig.body["tool_choice"] == CHOICES[rig.kind][mode]
@@ -285,7 +286,7 @@ async def test_a_tool_round_trip_is_replayed_in_the_api_s_own_shape(rig: Rig) ->
         ),
         Reply(text=["Done."]),
     )
-    provider = rig.provider()
+    provider = rig.provider(caching=False)
     first = await provider.complete(ask("label it", tools=TOOLS), Deltas())
     conversation = (
         Message("user", "label it"),
@@ -391,7 +392,7 @@ async def test_anthropic_none_after_tool_calls_keeps_the_tools_and_forbids_them(
     so "none" there sends the tools with tool_choice {"type": "none"}."""
     async with FakeAnthropic() as fake:
         fake.enqueue(Reply(text=["Summary."]))
-        provider = build_provider(fake.provider_config())
+        provider = build_provider(fake.provider_config(caching=False))
         conversation = (
             Message("user", "go"),
             Message("assistant", "", tool_calls=(ToolCall("t-1", "reply", {"body": "x"}),)),
@@ -448,7 +449,7 @@ async def test_params_precedence_reaches_the_body(rig: Rig, engine_merges_defaul
         else Params.merge(SESSION, PROMPT)
     )
 
-    await rig.provider(defaults=DEFAULTS).complete(ask(params=params), Deltas())
+    await rig.provider(defaults=DEFAULTS, caching=False).complete(ask(params=params), Deltas())
 
     body = rig.body
     common = {
@@ -456,7 +457,8 @@ async def test_params_precedence_reaches_the_body(rig: Rig, engine_merges_defaul
         "temperature": 0.5,
         "max_tokens": 100,
         "top_p": 0.9,
-        "top_k": 40,
+        # OpenAI has no top_k (and refuses it): only a declared vLLM/Ollama server gets it
+        "top_k": 40 if rig.kind == ANTHROPIC else None,
         "metadata": {"user_id": "u-1"},
         "seed": 2,
         "service_tier": "priority",
@@ -469,6 +471,18 @@ async def test_params_precedence_reaches_the_body(rig: Rig, engine_merges_defaul
         assert body["stop_sequences"] == ["END"]
         assert body["system"] == "You review pull requests."
         assert body["messages"][0] == {"role": "user", "content": "hello"}
+
+
+@pytest.mark.parametrize("compat", [None, "vllm", "ollama"])
+async def test_top_k_reaches_only_servers_that_take_it(compat: str | None) -> None:
+    async with FakeOpenAI() as fake:
+        fake.enqueue(Reply(text=["ok"]))
+        provider = build_provider(fake.provider_config(compat=compat))
+        try:
+            await provider.complete(ask(params=Params(model="m", top_k=20)), Deltas())
+        finally:
+            await provider.close()
+        assert fake.requests[-1].body.get("top_k") == (None if compat is None else 20)
 
 
 async def test_unset_params_stay_out_of_the_body(rig: Rig) -> None:

@@ -60,9 +60,10 @@ ALL_TOOLS = (
 class Budget:
     """`budget`: a session of this agent closes (reason `budget`) past any of these."""
 
-    tokens: int | None = None  # input + output tokens over the whole session
+    tokens: int | None = None  # input (cached ones too) + output tokens over the session
     turns: int | None = None
     minutes: float | None = None  # wall time since the session started
+    cost_micros: int | None = None  # `maxCostUsd` in US$ 1e-6, weighed by the price table
 
 
 @dataclass(frozen=True)
@@ -182,9 +183,23 @@ class Tools(Protocol):
         """Keep one conversation message; later turns get it back in `Turn.history`."""
         ...
 
-    async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None:
-        """Count one model call's tokens; raises BudgetExceeded when the session's budget
-        is spent."""
+    async def usage(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        model: str,
+        *,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        cost_micros: int = 0,
+    ) -> None:
+        """Count one model call's tokens (`input_tokens` all of them; `cache_read` and
+        `cache_write` the ones read from or written to the prompt cache) and its cost in
+        US$ 1e-6; raises BudgetExceeded when the session's budget is spent."""
+        ...
+
+    async def note(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Record an event of the engine's own in the transcript (e.g. `compaction`)."""
         ...
 
     @property

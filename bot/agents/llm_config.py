@@ -18,9 +18,11 @@ from typing import Any
 
 from bot.agents import yamlcheck as y
 from bot.agents.base import Budget, SessionAccess
-from bot.agents.llm import OPTIONS_KEY, LLMOptions
+from bot.agents.llm import COMPACT_AT, OPTIONS_KEY, TOOL_OUTPUT_LIMIT, LLMOptions
+from bot.agents.models import MILLION, Price
 from bot.agents.providers.base import (
     ANTHROPIC,
+    COMPAT_KINDS,
     OPENAI,
     PROVIDER_KINDS,
     Params,
@@ -31,8 +33,32 @@ from bot.agents.providers.base import (
 PROVIDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NO_KEY = "unused"  # what a keyless local server gets; the SDK wants some value
-LLM_KEYS = ("provider", "model", "runtimeParams", "tool_choice", "maxSteps")
-PROVIDER_KEYS = ("kind", "baseUrl", "apiKeyEnv", "timeoutSeconds", "maxRetries", "defaults")
+LLM_KEYS = (
+    "provider",
+    "model",
+    "runtimeParams",
+    "tool_choice",
+    "maxSteps",
+    "contextWindow",
+    "compactAt",
+    "toolOutputLimit",
+)
+PROVIDER_KEYS = (
+    "kind",
+    "baseUrl",
+    "apiKeyEnv",
+    "timeoutSeconds",
+    "maxRetries",
+    "defaults",
+    "compat",
+    "contextWindow",
+    "promptCaching",
+    "prices",
+)
+PRICE_KEYS = ("input", "output", "cacheRead", "cacheWrite")
+# Temperature each API takes (Anthropic: 0-1; OpenAI: 0-2).
+TEMPERATURE_RANGE = {ANTHROPIC: (0.0, 1.0), OPENAI: (0.0, 2.0)}
+MIN_WINDOW = 1024
 PARAM_KEYS = (
     "model",
     "temperature",
@@ -43,7 +69,7 @@ PARAM_KEYS = (
     "systemPrompt",
     "providerSpecific",
 )
-BUDGET_KEYS = ("tokens", "turns", "minutes")
+BUDGET_KEYS = ("tokens", "turns", "minutes", "maxCostUsd")
 ACCESS_KEYS = ("key_prefix", "allowed_keys", "can_send", "cross_agent")
 CHOICE_MODES = ("auto", "any", "none")
 MAX_RETRIES = 10
@@ -63,6 +89,11 @@ UNKNOWN_PROVIDER = "unknown provider {name!r}; providers are {known}"
 NO_PROVIDERS = "unknown provider {name!r}: the file has no providers section"
 BAD_CHOICE = "expected auto, any, none, or a mapping {{type: tool, name: <tool>}}; got {got}"
 CHOICE_NOT_ALLOWED = "tool_choice names {name!r}, which is not in this agent's tools"
+BAD_COMPAT = "compat is for kind openai only; use {kinds}"
+BAD_WINDOW = "expected a whole number of tokens of at least {least}, got {got}"
+BAD_TEMPERATURE = "kind {kind} takes a temperature from {low:g} to {high:g}, got {got:g}"
+BAD_PRICE = "expected US dollars per million tokens (a number of 0 or more), got {got}"
+BAD_COST = "expected a positive number of US dollars, got {got}"
 NO_MODEL = "no model: set model (or runtimeParams.model, or the provider's defaults.model)"
 
 
@@ -160,6 +191,21 @@ def _provider(
         )
         retries = 3
     defaults = params(report, found.get("defaults"), (*path, "defaults"))
+    temperature_in_range(report, kind, defaults, (*path, "defaults", "temperature"))
+    compat = found.get("compat")
+    if compat is not None and (kind != OPENAI or compat not in COMPAT_KINDS):
+        report.add((*path, "compat"), BAD_COMPAT.format(kinds=y.choices(COMPAT_KINDS)))
+    window = (
+        window_tokens(report, found["contextWindow"], (*path, "contextWindow"))
+        if "contextWindow" in found
+        else None
+    )
+    caching = (
+        y.flag(report, found["promptCaching"], (*path, "promptCaching"))
+        if "promptCaching" in found
+        else True
+    )
+    prices = _prices(report, found["prices"], (*path, "prices")) if "prices" in found else {}
     if len(report) > before or not isinstance(kind, str) or api_key is None:
         return None
     return ProviderConfig(
@@ -170,7 +216,59 @@ def _provider(
         timeout_seconds=timeout or 120.0,
         max_retries=retries,
         defaults=defaults,
+        compat=compat if isinstance(compat, str) else None,
+        context_window=window,
+        caching=caching is not False,
+        prices=MappingProxyType(prices),
     )
+
+
+def temperature_in_range(report: y.Report, kind: object, layer: Params, path: y.KeyPath) -> None:
+    """Report a temperature the provider's API would refuse (checked at load, not on
+    the session's first call)."""
+    span = TEMPERATURE_RANGE.get(str(kind))
+    value = layer.temperature
+    if span is not None and value is not None and not span[0] <= value <= span[1]:
+        report.add(path, BAD_TEMPERATURE.format(kind=kind, low=span[0], high=span[1], got=value))
+
+
+def window_tokens(report: y.Report, raw: object, path: y.KeyPath) -> int | None:
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= MIN_WINDOW:
+        return raw
+    report.add(path, BAD_WINDOW.format(least=MIN_WINDOW, got=y.shown(raw)))
+    return None
+
+
+def _prices(report: y.Report, raw: object, path: y.KeyPath) -> dict[str, Price]:
+    """`prices: {<model prefix>: {input, output, cacheRead?, cacheWrite?}}` in US dollars
+    per million tokens; cache reads default to the input price, writes too."""
+    if not isinstance(raw, dict):
+        report.add(path, EXPECTED_OBJECT.format(got=y.shown(raw)))
+        return {}
+    found: dict[str, Price] = {}
+    for model, body in raw.items():
+        where = (*path, str(model))
+        entry = y.mapping(report, body, where, PRICE_KEYS)
+        micros: dict[str, int] = {}
+        for key in PRICE_KEYS:
+            if key not in entry:
+                continue
+            value = y.number(entry[key])
+            if value is None or value < 0 or not math.isfinite(value):
+                report.add((*where, key), BAD_PRICE.format(got=y.shown(entry[key])))
+                continue
+            micros[key] = round(value * MILLION)
+        for key in ("input", "output"):
+            if key not in entry:
+                report.add((*where, key), y.REQUIRED)
+        if "input" in micros and "output" in micros:
+            found[str(model)] = Price(
+                micros["input"],
+                micros["output"],
+                micros.get("cacheRead", micros["input"]),
+                micros.get("cacheWrite", micros["input"]),
+            )
+    return found
 
 
 def _api_key(
@@ -249,6 +347,25 @@ def llm_options(
     steps = y.count(report, found["maxSteps"], (*path, "maxSteps")) if "maxSteps" in found else 20
     if provider is not None and not (session.model or provider.defaults.model):
         report.add((*path, "model"), NO_MODEL)
+    if provider is not None:
+        temperature_in_range(
+            report, provider.kind, session, (*path, "runtimeParams", "temperature")
+        )
+    window = (
+        window_tokens(report, found["contextWindow"], (*path, "contextWindow"))
+        if "contextWindow" in found
+        else None
+    )
+    compact_at = (
+        number(report, found["compactAt"], (*path, "compactAt"), 0.1, 0.95)
+        if "compactAt" in found
+        else COMPACT_AT
+    )
+    output_limit = (
+        y.count(report, found["toolOutputLimit"], (*path, "toolOutputLimit"))
+        if "toolOutputLimit" in found
+        else TOOL_OUTPUT_LIMIT
+    )
     if len(report) > before or provider is None or choice is None:
         return {}
     return {
@@ -257,6 +374,9 @@ def llm_options(
             params=session,
             tool_choice=choice,
             max_steps=steps or 20,
+            context_window=window,
+            compact_at=compact_at or COMPACT_AT,
+            tool_output_limit=output_limit or TOOL_OUTPUT_LIMIT,
         )
     }
 
@@ -268,7 +388,14 @@ def budget(report: y.Report, raw: object, path: y.KeyPath) -> Budget:
     minutes = (
         y.minutes(report, found["minutes"], (*path, "minutes")) if "minutes" in found else None
     )
-    return Budget(tokens=tokens, turns=turns, minutes=minutes)
+    cost = None
+    if "maxCostUsd" in found:
+        value = y.number(found["maxCostUsd"])
+        if value is None or value <= 0 or not math.isfinite(value):
+            report.add((*path, "maxCostUsd"), BAD_COST.format(got=y.shown(found["maxCostUsd"])))
+        else:
+            cost = round(value * MILLION)
+    return Budget(tokens=tokens, turns=turns, minutes=minutes, cost_micros=cost)
 
 
 def access(report: y.Report, raw: object, path: y.KeyPath) -> SessionAccess:

@@ -222,12 +222,13 @@ def _agent_settings(
 def _budget(report: y.Report, raw: object, path: y.KeyPath, server: Budget) -> Budget:
     asked = lc.budget(report, raw, path)
     values: dict[str, Any] = {}
-    for name in ("tokens", "turns", "minutes"):
+    for name in ("tokens", "turns", "minutes", "cost_micros"):
         mine, theirs = getattr(asked, name), getattr(server, name)
         if mine is None:
             values[name] = theirs
         elif theirs is not None and mine > theirs:
-            report.add((*path, name), AT_MOST.format(most=theirs, got=mine))
+            key, scale = ("maxCostUsd", 1e-6) if name == "cost_micros" else (name, 1)
+            report.add((*path, key), AT_MOST.format(most=theirs * scale, got=mine * scale))
             values[name] = theirs
         else:
             values[name] = mine

@@ -225,6 +225,10 @@ class SessionRow(Base):
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Of tokens_in: read from / written to a provider's prompt cache (migration 0010).
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # price table, US$ 1e-6
     delegations: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -70,6 +70,7 @@ def tighter(one: Budget, other: Budget) -> Budget:
         tokens=low(one.tokens, other.tokens),  # type: ignore[arg-type]
         turns=low(one.turns, other.turns),  # type: ignore[arg-type]
         minutes=low(one.minutes, other.minutes),
+        cost_micros=low(one.cost_micros, other.cost_micros),  # type: ignore[arg-type]
     )
 
 

@@ -103,6 +103,9 @@ class LaunchAndLookups(StoreBase):
                 tokens_in=0,
                 tokens_out=0,
                 delegations=0,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                cost_micros=0,
             )
             session.add(row)
             session.flush()

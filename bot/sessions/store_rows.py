@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.agents.models import usd
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 from bot.sessions.search import search_text_for
@@ -95,6 +96,9 @@ class SessionInfo:
     tokens_in: int = 0
     tokens_out: int = 0
     delegations: int = 0
+    cache_read_tokens: int = 0  # of tokens_in
+    cache_write_tokens: int = 0  # of tokens_in
+    cost_micros: int = 0  # US$ 1e-6, from the price table
 
     @property
     def key(self) -> str:
@@ -127,7 +131,13 @@ class SessionInfo:
             "progress": self.progress,
             "output": self.output,
             "parent": self.parent_id,
-            "tokens": {"input": self.tokens_in, "output": self.tokens_out},
+            "tokens": {
+                "input": self.tokens_in,
+                "output": self.tokens_out,
+                "cache_read": self.cache_read_tokens,
+                "cache_write": self.cache_write_tokens,
+            },
+            "cost_usd": usd(self.cost_micros),
             "delegations": self.delegations,
         }
 
@@ -197,6 +207,9 @@ def _info(row: SessionRow) -> SessionInfo:
         tokens_in=row.tokens_in or 0,
         tokens_out=row.tokens_out or 0,
         delegations=row.delegations or 0,
+        cache_read_tokens=row.cache_read_tokens or 0,
+        cache_write_tokens=row.cache_write_tokens or 0,
+        cost_micros=row.cost_micros or 0,
     )
 
 

@@ -231,8 +231,18 @@ class TurnLease(StoreBase):
             self._record(session, session_id, kind, data)
             return True
 
-    def add_usage(self, session_id: str, input_tokens: int, output_tokens: int) -> tuple[int, int]:
-        """Count one model call's tokens; the session's totals (input, output) after it."""
+    def add_usage(
+        self,
+        session_id: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        cost_micros: int = 0,
+    ) -> tuple[int, int, int]:
+        """Count one model call's tokens (`input_tokens` all of them, cache reads and
+        writes among them) and cost; the session's totals (input, output, cost) after it."""
         with Session(self.engine) as session, session.begin():
             session.execute(
                 update(SessionRow)
@@ -240,15 +250,18 @@ class TurnLease(StoreBase):
                 .values(
                     tokens_in=SessionRow.tokens_in + input_tokens,
                     tokens_out=SessionRow.tokens_out + output_tokens,
+                    cache_read_tokens=SessionRow.cache_read_tokens + cache_read,
+                    cache_write_tokens=SessionRow.cache_write_tokens + cache_write,
+                    cost_micros=SessionRow.cost_micros + cost_micros,
                 )
                 .execution_options(synchronize_session=False)
             )
             found = session.execute(
-                select(SessionRow.tokens_in, SessionRow.tokens_out).where(
+                select(SessionRow.tokens_in, SessionRow.tokens_out, SessionRow.cost_micros).where(
                     SessionRow.id == session_id
                 )
             ).one()
-            return int(found[0]), int(found[1])
+            return int(found[0]), int(found[1]), int(found[2])
 
     def take_delegation(self, session_id: str, most: int) -> int | None:
         """Count one more delegation if fewer than `most` were made; its number (1, 2, ...)

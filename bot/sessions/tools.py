@@ -12,6 +12,7 @@ number in it, so a turn taken over after a crash does not write twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
+from bot.agents.models import usd
 from bot.diffs import PatchError, apply_diff, diff_paths, file_patch, file_stat
 from bot.hosts.base import DiffComment, HostClient, HostError
 from bot.paths import path_problem, repo_path
@@ -147,28 +149,56 @@ class SessionTools:
         text, self._pending = self._pending, ""
         await self.service.note(self.session, "delta", {"turn": self.turn, "text": text})
 
+    async def note(self, kind: str, data: Mapping[str, Any]) -> None:
+        await self.flush()
+        await self.service.note(self.session, kind, {"turn": self.turn, **data})
+
     async def remember(self, message: Mapping[str, Any]) -> None:
         await self.flush()
         data = {"turn": self.turn, "message": dict(message)}
         await self.service.note(self.session, CONVERSATION, data)
 
-    async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None:
+    async def usage(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        model: str,
+        *,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        cost_micros: int = 0,
+    ) -> None:
         store = self.service.store
-        total_in, total_out = await asyncio.to_thread(
-            store.add_usage, self.session.id, input_tokens, output_tokens
+        total_in, total_out, cost = await asyncio.to_thread(
+            functools.partial(
+                store.add_usage,
+                self.session.id,
+                input_tokens,
+                output_tokens,
+                cache_read=cache_read,
+                cache_write=cache_write,
+                cost_micros=cost_micros,
+            )
         )
         data = {
             "turn": self.turn,
             "model": model,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read,
+            "cache_write_tokens": cache_write,
+            "cost_micros": cost_micros,
             "session_input_tokens": total_in,
             "session_output_tokens": total_out,
+            "session_cost_micros": cost,
         }
         await self.service.note(self.session, "usage", data)
         most = self.agent.budget.tokens
         if most is not None and total_in + total_out >= most:
             raise BudgetExceeded(f"token budget of {most} spent ({total_in + total_out} used)")
+        dearest = self.agent.budget.cost_micros
+        if dearest is not None and cost >= dearest:
+            raise BudgetExceeded(f"cost budget of US$ {usd(dearest)} spent (US$ {usd(cost)})")
         self.service.check_budget(self.session, self.agent)
 
     # -------------------------------------------------------------- calling

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, and_, func, or_, select
 
+from bot.agents.models import usd
 from bot.db.models import Delivery, OutboxItem, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 
@@ -54,6 +55,13 @@ class SessionLine:
     parent_id: str | None
     tokens_in: int
     tokens_out: int
+    cache_read_tokens: int = 0  # of tokens_in
+    cache_write_tokens: int = 0  # of tokens_in
+    cost_micros: int = 0  # US$ 1e-6, from the price table
+
+    @property
+    def cost_usd(self) -> str:
+        return usd(self.cost_micros)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -71,6 +79,9 @@ class SessionLine:
             "parent_id": self.parent_id,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cost_usd": self.cost_usd,
         }
 
 
@@ -185,6 +196,9 @@ _LINE_COLUMNS = (
     SessionRow.parent_id,
     SessionRow.tokens_in,
     SessionRow.tokens_out,
+    SessionRow.cache_read_tokens,
+    SessionRow.cache_write_tokens,
+    SessionRow.cost_micros,
 )
 
 
@@ -204,6 +218,9 @@ def _line(row: Any) -> SessionLine:
         parent_id=row.parent_id,
         tokens_in=row.tokens_in or 0,
         tokens_out=row.tokens_out or 0,
+        cache_read_tokens=row.cache_read_tokens or 0,
+        cache_write_tokens=row.cache_write_tokens or 0,
+        cost_micros=row.cost_micros or 0,
     )
 
 

@@ -13,6 +13,18 @@ message_start, content_block_start / content_block_delta (text_delta, input_json
 / content_block_stop per block, message_delta (stop_reason, output usage), message_stop
 (https://docs.anthropic.com/en/api/messages-streaming).
 
+Both fakes are strict about size and caching, as the real APIs are. Tokens are counted
+as a quarter of the characters of the request's compact JSON. With `context_window`
+set, a request past it gets the API's context-length 400. Anthropic caches only up to a
+`cache_control` breakpoint (at most 4 of them, only on tools, system blocks and content
+blocks, never on an empty text block), only a prefix of at least the model's minimum
+cacheable length (1024 tokens; 2048 for Haiku models), and reads a cached prefix only
+when it is byte-identical (cache_control itself aside) and ends at most 20 blocks before
+a breakpoint of the request. OpenAI caches on its own: a prefix of whole messages seen
+before, from 1024 tokens on, in steps of 128. With `measure_tokens` the usage the fakes
+report is these counts (with cache reads and writes); otherwise the scripted numbers.
+`LLMRequest.usage` keeps what was counted either way.
+
 Each fake checks the API key (401 when wrong), checks the body as a strict server would
 (400 in the API's own error shape: tool results that answer no call, tool choice without
 tools, ...), records every request with its start and end times, and answers from a
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import inspect
 import itertools
 import json
@@ -115,6 +128,7 @@ class LLMRequest:
     ended: float | None = None  # when the fake finished answering
     status: int = 0
     answer: Answer | None = None  # what the fake served (None: an error of its own)
+    usage: Counted | None = None  # the fake's own count of the request (when valid)
 
     @property
     def model(self) -> str:
@@ -217,6 +231,55 @@ def split3(text: str) -> list[str]:
 class BadRequest(Exception):
     """What a strict server would refuse with 400."""
 
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+CHARS_PER_TOKEN = 4
+CACHE_LOOKBACK = 20  # blocks before a breakpoint the API looks back for a cached prefix
+MAX_BREAKPOINTS = 4
+OPENAI_CACHE_MIN = 1024
+OPENAI_CACHE_STEP = 128
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A request as the fake counted it: every input token, and the cached ones."""
+
+    input_tokens: int
+    cache_read: int = 0
+    cache_write: int = 0
+
+    @property
+    def uncached(self) -> int:
+        return self.input_tokens - self.cache_read - self.cache_write
+
+
+def tokens_of(value: Any) -> int:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+class PrefixChain:
+    """Hashes and token counts of every prefix of a sequence of items."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.hashes: list[str] = []
+        self.tokens: list[int] = []
+        digest = hashlib.sha256()
+        total = 0
+        for item in items:
+            digest.update(json.dumps(item, sort_keys=True).encode())
+            digest.update(b"\x00")
+            total += tokens_of(item)
+            self.hashes.append(digest.copy().hexdigest())
+            self.tokens.append(total)
+
+    @property
+    def total(self) -> int:
+        return self.tokens[-1] if self.tokens else 0
+
 
 # ---------------------------------------------------------------- the common server
 
@@ -238,6 +301,10 @@ class FakeLLM:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.context_window: int | None = None  # tokens; None: no limit
+        self.measure_tokens = False  # report counted usage instead of the scripted one
+        self.cache: dict[str, int] = {}  # prefix hash -> its tokens
+        self.caching = True  # False: a server without a prompt cache (for baselines)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -279,6 +346,9 @@ class FakeLLM:
         max_retries: int = 2,
         timeout_seconds: float = 10.0,
         defaults: Params | None = None,
+        compat: str | None = None,
+        context_window: int | None = None,
+        caching: bool = True,
     ) -> ProviderConfig:
         """A `ProviderConfig` pointing at this fake (its key unless told otherwise)."""
         return ProviderConfig(
@@ -289,6 +359,9 @@ class FakeLLM:
             timeout_seconds=timeout_seconds,
             max_retries=max_retries,
             defaults=defaults or Params(),
+            compat=compat,
+            context_window=context_window,
+            caching=caching,
         )
 
     # ------------------------------------------------------------ scripting
@@ -338,8 +411,9 @@ class FakeLLM:
             if not isinstance(record.json, dict):
                 raise BadRequest("the body must be a JSON object")
             self._validate(record)
+            record.usage = self._count(record)
         except BadRequest as exc:
-            return self._error(400, "invalid_request_error", str(exc))
+            return self._error(400, exc.code or "invalid_request_error", str(exc))
         answer = await self._next_answer(record)
         if answer is None:
             return self._error(
@@ -428,6 +502,15 @@ class FakeLLM:
     def _stream_error(self) -> bytes:
         raise NotImplementedError
 
+    def _count(self, record: LLMRequest) -> Counted:
+        """Count the request, check it against the window, and read/write the cache."""
+        raise NotImplementedError
+
+    def _reported(self, record: LLMRequest, reply: Reply) -> Counted:
+        if self.measure_tokens and record.usage is not None:
+            return record.usage
+        return Counted(reply.input_tokens)
+
 
 def _require(condition: object, message: str) -> None:
     if not condition:
@@ -462,7 +545,7 @@ class FakeOpenAI(FakeLLM):
             "error": {
                 "message": message,
                 "type": "invalid_request_error" if status < 500 else "server_error",
-                "param": None,
+                "param": "messages" if kind == "context_length_exceeded" else None,
                 "code": codes.get(status, kind),
             }
         }
@@ -505,6 +588,34 @@ class FakeOpenAI(FakeLLM):
             else:
                 _require(choice in ("auto", "required", "none"), f"bad tool_choice {choice!r}")
         self._validate_messages(messages)
+
+    def _count(self, record: LLMRequest) -> Counted:
+        # https://platform.openai.com/docs/guides/prompt-caching: automatic, for a
+        # prefix seen before, from 1024 tokens on, in steps of 128.
+        body = record.body
+        chain = PrefixChain([body.get("tools") or [], *body["messages"]])
+        total = chain.total
+        if self.context_window is not None and total > self.context_window:
+            raise BadRequest(
+                f"This model's maximum context length is {self.context_window} tokens. "
+                f"However, your messages resulted in {total} tokens. Please reduce the "
+                "length of the messages.",
+                code="context_length_exceeded",
+            )
+        hit = max(
+            (t for h, t in zip(chain.hashes, chain.tokens, strict=True) if h in self.cache),
+            default=0,
+        )
+        if not self.caching:
+            return Counted(total)
+        cached = 0
+        if hit >= OPENAI_CACHE_MIN:
+            cached = (
+                OPENAI_CACHE_MIN + (hit - OPENAI_CACHE_MIN) // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
+            )
+        for h, t in zip(chain.hashes, chain.tokens, strict=True):
+            self.cache[h] = t
+        return Counted(total, cache_read=cached)
 
     def _validate_messages(self, messages: list[Any]) -> None:
         waiting: set[str] = set()  # calls of the last assistant message not yet answered
@@ -581,10 +692,12 @@ class FakeOpenAI(FakeLLM):
         stop = reply.stop_reason or ("tool_calls" if reply.calls else "stop")
         chunks.append(chunk({}, stop))
         if include_usage:
+            counted = self._reported(record, reply)
             usage = {
-                "prompt_tokens": reply.input_tokens,
+                "prompt_tokens": counted.input_tokens,
                 "completion_tokens": reply.output_tokens,
-                "total_tokens": reply.input_tokens + reply.output_tokens,
+                "total_tokens": counted.input_tokens + reply.output_tokens,
+                "prompt_tokens_details": {"cached_tokens": counted.cache_read},
             }
             chunks.append({**base, "choices": [], "usage": usage})
         frames = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks]
@@ -679,6 +792,74 @@ class FakeAnthropic(FakeLLM):
             "Requests which include `tool_use` or `tool_result` blocks must define tools.",
         )
 
+    def min_cacheable(self, model: str) -> int:
+        """The shortest prefix the API caches (Haiku models need more)."""
+        return 2048 if "haiku" in model else 1024
+
+    def _count(self, record: LLMRequest) -> Counted:
+        # https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching
+        body = record.body
+        items: list[Any] = []
+        marks: list[int] = []  # indices of items that carry cache_control
+
+        def add(where: str, item: Any, allowed: bool = True) -> None:
+            if isinstance(item, dict) and "cache_control" in item:
+                _require(allowed, f"{where}: cache_control is not permitted here")
+                control = item["cache_control"]
+                _require(
+                    isinstance(control, dict)
+                    and control.get("type") == "ephemeral"
+                    and set(control) <= {"type", "ttl"},
+                    f"{where}.cache_control: expected {{'type': 'ephemeral'}}",
+                )
+                _require(
+                    item.get("type") != "text" or item.get("text"),
+                    f"{where}: cache_control cannot be set for empty text blocks",
+                )
+                marks.append(len(items))
+                item = {k: v for k, v in item.items() if k != "cache_control"}
+            items.append(item)
+
+        for number, tool in enumerate(body.get("tools") or []):
+            add(f"tools.{number}", tool)
+        system = body.get("system")
+        if isinstance(system, str):
+            add("system", {"type": "text", "text": system})
+        for number, block in enumerate(system if isinstance(system, list) else []):
+            add(f"system.{number}", block)
+        for number, message in enumerate(body["messages"]):
+            _require(
+                "cache_control" not in message,
+                f"messages.{number}.cache_control: Extra inputs are not permitted",
+            )
+            content = message["content"]
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            for index, block in enumerate(blocks):
+                add(f"messages.{number}.content.{index}", {"role": message["role"], **block})
+        _require(
+            len(marks) <= MAX_BREAKPOINTS,
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(marks)}.",
+        )
+        chain = PrefixChain(items)
+        total = chain.total
+        if self.context_window is not None and total > self.context_window:
+            raise BadRequest(f"prompt is too long: {total} tokens > {self.context_window} maximum")
+        if not self.caching:
+            return Counted(total)
+        read = 0
+        for mark in marks:
+            for index in range(mark, max(-1, mark - CACHE_LOOKBACK), -1):
+                if chain.hashes[index] in self.cache:
+                    read = max(read, chain.tokens[index])
+                    break
+        written = read
+        least = self.min_cacheable(record.model)
+        for mark in marks:
+            if chain.tokens[mark] >= least:
+                self.cache.setdefault(chain.hashes[mark], chain.tokens[mark])
+                written = max(written, chain.tokens[mark])
+        return Counted(total, cache_read=read, cache_write=written - read)
+
     def _validate_messages(self, messages: list[Any]) -> bool:
         """Check roles and tool pairing; True when any tool block appears."""
         uses_tools = False
@@ -734,6 +915,10 @@ class FakeAnthropic(FakeLLM):
                     answered == waiting,
                     f"messages.{number}: `tool_use` ids were found without `tool_result` blocks immediately after: {sorted(waiting - answered)}",
                 )
+            _require(
+                not number or messages[number - 1].get("role") != role,
+                f"messages.{number}: roles must alternate between user and assistant",
+            )
             waiting = (
                 {b["id"] for b in blocks if b.get("type") == "tool_use"}
                 if role == "assistant"
@@ -746,11 +931,12 @@ class FakeAnthropic(FakeLLM):
         def event(kind: str, data: dict[str, Any]) -> bytes:
             return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
+        counted = self._reported(record, reply)
         usage_start = {
-            "input_tokens": reply.input_tokens,
+            "input_tokens": counted.uncached,
             "output_tokens": 1,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": counted.cache_write,
+            "cache_read_input_tokens": counted.cache_read,
         }
         message: dict[str, Any] = {
             "id": self._next_id("msg_"),

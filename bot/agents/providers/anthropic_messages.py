@@ -35,6 +35,12 @@ from bot.agents.providers.base import (
 # The API requires max_tokens on every request; this is what we ask for when no layer
 # of runtimeParams sets it.
 DEFAULT_MAX_TOKENS = 4096
+# What a prompt cache breakpoint says: cache the request up to and including this block
+# (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching). The API takes
+# at most four per request; we use three: the tools, the system prompt and the last
+# message, which the API may extend backwards to the longest prefix it already holds.
+EPHEMERAL = {"type": "ephemeral"}
+TOO_LONG = "prompt is too long"  # the API's words for a request past the context window
 
 
 class AnthropicMessagesProvider:
@@ -62,13 +68,17 @@ class AnthropicMessagesProvider:
         }
         extra_body = {**sampling, **params.provider_specific}
         tools, tool_choice = tool_arguments(request)
+        messages = messages_of(request.messages)
+        system: Any = params.system_prompt or anthropic.omit
+        if self.config.caching:
+            tools, system = mark_cache(tools, system, messages)
         try:
             stream = await self._client.messages.create(
                 model=cast(str, params.model),
                 max_tokens=params.max_tokens or DEFAULT_MAX_TOKENS,
-                messages=messages_of(request.messages),
+                messages=messages,
                 stream=True,
-                system=params.system_prompt or anthropic.omit,
+                system=system,
                 stop_sequences=list(params.stop_sequences or ()) or anthropic.omit,
                 tools=tools,
                 tool_choice=tool_choice,
@@ -84,15 +94,18 @@ class AnthropicMessagesProvider:
         start_inputs: dict[int, str] = {}  # input a server sent whole in content_block_start
         stop_reason: str | None = None
         finished = False
-        input_tokens = output_tokens = 0
+        input_tokens = output_tokens = cache_read = cache_write = 0
         model = ""
         try:
             async with stream:
                 async for event in stream:
                     if event.type == "message_start":
                         model = event.message.model
-                        input_tokens = event.message.usage.input_tokens
-                        output_tokens = event.message.usage.output_tokens
+                        usage = event.message.usage
+                        input_tokens = usage.input_tokens
+                        output_tokens = usage.output_tokens
+                        cache_read = usage.cache_read_input_tokens or 0
+                        cache_write = usage.cache_creation_input_tokens or 0
                     elif event.type == "content_block_start":
                         block = event.content_block
                         if block.type == "tool_use":
@@ -128,7 +141,14 @@ class AnthropicMessagesProvider:
         return Response(
             text="".join(text),
             tool_calls=tuple(calls[i].finish(f"toolu_{i}") for i in sorted(calls)),
-            usage=Usage(input_tokens, output_tokens),
+            # The API's input_tokens counts only what came after the last cache hit
+            # or write; ours counts the whole request.
+            usage=Usage(
+                input_tokens + cache_read + cache_write,
+                output_tokens,
+                cache_read=cache_read,
+                cache_write=cache_write,
+            ),
             stop_reason=stop_reason or "",
             model=model,
         )
@@ -138,13 +158,15 @@ class AnthropicMessagesProvider:
 
     def _failure(self, exc: anthropic.APIError) -> ProviderError:
         status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
+        detail = None if status is None else _body_message(exc.body)
         return sdk_failure(
             self.config,
             exc.message,
             status=status,
-            detail=None if status is None else _body_message(exc.body),
+            detail=detail,
             connection=isinstance(exc, anthropic.APIConnectionError),
             base_url=self._client.base_url,
+            too_long=status == 400 and TOO_LONG in (detail or "").lower(),
         )
 
     def _interrupted(self, exc: Exception) -> str:
@@ -170,7 +192,8 @@ def messages_of(messages: tuple[Message, ...]) -> list[MessageParam]:
     assistant turn in one user turn (the API wants every `tool_use` answered in the
     turn right after it); a user message that follows them joins that turn as text.
     An assistant message with neither text nor calls is left out: the API refuses
-    empty content and it carries nothing.
+    empty content and it carries nothing. Roles alternate: a user message that would
+    follow another user turn (say after an empty answer was left out) joins it.
     """
     out: list[dict[str, Any]] = []
     results_open = False  # the last turn is a user turn of tool results
@@ -188,8 +211,10 @@ def messages_of(messages: tuple[Message, ...]) -> list[MessageParam]:
                 out.append({"role": "user", "content": [block]})
                 results_open = True
         elif message.role == "user":
-            if results_open:
-                out[-1]["content"].append({"type": "text", "text": message.text})
+            if not message.text:
+                continue  # nothing to say, and the API refuses empty content
+            if out and out[-1]["role"] == "user":
+                _blocks(out[-1]).extend(_text_blocks(message.text))
                 results_open = False
             else:
                 out.append({"role": "user", "content": message.text})
@@ -201,10 +226,41 @@ def messages_of(messages: tuple[Message, ...]) -> list[MessageParam]:
                 {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
                 for c in message.tool_calls
             ]
-            if blocks:
+            if blocks and out and out[-1]["role"] == "assistant":
+                _blocks(out[-1]).extend(blocks)
+            elif blocks:
                 out.append({"role": "assistant", "content": blocks})
                 results_open = False
     return cast(list[MessageParam], out)
+
+
+def _text_blocks(text: str) -> list[dict[str, Any]]:
+    """Text as content blocks: none for empty text (the API refuses empty text blocks)."""
+    return [{"type": "text", "text": text}] if text else []
+
+
+def _blocks(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn's content as a list of blocks (a plain string becomes one text block)."""
+    content = turn["content"]
+    if isinstance(content, str):
+        turn["content"] = content = _text_blocks(content)
+    return cast(list[dict[str, Any]], content)
+
+
+def mark_cache(tools: Any, system: Any, messages: list[MessageParam]) -> tuple[Any, Any]:
+    """Cache breakpoints on the stable prefix: the last tool, the system prompt (as one
+    text block) and the last block of the last message; `messages` is marked in place.
+    Three breakpoints, within the API's four."""
+    if isinstance(tools, list) and tools:
+        tools = [*tools[:-1], {**tools[-1], "cache_control": EPHEMERAL}]
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
+    if messages:
+        last = cast(dict[str, Any], messages[-1])
+        blocks = _blocks(last)
+        if blocks:
+            blocks[-1] = {**blocks[-1], "cache_control": EPHEMERAL}
+    return tools, system
 
 
 def tool_arguments(request: Request) -> tuple[Any, Any]:

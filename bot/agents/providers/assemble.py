@@ -7,7 +7,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.agents.providers.base import Params, ProviderConfig, ProviderError, Request, ToolCall
+from bot.agents.providers.base import (
+    ContextTooLong,
+    Params,
+    ProviderConfig,
+    ProviderError,
+    Request,
+    ToolCall,
+)
 
 MAX_ERROR_TEXT = 500
 
@@ -71,12 +78,15 @@ def sdk_failure(
     detail: str | None = None,
     connection: bool = False,
     base_url: object = None,
+    too_long: bool = False,
 ) -> ProviderError:
     """An SDK's error in our words: HTTP status and the API's own message, or the
     connection problem; the API key never appears."""
     where = f"provider {config.id!r}"
     if status is not None:
         text = f"{where}: HTTP {status}: {detail or message}"
+        if too_long:
+            return ContextTooLong(scrub(text, config.api_key), status=status)
         return ProviderError(
             scrub(text, config.api_key), status=status, retryable=retryable_status(status)
         )

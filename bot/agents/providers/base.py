@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
+from bot.agents.models import Price
+
 Role = Literal["user", "assistant", "tool"]
 ChoiceMode = Literal["auto", "any", "none", "tool"]
 OnText = Callable[[str], Awaitable[None]]
@@ -24,6 +26,7 @@ OnText = Callable[[str], Awaitable[None]]
 OPENAI = "openai"  # Chat Completions, and every server that speaks it
 ANTHROPIC = "anthropic"  # Messages
 PROVIDER_KINDS = (OPENAI, ANTHROPIC)
+COMPAT_KINDS = ("vllm", "ollama")  # OpenAI-compatible servers that also take top_k
 
 
 @dataclass(frozen=True)
@@ -137,12 +140,21 @@ class Request:
 
 @dataclass(frozen=True)
 class Usage:
+    """One call's tokens. `input_tokens` counts every input token of the request, the
+    cached ones too; `cache_read` and `cache_write` say how many of them were read from
+    the provider's prompt cache or written to it (each priced differently)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read + other.cache_read,
+            self.cache_write + other.cache_write,
         )
 
 
@@ -164,6 +176,11 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+class ContextTooLong(ProviderError):
+    """The API refused the request because it does not fit the model's context window
+    (OpenAI: 400 `context_length_exceeded`; Anthropic: 400 "prompt is too long")."""
+
+
 class StreamInterrupted(ProviderError):
     """The stream started and was cut before it finished; the whole call may be retried."""
 
@@ -183,6 +200,13 @@ class ProviderConfig:
     timeout_seconds: float = 120.0
     max_retries: int = 3
     defaults: Params = field(default_factory=Params)
+    # An OpenAI-compatible server that takes more than Chat Completions does (`top_k`):
+    # "vllm" or "ollama"; None for OpenAI itself and servers that take only its fields.
+    compat: str | None = None
+    context_window: int | None = None  # tokens; None: the model family's default
+    caching: bool = True  # Anthropic: put cache_control breakpoints on the stable prefix
+    # `prices:` by model-name prefix, over the defaults of bot.agents.models.PRICES
+    prices: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Provider(Protocol):

@@ -25,6 +25,7 @@ from bot.agents.providers.assemble import (
     sdk_failure,
 )
 from bot.agents.providers.base import (
+    COMPAT_KINDS,
     Message,
     OnText,
     ProviderConfig,
@@ -40,6 +41,9 @@ from bot.agents.providers.base import (
 # Local servers (Ollama, LM Studio, vLLM without --api-key) take any key, but the SDK
 # refuses to send a request without one.
 NO_KEY = "unused"
+# The error code of a request longer than the model's context window
+# (https://platform.openai.com/docs/guides/error-codes).
+CONTEXT_LENGTH_CODE = "context_length_exceeded"
 
 
 class OpenAIChatProvider:
@@ -55,8 +59,9 @@ class OpenAIChatProvider:
     async def complete(self, request: Request, on_text: OnText) -> Response:
         params = effective_params(request, self.config)
         extra_body = dict(params.provider_specific)
-        if params.top_k is not None:
-            # Not a Chat Completions field; vLLM and Ollama read it from the body.
+        if params.top_k is not None and self.config.compat in COMPAT_KINDS:
+            # Not a Chat Completions field (OpenAI refuses it); vLLM and Ollama read it
+            # from the body, so it goes only to a server declared as one of them.
             extra_body = {"top_k": params.top_k, **extra_body}
         tools, tool_choice = tool_arguments(request.tools, request.tool_choice)
         # max_completion_tokens (what newer OpenAI models want) replaces max_tokens
@@ -91,7 +96,7 @@ class OpenAIChatProvider:
                 async for chunk in stream:
                     model = chunk.model or model
                     if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                        usage = _usage(chunk.usage)
                     for choice in chunk.choices:
                         if choice.index != 0:
                             continue  # we ask for one choice (n=1)
@@ -134,12 +139,32 @@ class OpenAIChatProvider:
             detail=None if status is None else _body_message(exc.body),
             connection=isinstance(exc, openai.APIConnectionError),
             base_url=self._client.base_url,
+            too_long=status == 400 and _body_code(exc.body) == CONTEXT_LENGTH_CODE,
         )
 
     def _interrupted(self, exc: Exception) -> str:
         if isinstance(exc, openai.APIError):
             return broke_off(self.config, _body_message(exc.body) or exc.message)
         return broke_off(self.config, f"{type(exc).__name__}: {exc}")
+
+
+def _usage(usage: Any) -> Usage:
+    """Chat Completions usage: `prompt_tokens` counts every input token, the
+    `prompt_tokens_details.cached_tokens` read from the prompt cache among them (OpenAI
+    caches on its own and bills no writes)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return Usage(usage.prompt_tokens, usage.completion_tokens, cache_read=int(cached))
+
+
+def _body_code(body: object) -> str:
+    """The `code` of an error body (`context_length_exceeded`, ...)."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(code, str):
+            return code
+    return ""
 
 
 def _given(value: Any) -> Any:
