@@ -15,10 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # base imports this module for ProviderConfig.prices
-    from bot.agents.providers.base import Usage
 
 UNKNOWN_WINDOW = 32_768  # a model we know nothing of: assume a modest window
 MILLION = 1_000_000
@@ -36,6 +32,26 @@ CONTEXT_WINDOWS: Mapping[str, int] = {
     "llama3": 8_192,
     "qwen2.5": 32_768,
 }
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One call's tokens. `input_tokens` counts every input token of the request, the
+    cached ones too; `cache_read` and `cache_write` say how many of them were read from
+    the provider's prompt cache or written to it (each priced differently)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read + other.cache_read,
+            self.cache_write + other.cache_write,
+        )
 
 
 @dataclass(frozen=True)

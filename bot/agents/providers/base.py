@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from bot.agents.models import Price
+from bot.agents.models import Usage as Usage  # re-exported: providers' results carry it
 
 Role = Literal["user", "assistant", "tool"]
 ChoiceMode = Literal["auto", "any", "none", "tool"]
@@ -136,26 +137,6 @@ class Request:
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """One call's tokens. `input_tokens` counts every input token of the request, the
-    cached ones too; `cache_read` and `cache_write` say how many of them were read from
-    the provider's prompt cache or written to it (each priced differently)."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cache_read + other.cache_read,
-            self.cache_write + other.cache_write,
-        )
 
 
 @dataclass(frozen=True)
