@@ -45,6 +45,7 @@ from bot import slots
 from bot.clock import utcnow, worker_name
 from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
+from bot.db.outage import Outage
 from bot.events import ThreadRef
 from bot.hosts.base import (
     CommitState,
@@ -563,12 +564,14 @@ class Sender:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
 
     async def run(self, stop: asyncio.Event) -> None:
+        outage = Outage(log, f"outbox sender {self.name}")
         while not stop.is_set():
             self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 sent = await self.send_once()
-            except Exception:
-                log.exception("outbox sender %s could not claim a write", self.name)
+                outage.ok()
+            except Exception as exc:
+                outage.failed(exc, "claim a write")
                 sent = False
             if sent:
                 continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.clock import utcnow, worker_name
+from bot.db.outage import Outage
 from bot.events import Event, PayloadError, drop_reason, event_time, normalize, order_key
 from bot.events import Ignored as IgnoredEvent
 from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order
@@ -152,14 +153,16 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; a batch in progress is finished first."""
         log.info("worker %s started", self.name)
+        outage = Outage(log, f"worker {self.name}")
         while not stop.is_set():
             woken = self.wakeup.is_set()
             self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 handled = await self.run_once()
-            except Exception:
+                outage.ok()
+            except Exception as exc:
                 # The database is unreachable or similar: keep the worker alive and try later.
-                log.exception("worker %s could not claim deliveries", self.name)
+                outage.failed(exc, "claim deliveries")
                 handled = 0
             if handled:
                 continue

@@ -33,6 +33,7 @@ from bot.agents.base import (
 )
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.clock import utcnow, worker_name
+from bot.db.outage import Outage
 from bot.events import ThreadRef
 from bot.hosts.base import HostError, can_write
 from bot.log import session_var
@@ -582,6 +583,7 @@ class TurnRunner:
         """Claim and run turns, up to `concurrency` at once (each of another session),
         until `stop`; turns in hand finish first."""
         running: set[asyncio.Task[None]] = set()
+        outage = Outage(log, f"turn runner {self.name}")
 
         def done(task: asyncio.Task[None]) -> None:
             running.discard(task)
@@ -595,8 +597,9 @@ class TurnRunner:
                     claimed = await asyncio.to_thread(
                         self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
                     )
-                except Exception:
-                    log.exception("turn runner %s could not claim a turn", self.name)
+                    outage.ok()
+                except Exception as exc:
+                    outage.failed(exc, "claim a turn")
             if claimed is not None:
                 task = asyncio.create_task(self._run_logged(*claimed))
                 running.add(task)
