@@ -86,6 +86,7 @@ async def drain(url: str, backlog: int, threads: int, workers: int, limit: float
         parks = Parks()
         logging.getLogger("bot.worker").addHandler(parks)
         logging.getLogger("bot.worker").setLevel(logging.DEBUG)
+        logging.getLogger("bot.worker").propagate = False  # count, do not print
         stop = asyncio.Event()
         began = time.perf_counter()
         tasks = [asyncio.create_task(w.run(stop)) for w in crew]

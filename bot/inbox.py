@@ -515,12 +515,13 @@ class Inbox:
                     .limit(limit - len(ids))
                     .with_for_update(skip_locked=True)
                 )
-                found = session.execute(heads).all()
-                ids += [head.id for head in found]
-                for head in found:  # then each thread's run behind its head, in order
+                # Each head with the run behind it, in order, as far as there is room:
+                # heads that do not fit are left for the next claim.
+                for head in session.execute(heads).all():
                     if len(ids) >= limit:
                         break
-                    if head.thread_key:
+                    ids.append(head.id)
+                    if head.thread_key and len(ids) < limit:
                         ids += session.execute(_followers(head, due_by, limit - len(ids))).scalars()
             if not ids:
                 return []
