@@ -320,6 +320,23 @@ def _start_statement(ordered: bool) -> Any:
 
 
 @functools.cache
+def _head_of_thread() -> Any:
+    """The claim's condition on a pending delivery: it is the first waiting one of its
+    thread (or belongs to none, or its thread is not known yet). A delivery behind
+    another that is being handled, or waits for a retry, is not claimed at all: its
+    turn comes with that one's (see Inbox.claim's followers)."""
+    other = aliased(Delivery, name="earlier")
+    earlier = select(other.id).where(
+        other.thread_key == Delivery.thread_key,
+        other.status.in_(WAITING),
+        other.event_time <= Delivery.event_time,
+        tuple_(other.event_time, other.received_at, other.id)
+        < tuple_(Delivery.event_time, Delivery.received_at, Delivery.id),
+    )
+    return or_(Delivery.thread_key.is_(None), Delivery.thread_key == NO_THREAD, ~exists(earlier))
+
+
+@functools.cache
 def _late_query() -> Any:
     """Inbox.late's SELECT, built once."""
     mine = aliased(Delivery, name="mine")
@@ -333,6 +350,29 @@ def _late_query() -> Any:
         other.started_at.is_not(None),
     )
     return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
+
+
+def _followers(head: Any, due_by: datetime, limit: int) -> Any:
+    """The due pending deliveries after `head` in its thread, in order, to claim with it."""
+    place = tuple_(Delivery.event_time, Delivery.received_at, Delivery.id)
+    return (
+        select(Delivery.id)
+        .where(
+            Delivery.thread_key == head.thread_key,
+            Delivery.status == PENDING,
+            Delivery.event_time >= head.event_time,
+            place
+            > tuple_(
+                literal(head.event_time, UtcDateTime()),
+                literal(head.received_at, UtcDateTime()),
+                head.id,
+            ),
+            Delivery.next_attempt_at <= due_by,
+        )
+        .order_by(Delivery.event_time, Delivery.received_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def rows_status(item: IncomingDelivery) -> str:
@@ -432,7 +472,12 @@ class Inbox:
         self, owner: str, *, limit: int, lease_seconds: float, hold_seconds: float = 0.0
     ) -> list[DeliveryRow]:
         """Lease up to `limit` due deliveries to `owner`: deliveries whose lease ran out
-        first, then pending ones in the order they fell due. A pending delivery falls
+        first, then pending ones in the order they fell due. Of a thread, only its
+        first waiting delivery (its head) is claimed that way, and with it the due
+        deliveries that follow it in the thread, in order, as far as the batch has
+        room: the claimer handles that run one after another, and no other worker
+        claims a delivery of the thread meanwhile (it would only have to wait; see
+        bench/README.md for what parking each cost). A pending delivery falls
         due `hold_seconds` after its next_attempt_at (a new one: after it was
         received), so that an earlier event of its thread that arrives a little later
         can still go first. The claim charges no attempt (see `start`).
@@ -457,14 +502,27 @@ class Inbox:
             )
             ids = list(session.execute(abandoned).scalars())
             if len(ids) < limit:
-                due = (
-                    select(Delivery.id)
-                    .where(Delivery.status == PENDING, Delivery.next_attempt_at <= due_by)
+                heads = (
+                    select(
+                        Delivery.id, Delivery.thread_key, Delivery.event_time, Delivery.received_at
+                    )
+                    .where(
+                        Delivery.status == PENDING,
+                        Delivery.next_attempt_at <= due_by,
+                        _head_of_thread(),
+                    )
                     .order_by(Delivery.next_attempt_at, Delivery.id)
                     .limit(limit - len(ids))
                     .with_for_update(skip_locked=True)
                 )
-                ids += session.execute(due).scalars()
+                # Each head with the run behind it, in order, as far as there is room:
+                # heads that do not fit are left for the next claim.
+                for head in session.execute(heads).all():
+                    if len(ids) >= limit:
+                        break
+                    ids.append(head.id)
+                    if head.thread_key and len(ids) < limit:
+                        ids += session.execute(_followers(head, due_by, limit - len(ids))).scalars()
             if not ids:
                 return []
             claimed = session.execute(

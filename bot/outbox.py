@@ -23,6 +23,7 @@
   row, and its thread, forever.
 - Retried: retryable failures back off (the host's Retry-After, else exponentially from
   `retry_seconds`), up to `max_attempts`, then the row is `failed` and stays visible.
+  A rate-limited try costs no attempt: the row waits as long as the host asks.
 
 Storage methods are blocking SQL; the `Sender` runs them off the event loop.
 """
@@ -44,6 +45,7 @@ from bot import slots
 from bot.clock import utcnow, worker_name
 from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
+from bot.db.outage import Outage
 from bot.events import ThreadRef
 from bot.hosts.base import (
     CommitState,
@@ -423,8 +425,18 @@ class Outbox:
         return self.settle(row, owner, SENT, sent_at=self.clock(), result=result, last_error=None)
 
     def retry_later(
-        self, row: OutboxRow, owner: str, error: str, delay: float, maybe_sent: bool
+        self,
+        row: OutboxRow,
+        owner: str,
+        error: str,
+        delay: float,
+        maybe_sent: bool,
+        *,
+        charged: bool = True,
     ) -> bool:
+        """Give the row back to be tried after `delay`; `charged=False` gives back the
+        attempt its claim counted (the try was refused by a rate limit)."""
+        refund = {} if charged else {"attempts": OutboxItem.attempts - 1}
         return self.settle(
             row,
             owner,
@@ -432,6 +444,7 @@ class Outbox:
             last_error=error,
             maybe_sent=row.maybe_sent or maybe_sent,
             next_attempt_at=self.clock() + timedelta(seconds=delay),
+            **refund,
         )
 
     def fail(self, row: OutboxRow, owner: str, error: str) -> bool:
@@ -551,12 +564,14 @@ class Sender:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
 
     async def run(self, stop: asyncio.Event) -> None:
+        outage = Outage(log, f"outbox sender {self.name}")
         while not stop.is_set():
             self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 sent = await self.send_once()
-            except Exception:
-                log.exception("outbox sender %s could not claim a write", self.name)
+                outage.ok()
+            except Exception as exc:
+                outage.failed(exc, "claim a write")
                 sent = False
             if sent:
                 continue
@@ -671,15 +686,25 @@ class Sender:
 
     async def _failed_attempt(self, row: OutboxRow, exc: HostError) -> None:
         error = f"{type(exc).__name__}: {exc}" + (f" (HTTP {exc.status})" if exc.status else "")
-        if isinstance(exc, RateLimited):
+        # A rate limit is no failed attempt: the host refused the write and said when to
+        # come back (the installation's slot is pushed back to then). It costs no
+        # attempt, however long it lasts; the row stays pending, its last error says why.
+        limited = isinstance(exc, RateLimited)
+        if limited:
             hold = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
             await asyncio.to_thread(self.outbox.hold_installation, row.pacing_key, hold)
-        if exc.retryable and row.attempts < self.max_attempts:
+        if exc.retryable and (limited or row.attempts < self.max_attempts):
             delay = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
             if exc.ambiguous:
                 delay = max(delay, self.ambiguous_wait)
             await asyncio.to_thread(
-                self.outbox.retry_later, row, self.name, error, delay, exc.ambiguous
+                self.outbox.retry_later,
+                row,
+                self.name,
+                error,
+                delay,
+                exc.ambiguous,
+                charged=not limited,
             )
             log.warning(
                 "outbox row %s attempt %d failed (%s); retry in %.0fs",

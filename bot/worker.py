@@ -6,7 +6,10 @@ event's own time after normalizing it and writes both onto the row (before claim
 for every waiting delivery nobody has worked out yet; after claiming, for any of the
 batch still without). A delivery then starts only once every earlier delivery of its
 thread is finished (`Inbox.start`); one that must wait is parked and claimed again a
-moment later. New deliveries are held `order_hold_seconds` before they are claimed,
+moment later, backing off while it keeps waiting. A claim takes only a thread's first
+waiting delivery and the run behind it (`Inbox.claim`), so parking is rare: a worker
+handles one thread's run in sequence, and other workers leave that thread alone. New
+deliveries are held `order_hold_seconds` before they are claimed,
 so that an earlier event which arrives a little later still goes first.
 """
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.clock import utcnow, worker_name
+from bot.db.outage import Outage
 from bot.events import Event, PayloadError, drop_reason, event_time, normalize, order_key
 from bot.events import Ignored as IgnoredEvent
 from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order
@@ -31,7 +35,9 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 3600.0
-PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the hold) later
+PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the hold) later,
+PARK_MAX_SECONDS = 5.0  # doubling each time this worker parks it again, up to this
+PARKS_KEPT = 10_000  # deliveries whose parks a worker counts, at most
 ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at most
 ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
 OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
@@ -139,6 +145,7 @@ class Worker:
         self.hold_seconds = hold_seconds
         self.name = name or worker_name()
         self.wakeup = asyncio.Event()
+        self.parks: dict[int, int] = {}  # delivery -> times this worker parked it in a row
 
     def retry_delay(self, attempts: int) -> float:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
@@ -146,14 +153,16 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; a batch in progress is finished first."""
         log.info("worker %s started", self.name)
+        outage = Outage(log, f"worker {self.name}")
         while not stop.is_set():
             woken = self.wakeup.is_set()
             self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 handled = await self.run_once()
-            except Exception:
+                outage.ok()
+            except Exception as exc:
                 # The database is unreachable or similar: keep the worker alive and try later.
-                log.exception("worker %s could not claim deliveries", self.name)
+                outage.failed(exc, "claim deliveries")
                 handled = 0
             if handled:
                 continue
@@ -190,6 +199,7 @@ class Worker:
         ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
         late = await asyncio.to_thread(self.inbox.late, ordered)
         held = {row.pk for row in rows}  # claimed, not yet settled, still ours
+        blocked: set[str] = set()  # threads of this batch where a delivery had to wait
         heartbeat = asyncio.create_task(self._heartbeat(held))
         try:
             for row in ordered:
@@ -198,7 +208,11 @@ class Worker:
                         "delivery %s: taken over before its turn; left to that worker", row.pk
                     )
                     continue
-                await self.process(row, prepared[row.pk], late=row.pk in late)
+                waits = bool(row.thread_key) and row.thread_key in blocked
+                if waits:  # an earlier one of its thread, here in this batch, is waiting
+                    await asyncio.to_thread(self._park, row)
+                elif not await self.process(row, prepared[row.pk], late=row.pk in late):
+                    blocked.add(row.thread_key or "")
                 held.discard(row.pk)
         finally:
             heartbeat.cancel()
@@ -213,26 +227,27 @@ class Worker:
 
     async def process(
         self, row: DeliveryRow, prepared: Prepared | None = None, *, late: bool = False
-    ) -> None:
-        """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late)."""
+    ) -> bool:
+        """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late).
+        False when it was parked to wait its turn (or its lease was lost meanwhile)."""
         token = delivery_var.set(f"{row.host}:{row.delivery_id}")
         try:
-            await self._process(row, prepared or self.dispatcher.prepare(row), late)
+            return await self._process(row, prepared or self.dispatcher.prepare(row), late)
         finally:
             delivery_var.reset(token)
 
-    async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> None:
+    async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> bool:
         if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
             await self._settle(row, prepared.ignored, utcnow(), late=False)
-            return
+            return True
         if row.attempts >= self.max_attempts:
             # Only workers that died while handling it leave it unsettled this often.
             error = f"gave up after {row.attempts} attempts (workers stopped while handling it)"
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
             log.error("delivery %s failed: %s", row.pk, error)
-            return
+            return True
         if not await asyncio.to_thread(self._start, row, late):
-            return
+            return False
         if late:
             log.warning(
                 "delivery %s arrived out of order: a later delivery of %s was handled "
@@ -247,7 +262,7 @@ class Worker:
         except PermanentError as exc:
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, str(exc))
             log.error("delivery %s failed for good: %s", row.pk, exc)
-            return
+            return True
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if attempts >= self.max_attempts:
@@ -264,13 +279,15 @@ class Worker:
                     delay,
                     exc_info=True,
                 )
-            return
+            return True
         await self._settle(row, outcome, started, late=late)
+        return True
 
     def _start(self, row: DeliveryRow, late: bool) -> bool:
         """Start `row` if its turn has come, else park it (blocking SQL); see Inbox.start."""
         hold = self.hold_seconds
         if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+            self.parks.pop(row.pk, None)
             return True
         if row.thread_key:
             # It may be held back only by deliveries whose thread is not known yet
@@ -281,13 +298,25 @@ class Worker:
                 if not self.order_waiting(received_by=window):
                     break
                 if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+                    self.parks.pop(row.pk, None)
                     return True
+        self._park(row)
+        return False
+
+    def _park(self, row: DeliveryRow) -> None:
+        """Give `row` back to wait for an earlier delivery of its thread (blocking SQL).
+        Each park in a row waits twice as long; logged at DEBUG only, as a busy thread
+        may park many deliveries many times."""
+        times = self.parks.get(row.pk, 0)
+        if len(self.parks) >= PARKS_KEPT:
+            self.parks.clear()
+        self.parks[row.pk] = times + 1
+        delay = min(PARK_SECONDS * 2**times, PARK_MAX_SECONDS)
         why = f"waiting for an earlier delivery of {row.thread_key}"
-        if self.inbox.park(row.pk, self.name, why, PARK_SECONDS):
-            log.info("delivery %s parked: %s", row.pk, why)
+        if self.inbox.park(row.pk, self.name, why, delay):
+            log.debug("delivery %s parked for %.1fs: %s", row.pk, delay, why)
         else:
             log.warning("delivery %s: lease lost before its turn", row.pk)
-        return False
 
     async def _settle(
         self, row: DeliveryRow, outcome: Outcome, started: datetime, *, late: bool

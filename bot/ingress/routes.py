@@ -18,6 +18,7 @@ from aiohttp import web
 from bot import __version__
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.db import ping
+from bot.db.outage import database_trouble
 from bot.delivery import IncomingDelivery
 from bot.inbox import Inbox
 from bot.ingress.verify import (
@@ -107,36 +108,6 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive", "version": __version__})
-
-
-# What a failed ping says, in words that are safe to show an unauthenticated caller:
-# the driver's own message can name hosts, users and paths, so only these phrases
-# (libpq's and SQLite's wording, lower-cased) are passed on.
-_DATABASE_TROUBLES = (
-    ("connection refused", "connection refused"),
-    ("the database system is starting up", "starting up"),
-    ("the database system is shutting down", "shutting down"),
-    ("the database system is in recovery mode", "in recovery"),
-    ("terminating connection due to administrator command", "connection ended by the server"),
-    ("server closed the connection unexpectedly", "connection ended by the server"),
-    ("timeout expired", "connect timeout"),
-    ("too many clients", "too many connections"),
-    ("password authentication failed", "authentication failed"),
-    ("does not exist", "database or schema does not exist"),
-    ("unable to open database file", "cannot open the database file"),
-    ("database is locked", "locked"),
-)
-
-
-def database_trouble(exc: BaseException) -> str:
-    """`unreachable: <why>` for a failed readiness ping, without the driver's details."""
-    if isinstance(exc, TimeoutError):
-        return "unreachable: no answer within 5 s"
-    text = str(exc).lower()
-    for phrase, why in _DATABASE_TROUBLES:
-        if phrase in text:
-            return f"unreachable: {why} ({type(exc).__name__})"
-    return f"unreachable: {type(exc).__name__}"
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from bot.agents.base import (
     TurnInput,
 )
 from bot.clock import worker_name
+from bot.db.outage import Outage
 from bot.log import session_var
 from bot.loops import nap
 from bot.sessions.agents import spec_record
@@ -61,6 +62,7 @@ class TurnRunner:
         """Claim and run turns, up to `concurrency` at once (each of another session),
         until `stop`; turns in hand finish first."""
         running: set[asyncio.Task[None]] = set()
+        outage = Outage(log, f"turn runner {self.name}")
 
         def done(task: asyncio.Task[None]) -> None:
             running.discard(task)
@@ -74,8 +76,9 @@ class TurnRunner:
                     claimed = await asyncio.to_thread(
                         self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
                     )
-                except Exception:
-                    log.exception("turn runner %s could not claim a turn", self.name)
+                    outage.ok()
+                except Exception as exc:
+                    outage.failed(exc, "claim a turn")
             if claimed is not None:
                 task = asyncio.create_task(self._run_logged(*claimed))
                 running.add(task)
