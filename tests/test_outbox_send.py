@@ -79,7 +79,8 @@ class Rig:
 
 @asynccontextmanager
 async def rig(engine: Engine, settings: Settings, **options: float) -> AsyncIterator[Rig]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as http:
+    total = options.get("http_timeout", 1.0)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total)) as http:
         hosts = Hosts.from_settings(settings, http)
         box = ob.Outbox(engine)
         sender = ob.Sender(
@@ -388,8 +389,11 @@ async def test_a_sender_killed_between_post_and_saving_the_id_leaves_one_comment
 async def test_a_send_slower_than_the_lease_keeps_it_and_is_not_taken_over(
     engine: Engine, github: FakeGitHub
 ) -> None:
-    github.delay("POST", COMMENTS_7, 0.8)  # over three leases, under the host timeout (1 s)
-    async with rig(engine, github_settings(github), lease_seconds=0.25) as r:
+    # Over three leases, under the host timeout; leases long enough that a loaded machine
+    # still renews one in time (it renews every third of a lease).
+    github.delay("POST", COMMENTS_7, 2.5)
+    settings = dataclasses.replace(github_settings(github), host_timeout_seconds=4.0)
+    async with rig(engine, settings, lease_seconds=0.75, http_timeout=4.0) as r:
         r.box.enqueue(ob.comment("slow", ISSUE, "slow answer", INSTALLATION))
         first = asyncio.create_task(r.sender.send_once())
         await eventually(lambda: r.box.counts() == {"sending": 1}, "the first sender claimed it")
