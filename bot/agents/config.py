@@ -26,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bot.agents import command_config as cc
 from bot.agents import llm_config as lc
 from bot.agents import yamlcheck as y
 from bot.agents.base import (
@@ -43,6 +44,7 @@ from bot.agents.base import (
     Engine,
 )
 from bot.agents.chain import CHAIN_ENGINE, ChainEngine, ChainSpec, Step, chain_spec
+from bot.agents.command import COMMAND_ENGINE, CommandEngine
 from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
 from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
 from bot.agents.providers.base import ProviderConfig
@@ -65,7 +67,7 @@ DEFAULT_FILE = "threadline.yml"
 DEFAULT_BRANCH_TEMPLATE = "threadline/{number}-{session}"
 TEMPLATE_FIELDS = ("number", "session", "change", "kind")
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
-PLANNED_ENGINES = ("command",)  # named in the design; not built yet
+PLANNED_ENGINES: tuple[str, ...] = ()  # named in the design; not built yet
 
 # A path to a value in the file: mapping keys and list indexes, from the top.
 
@@ -456,6 +458,8 @@ def _agent(
         tools = _with_workspace_tools(tools, workspace)
     if engine == LLM_ENGINE:
         options = lc.llm_options(report, found, path, providers)
+    elif engine == COMMAND_ENGINE:
+        options = cc.command_options(report, found, path, providers)
     else:
         options = _engine_options(report, engine, found, path)
     delegations = (
@@ -644,8 +648,9 @@ OptionsParser = Callable[[y.Report, Mapping[str, object], y.KeyPath], dict[str, 
 ENGINE_OPTIONS: Mapping[str, OptionsParser] = {
     SCRIPT_ENGINE: script_options,
     LLM_ENGINE: lambda report, found, path: {},
+    COMMAND_ENGINE: lambda report, found, path: {},  # read by `_agent` (needs providers)
 }
-AGENT_KEYS = (*COMMON_AGENT_KEYS, SCRIPT_OPTION, *lc.LLM_KEYS)
+AGENT_KEYS = (*COMMON_AGENT_KEYS, SCRIPT_OPTION, *lc.LLM_KEYS, *cc.COMMAND_KEYS)
 
 
 def _llm_engine(agent: AgentSpec) -> Engine:
@@ -658,4 +663,5 @@ ENGINE_BUILDERS: Mapping[str, Callable[[AgentSpec], Engine]] = {
     SCRIPT_ENGINE: ScriptEngine.from_spec,
     LLM_ENGINE: _llm_engine,
     CHAIN_ENGINE: ChainEngine.from_spec,
+    COMMAND_ENGINE: CommandEngine.from_spec,
 }
