@@ -132,13 +132,16 @@ async def test_claude_code_runs_in_the_workspace_and_resumes_its_session(rig: Gi
     [call] = _events(rig, "cli_tool_call")
     assert (call["tool"], call["id"], call["cli"]) == ("Write", "toolu_1", "claude")
     [result] = _events(rig, "cli_tool_result")
-    assert result["ok"] is True and "notes.txt" in result["content"]
+    assert result["ok"] is True
+    assert "notes.txt" in result["content"]
     [cost] = _events(rig, "cli_result")
-    assert cost["cost_usd"] == 0.0123 and cost["turns"] == 2
+    assert cost["cost_usd"] == 0.0123
+    assert cost["turns"] == 2
     [usage] = _events(rig, "usage")
     assert (usage["input_tokens"], usage["output_tokens"]) == (150, 40)
     assert usage["model"] == "claude-fake-1"
-    assert "Write" in rig.status(7) and "$0.0123" in rig.status(7)
+    assert "Write" in rig.status(7)
+    assert "$0.0123" in rig.status(7)
     [diff] = _events(rig, "worktree_diff")
     assert "+++ b/notes.txt" in diff["diff"]
     session_id = _events(rig, "cli_started")[0]
@@ -149,7 +152,8 @@ async def test_claude_code_runs_in_the_workspace_and_resumes_its_session(rig: Gi
     first, second = _seen(rig)
     [remembered] = [m["message"] for m in _events(rig, "conversation")][:1]
     resumed = remembered["session_id"]
-    assert resumed and f"(session {resumed})" in rig.status(7)
+    assert resumed
+    assert f"(session {resumed})" in rig.status(7)
     assert first["resumed"] is None
     assert second["resumed"] == resumed
     assert second["argv"][-2:] == ["--resume", resumed]
@@ -163,23 +167,29 @@ async def test_codex_commands_and_file_changes_reach_the_transcript(rig: GitHubR
     await eventually(lambda: "add codex.txt" in rig.status(7), "the answer")
     [seen] = _seen(rig)
     assert seen["argv"][:3] == ["exec", "--json", "--skip-git-repo-check"]
-    assert seen["argv"][-1] == "-" and "resume" not in seen["argv"]
+    assert seen["argv"][-1] == "-"
+    assert "resume" not in seen["argv"]
     assert seen["base_url"] == "http://127.0.0.1:9/v1"
     assert seen["key"] == "[redacted]"
     assert seen["anthropic"] is None
     assert seen["threadline"] == []
     [command] = _events(rig, "command")
-    assert command["argv"] == ["ls"] and command["exit_code"] == 0
-    assert "README.md" in command["output"] and command["via"] == "codex"
+    assert command["argv"] == ["ls"]
+    assert command["exit_code"] == 0
+    assert "README.md" in command["output"]
+    assert command["via"] == "codex"
     [change] = _events(rig, "cli_file_change")
     assert change["changes"] == [{"path": "codex.txt", "kind": "add"}]
     [usage] = _events(rig, "usage")
     assert (usage["input_tokens"], usage["output_tokens"]) == (1200, 345)
-    assert "$ ls" in rig.status(7) and "add codex.txt" in rig.status(7)
+    assert "$ ls" in rig.status(7)
+    assert "add codex.txt" in rig.status(7)
     await rig.comment(7, "again")
     await eventually(lambda: len(_seen(rig)) == 2, "the second turn")
     await eventually(lambda: len(_events(rig, "usage")) == 2, "the second turn's end")
-    assert _seen(rig)[1]["argv"][-3:] == ["resume", "0199a213-81c0-7800-8aa1-bbab2a035a53", "-"]
+    again = _seen(rig)[1]["argv"]
+    assert again[:2] == ["exec", "resume"]
+    assert again[-2:] == ["0199a213-81c0-7800-8aa1-bbab2a035a53", "-"]
     assert KEY not in _everything(rig)
 
 

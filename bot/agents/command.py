@@ -48,7 +48,7 @@ ADAPTERS = (CLAUDE, CODEX, GENERIC)
 CLAUDE_CODE_VERSION = (
     "2.0.x"  # @anthropic-ai/claude-code: stream-json (system/assistant/user/result)
 )
-CODEX_VERSION = "0.46.x"  # @openai/codex: exec --json (thread.*/turn.*/item.*)
+CODEX_VERSION = "0.171"  # @openai/codex: exec --json (thread.*/turn.*/item.*)
 SUPPORTED_VERSIONS = {CLAUDE: CLAUDE_CODE_VERSION, CODEX: CODEX_VERSION}
 HOME_INSIDE = "/home/agent"  # where the CLI's own home is mounted in the sandbox
 EXCERPT = 2000
@@ -187,18 +187,18 @@ class Codex:
     `turn.started`, `item.started` / `item.completed` with an item of type agent_message
     (text), reasoning (text), command_execution (command, aggregated_output, exit_code),
     file_change (changes: path, kind), mcp_tool_call; `turn.completed` (usage),
-    `turn.failed` / `error`. A follow-up runs `codex exec --json resume <thread id> -`."""
+    `turn.failed` / `error`. A follow-up runs `codex exec resume --json ... <thread id> -`."""
 
     name = CODEX
 
     def argv(self, options: CommandOptions, system_prompt: str, resume: str | None) -> list[str]:
-        argv = [options.program, "exec", "--json", "--skip-git-repo-check"]
+        # `codex exec resume <thread id> -` continues a thread; its flags follow `resume`.
+        argv = [options.program, "exec", *(["resume"] if resume else [])]
+        argv += ["--json", "--skip-git-repo-check"]
         if options.model:
             argv += ["--model", options.model]
         argv += list(options.args)
-        if resume:
-            argv += ["resume", resume]
-        return [*argv, "-"]  # the prompt from stdin
+        return [*argv, *([resume] if resume else []), "-"]  # the prompt from stdin
 
     def events(self, line: Mapping[str, Any]) -> list[Event]:
         kind = line.get("type")

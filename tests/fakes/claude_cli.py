@@ -23,16 +23,31 @@ def main() -> int:
     sessions = os.path.join(home, ".fake-claude")
     resumed = argv[argv.index("--resume") + 1] if "--resume" in argv else None
     if resumed is not None and not os.path.exists(os.path.join(sessions, resumed)):
-        emit({"type": "result", "subtype": "error_during_execution", "is_error": True,
-              "result": f"No conversation found with session ID: {resumed}",
-              "session_id": resumed})
+        emit(
+            {
+                "type": "result",
+                "subtype": "error_during_execution",
+                "is_error": True,
+                "result": f"No conversation found with session ID: {resumed}",
+                "session_id": resumed,
+            }
+        )
         return 1
     session = resumed or str(uuid.uuid4())
     os.makedirs(sessions, exist_ok=True)
     with open(os.path.join(sessions, session), "a") as handle:
         handle.write(task + "\n")
-    emit({"type": "system", "subtype": "init", "session_id": session, "cwd": os.getcwd(),
-          "model": "claude-fake-1", "tools": ["Bash", "Write"], "permissionMode": "default"})
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": session,
+            "cwd": os.getcwd(),
+            "model": "claude-fake-1",
+            "tools": ["Bash", "Write"],
+            "permissionMode": "default",
+        }
+    )
     seen = {
         "argv": argv,
         "task": task,
@@ -43,29 +58,83 @@ def main() -> int:
         "cwd": os.getcwd(),
         "resumed": resumed,
     }
-    emit({"type": "assistant", "session_id": session, "parent_tool_use_id": None,
-          "message": {"id": "msg_1", "type": "message", "role": "assistant",
-                      "model": "claude-fake-1",
-                      "content": [{"type": "text", "text": "SEEN " + json.dumps(seen)}],
-                      "usage": {"input_tokens": 10, "output_tokens": 5}}})
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session,
+            "parent_tool_use_id": None,
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-fake-1",
+                "content": [{"type": "text", "text": "SEEN " + json.dumps(seen)}],
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            },
+        }
+    )
     name = "notes.txt"
-    emit({"type": "assistant", "session_id": session, "parent_tool_use_id": None,
-          "message": {"id": "msg_2", "type": "message", "role": "assistant",
-                      "model": "claude-fake-1",
-                      "content": [{"type": "tool_use", "id": "toolu_1", "name": "Write",
-                                   "input": {"file_path": name, "content": task}}]}})
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session,
+            "parent_tool_use_id": None,
+            "message": {
+                "id": "msg_2",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-fake-1",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_1",
+                        "name": "Write",
+                        "input": {"file_path": name, "content": task},
+                    }
+                ],
+            },
+        }
+    )
     with open(name, "a") as handle:
         handle.write(task + "\n")
-    emit({"type": "user", "session_id": session, "parent_tool_use_id": None,
-          "message": {"role": "user", "content": [
-              {"type": "tool_result", "tool_use_id": "toolu_1",
-               "content": f"File created successfully at: {name}", "is_error": False}]}})
+    emit(
+        {
+            "type": "user",
+            "session_id": session,
+            "parent_tool_use_id": None,
+            "message": {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": f"File created successfully at: {name}",
+                        "is_error": False,
+                    }
+                ],
+            },
+        }
+    )
     print("a line on stderr that is not JSON", file=sys.stderr, flush=True)
-    emit({"type": "result", "subtype": "success", "is_error": False, "duration_ms": 12,
-          "duration_api_ms": 10, "num_turns": 2, "session_id": session,
-          "result": f"Wrote {name} (session {session})", "total_cost_usd": 0.0123,
-          "usage": {"input_tokens": 100, "cache_creation_input_tokens": 20,
-                    "cache_read_input_tokens": 30, "output_tokens": 40}})
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "duration_ms": 12,
+            "duration_api_ms": 10,
+            "num_turns": 2,
+            "session_id": session,
+            "result": f"Wrote {name} (session {session})",
+            "total_cost_usd": 0.0123,
+            "usage": {
+                "input_tokens": 100,
+                "cache_creation_input_tokens": 20,
+                "cache_read_input_tokens": 30,
+                "output_tokens": 40,
+            },
+        }
+    )
     return 0
 
 
