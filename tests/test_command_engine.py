@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.workspaces import sandbox as sb
 from tests.conftest import run_app, with_settings
 from tests.fakes.github import FakeGitHub
+from tests.fakes.llm import DEFAULT_KEY, FakeAnthropic, Reply
 from tests.test_sessions import REPO, GitHubRig, eventually, github_settings
 
 FAKES = Path(__file__).parent / "fakes"
@@ -220,3 +221,66 @@ def test_a_command_agent_is_checked_with_its_line(agent: str, problem: str) -> N
     with pytest.raises(ConfigFileError) as raised:
         parse_config(text)
     assert problem in str(raised.value)
+
+
+# --- the real Claude Code CLI (opt-in) ------------------------------------------------------
+
+REAL_CLAUDE = os.environ.get("TL_TEST_REAL_CLAUDE", "")  # the path of an installed `claude`
+
+
+class _LenientAnthropic(FakeAnthropic):
+    """The fake Anthropic API, taking the `system`-role messages Claude Code 2.1 sends."""
+
+    def _validate_messages(self, messages: list[Any]) -> bool:
+        kept = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
+        return super()._validate_messages(kept)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_CLAUDE, reason="opt-in: TL_TEST_REAL_CLAUDE=/path/to/claude")
+async def test_the_real_claude_code_cli_answers_through_the_fake_anthropic_api(
+    settings: Settings, tmp_path: Path, workspace_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TL_TEST_REAL_KEY", DEFAULT_KEY)
+    async with _LenientAnthropic() as api, FakeGitHub() as gh:
+        api.responder = lambda request: Reply(text=["Hello from ", "the fake model"])
+        gh.install(4242, [REPO])
+        gh.add_issue(REPO, 7)
+        gh.set_permission(REPO, "maintainer", "write")
+        gh.add_commit(REPO, {"README.md": b"hello\n"})
+        gh.git_root = tmp_path / "git"
+        gh.export_git(REPO)
+        config = tmp_path / "threadline.yml"
+        config.write_text(
+            f"""
+providers:
+  anth: {{kind: anthropic, baseUrl: "{api.base_url}", apiKeyEnv: TL_TEST_REAL_KEY}}
+agents:
+  claude:
+    engine: command
+    command: claude
+    program: {REAL_CLAUDE}
+    provider: anth
+    workspace: {{mode: read-write, network: true}}
+sessions:
+  keepSessionOpenForComments: true
+""",
+            encoding="utf-8",
+        )
+        ws = workspace_dir / "ws"
+        ws.mkdir(mode=0o755)
+        changed = with_settings(github_settings(settings, gh, str(config)), workspace_dir=str(ws))
+        async with run_app(changed) as app:
+            rig = GitHubRig(app, gh)
+            await rig.comment(7, "@threadline say hello")
+            await eventually(
+                lambda: "Hello from the fake model" in rig.status(7), "the answer", within=90
+            )
+            [started] = _events(rig, "cli_started")
+            assert started["resume"] is None
+            [remembered] = [m["message"] for m in _events(rig, "conversation")]
+            await rig.comment(7, "once more")
+            await eventually(lambda: len(_events(rig, "cli_started")) == 2, "the second turn")
+            await eventually(lambda: len(_events(rig, "usage")) >= 2, "its end", within=90)
+            assert _events(rig, "cli_started")[1]["resume"] == remembered["session_id"]
+            assert api.requests

@@ -50,6 +50,8 @@ CLAUDE_CODE_VERSION = (
 )
 CODEX_VERSION = "0.171"  # @openai/codex: exec --json (thread.*/turn.*/item.*)
 SUPPORTED_VERSIONS = {CLAUDE: CLAUDE_CODE_VERSION, CODEX: CODEX_VERSION}
+# Headless runs: no telemetry, update checks or other traffic beyond the provider.
+ADAPTER_ENV = {CLAUDE: {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}}
 HOME_INSIDE = "/home/agent"  # where the CLI's own home is mounted in the sandbox
 EXCERPT = 2000
 STATUS_STEPS = 10
@@ -433,6 +435,7 @@ class CommandEngine:
         if not program.startswith(("/usr/", "/bin/", "/opt/")):
             binds += ((program, program, False),)  # a program outside the system dirs
         env = provider_env(options.adapter, options.provider) | {"HOME": home_inside}
+        env |= ADAPTER_ENV.get(options.adapter, {})
         resume = _resume_id(turn, adapter.name)
         argv = adapter.argv(resolved, self.system_prompt, resume)
         key = options.provider.api_key if options.provider else ""
