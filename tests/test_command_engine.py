@@ -59,6 +59,8 @@ agents:
     workspace: read-only
 sessions:
   keepSessionOpenForComments: true
+  exitCriteria:
+    userSignals: {{explicit: ["/done"]}}
 """
 
 pytestmark = pytest.mark.skipif(
@@ -160,6 +162,12 @@ async def test_claude_code_runs_in_the_workspace_and_resumes_its_session(rig: Gi
     assert second["argv"][-2:] == ["--resume", resumed]
     await eventually(lambda: len(_events(rig, "worktree_diff")) == 2, "the second diff")
     assert KEY not in _everything(rig)
+    # The CLI's home goes with the session's worktree.
+    store = rig.app.runtime.sessions.workspaces.spaces.store  # type: ignore[union-attr]
+    home = store.agent_home(rig.sessions()[0].id)
+    assert (home / ".fake-claude" / resumed).exists()
+    await rig.comment(7, "/done")
+    await eventually(lambda: not home.exists(), "the CLI's home is removed")
 
 
 @pytest.mark.parametrize("rig", ["codex"], indirect=True)

@@ -317,7 +317,7 @@ def _resume_id(turn: Turn, adapter: str) -> str | None:
 
 def _home(workspace: WorkspaceTools) -> Path:
     """The CLI's home for this session, outside the worktree (its sessions, its config)."""
-    home = workspace.store.root / "homes" / workspace.tree.path.name
+    home = workspace.store.agent_home(workspace.tree.session_id)
     home.mkdir(parents=True, exist_ok=True)
     uid = workspace.sandboxing.policy.uid
     if workspace.sandboxing.kind != "none":
