@@ -431,7 +431,8 @@ COMMON_AGENT_KEYS = (
     "workspace",
 )
 BAD_WORKSPACE = "workspace is one of none, read-only, read-write"
-WORKSPACE_KEYS = ("mode", "network", "outsiderCode")
+WORKSPACE_KEYS = ("mode", "network", "outsiderCode", "setup")
+BAD_SETUP = "expected a list of commands: each a shell string or an argv list of strings"
 BAD_OUTSIDER_CODE = "outsiderCode is `run` or `refuse` (the default)"
 
 
@@ -453,6 +454,7 @@ def _agent(
     workspace, network, outsiders = _workspace(
         report, found.get("workspace", "none"), (*path, "workspace")
     )
+    setup = _workspace_setup(report, found.get("workspace"), (*path, "workspace", "setup"))
     tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
     if tools is not None and "active_tools" not in found and "tools" not in found:
         tools = _with_workspace_tools(tools, workspace)
@@ -492,6 +494,7 @@ def _agent(
         workspace=workspace,
         workspace_network=network,
         workspace_outsider_code=outsiders,
+        workspace_setup=setup,
         options=MappingProxyType(options),
     )
 
@@ -533,6 +536,25 @@ def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, boo
         report.add(path, BAD_WORKSPACE)
         return "none", False, False
     return str(raw), network, outsiders
+
+
+def _workspace_setup(report: y.Report, raw: object, path: y.KeyPath) -> tuple[tuple[str, ...], ...]:
+    """`workspace: {setup: [...]}`: each step a shell string (run with `sh -c`) or an argv."""
+    if not isinstance(raw, dict) or "setup" not in raw:
+        return ()
+    steps = raw["setup"]
+    if not isinstance(steps, list):
+        report.add(path, BAD_SETUP)
+        return ()
+    found: list[tuple[str, ...]] = []
+    for number, step in enumerate(steps):
+        if isinstance(step, str) and step.strip():
+            found.append(("sh", "-c", step))
+        elif isinstance(step, list) and step and all(isinstance(p, str) for p in step):
+            found.append(tuple(step))
+        else:
+            report.add((*path, number), BAD_SETUP)
+    return tuple(found)
 
 
 def _with_workspace_tools(tools: tuple[str, ...], workspace: str) -> tuple[str, ...]:

@@ -391,3 +391,34 @@ class WorkspaceTools:
             stdin=stdin,
             on_output=on_output,
         )
+
+    async def run_setup(self, argv: list[str]) -> proc.Completed | None:
+        """One `workspace.setup` step: like run_command, but with network and the worktree
+        writable whatever the agent's mode (the operator's step, e.g. installing
+        dependencies). None when commands may not run here (an outsider's code)."""
+        if not self.sandboxing.commands_allowed:
+            return None
+        if self.sandboxing.kind != "none" and self.sandboxing.bwrap is None:
+            raise PermissionError(sb.NO_BWRAP)
+        policy = sb.Policy(**{**self.sandboxing.policy.__dict__, "writable": True, "network": True})
+        done = await sb.run_sandboxed(
+            self.root,
+            argv,
+            policy=policy,
+            limits=self.sandboxing.limits,
+            sandbox=self.sandboxing.kind,
+            bwrap=self.sandboxing.bwrap,
+        )
+        if self._record is not None:
+            await self._record(
+                {
+                    "argv": argv,
+                    "cwd": ".",
+                    "setup": True,
+                    "exit_code": done.exit_code,
+                    "seconds": round(done.seconds, 3),
+                    "timed_out": done.timed_out,
+                    "output": done.output[:2000],
+                }
+            )
+        return done
