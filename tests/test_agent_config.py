@@ -228,18 +228,18 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         ),
         pytest.param(
             AGENT.replace("engine: script", "engine: gpt"),
-            "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script, llm",
+            "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script, llm, command",
             id="bad engine",
         ),
         pytest.param(
             AGENT.replace("engine: script", "engine: command"),
-            "threadline.yml:3: agents.reviewer.engine: engine 'command' is not available yet; "
-            "use script, llm",
-            id="planned engine",
+            "threadline.yml:2: agents.reviewer.command: expected which CLI runs the agent: one "
+            "of claude, codex, generic, got null",
+            id="command engine without its CLI",
         ),
         pytest.param(
             AGENT.replace("    engine: script\n", "    description: x\n"),
-            "threadline.yml:2: agents.reviewer.engine: required; use script, llm",
+            "threadline.yml:2: agents.reviewer.engine: required; use script, llm, command",
             id="missing engine",
         ),
         pytest.param(
@@ -386,7 +386,7 @@ sessions:
 """
     assert problems(text) == [
         "threadline.yml:1: defaultAgent: unknown agent 'nobody'; agents are reviewer, writer",
-        "threadline.yml:4: agents.reviewer.engine: unknown engine 'gpt'; use script, llm",
+        "threadline.yml:4: agents.reviewer.engine: unknown engine 'gpt'; use script, llm, command",
         "threadline.yml:7: agents.writer.tools[0]: unknown tool 'post'; tools are "
         f"{ALL_TOOL_NAMES}",
         "threadline.yml:9: agents.writer.script[0].when: invalid regular expression '[': "
@@ -398,7 +398,7 @@ sessions:
 def test_a_bad_agent_is_not_also_an_unknown_default() -> None:
     text = AGENT.replace("engine: script", "engine: gpt") + "defaultAgent: reviewer\n"
     assert problems(text) == [
-        "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script, llm"
+        "threadline.yml:3: agents.reviewer.engine: unknown engine 'gpt'; use script, llm, command"
     ]
 
 

@@ -119,6 +119,9 @@ class AgentSpec:
     workspace_network: bool = False
     # `workspace: {outsiderCode: run}`: commands run even on a fork's (an outsider's) code.
     workspace_outsider_code: bool = False
+    # `workspace: {setup: [...]}`: commands (argv) run once per workspace before the
+    # agent starts, with network (server file only), e.g. to install dependencies.
+    workspace_setup: tuple[tuple[str, ...], ...] = ()
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 

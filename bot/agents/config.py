@@ -26,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bot.agents import command_config as cc
 from bot.agents import llm_config as lc
 from bot.agents import yamlcheck as y
 from bot.agents.base import (
@@ -43,6 +44,7 @@ from bot.agents.base import (
     Engine,
 )
 from bot.agents.chain import CHAIN_ENGINE, ChainEngine, ChainSpec, Step, chain_spec
+from bot.agents.command import COMMAND_ENGINE, CommandEngine
 from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
 from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
 from bot.agents.providers.base import ProviderConfig
@@ -65,7 +67,7 @@ DEFAULT_FILE = "threadline.yml"
 DEFAULT_BRANCH_TEMPLATE = "threadline/{number}-{session}"
 TEMPLATE_FIELDS = ("number", "session", "change", "kind")
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
-PLANNED_ENGINES = ("command",)  # named in the design; not built yet
+PLANNED_ENGINES: tuple[str, ...] = ()  # named in the design; not built yet
 
 # A path to a value in the file: mapping keys and list indexes, from the top.
 
@@ -429,7 +431,8 @@ COMMON_AGENT_KEYS = (
     "workspace",
 )
 BAD_WORKSPACE = "workspace is one of none, read-only, read-write"
-WORKSPACE_KEYS = ("mode", "network", "outsiderCode")
+WORKSPACE_KEYS = ("mode", "network", "outsiderCode", "setup")
+BAD_SETUP = "expected a list of commands: each a shell string or an argv list of strings"
 BAD_OUTSIDER_CODE = "outsiderCode is `run` or `refuse` (the default)"
 
 
@@ -451,11 +454,14 @@ def _agent(
     workspace, network, outsiders = _workspace(
         report, found.get("workspace", "none"), (*path, "workspace")
     )
+    setup = _workspace_setup(report, found.get("workspace"), (*path, "workspace", "setup"))
     tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
     if tools is not None and "active_tools" not in found and "tools" not in found:
         tools = _with_workspace_tools(tools, workspace)
     if engine == LLM_ENGINE:
         options = lc.llm_options(report, found, path, providers)
+    elif engine == COMMAND_ENGINE:
+        options = cc.command_options(report, found, path, providers)
     else:
         options = _engine_options(report, engine, found, path)
     delegations = (
@@ -488,6 +494,7 @@ def _agent(
         workspace=workspace,
         workspace_network=network,
         workspace_outsider_code=outsiders,
+        workspace_setup=setup,
         options=MappingProxyType(options),
     )
 
@@ -529,6 +536,25 @@ def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, boo
         report.add(path, BAD_WORKSPACE)
         return "none", False, False
     return str(raw), network, outsiders
+
+
+def _workspace_setup(report: y.Report, raw: object, path: y.KeyPath) -> tuple[tuple[str, ...], ...]:
+    """`workspace: {setup: [...]}`: each step a shell string (run with `sh -c`) or an argv."""
+    if not isinstance(raw, dict) or "setup" not in raw:
+        return ()
+    steps = raw["setup"]
+    if not isinstance(steps, list):
+        report.add(path, BAD_SETUP)
+        return ()
+    found: list[tuple[str, ...]] = []
+    for number, step in enumerate(steps):
+        if isinstance(step, str) and step.strip():
+            found.append(("sh", "-c", step))
+        elif isinstance(step, list) and step and all(isinstance(p, str) for p in step):
+            found.append(tuple(step))
+        else:
+            report.add((*path, number), BAD_SETUP)
+    return tuple(found)
 
 
 def _with_workspace_tools(tools: tuple[str, ...], workspace: str) -> tuple[str, ...]:
@@ -644,8 +670,9 @@ OptionsParser = Callable[[y.Report, Mapping[str, object], y.KeyPath], dict[str, 
 ENGINE_OPTIONS: Mapping[str, OptionsParser] = {
     SCRIPT_ENGINE: script_options,
     LLM_ENGINE: lambda report, found, path: {},
+    COMMAND_ENGINE: lambda report, found, path: {},  # read by `_agent` (needs providers)
 }
-AGENT_KEYS = (*COMMON_AGENT_KEYS, SCRIPT_OPTION, *lc.LLM_KEYS)
+AGENT_KEYS = (*COMMON_AGENT_KEYS, SCRIPT_OPTION, *lc.LLM_KEYS, *cc.COMMAND_KEYS)
 
 
 def _llm_engine(agent: AgentSpec) -> Engine:
@@ -658,4 +685,5 @@ ENGINE_BUILDERS: Mapping[str, Callable[[AgentSpec], Engine]] = {
     SCRIPT_ENGINE: ScriptEngine.from_spec,
     LLM_ENGINE: _llm_engine,
     CHAIN_ENGINE: ChainEngine.from_spec,
+    COMMAND_ENGINE: CommandEngine.from_spec,
 }

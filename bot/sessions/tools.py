@@ -129,6 +129,16 @@ class SessionTools:
     def completed(self) -> bool:
         return self._completed
 
+    @property
+    def workspace(self) -> WorkspaceTools | None:
+        """The session's worktree tools (the `command` engine runs its CLI there)."""
+        return self._workspace
+
+    async def note(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Record an engine's own event (e.g. a CLI agent's tool call) in the transcript."""
+        await self.flush()
+        await self.service.note(self.session, kind, {"turn": self.turn, **data})
+
     # ------------------------------------------------------------ recording
 
     async def say(self, text: str) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +79,12 @@ async def run(
     user: int | None = None,
     group: int | None = None,
     on_start: Callable[[int], object] | None = None,
+    on_output: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> Completed:
-    """Run `argv` to its end or to `time_limit` seconds (then its process group is killed)."""
+    """Run `argv` to its end or to `time_limit` seconds (then its process group is killed).
+
+    `on_output` gets every chunk as it is read (all of it, not only what is kept).
+    """
     started = time.monotonic()
     ids: dict[str, object] = {}
     if user is not None:
@@ -107,6 +111,8 @@ async def run(
             process.stdin.close()
         while chunk := await process.stdout.read(READ_CHUNK):
             capped.add(chunk)
+            if on_output is not None:
+                await on_output(chunk)
         await process.wait()
 
     timed_out = False

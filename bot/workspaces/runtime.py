@@ -44,6 +44,10 @@ def last_diff(store: SessionStore, session_id: str) -> tuple[str, str] | None:
     return None
 
 
+SETUP_REFUSED = "workspace setup did not run: this workspace holds an outsider's code"
+SETUP_FAILED = "workspace setup step `{argv}` failed (exit code {code}); the agent starts anyway"
+
+
 class WorkspaceRuntime:
     """Workspaces for the sessions of this worker."""
 
@@ -71,6 +75,41 @@ class WorkspaceRuntime:
         )
 
     async def open_for_turn(
+        self, service: WorkspaceService, session: SessionInfo, agent: AgentSpec
+    ) -> WorkspaceTools | None:
+        tools = await self._open(service, session, agent)
+        if tools is not None and agent.workspace_setup:
+            await self._setup(service, session, agent, tools)
+        return tools
+
+    async def _setup(
+        self,
+        service: WorkspaceService,
+        session: SessionInfo,
+        agent: AgentSpec,
+        tools: WorkspaceTools,
+    ) -> None:
+        """The agent's `workspace.setup` steps, once per workspace (per machine: a worktree
+        rebuilt elsewhere runs them again), with network; the first failure stops them."""
+        marker = self.spaces.store.setup_marker(session.id)
+        if await asyncio.to_thread(marker.exists):
+            return
+        for argv in agent.workspace_setup:
+            try:
+                done = await tools.run_setup(list(argv))
+            except PermissionError as exc:
+                done, error = None, str(exc)
+            else:
+                error = "" if done is not None else SETUP_REFUSED
+            if done is not None and done.exit_code != 0:
+                error = SETUP_FAILED.format(argv=" ".join(argv), code=done.exit_code)
+            if error:
+                await service.note(session, "workspace", {"turn": session.turns, "error": error})
+                return  # not marked: the next turn tries again
+        await asyncio.to_thread(marker.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(marker.touch)
+
+    async def _open(
         self, service: WorkspaceService, session: SessionInfo, agent: AgentSpec
     ) -> WorkspaceTools | None:
         if agent.workspace == "none" or service.host_for is None:

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,9 @@ class Policy:
     network: bool = False
     uid: int = 64000
     env: Mapping[str, str] = field(default_factory=dict)
+    # More paths to mount: (path outside, path inside, writable), e.g. a CLI agent's
+    # program and its own home directory.
+    binds: tuple[tuple[str, str, bool], ...] = ()
 
 
 def bwrap_path() -> str | None:
@@ -139,6 +142,8 @@ def bwrap_argv(
     # The worktree's `.git` link stays as it is: a mount point cannot be removed or
     # replaced, so no command can plant a repository (with its own config) there.
     args += ["--ro-bind-try", str(worktree / ".git"), f"{WORKDIR}/.git"]
+    for outside, inside, writable in policy.binds:
+        args += ["--bind" if writable else "--ro-bind", outside, inside]
     args += ["--chdir", f"{WORKDIR}/{cwd}".rstrip("/"), "--", *argv]
     return args
 
@@ -175,6 +180,8 @@ async def run_sandboxed(
     cwd: str = "",
     sandbox: str = "bwrap",
     bwrap: str | None = None,
+    stdin: bytes | None = None,
+    on_output: Callable[[bytes], Awaitable[None]] | None = None,
 ) -> proc.Completed:
     """Run `argv` in the sandbox (`sandbox="none"`: directly, with the same limits).
 
@@ -183,7 +190,7 @@ async def run_sandboxed(
     """
     if sandbox == "none":
         full = [*prlimit_argv(limits), *argv]
-        env = sandbox_env(policy.env) | {"HOME": str(worktree)}
+        env = sandbox_env(policy.env) | {"HOME": policy.env.get("HOME", str(worktree))}
         where: Path | None = worktree / cwd if cwd else worktree
         user = None
     else:
@@ -198,7 +205,17 @@ async def run_sandboxed(
     started: list[int] = []
     watcher = asyncio.create_task(_watch_disk(worktree, limits.disk_bytes, tripped, started))
     try:
-        done = await _run_tracked(full, env, where, limits, user, started)
+        done = await proc.run(
+            full,
+            env=env,
+            cwd=where,
+            time_limit=limits.seconds,
+            max_output=limits.output_bytes,
+            user=user,
+            on_start=started.append,
+            stdin=stdin,
+            on_output=on_output,
+        )
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -210,23 +227,4 @@ async def run_sandboxed(
         output += TIME_MARKER.format(seconds=limits.seconds)
     return proc.Completed(
         done.exit_code, output, done.total_bytes, done.seconds, done.timed_out, done.cut
-    )
-
-
-async def _run_tracked(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: Path | None,
-    limits: Limits,
-    user: int | None,
-    started: list[int],
-) -> proc.Completed:
-    return await proc.run(
-        argv,
-        env=env,
-        cwd=cwd,
-        time_limit=limits.seconds,
-        max_output=limits.output_bytes,
-        user=user,
-        on_start=started.append,
     )

@@ -211,10 +211,20 @@ class WorkspaceStore:
         if self.owner is not None:
             os.lchown(path, self.owner, self.owner)
 
+    def agent_home(self, session_id: str) -> Path:
+        """A CLI agent's own home for a session (the `command` engine), beside its tree."""
+        return self.root / "homes" / session_id
+
+    def setup_marker(self, session_id: str) -> Path:
+        """Present once the session's workspace ran its setup steps (on this machine)."""
+        return self.root / "setup" / session_id
+
     async def remove_worktree(self, session_id: str) -> None:
         path = self.tree_path(session_id)
         if path.exists():
             await self._remove(path, self._mirror_of(path))
+        await asyncio.to_thread(shutil.rmtree, self.agent_home(session_id), ignore_errors=True)
+        self.setup_marker(session_id).unlink(missing_ok=True)
 
     def _mirror_of(self, tree: Path, *, worktree: bool = False) -> Path | None:
         """The mirror a worktree belongs to (or, `worktree`, its git dir in that mirror),
@@ -246,6 +256,10 @@ class WorkspaceStore:
             if not live(path.name):
                 await self._remove(path, self._mirror_of(path))
                 removed.append(path.name)
+        homes = self.root / "homes"
+        for path in sorted(homes.iterdir()) if homes.is_dir() else []:
+            if not live(path.name):
+                await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
         return removed
 
     # ------------------------------------------------------------- diffs

@@ -34,6 +34,7 @@ MAX_READ_BYTES = 100_000
 MAX_WRITE_BYTES = 1_000_000
 MAX_LIST = 2000
 MAX_MATCHES = 200
+PROGRAM_MEMORY = 8192 * MB  # address space for a whole CLI agent (run_program)
 SEARCH_TIMEOUT_SECONDS = 20.0
 CUT = "\n[... cut at {size} bytes of {total}]"
 READ_ONLY_REFUSAL = "{tool}: this agent's workspace is read-only"
@@ -343,3 +344,81 @@ class WorkspaceTools:
         code = "killed at the time limit" if done.timed_out else f"exit code {done.exit_code}"
         head = f"$ {shlex.join(argv)}\n[{code}, {done.seconds:.2f} s]\n"
         return ToolResult(not done.timed_out, head + done.output)
+
+    async def run_program(
+        self,
+        argv: list[str],
+        *,
+        env: Mapping[str, str],
+        binds: tuple[tuple[str, str, bool], ...] = (),
+        network: bool,
+        stdin: bytes | None,
+        seconds: float,
+        on_output: Callable[[bytes], Awaitable[None]],
+    ) -> proc.Completed:
+        """Run a whole program (a CLI coding agent) in this worktree's sandbox, streaming
+        its output to `on_output`; refused (PermissionError) where commands may not run."""
+        if not self.sandboxing.commands_allowed:
+            raise PermissionError(UNTRUSTED_REFUSAL.replace("run_command", "the command engine"))
+        if self.sandboxing.kind != "none" and self.sandboxing.bwrap is None:
+            raise PermissionError(sb.NO_BWRAP)
+        base = self.sandboxing.policy
+        policy = sb.Policy(
+            writable=self.mode == READ_WRITE,
+            network=network,
+            uid=base.uid,
+            env={**base.env, **env},
+            binds=(*base.binds, *binds),
+        )
+        # A CLI agent is a long-lived program (Node for Claude Code and Codex's npm
+        # package), not one command: its CPU follows its wall clock, and its address space
+        # gets room for a JIT's reservations.
+        limits = sb.Limits(
+            **{
+                **self.sandboxing.limits.__dict__,
+                "seconds": seconds,
+                "cpu_seconds": int(seconds),
+                "memory_bytes": max(self.sandboxing.limits.memory_bytes, PROGRAM_MEMORY),
+            }
+        )
+        return await sb.run_sandboxed(
+            self.root,
+            argv,
+            policy=policy,
+            limits=limits,
+            sandbox=self.sandboxing.kind,
+            bwrap=self.sandboxing.bwrap,
+            stdin=stdin,
+            on_output=on_output,
+        )
+
+    async def run_setup(self, argv: list[str]) -> proc.Completed | None:
+        """One `workspace.setup` step: like run_command, but with network and the worktree
+        writable whatever the agent's mode (the operator's step, e.g. installing
+        dependencies). None when commands may not run here (an outsider's code)."""
+        if not self.sandboxing.commands_allowed:
+            return None
+        if self.sandboxing.kind != "none" and self.sandboxing.bwrap is None:
+            raise PermissionError(sb.NO_BWRAP)
+        policy = sb.Policy(**{**self.sandboxing.policy.__dict__, "writable": True, "network": True})
+        done = await sb.run_sandboxed(
+            self.root,
+            argv,
+            policy=policy,
+            limits=self.sandboxing.limits,
+            sandbox=self.sandboxing.kind,
+            bwrap=self.sandboxing.bwrap,
+        )
+        if self._record is not None:
+            await self._record(
+                {
+                    "argv": argv,
+                    "cwd": ".",
+                    "setup": True,
+                    "exit_code": done.exit_code,
+                    "seconds": round(done.seconds, 3),
+                    "timed_out": done.timed_out,
+                    "output": done.output[:2000],
+                }
+            )
+        return done
