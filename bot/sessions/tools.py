@@ -135,7 +135,8 @@ class SessionTools:
         return self._workspace
 
     async def note(self, kind: str, data: Mapping[str, Any]) -> None:
-        """Record an engine's own event (e.g. a CLI agent's tool call) in the transcript."""
+        """Record an engine's own event (a compaction, a CLI agent's tool call) in the
+        transcript."""
         await self.flush()
         await self.service.note(self.session, kind, {"turn": self.turn, **data})
 
@@ -158,10 +159,6 @@ class SessionTools:
             return
         text, self._pending = self._pending, ""
         await self.service.note(self.session, "delta", {"turn": self.turn, "text": text})
-
-    async def note(self, kind: str, data: Mapping[str, Any]) -> None:
-        await self.flush()
-        await self.service.note(self.session, kind, {"turn": self.turn, **data})
 
     async def remember(self, message: Mapping[str, Any]) -> None:
         await self.flush()
