@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy.exc import DBAPIError
 
-from bot import __version__, log
+from bot import __version__, cli_api, log
 from bot.config import ConfigError, Settings, describe, load_settings, port_number
 from bot.db import describe_error
 from bot.inbox import STATUSES, DeliveryRow, Inbox
@@ -762,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
         "GitLab token and its scopes. Exits 1 when a check fails.",
     )
     doctor.set_defaults(func=cmd_doctor)
+    cli_api.register(commands)  # tokens, audit (bot/cli_api.py)
     return parser
 
 

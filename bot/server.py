@@ -323,6 +323,7 @@ async def serve(
                 inbox=services.inbox,
                 on_stored=work_crew.wake_workers,
                 scrubber=services.scrubber,
+                runtime=services.runtime,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
