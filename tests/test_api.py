@@ -282,3 +282,120 @@ def test_tokens_and_audit_from_the_command_line(
     assert "revoked" in capsys.readouterr().out
     assert main(["audit"]) == 0
     assert "no API actions recorded" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the OpenAPI document
+
+
+def check(schema: dict[str, Any], value: Any, doc: dict[str, Any], where: str = "$") -> None:
+    """Assert `value` fits `schema` (the JSON Schema subset the document uses)."""
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        check(doc["components"]["schemas"][name], value, doc, where)
+        return
+    if "anyOf" in schema:
+        problems = []
+        for option in schema["anyOf"]:
+            try:
+                check(option, value, doc, where)
+                return
+            except AssertionError as exc:
+                problems.append(str(exc))
+        raise AssertionError(f"{where}: fits no option: {problems}")
+    kinds = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "integer": int,
+        "number": (int, float),
+        "boolean": bool,
+        "null": type(None),
+    }
+    wanted = schema.get("type")
+    if wanted is not None:
+        assert isinstance(value, kinds[wanted]), f"{where}: {value!r} is not {wanted}"
+        if wanted in ("integer", "number"):
+            assert not isinstance(value, bool), f"{where}: a boolean is not {wanted}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    if isinstance(value, dict):
+        for name in schema.get("required", ()):
+            assert name in value, f"{where}: {name} missing"
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            assert set(value) <= set(properties), f"{where}: extra {set(value) - set(properties)}"
+        for name, sub in properties.items():
+            if name in value:
+                check(sub, value[name], doc, f"{where}.{name}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            check(schema["items"], item, doc, f"{where}[{i}]")
+
+
+async def test_every_documented_route_answers_with_its_documented_shapes(api: Api) -> None:
+    status, doc = await api.call("GET", "/openapi.json", BOOTSTRAP)
+    assert status == 200
+    assert doc["openapi"] == "3.1.0"
+    status, launched = await api.call(
+        "POST", "/sessions", BOOTSTRAP, {"task": "x", "thread": THREAD}
+    )
+    sid = launched["id"]
+    bodies = {
+        ("POST", "/sessions"): {"task": "x", "thread": THREAD, "clientRequestId": "doc"},
+        ("POST", "/sessions/{id}/prompt"): {"input": "hello", "wait": 10},
+    }
+    operations = [
+        (method.upper(), path, operation)
+        for path, methods in doc["paths"].items()
+        for method, operation in methods.items()
+    ]
+    operations.sort(key=lambda op: op[0] == "DELETE")  # close last
+    seen = set()
+    for method, full, operation in operations:
+        path = full.removeprefix(V1)
+        concrete = path.replace("{id}", sid)
+        key = (method, path)
+        seen.add(key)
+        if key == ("POST", "/sessions"):
+            # The thread is busy: the documented 409, then the same in another thread.
+            status, body = await api.call(method, concrete, BOOTSTRAP, bodies[key])
+            assert str(status) in operation["responses"], (key, status)
+            check(
+                operation["responses"][str(status)]["content"]["application/json"]["schema"],
+                body,
+                doc,
+            )
+            await api.call("DELETE", f"/sessions/{sid}", BOOTSTRAP)
+        status, body = await api.call(method, concrete, BOOTSTRAP, bodies.get(key))
+        if key == ("POST", "/sessions"):
+            sid = body["id"]
+        assert str(status) in operation["responses"], (key, status, body)
+        answer = operation["responses"][str(status)]
+        if "content" in answer:
+            check(answer["content"]["application/json"]["schema"], body, doc, f"{key}")
+        # Without a token: the documented 401, in the error shape.
+        status, body = await api.call(method, concrete, None, bodies.get(key))
+        assert status == 401
+        check(operation["responses"]["401"]["content"]["application/json"]["schema"], body, doc)
+        if "requestBody" in operation:
+            status, body = await api.call(method, concrete, BOOTSTRAP, raw=b"{")
+            assert status == 400
+            check(operation["responses"]["400"]["content"]["application/json"]["schema"], body, doc)
+    assert ("GET", "/openapi.json") in seen
+    assert ("GET", "/sessions/{id}/events") in seen
+    assert len(seen) == 9
+
+
+async def test_the_inspectors_close_goes_through_the_session_service(api: Api) -> None:
+    token, _ = api.tokens.create("ops", "operator")
+    _status, launched = await api.call("POST", "/sessions", token, {"task": "x", "thread": THREAD})
+    sid = launched["id"]
+    async with api.app.http.post(
+        f"{api.app.url}/api/sessions/{sid}/close", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["done"] is True
+    _status, shown = await api.call("GET", f"/sessions/{sid}", token)
+    assert (shown["state"], shown["closedBy"]) == ("closed", "operator:ops")
+    actions = [(a.token, a.action, a.target) for a in api.tokens.audit_lines()]
+    assert actions == [("ops", "close", sid), ("ops", "launch", sid)]

@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from bot.api.openapi import OPERATIONS, document
 from bot.api.schema import ApiError, launch_request, prompt_request
 from bot.api.tokens import TokenStore
 from bot.db.models import SessionRow
@@ -33,6 +34,7 @@ from bot.sessions.store import OPERATOR as CLOSED_BY_OPERATOR
 from bot.sessions.store import SessionInfo, SessionStore
 from bot.web.auth import OPERATOR, VIEWER, Principal, authenticate
 from bot.web.queries import BadCursor, Reads
+from bot.web.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,12 @@ class Api:
     tokens: TokenStore
     store: SessionStore
 
+    @property
+    def has_service(self) -> bool:
+        return self.runtime is not None and self.runtime.has_sessions
+
     def service(self) -> SessionService:
-        if self.runtime is None or not self.runtime.has_sessions:
+        if self.runtime is None or not self.has_service:
             raise ApiError(503, "unavailable", "this process runs no sessions (no workers)")
         return self.runtime.sessions
 
@@ -278,7 +284,7 @@ async def _turn_events(
     while True:
         for row in await asyncio.to_thread(api.reads.events_after, session_id, after):
             after = row.id
-            event = row.summary()
+            event = {**row.summary(), "data": redact(row.data)}
             if turn or (
                 event["kind"] == "turn_started" and input_id in event["data"].get("inputs", ())
             ):
@@ -334,7 +340,7 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ApiError(422, "invalid", "after and limit must be integers") from None
     page = await asyncio.to_thread(_api(request).reads.events, session.id, after=after, limit=limit)
-    events = [row.summary() for row in page.events]
+    events = [{**row.summary(), "data": redact(row.data)} for row in page.events]
     return web.json_response(
         {"events": events, "next": events[-1]["id"] if page.has_after and events else None}
     )
@@ -343,11 +349,20 @@ async def session_events(request: web.Request) -> web.StreamResponse:
 async def close_session(request: web.Request) -> web.StreamResponse:
     who = _who(request, OPERATOR)
     session = await _session(request, who)
-    closed = await _api(request).service().close(session, CLOSED_BY_OPERATOR, by=who.actor)
+    closed = await close_as(_api(request), session, who)
     if closed is None:
         raise ApiError(409, "not_live", f"session {session.id} is {session.state} already")
-    await _audit(request, who, "close", session.id)
     return web.json_response(session_json(closed))
+
+
+async def close_as(api: Api, session: SessionInfo, who: Principal) -> SessionInfo | None:
+    """Close `session` for `who` through the session service (its delegations and its
+    workspace close too), recorded in the audit trail; None if it was not live. The
+    inspector's close (pages and /api/sessions/{id}/close) comes here as well."""
+    closed = await api.service().close(session, CLOSED_BY_OPERATOR, by=who.actor)
+    if closed is not None:
+        await asyncio.to_thread(api.tokens.audit, who.who, "close", session.id)
+    return closed
 
 
 async def agents(request: web.Request) -> web.StreamResponse:
@@ -397,13 +412,24 @@ def install_api(
     api = Api(runtime, engine, Reads(engine), tokens, SessionStore(engine))
     app[API] = api
     app.middlewares.append(errors)
-    add = app.router
-    add.add_post(f"{PREFIX}/sessions", launch)
-    add.add_get(f"{PREFIX}/sessions", list_sessions)
-    add.add_get(f"{PREFIX}/sessions/{{id}}", get_session)
-    add.add_delete(f"{PREFIX}/sessions/{{id}}", close_session)
-    add.add_post(f"{PREFIX}/sessions/{{id}}/prompt", prompt)
-    add.add_get(f"{PREFIX}/sessions/{{id}}/events", session_events)
-    add.add_get(f"{PREFIX}/agents", agents)
-    add.add_get(f"{PREFIX}/health", health)
+    handlers: dict[tuple[str, str], Handler] = {
+        ("POST", "/sessions"): launch,
+        ("GET", "/sessions"): list_sessions,
+        ("GET", "/sessions/{id}"): get_session,
+        ("DELETE", "/sessions/{id}"): close_session,
+        ("POST", "/sessions/{id}/prompt"): prompt,
+        ("GET", "/sessions/{id}/events"): session_events,
+        ("GET", "/agents"): agents,
+        ("GET", "/health"): health,
+    }
+    if set(handlers) != set(OPERATIONS):
+        raise RuntimeError("the /api/v1 routes and their OpenAPI operations differ")
+    for (method, path), handler in handlers.items():
+        app.router.add_route(method, PREFIX + path, handler)
+    app.router.add_get(f"{PREFIX}/openapi.json", openapi)
     return api
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    _who(request)
+    return web.json_response(document(PREFIX))
