@@ -23,7 +23,7 @@ from tests.conftest import Running, run_app, with_settings
 BOOTSTRAP = "bootstrap-operator-token-for-the-api-tests"
 V1 = "/api/v1"
 THREAD = {"host": "local", "repo": DEMO_REPO, "kind": "pull", "number": DEMO_PULL}
-OTHER = {"host": "github", "repo": "octo/other", "kind": "issue", "number": 3}
+OTHER = {"host": "github", "repo": "octo/other", "kind": "issue", "number": 3, "installationId": 9}
 
 
 @dataclass
@@ -215,6 +215,11 @@ async def test_the_inspector_accepts_database_tokens(api: Api) -> None:
         ),
         (json.dumps({"task": "x" * 70000, "thread": THREAD}).encode(), 413, "too_large"),
         (json.dumps({"task": "x"}).encode(), 422, "unsupported"),
+        (
+            json.dumps({"task": "x", "thread": {**OTHER, "installationId": None}}).encode(),
+            422,
+            "invalid",
+        ),
     ],
 )
 async def test_bad_launches_get_one_error_shape_and_create_nothing(

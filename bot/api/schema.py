@@ -115,6 +115,8 @@ def launch_request(data: Any) -> LaunchRequest:
         not isinstance(installation, int) or isinstance(installation, bool)
     ):
         raise invalid("thread.installationId must be an integer")
+    if host == "github" and installation is None:
+        raise invalid("thread.installationId is required for a GitHub thread")
     assert task is not None
     return LaunchRequest(
         task=task,
