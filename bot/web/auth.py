@@ -369,8 +369,18 @@ def see_other(location: str) -> web.Response:
 # ------------------------------------------------------------------ guarding routes
 
 
+async def _resolve_bearer(request: web.Request) -> None:
+    """Settle a Bearer token's principal off the event loop (a database token is one
+    query); `authenticate` then finds it remembered on the request."""
+    token = _bearer(request)
+    if token is not None and _PRINCIPAL not in request:
+        principal = await asyncio.to_thread(request.app[KEYS].bearer, token)
+        request[_PRINCIPAL] = principal or _NOBODY
+
+
 async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
     """None when the request may go on (a POST must also carry its CSRF token)."""
+    await _resolve_bearer(request)
     principal = authenticate(request)
     if principal is None or not principal.at_least(role):
         return refuse(request, principal)
