@@ -125,6 +125,8 @@ async def test_prompt_with_wait_answers_the_turns_result(api: Api) -> None:
     status, shown = await api.call("GET", f"/sessions/{sid}", token)
     assert status == 200
     assert shown["turns"] >= 2
+    actions = [(a.token, a.action, a.target) for a in api.tokens.audit_lines()]
+    assert actions == [("ci", "prompt", sid), ("ci", "prompt", sid), ("ci", "launch", sid)]
 
 
 async def test_viewer_cannot_launch_prompt_or_close(api: Api) -> None:
