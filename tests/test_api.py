@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.api.tokens import TokenStore
 from bot.cli import main
 from bot.config import Settings
-from bot.db.models import SessionRow
+from bot.db.models import OutboxItem, SessionRow
 from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO
 from tests.conftest import Running, run_app, with_settings
 
@@ -216,7 +216,6 @@ async def test_the_inspector_accepts_database_tokens(api: Api) -> None:
             "unknown_agent",
         ),
         (json.dumps({"task": "x" * 70000, "thread": THREAD}).encode(), 413, "too_large"),
-        (json.dumps({"task": "x"}).encode(), 422, "unsupported"),
         (
             json.dumps({"task": "x", "thread": {**OTHER, "installationId": None}}).encode(),
             422,
@@ -406,3 +405,33 @@ async def test_the_inspectors_close_goes_through_the_session_service(api: Api) -
     assert (shown["state"], shown["closedBy"]) == ("closed", "operator:ops")
     actions = [(a.token, a.action, a.target) for a in api.tokens.audit_lines()]
     assert actions == [("ops", "close", sid), ("ops", "launch", sid)]
+
+
+async def test_a_headless_session_answers_through_the_api_and_writes_to_no_host(api: Api) -> None:
+    token, _ = api.tokens.create("bot", "operator")
+    body = {"task": "restate this", "clientRequestId": "h1"}
+    status, launched = await api.call("POST", "/sessions", token, body)
+    assert status == 201, launched
+    assert launched["thread"] is None
+    assert launched["startedBy"] == "operator:bot"
+    status, again = await api.call("POST", "/sessions", token, body)
+    assert (status, again["id"]) == (200, launched["id"])
+    status, other = await api.call("POST", "/sessions", token, {**body, "task": "no"})
+    assert_error(status, other, 409, "idempotency_conflict")
+    status, second = await api.call("POST", "/sessions", token, {"task": "another"})
+    assert status == 201  # each headless session has a thread of its own
+    assert second["id"] != launched["id"]
+    sid = launched["id"]
+    status, answer = await api.call(
+        "POST", f"/sessions/{sid}/prompt", token, {"input": "and this?", "wait": 20}
+    )
+    assert status == 200, answer
+    assert any("and this?" in reply for reply in answer["replies"]), answer["replies"]
+    with Session(api.app.engine) as session:
+        assert session.execute(select(func.count()).select_from(OutboxItem)).scalar_one() == 0
+    # A token limited to repositories neither launches nor sees headless sessions.
+    limited, _ = api.tokens.create("demo-only", "operator", [DEMO_REPO])
+    status, body = await api.call("POST", "/sessions", limited, {"task": "x"})
+    assert_error(status, body, 403, "forbidden")
+    status, body = await api.call("GET", f"/sessions/{sid}", limited)
+    assert_error(status, body, 404, "not_found")

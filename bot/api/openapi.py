@@ -82,7 +82,7 @@ SCHEMAS: dict[str, Schema] = {
             },
             "agent": STRING,
             "task": STRING,
-            "thread": ref("Thread"),
+            "thread": nullable(ref("Thread")),
             "startedBy": STRING,
             "createdAt": {"type": "string", "format": "date-time"},
             "closedAt": nullable({"type": "string", "format": "date-time"}),
@@ -110,7 +110,7 @@ SCHEMAS: dict[str, Schema] = {
     },
     "LaunchRequest": {
         "type": "object",
-        "required": ["task", "thread"],
+        "required": ["task"],
         "additionalProperties": False,
         "properties": {
             "agent": STRING,
@@ -122,7 +122,11 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "the same id and body again answer the same session (200); "
                 "the same id with another body is refused (409)",
             },
-            "thread": ref("Thread"),
+            "thread": {
+                **ref("Thread"),
+                "description": "where the session works; without it the session is "
+                "headless: its replies and status live only in its transcript",
+            },
         },
     },
     "PromptRequest": {

@@ -27,6 +27,7 @@ from bot.api.openapi import OPERATIONS, document
 from bot.api.schema import ApiError, launch_request, prompt_request
 from bot.api.tokens import TokenStore
 from bot.db.models import SessionRow
+from bot.events import HEADLESS, ThreadRef
 from bot.runtime import Runtime
 from bot.sessions.agents import session_options
 from bot.sessions.service import SessionService, Trigger
@@ -120,8 +121,11 @@ async def _audit(request: web.Request, who: Principal, action: str, target: str 
     await asyncio.to_thread(_api(request).tokens.audit, who.who, action, target)
 
 
-def thread_json(session: SessionInfo) -> dict[str, Any]:
+def thread_json(session: SessionInfo) -> dict[str, Any] | None:
+    """The session's thread; None for a headless session."""
     thread = session.thread
+    if thread.host == HEADLESS:
+        return None
     return {
         "host": thread.host,
         "repo": thread.repo,
@@ -167,8 +171,13 @@ def _by_request_id(engine: Engine, key: str) -> str | None:
         ).scalar_one_or_none()
 
 
-def _same_launch(session: SessionInfo, task: str, agent_id: str, thread_key: str) -> bool:
-    return (session.task, session.agent_id, session.thread.key) == (task, agent_id, thread_key)
+def _same_launch(session: SessionInfo, task: str, agent_id: str, thread: ThreadRef) -> bool:
+    """Whether a launch asked for what `session` is (a headless one: any headless thread)."""
+    if (session.task, session.agent_id) != (task, agent_id):
+        return False
+    if thread.host == HEADLESS:
+        return session.thread.host == HEADLESS
+    return session.thread.key == thread.key
 
 
 # ------------------------------------------------------------------ handlers
@@ -183,11 +192,15 @@ async def launch(request: web.Request) -> web.StreamResponse:
     service = api.service()
     runtime = api.runtime
     assert runtime is not None
-    answer = await runtime.repo_config(req.thread.host, req.installation_id, req.thread.repo)
+    if req.thread.host == HEADLESS:
+        config = runtime.config  # no repository: the server's configuration as it is
+    else:
+        answer = await runtime.repo_config(req.thread.host, req.installation_id, req.thread.repo)
+        config = answer.config
     try:
-        agent = answer.config.agent(req.agent)
+        agent = config.agent(req.agent)
     except KeyError:
-        known = ", ".join(sorted(answer.config.agents))
+        known = ", ".join(sorted(config.agents))
         raise ApiError(
             422, "unknown_agent", f"no agent {req.agent!r} in {req.thread.repo}; known: {known}"
         ) from None
@@ -195,7 +208,7 @@ async def launch(request: web.Request) -> web.StreamResponse:
     task = req.full_task
     before = await asyncio.to_thread(_by_request_id, api.engine, key)
     if before is not None:
-        return await _replay(request, before, task, agent.id, req.thread.key)
+        return await _replay(request, before, task, agent.id, req.thread)
     trigger = Trigger(
         client_request_id=key,
         thread=req.thread,
@@ -204,13 +217,13 @@ async def launch(request: web.Request) -> web.StreamResponse:
         task=task,
         agent_id=agent.id,
         agent=agent,
-        options=session_options(answer.config.sessions),
+        options=session_options(config.sessions),
     )
     result = await service.launch(trigger)
     if not result.created:
         mine = await asyncio.to_thread(_by_request_id, api.engine, key)
         if mine is not None:  # a concurrent launch with the same id won
-            return await _replay(request, mine, task, agent.id, req.thread.key)
+            return await _replay(request, mine, task, agent.id, req.thread)
         raise ApiError(
             409,
             "thread_busy",
@@ -221,11 +234,11 @@ async def launch(request: web.Request) -> web.StreamResponse:
 
 
 async def _replay(
-    request: web.Request, session_id: str, task: str, agent_id: str, thread_key: str
+    request: web.Request, session_id: str, task: str, agent_id: str, thread: ThreadRef
 ) -> web.StreamResponse:
     found = await asyncio.to_thread(_api(request).store.get, session_id)
     assert found is not None
-    if not _same_launch(found, task, agent_id, thread_key):
+    if not _same_launch(found, task, agent_id, thread):
         raise ApiError(
             409,
             "idempotency_conflict",

@@ -6,16 +6,18 @@ field; nothing is created before the whole body has passed.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bot.events import ThreadRef
+from bot.events import HEADLESS, ThreadRef
 
 MAX_TASK_CHARS = 65536  # as a GitHub comment body
 MAX_GOAL_CHARS = 4096
 MAX_REQUEST_ID_CHARS = 200
 MAX_WAIT_SECONDS = 300.0
 HOSTS = ("github", "gitlab", "local")
+HEADLESS_REPO = "headless"  # what a headless session's thread names as its repository
 KINDS = ("issue", "pull")
 
 
@@ -86,12 +88,8 @@ def launch_request(data: Any) -> LaunchRequest:
     goal = _text(body, "goal", most=MAX_GOAL_CHARS, required=False)
     request_id = _text(body, "clientRequestId", most=MAX_REQUEST_ID_CHARS, required=False)
     if body.get("thread") is None:
-        raise ApiError(
-            422,
-            "unsupported",
-            "headless sessions (no thread) are not supported yet: give thread "
-            "{host, repo, kind, number}",
-        )
+        assert task is not None
+        return LaunchRequest(task, agent, goal, request_id, headless_thread(), None)
     thread = _object(body["thread"], "thread", THREAD_FIELDS)
     host = thread.get("host")
     if host not in HOSTS:
@@ -126,6 +124,12 @@ def launch_request(data: Any) -> LaunchRequest:
         thread=ThreadRef(host, repo, kind, number, review),
         installation_id=installation,
     )
+
+
+def headless_thread() -> ThreadRef:
+    """A thread of its own for a headless session: on no host, so nothing is written
+    anywhere but the transcript."""
+    return ThreadRef(HEADLESS, HEADLESS_REPO, "issue", 0, uuid.uuid4().hex[:16])
 
 
 @dataclass(frozen=True)
