@@ -7,9 +7,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from bot.api.routes import install_api
+from bot.api.tokens import TokenStore
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.inbox import Inbox
 from bot.ingress.routes import ingest_local, install_ingress
+from bot.runtime import Runtime
 from bot.web.auth import install_auth
 from bot.web.inspector import install_inspector
 from bot.web.playground import PLAYGROUND, install_playground
@@ -23,12 +26,14 @@ def create_app(
     inbox: Inbox,
     on_stored: Callable[[], None] | None = None,
     scrubber: Scrubber | None = None,
+    runtime: Runtime | None = None,
 ) -> web.Application:
     """Build the web application; nothing starts until it is run.
 
     `scrubber` holds every configured secret (`Scrubber.configured(settings, config)`,
     built once with the agents file: `Services.scrubber`); without one, the settings'
-    secrets only. Every answer of the app passes it."""
+    secrets only. Every answer of the app passes it. `runtime` (with its session service,
+    in a process with workers) serves /api/v1's launches and prompts."""
     # aiohttp refuses bodies past client_max_size with 413 while reading them.
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     install_scrubber(app, Scrubber.configured(settings) if scrubber is None else scrubber)
@@ -43,8 +48,10 @@ def create_app(
         on_stored=on_stored,
         local_secret=local_secret if settings.playground else None,
     )
-    install_auth(app, settings)  # /login, /logout; /inspect and /api/ need a token
+    tokens = TokenStore(inbox.engine)
+    install_auth(app, settings, tokens=tokens)  # /login, /logout; /inspect and /api/ need a token
     install_inspector(app, settings, inbox.engine)
+    install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)
     add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab

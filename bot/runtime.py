@@ -56,6 +56,11 @@ class Runtime:
         return await self._repo_configs.for_repo(host, installation_id, repo)
 
     @property
+    def has_sessions(self) -> bool:
+        """Whether this process runs sessions (it has workers)."""
+        return self._sessions is not None
+
+    @property
     def sessions(self) -> SessionService:
         if self._sessions is None:
             raise RuntimeError("sessions run only in processes with workers")

@@ -22,6 +22,7 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.db import describe_error, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
+from bot.events import HEADLESS
 from bot.history import CommentHistory
 from bot.hosts import Hosts
 from bot.hosts.github import GitHubApp
@@ -153,6 +154,8 @@ def make_sessions(
         return await hosts.client(host, installation_id).permission(repo, login)
 
     async def write(item: ob.Write) -> int:
+        if item.thread.host == HEADLESS:
+            return 0  # no host to write to: the transcript (the "write" event) is all
         pk = await asyncio.to_thread(services.outbox.enqueue, item)
         sender.wakeup.set()
         return pk
@@ -323,6 +326,7 @@ async def serve(
                 inbox=services.inbox,
                 on_stored=work_crew.wake_workers,
                 scrubber=services.scrubber,
+                runtime=services.runtime,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

@@ -273,6 +273,7 @@ async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Runn
                     inbox=services.inbox,
                     on_stored=crew.wake_workers,
                     scrubber=services.scrubber,
+                    runtime=services.runtime,
                 )
             )
             await runner.setup()

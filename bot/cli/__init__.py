@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from bot import __version__, log
+from bot.cli import tokens
 from bot.cli.admin import (
     cmd_config_check,
     cmd_db_current,
@@ -272,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "GitLab token and its scopes. Exits 1 when a check fails.",
     )
     doctor.set_defaults(func=cmd_doctor)
+    tokens.register(commands)  # tokens, audit (bot/cli/tokens.py)
     return parser
 
 

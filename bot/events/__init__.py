@@ -21,6 +21,7 @@ from bot.events.local import normalize_local as normalize_local
 from bot.events.order import event_time as event_time
 from bot.events.order import order_key as order_key
 from bot.events.types import (
+    HEADLESS,
     Actor,
     CommentEvent,
     Event,
@@ -37,6 +38,7 @@ from bot.events.types import (
 )
 
 __all__ = [
+    "HEADLESS",
     "LOCAL_EVENTS",
     "Actor",
     "CommentEvent",

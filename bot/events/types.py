@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Host = Literal["github", "gitlab", "local"]  # local: the playground (bot/hosts/local.py)
+# local: the playground (bot/hosts/local.py); headless: a session launched through the API
+# with no host thread (bot/api), whose replies and status live only in its transcript.
+Host = Literal["github", "gitlab", "local", "headless"]
+HEADLESS: Host = "headless"
 Target = Literal["issue", "pull"]  # "pull" is a GitHub pull request or a GitLab merge request
 
 

@@ -1,8 +1,12 @@
 """Who may see the inspector: operator and viewer tokens, signed session cookies, CSRF.
 
-Two tokens come from settings: THREADLINE_OPERATOR_TOKEN (read, close, purge) and the
-optional THREADLINE_VIEWER_TOKEN (read only). A request proves itself with
-`Authorization: Bearer <token>`, or with the cookie that signing in at /login sets.
+Two bootstrap tokens come from settings: THREADLINE_OPERATOR_TOKEN (read, close, purge)
+and the optional THREADLINE_VIEWER_TOKEN (read only). Further tokens live in the
+database (`threadline tokens create`, bot/api/tokens.py), with the same two scopes and
+optionally a list of repositories; they work as Bearer tokens (not for /login), and one
+limited to repositories reaches only /api/v1, which filters by them. A request proves
+itself with `Authorization: Bearer <token>`, or with the cookie that signing in at
+/login sets.
 The cookie never holds a token: it holds the role, a display name, an expiry and a
 random nonce, signed with HMAC-SHA256 under a key derived from the role's token, so
 changing a token signs everyone with the old one out. Every comparison of a secret is
@@ -34,6 +38,7 @@ from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
+from bot.api.tokens import TokenInfo, TokenStore
 from bot.config import Settings
 from bot.web.render import VISITOR, Visitor, render
 
@@ -51,6 +56,7 @@ CSRF_HEADER = "X-CSRF-Token"
 
 # Open to everyone: the hosts' webhooks, health checks, signing in.
 DEFAULT_PROTECTED = ("/inspect", "/api/")
+API_V1 = "/api/v1"
 
 _NAME = re.compile(r"[^A-Za-z0-9_.@-]+")
 
@@ -66,6 +72,8 @@ class Principal:
     who: str
     nonce: str | None = None
     expires: int = 0
+    # The repositories a database token is limited to (None: all of them).
+    repos: tuple[str, ...] | None = None
 
     @property
     def can_act(self) -> bool:
@@ -79,6 +87,10 @@ class Principal:
 
     def at_least(self, role: str) -> bool:
         return _RANK.get(self.role, 0) >= _RANK[role]
+
+    def may_touch(self, repo: str) -> bool:
+        """Whether this principal's repository limit lets it see or act in `repo`."""
+        return self.repos is None or repo in self.repos
 
 
 def _b64(data: bytes) -> str:
@@ -104,8 +116,14 @@ def clean_name(text: str | None, default: str) -> str:
 class Keys:
     """The tokens of one process and everything derived from them."""
 
-    def __init__(self, operator_token: str | None, viewer_token: str | None) -> None:
+    def __init__(
+        self,
+        operator_token: str | None,
+        viewer_token: str | None,
+        lookup: Callable[[str], TokenInfo | None] | None = None,
+    ) -> None:
         self._tokens = {OPERATOR: operator_token, VIEWER: viewer_token}
+        self._lookup = lookup  # the database's tokens (TokenStore.lookup)
         self._session_keys = {
             role: _derive(token, b"session v1") for role, token in self._tokens.items() if token
         }
@@ -114,8 +132,23 @@ class Keys:
         }
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Keys:
-        return cls(settings.operator_token, settings.viewer_token)
+    def from_settings(cls, settings: Settings, tokens: TokenStore | None = None) -> Keys:
+        return cls(
+            settings.operator_token,
+            settings.viewer_token,
+            tokens.lookup if tokens is not None else None,
+        )
+
+    def bearer(self, token: str) -> Principal | None:
+        """Who a Bearer token is: a bootstrap token (named after its role) or a live
+        database token (named as created); None for anything else, revoked included."""
+        role = self.role_for(token)
+        if role is not None:
+            return Principal(role, role)
+        found = self._lookup(token) if self._lookup is not None else None
+        if found is None or found.scope not in _RANK:
+            return None
+        return Principal(found.scope, found.name, repos=found.repos)
 
     @property
     def configured(self) -> bool:
@@ -215,8 +248,7 @@ def authenticate(request: web.Request) -> Principal | None:
     principal = None
     token = _bearer(request)
     if token is not None:
-        role = keys.role_for(token)
-        principal = Principal(role, role) if role else None
+        principal = keys.bearer(token)
     elif COOKIE in request.cookies:
         principal = keys.verify(request.cookies[COOKIE])
     request[_PRINCIPAL] = principal or _NOBODY
@@ -294,18 +326,35 @@ def safe_next(target: str | None) -> str:
     return HOME
 
 
+def json_error(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An error as JSON: {"error": {"code", "message"}} under /api/v1 (its one error
+    shape), {"error": message} on the older /api routes."""
+    body: dict[str, object] = {"error": message}
+    if _under(request.path, (API_V1,)):
+        body = {"error": {"code": code, "message": message}}
+    return web.json_response(body, status=status, headers=headers)
+
+
 def refuse(request: web.Request, principal: Principal | None) -> web.StreamResponse:
     """401 JSON (API), a redirect to /login (pages), or 403 when signed in but not allowed."""
     if principal is not None:
         if _wants_json(request):
-            return web.json_response({"error": "this needs the operator role"}, status=403)
+            return json_error(request, 403, "forbidden", "this needs the operator role")
         return web.Response(
             status=403, text="Forbidden: this needs the operator role.", content_type="text/plain"
         )
     if _wants_json(request):
-        return web.json_response(
-            {"error": "authentication required: send Authorization: Bearer <token>"},
-            status=401,
+        return json_error(
+            request,
+            401,
+            "unauthorized",
+            "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
         )
     wanted = request.path_qs if request.method == "GET" else request.path
@@ -320,16 +369,31 @@ def see_other(location: str) -> web.Response:
 # ------------------------------------------------------------------ guarding routes
 
 
+async def _resolve_bearer(request: web.Request) -> None:
+    """Settle a Bearer token's principal off the event loop (a database token is one
+    query); `authenticate` then finds it remembered on the request."""
+    token = _bearer(request)
+    if token is not None and _PRINCIPAL not in request:
+        principal = await asyncio.to_thread(request.app[KEYS].bearer, token)
+        request[_PRINCIPAL] = principal or _NOBODY
+
+
 async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
     """None when the request may go on (a POST must also carry its CSRF token)."""
+    await _resolve_bearer(request)
     principal = authenticate(request)
     if principal is None or not principal.at_least(role):
         return refuse(request, principal)
+    if principal.repos is not None and not _under(request.path, (API_V1,)):
+        # The inspector's pages and old routes do not filter by repository.
+        return json_error(
+            request, 403, "forbidden", f"this token is limited to repositories: use {API_V1}"
+        )
     if request.method not in ("GET", "HEAD", "OPTIONS") and not await check_csrf(
         request, principal
     ):
         if _wants_json(request):
-            return web.json_response({"error": "missing or wrong CSRF token"}, status=403)
+            return json_error(request, 403, "csrf", "missing or wrong CSRF token")
         return web.Response(
             status=403,
             text="Forbidden: the form was stale or forged (CSRF). Reload the page and try again.",
@@ -455,9 +519,12 @@ def install_auth(
     app: web.Application,
     settings: Settings,
     protected: Iterable[str] = DEFAULT_PROTECTED,
+    *,
+    tokens: TokenStore | None = None,
 ) -> None:
-    """Add the middleware and the /login and /logout routes; protect `protected`."""
-    app[KEYS] = Keys.from_settings(settings)
+    """Add the middleware and the /login and /logout routes; protect `protected`.
+    With `tokens`, the database's API tokens are accepted as Bearer tokens too."""
+    app[KEYS] = Keys.from_settings(settings, tokens)
     app[PROTECTED] = list(protected)
     app[VISITOR] = _visitor
     app.middlewares.append(auth_middleware)

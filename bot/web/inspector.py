@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Engine
 
+from bot.api.routes import API, close_as
 from bot.config import Settings
 from bot.events import ThreadRef
 from bot.web.actions import OperatorActions
@@ -361,7 +362,17 @@ async def action_post(request: web.Request) -> web.StreamResponse:
 async def _act(request: web.Request, sid: str, action: str) -> bool | None:
     """True: done; False: nothing to do (already closed); None: no such session."""
     inspector = _inspector(request)
-    actor = _principal(request).actor
+    principal = _principal(request)
+    actor = principal.actor
+    api = request.app.get(API)
+    if api is not None and api.has_service:
+        # The one path: the session service closes it, as DELETE /api/v1/sessions/{id}.
+        found = await asyncio.to_thread(api.store.get, sid)
+        if found is None:
+            return None
+        closed_now = await close_as(api, found, principal) if found.live else None
+        if action == "close":
+            return closed_now is not None
     if action == "close":
         if await asyncio.to_thread(inspector.reads.state, sid) is None:
             return None

@@ -268,9 +268,13 @@ class Reads:
         before: str | None = None,
         after: str | None = None,
         limit: int = PAGE_SESSIONS,
+        repos: Sequence[str] | None = None,
     ) -> Page[SessionLine]:
-        """Newest first. `before` pages to older sessions, `after` back to newer ones."""
+        """Newest first. `before` pages to older sessions, `after` back to newer ones.
+        `repos` (a token's limit) keeps only sessions in those repositories."""
         query = select(*_LINE_COLUMNS)
+        if repos is not None:
+            query = query.where(SessionRow.repo.in_(list(repos)))
         if state == "live":
             query = query.where(SessionRow.state.in_(LIVE))
         elif state:
