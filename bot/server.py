@@ -39,6 +39,7 @@ from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
 from bot.slots import Slots
 from bot.web.auth import ensure_operator_token, print_login_link
+from bot.web.metrics import serve_metrics
 from bot.web.playground import playground_link
 from bot.web.redact import Scrubber
 from bot.worker import Dispatcher, Worker
@@ -193,7 +194,13 @@ async def background(settings: Settings, services: Services, workers: int) -> As
     """Workers and, where there are workers, the sender, sessions and timers, with host
     clients on one HTTP session."""
     timeout = aiohttp.ClientTimeout(total=settings.host_timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_address:
+            url = await stack.enter_async_context(
+                serve_metrics(settings.metrics_address, services.engine)
+            )
+            log.info("metrics at %s", url)
+        http = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
         hosts = Hosts.from_settings(settings, http, engine=services.engine)
         crew = Crew(make_workers(settings, services, workers))
         try:

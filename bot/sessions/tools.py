@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from bot import metrics
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
@@ -153,6 +154,8 @@ class SessionTools:
         await self.service.note(self.session, CONVERSATION, data)
 
     async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None:
+        provider = str(self.agent.options.get("provider", self.agent.engine))
+        metrics.count_llm(provider, model, input_tokens, output_tokens)
         store = self.service.store
         total_in, total_out = await asyncio.to_thread(
             store.add_usage, self.session.id, input_tokens, output_tokens
