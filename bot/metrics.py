@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
+import aiohttp
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -219,3 +221,28 @@ def observe_host_answer(host: str, status: int, remaining: str | None) -> None:
     HOST_CALLS.labels(host, str(status)).inc()
     if remaining is not None and remaining.isdigit():
         RATE_REMAINING.labels(host).set(int(remaining))
+
+
+def host_api_tracing(bases: Iterable[tuple[str, str]]) -> aiohttp.TraceConfig:
+    """An aiohttp trace that counts every answer from a URL under one of `bases`
+    ((host name, base URL) pairs) on the process's shared client session (GitHub's REST and
+    GraphQL calls; python-gitlab has its own session and is not counted)."""
+    prefixes = [(url.rstrip("/") + "/", host) for host, url in bases if url]
+
+    async def on_request_end(
+        session: aiohttp.ClientSession,
+        context: types.SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        url = str(params.url)
+        for prefix, host in prefixes:
+            if url.startswith(prefix) or url == prefix[:-1]:
+                headers = params.response.headers
+                observe_host_answer(
+                    host, params.response.status, headers.get("x-ratelimit-remaining")
+                )
+                return
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace

@@ -54,6 +54,7 @@ from bot.hosts.base import (
     Posted,
     RateLimited,
 )
+from bot.log import bind
 from bot.loops import nap
 
 log = logging.getLogger(__name__)
@@ -577,7 +578,8 @@ class Sender:
         )
         if row is None:
             return False
-        await self._send(row)
+        with bind(thread=row.thread.key, installation=row.installation_id):
+            await self._send(row)
         return True
 
     async def _send(self, row: OutboxRow) -> None:

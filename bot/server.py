@@ -28,6 +28,7 @@ from bot.hosts.github import GitHubApp
 from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.loops import every
+from bot.metrics import host_api_tracing
 from bot.outbox import Outbox, Sender
 from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
@@ -200,7 +201,13 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 serve_metrics(settings.metrics_address, services.engine)
             )
             log.info("metrics at %s", url)
-        http = await stack.enter_async_context(aiohttp.ClientSession(timeout=timeout))
+        # GitHub's API answers on the shared session, counted by status (bot.metrics).
+        tracing = host_api_tracing(
+            [("github", settings.github_api_url), ("github", settings.github_graphql_endpoint)]
+        )
+        http = await stack.enter_async_context(
+            aiohttp.ClientSession(timeout=timeout, trace_configs=[tracing])
+        )
         hosts = Hosts.from_settings(settings, http, engine=services.engine)
         crew = Crew(make_workers(settings, services, workers))
         try:

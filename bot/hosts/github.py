@@ -297,11 +297,6 @@ class _API(gh_aiohttp.GitHubAPI):
         async with self._session.request(
             method, url, headers=sent, data=body, timeout=self._timeout
         ) as response:
-            from bot.metrics import observe_host_answer  # local: one block while github.py is split
-
-            observe_host_answer(
-                "github", response.status, response.headers.get("x-ratelimit-remaining")
-            )
             return response.status, response.headers, await response.read()
 
     async def handle_rate_limit_error(
