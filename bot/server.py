@@ -30,6 +30,7 @@ from bot.installations import InstallationStore
 from bot.loops import every
 from bot.metrics import host_api_tracing
 from bot.outbox import Outbox, Sender
+from bot.poll import Poller
 from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
@@ -255,8 +256,18 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 )
                 if sessions.workspaces is not None:
                     await sessions.workspaces.clean_orphans(sessions.store)
+                polling = settings.github_poll_seconds
+                if polling > 0 and isinstance(hosts.github, GitHubApp):
+                    # Poll mode (bot.poll): GitHub cannot reach us, so asking it to
+                    # redeliver would only fail again; the poller reads them all instead.
+                    poller = Poller(
+                        hosts.github, services.inbox, interval=polling, on_stored=crew.wake_workers
+                    )
+                    crew.periodic.append(
+                        functools.partial(every, polling, job=poller.tick, first=0.0)
+                    )
                 minutes = settings.github_redelivery_minutes
-                if minutes > 0 and isinstance(hosts.github, GitHubApp):
+                if minutes > 0 and isinstance(hosts.github, GitHubApp) and polling <= 0:
                     reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)
                     # The first round soon after start: deliveries missed while we were down.
                     crew.periodic.append(
