@@ -212,6 +212,11 @@ class Settings:
                 "GitHub deliveries are accepted but Threadline cannot write back: set "
                 "THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY (or THREADLINE_GITHUB_TOKEN)"
             )
+        if self.github_poll_seconds > 0 and not (self.github_app_id and self.github_private_key):
+            out.append(
+                "THREADLINE_GITHUB_POLL_SECONDS is set, but poll mode reads a GitHub App's "
+                "deliveries: set THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY"
+            )
         if self.gitlab_webhook_token and not self.gitlab_token:
             out.append(
                 "GitLab deliveries are accepted but Threadline cannot write back: "

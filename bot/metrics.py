@@ -14,6 +14,7 @@ numbers from whichever process is scraped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import types
@@ -105,6 +106,13 @@ ERRORS = Counter(
     "turn_crashed, poll_failed).",
     ["kind"],
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def received(host: str, event: str, answer: str) -> Counter:
+    """DELIVERIES' child for one label set, looked up once: ingress is benchmarked, and
+    `labels()` takes a lock and builds a key on every call."""
+    return DELIVERIES.labels(host, event, answer)
 
 
 class DatabaseCollector(Collector):

@@ -17,7 +17,12 @@ from bot.web.metrics import serve_metrics
 from tests import payloads as p
 from tests.conftest import Running, run_app, with_settings
 from tests.fakes.github import FakeGitHub
+from tests.fakes.llm import FakeAnthropic, FakeOpenAI
+from tests.test_llm_sessions import DIFF, REVIEWERS, LLMRig, fakes
+from tests.test_llm_sessions import agents_file as llm_agents_file
 from tests.test_sessions import REPO, GitHubRig, agents_file, eventually, github_settings
+
+__all__ = ["fakes"]  # the fake model servers' fixture, shared with test_llm_sessions
 
 OPERATOR, VIEWER = "op-metrics-token", "view-metrics-token"
 
@@ -54,7 +59,13 @@ async def scrape(app: Running, token: str = VIEWER) -> Samples:
 async def fake_github() -> AsyncIterator[FakeGitHub]:
     async with FakeGitHub() as gh:
         gh.install(4242, [REPO])
-        gh.add_pull(REPO, 12, head_sha="a" * 40, base_sha="b" * 40, files=[])
+        gh.add_pull(
+            REPO,
+            12,
+            head_sha="a" * 40,
+            base_sha="b" * 40,
+            files=[{"filename": "src/retry.py", "status": "modified"}],
+        )
         gh.set_permission(REPO, "maintainer", "write")
         yield gh
 
@@ -182,3 +193,56 @@ async def test_the_metrics_address_serves_without_a_token(settings: Settings) ->
     ):
         assert resp.status == 200
         assert "threadline_inbox_depth" in await resp.text()
+
+
+@pytest.fixture
+async def llm_rig(
+    settings: Settings,
+    fake_github: FakeGitHub,
+    fakes: tuple[FakeOpenAI, FakeAnthropic],
+    tmp_path: Path,
+) -> AsyncIterator[LLMRig]:
+    openai, anthropic = fakes
+    fake_github.add_repo(REPO).issues[12].diff = DIFF
+    config = llm_agents_file(tmp_path, openai, anthropic)
+    tuned = with_settings(github_settings(settings, fake_github, config), viewer_token=VIEWER)
+    async with run_app(tuned) as app:
+        yield LLMRig(app, fake_github, openai, anthropic)
+
+
+async def test_model_calls_and_tokens_by_provider_and_model(llm_rig: LLMRig) -> None:
+    rig = llm_rig
+    before = await scrape(rig.app)
+    await rig.comment(12, "@threadline review this PR")
+    await eventually(
+        lambda: rig.replies(12)[-1:] and rig.replies(12)[-1].startswith("Review summary:"),
+        "the coordinator's summary",
+        within=30,
+    )
+    await eventually(lambda: rig.sessions()[0].state == "idle", "the turn ends")
+    after = await scrape(rig.app)
+    [session] = rig.sessions()
+    usage: dict[tuple[str, str], list[int]] = {}
+    for one in [session, *rig.children(session.id)]:
+        for event in rig.transcript(one.id):
+            if event.kind == "usage":
+                found = usage.setdefault((one.agent_id, event.data["model"]), [0, 0, 0])
+                found[0] += 1
+                found[1] += event.data["input_tokens"]
+                found[2] += event.data["output_tokens"]
+    provider = {"coordinator": "local-openai", **{r: "claude" for r in REVIEWERS}}
+    expected: dict[tuple[str, str], list[int]] = {}
+    for (agent, model), (calls, tokens_in, tokens_out) in usage.items():
+        key = (provider[agent], model)
+        sums = expected.setdefault(key, [0, 0, 0])
+        sums[0], sums[1], sums[2] = sums[0] + calls, sums[1] + tokens_in, sums[2] + tokens_out
+    assert {p for p, _ in expected} == {"local-openai", "claude"}
+    for (prov, model), (calls, tokens_in, tokens_out) in expected.items():
+
+        def delta(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert delta("threadline_llm_calls_total", provider=prov, model=model) == calls
+        tokens = "threadline_llm_tokens_total"
+        assert delta(tokens, provider=prov, model=model, direction="input") == tokens_in
+        assert delta(tokens, provider=prov, model=model, direction="output") == tokens_out

@@ -27,7 +27,7 @@ from bot.ingress.verify import (
     accept_local,
 )
 from bot.ingress.writer import DeliveryWriter
-from bot.metrics import DELIVERIES
+from bot.metrics import received
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,13 @@ async def store_verified(
     except WebhookRejected as exc:
         log.warning("refused %s webhook from %s: %s", host, remote, exc.reason)
         # No event label: an unverified request's headers are anyone's text.
-        DELIVERIES.labels(host, "", "refused").inc()
+        received(host, "", "refused").inc()
         return _error(exc.status, exc.reason)
     try:
         stored = await app[WRITER].store(incoming)
     except Exception:
         log.exception("could not store %s delivery %s", host, incoming.delivery_id)
-        DELIVERIES.labels(host, incoming.event, "unavailable").inc()
+        received(host, incoming.event, "unavailable").inc()
         return _error(503, "the delivery could not be stored; please redeliver it")
     if stored.duplicate:
         return _stored_answer("duplicate", 200, stored.pk, incoming)
@@ -93,7 +93,7 @@ async def store_verified(
 
 def _stored_answer(status: str, code: int, pk: int, incoming: IncomingDelivery) -> web.Response:
     """{"status", "id", "delivery"} as JSON; orjson, as this is every delivery's answer."""
-    DELIVERIES.labels(incoming.host, incoming.event, status).inc()
+    received(incoming.host, incoming.event, status).inc()
     body = orjson.dumps({"status": status, "id": pk, "delivery": incoming.delivery_id})
     return web.Response(body=body, status=code, content_type="application/json")
 

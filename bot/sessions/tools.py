@@ -154,7 +154,9 @@ class SessionTools:
         await self.service.note(self.session, CONVERSATION, data)
 
     async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None:
-        provider = str(self.agent.options.get("provider", self.agent.engine))
+        # The `llm` engine's options name the provider (LLMOptions.provider.id).
+        llm = self.agent.options.get("llm")
+        provider = str(getattr(getattr(llm, "provider", None), "id", self.agent.engine))
         metrics.count_llm(provider, model, input_tokens, output_tokens)
         store = self.service.store
         total_in, total_out = await asyncio.to_thread(
