@@ -126,7 +126,9 @@ async def test_a_sessions_work_shows_in_the_metrics(rig: GitHubRig) -> None:
     await eventually(lambda: "ended by @maintainer" in rig.status(12), "the status says done")
     await app.drain()
     await eventually(
-        lambda: not app.runtime.outbox.counts().get("pending"), "the outbox is sent", within=10
+        lambda: not {"pending", "sending"} & set(app.runtime.outbox.counts()),
+        "the outbox is sent",
+        within=10,
     )
     after = await scrape(app)
     calls = gh.requests[calls_before:]
