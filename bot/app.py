@@ -15,6 +15,7 @@ from bot.ingress.routes import ingest_local, install_ingress
 from bot.runtime import Runtime
 from bot.web.auth import install_auth
 from bot.web.inspector import install_inspector
+from bot.web.metrics import install_metrics
 from bot.web.playground import PLAYGROUND, install_playground
 from bot.web.redact import Scrubber, install_scrubber
 from bot.web.setup import add_setup_routes
@@ -52,6 +53,7 @@ def create_app(
     install_auth(app, settings, tokens=tokens)  # /login, /logout; /inspect and /api/ need a token
     install_inspector(app, settings, inbox.engine)
     install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
+    install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)
     add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab

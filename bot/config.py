@@ -74,6 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("github_api_url", "GitHub REST base URL (GHES: https://HOST/api/v3)", "https://api.github.com", group="github"),
     Setting("github_graphql_url", "GitHub GraphQL URL (default: from the REST URL; GHES: https://HOST/api/graphql)", group="github"),
     Setting("github_redelivery_minutes", "ask GitHub again for failed deliveries this often (0: never; App only)", "10", group="github"),
+    Setting("github_poll_seconds", "read the App's deliveries from GitHub's API this often, for a server GitHub cannot reach (0: never; App only)", "0", group="github"),
     Setting("gitlab_url", "GitLab base URL (self-managed: https://HOST)", "https://gitlab.com", group="gitlab"),
     Setting("gitlab_token", "GitLab project, group or personal access token", secret=True, group="gitlab"),
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
@@ -91,6 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("delivery_max_attempts", "tries before a delivery is marked failed", "5", group="worker"),
     Setting("delivery_retry_seconds", "first retry delay; it doubles per try, at most one hour", "10", group="worker"),
     Setting("order_hold_seconds", "how long a new delivery waits before it is handled, so an earlier event of its thread that arrives a little later goes first", "1.0", group="worker"),
+    Setting("metrics_address", "HOST:PORT where this process also serves /metrics without a token (the worker's only /metrics; unset: none)", group="metrics"),
     Setting("retention_delivery_body_days", "days a settled delivery keeps its headers and body (0: forever)", "7", group="retention"),
     Setting("retention_delivery_days", "days a settled delivery's row (its id, for spotting redeliveries) is kept; 0 (forever) or at least 8", "30", group="retention"),
     Setting("retention_outbox_days", "days a sent write to a host is kept (0: forever)", "30", group="retention"),
@@ -126,6 +128,7 @@ class Settings:
     github_api_url: str = "https://api.github.com"
     github_graphql_url: str | None = None
     github_redelivery_minutes: float = 10.0
+    github_poll_seconds: float = 0.0
     gitlab_url: str = "https://gitlab.com"
     gitlab_token: str | None = field(default=None, repr=False)
     gitlab_webhook_token: str | None = field(default=None, repr=False)
@@ -143,6 +146,7 @@ class Settings:
     delivery_max_attempts: int = 5
     delivery_retry_seconds: float = 10.0
     order_hold_seconds: float = 1.0
+    metrics_address: str | None = None
     retention_delivery_body_days: float = 7.0
     retention_delivery_days: float = 30.0
     retention_outbox_days: float = 30.0
@@ -207,6 +211,11 @@ class Settings:
             out.append(
                 "GitHub deliveries are accepted but Threadline cannot write back: set "
                 "THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY (or THREADLINE_GITHUB_TOKEN)"
+            )
+        if self.github_poll_seconds > 0 and not (self.github_app_id and self.github_private_key):
+            out.append(
+                "THREADLINE_GITHUB_POLL_SECONDS is set, but poll mode reads a GitHub App's "
+                "deliveries: set THREADLINE_GITHUB_APP_ID and THREADLINE_GITHUB_PRIVATE_KEY"
             )
         if self.gitlab_webhook_token and not self.gitlab_token:
             out.append(
@@ -408,6 +417,15 @@ def _delivery_days(text: str) -> float:
     return value
 
 
+def _address(text: str) -> str:
+    """HOST:PORT to listen on ([::1]:9100 for IPv6)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"THREADLINE_METRICS_ADDRESS must be HOST:PORT, got {text!r}")
+    port_number(port, "THREADLINE_METRICS_ADDRESS")
+    return text.strip()
+
+
 def port_number(text: str, name: str = "THREADLINE_PORT") -> int:
     """A listen port, checked the same way wherever it comes from (a variable, --port)."""
     return _int(name, 0, 65535)(text)
@@ -427,6 +445,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "github_api_url": _url("THREADLINE_GITHUB_API_URL"),
     "github_graphql_url": _url("THREADLINE_GITHUB_GRAPHQL_URL"),
     "github_redelivery_minutes": _float("THREADLINE_GITHUB_REDELIVERY_MINUTES", 0.0),
+    "github_poll_seconds": _float("THREADLINE_GITHUB_POLL_SECONDS", 0.0),
     "gitlab_url": _url("THREADLINE_GITLAB_URL"),
     "host_timeout_seconds": _float("THREADLINE_HOST_TIMEOUT_SECONDS", 1.0),
     "outbox_min_interval_seconds": _float("THREADLINE_OUTBOX_MIN_INTERVAL_SECONDS", 0.0),
@@ -439,6 +458,7 @@ _CONVERTERS: dict[str, Callable[[str], Any]] = {
     "delivery_retry_seconds": _float("THREADLINE_DELIVERY_RETRY_SECONDS", 0.0),
     "order_hold_seconds": _float("THREADLINE_ORDER_HOLD_SECONDS", 0.0),
     "retention_delivery_body_days": _float("THREADLINE_RETENTION_DELIVERY_BODY_DAYS", 0.0),
+    "metrics_address": _address,
     "retention_delivery_days": _delivery_days,
     "retention_outbox_days": _float("THREADLINE_RETENTION_OUTBOX_DAYS", 0.0),
     "retention_transcript_days": _float("THREADLINE_RETENTION_TRANSCRIPT_DAYS", 0.0),

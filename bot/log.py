@@ -1,4 +1,8 @@
-"""Logging set-up: plain or JSON lines, with the delivery being handled bound from a contextvar.
+"""Logging set-up: plain or JSON lines, with the work in hand bound from contextvars.
+
+The delivery being handled, the session whose turn runs, its thread and the host
+installation are context variables (`bind` sets them for a block), so every line
+logged during that work carries them, whichever module logs it.
 
 Log fields carry text from outside (a commenter's login, a repository name, a host's
 error message). In the text format every record is one line: line breaks and other
@@ -9,22 +13,63 @@ are indented under the record they belong to.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 delivery_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("delivery", default=None)
 session_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("session", default=None)
+thread_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("thread", default=None)
+installation_var: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "installation", default=None
+)
+
+# The bound fields, in the order lines show them: (name in the line, record attribute).
+# A record's own `thread` is the Python thread's id, so ours is kept as `thread_key`.
+FIELDS = (
+    ("delivery", "delivery"),
+    ("session", "session"),
+    ("thread", "thread_key"),
+    ("installation", "installation"),
+)
 
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.delivery = delivery_var.get()
         record.session = session_var.get()
+        record.thread_key = thread_var.get()
+        record.installation = installation_var.get()
         return True
+
+
+@contextlib.contextmanager
+def bind(
+    *,
+    delivery: str | None = None,
+    session: str | None = None,
+    thread: str | None = None,
+    installation: int | None = None,
+) -> Iterator[None]:
+    """Bind the given fields (those not None) to every line logged in the block."""
+    pairs: list[tuple[contextvars.ContextVar[Any], object]] = [
+        (delivery_var, delivery),
+        (session_var, session),
+        (thread_var, thread),
+        (installation_var, installation),
+    ]
+    tokens = [(var, var.set(value)) for var, value in pairs if value is not None]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 # C0 controls (line feed, carriage return, tab, escape ...), DEL, C1 controls (NEL among
@@ -61,8 +106,8 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         bound = "".join(
             f" {name}={escape(str(value))}"
-            for name in ("delivery", "session")
-            if (value := getattr(record, name, None))
+            for name, attr in FIELDS
+            if (value := getattr(record, attr, None)) is not None
         )
         # The whole rendered message, so every argument (and any object's str()) is
         # covered, whatever the call site passed.
@@ -79,14 +124,14 @@ class _TextFormatter(logging.Formatter):
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in ("delivery", "session"):
-            if value := getattr(record, name, None):
+        for name, attr in FIELDS:
+            if (value := getattr(record, attr, None)) is not None:
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

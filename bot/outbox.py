@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from bot import slots
+from bot import metrics, slots
 from bot.clock import utcnow, worker_name
 from bot.db import execute_alone, insert_ignoring_conflicts
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
@@ -56,6 +56,7 @@ from bot.hosts.base import (
     Posted,
     RateLimited,
 )
+from bot.log import bind
 from bot.loops import nap
 
 log = logging.getLogger(__name__)
@@ -592,7 +593,8 @@ class Sender:
         )
         if row is None:
             return False
-        await self._send(row)
+        with bind(thread=row.thread.key, installation=row.installation_id):
+            await self._send(row)
         return True
 
     async def _send(self, row: OutboxRow) -> None:
@@ -601,9 +603,11 @@ class Sender:
                 self.outbox.settle, row, self.name, SUPERSEDED, sent_at=utcnow()
             )
             return
+        timer = metrics.Timer()
         try:
             try:
                 result = await self._leased(row, self._perform(row))
+                metrics.SEND_SECONDS.labels(row.host, row.kind).observe(timer.seconds())
             finally:
                 # The slot was taken when the row was claimed; spacing is also counted from
                 # the end of this write, so a slow write does not let the next one crowd it.
@@ -626,6 +630,7 @@ class Sender:
             )
             return
         if await asyncio.to_thread(self.outbox.sent, row, self.name, result):
+            metrics.OUTBOX_SENDS.labels(row.host, row.kind, "sent").inc()
             log.info("outbox row %s %s sent to %s", row.pk, row.kind, row.thread.key)
         else:
             log.warning("outbox row %s: lease lost before it was settled", row.pk)
@@ -706,6 +711,7 @@ class Sender:
                 exc.ambiguous,
                 charged=not limited,
             )
+            metrics.count_send(row.host, row.kind, "retry")
             log.warning(
                 "outbox row %s attempt %d failed (%s); retry in %.0fs",
                 row.pk,
@@ -715,6 +721,7 @@ class Sender:
             )
             return
         await asyncio.to_thread(self.outbox.fail, row, self.name, error)
+        metrics.count_send(row.host, row.kind, "failed")
         log.error(
             "outbox row %s %s to %s failed for good: %s", row.pk, row.kind, row.thread.key, error
         )

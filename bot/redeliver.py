@@ -67,7 +67,7 @@ def stored_guids(engine: Engine, guids: Iterable[str]) -> set[str]:
     return found
 
 
-def _delivered_at(entry: dict[str, Any]) -> float:
+def delivered_at(entry: dict[str, Any]) -> float:
     stamp = str(entry.get("delivered_at") or "")
     try:
         return datetime.fromisoformat(stamp).timestamp()
@@ -104,7 +104,7 @@ async def reconcile(
         if sum(1 for t in tries if t.get("redelivery")) >= max_redeliveries:
             result.given_up.append(guid)
             continue
-        latest = max(tries, key=_delivered_at)
+        latest = max(tries, key=delivered_at)
         try:
             await app.redeliver(int(latest["id"]))
         except HostError as exc:

@@ -29,7 +29,9 @@ from bot.hosts.github import GitHubApp
 from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.loops import every
+from bot.metrics import host_api_tracing
 from bot.outbox import Outbox, Sender
+from bot.poll import Poller
 from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
@@ -40,6 +42,7 @@ from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
 from bot.slots import Slots
 from bot.web.auth import ensure_operator_token, print_login_link
+from bot.web.metrics import serve_metrics
 from bot.web.playground import playground_link
 from bot.web.redact import Scrubber
 from bot.worker import Dispatcher, Worker
@@ -196,7 +199,19 @@ async def background(settings: Settings, services: Services, workers: int) -> As
     """Workers and, where there are workers, the sender, sessions and timers, with host
     clients on one HTTP session."""
     timeout = aiohttp.ClientTimeout(total=settings.host_timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_address:
+            url = await stack.enter_async_context(
+                serve_metrics(settings.metrics_address, services.engine)
+            )
+            log.info("metrics at %s", url)
+        # GitHub's API answers on the shared session, counted by status (bot.metrics).
+        tracing = host_api_tracing(
+            [("github", settings.github_api_url), ("github", settings.github_graphql_endpoint)]
+        )
+        http = await stack.enter_async_context(
+            aiohttp.ClientSession(timeout=timeout, trace_configs=[tracing])
+        )
         hosts = Hosts.from_settings(settings, http, engine=services.engine)
         crew = Crew(make_workers(settings, services, workers))
         try:
@@ -244,8 +259,18 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                 )
                 if sessions.workspaces is not None:
                     await sessions.workspaces.clean_orphans(sessions.store)
+                polling = settings.github_poll_seconds
+                if polling > 0 and isinstance(hosts.github, GitHubApp):
+                    # Poll mode (bot.poll): GitHub cannot reach us, so asking it to
+                    # redeliver would only fail again; the poller reads them all instead.
+                    poller = Poller(
+                        hosts.github, services.inbox, interval=polling, on_stored=crew.wake_workers
+                    )
+                    crew.periodic.append(
+                        functools.partial(every, polling, job=poller.tick, first=0.0)
+                    )
                 minutes = settings.github_redelivery_minutes
-                if minutes > 0 and isinstance(hosts.github, GitHubApp):
+                if minutes > 0 and isinstance(hosts.github, GitHubApp) and polling <= 0:
                     reconciler = Reconciler(hosts.github, services.engine, interval=minutes * 60)
                     # The first round soon after start: deliveries missed while we were down.
                     crew.periodic.append(

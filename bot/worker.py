@@ -21,13 +21,14 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from bot import metrics
 from bot.clock import utcnow, worker_name
 from bot.db.outage import Outage
 from bot.events import Event, PayloadError, drop_reason, event_time, normalize, order_key
 from bot.events import Ignored as IgnoredEvent
 from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order
 from bot.ingress.verify import WebhookRejected, decode_payload
-from bot.log import delivery_var
+from bot.log import bind
 from bot.loops import nap
 from bot.router import Context, Router
 from bot.runtime import Runtime
@@ -230,11 +231,14 @@ class Worker:
     ) -> bool:
         """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late).
         False when it was parked to wait its turn (or its lease was lost meanwhile)."""
-        token = delivery_var.set(f"{row.host}:{row.delivery_id}")
-        try:
-            return await self._process(row, prepared or self.dispatcher.prepare(row), late)
-        finally:
-            delivery_var.reset(token)
+        prepared = prepared or self.dispatcher.prepare(row)
+        event = prepared.event
+        with bind(
+            delivery=f"{row.host}:{row.delivery_id}",
+            thread=prepared.order.thread_key or None,
+            installation=event.installation_id if event is not None else None,
+        ):
+            return await self._process(row, prepared, late)
 
     async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> bool:
         if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
@@ -245,6 +249,7 @@ class Worker:
             error = f"gave up after {row.attempts} attempts (workers stopped while handling it)"
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
             log.error("delivery %s failed: %s", row.pk, error)
+            _count(row, "failed")
             return True
         if not await asyncio.to_thread(self._start, row, late):
             return False
@@ -257,18 +262,25 @@ class Worker:
             )
         attempts = row.attempts + 1
         started = utcnow()
+        timer = metrics.Timer()
         try:
-            outcome = await self.dispatcher.handle(row, prepared)
+            try:
+                outcome = await self.dispatcher.handle(row, prepared)
+            finally:
+                metrics.HANDLING_SECONDS.labels(row.host).observe(timer.seconds())
         except PermanentError as exc:
             await asyncio.to_thread(self.inbox.fail, row.pk, self.name, str(exc))
             log.error("delivery %s failed for good: %s", row.pk, exc)
+            _count(row, "failed")
             return True
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if attempts >= self.max_attempts:
                 await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
                 log.exception("delivery %s failed after %d attempts", row.pk, attempts)
+                _count(row, "failed")
             else:
+                _count(row, "retry")
                 delay = self.retry_delay(attempts)
                 await asyncio.to_thread(self.inbox.retry_later, row.pk, self.name, error, delay)
                 log.warning(
@@ -328,6 +340,7 @@ class Worker:
         elapsed = (utcnow() - started).total_seconds() * 1000
         if settled:
             log.info("delivery %s %s in %.1f ms: %s", row.pk, outcome.status, elapsed, note)
+            _count(row, outcome.status)
         else:
             log.warning("delivery %s: lease lost before it was settled", row.pk)
 
@@ -343,6 +356,12 @@ class Worker:
             for pk in held - kept:
                 log.warning("delivery %s: lease was taken over by another worker", pk)
             held &= kept
+
+
+def _count(row: DeliveryRow, outcome: str) -> None:
+    metrics.DELIVERIES_HANDLED.labels(row.host, outcome).inc()
+    if outcome in ("failed", "retry"):
+        metrics.ERRORS.labels(f"delivery_{outcome}").inc()
 
 
 def _with_order(row: DeliveryRow, prepared: Prepared) -> DeliveryRow:

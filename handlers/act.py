@@ -15,10 +15,11 @@ from typing import Any, assert_never
 from bot import decide as d
 from bot.events import CommentEvent, Event, IssueEvent, ReviewEvent, ThreadRef
 from bot.hosts.base import NoCredentials
+from bot.log import bind
 from bot.router import Context
 from bot.sessions.agents import session_options
 from bot.sessions.service import Trigger
-from bot.sessions.store import CANCELLED, USER_SIGNAL
+from bot.sessions.store import CANCELLED, USER_SIGNAL, SessionInfo
 from handlers.session_commands import (
     NOTHING_TO_APPROVE,
     REPO_CONFIG_PROBLEMS,
@@ -72,7 +73,13 @@ async def look_up(ask: d.Ask, facts: d.Facts, ctx: Context) -> Any:
 
 
 async def carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
-    """Do one action on behalf of the event's author."""
+    """Do one action on behalf of the event's author (logged with its session bound)."""
+    session = getattr(action, "session", None)
+    with bind(session=session.id if isinstance(session, SessionInfo) else None):
+        await _carry_out(action, facts, ctx)
+
+
+async def _carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
     event = facts.event
     login = event.actor.login
     if isinstance(action, d.Ignore):
@@ -122,15 +129,16 @@ async def carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
                 options=session_options(action.policy),
             )
             result = await sessions.launch(trigger)
-            log.info(
-                "%s %s in %s by %s: session %s%s",
-                _kind(event),
-                event.action,
-                _thread_key(event),
-                login,
-                result.session.id,
-                "" if result.created else " (already running)",
-            )
+            with bind(session=result.session.id):
+                log.info(
+                    "%s %s in %s by %s: session %s%s",
+                    _kind(event),
+                    event.action,
+                    _thread_key(event),
+                    login,
+                    result.session.id,
+                    "" if result.created else " (already running)",
+                )
         case d.Resume():
             raise NotImplementedError("the session runtime cannot resume a session yet")
         case d.Feed(session, body, comment_id, url, kind):

@@ -491,6 +491,10 @@ def test_warning_when_no_host_is_configured() -> None:
             {"THREADLINE_GITLAB_WEBHOOK_TOKEN": LONG_SECRET},
             "GitLab deliveries are accepted but Threadline cannot write back",
         ),
+        (
+            {"THREADLINE_GITHUB_TOKEN": "t" * 20, "THREADLINE_GITHUB_POLL_SECONDS": "5"},
+            "THREADLINE_GITHUB_POLL_SECONDS is set, but poll mode reads a GitHub App's",
+        ),
     ],
 )
 def test_warnings(environ: dict[str, str], warned: str) -> None:
@@ -706,3 +710,21 @@ def test_a_malformed_private_key_is_refused_when_settings_load(
     for problem in (inline, from_file):
         assert all(line[:12] not in problem for line in secret_lines if len(line) >= 12)
         assert LEAK not in problem
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("127.0.0.1:9100", "127.0.0.1:9100"),
+        ("[::1]:9100", "[::1]:9100"),
+        (" 0.0.0.0:0 ", "0.0.0.0:0"),
+    ],
+)
+def test_the_metrics_address_is_host_and_port(given: str, kept: str) -> None:
+    assert load_settings({"THREADLINE_METRICS_ADDRESS": given}).metrics_address == kept
+
+
+@pytest.mark.parametrize("given", ["9100", ":9100", "localhost:http", "localhost:70000"])
+def test_a_bad_metrics_address_is_refused(given: str) -> None:
+    with pytest.raises(ConfigError, match="THREADLINE_METRICS_ADDRESS"):
+        load_settings({"THREADLINE_METRICS_ADDRESS": given})

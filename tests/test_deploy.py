@@ -203,6 +203,7 @@ IMPORTED_AS = {
     "anthropic": "anthropic",
     "Jinja2": "jinja2",
     "orjson": "orjson",
+    "prometheus_client": "prometheus_client",
 }
 
 

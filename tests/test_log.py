@@ -3,30 +3,43 @@ repository name) cannot forge log lines, and a traceback stays indented under it
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bot import log
 from bot.config import Settings
 from tests.conftest import run_app
+from tests.fakes.github import FakeGitHub
 from tests.payloads import encode, github_headers, issue_comment
+from tests.test_sessions import REPO, GitHubRig, agents_file, eventually, github_settings
 
 FORGED = "\nFAKE LINE 12:00:00 INFO    bot.web.auth: operator signed in"
 
 
-@pytest.fixture
-def text_log() -> Iterator[None]:
-    """Our text handler on the root logger for one test (it writes to sys.stderr)."""
+def _our_log(fmt: str) -> Iterator[None]:
+    """Our handler in `fmt` on the root logger for one test (it writes to sys.stderr)."""
     root = logging.getLogger()
     level = root.level
-    log.configure("INFO", "text")
+    log.configure("INFO", fmt)
     yield
     for handler in [h for h in root.handlers if isinstance(h, log._OurHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture
+def text_log() -> Iterator[None]:
+    yield from _our_log("text")
+
+
+@pytest.fixture
+def json_log() -> Iterator[None]:
+    yield from _our_log("json")
 
 
 def lines_of(err: str) -> list[str]:
@@ -88,3 +101,51 @@ def test_a_traceback_is_indented_under_its_record() -> None:
     assert rest
     assert all(line.startswith(log.INDENT) for line in rest)
     assert any("RuntimeError: boom" in line for line in rest)
+
+
+async def test_a_handled_deliverys_json_lines_carry_its_delivery_and_session(
+    settings: Settings, json_log: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    async with FakeGitHub() as gh:
+        gh.install(4242, [REPO])
+        gh.add_pull(REPO, 12, head_sha="a" * 40, base_sha="b" * 40, files=[])
+        gh.set_permission(REPO, "maintainer", "write")
+        tuned = github_settings(settings, gh, agents_file(tmp_path))
+        async with run_app(tuned) as app:
+            rig = GitHubRig(app, gh)
+            _, delivery = await rig.comment(12, "@threadline look at the retries")
+            await eventually(lambda: rig.replies(12) == ["task: look at the retries"], "the reply")
+            await app.drain()
+            [session] = rig.sessions()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert all(isinstance(entry, dict) and entry["message"] for entry in lines)
+    ours = f"github:{delivery}"
+    thread = "github:octo-org/hello-world/pulls/12"
+    of_delivery = [e for e in lines if e.get("delivery") == ours]
+    assert {e.get("thread") for e in of_delivery} == {thread}
+    assert {e.get("installation") for e in of_delivery} == {4242}
+    started = [e for e in of_delivery if e["logger"] == "handlers.act"]
+    assert started, "the handler logs the session it started"
+    assert [(e["session"], f"session {session.id}" in e["message"]) for e in started] == [
+        (session.id, True)
+    ]
+    # The sender's lines (its own task) carry the thread and installation of each write.
+    sends = [e for e in lines if e["logger"] == "bot.outbox" and " sent to " in e["message"]]
+    assert sends
+    assert {(e.get("thread"), e.get("installation")) for e in sends} == {(thread, 4242)}
+
+
+def test_json_lines_hold_control_characters_as_json_escapes() -> None:
+    record = logging.LogRecord("bot.test", logging.INFO, __file__, 1, "got %s", (FORGED,), None)
+    record.delivery, record.session = "d\n1", None
+    record.thread_key, record.installation = "github:o/r#1", 7
+    line = log._JsonFormatter().format(record)
+    assert "\n" not in line, "one line: json.dumps escapes control characters"
+    entry = json.loads(line)
+    assert entry["message"] == f"got {FORGED}"
+    assert (entry["delivery"], entry["thread"], entry["installation"]) == (
+        "d\n1",
+        "github:o/r#1",
+        7,
+    )
+    assert "session" not in entry

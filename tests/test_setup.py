@@ -729,3 +729,20 @@ async def test_the_configured_gitlab_token_is_never_sent_elsewhere(
             assert elsewhere.requests
             assert all(r.headers.getall("PRIVATE-TOKEN") == ["typed"] for r in elsewhere.requests)
             assert all(GITLAB_TOKEN not in str(r.headers) for r in elsewhere.requests)
+
+
+async def test_a_loopback_address_is_offered_poll_mode(github: FakeGitHub, tmp_path: Path) -> None:
+    async with serve(settings_for(github, tmp_path), tmp_path) as site:
+        status, html = await site.get("/setup")
+        assert status == 200
+        assert 'data-testid="poll-mode"' in html
+        assert "THREADLINE_GITHUB_POLL_SECONDS=5" in html
+    public = settings_for(github, tmp_path, public_url="https://bot.example.com")
+    async with serve(public, tmp_path) as site:
+        _, html = await site.get("/setup")
+        assert 'data-testid="poll-mode"' not in html
+    polling = settings_for(github, tmp_path, github_poll_seconds=5.0)
+    async with serve(polling, tmp_path) as site:
+        _, html = await site.get("/setup")
+        assert "Poll mode is on" in html
+        assert "every 5 s" in html

@@ -532,6 +532,23 @@ class GitHubApp:
             write=False,  # a second redelivery is deduplicated by its guid on arrival
         )
 
+    async def hook_delivery(self, delivery_id: int) -> dict[str, Any]:
+        """One delivery of the App webhook, with the request's headers and payload.
+
+        https://docs.github.com/en/rest/apps/webhooks#get-a-delivery-for-an-app-webhook
+        """
+        url = "/app/hook/deliveries/{delivery_id}"
+        url_vars = {"delivery_id": delivery_id}
+        data = await self._transport.call(
+            "GET",
+            _path(url, url_vars),
+            lambda api: api.getitem(url, url_vars, accept=ACCEPT_JSON, jwt=self.jwt()),
+            token=None,
+        )
+        if not isinstance(data, dict):
+            raise HostError(f"GitHub GET {url}: answer is not an object", retryable=True)
+        return data
+
     def _fresh(self, token: _Token) -> bool:
         return self._clock() < token.expires_at - TOKEN_REFRESH_MARGIN_SECONDS
 

@@ -28,6 +28,7 @@ from bot.ingress.verify import (
     accept_local,
 )
 from bot.ingress.writer import DeliveryWriter
+from bot.metrics import received
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,14 @@ async def store_verified(
         incoming = accept(headers, body, secret)
     except WebhookRejected as exc:
         log.warning("refused %s webhook from %s: %s", host, remote, exc.reason)
+        # No event label: an unverified request's headers are anyone's text.
+        received(host, "", "refused").inc()
         return _error(exc.status, exc.reason)
     try:
         stored = await app[WRITER].store(incoming)
     except Exception:
         log.exception("could not store %s delivery %s", host, incoming.delivery_id)
+        received(host, incoming.event, "unavailable").inc()
         return _error(503, "the delivery could not be stored; please redeliver it")
     if stored.duplicate:
         return _stored_answer("duplicate", 200, stored.pk, incoming)
@@ -90,6 +94,7 @@ async def store_verified(
 
 def _stored_answer(status: str, code: int, pk: int, incoming: IncomingDelivery) -> web.Response:
     """{"status", "id", "delivery"} as JSON; orjson, as this is every delivery's answer."""
+    received(incoming.host, incoming.event, status).inc()
     body = orjson.dumps({"status": status, "id": pk, "delivery": incoming.delivery_id})
     return web.Response(body=body, status=code, content_type="application/json")
 

@@ -178,6 +178,45 @@ def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> Incom
     )
 
 
+# What a delivery read through GitHub's API (poll mode) is stored with, in place of the
+# sender's content type: its payload comes back parsed and is stored re-encoded as JSON.
+POLLED_CONTENT_TYPE = "application/json"
+POLLED_USER_AGENT = "threadline-poll"
+
+
+def accept_github_polled(headers: Mapping[str, str], payload: object) -> IncomingDelivery:
+    """A delivery read from GitHub's deliveries API (`GET /app/hook/deliveries/{id}`).
+
+    There is no signature to check: the API gives the payload parsed, not the signed
+    bytes. Its trust rests on the call itself, made as the App (its JWT) over TLS to
+    the configured GitHub, so only the caller (bot.poll) may hand deliveries here.
+    https://docs.github.com/en/rest/apps/webhooks#get-a-delivery-for-an-app-webhook
+    """
+    headers = _case_blind(headers)
+    event = headers.get("X-GitHub-Event")
+    delivery_id = headers.get("X-GitHub-Delivery")
+    if not event:
+        raise WebhookRejected(400, "missing X-GitHub-Event header")
+    if not delivery_id or len(delivery_id) > 128:
+        raise WebhookRejected(400, "missing or overlong X-GitHub-Delivery header")
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "the payload is not a JSON object")
+    kept = {
+        **_kept(headers),
+        "Content-Type": POLLED_CONTENT_TYPE,
+        "User-Agent": POLLED_USER_AGENT,
+    }
+    return IncomingDelivery(
+        host="github",
+        delivery_id=delivery_id,
+        event=event[:64],
+        action=_action(payload),
+        headers=kept,
+        body=orjson.dumps(payload),
+        handled=event in GITHUB_EVENTS,
+    )
+
+
 def accept_gitlab(headers: Mapping[str, str], body: bytes, token: str) -> IncomingDelivery:
     """Check GitLab's shared secret token (sent verbatim, no HMAC), then decode.
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from bot import metrics
 from bot import outbox as ob
 from bot.agents import base as b
 from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
@@ -175,6 +176,18 @@ class SessionTools:
         cache_write: int = 0,
         cost_micros: int = 0,
     ) -> None:
+        # The `llm` engine's options name the provider (LLMOptions.provider.id).
+        llm = self.agent.options.get("llm")
+        provider = str(getattr(getattr(llm, "provider", None), "id", self.agent.engine))
+        metrics.count_llm(
+            provider,
+            model,
+            input_tokens,
+            output_tokens,
+            cache_read=cache_read,
+            cache_write=cache_write,
+            cost_micros=cost_micros,
+        )
         store = self.service.store
         total_in, total_out, cost = await asyncio.to_thread(
             functools.partial(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from bot import metrics
 from bot.agents.base import (
     BudgetExceeded,
     EngineError,
@@ -18,7 +19,7 @@ from bot.agents.base import (
 )
 from bot.clock import worker_name
 from bot.db.outage import Outage
-from bot.log import session_var
+from bot.log import bind
 from bot.loops import nap
 from bot.sessions.agents import spec_record
 from bot.sessions.service_core import ServiceCore
@@ -107,15 +108,22 @@ class TurnRunner:
     async def _run_claimed(
         self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any] | None = None
     ) -> None:
-        token = session_var.set(session.id)
+        bound = bind(
+            session=session.id,
+            thread=session.thread_key or session.thread.key,
+            installation=session.installation_id,
+        )
         heartbeat = asyncio.create_task(self._heartbeat(session.id))
+        timer, result = metrics.Timer(), "crashed"
         try:
-            await self._turn(session, inputs, params or {})
+            with bound:
+                await self._turn(session, inputs, params or {})
+            result = "ran"
         finally:
+            metrics.count_turn(result, timer.seconds())
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            session_var.reset(token)
 
     async def _turn(
         self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any]
@@ -197,6 +205,7 @@ class TurnRunner:
             )
             return
         if error:
+            metrics.ERRORS.labels("turn_failed").inc()
             await asyncio.to_thread(service.store.note_problem, session.id, f"{FAILURE}: {error}")
         await service.publish_status(finished)
         service.deadline_changed()

@@ -158,6 +158,8 @@ def _hosts_context(request: web.Request) -> dict[str, Any]:
         "public_url": public,
         "public_url_set": settings.public_url is not None,
         "unreachable": unreachable_reason(public),
+        # Poll mode (bot.poll) is offered wherever GitHub cannot push (loopback included).
+        "polling": f"{settings.github_poll_seconds:g}" if settings.github_poll_seconds > 0 else "",
         "github": github,
         "github_web": setup.web_url,
         "gitlab": gitlab,

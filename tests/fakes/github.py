@@ -332,6 +332,7 @@ ROUTES = (
     _route("GET", r"/app/installations", "list_installations", "jwt"),
     _route("GET", r"/app/hook/deliveries", "list_hook_deliveries", "jwt"),
     _route("POST", r"/app/hook/deliveries/(?P<delivery_id>\d+)/attempts", "redeliver_hook", "jwt"),
+    _route("GET", r"/app/hook/deliveries/(?P<delivery_id>\d+)", "get_hook_delivery", "jwt"),
     _route("GET", r"/user", "get_user"),
     # https://docs.github.com/en/rest/apps/apps#create-a-github-app-from-a-manifest (no auth)
     _route("POST", r"/app-manifests/(?P<code>[^/]+)/conversions", "convert_manifest", "none"),
@@ -1153,6 +1154,33 @@ class FakeGitHub:
         by_time = sorted(self.hook_deliveries, key=lambda d: (d["delivered_at"], d["id"]))
         newest_first = [public(d) for d in reversed(by_time)]
         return self._paged(ctx, newest_first)
+
+    def _get_hook_delivery(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/apps/webhooks#get-a-delivery-for-an-app-webhook:
+        # the list's fields, plus the request (headers, parsed payload) and our answer.
+        wanted = int(ctx.params["delivery_id"])
+        found = next((d for d in self.hook_deliveries if d["id"] == wanted), None)
+        if found is None:
+            raise error(404, "Not Found")
+        headers = {
+            "Accept": "*/*",
+            "content-type": "application/json",
+            "User-Agent": "GitHub-Hookshot/fake",
+            "X-GitHub-Delivery": found["guid"],
+            "X-GitHub-Event": found["event"],
+            "X-GitHub-Hook-ID": "1",
+            "X-GitHub-Hook-Installation-Target-ID": str(self.app_id),
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            "X-Hub-Signature": "sha1=" + "0" * 40,
+            "X-Hub-Signature-256": "sha256=" + "0" * 64,
+        }
+        detail = {
+            **public(found),
+            "url": self.webhook_url or "",
+            "request": {"headers": headers, "payload": json.loads(found["_body"])},
+            "response": {"headers": {}, "payload": None},
+        }
+        return web.json_response(detail)
 
     def _redeliver_hook(self, ctx: Ctx) -> web.Response:
         # https://docs.github.com/en/rest/apps/webhooks#redeliver-a-delivery-for-an-app-webhook
