@@ -226,6 +226,8 @@ class SessionRow(Base):
     tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
     delegations: Mapped[int] = mapped_column(Integer, default=0)
+    # The session of the same thread this one takes up again (ended by the clock).
+    resumed_from: Mapped[str | None] = mapped_column(String(16))
 
 
 class SessionInput(Base):

@@ -19,10 +19,13 @@ AWAITING = "awaiting_approval"  # live: an approval gate is open
 QUEUED, TAKEN, CONSUMED, WITHDRAWN = "queued", "taken", "consumed", "withdrawn"
 UNCONSUMED = (QUEUED, TAKEN)
 WORKING = (ACTIVE, BUSY, IDLE)  # live and not waiting on an approval
+TURNING = (ACTIVE, BUSY)  # starting or in a turn: the states whose time the time limit counts
 
 # Why a session ended.
 USER_SIGNAL, CANCELLED, DONE = "user_signal", "cancelled", "done"
 TIME_LIMIT, IDLE_EXPIRY, LIFETIME = "time_limit", "idle_expiry", "lifetime"
+# Ended by the clock: a later mention in the thread resumes the session.
+RESUMABLE = (TIME_LIMIT, IDLE_EXPIRY, LIFETIME)
 CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "capacity",
     "failure",
@@ -31,6 +34,7 @@ CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "operator",
 )
 BUDGET, PARENT_CLOSED = "budget", "parent_closed"
+AGENT_REMOVED = "agent_removed"
 CONVERSATION = "conversation"  # the transcript event kind of a remembered message
 
 
@@ -62,6 +66,7 @@ class Launch:
     parent_id: str | None = None  # a delegation: the coordinator's session
     thread_key: str | None = None  # default: thread.key (a delegation gets its own)
     spec: dict[str, Any] | None = None  # the agent as launched
+    resumed_from: str | None = None  # the session this one takes up again
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class SessionInfo:
     tokens_in: int = 0
     tokens_out: int = 0
     delegations: int = 0
+    resumed_from: str | None = None
 
     @property
     def key(self) -> str:
@@ -129,6 +135,7 @@ class SessionInfo:
             "parent": self.parent_id,
             "tokens": {"input": self.tokens_in, "output": self.tokens_out},
             "delegations": self.delegations,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -197,6 +204,7 @@ def _info(row: SessionRow) -> SessionInfo:
         tokens_in=row.tokens_in or 0,
         tokens_out=row.tokens_out or 0,
         delegations=row.delegations or 0,
+        resumed_from=row.resumed_from,
     )
 
 

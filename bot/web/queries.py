@@ -54,6 +54,7 @@ class SessionLine:
     parent_id: str | None
     tokens_in: int
     tokens_out: int
+    resumed_from: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,7 @@ class SessionLine:
             "parent_id": self.parent_id,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -99,6 +101,7 @@ class SessionDetail:
     event_count: int
     change_sets: int
     launched: dict[str, Any] = field(default_factory=dict)  # the launch event's data
+    resumed_by: str | None = None  # the later session that took this one up again
 
     @property
     def live(self) -> bool:
@@ -185,6 +188,7 @@ _LINE_COLUMNS = (
     SessionRow.parent_id,
     SessionRow.tokens_in,
     SessionRow.tokens_out,
+    SessionRow.resumed_from,
 )
 
 
@@ -204,6 +208,7 @@ def _line(row: Any) -> SessionLine:
         parent_id=row.parent_id,
         tokens_in=row.tokens_in or 0,
         tokens_out=row.tokens_out or 0,
+        resumed_from=row.resumed_from,
     )
 
 
@@ -348,6 +353,12 @@ class Reads:
                     .limit(200)
                 )
             ]
+            resumed_by = conn.execute(
+                select(SessionRow.id)
+                .where(SessionRow.resumed_from == session_id)
+                .order_by(SessionRow.created_at)
+                .limit(1)
+            ).scalar_one_or_none()
             of_session = TranscriptEvent.session_id == session_id
             count = conn.execute(
                 select(func.count()).select_from(TranscriptEvent).where(of_session)
@@ -385,6 +396,7 @@ class Reads:
             event_count=int(count),
             change_sets=int(changes),
             launched=dict(launched or {}),
+            resumed_by=resumed_by,
         )
 
     def state(self, session_id: str) -> str | None:
