@@ -119,6 +119,7 @@ class TurnRunner:
     ) -> None:
         service = self.service
         await service.publish_status(session)
+        service.deadline_changed()  # its time limit runs again while the turn does
         try:
             agent = service.agent_for(session)
         except KeyError:
