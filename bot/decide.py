@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from bot import commands
 from bot.events import CommentEvent, Event, IssueEvent, ReviewEvent, ThreadRef, drop_reason
-from bot.sessions.store import AWAITING, SessionInfo
+from bot.sessions.store import AWAITING, RESUMABLE, SessionInfo
 
 if TYPE_CHECKING:
     from bot.agents.base import AgentSpec
@@ -36,7 +36,7 @@ class Missing(Enum):
 
 MISSING: Final = Missing.MISSING
 
-Fact = Literal["live", "awaiting", "writer", "repo"]
+Fact = Literal["live", "awaiting", "writer", "repo", "last"]
 
 # Why nothing is done (Ignore.reason); the notable ones are logged at info.
 NOTHING_ASKED: Final = "asks nothing of the bot"
@@ -46,6 +46,16 @@ NOT_A_TRIGGER: Final = "not a trigger"
 NO_GATE_WAITING: Final = "no session is waiting for an approval"
 NOT_AN_ANSWER: Final = "a review that neither approves nor requests changes"
 NOT_HANDLED: Final = "not an event the decision handles"
+
+# Replies decided here (keyed once per person per session, so they never become spam).
+OUTSIDER_IN_SESSION: Final = (
+    "Sorry @{login}, only people with write access to this repository can steer "
+    "Threadline sessions; session `{id}` here does not read your comments."
+)
+ALREADY_LIVE: Final = (
+    "Session `{id}` (agent `{agent}`) is already live in this thread, so `/agent` starts "
+    "nothing and is not passed to it. End it with `/done` or `/cancel`, then ask again."
+)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -70,8 +80,7 @@ class Facts:
     awaiting: SessionInfo | Missing | None = MISSING  # the session waiting on an approval
     writer: bool | Missing = MISSING  # whether the author has write access
     repo: RepoAnswer | Missing = MISSING  # the configuration in force in the repository
-    # The thread's last session, for resuming one that expired. Not asked for yet: the
-    # runtime has no resume; when it does, `decide` asks for it before starting anew.
+    # The thread's last session: a mention resumes it when the clock ended it.
     last: SessionInfo | Missing | None = MISSING
 
     @classmethod
@@ -176,13 +185,11 @@ class Start:
 
 @dataclass(frozen=True)
 class Resume:
-    """Take up `session` (closed by expiry) again with `task` as its next input.
-
-    Not decided yet: the runtime has no resume. It is here so that the decision's
-    callers already carry out a list in which it may appear."""
+    """Launch `start`, a session that takes up `session` (ended by idle expiry, lifetime
+    or time limit): its conversation, checklist and spent tokens carry over."""
 
     session: SessionInfo
-    task: str
+    start: Start
 
 
 @dataclass(frozen=True)
@@ -351,6 +358,13 @@ def _comment(facts: Facts, event: CommentEvent) -> Decision:
         return [Ignore(NOTHING_ASKED)]
     if parsed.commands or parsed.signal or parsed.problems:
         return _commands(facts, event, target)
+    if asks_task and parsed.agent is not None:
+        # `/agent X` asks for a new session, which a live one prevents: say so, feed nothing.
+        if facts.writer is MISSING:
+            return Ask("writer")
+        if facts.writer:
+            text = ALREADY_LIVE.format(id=target.id, agent=target.agent_id)
+            return [Reply(target, f"already-live.{event.comment_id}", text)]
     if not target.options.listen_to_comments:
         data = {"by": event.actor.login, "why": "not listening", "comment": event.comment_id}
         return [Record(target, "input_ignored", data)]
@@ -364,7 +378,9 @@ def _comment(facts: Facts, event: CommentEvent) -> Decision:
                 "body": event.body,
                 "comment": event.comment_id,
             }
-            return [Record(target, "input_ignored", data)]
+            text = OUTSIDER_IN_SESSION.format(login=event.actor.login, id=target.id)
+            key = f"outsider.{event.actor.login.lower()}"
+            return [Record(target, "input_ignored", data), Reply(target, key, text)]
     body = task_of(event, parsed)[0] if asks_task else event.body
     return [Feed(target, body, event.comment_id, event.url)]
 
@@ -469,4 +485,28 @@ def _start(
         agent = config.agent(agent_id)
     except KeyError:
         return [*actions, UnknownAgent(agent_id, tuple(config.agents))]
-    return [*actions, Start(task, agent_id, agent, config.sessions, comment_id, url)]
+    start = Start(task, agent_id, agent, config.sessions, comment_id, url)
+    if not mention:
+        return [*actions, start]
+    if facts.last is MISSING:
+        return Ask("last", event.thread if isinstance(event, CommentEvent) else None)
+    resumed = _resumable(facts.last, agent_id, config)
+    if resumed is None:
+        return [*actions, start]
+    earlier, agent = resumed
+    return [*actions, Resume(earlier, replace(start, agent_id=earlier.agent_id, agent=agent))]
+
+
+def _resumable(
+    last: SessionInfo | None, agent_id: str | None, config: Config
+) -> tuple[SessionInfo, AgentSpec] | None:
+    """The thread's last session and its agent, when a mention takes it up again: the
+    clock ended it (not `/done` or `/cancel`), and no other agent is asked for."""
+    if last is None or last.live or last.close_reason not in RESUMABLE:
+        return None
+    if agent_id is not None and agent_id != last.agent_id:
+        return None
+    try:
+        return last, config.agent(last.agent_id)
+    except KeyError:  # its agent left the configuration: a new line of work
+        return None

@@ -65,6 +65,8 @@ async def look_up(ask: d.Ask, facts: d.Facts, ctx: Context) -> Any:
         return await sessions.live_for(_thread(ask, event))
     if ask.fact == "awaiting":
         return await sessions.awaiting_in(_thread(ask, event))
+    if ask.fact == "last":
+        return await sessions.last_in(_thread(ask, event))
     if ask.fact == "writer":
         return await sessions.can_write(
             event.host, event.installation_id, event.repo, event.actor.login
@@ -119,28 +121,9 @@ async def _carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
                 facts, ctx, "help", help_text(ctx.runtime.config, ctx.runtime.bot_names)
             )
         case d.Start():
-            trigger = replace(
-                trigger_for(facts),
-                task=action.task,
-                agent_id=action.agent_id,
-                comment_id=action.comment_id,
-                url=action.url,
-                agent=action.agent,
-                options=session_options(action.policy),
-            )
-            result = await sessions.launch(trigger)
-            with bind(session=result.session.id):
-                log.info(
-                    "%s %s in %s by %s: session %s%s",
-                    _kind(event),
-                    event.action,
-                    _thread_key(event),
-                    login,
-                    result.session.id,
-                    "" if result.created else " (already running)",
-                )
-        case d.Resume():
-            raise NotImplementedError("the session runtime cannot resume a session yet")
+            await _launch(action, facts, ctx)
+        case d.Resume(earlier, start):
+            await _launch(start, facts, ctx, resumed_from=earlier.id)
         case d.Feed(session, body, comment_id, url, kind):
             await sessions.feed(
                 session, kind=kind, author=login, body=body, comment_id=comment_id, url=url
@@ -161,6 +144,34 @@ async def _carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
                 log.info("queued input from comment %s withdrawn", comment_id)
         case _:
             assert_never(action)
+
+
+async def _launch(
+    start: d.Start, facts: d.Facts, ctx: Context, *, resumed_from: str | None = None
+) -> None:
+    event = facts.event
+    trigger = replace(
+        trigger_for(facts),
+        task=start.task,
+        agent_id=start.agent_id,
+        comment_id=start.comment_id,
+        url=start.url,
+        agent=start.agent,
+        options=session_options(start.policy),
+        resumed_from=resumed_from,
+    )
+    result = await ctx.runtime.sessions.launch(trigger)
+    with bind(session=result.session.id):
+        log.info(
+            "%s %s in %s by %s: session %s%s%s",
+            _kind(event),
+            event.action,
+            _thread_key(event),
+            event.actor.login,
+            result.session.id,
+            f" resuming {resumed_from}" if resumed_from else "",
+            "" if result.created else " (already running)",
+        )
 
 
 async def _run_command(action: d.RunCommand, login: str, ctx: Context) -> None:

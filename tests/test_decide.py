@@ -12,11 +12,13 @@ import pytest
 from bot import commands
 from bot.agents.config import Config, parse_config
 from bot.decide import (
+    ALREADY_LIVE,
     NO_GATE_WAITING,
     NOT_A_TRIGGER,
     NOT_AN_ANSWER,
     NOT_HANDLED,
     NOTHING_ASKED,
+    OUTSIDER_IN_SESSION,
     REPO_TRIGGERS_OFF,
     TRIGGERS_OFF,
     Action,
@@ -33,6 +35,7 @@ from bot.decide import (
     RefuseOnce,
     Reply,
     ReportConfigProblems,
+    Resume,
     RunCommand,
     Start,
     UnknownAgent,
@@ -126,6 +129,11 @@ def session(
 
 
 LIVE = session()
+EXPIRED = replace(session(state="closed"), close_reason="idle_expiry")
+TIMED_OUT = replace(session(state="closed"), close_reason="time_limit")
+OUTLIVED = replace(session(state="closed"), close_reason="lifetime")
+FINISHED = replace(session(state="closed"), close_reason="user_signal")
+CANCELLED_BEFORE = replace(session(state="closed"), close_reason="cancelled")
 WAITING = session(state="awaiting_approval")
 WAITING_IN_REVIEW = session(REVIEW_THREAD, "awaiting_approval", "s-00000002")
 LIVE_ON_PULL = session(PULL, sid="s-00000003")
@@ -219,9 +227,11 @@ def refused(session: SessionInfo, *names: str) -> Record:
     return Record(session, "command_refused", data)
 
 
-def ignored_outsider(session: SessionInfo, body: str) -> Record:
+def ignored_outsider(session: SessionInfo, body: str) -> list[Action]:
+    """An outsider's comment noted, and the once-per-person refusal (keyed by login)."""
     data = {"by": OUTSIDER, "why": "no write access", "body": body, "comment": "c1"}
-    return Record(session, "input_ignored", data)
+    text = OUTSIDER_IN_SESSION.format(login=OUTSIDER, id=session.id)
+    return [Record(session, "input_ignored", data), Reply(session, f"outsider.{OUTSIDER}", text)]
 
 
 @dataclass
@@ -265,63 +275,63 @@ CASES = [
     Case(
         "mention starts a session",
         comment("@threadline fix the retry"),
-        {"live": None, **writer, "repo": repo()},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo()},
+        ["live", "writer", "repo", "last"],
         [start("fix the retry")],
     ),
     Case(
         "a bare mention's task is the comment",
         comment("@threadline"),
-        {"live": None, **writer, "repo": repo()},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo()},
+        ["live", "writer", "repo", "last"],
         [start("@threadline")],
     ),
     Case(
         "/agent X task starts agent X",
         comment("/agent reviewer check the retry logic"),
-        {"live": None, **writer, "repo": repo()},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo()},
+        ["live", "writer", "repo", "last"],
         [start("check the retry logic", "reviewer")],
     ),
     Case(
         "/agent with no known agent id gives the task to the default agent",
         comment("/agent tidy the tests"),
-        {"live": None, **writer, "repo": repo()},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo()},
+        ["live", "writer", "repo", "last"],
         [start("tidy the tests")],
     ),
     Case(
         "a mention in a review thread starts that thread's session",
         comment("@threadline what about line 45?", thread=REVIEW_THREAD),
-        {"live": None, **writer, "repo": repo()},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo()},
+        ["live", "writer", "repo", "last"],
         [start("what about line 45?")],
     ),
     Case(
         "a mention on GitLab",
         comment("@threadline fix it", host="gitlab"),
-        {"live": None, **writer, "repo": repo()},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo()},
+        ["live", "writer", "repo", "last"],
         [start("fix it")],
     ),
     Case(
         "the repository's file with problems is answered, then the session starts",
         comment("@threadline fix it"),
-        {"live": None, **writer, "repo": repo(problems=("line 3: bad",))},
-        ["live", "writer", "repo"],
+        {"live": None, **writer, "last": None, "repo": repo(problems=("line 3: bad",))},
+        ["live", "writer", "repo", "last"],
         [ReportConfigProblems(".github/threadline.yml", ("line 3: bad",)), start("fix it")],
     ),
     Case(
         "an agent the repository's file removed is answered as unknown",
         comment("/agent reviewer check it"),
-        {"live": None, **writer, "repo": repo(ONLY_HELPER)},
+        {"live": None, **writer, "last": None, "repo": repo(ONLY_HELPER)},
         ["live", "writer", "repo"],
         [UnknownAgent("reviewer", ("helper",))],
     ),
     Case(
         "mentions turned off by the repository's file",
         comment("@threadline fix it"),
-        {"live": None, **writer, "repo": repo(NO_MENTIONS)},
+        {"live": None, **writer, "last": None, "repo": repo(NO_MENTIONS)},
         ["live", "writer", "repo"],
         [Ignore(TRIGGERS_OFF, notable=True)],
     ),
@@ -360,6 +370,60 @@ CASES = [
         {**writer, "repo": repo(NO_LABEL)},
         ["writer", "repo"],
         [Ignore(REPO_TRIGGERS_OFF, notable=True)],
+    ),
+    # ------------------------------------------------------------------ resuming
+    *[
+        Case(
+            f"a mention after a session ended by {earlier.close_reason} resumes it",
+            comment("@threadline carry on"),
+            {"live": None, **writer, "repo": repo(), "last": earlier},
+            ["live", "writer", "repo", "last"],
+            [Resume(earlier, start("carry on", "helper"))],
+        )
+        for earlier in (EXPIRED, TIMED_OUT, OUTLIVED)
+    ],
+    *[
+        Case(
+            f"a mention after a session ended by {earlier.close_reason} starts afresh",
+            comment("@threadline carry on"),
+            {"live": None, **writer, "repo": repo(), "last": earlier},
+            ["live", "writer", "repo", "last"],
+            [start("carry on")],
+        )
+        for earlier in (FINISHED, CANCELLED_BEFORE)
+    ],
+    Case(
+        "/agent naming another agent after an expired session starts afresh",
+        comment("/agent reviewer check it"),
+        {"live": None, **writer, "repo": repo(), "last": EXPIRED},
+        ["live", "writer", "repo", "last"],
+        [start("check it", "reviewer")],
+    ),
+    Case(
+        "/agent naming the expired session's agent resumes it",
+        comment("/agent helper go on"),
+        {"live": None, **writer, "repo": repo(), "last": EXPIRED},
+        ["live", "writer", "repo", "last"],
+        [Resume(EXPIRED, start("go on", "helper"))],
+    ),
+    Case(
+        "an expired session whose agent the configuration dropped is not resumed",
+        comment("@threadline carry on"),
+        {
+            "live": None,
+            **writer,
+            "repo": repo(ONLY_HELPER),
+            "last": replace(EXPIRED, agent_id="gone"),
+        },
+        ["live", "writer", "repo", "last"],
+        [start("carry on")],
+    ),
+    Case(
+        "an outsider's mention after an expired session is refused, nothing resumed",
+        comment("@threadline carry on", by=OUTSIDER),
+        {"live": None, **outsider},
+        ["live", "writer"],
+        [RefuseOnce()],
     ),
     # ------------------------------------------------------------------ refusals
     Case(
@@ -422,7 +486,21 @@ CASES = [
         comment("I have an opinion", by=OUTSIDER),
         {"live": LIVE, **outsider},
         ["live", "writer"],
-        [ignored_outsider(LIVE, "I have an opinion")],
+        ignored_outsider(LIVE, "I have an opinion"),
+    ),
+    Case(
+        "an outsider's mention in a live session is refused (once per person, by its key)",
+        comment("@threadline do it my way", by=OUTSIDER),
+        {"live": LIVE, **outsider},
+        ["live", "writer"],
+        ignored_outsider(LIVE, "@threadline do it my way"),
+    ),
+    Case(
+        "/agent X in a thread with a live session says which is live, feeds nothing",
+        comment("/agent reviewer check the retry logic"),
+        {"live": LIVE, **writer},
+        ["live", "writer"],
+        [Reply(LIVE, "already-live.c1", ALREADY_LIVE.format(id=LIVE.id, agent="helper"))],
     ),
     Case(
         "an outsider is fed where feedOutsiderComments is on, without a permission lookup",
@@ -820,7 +898,7 @@ def test_a_comment_looks_in_its_own_thread() -> None:
 def test_the_decision_is_the_same_however_often_it_is_asked() -> None:
     """Pure: the same facts give equal answers, and the facts are not changed."""
     facts = facts_for(CASES[0]).knowing("live", None).knowing("writer", True)
-    facts = facts.knowing("repo", repo())
+    facts = facts.knowing("repo", repo()).knowing("last", None)
     assert decide(facts) == decide(facts) == [start("fix the retry")]
     assert facts.live is None
 

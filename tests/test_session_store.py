@@ -160,9 +160,10 @@ def test_deadlines_close_with_their_reason_exactly_once(engine: Engine) -> None:
     )
     claimed = store.claim_turn("r", lease_seconds=600)
     while claimed and claimed[0].thread != idle_thread:
-        store.finish_turn(
-            claimed[0].id, "r", consumed=[i.id for i in claimed[1]], turn=1, completed=False
-        )
+        if claimed[0].thread != THREAD:  # "a" stays in its turn: its working time runs
+            store.finish_turn(
+                claimed[0].id, "r", consumed=[i.id for i in claimed[1]], turn=1, completed=False
+            )
         claimed = store.claim_turn("r", lease_seconds=600)
     assert claimed is not None
     store.finish_turn(
@@ -180,6 +181,32 @@ def test_deadlines_close_with_their_reason_exactly_once(engine: Engine) -> None:
     }
     assert store.expire_due() == []
     assert store.next_deadline() is None
+
+
+def test_the_time_limit_counts_working_time_not_waiting(engine: Engine) -> None:
+    """Waiting for comments past the time limit closes nothing; the next turn gets the
+    limit moved on by the wait; idle expiry still counts wall time."""
+    clock_at = [utcnow()]
+    store = SessionStore(engine, clock=lambda: clock_at[0])
+    launch(store, time_limit_minutes=1, idle_expiry_minutes=30, lifetime_minutes=600)
+    claimed = store.claim_turn("r", lease_seconds=600)
+    assert claimed is not None
+    session, inputs = claimed
+    clock_at[0] += timedelta(seconds=20)  # 20 s of work
+    store.finish_turn(session.id, "r", consumed=[i.id for i in inputs], turn=1, completed=False)
+    clock_at[0] += timedelta(minutes=10)  # waiting, ten times the limit
+    assert store.expire_due() == []
+    store.add_input(session.id, kind="comment", author="maintainer", body="more", comment_id="c9")
+    claimed = store.claim_turn("r", lease_seconds=600)
+    assert claimed is not None
+    working = claimed[0]
+    # 20 s used: 40 s of the limit left from now.
+    assert working.time_limit_at == clock_at[0] + timedelta(seconds=40)
+    clock_at[0] += timedelta(seconds=39)
+    assert store.expire_due() == []
+    clock_at[0] += timedelta(seconds=2)
+    [closed] = store.expire_due()
+    assert closed.close_reason == "time_limit"
 
 
 def test_extend_is_bounded(engine: Engine) -> None:

@@ -416,6 +416,9 @@ async def test_limits_close_sessions_with_their_reason(
     async with run_app(github_settings(settings, fake_github, config)) as app:
         rig = GitHubRig(app, fake_github)
         await rig.comment(7, "@threadline short-lived")
+        if reason == "time_limit":  # it counts working time: a turn longer than the limit
+            await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
+            await rig.comment(7, "slow work")
         await eventually(lambda: text in rig.status(7), f"closed by {reason}")
         [session] = rig.sessions()
         assert session.close_reason == reason

@@ -230,6 +230,8 @@ class SessionRow(Base):
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # price table, US$ 1e-6
     delegations: Mapped[int] = mapped_column(Integer, default=0)
+    # The session of the same thread this one takes up again (ended by the clock).
+    resumed_from: Mapped[str | None] = mapped_column(String(16))
 
 
 class SessionInput(Base):

@@ -30,6 +30,7 @@ from bot.sessions.approvals import (
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import SessionDirectory
 from bot.sessions.store import (
+    AGENT_REMOVED,
     BUDGET,
     PARENT_CLOSED,
     Launch,
@@ -58,6 +59,10 @@ REFUSED_COMMAND = (
 )
 EXTEND_REFUSED = "Cannot extend session `{id}` by {minutes} min: at most {most} min in all."
 BUDGET_CLOSED = "Session `{id}` stopped: {reason}."
+AGENT_REMOVED_CLOSED = (
+    "Session `{id}` stopped: its agent `{agent}` is no longer in Threadline's configuration. "
+    "Mention the bot (or use `/agent <id>`) to start a new session with a configured agent."
+)
 
 
 def tighter(one: Budget, other: Budget) -> Budget:
@@ -103,6 +108,7 @@ class Trigger:
     # What the repository's configuration narrowed (None: the server's as it is).
     agent: AgentSpec | None = None
     options: SessionOptions | None = None
+    resumed_from: str | None = None  # the session (ended by the clock) this one takes up
 
 
 class ServiceCore:
@@ -148,6 +154,10 @@ class ServiceCore:
     async def live_for(self, thread: ThreadRef) -> SessionInfo | None:
         return await asyncio.to_thread(self.store.live_for, thread.key)
 
+    async def last_in(self, thread: ThreadRef) -> SessionInfo | None:
+        """The thread's most recent session (what a mention may resume)."""
+        return await asyncio.to_thread(self.store.last_in, thread.key)
+
     async def can_write(
         self, host: str, installation_id: int | None, repo: str, login: str
     ) -> bool:
@@ -183,6 +193,7 @@ class ServiceCore:
             trigger_url=trigger.url,
             options=trigger.options or self.options,
             spec=spec_record(agent),
+            resumed_from=trigger.resumed_from,
         )
         result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
         if not result.created:
@@ -203,7 +214,13 @@ class ServiceCore:
         if not result.refused:
             self.deadline_changed()
             self.wake_runner()
-        log.info("session %s launched in %s (agent %s)", session.id, session.thread.key, agent.id)
+        log.info(
+            "session %s launched in %s (agent %s)%s",
+            session.id,
+            session.thread.key,
+            agent.id,
+            f", resuming {session.resumed_from}" if session.resumed_from else "",
+        )
         return result
 
     async def plain_reply(self, trigger: Trigger, key: str, text: str) -> None:
@@ -305,6 +322,14 @@ class ServiceCore:
         if closed is not None:
             await self.note(closed, "budget", {"reason": reason})
             await self.reply(closed, "budget", BUDGET_CLOSED.format(id=session.id, reason=reason))
+
+    async def close_for_removed_agent(self, session: SessionInfo) -> None:
+        """The session's agent left the configuration: close it and say so in the thread."""
+        closed = await self.close(session, AGENT_REMOVED, by=None)
+        if closed is not None:
+            log.warning("session %s closed: agent %r is not configured", closed.id, closed.agent_id)
+            text = AGENT_REMOVED_CLOSED.format(id=session.id, agent=session.agent_id)
+            await self.reply(closed, "agent-removed", text)
 
     async def extend(self, session: SessionInfo, minutes: float, *, by: str) -> SessionInfo | None:
         extended = await asyncio.to_thread(self.store.extend, session.id, minutes, by=by)

@@ -9,13 +9,16 @@ from bot.sessions.approvals import ChangeSetInfo, GateInfo
 from bot.sessions.protected import KINDS, protected
 from bot.sessions.store import SessionInfo
 
+# A session ended by the clock: how to go on (a mention starts the next session).
+TO_CONTINUE = "; mention the bot in this thread to pick up where it left off"
 REASONS = {
     "user_signal": "ended by {by}",
     "done": "done",
     "cancelled": "cancelled by {by}",
-    "time_limit": "time limit reached",
-    "idle_expiry": "closed after being idle too long",
-    "lifetime": "maximum lifetime reached",
+    "time_limit": "time limit reached" + TO_CONTINUE,
+    "idle_expiry": "closed after being idle too long" + TO_CONTINUE,
+    "lifetime": "maximum lifetime reached" + TO_CONTINUE,
+    "agent_removed": "closed: its agent was removed from the configuration",
     "capacity": "not started: Threadline is running as many sessions as it may; try again later",
     "failure": "failed",
     "uninstalled": "closed: the app was uninstalled or suspended",

@@ -10,6 +10,7 @@ from bot.sessions.store_deadlines import Deadlines
 from bot.sessions.store_launch import LaunchAndLookups
 from bot.sessions.store_rows import (
     ACTIVE,
+    AGENT_REMOVED,
     AWAITING,
     BUDGET,
     BUSY,
@@ -28,8 +29,10 @@ from bot.sessions.store_rows import (
     PARENT_CLOSED,
     PURGED,
     QUEUED,
+    RESUMABLE,
     TAKEN,
     TIME_LIMIT,
+    TURNING,
     UNCONSUMED,
     UNINSTALLED,
     USER_SIGNAL,
@@ -48,6 +51,7 @@ from bot.sessions.store_turns import TurnLease
 
 __all__ = [
     "ACTIVE",
+    "AGENT_REMOVED",
     "AWAITING",
     "BUDGET",
     "BUSY",
@@ -66,8 +70,10 @@ __all__ = [
     "PARENT_CLOSED",
     "PURGED",
     "QUEUED",
+    "RESUMABLE",
     "TAKEN",
     "TIME_LIMIT",
+    "TURNING",
     "UNCONSUMED",
     "UNINSTALLED",
     "USER_SIGNAL",

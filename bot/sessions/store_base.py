@@ -22,6 +22,8 @@ from bot.sessions.store_rows import (
     add_event,
 )
 
+MAX_LINE = 100  # sessions of one line of work whose conversation a resumed session gets
+
 
 class StoreBase:
     """What every part of the session store shares: the engine, the clock, the transcript."""
@@ -40,17 +42,28 @@ class StoreBase:
             return [Event(r.id, r.session_id, r.at, r.kind, dict(r.data)) for r in rows]
 
     def conversation(self, session_id: str) -> list[dict[str, Any]]:
-        """The messages the engine remembered (`conversation` events), oldest first."""
+        """The messages the engine remembered (`conversation` events), oldest first,
+        those of the sessions it resumes (its line of work) first."""
         with Session(self.engine) as session:
-            rows = session.execute(
-                select(TranscriptEvent.data)
-                .where(
-                    TranscriptEvent.session_id == session_id,
-                    TranscriptEvent.kind == CONVERSATION,
-                )
-                .order_by(TranscriptEvent.id)
-            ).scalars()
-            return [dict(data["message"]) for data in rows]
+            line: list[str] = []
+            sid: str | None = session_id
+            while sid is not None and sid not in line and len(line) < MAX_LINE:
+                line.append(sid)
+                sid = session.execute(
+                    select(SessionRow.resumed_from).where(SessionRow.id == sid)
+                ).scalar_one_or_none()
+            messages: list[dict[str, Any]] = []
+            for one in reversed(line):
+                rows = session.execute(
+                    select(TranscriptEvent.data)
+                    .where(
+                        TranscriptEvent.session_id == one,
+                        TranscriptEvent.kind == CONVERSATION,
+                    )
+                    .order_by(TranscriptEvent.id)
+                ).scalars()
+                messages.extend(dict(data["message"]) for data in rows)
+            return messages
 
     def answer_to(self, session_id: str, input_id: int) -> str | None:
         """What a session said in the turn that took input `input_id` (its messages and

@@ -17,10 +17,10 @@ from bot.sessions.store_rows import (
     LIFETIME,
     PURGED,
     TIME_LIMIT,
+    TURNING,
     UNCONSUMED,
     UNINSTALLED,
     WITHDRAWN,
-    WORKING,
     SessionInfo,
     _info,
     _options,
@@ -128,8 +128,9 @@ class Deadlines(StoreBase):
         closed: list[SessionInfo] = []
         rules = (
             (LIFETIME, SessionRow.lifetime_at <= now, SessionRow.state.in_(LIVE_STATES)),
-            # Waiting on a maintainer does not use up the session's working time.
-            (TIME_LIMIT, SessionRow.time_limit_at <= now, SessionRow.state.in_(WORKING)),
+            # The time limit counts working time: waiting on a maintainer or for comments
+            # does not use it up (a turn taken up after waiting moves the limit on).
+            (TIME_LIMIT, SessionRow.time_limit_at <= now, SessionRow.state.in_(TURNING)),
             (IDLE_EXPIRY, SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
         )
         for reason, overdue, state in rules:
@@ -144,7 +145,7 @@ class Deadlines(StoreBase):
     def _expire_one(self, session_id: str, reason: str, now: datetime) -> SessionInfo | None:
         deadline = {
             LIFETIME: SessionRow.lifetime_at <= now,
-            TIME_LIMIT: and_(SessionRow.time_limit_at <= now, SessionRow.state.in_(WORKING)),
+            TIME_LIMIT: and_(SessionRow.time_limit_at <= now, SessionRow.state.in_(TURNING)),
             IDLE_EXPIRY: and_(SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
         }[reason]
         return self._close(
@@ -158,7 +159,7 @@ class Deadlines(StoreBase):
             times = [
                 session.execute(select(func.min(SessionRow.lifetime_at)).where(live)).scalar(),
                 session.execute(
-                    select(func.min(SessionRow.time_limit_at)).where(SessionRow.state.in_(WORKING))
+                    select(func.min(SessionRow.time_limit_at)).where(SessionRow.state.in_(TURNING))
                 ).scalar(),
                 session.execute(
                     select(func.min(SessionRow.idle_deadline_at)).where(SessionRow.state == IDLE)

@@ -70,6 +70,9 @@ class LaunchAndLookups(StoreBase):
                 .where(SessionRow.state.in_(LIVE_STATES))
             ).scalar_one()
             refused = count >= max_live
+            earlier = (
+                session.get(SessionRow, req.resumed_from) if req.resumed_from is not None else None
+            )
             row = SessionRow(
                 id=new_session_id(),
                 client_request_id=req.client_request_id,
@@ -95,17 +98,19 @@ class LaunchAndLookups(StoreBase):
                 extended_minutes=0.0,
                 turns=0,
                 completed=False,
-                progress={},
+                # A resumed session carries its line's checklist and the tokens spent on it.
+                progress=dict(earlier.progress or {}) if earlier is not None else {},
                 output=None,
                 status_seq=0,
                 parent_id=req.parent_id,
                 spec=req.spec,
-                tokens_in=0,
-                tokens_out=0,
+                tokens_in=earlier.tokens_in or 0 if earlier is not None else 0,
+                tokens_out=earlier.tokens_out or 0 if earlier is not None else 0,
                 delegations=0,
                 cache_read_tokens=0,
                 cache_write_tokens=0,
                 cost_micros=0,
+                resumed_from=earlier.id if earlier is not None else None,
             )
             session.add(row)
             session.flush()
@@ -135,6 +140,7 @@ class LaunchAndLookups(StoreBase):
                     "client_request_id": req.client_request_id,
                     "options": asdict(opts),
                     "parent": req.parent_id,
+                    "resumed_from": row.resumed_from,
                 },
             )
             if refused:
@@ -156,6 +162,21 @@ class LaunchAndLookups(StoreBase):
                     SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
                 )
             ).scalar_one_or_none()
+            return _info(row) if row else None
+
+    def last_in(self, thread_key: str) -> SessionInfo | None:
+        """The thread's most recent session of its own (not a delegation), live or not."""
+        with Session(self.engine) as session:
+            row = (
+                session.execute(
+                    select(SessionRow)
+                    .where(SessionRow.thread_key == thread_key, SessionRow.parent_id.is_(None))
+                    .order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
+                    .limit(1)
+                )
+                .scalars()
+                .first()
+            )
             return _info(row) if row else None
 
     def recent(

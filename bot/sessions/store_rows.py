@@ -20,10 +20,13 @@ AWAITING = "awaiting_approval"  # live: an approval gate is open
 QUEUED, TAKEN, CONSUMED, WITHDRAWN = "queued", "taken", "consumed", "withdrawn"
 UNCONSUMED = (QUEUED, TAKEN)
 WORKING = (ACTIVE, BUSY, IDLE)  # live and not waiting on an approval
+TURNING = (ACTIVE, BUSY)  # starting or in a turn: the states whose time the time limit counts
 
 # Why a session ended.
 USER_SIGNAL, CANCELLED, DONE = "user_signal", "cancelled", "done"
 TIME_LIMIT, IDLE_EXPIRY, LIFETIME = "time_limit", "idle_expiry", "lifetime"
+# Ended by the clock: a later mention in the thread resumes the session.
+RESUMABLE = (TIME_LIMIT, IDLE_EXPIRY, LIFETIME)
 CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "capacity",
     "failure",
@@ -32,6 +35,7 @@ CAPACITY, FAILURE, UNINSTALLED, PURGED, OPERATOR = (
     "operator",
 )
 BUDGET, PARENT_CLOSED = "budget", "parent_closed"
+AGENT_REMOVED = "agent_removed"
 CONVERSATION = "conversation"  # the transcript event kind of a remembered message
 
 
@@ -63,6 +67,7 @@ class Launch:
     parent_id: str | None = None  # a delegation: the coordinator's session
     thread_key: str | None = None  # default: thread.key (a delegation gets its own)
     spec: dict[str, Any] | None = None  # the agent as launched
+    resumed_from: str | None = None  # the session this one takes up again
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class SessionInfo:
     cache_read_tokens: int = 0  # of tokens_in
     cache_write_tokens: int = 0  # of tokens_in
     cost_micros: int = 0  # US$ 1e-6, from the price table
+    resumed_from: str | None = None
 
     @property
     def key(self) -> str:
@@ -139,6 +145,7 @@ class SessionInfo:
             },
             "cost_usd": usd(self.cost_micros),
             "delegations": self.delegations,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -210,6 +217,7 @@ def _info(row: SessionRow) -> SessionInfo:
         cache_read_tokens=row.cache_read_tokens or 0,
         cache_write_tokens=row.cache_write_tokens or 0,
         cost_micros=row.cost_micros or 0,
+        resumed_from=row.resumed_from,
     )
 
 

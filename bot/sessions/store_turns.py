@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, or_, select, update
@@ -167,6 +167,8 @@ class TurnLease(StoreBase):
                 .all()
             )
             for sid in candidates:
+                before = session.get(SessionRow, sid)
+                assert before is not None
                 won = session.execute(
                     update(SessionRow)
                     .where(SessionRow.id == sid, ready, has_input)
@@ -175,6 +177,7 @@ class TurnLease(StoreBase):
                         turn_owner=owner,
                         turn_expires_at=now + timedelta(seconds=lease_seconds),
                         idle_deadline_at=None,
+                        time_limit_at=_working_time_limit(before, now),
                         # A taken-over turn keeps its number, so its writes keep their keys
                         # and whatever the dead runner already wrote is not written again.
                         turns=case(
@@ -382,3 +385,13 @@ class TurnLease(StoreBase):
                 .values(output=output, completed=True, updated_at=self.clock())
                 .execution_options(synchronize_session=False)
             )
+
+
+def _working_time_limit(row: SessionRow, now: datetime) -> datetime | None:
+    """The time limit counts working time: a session taken up after waiting for comments
+    has its limit moved on by the time it waited (since its last turn ended)."""
+    if row.state != IDLE or row.idle_deadline_at is None or row.time_limit_at is None:
+        return row.time_limit_at
+    idle = timedelta(minutes=_options(dict(row.options)).idle_expiry_minutes)
+    waited = max(now - (row.idle_deadline_at - idle), timedelta(0))
+    return row.time_limit_at + waited

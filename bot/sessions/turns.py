@@ -130,7 +130,12 @@ class TurnRunner:
     ) -> None:
         service = self.service
         await service.publish_status(session)
-        agent = service.agent_for(session)
+        service.deadline_changed()  # its time limit runs again while the turn does
+        try:
+            agent = service.agent_for(session)
+        except KeyError:
+            await service.close_for_removed_agent(session)
+            return
         workspace = None
         if service.workspaces is not None:
             workspace = await service.workspaces.open_for_turn(service, session, agent)

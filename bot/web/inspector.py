@@ -548,6 +548,8 @@ async def api_session(request: web.Request) -> web.StreamResponse:
             "lifetime_at": detail.lifetime_at.isoformat(),
             "delegations": detail.delegations,
             "parent": detail.parent.id if detail.parent else None,
+            "resumed_from": detail.line.resumed_from,
+            "resumed_by": detail.resumed_by,
             "children": [c.id for c in detail.children],
             "events": detail.event_count,
             "change_sets": detail.change_sets,

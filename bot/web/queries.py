@@ -63,6 +63,8 @@ class SessionLine:
     def cost_usd(self) -> str:
         return usd(self.cost_micros)
 
+    resumed_from: str | None = None
+
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -82,6 +84,7 @@ class SessionLine:
             "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "cost_usd": self.cost_usd,
+            "resumed_from": self.resumed_from,
         }
 
 
@@ -110,6 +113,7 @@ class SessionDetail:
     event_count: int
     change_sets: int
     launched: dict[str, Any] = field(default_factory=dict)  # the launch event's data
+    resumed_by: str | None = None  # the later session that took this one up again
 
     @property
     def live(self) -> bool:
@@ -199,6 +203,7 @@ _LINE_COLUMNS = (
     SessionRow.cache_read_tokens,
     SessionRow.cache_write_tokens,
     SessionRow.cost_micros,
+    SessionRow.resumed_from,
 )
 
 
@@ -221,6 +226,7 @@ def _line(row: Any) -> SessionLine:
         cache_read_tokens=row.cache_read_tokens or 0,
         cache_write_tokens=row.cache_write_tokens or 0,
         cost_micros=row.cost_micros or 0,
+        resumed_from=row.resumed_from,
     )
 
 
@@ -369,6 +375,12 @@ class Reads:
                     .limit(200)
                 )
             ]
+            resumed_by = conn.execute(
+                select(SessionRow.id)
+                .where(SessionRow.resumed_from == session_id)
+                .order_by(SessionRow.created_at)
+                .limit(1)
+            ).scalar_one_or_none()
             of_session = TranscriptEvent.session_id == session_id
             count = conn.execute(
                 select(func.count()).select_from(TranscriptEvent).where(of_session)
@@ -406,6 +418,7 @@ class Reads:
             event_count=int(count),
             change_sets=int(changes),
             launched=dict(launched or {}),
+            resumed_by=resumed_by,
         )
 
     def state(self, session_id: str) -> str | None:
