@@ -30,13 +30,14 @@ from bot.inbox import Inbox
 from bot.installations import InstallationStore
 from bot.loops import every
 from bot.metrics import host_api_tracing
-from bot.outbox import Outbox, Sender
+from bot.outbox import Outbox
 from bot.poll import Poller
 from bot.preflight import load_agents, startup_problems
 from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
 from bot.retention import DAY, Policy, Retention, RetentionJob
 from bot.runtime import Runtime
+from bot.sender import Sender
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore

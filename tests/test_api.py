@@ -124,7 +124,9 @@ async def test_prompt_with_wait_answers_the_turns_result(api: Api) -> None:
     ]
     status, shown = await api.call("GET", f"/sessions/{sid}", token)
     assert status == 200
-    assert shown["turns"] >= 2
+    # The inputs may arrive before the launch's first turn starts, which then reads them
+    # all: one turn or more, and the answer above is the turn that read "what now?".
+    assert shown["turns"] >= 1
     actions = [(a.token, a.action, a.target) for a in api.tokens.audit_lines()]
     assert actions == [("ci", "prompt", sid), ("ci", "prompt", sid), ("ci", "launch", sid)]
 

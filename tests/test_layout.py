@@ -136,7 +136,6 @@ def test_layers_import_only_downwards(importer: str, forbidden: tuple[str, ...])
     assert offending == []
 
 
-@pytest.mark.xfail(reason="the splits of issue 21 part 3 land on their own branches", strict=True)
 def test_modules_a_reader_can_hold() -> None:
     long = {
         name: n

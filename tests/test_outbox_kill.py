@@ -22,6 +22,7 @@ from bot import outbox as ob
 from bot.config import Settings
 from bot.events import ThreadRef
 from bot.hosts import Hosts
+from bot.sender import Sender
 from tests.fakes.github import FakeGitHub
 from tests.procs import Proc, start
 
@@ -89,7 +90,7 @@ async def test_a_worker_killed_after_posting_a_status_leaves_one_comment(
     )
     async with aiohttp.ClientSession() as http:
         hosts = Hosts.from_settings(settings, http)
-        sender = ob.Sender(box, hosts.client, min_interval=0, lease_seconds=LEASE)
+        sender = Sender(box, hosts.client, min_interval=0, lease_seconds=LEASE)
         try:
             while box.counts().get("pending") or box.counts().get("sending"):
                 if not await sender.send_once():

@@ -25,6 +25,7 @@ from bot.config import Settings
 from bot.events import ThreadRef
 from bot.hosts import Hosts
 from bot.hosts.base import CommitState, DiffComment
+from bot.sender import Sender
 from tests.fakes.github import FakeGitHub, LoseMode
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
@@ -38,7 +39,7 @@ PULL = ThreadRef("github", REPO, "pull", 12)
 @dataclass
 class Rig:
     box: ob.Outbox
-    sender: ob.Sender
+    sender: Sender
     hosts: Hosts
 
     async def send_one(self, within: float = 10.0) -> None:
@@ -50,10 +51,10 @@ class Rig:
                 raise AssertionError(f"nothing became sendable: {self.box.counts()}")
             await asyncio.sleep(0.01)
 
-    def other_sender(self, **options: float) -> ob.Sender:
+    def other_sender(self, **options: float) -> Sender:
         """A second sender (another process, as far as leases go) on the same rows."""
         mine = self.sender
-        return ob.Sender(
+        return Sender(
             self.box,
             self.hosts.client,
             min_interval=mine.min_interval,
@@ -63,7 +64,7 @@ class Rig:
             ambiguous_wait=mine.ambiguous_wait,
         )
 
-    async def drain(self, within: float = 20.0, sender: ob.Sender | None = None) -> None:
+    async def drain(self, within: float = 20.0, sender: Sender | None = None) -> None:
         """Send until nothing is pending (waiting out retries and pacing)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -83,7 +84,7 @@ async def rig(engine: Engine, settings: Settings, **options: float) -> AsyncIter
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total)) as http:
         hosts = Hosts.from_settings(settings, http)
         box = ob.Outbox(engine)
-        sender = ob.Sender(
+        sender = Sender(
             box,
             hosts.client,
             min_interval=options.get("min_interval", 0.0),

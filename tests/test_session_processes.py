@@ -160,7 +160,11 @@ async def test_a_killed_process_s_session_carries_on_after_restart(
     database_url: str, tmp_path: Path, procs: list[Proc], github: FakeGitHub
 ) -> None:
     config = tmp_path / "threadline.yml"
-    config.write_text(AGENTS.replace("TIME_LIMIT", "0.35"), encoding="utf-8")  # 21 s
+    # The time limit counts working time now; idle expiry counts the calendar: 18 s.
+    agents = AGENTS.replace("TIME_LIMIT", "10").replace(
+        "idleExpiryMinutes: 10", "idleExpiryMinutes: 0.3"
+    )
+    config.write_text(agents, encoding="utf-8")
     env = env_for(github, config)
     first = start(procs, ["serve"], database_url, tmp_path, "first", env)
     base = first.wait_for(r"listening on (http://[\d.]+:\d+)").group(1)
@@ -187,8 +191,8 @@ async def test_a_killed_process_s_session_carries_on_after_restart(
         ], "nothing lost, nothing doubled"
         [session] = store.recent()
         turns_never_overlap(store, session.id)
-        # Its time limit still holds after the restart.
-        await eventually(lambda: store.recent()[0].close_reason == "time_limit", "the time limit")
+        # Its deadlines, kept in the database, still hold after the restart.
+        await eventually(lambda: store.recent()[0].close_reason == "idle_expiry", "idle expiry")
         # In a thread: the fake GitHub it may still be writing to runs on this loop.
         assert await asyncio.to_thread(second.stop) == 0
     finally:

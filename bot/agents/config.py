@@ -35,11 +35,7 @@ from bot.agents.base import (
     MEMORY_TOOLS,
     POST_REVIEW_THREAD,
     PR_TOOLS,
-    PROTECTED_KINDS,
     SESSION_TOOLS,
-    WORKSPACE_MODES,
-    WORKSPACE_READ_TOOLS,
-    WORKSPACE_WRITE_TOOLS,
     AgentSpec,
     Engine,
 )
@@ -59,6 +55,30 @@ from bot.agents.script import (
     script_spec,
 )
 from bot.agents.script_config import script_options
+from bot.agents.workspace_config import (
+    BAD_OUTSIDER_CODE as BAD_OUTSIDER_CODE,
+)
+from bot.agents.workspace_config import (
+    BAD_SETUP as BAD_SETUP,
+)
+from bot.agents.workspace_config import (
+    BAD_WORKSPACE as BAD_WORKSPACE,
+)
+from bot.agents.workspace_config import (
+    EXPECTED_PROTECTED as EXPECTED_PROTECTED,
+)
+from bot.agents.workspace_config import (
+    UNKNOWN_PROTECTED as UNKNOWN_PROTECTED,
+)
+from bot.agents.workspace_config import (
+    WORKSPACE_KEYS as WORKSPACE_KEYS,
+)
+from bot.agents.workspace_config import (
+    _allow_protected,
+    _with_workspace_tools,
+    _workspace,
+    _workspace_setup,
+)
 from bot.agents.yamlcheck import ConfigFileError
 
 DEFAULT_FILE = "threadline.yml"
@@ -91,8 +111,6 @@ EXPECTED_STEP_LIST = (
 BAD_STEP_NAME = "expected a step name not used before in this workflow, got {got}"
 BAD_REVIEW_OF = "expected the name of an earlier step, got {got}"
 BOTH_TOOL_KEYS = "give active_tools or tools (its older name), not both"
-EXPECTED_PROTECTED = "expected true, false or a list of kinds ({kinds}), got {got}"
-UNKNOWN_PROTECTED = "unknown kind of protected path {name!r}; kinds are {kinds}"
 SELF_DELEGATION = "an agent cannot delegate to itself"
 UNKNOWN_ENGINE_AT_RUN = "agent {agent!r} has engine {engine!r}, which has no builder"
 
@@ -430,10 +448,6 @@ COMMON_AGENT_KEYS = (
     "allowProtectedPaths",
     "workspace",
 )
-BAD_WORKSPACE = "workspace is one of none, read-only, read-write"
-WORKSPACE_KEYS = ("mode", "network", "outsiderCode", "setup")
-BAD_SETUP = "expected a list of commands: each a shell string or an argv list of strings"
-BAD_OUTSIDER_CODE = "outsiderCode is `run` or `refuse` (the default)"
 
 
 def _agent(
@@ -497,74 +511,6 @@ def _agent(
         workspace_setup=setup,
         options=MappingProxyType(options),
     )
-
-
-def _allow_protected(report: y.Report, raw: object, path: y.KeyPath) -> frozenset[str]:
-    """`allowProtectedPaths`: true (every kind), false or absent (none), or a list of kinds."""
-    if raw is None or raw is False:
-        return frozenset()
-    if raw is True:
-        return frozenset(PROTECTED_KINDS)
-    kinds = PROTECTED_KINDS
-    if not isinstance(raw, list):
-        report.add(path, EXPECTED_PROTECTED.format(kinds=y.choices(kinds), got=y.shown(raw)))
-        return frozenset()
-    allowed = set()
-    for number, kind in enumerate(raw):
-        if kind not in kinds:
-            reason = UNKNOWN_PROTECTED.format(name=kind, kinds=y.choices(kinds))
-            report.add((*path, number), y.unknown(str(kind), kinds, reason))
-        else:
-            allowed.add(str(kind))
-    return frozenset(allowed)
-
-
-def _workspace(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, bool, bool]:
-    """`workspace: MODE`, or `workspace: {mode, network, outsiderCode}` (server file only:
-    a repository's file cannot set it)."""
-    network = outsiders = False
-    if isinstance(raw, dict):
-        found = y.mapping(report, raw, path, WORKSPACE_KEYS)
-        if "network" in found:
-            network = bool(y.flag(report, found["network"], (*path, "network")))
-        if "outsiderCode" in found:
-            if found["outsiderCode"] not in ("run", "refuse"):
-                report.add((*path, "outsiderCode"), BAD_OUTSIDER_CODE)
-            outsiders = found["outsiderCode"] == "run"
-        raw, path = found.get("mode", "read-only"), (*path, "mode")
-    if raw not in WORKSPACE_MODES:
-        report.add(path, BAD_WORKSPACE)
-        return "none", False, False
-    return str(raw), network, outsiders
-
-
-def _workspace_setup(report: y.Report, raw: object, path: y.KeyPath) -> tuple[tuple[str, ...], ...]:
-    """`workspace: {setup: [...]}`: each step a shell string (run with `sh -c`) or an argv."""
-    if not isinstance(raw, dict) or "setup" not in raw:
-        return ()
-    steps = raw["setup"]
-    if not isinstance(steps, list):
-        report.add(path, BAD_SETUP)
-        return ()
-    found: list[tuple[str, ...]] = []
-    for number, step in enumerate(steps):
-        if isinstance(step, str) and step.strip():
-            found.append(("sh", "-c", step))
-        elif isinstance(step, list) and step and all(isinstance(p, str) for p in step):
-            found.append(tuple(step))
-        else:
-            report.add((*path, number), BAD_SETUP)
-    return tuple(found)
-
-
-def _with_workspace_tools(tools: tuple[str, ...], workspace: str) -> tuple[str, ...]:
-    """By default an agent with a workspace gets the workspace tools its mode allows."""
-    if workspace == "none":
-        return tools
-    extra: tuple[str, ...] = WORKSPACE_READ_TOOLS
-    if workspace == "read-write":
-        extra = (*extra, *WORKSPACE_WRITE_TOOLS)
-    return (*tools, *(name for name in extra if name not in tools))
 
 
 def _agent_tools(

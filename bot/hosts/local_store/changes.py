@@ -1,0 +1,184 @@
+"""The playground's branches and pull requests: commit_files and open_pull."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.db.models import (
+    PlaygroundBranch,
+    PlaygroundCommit,
+    PlaygroundFile,
+    PlaygroundPull,
+)
+from bot.diffs import unified_diff
+from bot.hosts.local_seed import (
+    tree_sha,
+)
+from bot.hosts.local_store.core import StoreCore
+from bot.hosts.local_store.rows import PlaygroundError, PullInfoRow, _pull
+from bot.paths import path_problem
+
+
+class Changes(StoreCore):
+    """Commits, branches and pull requests made from a change set."""
+
+    # -------------------------------------------------------------- branches and pull requests
+
+    def commit_files(
+        self,
+        repo: str,
+        *,
+        branch: str,
+        base_sha: str,
+        changes: Sequence[tuple[str, str | None]],
+        message: str,
+        author: str,
+    ) -> str:
+        """A new branch at a new commit: `base_sha`'s files with `changes` (path, new text
+        or None to delete) applied. Returns the commit's sha.
+
+        The sha is a digest of the parent, the message and the files, so the same call
+        twice names the same commit; a branch already at it counts as done (status 409
+        when the branch holds anything else).
+        """
+        with Session(self.engine) as session, session.begin():
+            self._default_branch_name(session, repo)  # the repository exists
+            known = session.get(PlaygroundCommit, (repo, base_sha)) is not None
+            files = self._files(session, repo, base_sha)
+            if not known and not files:
+                raise PlaygroundError(f"{repo} has no commit {base_sha} to build on", status=404)
+            for path, text in changes:
+                wrong = path_problem(path)
+                if wrong is not None:
+                    raise PlaygroundError(f"{path!r} is not a plain relative file path ({wrong})")
+                if text is None:
+                    if path not in files:
+                        raise PlaygroundError(
+                            f"cannot delete {path}: {repo} has no such file at {base_sha[:12]}"
+                        )
+                    del files[path]
+                else:
+                    files[path] = text
+            sha = tree_sha(f"commit\0{base_sha}\0{message}", files)
+            existing = self._branch_sha(session, repo, branch)
+            if existing is None:
+                self._add_commit(session, repo, sha, base_sha, message, author, files)
+                created = session.execute(
+                    self._insert(PlaygroundBranch)
+                    .values(repo=repo, name=branch, sha=sha)
+                    .on_conflict_do_nothing(index_elements=["repo", "name"])
+                    .returning(PlaygroundBranch.sha)
+                ).scalar_one_or_none()
+                existing = created or self._branch_sha(session, repo, branch)
+            if existing != sha and not self._built_alike(session, repo, existing, base_sha, files):
+                raise PlaygroundError(
+                    f"{repo} already has a branch {branch} that is not this change on this base",
+                    status=409,
+                )
+            return existing or sha
+
+    def _built_alike(
+        self, session: Session, repo: str, sha: str | None, parent: str, files: dict[str, str]
+    ) -> bool:
+        if sha is None:
+            return False
+        commit = session.get(PlaygroundCommit, (repo, sha))
+        return (
+            commit is not None
+            and commit.parent_sha == parent
+            and self._files(session, repo, sha) == files
+        )
+
+    def _add_commit(
+        self,
+        session: Session,
+        repo: str,
+        sha: str,
+        parent: str,
+        message: str,
+        author: str,
+        files: dict[str, str],
+    ) -> None:
+        session.execute(
+            self._insert(PlaygroundCommit)
+            .values(
+                repo=repo,
+                sha=sha,
+                parent_sha=parent,
+                message=message,
+                author=author,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["repo", "sha"])
+        )
+        if files:
+            session.execute(
+                self._insert(PlaygroundFile)
+                .values(
+                    [
+                        {"repo": repo, "sha": sha, "path": path, "content": content}
+                        for path, content in files.items()
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["repo", "sha", "path"])
+            )
+
+    def open_pull(
+        self, repo: str, *, head: str, base: str, title: str, body: str, author: str
+    ) -> PullInfoRow:
+        """A pull request from branch `head` into `base`, or the one already open for them."""
+        for _ in range(3):  # numbers are taken max + 1: a concurrent opening takes another turn
+            with Session(self.engine) as session, session.begin():
+                found = session.scalars(
+                    select(PlaygroundPull).where(
+                        PlaygroundPull.repo == repo,
+                        PlaygroundPull.head_ref == head,
+                        PlaygroundPull.base_ref == base,
+                        PlaygroundPull.state == "open",
+                    )
+                ).first()
+                if found is not None:
+                    return _pull(found)
+                head_sha = self._branch_sha(session, repo, head)
+                base_sha = self._branch_sha(session, repo, base)
+                if head_sha is None or base_sha is None:
+                    missing = head if head_sha is None else base
+                    raise PlaygroundError(f"{repo} has no branch {missing}", status=422)
+                number = 1 + (
+                    session.execute(
+                        select(func.max(PlaygroundPull.number)).where(PlaygroundPull.repo == repo)
+                    ).scalar_one()
+                    or 0
+                )
+                diff = unified_diff(
+                    self._files(session, repo, base_sha), self._files(session, repo, head_sha)
+                )
+                made = session.execute(
+                    self._insert(PlaygroundPull)
+                    .values(
+                        repo=repo,
+                        number=number,
+                        title=title,
+                        body=body,
+                        author=author,
+                        base_ref=base,
+                        head_ref=head,
+                        base_sha=base_sha,
+                        head_sha=head_sha,
+                        state="open",
+                        diff=diff,
+                        created_at=self.clock(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["repo", "number"])
+                    .returning(PlaygroundPull.id)
+                ).scalar_one_or_none()
+                if made is not None:
+                    row = session.get(PlaygroundPull, made)
+                    assert row is not None
+                    return _pull(row)
+        raise PlaygroundError(
+            "pull requests were being opened at the same moment; try again", status=503
+        )
