@@ -130,7 +130,7 @@ async def test_a_handled_deliverys_json_lines_carry_its_delivery_and_session(
         (session.id, True)
     ]
     # The sender's lines (its own task) carry the thread and installation of each write.
-    sends = [e for e in lines if e["logger"] == "bot.outbox" and " sent to " in e["message"]]
+    sends = [e for e in lines if e["logger"] == "bot.sender" and " sent to " in e["message"]]
     assert sends
     assert {(e.get("thread"), e.get("installation")) for e in sends} == {(thread, 4242)}
 
