@@ -41,6 +41,7 @@ from bot.inbox import Inbox
 from bot.runtime import Runtime
 from bot.server import background, open_services
 from bot.worker import Worker
+from bot.workspaces import sandbox as sb
 from tests.payloads import GITLAB_TOKEN, SECRET
 from tests.procs import Proc
 
@@ -329,3 +330,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked slow run first: they mostly wait (on subprocesses, a browser, a
     time limit), so in parallel runs they wait alongside the rest, not after it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# Tests of the sandbox and of workspaces run wherever bubblewrap is; without it they are
+# skipped, except in CI, where they must run (.ci/run installs it).
+BWRAP_MISSING = sb.bwrap_path() is None and not os.environ.get("CI")
+needs_bwrap = pytest.mark.skipif(BWRAP_MISSING, reason="bubblewrap is not installed")
+
+
+@pytest.fixture
+def workspace_dir() -> Iterator[Path]:
+    """THREADLINE_WORKSPACE_DIR for one test: outside tmp_path, whose parents the sandbox
+    user cannot reach."""
+    folder = Path(tempfile.mkdtemp(prefix="tl-ws-"))
+    os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach the worktrees)
+    yield folder
+    shutil.rmtree(folder)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,7 @@ import pytest
 from bot.agents.config import parse_config
 from bot.agents.yamlcheck import ConfigFileError
 from bot.config import Settings
-from bot.workspaces import sandbox as sb
-from tests.conftest import run_app, with_settings
+from tests.conftest import needs_bwrap, run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import DEFAULT_KEY, FakeAnthropic, Reply
 from tests.test_sessions import REPO, GitHubRig, eventually, github_settings
@@ -63,17 +60,7 @@ sessions:
     userSignals: {{explicit: ["/done"]}}
 """
 
-pytestmark = pytest.mark.skipif(
-    sb.bwrap_path() is None and not os.environ.get("CI"), reason="bubblewrap is not installed"
-)
-
-
-@pytest.fixture
-def workspace_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="tl-cli-"))
-    os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach the worktrees)
-    yield folder
-    shutil.rmtree(folder)
+pytestmark = needs_bwrap
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,8 @@ from bot import doctor
 from bot.cli import main
 from bot.config import Settings
 from bot.doctor import check_sandbox
-from bot.workspaces import sandbox as sb
 from tests import payloads as p
-from tests.conftest import with_settings
+from tests.conftest import BWRAP_MISSING, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
 from tests.fakes.gitlab import FakeGitLab
@@ -108,7 +106,7 @@ def test_doctor_command_without_hosts(
 
 def test_doctor_says_whether_the_sandbox_runs_here(settings: Settings) -> None:
     found = check_sandbox(settings)
-    if sb.bwrap_path() is None and not os.environ.get("CI"):
+    if BWRAP_MISSING:
         assert found[0].level == "warn"
         assert "apt-get install bubblewrap" in found[0].detail
     else:

@@ -5,17 +5,13 @@ when the session ends."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
-from bot.workspaces import sandbox as sb
-from tests.conftest import run_app, with_settings
+from tests.conftest import needs_bwrap, run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.test_sessions import REPO, GitHubRig, eventually, github_settings
 
@@ -46,17 +42,7 @@ TEST_FILE = (
     "    def test_add(self):\n        self.assertEqual(calc.add(2, 2), 4)\n"
 )
 
-pytestmark = pytest.mark.skipif(
-    sb.bwrap_path() is None and not os.environ.get("CI"), reason="bubblewrap is not installed"
-)
-
-
-@pytest.fixture
-def workspace_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="tl-e2e-"))
-    os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach the worktrees)
-    yield folder
-    shutil.rmtree(folder)
+pytestmark = needs_bwrap
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ the agent's own commands stay without it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +13,7 @@ import pytest
 from bot.agents.config import parse_config
 from bot.agents.yamlcheck import ConfigFileError
 from bot.config import Settings
-from bot.workspaces import sandbox as sb
-from tests.conftest import run_app, with_settings
+from tests.conftest import needs_bwrap, run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.test_sessions import REPO, GitHubRig, eventually, github_settings
 
@@ -44,17 +40,7 @@ sessions:
   keepSessionOpenForComments: true
 """
 
-pytestmark = pytest.mark.skipif(
-    sb.bwrap_path() is None and not os.environ.get("CI"), reason="bubblewrap is not installed"
-)
-
-
-@pytest.fixture
-def workspace_dir() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="tl-setup-"))
-    os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach the worktrees)
-    yield folder
-    shutil.rmtree(folder)
+pytestmark = needs_bwrap
 
 
 @pytest.fixture

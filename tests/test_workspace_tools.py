@@ -19,6 +19,7 @@ from bot.workspaces import sandbox as sb
 from bot.workspaces.git import Credential
 from bot.workspaces.store import WorkspaceStore, Worktree
 from bot.workspaces.tools import READ_ONLY, READ_WRITE, Sandboxing, WorkspaceTools
+from tests.conftest import needs_bwrap
 from tests.fakes.git_http import basic, git, make_repo, serve_git
 
 TOKEN = "ghs_tools-token-0123456789"
@@ -29,7 +30,6 @@ FILES = {
     "src/app.py": "def greet():\n    return 'hi'\n\n\ndef part():\n    return 'hi'\n",
     "docs/notes.txt": "nothing to see\n",
 }
-BWRAP_MISSING = sb.bwrap_path() is None and not os.environ.get("CI")
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ async def test_code_search_finds_lines_in_files_git_would_show(tree: Any) -> Non
     assert not ok
 
 
-@pytest.mark.skipif(BWRAP_MISSING, reason="bubblewrap is not installed")
+@needs_bwrap
 async def test_run_command_in_the_sandbox_answers_exit_code_and_records_it(tree: Any) -> None:
     events: list[Mapping[str, Any]] = []
 
@@ -243,7 +243,7 @@ class WorkspaceOnly:
     async def usage(self, input_tokens: int, output_tokens: int, model: str) -> None: ...
 
 
-@pytest.mark.skipif(BWRAP_MISSING, reason="bubblewrap is not installed")
+@needs_bwrap
 async def test_a_script_agent_writes_runs_edits_and_runs_again(tree: Any) -> None:
     agent = parse_config(SCRIPTED, "threadline.yml").agent("fixer")
     assert agent.workspace == READ_WRITE
@@ -283,7 +283,7 @@ def test_an_unknown_workspace_setting_is_refused_with_its_line() -> None:
         parse_config(text, "threadline.yml")
 
 
-@pytest.mark.skipif(BWRAP_MISSING, reason="bubblewrap is not installed")
+@needs_bwrap
 async def test_a_command_cannot_replace_the_git_link_and_git_never_looks_in_the_tree(
     tree: Any,
 ) -> None:

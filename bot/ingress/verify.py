@@ -86,6 +86,18 @@ def _kept(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in KEPT_HEADERS if name in headers}
 
 
+def _event_and_id(headers: Mapping[str, str], event: str, delivery: str) -> tuple[str, str]:
+    """The event name and the delivery id from their headers, or a 400 naming the one
+    missing (an id over 128 characters counts as missing)."""
+    name = headers.get(event)
+    delivery_id = headers.get(delivery)
+    if not name:
+        raise WebhookRejected(400, f"missing {event} header")
+    if not delivery_id or len(delivery_id) > 128:
+        raise WebhookRejected(400, f"missing or overlong {delivery} header")
+    return name, delivery_id
+
+
 def _parse_json(text: bytes) -> Any:
     """Parse JSON with orjson, and let the standard library decide what orjson refuses.
 
@@ -160,12 +172,7 @@ def accept_github(headers: Mapping[str, str], body: bytes, secret: str) -> Incom
         validate_event(body, signature=signature, secret=secret)
     except ValidationFailure:
         raise WebhookRejected(401, "signature does not match the payload") from None
-    event = headers.get("X-GitHub-Event")
-    delivery_id = headers.get("X-GitHub-Delivery")
-    if not event:
-        raise WebhookRejected(400, "missing X-GitHub-Event header")
-    if not delivery_id or len(delivery_id) > 128:
-        raise WebhookRejected(400, "missing or overlong X-GitHub-Delivery header")
+    event, delivery_id = _event_and_id(headers, "X-GitHub-Event", "X-GitHub-Delivery")
     data = decode_payload(headers.get("Content-Type"), body)
     return IncomingDelivery(
         host="github",
@@ -193,12 +200,7 @@ def accept_github_polled(headers: Mapping[str, str], payload: object) -> Incomin
     https://docs.github.com/en/rest/apps/webhooks#get-a-delivery-for-an-app-webhook
     """
     headers = _case_blind(headers)
-    event = headers.get("X-GitHub-Event")
-    delivery_id = headers.get("X-GitHub-Delivery")
-    if not event:
-        raise WebhookRejected(400, "missing X-GitHub-Event header")
-    if not delivery_id or len(delivery_id) > 128:
-        raise WebhookRejected(400, "missing or overlong X-GitHub-Delivery header")
+    event, delivery_id = _event_and_id(headers, "X-GitHub-Event", "X-GitHub-Delivery")
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "the payload is not a JSON object")
     kept = {
@@ -267,12 +269,7 @@ def accept_local(headers: Mapping[str, str], body: bytes, secret: str) -> Incomi
     expected = sign_local(body, secret)
     if not signature.isascii() or not hmac.compare_digest(signature, expected):
         raise WebhookRejected(401, "signature does not match the payload")
-    event = headers.get("X-Threadline-Event")
-    delivery_id = headers.get("X-Threadline-Delivery")
-    if not event:
-        raise WebhookRejected(400, "missing X-Threadline-Event header")
-    if not delivery_id or len(delivery_id) > 128:
-        raise WebhookRejected(400, "missing or overlong X-Threadline-Delivery header")
+    event, delivery_id = _event_and_id(headers, "X-Threadline-Event", "X-Threadline-Delivery")
     data = decode_payload(headers.get("Content-Type"), body)
     return IncomingDelivery(
         host="local",
