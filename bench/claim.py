@@ -22,19 +22,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from common import code_state, drop_pg_schema
-from sqlalchemy import create_engine, text
+from common import code_state, scratch_database
+from sqlalchemy import text
 
 from bot.db import make_engine
 from bot.db.migrate import upgrade
 from bot.delivery import IncomingDelivery
 from bot.inbox import Inbox
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_RATIO = 2.0
 BODY = b'{"action": "created", "comment": {"body": "' + b"x" * 5000 + b'"}}'
 
@@ -51,20 +50,8 @@ def delivery() -> IncomingDelivery:
     )
 
 
-@contextmanager
-def database(kind: str, workdir: Path, backlog: int) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / f'claim-{backlog}.db'}"
-        return
-    schema = f"bench_claim_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    try:
-        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        drop_pg_schema(schema)
+def database(kind: str, workdir: Path, backlog: int) -> AbstractContextManager[str]:
+    return scratch_database(kind, workdir, "claim", backlog)
 
 
 def measure(url: str, backlog: int, claims: int) -> tuple[list[float], list[float]]:

@@ -10,7 +10,9 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -94,3 +96,21 @@ def percentile_ms(values: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] * 1000
+
+
+@contextmanager
+def scratch_database(kind: str, workdir: Path, tag: str, backlog: int) -> Iterator[str]:
+    """A database URL for one measurement: a SQLite file in `workdir`, or a PostgreSQL
+    schema of its own (`bench_<tag>_...`) dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'{tag}-{backlog}.db'}"
+        return
+    schema = f"bench_{tag}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    try:
+        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        drop_pg_schema(schema)

@@ -29,14 +29,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import code_state, drop_pg_schema
-from sqlalchemy import create_engine, text
+from common import code_state, scratch_database
+from sqlalchemy import text
 
 from bot.db import make_engine
 from bot.db.migrate import upgrade
@@ -46,7 +46,6 @@ from bot.inbox import Inbox
 from bot.router import Context, Router
 from bot.worker import Dispatcher
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TARGET_RATIO = 2.0
 THREADS = 200
 STEPS = ("look", "claim", "late", "start", "finish")
@@ -81,20 +80,8 @@ def delivery(n: int) -> IncomingDelivery:
     )
 
 
-@contextmanager
-def database(kind: str, workdir: Path, backlog: int) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / f'order-{backlog}.db'}"
-        return
-    schema = f"bench_order_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-    try:
-        yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        drop_pg_schema(schema)
+def database(kind: str, workdir: Path, backlog: int) -> AbstractContextManager[str]:
+    return scratch_database(kind, workdir, "order", backlog)
 
 
 def dispatcher() -> Dispatcher:
