@@ -56,24 +56,6 @@ from bot.agents.script import (
 )
 from bot.agents.script_config import script_options
 from bot.agents.workspace_config import (
-    BAD_OUTSIDER_CODE as BAD_OUTSIDER_CODE,
-)
-from bot.agents.workspace_config import (
-    BAD_SETUP as BAD_SETUP,
-)
-from bot.agents.workspace_config import (
-    BAD_WORKSPACE as BAD_WORKSPACE,
-)
-from bot.agents.workspace_config import (
-    EXPECTED_PROTECTED as EXPECTED_PROTECTED,
-)
-from bot.agents.workspace_config import (
-    UNKNOWN_PROTECTED as UNKNOWN_PROTECTED,
-)
-from bot.agents.workspace_config import (
-    WORKSPACE_KEYS as WORKSPACE_KEYS,
-)
-from bot.agents.workspace_config import (
     _allow_protected,
     _with_workspace_tools,
     _workspace,
