@@ -8,6 +8,7 @@ however many comments, reviews or processes race for it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,8 +43,16 @@ IDLE = "idle"
 @dataclass(frozen=True)
 class FileContent:
     path: str
-    content: str | None  # None: the file is deleted
+    content: str | None  # None: the file is deleted; base64 when `binary`
     stat: FileStat | None = None  # its diffstat line (None in change sets older than it)
+    mode: str | None = None  # git's mode (100644, 100755, 120000); None: as at the base
+    binary: bool = False  # `content` is the file's bytes in base64 (not UTF-8 text)
+
+    def data(self) -> bytes | None:
+        """The file's new bytes (None: deleted)."""
+        if self.content is None:
+            return None
+        return base64.b64decode(self.content) if self.binary else self.content.encode()
 
 
 def _file(entry: dict[str, Any]) -> FileContent:
@@ -53,11 +62,19 @@ def _file(entry: dict[str, Any]) -> FileContent:
         stat = FileStat(
             path, str(entry["change"]), int(entry.get("added", 0)), int(entry.get("removed", 0))
         )
-    return FileContent(path, entry.get("content"), stat)
+    mode = entry.get("mode")
+    binary = entry.get("encoding") == "base64"
+    return FileContent(
+        path, entry.get("content"), stat, None if mode is None else str(mode), binary
+    )
 
 
 def _entry(item: FileContent) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": item.path, "content": item.content}
+    if item.mode is not None:
+        entry["mode"] = item.mode
+    if item.binary:
+        entry["encoding"] = "base64"
     if item.stat is not None:
         entry.update(change=item.stat.change, added=item.stat.added, removed=item.stat.removed)
     return entry

@@ -99,10 +99,7 @@ async def apply_change_set(
                 f"{listed} meanwhile; the change set no longer applies",
             )
         branch = branch_name(template, thread, change.session_id, change.id)
-        changes = [
-            FileChange(item.path, None if item.content is None else item.content.encode())
-            for item in change.files
-        ]
+        changes = [FileChange(item.path, item.data(), item.mode) for item in change.files]
         message = change.title + (f"\n\n{change.description}" if change.description else "")
         sha = await host.commit_files(
             repo, branch=branch, base_sha=head, changes=changes, message=message

@@ -283,6 +283,25 @@ class WorkspaceStore:
         )
         return sorted(set(out.split("\0")) - {""})
 
+    async def changed_modes(self, tree: Worktree) -> dict[str, tuple[str, str]]:
+        """Each path changed since the base commit: (mode at the base, mode now), git's
+        octal modes, "000000" where there is no file (`git diff --raw`)."""
+        env = await self._staged(tree)
+        out = await self._git(
+            ["diff", "--cached", "--raw", "--no-renames", "-z", tree.base_sha],
+            tree.path,
+            extra_env=env,
+            max_output=4_000_000,
+            whole=True,
+        )
+        fields = out.split("\0")
+        found: dict[str, tuple[str, str]] = {}
+        for head, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = head.lstrip(":").split()
+            if len(parts) >= 2 and path:
+                found[path] = (parts[0], parts[1])
+        return found
+
     async def diff(self, tree: Worktree, *, max_bytes: int = 2_000_000) -> str:
         """Everything changed in the worktree since its base commit, new files included."""
         env = await self._staged(tree)
