@@ -21,6 +21,7 @@ from bot.clock import utcnow
 from bot.db.models import ApprovalGate, ChangeSet, SessionRow
 from bot.diffs import FileStat
 from bot.sessions.store import add_event
+from bot.sessions.store_base import MAX_LINE
 
 WAITING, APPROVED, CHANGES_REQUESTED, STALE, CANCELLED = (
     "waiting",
@@ -313,6 +314,30 @@ class ApprovalStore:
                 .order_by(ChangeSet.id)
             ).scalars()
             return [_change_set(row) for row in rows]
+
+    def last_applied(self, session_id: str) -> ChangeSetInfo | None:
+        """The newest change set applied in the session's line of work (it and the
+        sessions it resumes), which opened a pull/merge request: a later approval pushes
+        to that one."""
+        with Session(self.engine) as session:
+            line: list[str] = []
+            sid: str | None = session_id
+            while sid is not None and sid not in line and len(line) < MAX_LINE:
+                line.append(sid)
+                sid = session.execute(
+                    select(SessionRow.resumed_from).where(SessionRow.id == sid)
+                ).scalar_one_or_none()
+            row = session.execute(
+                select(ChangeSet)
+                .where(
+                    ChangeSet.session_id.in_(line),
+                    ChangeSet.status == APPLIED,
+                    ChangeSet.pull_number.is_not(None),
+                    ChangeSet.branch.is_not(None),
+                )
+                .order_by(ChangeSet.id.desc())
+            ).scalar()
+            return None if row is None else _change_set(row)
 
     def change_set(self, change_set_id: int) -> ChangeSetInfo | None:
         with Session(self.engine) as session:
