@@ -102,6 +102,8 @@ def describe(kind: str, data: Mapping[str, Any]) -> list[str] | None:
         return [f"workspace: {data.get('error') or _short(dict(data))}"]
     if kind == "cli_started":
         resumed = f", resuming {data['resume']}" if data.get("resume") else ""
+        if data.get("restored_files"):
+            resumed += f" ({data['restored_files']} record files brought back)"
         network = ", with network" if data.get("network") else ""
         return [f"{data.get('cli')} started: {_argv(data.get('argv'))}{resumed}{network}"]
     if kind == "cli_tool_call":
