@@ -65,6 +65,10 @@ CLI_FAILED = "the {adapter} CLI ended with exit code {code}: {tail}"
 CLI_TIMED_OUT = "the {adapter} CLI ran past its time limit of {seconds:g} s"
 CLI_ERROR = "the {adapter} CLI reported an error: {message}"
 REDACTED = "[redacted]"
+RECORDS_LOST = (
+    "the {adapter} CLI's session records are not on this worker (they were too large to "
+    "carry): it starts a new session of its own"
+)
 
 
 @dataclass(frozen=True)
@@ -457,6 +461,10 @@ class CommandEngine:
                 )
             except (ValueError, OSError, tarfile.TarError) as exc:
                 await tools.note("workspace", {"error": f"the CLI's records did not unpack: {exc}"})
+        if resume and adapter.state_dirs and not command_state.present(home, adapter.state_dirs):
+            # Nothing to resume from on this worker: a new CLI session, not a failed turn.
+            await tools.note("workspace", {"error": RECORDS_LOST.format(adapter=adapter.name)})
+            resume = None
         argv = adapter.argv(resolved, self.system_prompt, resume)
         key = options.provider.api_key if options.provider else ""
         run = _Run(adapter, tools, [key])
