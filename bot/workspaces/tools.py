@@ -235,6 +235,7 @@ class WorkspaceTools:
         if len(data) > MAX_WRITE_BYTES:
             raise PathError(f"the content is {len(data)} bytes; at most {MAX_WRITE_BYTES}")
         used = await asyncio.to_thread(disk_use, self.root)
+        self.store.measured(self.root, used)
         if used + len(data) > self.store.quota_bytes:
             raise PathError(
                 f"the worktree would pass its quota of {self.store.quota_bytes // MB} MB"
@@ -368,6 +369,8 @@ class WorkspaceTools:
                     "output": done.output[:2000],
                 }
             )
+        # What the command left is counted in the directory's quota from now on.
+        self.store.measured(self.root, await asyncio.to_thread(disk_use, self.root))
         code = "killed at the time limit" if done.timed_out else f"exit code {done.exit_code}"
         head = f"$ {shlex.join(argv)}\n[{code}, {done.seconds:.2f} s]\n"
         return ToolResult(not done.timed_out, head + done.output)
