@@ -1,4 +1,5 @@
-"""Commands on agent sessions and workflow runs: list, show, transcript, send, close, purge."""
+"""Commands on agent sessions and workflow runs: list, show, transcript, send, close, restart,
+purge."""
 
 from __future__ import annotations
 
@@ -210,6 +211,25 @@ def cmd_sessions_close(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_FAILURE
         _closed_status(services, closed, settings.public_url)
         print(f"session {found.id} closed")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_sessions_restart(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.sessions.store import RestartRefused
+    from bot.web.actions import OperatorActions
+
+    def use(store: SessionStore, services: Services) -> int:
+        actions = OperatorActions(services.engine, settings.public_url)
+        try:
+            restarted = actions.restart(args.id, "operator")
+        except RestartRefused as exc:
+            print(f"threadline: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"session {restarted.id} restarted from turn {restarted.turns}; a worker runs it next"
+        )
         return 0
 
     return _with_sessions(settings, use)

@@ -22,7 +22,7 @@ from typing import Literal
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from bot.agents.limits_config import DailyLimit, Limits
+from bot.agents.limits_config import REPO_NAME, DailyLimit, Limits
 from bot.agents.models import usd
 from bot.clock import utcnow
 from bot.db import insert_ignoring_conflicts
@@ -44,6 +44,23 @@ INSTALLATION_LIMIT = (
     "starts or takes a turn until the limit resets at 00:00 UTC (in {left}), or an "
     "operator raises it. This comment is recorded."
 )
+
+
+HOSTS = ("github", "gitlab", "local")
+BAD_NAME = (
+    "threadline: {name!r} is not a repository: give OWNER/REPO (every host) or "
+    "HOST:OWNER/REPO with HOST one of github, gitlab, local"
+)
+
+
+def parse_repo(text: str) -> tuple[str | None, str] | None:
+    """`OWNER/REPO` (every host) or `HOST:OWNER/REPO`; None if it is neither."""
+    host, _, name = text.rpartition(":")
+    if host and host not in HOSTS:
+        return None
+    if not REPO_NAME.fullmatch(name):
+        return None
+    return host or None, name
 
 
 def day_of(moment: datetime) -> str:

@@ -1,4 +1,5 @@
-"""What an operator may do to a session from the inspector: close it, purge it (blocking SQL).
+"""What an operator may do to a session from the inspector and the command line: close it,
+restart it after a failure, purge it (blocking SQL).
 
 Both go through SessionStore, so they race safely with turns and timers, and both
 leave their mark in the transcript as done by `operator:<name>`. A session that was
@@ -29,6 +30,13 @@ class OperatorActions:
         if closed is not None:
             self._publish(closed)
         return closed
+
+    def restart(self, session_id: str, actor: str) -> SessionInfo:
+        """Restart a failed session from its last completed turn (by `actor`);
+        RestartRefused says why not."""
+        restarted = self.store.restart(session_id, by=actor)
+        self._publish(restarted)
+        return restarted
 
     def purge(self, session_id: str, actor: str) -> bool:
         """Close (if live) and delete the transcript and inputs; the transcript then holds
