@@ -317,7 +317,7 @@ status: {showCost: yes please}
     assert good.limits.for_repo("other/app").set is False
 
 
-def test_config_check_catches_bad_limits(
+def test_config_check_and_doctor_catch_bad_limits(
     env: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -326,8 +326,10 @@ def test_config_check_catches_bad_limits(
     config = tmp_path / "threadline.yml"
     config.write_text("limits:\n  repositoryPerDay: {tokens: -3}\n", encoding="utf-8")
     monkeypatch.setenv("THREADLINE_CONFIG", str(config))
+    problem = "limits.repositoryPerDay.tokens: expected a positive whole number, got -3"
     assert main(["config", "check"]) == 2
     out = capsys.readouterr()
-    assert "limits.repositoryPerDay.tokens: expected a positive whole number, got -3" in (
-        out.out + out.err
-    )
+    assert problem in out.out + out.err
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr()
+    assert problem in out.out + out.err
