@@ -52,9 +52,12 @@ def create_app(
     )
     tokens = TokenStore(inbox.engine)
     install_auth(app, settings, tokens=tokens)  # /login, /logout; /inspect and /api/ need a token
-    install_inspector(app, settings, inbox.engine)
-    limits = runtime.config.limits if runtime is not None else None
-    install_operator(app, settings, inbox.engine, limits)  # restart; /inspect/repos
+    inspector = install_inspector(app, settings, inbox.engine)
+    config = runtime.config if runtime is not None else None
+    show_cost = config is not None and config.status.show_cost
+    inspector.actions.show_cost = show_cost  # closed from a page: the same status comment
+    limits = config.limits if config is not None else None
+    install_operator(app, settings, inbox.engine, limits, show_cost=show_cost)  # /inspect/repos
     install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:

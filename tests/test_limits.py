@@ -23,6 +23,7 @@ from bot.sessions.store import SessionInfo, SessionOptions
 from tests.conftest import run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import FakeOpenAI, LLMRequest, Reply
+from tests.test_api import BOOTSTRAP, THREAD, Api, api, assert_error
 from tests.test_cli import env
 from tests.test_sessions import (
     REPO,
@@ -34,7 +35,7 @@ from tests.test_sessions import (
     rig,
 )
 
-__all__ = ["env", "fake_github", "rig"]
+__all__ = ["api", "env", "fake_github", "rig"]
 
 KEY = "sk-openai-test-limits-0a1b2c3d4e"
 OPERATOR = "operator-token-limits-0123456789abc"
@@ -333,3 +334,14 @@ def test_config_check_and_doctor_catch_bad_limits(
     assert main(["doctor"]) == 1
     out = capsys.readouterr()
     assert problem in out.out + out.err
+
+
+async def test_an_api_launch_in_a_paused_repository_is_refused(api: Api) -> None:
+    assert Holds(api.app.engine).pause("local", THREAD["repo"], "operator")
+    status, body = await api.call("POST", "/sessions", BOOTSTRAP, {"task": "a", "thread": THREAD})
+    assert_error(status, body, 409, "held")
+    assert body["error"]["message"].startswith("Threadline is paused in")
+    assert api.sessions() == 0
+    assert Holds(api.app.engine).resume("local", THREAD["repo"])
+    status, body = await api.call("POST", "/sessions", BOOTSTRAP, {"task": "a", "thread": THREAD})
+    assert status == 201, body

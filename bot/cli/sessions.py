@@ -194,7 +194,8 @@ def _closed_status(services: Services, closed: SessionInfo, public_url: str | No
 
     store = SessionStore(services.engine)
     seq, fresh = store.status_snapshot(closed.id)
-    body = status.render(fresh, utcnow(), public_url=public_url)
+    cost = services.runtime.config.status.show_cost
+    body = status.render(fresh, utcnow(), public_url=public_url, cost=cost)
     services.outbox.enqueue(
         ob.upsert(status.status_key(closed.id), seq, closed.thread, body, closed.installation_id)
     )
@@ -221,7 +222,8 @@ def cmd_sessions_restart(args: argparse.Namespace, settings: Settings) -> int:
     from bot.web.actions import OperatorActions
 
     def use(store: SessionStore, services: Services) -> int:
-        actions = OperatorActions(services.engine, settings.public_url)
+        cost = services.runtime.config.status.show_cost
+        actions = OperatorActions(services.engine, settings.public_url, show_cost=cost)
         try:
             restarted = actions.restart(args.id, "operator")
         except RestartRefused as exc:

@@ -19,10 +19,13 @@ from bot.sessions.store import OPERATOR, SessionInfo, SessionStore
 
 
 class OperatorActions:
-    def __init__(self, engine: Engine, public_url: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, public_url: str | None = None, *, show_cost: bool = False
+    ) -> None:
         self.store = SessionStore(engine)
         self.outbox = Outbox(engine)
         self.public_url = public_url  # the status comment's footer links the inspector there
+        self.show_cost = show_cost  # the status comment shows the cost (`status.showCost`)
 
     def close(self, session_id: str, actor: str) -> SessionInfo | None:
         """Close a live session (reason operator, by `actor`); None if it was not live."""
@@ -55,7 +58,7 @@ class OperatorActions:
 
     def _publish(self, session: SessionInfo) -> None:
         seq, fresh = self.store.status_snapshot(session.id)
-        body = status.render(fresh, utcnow(), public_url=self.public_url)
+        body = status.render(fresh, utcnow(), public_url=self.public_url, cost=self.show_cost)
         self.outbox.enqueue(
             ob.upsert(
                 status.status_key(session.id), seq, session.thread, body, session.installation_id

@@ -131,12 +131,16 @@ async def repos_post(request: web.Request) -> web.StreamResponse:
 
 
 def install_operator(
-    app: web.Application, settings: Settings, engine: Engine, limits: Limits | None
+    app: web.Application,
+    settings: Settings,
+    engine: Engine,
+    limits: Limits | None,
+    *,
+    show_cost: bool = False,
 ) -> None:
     """Register the restart action and the Repositories page (under /inspect: guarded)."""
-    app[OPERATOR_KEY] = Operator(
-        OperatorActions(engine, settings.public_url), Holds(engine, limits)
-    )
+    actions = OperatorActions(engine, settings.public_url, show_cost=show_cost)
+    app[OPERATOR_KEY] = Operator(actions, Holds(engine, limits))
     add = app.router
     add.add_get("/inspect/sessions/{id}/restart", restart_confirm)
     add.add_post("/inspect/sessions/{id}/restart", restart_post)
