@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from bot.agents.config import parse_config
+from bot.agents.limits_config import DailyLimit, Limits
 from bot.agents.yamlcheck import ConfigFileError
 from bot.cli import main
 from bot.config import Settings
-from bot.sessions.limits import Holds, day_of, next_reset
+from bot.sessions.limits import Holds, count_usage, day_of, next_reset
 from bot.sessions.service_core import working_minutes
 from bot.sessions.store import SessionInfo, SessionOptions
 from tests.conftest import run_app, with_settings
@@ -345,3 +347,24 @@ async def test_an_api_launch_in_a_paused_repository_is_refused(api: Api) -> None
     assert Holds(api.app.engine).resume("local", THREAD["repo"])
     status, body = await api.call("POST", "/sessions", BOOTSTRAP, {"task": "a", "thread": THREAD})
     assert status == 201, body
+
+
+def test_a_repository_s_own_daily_limit_overrides_the_default(engine: Engine) -> None:
+    from sqlalchemy.orm import Session
+
+    limits = Limits(
+        repository=DailyLimit(tokens=5000),
+        repositories={"org/big": DailyLimit(tokens=20_000)},
+    )
+    holds = Holds(engine, limits)
+    today = day_of(holds.clock())
+    with Session(engine) as session, session.begin():
+        for repo in ("Org/Big", "org/small", "org/quiet"):
+            count_usage(session, today, "github", repo, 100 if repo == "org/quiet" else 9000, 0)
+        count_usage(session, "2000-01-01", "github", "org/old", 10**9, 0)  # another day
+    held = holds.held()
+    assert sorted(held.repos) == [("github", "org/small")]
+    assert held.everything is None
+    assert holds.hold_for("github", "ORG/SMALL") is not None
+    assert holds.hold_for("gitlab", "org/small") is None  # another host's repository
+    assert [u.repo for u in holds.today()] == ["org/big", "org/small", "org/quiet"]

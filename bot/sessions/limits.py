@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import ColumnElement, Engine, delete, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.agents.limits_config import REPO_NAME, DailyLimit, Limits
@@ -150,6 +150,20 @@ def _spent(tokens: int, cost: int, limit: DailyLimit) -> str | None:
     return None
 
 
+def _near_a_limit(limits: Limits) -> ColumnElement[bool]:
+    """Rows at or past the lowest repository limit of each kind: only those can be
+    held, so the others are not read."""
+    days = [limits.repository, *limits.repositories.values()]
+    tokens = [d.tokens for d in days if d.tokens is not None]
+    costs = [d.cost_micros for d in days if d.cost_micros is not None]
+    near: list[ColumnElement[bool]] = []
+    if tokens:
+        near.append(DailyUsage.tokens >= min(tokens))
+    if costs:
+        near.append(DailyUsage.cost_micros >= min(costs))
+    return or_(*near) if near else false()
+
+
 def _left(now: datetime) -> str:
     minutes = max(1, int((next_reset(now) - now).total_seconds() // 60))
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
@@ -207,7 +221,7 @@ class Holds:
             rows = session.execute(
                 select(DailyUsage)
                 .where(DailyUsage.day == day_of(self.clock()))
-                .order_by(DailyUsage.cost_micros.desc(), DailyUsage.tokens.desc())
+                .order_by(DailyUsage.cost_micros.desc(), DailyUsage.tokens.desc(), DailyUsage.repo)
             ).scalars()
             return [DayUsage(r.host, r.repo, r.tokens, r.cost_micros) for r in rows]
 
@@ -235,12 +249,17 @@ class Holds:
             if spent is not None:
                 text = INSTALLATION_LIMIT.format(spent=spent, left=_left(now))
                 everything = Hold("installation", day, text)
-            rows = session.execute(select(DailyUsage).where(DailyUsage.day == day)).scalars()
-            for row in rows:
-                spent = _spent(row.tokens, row.cost_micros, self.limits.for_repo(row.repo))
-                if spent is not None and (row.host, row.repo) not in repos:
-                    text = REPO_LIMIT.format(repo=row.repo, spent=spent, left=_left(now))
-                    repos[(row.host, row.repo)] = Hold("repository", day, text)
+            near = _near_a_limit(self.limits)
+            rows = session.execute(
+                select(
+                    DailyUsage.host, DailyUsage.repo, DailyUsage.tokens, DailyUsage.cost_micros
+                ).where(DailyUsage.day == day, near)
+            ).all()
+            for host, repo, tokens, cost in rows:
+                spent = _spent(tokens, cost, self.limits.for_repo(repo))
+                if spent is not None and (host, repo) not in repos:
+                    text = REPO_LIMIT.format(repo=repo, spent=spent, left=_left(now))
+                    repos[(host, repo)] = Hold("repository", day, text)
         return Held(everything, repos)
 
     def hold_for(self, host: str, repo: str) -> Hold | None:
