@@ -8,13 +8,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from bot.cli import main
 from bot.config import Settings
+from bot.events import ThreadRef
+from bot.sessions.store import Launch, RestartRefused, SessionStore
 from tests.conftest import needs_bwrap, run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import Answer, Failure, FakeOpenAI, LLMRequest, Reply
 from tests.test_cli import env
+from tests.test_session_store import launch
 from tests.test_sessions import (
     REPO,
     GitHubRig,
@@ -193,3 +197,50 @@ async def test_a_resumed_session_carries_the_pending_change_set(
 
             await eventually(diffs, "the resumed session's diff")
             assert "+heron" in diffs()[0]
+
+
+def _fail_turn(store: SessionStore, session_id: str) -> None:
+    claimed = store.claim_turn("runner", lease_seconds=30, session_id=session_id)
+    assert claimed is not None
+    session, inputs = claimed
+    finished = store.finish_turn(
+        session_id,
+        "runner",
+        consumed=[i.id for i in inputs],
+        turn=session.turns,
+        completed=False,
+        failed=True,
+        error="boom",
+    )
+    assert finished is not None
+    assert finished.state == "failed"
+
+
+def test_a_restart_is_refused_for_a_delegation_or_a_taken_thread(engine: Engine) -> None:
+    store = SessionStore(engine)
+    thread = ThreadRef("github", REPO, "issue", 7)
+    first = launch(store, "d-1", thread)
+    parent = store.live_for(thread.key)
+    assert parent is not None
+    child = store.launch(
+        Launch(
+            **{
+                **first.__dict__,
+                "client_request_id": "d-1.d1",
+                "parent_id": parent.id,
+                "thread_key": f"{thread.key}/delegations/1",
+            }
+        ),
+        max_live=10,
+    ).session
+    _fail_turn(store, child.id)
+    with pytest.raises(RestartRefused, match="is a delegation of session"):
+        store.restart(child.id, by="operator")
+
+    _fail_turn(store, parent.id)
+    launch(store, "d-2", thread)  # a new session in the thread since
+    with pytest.raises(RestartRefused, match="is live in the same thread"):
+        store.restart(parent.id, by="operator")
+    # Its failed turn's input was consumed and stays so: nothing was changed.
+    assert [i.status for i in store.inputs(parent.id)] == ["consumed"]
+    assert store.get(parent.id).state == "failed"  # type: ignore[union-attr]

@@ -29,6 +29,10 @@ from bot.sessions.store_rows import (
 NO_SUCH_SESSION = "no session {id}"
 NOT_FAILED = "session {id} is {state}: only a failed session can be restarted"
 THREAD_TAKEN = "session {other} is live in the same thread; end it first"
+DELEGATION = (
+    "session {id} is a delegation of session {parent}: it runs within its coordinator's "
+    "turn, so restart that one"
+)
 GO_ON = "The operator restarted this session after its last turn failed: go on with the task."
 
 
@@ -50,6 +54,8 @@ class Restarts(StoreBase):
                 raise RestartRefused(NO_SUCH_SESSION.format(id=session_id))
             if row.state != FAILED:
                 raise RestartRefused(NOT_FAILED.format(id=session_id, state=row.state))
+            if row.parent_id is not None:
+                raise RestartRefused(DELEGATION.format(id=session_id, parent=row.parent_id))
             other = session.execute(
                 select(SessionRow.id).where(
                     SessionRow.thread_key == row.thread_key,
