@@ -1,4 +1,5 @@
-"""Commands on agent sessions and workflow runs: list, show, transcript, send, close, purge."""
+"""Commands on agent sessions and workflow runs: list, show, transcript, send, close, restart,
+purge."""
 
 from __future__ import annotations
 
@@ -215,7 +216,8 @@ def _closed_status(services: Services, closed: SessionInfo, public_url: str | No
 
     store = SessionStore(services.engine)
     seq, fresh = store.status_snapshot(closed.id)
-    body = status.render(fresh, utcnow(), public_url=public_url)
+    cost = services.runtime.config.status.show_cost
+    body = status.render(fresh, utcnow(), public_url=public_url, cost=cost)
     services.outbox.enqueue(
         ob.upsert(status.status_key(closed.id), seq, closed.thread, body, closed.installation_id)
     )
@@ -232,6 +234,26 @@ def cmd_sessions_close(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_FAILURE
         _closed_status(services, closed, settings.public_url)
         print(f"session {found.id} closed")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_sessions_restart(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.sessions.store import RestartRefused
+    from bot.web.actions import OperatorActions
+
+    def use(store: SessionStore, services: Services) -> int:
+        cost = services.runtime.config.status.show_cost
+        actions = OperatorActions(services.engine, settings.public_url, show_cost=cost)
+        try:
+            restarted = actions.restart(args.id, "operator")
+        except RestartRefused as exc:
+            print(f"threadline: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"session {restarted.id} restarted from turn {restarted.turns}; a worker runs it next"
+        )
         return 0
 
     return _with_sessions(settings, use)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -74,8 +75,15 @@ class TurnRunner:
             claimed = None
             if len(running) < self.concurrency:
                 try:
+                    # Paused repositories and spent daily limits start no turn.
+                    held = await asyncio.to_thread(self.service.holds.held)
                     claimed = await asyncio.to_thread(
-                        self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+                        functools.partial(
+                            self.service.store.claim_turn,
+                            self.name,
+                            lease_seconds=self.lease_seconds,
+                            held=held,
+                        )
                     )
                     outage.ok()
                 except Exception as exc:
@@ -90,8 +98,14 @@ class TurnRunner:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def run_once(self) -> bool:
+        held = await asyncio.to_thread(self.service.holds.held)
         claimed = await asyncio.to_thread(
-            self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+            functools.partial(
+                self.service.store.claim_turn,
+                self.name,
+                lease_seconds=self.lease_seconds,
+                held=held,
+            )
         )
         if claimed is None:
             return False
