@@ -7,6 +7,7 @@ field; nothing is created before the whole body has passed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,3 +152,70 @@ def prompt_request(data: Any) -> PromptRequest:
             raise invalid(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds")
     assert text is not None
     return PromptRequest(text, float(wait) if wait is not None else None)
+
+
+PAGE_LIMIT = 100
+EVENTS_LIMIT = 1000
+
+
+def _integer(data: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer parameter (a query string's text or a JSON number), clamped to
+    [low, high]; `default` when absent."""
+    value = data.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise invalid(f"{name} must be an integer")
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise invalid(f"{name} must be an integer") from None
+    if not isinstance(value, int):
+        raise invalid(f"{name} must be an integer")
+    return min(max(value, low), high)
+
+
+def _filter(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 255:
+        raise invalid(f"{name} must be a string")
+    return value
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """GET /sessions, checked: filters and a page."""
+
+    state: str | None = None
+    repo: str | None = None
+    agent: str | None = None
+    before: str | None = None
+    limit: int = 50
+
+
+def list_request(data: Mapping[str, Any]) -> ListRequest:
+    return ListRequest(
+        state=_filter(data, "state"),
+        repo=_filter(data, "repo"),
+        agent=_filter(data, "agent"),
+        before=_filter(data, "before"),
+        limit=_integer(data, "limit", 50, 1, PAGE_LIMIT),
+    )
+
+
+@dataclass(frozen=True)
+class EventsRequest:
+    """GET /sessions/{id}/events, checked: the events after `after`, `limit` at most."""
+
+    after: int = 0
+    limit: int = 100
+
+
+def events_request(data: Mapping[str, Any]) -> EventsRequest:
+    return EventsRequest(
+        after=_integer(data, "after", 0, 0, 2**62),
+        limit=_integer(data, "limit", 100, 1, EVENTS_LIMIT),
+    )
