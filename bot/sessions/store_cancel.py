@@ -2,12 +2,14 @@
 
 The API's cancel and a thread's `/stop` store a request on a busy session; the process
 whose runner owns the turn asks for its requests every half second or so
-(`cancel_requests`), stops the engine, and settles the turn as usual, which clears the
+(`stop_requests`; a session closed meanwhile counts too), stops the engine, and settles the turn as usual, which clears the
 request (claim and finish clear it too, so a request never outlives its turn).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import select, update
@@ -18,6 +20,14 @@ from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import BUSY
 
 CancelAnswer = Literal["requested", "pending", "no_turn", "not_live", "missing"]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a runner must stop a turn: who asked, and whether the session was closed."""
+
+    by: str
+    closed: bool
 
 
 class Cancels(StoreBase):
@@ -59,14 +69,27 @@ class Cancels(StoreBase):
             return "pending"
         return "no_turn" if row[0] in LIVE_STATES else "not_live"
 
-    def cancel_requests(self, owner: str) -> dict[str, str]:
-        """The sessions whose turn `owner` runs and someone asked to stop: id -> by."""
+    def stop_requests(self, owner: str, session_ids: Collection[str]) -> dict[str, Stop]:
+        """Of the sessions whose turns `owner` has in hand, those to stop now: asked to
+        (a cancel request) or no longer live (closed meanwhile: a model call for a closed
+        session would only spend tokens). One query for all of them."""
+        if not session_ids:
+            return {}
         with Session(self.engine) as session:
             rows = session.execute(
-                select(SessionRow.id, SessionRow.cancel_requested_by).where(
-                    SessionRow.turn_owner == owner,
-                    SessionRow.state == BUSY,
-                    SessionRow.cancel_requested_at.is_not(None),
-                )
+                select(
+                    SessionRow.id,
+                    SessionRow.state,
+                    SessionRow.turn_owner,
+                    SessionRow.cancel_requested_by,
+                    SessionRow.cancel_requested_at,
+                    SessionRow.closed_by,
+                ).where(SessionRow.id.in_(list(session_ids)))
             ).all()
-        return {str(sid): str(by or "") for sid, by in rows}
+        found: dict[str, Stop] = {}
+        for sid, state, turn_owner, asked_by, asked_at, closed_by in rows:
+            if state not in LIVE_STATES:
+                found[str(sid)] = Stop(str(closed_by or "close"), closed=True)
+            elif state == BUSY and turn_owner == owner and asked_at is not None:
+                found[str(sid)] = Stop(str(asked_by or ""), closed=False)
+        return found

@@ -31,6 +31,7 @@ from bot.sessions.store import (
     Launch,
     SessionInfo,
 )
+from bot.sessions.store_cancel import Stop
 from bot.sessions.tools import SessionTools, TurnAbandoned
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class TurnRunner:
         # The engine task of each turn this runner has in hand, by session id; the
         # sessions whose turn it was asked to stop (by whom), and what asks the database.
         self._engines: dict[str, asyncio.Task[None]] = {}
-        self._stopped: dict[str, str] = {}
+        self._stopped: dict[str, Stop] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
@@ -186,7 +187,7 @@ class TurnRunner:
             },
         )
         error: str | None = None
-        stopped_by: str | None = None
+        stopped: Stop | None = None
         try:
             service.check_budget(session, agent)
             engine = asyncio.create_task(service.agents.engine(agent).run_turn(turn, tools))
@@ -195,7 +196,7 @@ class TurnRunner:
             try:
                 await engine
             except asyncio.CancelledError:
-                stopped_by = self._stop_asked(session.id)
+                stopped = self._stop_asked(session.id)
             finally:
                 self._engines.pop(session.id, None)
                 self._stopped.pop(session.id, None)
@@ -212,13 +213,18 @@ class TurnRunner:
         except Exception as exc:
             log.exception("session %s turn %d crashed", session.id, session.turns)
             error = f"{type(exc).__name__}: {exc}"
+        if stopped is not None and stopped.closed:
+            log.info(
+                "session %s closed during turn %d: its engine stopped", session.id, session.turns
+            )
+            return
         if workspace is not None and service.workspaces is not None:
             await service.workspaces.record_diff(service, session)
         close_reason = None
         keep_open = session.options.keep_open_for_comments and session.parent_id is None
         gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
-        if stopped_by is not None:
-            await self._stopped_turn(session, stopped_by)
+        if stopped is not None:
+            await self._stopped_turn(session, stopped.by)
             keep_open = True  # a stopped turn leaves the session idle, never done
         if error is None and tools.completed and not keep_open and gate is None:
             close_reason = DONE
@@ -354,14 +360,14 @@ class TurnRunner:
 
     # ------------------------------------------------------------ stopping turns
 
-    def _stop_asked(self, session_id: str) -> str:
-        """Who asked to stop the session's turn, when its engine was cancelled for that;
-        a cancellation from elsewhere (the process shutting down) goes on up."""
-        by = self._stopped.get(session_id)
+    def _stop_asked(self, session_id: str) -> Stop:
+        """Why the session's turn was stopped, when its engine was cancelled for that; a
+        cancellation from elsewhere (the process shutting down) goes on up."""
+        stop = self._stopped.get(session_id)
         current = asyncio.current_task()
-        if by is None or (current is not None and current.cancelling()):
+        if stop is None or (current is not None and current.cancelling()):
             raise asyncio.CancelledError
-        return by
+        return stop
 
     async def _stopped_turn(self, session: SessionInfo, by: str) -> None:
         """Record a stopped turn, end the delegations it was waiting on, say so."""
@@ -381,19 +387,21 @@ class TurnRunner:
 
     async def _watch_cancels(self) -> None:
         """Every `cancel_poll_seconds` while this runner has turns in hand: one query for
-        the requests to stop any of them, and each asked-for engine cancelled. The
-        request may come from any process; the database carries it."""
+        those to stop (asked to, or closed meanwhile), and each such engine cancelled.
+        The request may come from any process; the database carries it."""
         while self._engines:
             await asyncio.sleep(self.cancel_poll_seconds)
             try:
-                asked = await asyncio.to_thread(self.service.store.cancel_requests, self.name)
+                asked = await asyncio.to_thread(
+                    self.service.store.stop_requests, self.name, list(self._engines)
+                )
             except Exception as exc:  # the next look may work; the turn runs on meanwhile
                 log.warning("runner %s: cannot read cancel requests: %s", self.name, exc)
                 continue
-            for session_id, by in asked.items():
+            for session_id, stop in asked.items():
                 engine = self._engines.get(session_id)
                 if engine is not None and not engine.done() and session_id not in self._stopped:
-                    self._stopped[session_id] = by
+                    self._stopped[session_id] = stop
                     engine.cancel()
 
     async def _heartbeat(self, session_id: str) -> None:
