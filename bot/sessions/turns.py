@@ -63,7 +63,8 @@ class TurnRunner:
         self.cancel_poll_seconds = cancel_poll_seconds
         # The engine task of each turn this runner has in hand, by session id; the
         # sessions whose turn it was asked to stop (by whom), and what asks the database.
-        self._engines: dict[str, asyncio.Task[None]] = {}
+        # (A lapsed lease can hand this runner a turn it still runs: several per session.)
+        self._engines: dict[str, list[asyncio.Task[None]]] = {}
         self._stopped: dict[str, Stop] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.lease_seconds = lease_seconds
@@ -191,15 +192,14 @@ class TurnRunner:
         try:
             service.check_budget(session, agent)
             engine = asyncio.create_task(service.agents.engine(agent).run_turn(turn, tools))
-            self._engines[session.id] = engine
+            self._engines.setdefault(session.id, []).append(engine)
             self._watch()
             try:
                 await engine
             except asyncio.CancelledError:
                 stopped = self._stop_asked(session.id)
             finally:
-                self._engines.pop(session.id, None)
-                self._stopped.pop(session.id, None)
+                self._forget(session.id, engine)
             await tools.flush()
         except TurnAbandoned:
             log.info("session %s closed during turn %d: the turn stops", session.id, session.turns)
@@ -399,10 +399,19 @@ class TurnRunner:
                 log.warning("runner %s: cannot read cancel requests: %s", self.name, exc)
                 continue
             for session_id, stop in asked.items():
-                engine = self._engines.get(session_id)
-                if engine is not None and not engine.done() and session_id not in self._stopped:
+                engines = [e for e in self._engines.get(session_id, ()) if not e.done()]
+                if engines and session_id not in self._stopped:
                     self._stopped[session_id] = stop
-                    engine.cancel()
+                    for engine in engines:
+                        engine.cancel()
+
+    def _forget(self, session_id: str, engine: asyncio.Task[None]) -> None:
+        running = self._engines.get(session_id, [])
+        if engine in running:
+            running.remove(engine)
+        if not running:
+            self._engines.pop(session_id, None)
+            self._stopped.pop(session_id, None)
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:
