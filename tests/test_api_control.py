@@ -613,7 +613,7 @@ async def test_cancel_reaches_the_turn_in_another_process(
     )
     kinds = [e.kind for e in store.transcript(session.id)]
     assert kinds.index("cancel_requested") < kinds.index("cancelled")
-    started = [e.data for e in store.transcript(session.id) if e.kind == "turn_started"][0]
-    stopped = [e.data for e in store.transcript(session.id) if e.kind == "cancelled"][0]
+    started = next(e.data for e in store.transcript(session.id) if e.kind == "turn_started")
+    stopped = next(e.data for e in store.transcript(session.id) if e.kind == "cancelled")
     assert stopped["by"] == "operator:operator"
     assert started["runner"].startswith("turns-")
