@@ -25,7 +25,7 @@ from bot.sessions.store import SessionInfo, SessionOptions
 from tests.conftest import run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import FakeOpenAI, LLMRequest, Reply
-from tests.test_api import BOOTSTRAP, THREAD, Api, api, assert_error
+from tests.test_api import BOOTSTRAP, THREAD, Api, api, assert_error, gh
 from tests.test_cli import env
 from tests.test_sessions import (
     REPO,
@@ -37,7 +37,7 @@ from tests.test_sessions import (
     rig,
 )
 
-__all__ = ["api", "env", "fake_github", "rig"]
+__all__ = ["api", "env", "fake_github", "gh", "rig"]
 
 KEY = "sk-openai-test-limits-0a1b2c3d4e"
 OPERATOR = "operator-token-limits-0123456789abc"
@@ -77,7 +77,11 @@ async def llm(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeOpenAI]:
 
 
 def llm_settings(
-    settings: Settings, gh: FakeGitHub, llm: FakeOpenAI, tmp_path: Path, extra: str
+    settings: Settings,
+    gh: FakeGitHub,
+    llm: FakeOpenAI,
+    tmp_path: Path,
+    extra: str,
 ) -> Settings:
     config = tmp_path / "threadline.yml"
     config.write_text(LLM_AGENT.format(url=llm.base_url, extra=extra), encoding="utf-8")

@@ -1,71 +1,46 @@
-"""The HTTP API under /api/v1: launch, steer, read and close sessions; agents; health.
+"""The HTTP API under /api/v1: thin aiohttp wrappers over the operations in control.py.
 
 Requests are authenticated by bot.web.auth (bootstrap tokens from settings and the
 database's tokens, one token system); every answer is JSON and every error has one
-shape, {"error": {"code", "message"}}. Launching and prompting go through the same
-`SessionService` as comments do (launch with a `Trigger`, feed, close), so
-idempotency, capacity and the transcript are the runtime's. Every action is recorded
-in the audit trail under the token's name. A token limited to repositories sees other
-repositories' sessions as not found.
+shape, {"error": {"code", "message"}}. A handler reads the body or the query into a
+typed request (schema.py), calls its operation with the caller's `Principal`, and maps
+the answer to a status code; scopes, repository limits, idempotency, the audit trail
+and the transcript are the operations' business, so the MCP server gets the same.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import Engine, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
+from bot.api import control, stream
+from bot.api.control import Api, close_as, session_json, thread_json
 from bot.api.openapi import OPERATIONS, document
-from bot.api.schema import ApiError, launch_request, prompt_request
+from bot.api.schema import (
+    ApiError,
+    approve_request,
+    cancel_request,
+    events_request,
+    launch_request,
+    list_request,
+    prompt_request,
+    task_request,
+)
 from bot.api.tokens import TokenStore
-from bot.db.models import SessionRow
-from bot.events import HEADLESS, ThreadRef
 from bot.runtime import Runtime
-from bot.sessions.agents import session_options
-from bot.sessions.service import SessionService, Trigger
-from bot.sessions.store import OPERATOR as CLOSED_BY_OPERATOR
-from bot.sessions.store import SessionInfo, SessionStore
-from bot.web.auth import OPERATOR, VIEWER, Principal, authenticate
-from bot.web.queries import BadCursor, Reads
-from bot.web.redact import redact
+from bot.sessions.store import SessionStore
+from bot.web.auth import Principal, authenticate
+from bot.web.queries import Reads
 
-log = logging.getLogger(__name__)
+__all__ = ["API", "PREFIX", "Api", "close_as", "install_api", "session_json", "thread_json"]
 
 PREFIX = "/api/v1"
-PAGE_LIMIT = 100
-TURN_END_KINDS = ("turn_finished", "failed", "closed")
-WAIT_POLL_SECONDS = 0.05
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Api:
-    """What the handlers share."""
-
-    runtime: Runtime | None
-    engine: Engine
-    reads: Reads
-    tokens: TokenStore
-    store: SessionStore
-
-    @property
-    def has_service(self) -> bool:
-        return self.runtime is not None and self.runtime.has_sessions
-
-    def service(self) -> SessionService:
-        if self.runtime is None or not self.has_service:
-            raise ApiError(503, "unavailable", "this process runs no sessions (no workers)")
-        return self.runtime.sessions
-
 
 API = web.AppKey("api_v1", Api)
 
@@ -97,12 +72,10 @@ def _api(request: web.Request) -> Api:
     return request.app[API]
 
 
-def _who(request: web.Request, role: str = VIEWER) -> Principal:
+def _who(request: web.Request) -> Principal:
     principal = authenticate(request)
     if principal is None:  # the auth middleware answered already; here for types
         raise ApiError(401, "unauthorized", "authentication required")
-    if not principal.at_least(role):
-        raise ApiError(403, "forbidden", f"this needs a token with the {role} scope")
     return principal
 
 
@@ -117,308 +90,84 @@ async def _body(request: web.Request) -> Any:
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None
 
 
-async def _audit(request: web.Request, who: Principal, action: str, target: str | None) -> None:
-    await asyncio.to_thread(_api(request).tokens.audit, who.who, action, target)
-
-
-def thread_json(session: SessionInfo) -> dict[str, Any] | None:
-    """The session's thread; None for a headless session."""
-    thread = session.thread
-    if thread.host == HEADLESS:
-        return None
-    return {
-        "host": thread.host,
-        "repo": thread.repo,
-        "kind": thread.target,
-        "number": thread.number,
-        "reviewThread": thread.thread_id,
-    }
-
-
-def session_json(session: SessionInfo) -> dict[str, Any]:
-    """A session as the API shows it."""
-    return {
-        "id": session.id,
-        "state": session.state,
-        "agent": session.agent_id,
-        "task": session.task,
-        "thread": thread_json(session),
-        "startedBy": session.started_by,
-        "createdAt": session.created_at.isoformat(),
-        "closedAt": session.closed_at.isoformat() if session.closed_at else None,
-        "stopReason": session.close_reason,
-        "closedBy": session.closed_by,
-        "turns": session.turns,
-        "usage": {"tokensIn": session.tokens_in, "tokensOut": session.tokens_out},
-        "lastOutput": session.output,
-        "parent": session.parent_id,
-    }
-
-
-async def _session(request: web.Request, who: Principal) -> SessionInfo:
-    """The session named in the path, when this principal may see it (else 404)."""
-    sid = request.match_info["id"]
-    found = await asyncio.to_thread(_api(request).store.get, sid)
-    if found is None or not who.may_touch(found.thread.repo):
-        raise ApiError(404, "not_found", f"no session {sid}")
-    return found
-
-
-def _by_request_id(engine: Engine, key: str) -> str | None:
-    with Session(engine) as session:
-        return session.execute(
-            select(SessionRow.id).where(SessionRow.client_request_id == key)
-        ).scalar_one_or_none()
-
-
-def _same_launch(session: SessionInfo, task: str, agent_id: str, thread: ThreadRef) -> bool:
-    """Whether a launch asked for what `session` is (a headless one: any headless thread)."""
-    if (session.task, session.agent_id) != (task, agent_id):
-        return False
-    if thread.host == HEADLESS:
-        return session.thread.host == HEADLESS
-    return session.thread.key == thread.key
+def _json(body: Any, status: int = 200) -> web.StreamResponse:
+    return web.json_response(body, status=status)
 
 
 # ------------------------------------------------------------------ handlers
 
 
 async def launch(request: web.Request) -> web.StreamResponse:
-    who = _who(request, OPERATOR)
+    who = _who(request)
     req = launch_request(await _body(request))
-    if not who.may_touch(req.thread.repo):
-        raise ApiError(403, "forbidden", f"this token may not touch {req.thread.repo}")
-    api = _api(request)
-    service = api.service()
-    runtime = api.runtime
-    assert runtime is not None
-    if req.thread.host == HEADLESS:
-        config = runtime.config  # no repository: the server's configuration as it is
-    else:
-        answer = await runtime.repo_config(req.thread.host, req.installation_id, req.thread.repo)
-        config = answer.config
-    try:
-        agent = config.agent(req.agent)
-    except KeyError:
-        known = ", ".join(sorted(config.agents))
-        raise ApiError(
-            422, "unknown_agent", f"no agent {req.agent!r} in {req.thread.repo}; known: {known}"
-        ) from None
-    hold = await service.hold_for(req.thread.host, req.thread.repo)
-    if hold is not None:  # paused, or past a daily spending limit: nothing starts
-        raise ApiError(409, "held", hold.text)
-    key = f"api:{who.who}:{req.client_request_id or uuid.uuid4().hex}"
-    task = req.full_task
-    before = await asyncio.to_thread(_by_request_id, api.engine, key)
-    if before is not None:
-        return await _replay(request, before, task, agent.id, req.thread)
-    trigger = Trigger(
-        client_request_id=key,
-        thread=req.thread,
-        installation_id=req.installation_id,
-        login=who.actor,  # an operator token counts as a maintainer: operator:<name>
-        task=task,
-        agent_id=agent.id,
-        agent=agent,
-        options=session_options(config.sessions),
-    )
-    result = await service.launch(trigger)
-    if not result.created:
-        mine = await asyncio.to_thread(_by_request_id, api.engine, key)
-        if mine is not None:  # a concurrent launch with the same id won
-            return await _replay(request, mine, task, agent.id, req.thread)
-        raise ApiError(
-            409,
-            "thread_busy",
-            f"{req.thread.key} has a live session already: {result.session.id}",
-        )
-    await _audit(request, who, "launch", result.session.id)
-    return web.json_response(session_json(result.session), status=201)
-
-
-async def _replay(
-    request: web.Request, session_id: str, task: str, agent_id: str, thread: ThreadRef
-) -> web.StreamResponse:
-    found = await asyncio.to_thread(_api(request).store.get, session_id)
-    assert found is not None
-    if not _same_launch(found, task, agent_id, thread):
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            "this clientRequestId launched a different session; use a new id",
-        )
-    return web.json_response(session_json(found), status=200)
+    launched = await control.launch(_api(request), who, req)
+    return _json(launched.session, 201 if launched.created else 200)
 
 
 async def prompt(request: web.Request) -> web.StreamResponse:
-    who = _who(request, OPERATOR)
-    session = await _session(request, who)
+    who = _who(request)
     req = prompt_request(await _body(request))
-    api = _api(request)
-    service = api.service()
-    mark = await asyncio.to_thread(api.reads.last_event_id, session.id)
-    known = {item.id for item in await asyncio.to_thread(api.store.inputs, session.id)}
-    if not await service.feed(session, kind="operator", author=who.actor, body=req.input):
-        raise ApiError(409, "not_live", f"session {session.id} is {session.state}")
-    await _audit(request, who, "prompt", session.id)
-    mine = [
-        item.id
-        for item in await asyncio.to_thread(api.store.inputs, session.id)
-        if item.id not in known and item.author == who.actor
-    ]
-    if not req.wait or not mine:
-        return web.json_response({"queued": True, "session": session_json(session)}, status=202)
-    events = await _turn_events(api, session.id, mark, mine[0], req.wait)
-    fresh = await asyncio.to_thread(api.store.get, session.id)
-    assert fresh is not None
-    return web.json_response(
-        {
-            "queued": True,
-            "finished": any(e["kind"] in TURN_END_KINDS for e in events),
-            "session": session_json(fresh),
-            "replies": [
-                e["data"]["args"]["body"]
-                for e in events
-                if e["kind"] == "tool_call"
-                and e["data"].get("tool") == "reply"
-                and isinstance(e["data"].get("args"), dict)
-                and isinstance(e["data"]["args"].get("body"), str)
-            ],
-            "events": events,
-        }
-    )
-
-
-async def _turn_events(
-    api: Api, session_id: str, after: int, input_id: int, wait: float
-) -> list[dict[str, Any]]:
-    """The transcript of the turn that reads input `input_id`, from its start to its end
-    (or what there is of it when `wait` seconds have passed)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    turn: list[dict[str, Any]] = []
-    while True:
-        for row in await asyncio.to_thread(api.reads.events_after, session_id, after):
-            after = row.id
-            event = {**row.summary(), "data": redact(row.data)}
-            if turn or (
-                event["kind"] == "turn_started" and input_id in event["data"].get("inputs", ())
-            ):
-                turn.append(event)
-            elif event["kind"] in ("closed", "failed"):
-                return [event]  # the session ended before the input was read
-            if turn and event["kind"] in TURN_END_KINDS:
-                return turn
-        if loop.time() >= deadline:
-            return turn
-        await asyncio.sleep(WAIT_POLL_SECONDS)
+    answer = await control.prompt(_api(request), who, request.match_info["id"], req)
+    return _json(answer, 200 if "finished" in answer else 202)
 
 
 async def get_session(request: web.Request) -> web.StreamResponse:
-    who = _who(request)
-    return web.json_response(session_json(await _session(request, who)))
+    return _json(await control.status(_api(request), _who(request), request.match_info["id"]))
 
 
 async def list_sessions(request: web.Request) -> web.StreamResponse:
     who = _who(request)
-    query = request.query
-    try:
-        limit = min(max(int(query.get("limit", "50")), 1), PAGE_LIMIT)
-    except ValueError:
-        raise ApiError(422, "invalid", "limit must be an integer") from None
-    try:
-        page = await asyncio.to_thread(
-            _api(request).reads.sessions,
-            state=query.get("state") or None,
-            repo=query.get("repo") or None,
-            agent=query.get("agent") or None,
-            before=query.get("before") or None,
-            limit=limit,
-            repos=who.repos,
-        )
-    except BadCursor:
-        raise ApiError(422, "invalid", "before is not a cursor this API gave") from None
-    store = _api(request).store
-    sessions = []
-    for line in page.rows:
-        found = await asyncio.to_thread(store.get, line.id)
-        if found is not None:
-            sessions.append(session_json(found))
-    return web.json_response({"sessions": sessions, "next": page.older})
+    return _json(await control.list_sessions(_api(request), who, list_request(request.query)))
 
 
 async def session_events(request: web.Request) -> web.StreamResponse:
     who = _who(request)
-    session = await _session(request, who)
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-    except ValueError:
-        raise ApiError(422, "invalid", "after and limit must be integers") from None
-    page = await asyncio.to_thread(_api(request).reads.events, session.id, after=after, limit=limit)
-    events = [{**row.summary(), "data": redact(row.data)} for row in page.events]
-    return web.json_response(
-        {"events": events, "next": events[-1]["id"] if page.has_after and events else None}
+    req = events_request(request.query)
+    sid = request.match_info["id"]
+    if stream.wants_stream(request):
+        return await stream.events_stream(request, _api(request), who, sid, req)
+    return _json(await control.events(_api(request), who, sid, req))
+
+
+async def _optional_body(request: web.Request) -> Any:
+    """A body that may be left out (None then)."""
+    if not request.can_read_body:
+        return None
+    return await _body(request)
+
+
+async def cancel(request: web.Request) -> web.StreamResponse:
+    who = _who(request)
+    req = cancel_request(await _optional_body(request))
+    answer = await control.cancel(_api(request), who, request.match_info["id"], req)
+    return _json(
+        answer, 202 if answer["cancelling"] and answer["session"]["state"] == "busy" else 200
     )
+
+
+async def approve(request: web.Request) -> web.StreamResponse:
+    who = _who(request)
+    req = approve_request(await _optional_body(request))
+    return _json(await control.approve(_api(request), who, request.match_info["id"], req))
+
+
+async def tasks(request: web.Request) -> web.StreamResponse:
+    who = _who(request)
+    req = task_request(await _body(request))
+    return _json(await control.delegate_task(_api(request), who, req))
 
 
 async def close_session(request: web.Request) -> web.StreamResponse:
-    who = _who(request, OPERATOR)
-    session = await _session(request, who)
-    closed = await close_as(_api(request), session, who)
-    if closed is None:
-        raise ApiError(409, "not_live", f"session {session.id} is {session.state} already")
-    return web.json_response(session_json(closed))
-
-
-async def close_as(api: Api, session: SessionInfo, who: Principal) -> SessionInfo | None:
-    """Close `session` for `who` through the session service (its delegations and its
-    workspace close too), recorded in the audit trail; None if it was not live. The
-    inspector's close (pages and /api/sessions/{id}/close) comes here as well."""
-    closed = await api.service().close(session, CLOSED_BY_OPERATOR, by=who.actor)
-    if closed is not None:
-        await asyncio.to_thread(api.tokens.audit, who.who, "close", session.id)
-    return closed
+    return _json(await control.close(_api(request), _who(request), request.match_info["id"]))
 
 
 async def agents(request: web.Request) -> web.StreamResponse:
-    _who(request)
-    runtime = _api(request).runtime
-    if runtime is None:
-        raise ApiError(503, "unavailable", "no configuration in this process")
-    config = runtime.config
-    listed = [
-        {
-            "id": agent.id,
-            "engine": agent.engine,
-            "description": agent.description,
-            "tools": list(agent.tools),
-            "default": agent.id == config.default_agent,
-        }
-        for agent in config.agents.values()
-    ]
-    return web.json_response({"agents": listed})
+    return _json(await control.agents(_api(request), _who(request)))
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    _who(request)
-    api = _api(request)
-
-    def ping() -> None:
-        with api.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    try:
-        await asyncio.to_thread(ping)
-        database = {"state": "ok"}
-    except Exception as exc:  # any failure is the answer
-        database = {"state": "failing", "error": type(exc).__name__}
-    sessions = {"state": "ok" if api.runtime is not None and api.runtime.has_sessions else "absent"}
-    ok = database["state"] == "ok"
-    return web.json_response(
-        {"state": "ok" if ok else "failing", "database": database, "sessions": sessions},
-        status=200 if ok else 503,
-    )
+    answer = await control.health(_api(request), _who(request))
+    return _json(answer, 200 if answer["state"] == "ok" else 503)
 
 
 def install_api(
@@ -435,6 +184,9 @@ def install_api(
         ("DELETE", "/sessions/{id}"): close_session,
         ("POST", "/sessions/{id}/prompt"): prompt,
         ("GET", "/sessions/{id}/events"): session_events,
+        ("POST", "/sessions/{id}/cancel"): cancel,
+        ("POST", "/sessions/{id}/approve"): approve,
+        ("POST", "/tasks"): tasks,
         ("GET", "/agents"): agents,
         ("GET", "/health"): health,
     }

@@ -6,6 +6,7 @@ change (a turn, a close, an expiry) exactly one of them wins and the others see 
 
 from __future__ import annotations
 
+from bot.sessions.store_cancel import CancelAnswer, Cancels
 from bot.sessions.store_deadlines import Deadlines
 from bot.sessions.store_launch import LaunchAndLookups
 from bot.sessions.store_restart import RestartRefused, Restarts
@@ -80,6 +81,7 @@ __all__ = [
     "USER_SIGNAL",
     "WITHDRAWN",
     "WORKING",
+    "CancelAnswer",
     "Event",
     "InputInfo",
     "Launch",
@@ -93,7 +95,7 @@ __all__ = [
 ]
 
 
-class SessionStore(LaunchAndLookups, TurnLease, Deadlines, Restarts):
+class SessionStore(LaunchAndLookups, TurnLease, Deadlines, Restarts, Cancels):
     """Sessions in the shared database (see the module's docstring); built from its parts:
     the base (store_base), launch and lookups, the input queue and turn lease, deadlines,
     restarts of failed sessions."""

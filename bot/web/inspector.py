@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Engine
 
-from bot.api.routes import API, close_as
+from bot.api.control import close_as
+from bot.api.routes import API
 from bot.config import Settings
 from bot.events import ThreadRef
 from bot.web.actions import OperatorActions
