@@ -11,6 +11,7 @@ from bot.api.routes import install_api
 from bot.api.tokens import TokenStore
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.inbox import Inbox
+from bot.mcpserver.http import install_mcp
 from bot.ingress.routes import ingest_local, install_ingress
 from bot.runtime import Runtime
 from bot.web.auth import install_auth
@@ -52,7 +53,8 @@ def create_app(
     tokens = TokenStore(inbox.engine)
     install_auth(app, settings, tokens=tokens)  # /login, /logout; /inspect and /api/ need a token
     install_inspector(app, settings, inbox.engine)
-    install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
+    api = install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
+    install_mcp(app, api)  # /mcp: the same tokens and operations, over MCP
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)
