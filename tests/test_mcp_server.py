@@ -5,19 +5,25 @@ idempotency and the audit trail hold the same way."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from bot.api.tokens import TokenStore
-from bot.config import Settings
+from bot.db import make_engine
 from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO
-from tests.conftest import Running
+from tests.conftest import Running, seed_schema
 from tests.test_api import BOOTSTRAP, OTHER, THREAD
 from tests.test_api import api as api  # the fixture: the app with a bootstrap token
 
@@ -95,3 +101,71 @@ async def test_http_lists_tools_and_runs_launch_send_status_close(api: Any) -> N
         ("orchestrator", "prompt", sid),
         ("orchestrator", "launch", sid),
     ]
+
+
+def stdio_params(database_url: str, workdir: Path, token: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "bot.cli", "mcp"],
+        env={
+            "THREADLINE_DATABASE_URL": database_url,
+            "THREADLINE_MCP_TOKEN": token,
+            "THREADLINE_WORKER_POLL_SECONDS": "0.05",
+            "THREADLINE_WORKER_LEASE_SECONDS": "5",
+        },
+        cwd=str(workdir),
+    )
+
+
+@pytest.mark.slow
+async def test_stdio_spawns_threadline_mcp_and_runs_launch_send_status_close(
+    database_url: str, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(seed_schema, database_url)
+    engine = make_engine(database_url)
+    try:
+        tokens = TokenStore(engine)
+        token, _ = tokens.create("desktop", "operator")
+        async with Client(stdio_params(database_url, tmp_path, token)) as client:
+            listed = await client.list_tools()
+            assert {tool.name for tool in listed.tools} == EXPECTED_TOOLS
+            launched = answer(
+                await client.call_tool(
+                    "sessions_create", {"task": "say hello", "clientRequestId": "desk-1"}
+                )
+            )
+            sid = launched["sessionId"]
+            assert launched["thread"] is None  # headless
+            assert launched["startedBy"] == "operator:desktop"
+            sent = answer(
+                await client.call_tool(
+                    "pm_session",
+                    {"action": "send", "sessionId": sid, "message": "and again", "wait": 30},
+                )
+            )
+            assert sent["finished"] is True
+            assert "and again" in sent["text"]
+            status = answer(await client.call_tool("sessions_status", {"sessionId": sid}))
+            assert status["status"] == "idle"
+            history = answer(await client.call_tool("sessions_history", {"sessionId": sid}))
+            assert "turn_finished" in [e["kind"] for e in history["events"]]
+            closed = answer(await client.call_tool("sessions_close", {"sessionId": sid}))
+            assert closed["session"]["state"] == "closed"
+        actions = [(a.token, a.action, a.target) for a in tokens.audit_lines()]
+        assert actions == [("desktop", "close", sid), ("desktop", "prompt", sid),
+                           ("desktop", "launch", sid)]
+    finally:
+        engine.dispose()
+
+
+def test_threadline_mcp_refuses_a_bad_token(database_url: str, tmp_path: Path) -> None:
+    seed_schema(database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
+    env.update(THREADLINE_DATABASE_URL=database_url, THREADLINE_MCP_TOKEN="not-a-token-at-all")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "mcp"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1
+    assert "the MCP token is not valid" in done.stderr
+    assert done.stdout == ""
