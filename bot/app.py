@@ -11,8 +11,8 @@ from bot.api.routes import install_api
 from bot.api.tokens import TokenStore
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.inbox import Inbox
-from bot.mcpserver.http import install_mcp
 from bot.ingress.routes import ingest_local, install_ingress
+from bot.mcpserver.http import install_mcp
 from bot.runtime import Runtime
 from bot.web.auth import install_auth
 from bot.web.inspector import install_inspector

@@ -22,9 +22,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bot.api.tokens import TokenStore
 from bot.db import make_engine
-from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO
 from tests.conftest import Running, seed_schema
-from tests.test_api import BOOTSTRAP, OTHER, THREAD
+from tests.test_api import BOOTSTRAP, THREAD
 from tests.test_api import api as api  # the fixture: the app with a bootstrap token
 
 EXPECTED_TOOLS = {
@@ -46,9 +45,11 @@ EXPECTED_TOOLS = {
 @asynccontextmanager
 async def http_client(app: Running, token: str | None) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
-        async with Client(streamable_http_client(app.url + "/mcp", http_client=http)) as client:
-            yield client
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
+        Client(streamable_http_client(app.url + "/mcp", http_client=http)) as client,
+    ):
+        yield client
 
 
 def answer(result: Any) -> dict[str, Any]:
@@ -152,8 +153,11 @@ async def test_stdio_spawns_threadline_mcp_and_runs_launch_send_status_close(
             closed = answer(await client.call_tool("sessions_close", {"sessionId": sid}))
             assert closed["session"]["state"] == "closed"
         actions = [(a.token, a.action, a.target) for a in tokens.audit_lines()]
-        assert actions == [("desktop", "close", sid), ("desktop", "prompt", sid),
-                           ("desktop", "launch", sid)]
+        assert actions == [
+            ("desktop", "close", sid),
+            ("desktop", "prompt", sid),
+            ("desktop", "launch", sid),
+        ]
     finally:
         engine.dispose()
 
@@ -164,8 +168,109 @@ def test_threadline_mcp_refuses_a_bad_token(database_url: str, tmp_path: Path) -
     env.update(THREADLINE_DATABASE_URL=database_url, THREADLINE_MCP_TOKEN="not-a-token-at-all")
     done = subprocess.run(
         [sys.executable, "-m", "bot.cli", "mcp"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 1
     assert "the MCP token is not valid" in done.stderr
     assert done.stdout == ""
+
+
+async def test_a_viewer_token_reads_but_cannot_launch_send_or_close(api: Any) -> None:
+    viewer, _ = api.tokens.create("watcher", "viewer")
+    async with http_client(api.app, BOOTSTRAP) as operator:
+        sid = answer(await operator.call_tool("sessions_create", {"task": "x", "thread": THREAD}))[
+            "sessionId"
+        ]
+    async with http_client(api.app, viewer) as client:
+        refused = refusal(
+            await client.call_tool("pm_session", {"action": "launch_task", "task": "y"})
+        )
+        assert (refused["code"], refused["status"]) == ("forbidden", 403)
+        assert api.sessions() == 1
+        for name, args in (
+            ("sessions_prompt", {"sessionId": sid, "prompt": "hi", "wait": 0}),
+            ("sessions_close", {"sessionId": sid}),
+        ):
+            assert refusal(await client.call_tool(name, args))["code"] == "forbidden"
+        assert answer(await client.call_tool("sessions_status", {"sessionId": sid}))["id"] == sid
+        listed = answer(await client.call_tool("sessions_list", {}))
+        assert [s["id"] for s in listed["sessions"]] == [sid]
+        agents = answer(await client.call_tool("agents_discover", {}))
+        assert "echo" in [agent["id"] for agent in agents["agents"]]
+        health = answer(await client.call_tool("bridge_health", {}))
+        assert health["database"]["state"] == "ok"
+    assert [a.token for a in api.tokens.audit_lines()] == ["operator"]
+
+
+async def test_a_repository_limited_token_cannot_see_another_repositorys_session(
+    api: Any,
+) -> None:
+    limited, _ = api.tokens.create("octo-bot", "operator", ["octo/other"])
+    async with http_client(api.app, BOOTSTRAP) as operator:
+        sid = answer(
+            await operator.call_tool(
+                "sessions_create", {"task": "find the flaky retry", "thread": THREAD}
+            )
+        )["sessionId"]
+        await operator.call_tool(
+            "sessions_prompt", {"sessionId": sid, "prompt": "more", "wait": 20}
+        )
+        found = answer(await operator.call_tool("sessions_search", {"query": "flaky"}))
+        assert sid in {hit["session_id"] for hit in found["hits"]}, found
+    async with http_client(api.app, limited) as client:
+        for name, args in (
+            ("sessions_status", {"sessionId": sid}),
+            ("sessions_history", {"sessionId": sid}),
+            ("sessions_prompt", {"sessionId": sid, "prompt": "hi", "wait": 0}),
+            ("sessions_close", {"sessionId": sid}),
+            ("pm_session", {"action": "status", "sessionId": sid}),
+        ):
+            refused = refusal(await client.call_tool(name, args))
+            assert refused["code"] == "not_found", (name, refused)
+        assert answer(await client.call_tool("sessions_list", {}))["sessions"] == []
+        assert answer(await client.call_tool("sessions_search", {"query": "flaky"}))["hits"] == []
+        refused = refusal(
+            await client.call_tool("sessions_create", {"task": "x", "thread": THREAD})
+        )
+        assert refused["code"] == "forbidden"
+    assert api.sessions() == 1
+
+
+async def test_mcp_without_a_valid_token_is_refused_before_the_sdk(api: Any) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong-token-entirely"}):
+        async with api.app.http.post(
+            api.app.url + "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers=headers,
+        ) as response:
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    token, _ = api.tokens.create("gone", "operator")
+    api.tokens.revoke("gone")
+    async with api.app.http.post(
+        api.app.url + "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        assert response.status == 401
+
+
+async def test_bad_tool_arguments_get_the_apis_error_and_create_nothing(api: Any) -> None:
+    async with http_client(api.app, BOOTSTRAP) as client:
+        cases = [
+            ("pm_session", {"action": "explode"}, "invalid"),
+            ("pm_session", {"action": "launch_task"}, "invalid"),
+            ("sessions_create", {"task": "x", "agentId": "nobody"}, "unknown_agent"),
+            ("sessions_create", {"task": "x", "thread": {"host": "mars"}}, "invalid"),
+            ("sessions_create", {"task": "x" * 70000}, "too_large"),
+            ("sessions_status", {"sessionId": "s-doesnotexist"}, "not_found"),
+            ("sessions_search", {"query": "x", "limit": 0}, "invalid"),
+        ]
+        for name, args, code in cases:
+            assert refusal(await client.call_tool(name, args))["code"] == code, (name, args)
+    assert api.sessions() == 0

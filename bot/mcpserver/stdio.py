@@ -31,24 +31,24 @@ from bot.web.queries import Reads
 
 log = logging.getLogger(__name__)
 
-NO_TOKEN = (
+NEEDS_A_TOKEN = (  # noqa: S105 (a message, not a secret)
     "threadline mcp needs a token: --token TOKEN or THREADLINE_MCP_TOKEN "
     "(`threadline tokens create NAME --scope operator|viewer`)"
 )
-BAD_TOKEN = "the MCP token is not valid (unknown or revoked)"
+NOT_A_TOKEN = "the MCP token is not valid (unknown or revoked)"  # noqa: S105 (a message)
 
 
 async def serve_stdio(settings: Settings, token: str | None, *, workers: int = 1) -> None:
     """Serve MCP on stdin/stdout as the holder of `token` until stdin closes."""
     if not token:
-        raise StartupError(NO_TOKEN)
+        raise StartupError(NEEDS_A_TOKEN)
     services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
     try:
         tokens = TokenStore(services.engine)
         keys = Keys.from_settings(settings, tokens)
         principal = await asyncio.to_thread(keys.bearer, token)
         if principal is None:
-            raise StartupError(BAD_TOKEN)
+            raise StartupError(NOT_A_TOKEN)
         stop = asyncio.Event()
         async with background(settings, services, max(workers, 1)) as crew:
             tasks = crew.start(stop)
