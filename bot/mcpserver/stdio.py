@@ -31,10 +31,7 @@ from bot.web.queries import Reads
 
 log = logging.getLogger(__name__)
 
-NEEDS_A_TOKEN = (  # noqa: S105 (a message, not a secret)
-    "threadline mcp needs a token: --token TOKEN or THREADLINE_MCP_TOKEN "
-    "(`threadline tokens create NAME --scope operator|viewer`)"
-)
+NEEDS_A_TOKEN = "threadline mcp needs a token: --token TOKEN or THREADLINE_MCP_TOKEN (`threadline tokens create NAME --scope operator|viewer`)"  # noqa: S105 (a message)
 NOT_A_TOKEN = "the MCP token is not valid (unknown or revoked)"  # noqa: S105 (a message)
 
 
