@@ -22,6 +22,7 @@ from bot.db.outage import Outage
 from bot.log import bind
 from bot.loops import nap
 from bot.sessions.agents import spec_record
+from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.service_core import ServiceCore
 from bot.sessions.store import (
     DONE,
@@ -139,52 +140,64 @@ class TurnRunner:
         workspace = None
         if service.workspaces is not None:
             workspace = await service.workspaces.open_for_turn(service, session, agent)
-        tools = SessionTools(
-            service,
-            session,
-            session.turns,
-            agent,
-            self.name,
-            host_for=service.host_for,
-            directory=service.directory,
-            memory=service.memory,
-            delegate=self.delegate,
-            workspace=workspace,
-        )
-        history = await asyncio.to_thread(service.store.conversation, session.id)
-        turn = Turn(
-            session_id=session.id,
-            number=session.turns,
-            agent=agent,
-            task=session.task,
-            inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
-            thread_key=session.thread_key or session.thread.key,
-            history=tuple(history),
-            params=params,
-            context={
-                "repository": f"{session.thread.host}:{session.thread.repo}",
-                "thread": session.thread.key,
-                "session": session.id,
-                "parent": session.parent_id,
-            },
-        )
-        error: str | None = None
-        try:
-            service.check_budget(session, agent)
-            await service.agents.engine(agent).run_turn(turn, tools)
-            await tools.flush()
-        except TurnAbandoned:
-            log.info("session %s closed during turn %d: the turn stops", session.id, session.turns)
-            return
-        except BudgetExceeded as exc:
-            await tools.flush()
-            await service.close_for_budget(session, str(exc))
-            return
-        except EngineError as exc:
-            error = str(exc) or type(exc).__name__
-        except Exception as exc:
-            log.exception("session %s turn %d crashed", session.id, session.turns)
-            error = f"{type(exc).__name__}: {exc}"
+        # The agent's MCP servers are connected for the turn and closed when it ends.
+        async with contextlib.AsyncExitStack() as stack:
+            external = None
+            if agent.mcp_servers:
+                workdir = workspace.root if workspace is not None else None
+                external = await McpToolbox.open(agent, stack, workdir)
+            tools = SessionTools(
+                service,
+                session,
+                session.turns,
+                agent,
+                self.name,
+                host_for=service.host_for,
+                directory=service.directory,
+                memory=service.memory,
+                delegate=self.delegate,
+                workspace=workspace,
+                external=external,
+            )
+            for problem in external.problems if external is not None else ():
+                await tools.note("mcp_problem", problem)
+            history = await asyncio.to_thread(service.store.conversation, session.id)
+            turn = Turn(
+                session_id=session.id,
+                number=session.turns,
+                agent=agent,
+                task=session.task,
+                inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
+                thread_key=session.thread_key or session.thread.key,
+                history=tuple(history),
+                params=params,
+                context={
+                    "repository": f"{session.thread.host}:{session.thread.repo}",
+                    "thread": session.thread.key,
+                    "session": session.id,
+                    "parent": session.parent_id,
+                },
+                external_tools=tuple(external.specs) if external is not None else (),
+            )
+            error: str | None = None
+            try:
+                service.check_budget(session, agent)
+                await service.agents.engine(agent).run_turn(turn, tools)
+                await tools.flush()
+            except TurnAbandoned:
+                log.info(
+                    "session %s closed during turn %d: the turn stops", session.id, session.turns
+                )
+                return
+            except BudgetExceeded as exc:
+                await tools.flush()
+                await service.close_for_budget(session, str(exc))
+                return
+            except EngineError as exc:
+                error = str(exc) or type(exc).__name__
+            except Exception as exc:
+                log.exception("session %s turn %d crashed", session.id, session.turns)
+                error = f"{type(exc).__name__}: {exc}"
         if workspace is not None and service.workspaces is not None:
             await service.workspaces.record_diff(service, session)
         close_reason = None
