@@ -20,11 +20,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-CommandName = Literal["done", "cancel", "status", "help", "extend", "approve", "request-changes"]
+CommandName = Literal[
+    "done", "cancel", "stop", "status", "help", "extend", "approve", "request-changes"
+]
 
 COMMAND_NAMES: Final[tuple[CommandName, ...]] = (
     "done",
     "cancel",
+    "stop",
     "status",
     "help",
     "extend",
@@ -83,7 +86,13 @@ HELP_ROWS: Final[tuple[CommandDoc, ...]] = (
     ),
     CommandDoc("/status", "Show the state of this thread's session.", "/status"),
     CommandDoc("/extend <minutes>", "Give the running session more time.{limit}", "/extend 15"),
-    CommandDoc("/cancel", "Stop what the agent is doing now.", "/cancel"),
+    CommandDoc(
+        "/stop",
+        "Stop the agent's current turn (its model call and any running command); the "
+        "session stays open for more comments.",
+        "/stop",
+    ),
+    CommandDoc("/cancel", "End the session now, dropping what the agent is doing.", "/cancel"),
     CommandDoc("/done", "End the session in this thread.", "/done"),
     CommandDoc("/approve", "Approve what the agent proposes.", "/approve"),
     CommandDoc(

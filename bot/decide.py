@@ -212,13 +212,14 @@ class Reply:
     text: str
 
 
-CommandRun = Literal["done", "cancel", "status", "extend"]
+CommandRun = Literal["done", "cancel", "stop", "status", "extend"]
 
 
 @dataclass(frozen=True)
 class RunCommand:
     """Carry out a command on the session: `done` (also for a user signal, named in
-    `argument`), `cancel`, `status` (reply keyed `key`), `extend` (`argument` minutes)."""
+    `argument`), `cancel`, `stop` (the turn in flight; reply keyed `key`), `status`
+    (reply keyed `key`), `extend` (`argument` minutes)."""
 
     session: SessionInfo
     name: CommandRun
@@ -406,7 +407,7 @@ def _commands(facts: Facts, event: CommentEvent, session: SessionInfo) -> Decisi
         if name in ("done", "cancel"):
             actions.append(RunCommand(session, name))
             return actions
-        if name in ("status", "extend"):
+        if name in ("stop", "status", "extend"):
             actions.append(RunCommand(session, name, command.argument, key))
         elif name == "help":
             actions.append(AnswerHelp())

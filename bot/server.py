@@ -179,6 +179,7 @@ def make_sessions(
         poll_seconds=settings.worker_poll_seconds,
     )
     service.branch_template = config.sessions.branch_template
+    service.host_client = hosts.client
     service.public_url = settings.public_url
     service.workspaces = workspace_runtime(
         settings, hosts, branch_template=config.sessions.branch_template

@@ -180,6 +180,8 @@ async def _run_command(action: d.RunCommand, login: str, ctx: Context) -> None:
         await sessions.close(session, USER_SIGNAL, by=login)
     elif action.name == "cancel":
         await sessions.close(session, CANCELLED, by=login)
+    elif action.name == "stop":
+        await sessions.stop(session, by=login, key=action.key)
     elif action.name == "status":
         await sessions.reply(session, action.key, status_line(session))
     else:

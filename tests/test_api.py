@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.db.models import OutboxItem, SessionRow
 from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO
 from tests.conftest import Running, run_app, with_settings
+from tests.fakes.github import FakeGitHub
 
 BOOTSTRAP = "bootstrap-operator-token-for-the-api-tests"
 V1 = "/api/v1"
@@ -49,15 +50,35 @@ class Api:
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    changed = with_settings(
+async def gh() -> AsyncIterator[FakeGitHub]:
+    """A second host with a second repository (installation 9): issue 3, pull 4."""
+    async with FakeGitHub() as fake:
+        fake.install(9, ["octo/other"])
+        fake.add_issue("octo/other", 3)
+        fake.add_pull("octo/other", 4, head_sha="c" * 40, base_sha="d" * 40)
+        yield fake
+
+
+def api_settings(settings: Settings, gh: FakeGitHub, **more: object) -> Settings:
+    return with_settings(
         settings,
         playground=True,
         operator_token=BOOTSTRAP,
         outbox_min_interval_seconds=0.0,
         outbox_retry_seconds=0.05,
+        github_app_id=gh.app_id,
+        github_private_key=gh.private_key_pem,
+        github_api_url=gh.url,
+        github_graphql_url=gh.graphql_url,
+        github_redelivery_minutes=0.0,
+        host_timeout_seconds=2.0,
+        **more,
     )
-    async with run_app(changed) as app:
+
+
+@pytest.fixture
+async def api(settings: Settings, gh: FakeGitHub) -> AsyncIterator[Api]:
+    async with run_app(api_settings(settings, gh)) as app:
         yield Api(app, TokenStore(app.engine))
 
 
@@ -351,6 +372,8 @@ async def test_every_documented_route_answers_with_its_documented_shapes(api: Ap
     bodies = {
         ("POST", "/sessions"): {"task": "x", "thread": THREAD, "clientRequestId": "doc"},
         ("POST", "/sessions/{id}/prompt"): {"input": "hello", "wait": 10},
+        ("POST", "/sessions/{id}/cancel"): {"wait": 10},
+        ("POST", "/tasks"): {"task": "restate this", "wait": 20},
     }
     operations = [
         (method.upper(), path, operation)
@@ -391,7 +414,9 @@ async def test_every_documented_route_answers_with_its_documented_shapes(api: Ap
             check(operation["responses"]["400"]["content"]["application/json"]["schema"], body, doc)
     assert ("GET", "/openapi.json") in seen
     assert ("GET", "/sessions/{id}/events") in seen
-    assert len(seen) == 9
+    assert {("POST", "/tasks"), ("POST", "/sessions/{id}/cancel")} <= seen
+    assert ("POST", "/sessions/{id}/approve") in seen
+    assert len(seen) == 12
 
 
 async def test_the_inspectors_close_goes_through_the_session_service(api: Api) -> None:

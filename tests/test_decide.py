@@ -525,6 +525,27 @@ CASES = [
         [said(LIVE, "/cancel"), RunCommand(LIVE, "cancel")],
     ),
     Case(
+        "/stop stops the turn in flight; the session stays",
+        comment("/stop"),
+        {"live": LIVE, **writer},
+        ["live", "writer"],
+        [said(LIVE, "/stop"), RunCommand(LIVE, "stop", "", "stop.c1.1")],
+    ),
+    Case(
+        "/stop from someone without write access is refused once",
+        comment("/stop", by=OUTSIDER),
+        {"live": LIVE, "writer": False},
+        ["live", "writer"],
+        [
+            Record(
+                LIVE,
+                "command_refused",
+                {"by": OUTSIDER, "commands": ["/stop"], "why": "no write access"},
+            ),
+            RefuseOnce("/stop"),
+        ],
+    ),
+    Case(
         "/status answers with the status line",
         comment("/status"),
         {"live": LIVE, **writer},

@@ -25,6 +25,7 @@ from bot.db import make_engine
 from tests.conftest import Running, seed_schema
 from tests.test_api import BOOTSTRAP, THREAD
 from tests.test_api import api as api  # the fixture: the app with a bootstrap token
+from tests.test_api import gh as gh  # the fixture api needs: a second host
 
 EXPECTED_TOOLS = {
     "pm_session",
@@ -33,6 +34,7 @@ EXPECTED_TOOLS = {
     "sessions_status",
     "sessions_close",
     "sessions_cancel",
+    "sessions_approve",
     "tasks_delegate",
     "agents_discover",
     "bridge_health",
@@ -274,3 +276,33 @@ async def test_bad_tool_arguments_get_the_apis_error_and_create_nothing(api: Any
         for name, args, code in cases:
             assert refusal(await client.call_tool(name, args))["code"] == code, (name, args)
     assert api.sessions() == 0
+
+
+async def test_tasks_delegate_and_cancel_go_through_the_apis_operations(api: Any) -> None:
+    token, _ = api.tokens.create("ci", "operator")
+    viewer, _ = api.tokens.create("watcher", "viewer")
+    async with http_client(api.app, token) as client:
+        done = answer(
+            await client.call_tool(
+                "tasks_delegate", {"prompt": "summarize the retries", "wait": 30}
+            )
+        )
+        assert done["finished"] is True
+        assert "summarize the retries" in done["text"]
+        assert done["session"]["state"] == "closed"
+        sid = answer(await client.call_tool("sessions_create", {"task": "x", "thread": THREAD}))[
+            "sessionId"
+        ]
+        await client.call_tool("sessions_prompt", {"sessionId": sid, "prompt": "y", "wait": 20})
+        idle = answer(await client.call_tool("sessions_cancel", {"sessionId": sid}))
+        assert idle["cancelling"] is False  # no turn in flight: nothing to stop
+        assert idle["session"]["state"] == "idle"
+        nothing = refusal(await client.call_tool("sessions_approve", {"sessionId": sid}))
+        assert nothing["code"] == "nothing_to_approve"
+    async with http_client(api.app, viewer) as client:
+        refused = refusal(await client.call_tool("sessions_cancel", {"sessionId": sid}))
+        assert refused["code"] == "forbidden"
+        refused = refusal(await client.call_tool("tasks_delegate", {"prompt": "x"}))
+        assert refused["code"] == "forbidden"
+    actions = [a.action for a in api.tokens.audit_lines() if a.token == "ci"]
+    assert "task" in actions

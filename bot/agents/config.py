@@ -30,6 +30,7 @@ from bot.agents import command_config as cc
 from bot.agents import llm_config as lc
 from bot.agents import mcp_config as mc
 from bot.agents import yamlcheck as y
+from bot.agents.api_overrides import DEFAULT_API_OVERRIDES, api_overrides
 from bot.agents.base import (
     ALL_TOOLS,
     DELEGATE,
@@ -131,6 +132,8 @@ class SessionPolicy:
     feed_outsider_comments: bool = False  # comments without write access: recorded only
     branch_template: str = DEFAULT_BRANCH_TEMPLATE  # where approved changes go
     approval_excludes_starter: bool = False  # the person who started a run may not approve it
+    # `apiOverrides`: what a launch through the API may set per session (server file only).
+    api_overrides: tuple[str, ...] = DEFAULT_API_OVERRIDES
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,7 @@ _SESSIONS: Mapping[str, tuple[str, y.Check]] = {
     "feedOutsiderComments": ("feed_outsider_comments", y.flag),
     "branchTemplate": ("branch_template", _branch_template),
     "approvalExcludesStarter": ("approval_excludes_starter", y.flag),
+    "apiOverrides": ("api_overrides", api_overrides),
 }
 _TRIGGERS: Mapping[str, tuple[str, y.Check]] = {
     "mention": ("mention", y.flag),

@@ -15,27 +15,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from bot.api import overrides
 from bot.api.schema import (
     ApiError,
+    ApproveRequest,
+    CancelRequest,
     EventsRequest,
     LaunchRequest,
     ListRequest,
     PromptRequest,
+    TaskRequest,
 )
 from bot.api.tokens import TokenStore
 from bot.db.models import SessionRow
 from bot.events import HEADLESS, ThreadRef
+from bot.hosts.base import HostError, NoCredentials
 from bot.runtime import Runtime
 from bot.sessions.agents import session_options
 from bot.sessions.service import SessionService, Trigger
+from bot.sessions.store import DONE, SessionInfo, SessionOptions, SessionStore
 from bot.sessions.store import OPERATOR as CLOSED_BY_OPERATOR
-from bot.sessions.store import SessionInfo, SessionStore
 from bot.web.auth import OPERATOR, VIEWER, Principal
 from bot.web.queries import BadCursor, Reads
 from bot.web.redact import redact
@@ -153,11 +158,16 @@ def _same_launch(session: SessionInfo, task: str, agent_id: str, thread: ThreadR
 
 
 async def _replay(
-    api: Api, session_id: str, task: str, agent_id: str, thread: ThreadRef
+    api: Api,
+    session_id: str,
+    task: str,
+    agent_id: str,
+    thread: ThreadRef,
+    options: SessionOptions,
 ) -> Launched:
     found = await asyncio.to_thread(api.store.get, session_id)
     assert found is not None
-    if not _same_launch(found, task, agent_id, thread):
+    if not _same_launch(found, task, agent_id, thread) or found.options != options:
         raise ApiError(
             409,
             "idempotency_conflict",
@@ -166,11 +176,43 @@ async def _replay(
     return Launched(session_json(found), created=False)
 
 
+async def _check_thread(service: SessionService, req: LaunchRequest) -> None:
+    """Refuse a thread its host does not have. A pull request is read ("get a pull
+    request"); an issue on GitHub or GitLab by listing its comments, which the host
+    answers 404 for an issue that does not exist. The playground's issues are not
+    checked (its host makes any issue it is asked about)."""
+    thread = req.thread
+    if thread.host == HEADLESS or service.host_client is None:
+        return
+    if thread.target == "issue" and thread.host == "local":
+        return
+    try:
+        client = service.host_client(thread.host, req.installation_id)
+        if thread.target == "pull":
+            await client.pull_info(thread.conversation)
+        else:
+            await client.find_comment(thread.conversation, "<!-- threadline:api-launch -->")
+    except NoCredentials:
+        raise ApiError(
+            422, "unknown_thread", f"Threadline has no credentials for {thread.host}"
+        ) from None
+    except HostError as exc:
+        if exc.status == 404:
+            raise ApiError(
+                422, "unknown_thread", f"{thread.host} has no {thread.target} {thread.key}"
+            ) from None
+        raise ApiError(502, "host_error", f"{thread.host} did not answer: {exc}") from None
+
+
 # ------------------------------------------------------------------ operations
 
 
-async def launch(api: Api, who: Principal, req: LaunchRequest) -> Launched:
-    """Start a session (operator scope), idempotent by the request's clientRequestId."""
+async def launch(
+    api: Api, who: Principal, req: LaunchRequest, *, one_turn: bool = False
+) -> Launched:
+    """Start a session (operator scope), idempotent by the request's clientRequestId.
+    Per-session overrides must be allowed by the server's configuration; a thread-bound
+    pull request must exist on its host. `one_turn`: for `delegate_task`."""
     require(who, OPERATOR)
     if not who.may_touch(req.thread.repo):
         raise ApiError(403, "forbidden", f"this token may not touch {req.thread.repo}")
@@ -189,11 +231,21 @@ async def launch(api: Api, who: Principal, req: LaunchRequest) -> Launched:
         raise ApiError(
             422, "unknown_agent", f"no agent {req.agent!r} in {req.thread.repo}; known: {known}"
         ) from None
+    options = overrides.apply(
+        req.overrides,
+        session_options(config.sessions),
+        agent,
+        allowed=runtime.config.sessions.api_overrides,  # the server's file decides
+        config=runtime.config,
+    )
+    if one_turn:  # a delegated task: one turn, then closed; no comments come in
+        options = replace(options, keep_open_for_comments=False, listen_to_comments=False)
     key = f"api:{who.who}:{req.client_request_id or uuid.uuid4().hex}"
     task = req.full_task
     before = await asyncio.to_thread(_by_request_id, api.engine, key)
     if before is not None:
-        return await _replay(api, before, task, agent.id, req.thread)
+        return await _replay(api, before, task, agent.id, req.thread, options)
+    await _check_thread(service, req)
     trigger = Trigger(
         client_request_id=key,
         thread=req.thread,
@@ -202,13 +254,13 @@ async def launch(api: Api, who: Principal, req: LaunchRequest) -> Launched:
         task=task,
         agent_id=agent.id,
         agent=agent,
-        options=session_options(config.sessions),
+        options=options,
     )
     result = await service.launch(trigger)
     if not result.created:
         mine = await asyncio.to_thread(_by_request_id, api.engine, key)
         if mine is not None:  # a concurrent launch with the same id won
-            return await _replay(api, mine, task, agent.id, req.thread)
+            return await _replay(api, mine, task, agent.id, req.thread, options)
         raise ApiError(
             409,
             "thread_busy",
@@ -387,3 +439,103 @@ async def health(api: Api, who: Principal) -> dict[str, Any]:
     sessions = {"state": "ok" if api.has_service else "absent"}
     ok = database["state"] == "ok"
     return {"state": "ok" if ok else "failing", "database": database, "sessions": sessions}
+
+
+# ------------------------------------------------------------------ turns and gates
+
+
+async def cancel(api: Api, who: Principal, session_id: str, req: CancelRequest) -> dict[str, Any]:
+    """Stop the session's turn in flight (operator scope), in whichever process runs it:
+    the request goes into the database and that process's runner sees it within a
+    second, aborts the model call and any running command, and leaves the session idle.
+    `cancelling` is False when no turn was in flight. With `wait`, answer once the turn
+    has stopped (or the wait is over)."""
+    require(who, OPERATOR)
+    session = await visible(api, who, session_id)
+    answer = await asyncio.to_thread(api.store.request_cancel, session.id, by=who.actor, how="api")
+    if answer == "missing":
+        raise ApiError(404, "not_found", f"no session {session_id}")
+    if answer == "not_live":
+        raise ApiError(409, "not_live", f"session {session.id} is {session.state}")
+    cancelling = answer in ("requested", "pending")
+    if answer == "requested":
+        await audit(api, who, "cancel", session.id)
+    fresh = session
+    if cancelling and req.wait:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + req.wait
+        while True:
+            found = await asyncio.to_thread(api.store.get, session.id)
+            assert found is not None
+            fresh = found
+            if fresh.state != "busy" or loop.time() >= deadline:
+                break
+            await asyncio.sleep(WAIT_POLL_SECONDS * 2)
+    else:
+        found = await asyncio.to_thread(api.store.get, session.id)
+        fresh = found or session
+    return {"cancelling": cancelling, "session": session_json(fresh)}
+
+
+async def approve(api: Api, who: Principal, session_id: str, req: ApproveRequest) -> dict[str, Any]:
+    """Answer the session's open gate (operator scope) through the same path as a
+    maintainer's `/approve` or `/request-changes` reply: an approved change set is
+    applied, and the session resumes with the outcome as its input."""
+    require(who, OPERATOR)
+    session = await visible(api, who, session_id)
+    service = api.service()
+    if not session.live:
+        raise ApiError(409, "not_live", f"session {session.id} is {session.state}")
+    gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
+    if gate is None:
+        raise ApiError(409, "nothing_to_approve", f"session {session.id} waits on no approval")
+    decided = await service.decide(
+        session,
+        approve=req.approve,
+        by=who.actor,
+        text=req.text,
+        how="api",
+        key=f"api-decision.{gate.id}",
+    )
+    if decided is None:
+        raise ApiError(
+            409,
+            "not_decided",
+            f"gate #{gate.id} of session {session.id} was not decided: it went stale, was "
+            "answered meanwhile, or this token started the run (see the transcript)",
+        )
+    await audit(api, who, "approve" if req.approve else "request_changes", session.id)
+    fresh = await asyncio.to_thread(api.store.get, session.id)
+    assert fresh is not None
+    return {
+        "gate": {"id": decided.id, "status": decided.status, "subject": decided.subject},
+        "session": session_json(fresh),
+    }
+
+
+async def delegate_task(api: Api, who: Principal, req: TaskRequest) -> dict[str, Any]:
+    """One-shot delegation (operator scope): a session that runs one turn on the task and
+    is closed; answers its result. When the turn has not ended within `wait` seconds it
+    is stopped and the session closed (`finished` False)."""
+    launched = await launch(api, who, req.launch, one_turn=True)
+    sid = str(launched.session["id"])
+    inputs = await asyncio.to_thread(api.store.inputs, sid)
+    first = min((item.id for item in inputs), default=0)
+    events = await _turn_events(api, sid, 0, first, req.wait)
+    finished = any(e["kind"] in TURN_END_KINDS for e in events)
+    session = await asyncio.to_thread(api.store.get, sid)
+    assert session is not None
+    if session.live:
+        if not finished:
+            await asyncio.to_thread(api.store.request_cancel, sid, by=who.actor, how="task")
+        closed = await api.service().close(session, DONE, by=who.actor)
+        session = closed or session
+    if launched.created:
+        await audit(api, who, "task", sid)
+    return {
+        "finished": finished,
+        "output": session.output,
+        "replies": replies(events),
+        "session": session_json(session),
+        "events": events,
+    }

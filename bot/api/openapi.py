@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot import __version__
-from bot.api.schema import MAX_GOAL_CHARS, MAX_TASK_CHARS, MAX_WAIT_SECONDS
+from bot.api.overrides import MAX_INSTRUCTIONS_CHARS
+from bot.api.schema import DEFAULT_TASK_WAIT, MAX_GOAL_CHARS, MAX_TASK_CHARS, MAX_WAIT_SECONDS
 
 Schema = dict[str, Any]
 
@@ -26,6 +27,57 @@ def nullable(schema: Schema) -> Schema:
 
 STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer"}
+
+NUMBER: Schema = {"type": "number"}
+OVERRIDES: dict[str, Schema] = {
+    "exitCriteria": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "timeLimit": {
+                "type": "object",
+                "properties": {"maxDurationMinutes": {"type": "number", "exclusiveMinimum": 0}},
+            },
+            "userSignals": {
+                "type": "object",
+                "properties": {"explicit": {"type": "array", "items": STRING}},
+            },
+        },
+    },
+    "listenToComments": {"type": "boolean"},
+    "keepSessionOpenForComments": {"type": "boolean"},
+    "agentIds": {"type": "array", "items": STRING, "description": "a coordinator's sub-agents"},
+    "coordinatorModelKey": {"type": "string", "description": "the model of the agent"},
+    "metadata": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"provider": {"type": "string", "description": "a configured provider"}},
+    },
+    "runtimeParams": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "model": STRING,
+            "temperature": NUMBER,
+            "maxTokens": INTEGER,
+            "topP": NUMBER,
+            "topK": INTEGER,
+            "stopSequences": {"type": "array", "items": STRING},
+            "providerSpecific": {"type": "object"},
+        },
+    },
+    "additionalInstructions": {
+        "type": "string",
+        "maxLength": MAX_INSTRUCTIONS_CHARS,
+        "description": "added to the agent's system prompt",
+    },
+}
+OVERRIDES_NOTE = (
+    " Per-session overrides (exitCriteria, listenToComments, keepSessionOpenForComments, "
+    "agentIds, coordinatorModelKey, metadata.provider, runtimeParams, additionalInstructions) "
+    "count only when the server's `sessions.apiOverrides` allows them (by default the first "
+    "three); any other is refused with 403 override_not_allowed."
+)
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -127,6 +179,86 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "where the session works; without it the session is "
                 "headless: its replies and status live only in its transcript",
             },
+            **OVERRIDES,
+        },
+    },
+    "TaskRequest": {
+        "type": "object",
+        "required": ["task"],
+        "additionalProperties": False,
+        "description": "a LaunchRequest plus how long to wait for the one turn",
+        "properties": {
+            "agent": STRING,
+            "task": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_CHARS},
+            "goal": {"type": "string", "maxLength": MAX_GOAL_CHARS},
+            "clientRequestId": {"type": "string", "maxLength": 200},
+            "thread": ref("Thread"),
+            **OVERRIDES,
+            "wait": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_WAIT_SECONDS,
+                "description": f"seconds (default {DEFAULT_TASK_WAIT:g}); a turn still "
+                "running then is stopped and the session closed",
+            },
+        },
+    },
+    "TaskResult": {
+        "type": "object",
+        "required": ["finished", "output", "replies", "session", "events"],
+        "properties": {
+            "finished": {"type": "boolean"},
+            "output": nullable(STRING),
+            "replies": {"type": "array", "items": STRING},
+            "session": ref("Session"),
+            "events": {"type": "array", "items": ref("Event")},
+        },
+    },
+    "CancelRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "wait": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_WAIT_SECONDS,
+                "description": "answer once the turn has stopped (or after this long)",
+            }
+        },
+    },
+    "CancelResult": {
+        "type": "object",
+        "required": ["cancelling", "session"],
+        "properties": {
+            "cancelling": {
+                "type": "boolean",
+                "description": "a turn was in flight and is being stopped",
+            },
+            "session": ref("Session"),
+        },
+    },
+    "ApproveRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "approve": {"type": "boolean", "description": "false: request changes"},
+            "comment": {
+                "type": "string",
+                "maxLength": MAX_GOAL_CHARS,
+                "description": "what to change (required with approve false)",
+            },
+        },
+    },
+    "Decision": {
+        "type": "object",
+        "required": ["gate", "session"],
+        "properties": {
+            "gate": {
+                "type": "object",
+                "required": ["id", "status", "subject"],
+                "properties": {"id": INTEGER, "status": STRING, "subject": STRING},
+            },
+            "session": ref("Session"),
         },
     },
     "PromptRequest": {
@@ -212,12 +344,15 @@ SCHEMAS: dict[str, Schema] = {
 ERROR_TEXT = {
     400: "malformed JSON",
     401: "no token, an unknown token or a revoked one",
-    403: "the token lacks the scope or may not touch the repository",
+    403: "the token lacks the scope, may not touch the repository, or asks for an override "
+    "the server does not allow (override_not_allowed)",
     404: "no such session (or not one this token may see)",
     409: "a conflict: the clientRequestId was used with another body, the thread has a "
-    "live session, or the session is not live",
+    "live session, the session is not live, or nothing waits on an approval",
     413: "a field or the body is too large",
-    422: "a field is missing, of the wrong type, unknown, or names an unknown agent",
+    422: "a field is missing, of the wrong type or unknown; an unknown agent "
+    "(unknown_agent); a thread its host does not have (unknown_thread)",
+    502: "the host did not answer when the thread was checked",
     503: "this process runs no sessions, or the database is failing",
 }
 
@@ -249,10 +384,44 @@ def _query(name: str, schema: Schema, text: str) -> Schema:
 # (method, path under /api/v1) -> operation
 OPERATIONS: dict[tuple[str, str], Schema] = {
     ("POST", "/sessions"): _operation(
-        "Launch a session in a thread (operator scope)",
+        "Launch a session in a thread, or headless (operator scope)",
         {201: ("Session", "launched"), 200: ("Session", "launched before with this id")},
-        (400, 403, 409, 413, 422, 503),
+        (400, 403, 409, 413, 422, 502, 503),
         requestBody=_body("LaunchRequest"),
+        description="Idempotent by clientRequestId." + OVERRIDES_NOTE,
+    ),
+    ("POST", "/tasks"): _operation(
+        "One-shot delegation: a session runs one turn on the task and is closed (operator scope)",
+        {200: ("TaskResult", "the turn's result; the session is closed")},
+        (400, 403, 409, 413, 422, 502, 503),
+        requestBody=_body("TaskRequest"),
+        description=OVERRIDES_NOTE.strip(),
+    ),
+    ("POST", "/sessions/{id}/cancel"): _operation(
+        "Stop the turn in flight (operator scope): the model call and any running command "
+        "are aborted in whichever process runs them, within about a second; the session "
+        "stays and goes idle",
+        {
+            202: ("CancelResult", "asked; the turn is still stopping"),
+            200: ("CancelResult", "stopped (with `wait`), or no turn was in flight"),
+        },
+        (400, 403, 404, 409, 422),
+        parameters=[ID_PARAM],
+        requestBody={
+            "required": False,
+            "content": {"application/json": {"schema": ref("CancelRequest")}},
+        },
+    ),
+    ("POST", "/sessions/{id}/approve"): _operation(
+        "Answer the session's open approval gate as a maintainer's reply would (operator "
+        "scope): an approved change set is applied, and the session resumes",
+        {200: ("Decision", "decided")},
+        (400, 403, 404, 409, 422, 503),
+        parameters=[ID_PARAM],
+        requestBody={
+            "required": False,
+            "content": {"application/json": {"schema": ref("ApproveRequest")}},
+        },
     ),
     ("GET", "/sessions"): _operation(
         "Sessions, newest first, within the token's repositories",
@@ -289,7 +458,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         requestBody=_body("PromptRequest"),
     ),
     ("GET", "/sessions/{id}/events"): _operation(
-        "A page of the session's transcript, oldest first",
+        "A page of the session's transcript, oldest first; with `Accept: text/event-stream`, "
+        "server-sent events (`id:` the event id, `data:` the Event) until the session ends "
+        "(`event: end`), resumed after `Last-Event-ID`",
         {200: ("EventPage", "events after `after`")},
         (404, 422),
         parameters=[
@@ -307,6 +478,12 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         (503,),
     ),
 }
+
+
+SSE = {"schema": {"type": "string", "description": "text/event-stream: id and data lines"}}
+OPERATIONS[("GET", "/sessions/{id}/events")]["responses"]["200"]["content"]["text/event-stream"] = (
+    SSE
+)
 
 
 def document(prefix: str) -> Schema:

@@ -17,15 +17,18 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Engine
 
-from bot.api import control
+from bot.api import control, stream
 from bot.api.control import Api, close_as, session_json, thread_json
 from bot.api.openapi import OPERATIONS, document
 from bot.api.schema import (
     ApiError,
+    approve_request,
+    cancel_request,
     events_request,
     launch_request,
     list_request,
     prompt_request,
+    task_request,
 )
 from bot.api.tokens import TokenStore
 from bot.runtime import Runtime
@@ -120,7 +123,38 @@ async def list_sessions(request: web.Request) -> web.StreamResponse:
 async def session_events(request: web.Request) -> web.StreamResponse:
     who = _who(request)
     req = events_request(request.query)
-    return _json(await control.events(_api(request), who, request.match_info["id"], req))
+    sid = request.match_info["id"]
+    if stream.wants_stream(request):
+        return await stream.events_stream(request, _api(request), who, sid, req)
+    return _json(await control.events(_api(request), who, sid, req))
+
+
+async def _optional_body(request: web.Request) -> Any:
+    """A body that may be left out (None then)."""
+    if not request.can_read_body:
+        return None
+    return await _body(request)
+
+
+async def cancel(request: web.Request) -> web.StreamResponse:
+    who = _who(request)
+    req = cancel_request(await _optional_body(request))
+    answer = await control.cancel(_api(request), who, request.match_info["id"], req)
+    return _json(
+        answer, 202 if answer["cancelling"] and answer["session"]["state"] == "busy" else 200
+    )
+
+
+async def approve(request: web.Request) -> web.StreamResponse:
+    who = _who(request)
+    req = approve_request(await _optional_body(request))
+    return _json(await control.approve(_api(request), who, request.match_info["id"], req))
+
+
+async def tasks(request: web.Request) -> web.StreamResponse:
+    who = _who(request)
+    req = task_request(await _body(request))
+    return _json(await control.delegate_task(_api(request), who, req))
 
 
 async def close_session(request: web.Request) -> web.StreamResponse:
@@ -150,6 +184,9 @@ def install_api(
         ("DELETE", "/sessions/{id}"): close_session,
         ("POST", "/sessions/{id}/prompt"): prompt,
         ("GET", "/sessions/{id}/events"): session_events,
+        ("POST", "/sessions/{id}/cancel"): cancel,
+        ("POST", "/sessions/{id}/approve"): approve,
+        ("POST", "/tasks"): tasks,
         ("GET", "/agents"): agents,
         ("GET", "/health"): health,
     }

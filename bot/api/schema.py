@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bot.api.overrides import OVERRIDE_FIELDS, Overrides, overrides_of
+from bot.api.schema_base import ApiError, invalid, object_of
 from bot.events import HEADLESS, ThreadRef
+
+__all__ = ["ApiError", "invalid"]
 
 MAX_TASK_CHARS = 65536  # as a GitHub comment body
 MAX_GOAL_CHARS = 4096
@@ -20,30 +24,6 @@ MAX_WAIT_SECONDS = 300.0
 HOSTS = ("github", "gitlab", "local")
 HEADLESS_REPO = "headless"  # what a headless session's thread names as its repository
 KINDS = ("issue", "pull")
-
-
-class ApiError(Exception):
-    """An answer in the API's one error shape: {"error": {"code", "message"}}."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError(422, "invalid", message)
-
-
-def _object(data: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise invalid(f"{where} must be a JSON object")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise invalid(f"{where}: unknown field(s) {', '.join(unknown)}")
-    return data
 
 
 def _text(data: dict[str, Any], name: str, *, most: int, required: bool) -> str | None:
@@ -71,6 +51,7 @@ class LaunchRequest:
     client_request_id: str | None
     thread: ThreadRef
     installation_id: int | None
+    overrides: Overrides = field(default_factory=Overrides)
 
     @property
     def full_task(self) -> str:
@@ -78,20 +59,23 @@ class LaunchRequest:
         return self.task if not self.goal else f"{self.task}\n\nGoal: {self.goal}"
 
 
-LAUNCH_FIELDS = ("agent", "task", "goal", "clientRequestId", "thread")
+LAUNCH_FIELDS = ("agent", "task", "goal", "clientRequestId", "thread", *OVERRIDE_FIELDS)
 THREAD_FIELDS = ("host", "repo", "kind", "number", "reviewThread", "installationId")
 
 
-def launch_request(data: Any) -> LaunchRequest:
-    body = _object(data, "the body", LAUNCH_FIELDS)
+def launch_request(data: Any, *, extra: tuple[str, ...] = ()) -> LaunchRequest:
+    """POST /sessions (and the launch part of POST /tasks, whose `extra` fields the
+    caller reads)."""
+    body = object_of(data, "the body", (*LAUNCH_FIELDS, *extra))
     task = _text(body, "task", most=MAX_TASK_CHARS, required=True)
     agent = _text(body, "agent", most=100, required=False)
     goal = _text(body, "goal", most=MAX_GOAL_CHARS, required=False)
     request_id = _text(body, "clientRequestId", most=MAX_REQUEST_ID_CHARS, required=False)
+    overrides = overrides_of(body)
     if body.get("thread") is None:
         assert task is not None
-        return LaunchRequest(task, agent, goal, request_id, headless_thread(), None)
-    thread = _object(body["thread"], "thread", THREAD_FIELDS)
+        return LaunchRequest(task, agent, goal, request_id, headless_thread(), None, overrides)
+    thread = object_of(body["thread"], "thread", THREAD_FIELDS)
     host = thread.get("host")
     if host not in HOSTS:
         raise invalid(f"thread.host must be one of {', '.join(HOSTS)}")
@@ -124,6 +108,7 @@ def launch_request(data: Any) -> LaunchRequest:
         client_request_id=request_id,
         thread=ThreadRef(host, repo, kind, number, review),
         installation_id=installation,
+        overrides=overrides,
     )
 
 
@@ -141,17 +126,74 @@ class PromptRequest:
     wait: float | None
 
 
-def prompt_request(data: Any) -> PromptRequest:
-    body = _object(data, "the body", ("input", "wait"))
-    text = _text(body, "input", most=MAX_TASK_CHARS, required=True)
+def _wait(body: dict[str, Any]) -> float | None:
     wait = body.get("wait")
-    if wait is not None:
-        if not isinstance(wait, int | float) or isinstance(wait, bool):
-            raise invalid("wait must be a number of seconds")
-        if not 0 <= wait <= MAX_WAIT_SECONDS:
-            raise invalid(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds")
+    if wait is None:
+        return None
+    if not isinstance(wait, int | float) or isinstance(wait, bool):
+        raise invalid("wait must be a number of seconds")
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise invalid(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds")
+    return float(wait)
+
+
+def prompt_request(data: Any) -> PromptRequest:
+    body = object_of(data, "the body", ("input", "wait"))
+    text = _text(body, "input", most=MAX_TASK_CHARS, required=True)
     assert text is not None
-    return PromptRequest(text, float(wait) if wait is not None else None)
+    return PromptRequest(text, _wait(body))
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """POST /tasks, checked: a launch, and how long to wait for its one turn."""
+
+    launch: LaunchRequest
+    wait: float
+
+
+DEFAULT_TASK_WAIT = 120.0
+
+
+def task_request(data: Any) -> TaskRequest:
+    launch = launch_request(data, extra=("wait",))
+    wait = _wait(data)
+    return TaskRequest(launch, DEFAULT_TASK_WAIT if wait is None else wait)
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """POST /sessions/{id}/cancel, checked: optionally wait until the turn has stopped."""
+
+    wait: float | None = None
+
+
+def cancel_request(data: Any) -> CancelRequest:
+    """The body is optional: None (no body) asks for nothing more."""
+    if data is None:
+        return CancelRequest()
+    return CancelRequest(_wait(object_of(data, "the body", ("wait",))))
+
+
+@dataclass(frozen=True)
+class ApproveRequest:
+    """POST /sessions/{id}/approve, checked: approve, or send back with `changes`."""
+
+    approve: bool = True
+    text: str = ""
+
+
+def approve_request(data: Any) -> ApproveRequest:
+    if data is None:
+        return ApproveRequest()
+    body = object_of(data, "the body", ("approve", "comment"))
+    approve = body.get("approve", True)
+    if not isinstance(approve, bool):
+        raise invalid("approve must be true or false")
+    text = _text(body, "comment", most=MAX_GOAL_CHARS, required=False) or ""
+    if not approve and not text.strip():
+        raise invalid("comment is required when approve is false: say what to change")
+    return ApproveRequest(approve, text)
 
 
 PAGE_LIMIT = 100

@@ -232,6 +232,10 @@ class SessionRow(Base):
     delegations: Mapped[int] = mapped_column(Integer, default=0)
     # The session of the same thread this one takes up again (ended by the clock).
     resumed_from: Mapped[str | None] = mapped_column(String(16))
+    # A request to stop the turn in flight (migration 0016): the runner of the turn sees
+    # it within a second, stops the turn, and clears it when the turn is settled.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(255))
 
 
 class SessionInput(Base):

@@ -20,14 +20,18 @@ from typing import Any
 
 from bot.api import control
 from bot.api.control import Api
+from bot.api.overrides import OVERRIDE_FIELDS
 from bot.api.schema import (
     MAX_WAIT_SECONDS,
     ApiError,
+    approve_request,
+    cancel_request,
     events_request,
     invalid,
     launch_request,
     list_request,
     prompt_request,
+    task_request,
 )
 from bot.sessions.search import MAX_SEARCH, SessionDirectory
 from bot.web.auth import VIEWER, Principal
@@ -64,7 +68,26 @@ def _object(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> di
     return {"type": "object", "properties": dict(properties), "required": list(required)}
 
 
+_OVERRIDES: dict[str, Any] = {
+    "additionalInstructions": {"type": "string", "description": "more instructions for this run"},
+    "metadata": {
+        "type": "object",
+        "description": "metadata.provider picks one of the agent's providers for the session",
+        "properties": {"provider": _TEXT},
+    },
+    "runtimeParams": {
+        "type": "object",
+        "description": "model, temperature, maxTokens, topP, topK, stopSequences, "
+        "providerSpecific: the session's defaults",
+    },
+    "exitCriteria": {"type": "object"},
+    "listenToComments": {"type": "boolean"},
+    "keepSessionOpenForComments": {"type": "boolean"},
+    "agentIds": {"type": "array", "items": _TEXT},
+    "coordinatorModelKey": _TEXT,
+}
 _LAUNCH = {
+    **_OVERRIDES,
     "task": {"type": "string", "description": "what the agent is to do"},
     "goal": {"type": "string", "description": "the outcome that ends the work"},
     "clientRequestId": {
@@ -85,7 +108,6 @@ TOOLS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
                 {
                     "action": {"type": "string", "enum": list(PM_ACTIONS)},
                     "agentHandle": {"type": "string", "description": "the agent's id"},
-                    "additionalInstructions": _TEXT,
                     **_LAUNCH,
                     "sessionId": _SID,
                     "message": _TEXT,
@@ -113,13 +135,26 @@ TOOLS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
             _object({"sessionId": _SID}, ("sessionId",)),
         ),
         "sessions_cancel": (
-            "Stop the turn a session is running; the session stays and goes idle.",
-            _object({"sessionId": _SID}, ("sessionId",)),
+            "Stop the turn a session is running (the model call is aborted, a running "
+            "command stopped); the session stays and goes idle. With wait, answer once "
+            "the turn has stopped.",
+            _object({"sessionId": _SID, "wait": _WAIT}, ("sessionId",)),
+        ),
+        "sessions_approve": (
+            "Answer a session's open approval gate: approve (default) applies its proposed "
+            "change; approve false with a comment sends it back with what to change.",
+            _object(
+                {"sessionId": _SID, "approve": {"type": "boolean"}, "comment": _TEXT},
+                ("sessionId",),
+            ),
         ),
         "tasks_delegate": (
             "One-shot: start a session of an agent, run one turn on the prompt, close it, "
-            "and answer the result.",
-            _object({"agentId": _TEXT, "prompt": _TEXT, "wait": _WAIT}, ("prompt",)),
+            "and answer the result (a turn still running after wait is stopped).",
+            _object(
+                {"agentId": _TEXT, "prompt": _TEXT, "wait": _WAIT, "thread": _THREAD, **_OVERRIDES},
+                ("prompt",),
+            ),
         ),
         "agents_discover": (
             "The configured agents: id, engine, description, tools, and which is the default.",
@@ -176,17 +211,10 @@ def _text(args: Mapping[str, Any], name: str) -> str:
 
 def _launch_body(args: Mapping[str, Any], agent_key: str) -> dict[str, Any]:
     """The POST /sessions body these arguments stand for."""
-    body: dict[str, Any] = {
-        key: args[key] for key in ("task", "goal", "clientRequestId", "thread") if key in args
-    }
+    fields = ("task", "goal", "clientRequestId", "thread", *OVERRIDE_FIELDS)
+    body: dict[str, Any] = {key: args[key] for key in fields if key in args}
     if args.get(agent_key) is not None:
         body["agent"] = args[agent_key]
-    extra = args.get("additionalInstructions")
-    if extra is not None:
-        if not isinstance(extra, str):
-            raise invalid("additionalInstructions must be a string")
-        if extra.strip():
-            body["task"] = f"{_text(args, 'task')}\n\nAdditional instructions: {extra}"
     return body
 
 
@@ -248,13 +276,30 @@ async def sessions_close(api: Api, who: Principal, args: Mapping[str, Any]) -> d
 
 async def sessions_cancel(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[str, Any]:
     sid = _text(args, "sessionId")
-    await control.status(api, who, sid)  # not found / not visible first
-    raise ApiError(501, "not_implemented", "cancelling a turn in flight is not available yet")
+    req = cancel_request({"wait": args["wait"]} if "wait" in args else None)
+    return {"sessionId": sid, **await control.cancel(api, who, sid, req)}
+
+
+async def sessions_approve(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[str, Any]:
+    sid = _text(args, "sessionId")
+    body = {key: args[key] for key in ("approve", "comment") if key in args}
+    return {"sessionId": sid, **await control.approve(api, who, sid, approve_request(body))}
 
 
 async def tasks_delegate(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[str, Any]:
-    _text(args, "prompt")
-    raise ApiError(501, "not_implemented", "tasks_delegate is not available yet")
+    body = _launch_body({**args, "task": args.get("prompt")}, "agentId")
+    if "wait" in args:
+        body["wait"] = args["wait"]
+    answer = await control.delegate_task(api, who, task_request(body))
+    session = answer["session"]
+    replies = answer.get("replies", [])
+    return {
+        "sessionId": session["id"],
+        "text": answer.get("output") or "\n\n".join(replies),
+        "stopReason": session.get("stopReason"),
+        "usage": session.get("usage"),
+        **answer,
+    }
 
 
 async def agents_discover(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,6 +339,7 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         "sessions_status": sessions_status,
         "sessions_close": sessions_close,
         "sessions_cancel": sessions_cancel,
+        "sessions_approve": sessions_approve,
         "tasks_delegate": tasks_delegate,
         "agents_discover": agents_discover,
         "bridge_health": bridge_health,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
+from types import MappingProxyType
 from typing import Any
 
 from bot.agents.base import AgentSpec, Engine
@@ -28,9 +29,18 @@ class Agents:
         return self.config.agent(agent_id)
 
     def engine(self, agent: AgentSpec) -> Engine:
-        if agent.id not in self._engines:
-            self._engines[agent.id] = build_engine(agent)
-        return self._engines[agent.id]
+        # One engine per agent as configured, and one per set of per-session overrides
+        # (another provider, sub-agents or instructions make another engine).
+        llm = agent.options.get(OPTIONS_KEY)
+        provider = llm.provider.id if isinstance(llm, LLMOptions) else ""
+        key = "\0".join((agent.id, provider, ",".join(agent.agent_ids), agent.system_prompt))
+        if key not in self._engines:
+            self._engines[key] = build_engine(agent)
+        return self._engines[key]
+
+    def overridden(self, agent: AgentSpec, options: SessionOptions) -> AgentSpec:
+        """`agent` with the session's overrides (launched through the API) applied."""
+        return with_overrides(agent, options, self.config)
 
     async def close(self) -> None:
         """Release what engines hold (a provider's HTTP client)."""
@@ -40,6 +50,30 @@ class Agents:
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
+
+
+def with_overrides(agent: AgentSpec, options: SessionOptions, config: Config) -> AgentSpec:
+    """`agent` with a session's overrides: instructions added to its system prompt, other
+    sub-agents, another provider. Checked at launch (bot/api/overrides.py); a provider or
+    sub-agent gone from the configuration since is left out."""
+    if options.additional_instructions:
+        prompt = f"{agent.system_prompt}\n\n{options.additional_instructions}".strip()
+        agent = replace(agent, system_prompt=prompt)
+    llm = agent.options.get(OPTIONS_KEY)
+    changed = llm
+    if options.agent_ids is not None:
+        ids = tuple(a for a in options.agent_ids if a in config.agents)
+        agent = replace(agent, agent_ids=ids)
+        if isinstance(changed, LLMOptions):
+            subs = {a: config.agents[a].description for a in ids}
+            changed = replace(changed, sub_agents=MappingProxyType(subs))
+    if options.provider is not None and isinstance(changed, LLMOptions):
+        provider = config.providers.get(options.provider)
+        if provider is not None:
+            changed = replace(changed, provider=provider)
+    if changed is not llm:
+        agent = replace(agent, options=MappingProxyType({**agent.options, OPTIONS_KEY: changed}))
+    return agent
 
 
 def spec_record(agent: AgentSpec) -> dict[str, Any]:

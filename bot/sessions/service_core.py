@@ -21,7 +21,7 @@ from bot.agents.base import (
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.clock import utcnow
 from bot.events import ThreadRef
-from bot.hosts.base import HostError, can_write
+from bot.hosts.base import HostClient, HostError, can_write
 from bot.sessions import status
 from bot.sessions.agents import spec_record
 from bot.sessions.approvals import (
@@ -33,6 +33,7 @@ from bot.sessions.store import (
     AGENT_REMOVED,
     BUDGET,
     PARENT_CLOSED,
+    CancelAnswer,
     Launch,
     LaunchResult,
     SessionInfo,
@@ -59,6 +60,7 @@ REFUSED_COMMAND = (
 )
 EXTEND_REFUSED = "Cannot extend session `{id}` by {minutes} min: at most {most} min in all."
 BUDGET_CLOSED = "Session `{id}` stopped: {reason}."
+NOTHING_TO_STOP = "Session `{id}` has no turn in flight: nothing to stop."
 AGENT_REMOVED_CLOSED = (
     "Session `{id}` stopped: its agent `{agent}` is no longer in Threadline's configuration. "
     "Mention the bot (or use `/agent <id>`) to start a new session with a configured agent."
@@ -87,6 +89,10 @@ class AgentCatalog(Protocol):
         ...
 
     def engine(self, agent: AgentSpec) -> Engine: ...
+
+    def overridden(self, agent: AgentSpec, options: SessionOptions) -> AgentSpec:
+        """`agent` with the session's per-session overrides applied."""
+        ...
 
     async def close(self) -> None:
         """Release what the engines hold."""
@@ -141,6 +147,8 @@ class ServiceCore:
         self._permission_ttl = permission_ttl
         self._permissions: dict[tuple[str, str, str], tuple[float, str]] = {}
         self.host_for = host_for
+        # A host's client by host name and installation (the API checks a thread exists).
+        self.host_client: Callable[[str, int | None], HostClient] | None = None
         self.directory = SessionDirectory(store.engine)
         self.memory = MemoryStore(store.engine)
         self.approvals = ApprovalStore(store.engine, clock=clock)
@@ -298,7 +306,7 @@ class ServiceCore:
     def agent_for(self, session: SessionInfo) -> AgentSpec:
         """The session's agent as configured now, never wider than as launched: a tool or
         budget a repository's file took away at launch stays away."""
-        agent = self.agents.agent(session.agent_id)
+        agent = self.agents.overridden(self.agents.agent(session.agent_id), session.options)
         spec = session.spec or {}
         if "tools" in spec:
             agent = replace(agent, tools=tuple(t for t in agent.tools if t in spec["tools"]))
@@ -330,6 +338,17 @@ class ServiceCore:
             log.warning("session %s closed: agent %r is not configured", closed.id, closed.agent_id)
             text = AGENT_REMOVED_CLOSED.format(id=session.id, agent=session.agent_id)
             await self.reply(closed, "agent-removed", text)
+
+    async def stop(
+        self, session: SessionInfo, *, by: str, key: str, how: str = "comment"
+    ) -> CancelAnswer:
+        """Ask whichever process runs the session's turn to stop it (bot/sessions/
+        store_cancel.py); the session stays and goes idle. A comment with nothing to stop
+        gets a short answer."""
+        answer = await asyncio.to_thread(self.store.request_cancel, session.id, by=by, how=how)
+        if answer == "no_turn" and how == "comment":
+            await self.reply(session, key, NOTHING_TO_STOP.format(id=session.id))
+        return answer
 
     async def extend(self, session: SessionInfo, minutes: float, *, by: str) -> SessionInfo | None:
         extended = await asyncio.to_thread(self.store.extend, session.id, minutes, by=by)

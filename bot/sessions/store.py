@@ -6,6 +6,7 @@ change (a turn, a close, an expiry) exactly one of them wins and the others see 
 
 from __future__ import annotations
 
+from bot.sessions.store_cancel import CancelAnswer, Cancels
 from bot.sessions.store_deadlines import Deadlines
 from bot.sessions.store_launch import LaunchAndLookups
 from bot.sessions.store_rows import (
@@ -79,6 +80,7 @@ __all__ = [
     "USER_SIGNAL",
     "WITHDRAWN",
     "WORKING",
+    "CancelAnswer",
     "Event",
     "InputInfo",
     "Launch",
@@ -91,6 +93,6 @@ __all__ = [
 ]
 
 
-class SessionStore(LaunchAndLookups, TurnLease, Deadlines):
+class SessionStore(LaunchAndLookups, TurnLease, Deadlines, Cancels):
     """Sessions in the shared database (see the module's docstring); built from its parts:
     the base (store_base), launch and lookups, the input queue and turn lease, deadlines."""

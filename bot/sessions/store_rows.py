@@ -51,6 +51,11 @@ class SessionOptions:
     lifetime_minutes: float = 60.0
     max_extend_minutes: float = 60.0
     feed_outsider_comments: bool = False
+    # Per-session overrides a launch through the API carried (bot/api/overrides.py).
+    runtime_params: dict[str, Any] | None = None  # camelCase, prompt level below a turn's
+    additional_instructions: str | None = None  # added to the agent's system prompt
+    agent_ids: tuple[str, ...] | None = None  # a coordinator's sub-agents instead
+    provider: str | None = None  # an llm agent's provider instead (`metadata.provider`)
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,8 @@ def _options(data: dict[str, Any]) -> SessionOptions:
     known = {k: v for k, v in data.items() if k in SessionOptions.__dataclass_fields__}
     if "user_signals" in known:
         known["user_signals"] = tuple(known["user_signals"])
+    if known.get("agent_ids") is not None:
+        known["agent_ids"] = tuple(known["agent_ids"])
     return SessionOptions(**known)
 
 

@@ -178,6 +178,8 @@ class TurnLease(StoreBase):
                         turn_expires_at=now + timedelta(seconds=lease_seconds),
                         idle_deadline_at=None,
                         time_limit_at=_working_time_limit(before, now),
+                        cancel_requested_at=None,  # a request never outlives its turn
+                        cancel_requested_by=None,
                         # A taken-over turn keeps its number, so its writes keep their keys
                         # and whatever the dead runner already wrote is not written again.
                         turns=case(
@@ -315,6 +317,8 @@ class TurnLease(StoreBase):
             values: dict[str, Any] = {
                 "turn_owner": None,
                 "turn_expires_at": None,
+                "cancel_requested_at": None,
+                "cancel_requested_by": None,
                 "updated_at": now,
                 "completed": row.completed or completed,
             }

@@ -25,12 +25,14 @@ from bot.sessions.agents import spec_record
 from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.service_core import ServiceCore
 from bot.sessions.store import (
+    CANCELLED,
     DONE,
     FAILURE,
     InputInfo,
     Launch,
     SessionInfo,
 )
+from bot.sessions.store_cancel import Stop
 from bot.sessions.tools import SessionTools, TurnAbandoned
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ DELEGATION_LIMIT = "delegation limit reached: at most {most} per session; nothin
 UNKNOWN_SUB_AGENT = "no agent {agent!r} is configured"
 DELEGATION_FAILED = "the delegation to {agent} (session {id}) failed: {error}"
 DELEGATION_UNFINISHED = "the delegation to {agent} (session {id}) ended ({state}) without output"
+TURN_STOPPED = (
+    "Stopped turn {turn} of session `{id}` (asked by {by}). The session stays open: "
+    "comment to give it more to do."
+)
 
 
 class TurnRunner:
@@ -52,8 +58,15 @@ class TurnRunner:
         poll_seconds: float = 1.0,
         name: str | None = None,
         concurrency: int = 8,
+        cancel_poll_seconds: float = 0.5,
     ) -> None:
         self.service = service
+        self.cancel_poll_seconds = cancel_poll_seconds
+        # The engine task of each turn this runner has in hand, by session id; the
+        # sessions whose turn it was asked to stop (by whom), and what asks the database.
+        self._engines: dict[str, asyncio.Task[None]] = {}
+        self._stopped: dict[str, Stop] = {}
+        self._watcher: asyncio.Task[None] | None = None
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.concurrency = concurrency
@@ -89,6 +102,10 @@ class TurnRunner:
             await nap(self.wakeup, stop, self.poll_seconds)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
 
     async def run_once(self) -> bool:
         claimed = await asyncio.to_thread(
@@ -170,7 +187,8 @@ class TurnRunner:
                 inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
                 thread_key=session.thread_key or session.thread.key,
                 history=tuple(history),
-                params=params,
+                # The session's runtimeParams (API overrides), below a delegation's own.
+                params={**(session.options.runtime_params or {}), **params},
                 context={
                     "repository": f"{session.thread.host}:{session.thread.repo}",
                     "thread": session.thread.key,
@@ -180,9 +198,19 @@ class TurnRunner:
                 external_tools=tuple(external.specs) if external is not None else (),
             )
             error: str | None = None
+            stopped: Stop | None = None
             try:
                 service.check_budget(session, agent)
-                await service.agents.engine(agent).run_turn(turn, tools)
+                engine = asyncio.create_task(service.agents.engine(agent).run_turn(turn, tools))
+                self._engines[session.id] = engine
+                self._watch()
+                try:
+                    await engine
+                except asyncio.CancelledError:
+                    stopped = self._stop_asked(session.id)
+                finally:
+                    self._engines.pop(session.id, None)
+                    self._stopped.pop(session.id, None)
                 await tools.flush()
             except TurnAbandoned:
                 log.info(
@@ -198,11 +226,21 @@ class TurnRunner:
             except Exception as exc:
                 log.exception("session %s turn %d crashed", session.id, session.turns)
                 error = f"{type(exc).__name__}: {exc}"
+            if stopped is not None and stopped.closed:
+                log.info(
+                    "session %s closed during turn %d: its engine stopped",
+                    session.id,
+                    session.turns,
+                )
+                return
         if workspace is not None and service.workspaces is not None:
             await service.workspaces.record_diff(service, session)
         close_reason = None
         keep_open = session.options.keep_open_for_comments and session.parent_id is None
         gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
+        if stopped is not None:
+            await self._stopped_turn(session, stopped.by)
+            keep_open = True  # a stopped turn leaves the session idle, never done
         if error is None and tools.completed and not keep_open and gate is None:
             close_reason = DONE
         finished = await asyncio.to_thread(
@@ -259,7 +297,16 @@ class TurnRunner:
         if number is None:
             await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
             return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))
-        options = replace(parent.options, keep_open_for_comments=False, listen_to_comments=False)
+        options = replace(
+            parent.options,
+            keep_open_for_comments=False,
+            listen_to_comments=False,
+            # The coordinator's API overrides are its own, not its sub-agents'.
+            runtime_params=None,
+            additional_instructions=None,
+            agent_ids=None,
+            provider=None,
+        )
         launched = await asyncio.to_thread(
             store.launch,
             Launch(
@@ -325,6 +372,52 @@ class TurnRunner:
             },
         )
         return result
+
+    # ------------------------------------------------------------ stopping turns
+
+    def _stop_asked(self, session_id: str) -> Stop:
+        """Why the session's turn was stopped, when its engine was cancelled for that; a
+        cancellation from elsewhere (the process shutting down) goes on up."""
+        stop = self._stopped.get(session_id)
+        current = asyncio.current_task()
+        if stop is None or (current is not None and current.cancelling()):
+            raise asyncio.CancelledError
+        return stop
+
+    async def _stopped_turn(self, session: SessionInfo, by: str) -> None:
+        """Record a stopped turn, end the delegations it was waiting on, say so."""
+        service = self.service
+        log.info("session %s: turn %d stopped, asked by %s", session.id, session.turns, by)
+        await service.note(session, "cancelled", {"turn": session.turns, "by": by})
+        for child in await asyncio.to_thread(service.store.children, session.id):
+            if child.live:
+                await service.close(child, CANCELLED, by=by)
+        text = TURN_STOPPED.format(turn=session.turns, id=session.id, by=by)
+        await service.reply(session, f"stopped.{session.turns}", text)
+
+    def _watch(self) -> None:
+        """Make sure something asks the database for cancel requests while turns run."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_cancels())
+
+    async def _watch_cancels(self) -> None:
+        """Every `cancel_poll_seconds` while this runner has turns in hand: one query for
+        those to stop (asked to, or closed meanwhile), and each such engine cancelled.
+        The request may come from any process; the database carries it."""
+        while self._engines:
+            await asyncio.sleep(self.cancel_poll_seconds)
+            try:
+                asked = await asyncio.to_thread(
+                    self.service.store.stop_requests, self.name, list(self._engines)
+                )
+            except Exception as exc:  # the next look may work; the turn runs on meanwhile
+                log.warning("runner %s: cannot read cancel requests: %s", self.name, exc)
+                continue
+            for session_id, stop in asked.items():
+                engine = self._engines.get(session_id)
+                if engine is not None and not engine.done() and session_id not in self._stopped:
+                    self._stopped[session_id] = stop
+                    engine.cancel()
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:

@@ -129,6 +129,9 @@ class LLMRequest:
     status: int = 0
     answer: Answer | None = None  # what the fake served (None: an error of its own)
     usage: Counted | None = None  # the fake's own count of the request (when valid)
+    # The client closed the connection before the streamed answer ended (a cancelled
+    # turn aborting its model call); seen at the next write or when the handler ends.
+    disconnected: bool = False
 
     @property
     def model(self) -> str:
@@ -465,18 +468,27 @@ class FakeLLM:
             },
         )
         await response.prepare(request)
-        for number, event in enumerate(events):
-            if reply.cut_after is not None and number >= reply.cut_after:
-                if reply.cut == "drop" and request.transport is not None:
-                    request.transport.close()  # mid-body: the chunked encoding never ends
+        try:
+            for number, event in enumerate(events):
+                if reply.cut_after is not None and number >= reply.cut_after:
+                    if reply.cut == "drop" and request.transport is not None:
+                        request.transport.close()  # mid-body: the chunked encoding never ends
+                        return response
+                    if reply.cut == "error":
+                        await response.write(self._stream_error())
+                    break
+                if reply.gap and number:
+                    await asyncio.sleep(reply.gap)
+                if request.transport is None or request.transport.is_closing():
+                    record.disconnected = True  # the client hung up mid-stream
                     return response
-                if reply.cut == "error":
-                    await response.write(self._stream_error())
-                break
-            if reply.gap and number:
-                await asyncio.sleep(reply.gap)
-            await response.write(event)
-        await response.write_eof()
+                await response.write(event)
+            await response.write_eof()
+        except ConnectionError:  # aiohttp's ClientConnectionResetError among them
+            record.disconnected = True
+        except asyncio.CancelledError:  # a server that cancels handlers on hang-up
+            record.disconnected = True
+            raise
         return response
 
     def _next_id(self, prefix: str) -> str:
