@@ -8,6 +8,7 @@ remove servers; config errors are reported."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -58,6 +59,15 @@ agents:
         command: [/usr/bin/python3, {server}, stdio]
         envFrom: {{GLOSSARY_KEY: TL_GLOSSARY_KEY, PROBE_PORT: TL_PROBE_PORT, PYTHONPATH: TL_SITE}}
         readOnlyPaths: [{site}, {fakes}]
+  trusting:
+    engine: llm
+    provider: fake
+    active_tools: [reply, task_completed, mcp__mine__lookup]
+    mcpServers:
+      mine:
+        command: [{python}, {server}, stdio]
+        envFrom: {{GLOSSARY_KEY: TL_GLOSSARY_KEY, PROBE_PORT: TL_PROBE_PORT}}
+        trusted: true
   narrow:
     engine: llm
     provider: fake
@@ -104,6 +114,8 @@ def researcher(request: LLMRequest) -> Reply:
                     Call("mcp__local__lookup", {"term": "sandbox"}),
                 ]
             )
+        if "mcp__mine__lookup" in request.tool_names:
+            return Reply(calls=[Call("mcp__mine__lookup", {"term": "trust"})])
         return Reply(calls=[Call("mcp__glossary__shout", {"text": "quiet"})])
     said = " | ".join(str(r["content"]) for r in results)
     return Reply(calls=[Call("reply", {"body": said}), Call("task_completed", {"output": said})])
@@ -130,6 +142,7 @@ async def rig(
                 port=glossary_http,
                 server=SERVER,
                 site=SITE,
+                python=sys.executable,
                 fakes=SERVER.parent,
             ),
             encoding="utf-8",
@@ -278,3 +291,16 @@ def test_a_repository_file_can_remove_servers_but_not_add_them() -> None:
     assert "no MCP server 'evil'" in caught.value.problems[0]
     with pytest.raises(ConfigFileError):
         parse_repo_config("agentSettings: {a: {mcpServers: {evil: {url: x}}}}", "r", server)
+
+
+async def test_a_trusted_stdio_server_runs_outside_the_sandbox(rig: tuple[Any, FakeOpenAI]) -> None:
+    app, openai = rig
+    events = await launch_and_finish(app, "trusting")
+    offered = [name for name in openai.requests[0].tool_names if name.startswith("mcp__")]
+    assert offered == ["mcp__mine__lookup"]
+    result = tool_events(events, "tool_result")["mcp__mine__lookup"]
+    assert result["ok"] is True
+    # This process's user and network, and the variable it was given.
+    assert f"uid={os.getuid()}" in result["content"], result
+    assert "network=reachable" in result["content"]
+    assert f"key={GLOSSARY_KEY}" in result["content"]
