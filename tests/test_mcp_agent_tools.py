@@ -8,6 +8,7 @@ remove servers; config errors are reported."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -19,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from bot.agents.base import AgentSpec, McpServer
 from bot.agents.config import parse_config
 from bot.agents.repo_config import narrow, parse_repo_config
 from bot.agents.yamlcheck import ConfigFileError
 from bot.config import Settings
+from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.store import SessionStore
 from tests.conftest import needs_bwrap, run_app, with_settings
 from tests.fakes.llm import Call, FakeOpenAI, LLMRequest, Reply
@@ -304,3 +307,35 @@ async def test_a_trusted_stdio_server_runs_outside_the_sandbox(rig: tuple[Any, F
     assert f"uid={os.getuid()}" in result["content"], result
     assert "network=reachable" in result["content"]
     assert f"key={GLOSSARY_KEY}" in result["content"]
+
+
+async def test_a_server_that_dies_mid_call_fails_that_call_and_nothing_else() -> None:
+    server = McpServer(
+        "mine", command=(sys.executable, str(SERVER), "stdio"), trusted=True, timeout_seconds=10
+    )
+    agent = AgentSpec("a", "llm", tools=("reply", "mcp__mine"), mcp_servers=(server,))
+    async with contextlib.AsyncExitStack() as stack:
+        box = await McpToolbox.open(agent, stack, None)
+        assert [spec.name for spec in box.specs] == [
+            "mcp__mine__lookup",
+            "mcp__mine__shout",
+            "mcp__mine__crash",
+        ]
+        crashed = await box.call("mcp__mine__crash", {})
+        assert not crashed.ok
+        assert "mcp__mine__crash failed" in crashed.content
+        after = await box.call("mcp__mine__shout", {"text": "x"})
+        assert not after.ok  # the server is gone; each later call says so
+    # ...and the turn's task was neither cancelled nor failed by the dead connection.
+    await asyncio.sleep(0)
+
+
+async def test_an_unreachable_server_leaves_its_tools_out_and_says_why() -> None:
+    server = McpServer("gone", url=f"http://127.0.0.1:{free_port()}/mcp", timeout_seconds=5)
+    agent = AgentSpec("a", "llm", tools=("mcp__gone",), mcp_servers=(server,))
+    async with contextlib.AsyncExitStack() as stack:
+        box = await McpToolbox.open(agent, stack, None)
+    assert box.specs == []
+    [problem] = box.problems
+    assert problem["server"] == "gone"
+    assert "Connect" in problem["error"] or "connect" in problem["error"], problem

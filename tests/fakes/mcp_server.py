@@ -6,7 +6,7 @@
 Tools: `lookup(term)` answers a glossary line saying whether the request carried
 `Authorization: Bearer $GLOSSARY_TOKEN` (HTTP) and what `$GLOSSARY_KEY` is (stdio: the
 variable the agent's `envFrom` passed), whether it could read /etc/shadow and reach the
-network (so a test sees the sandbox); `shout(text)` answers the text in capitals; and
+network (so a test sees the sandbox); `shout(text)` answers the text in capitals; `crash()` ends the process mid-call; and
 `bad.name` has a name no model may call. It imports nothing of Threadline's.
 """
 
@@ -47,6 +47,12 @@ async def lookup(term: str, ctx: Context) -> str:
 async def shout(text: str) -> str:
     """Answer the text in capitals."""
     return text.upper()
+
+
+@server.tool()
+async def crash() -> str:
+    """Exit the server's process in the middle of the call."""
+    os._exit(3)
 
 
 @server.tool(name="bad.name")
