@@ -223,7 +223,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
             "threadline.yml:7: sessions.idleExpiryMinute: unknown key; expected one of "
             "listenToComments, keepSessionOpenForComments, exitCriteria, idleExpiryMinutes, "
             "maxLifetimeMinutes, maxLiveSessions, maxExtendMinutes, feedOutsiderComments, "
-            "branchTemplate, approvalExcludesStarter (did you mean 'idleExpiryMinutes'?)",
+            "branchTemplate, approvalExcludesStarter, apiOverrides (did you mean 'idleExpiryMinutes'?)",
             id="unknown nested key",
         ),
         pytest.param(
@@ -622,3 +622,20 @@ def test_windows_caching_prices_and_cost_budgets_load() -> None:
     )
     assert helper.budget.cost_micros == 250_000
     assert helper.budget.tokens == 100_000
+
+
+def test_api_overrides_name_known_overrides_only() -> None:
+    config = parse_config(AGENT + "sessions:\n  apiOverrides: [runtimeParams, agentIds]\n", "t.yml")
+    assert config.sessions.api_overrides == ("runtimeParams", "agentIds")
+    assert (
+        parse_config(AGENT + "sessions:\n  apiOverrides: []\n", "t.yml").sessions.api_overrides
+        == ()
+    )
+    assert parse_config(AGENT, "t.yml").sessions.api_overrides == (
+        "exitCriteria",
+        "listenToComments",
+        "keepSessionOpenForComments",
+    )
+    with pytest.raises(ConfigFileError) as raised:
+        parse_config(AGENT + "sessions:\n  apiOverrides: [goal]\n", "t.yml")
+    assert "unknown override 'goal'" in str(raised.value)

@@ -18,14 +18,18 @@ import pytest
 
 from bot.api.tokens import TokenStore
 from bot.config import Settings
+from bot.db import make_engine
 from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO
+from bot.sessions.store import SessionStore
 from tests.conftest import run_app
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import FakeOpenAI, LLMRequest, Reply
+from tests.procs import Proc, start
 from tests.test_api import BOOTSTRAP, V1, Api, api_settings, assert_error, gh
+from tests.test_session_processes import comment, env_for, github
 from tests.test_sessions import REPO, GitHubRig, eventually, fake_github, github_settings
 
-__all__ = ["fake_github", "gh"]  # fixtures shared with test_api and test_sessions
+__all__ = ["fake_github", "gh", "github"]  # fixtures shared with test_api and test_sessions
 
 KEY = "sk-control-test-0a1b2c3d4e5f"
 THREAD = {"host": "local", "repo": DEMO_REPO, "kind": "pull", "number": DEMO_PULL}
@@ -564,3 +568,52 @@ async def test_stop_in_a_thread_stops_the_turn_and_keeps_the_session(
     await eventually(lambda: store.get(session.id).state == "closed", "/cancel closes")
     assert store.get(session.id).close_reason == "cancelled"
     assert REPO == "octo-org/hello-world"
+
+
+# ------------------------------------------------------------------ across processes
+
+
+@pytest.mark.slow
+async def test_cancel_reaches_the_turn_in_another_process(
+    database_url: str, tmp_path: Path, procs: list[Proc], github: FakeGitHub, llm: FakeOpenAI
+) -> None:
+    """The web process (no workers) takes the cancel; the worker process running the
+    turn sees the request in the database and drops the model's stream."""
+    config = Path(config_file(tmp_path, llm))
+    env = {
+        **env_for(github, config),
+        "THREADLINE_OPERATOR_TOKEN": BOOTSTRAP,
+        "TL_TEST_CONTROL_KEY": KEY,
+    }
+    web = start(procs, ["serve", "--workers", "0"], database_url, tmp_path, "web", env)
+    base = web.wait_for(r"listening on (http://[\d.]+:\d+)").group(1)
+    start(procs, ["worker"], database_url, tmp_path, "worker", env)
+    store = SessionStore(make_engine(database_url))
+    await comment(github, base, 7, "@threadline tell a slow story")
+    await eventually(lambda: llm.in_flight >= 1, "the worker's model call is streaming", 40)
+    [session] = store.recent(limit=5)
+    assert session.state == "busy"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}{V1}/sessions/{session.id}/cancel",
+            json={"wait": 15},
+            headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+        ) as response,
+    ):
+        answer = await response.json()
+    assert response.status == 200, answer
+    assert (answer["cancelling"], answer["session"]["state"]) == (True, "idle")
+    # Every model call of the turn is dropped (a lease that lapsed on a busy machine can
+    # make the runner start the turn a second time; both stop).
+    await eventually(
+        lambda: all(r.disconnected for r in llm.requests),
+        "the fake sees its connections closed",
+        10,
+    )
+    kinds = [e.kind for e in store.transcript(session.id)]
+    assert kinds.index("cancel_requested") < kinds.index("cancelled")
+    started = next(e.data for e in store.transcript(session.id) if e.kind == "turn_started")
+    stopped = next(e.data for e in store.transcript(session.id) if e.kind == "cancelled")
+    assert stopped["by"] == "operator:operator"
+    assert started["runner"].startswith("turns-")

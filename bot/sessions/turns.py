@@ -64,7 +64,8 @@ class TurnRunner:
         self.cancel_poll_seconds = cancel_poll_seconds
         # The engine task of each turn this runner has in hand, by session id; the
         # sessions whose turn it was asked to stop (by whom), and what asks the database.
-        self._engines: dict[str, asyncio.Task[None]] = {}
+        # (A lapsed lease can hand this runner a turn it still runs: several per session.)
+        self._engines: dict[str, list[asyncio.Task[None]]] = {}
         self._stopped: dict[str, Stop] = {}
         self._watcher: asyncio.Task[None] | None = None
         self.lease_seconds = lease_seconds
@@ -134,8 +135,11 @@ class TurnRunner:
         heartbeat = asyncio.create_task(self._heartbeat(session.id))
         timer, result = metrics.Timer(), "crashed"
         try:
-            with bound:
-                await self._turn(session, inputs, params or {})
+            # The agent's MCP servers (if any) are connected for the turn and closed
+            # with `stack` when it is over.
+            async with contextlib.AsyncExitStack() as stack:
+                with bound:
+                    await self._turn(session, inputs, params or {}, stack)
             result = "ran"
         finally:
             metrics.count_turn(result, timer.seconds())
@@ -144,7 +148,11 @@ class TurnRunner:
                 await heartbeat
 
     async def _turn(
-        self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any]
+        self,
+        session: SessionInfo,
+        inputs: list[InputInfo],
+        params: Mapping[str, Any],
+        stack: contextlib.AsyncExitStack,
     ) -> None:
         service = self.service
         await service.publish_status(session)
@@ -157,82 +165,75 @@ class TurnRunner:
         workspace = None
         if service.workspaces is not None:
             workspace = await service.workspaces.open_for_turn(service, session, agent)
-        # The agent's MCP servers are connected for the turn and closed when it ends.
-        async with contextlib.AsyncExitStack() as stack:
-            external = None
-            if agent.mcp_servers:
-                workdir = workspace.root if workspace is not None else None
-                external = await McpToolbox.open(agent, stack, workdir)
-            tools = SessionTools(
-                service,
-                session,
-                session.turns,
-                agent,
-                self.name,
-                host_for=service.host_for,
-                directory=service.directory,
-                memory=service.memory,
-                delegate=self.delegate,
-                workspace=workspace,
-                external=external,
-            )
-            for problem in external.problems if external is not None else ():
-                await tools.note("mcp_problem", problem)
-            history = await asyncio.to_thread(service.store.conversation, session.id)
-            turn = Turn(
-                session_id=session.id,
-                number=session.turns,
-                agent=agent,
-                task=session.task,
-                inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
-                thread_key=session.thread_key or session.thread.key,
-                history=tuple(history),
-                # The session's runtimeParams (API overrides), below a delegation's own.
-                params={**(session.options.runtime_params or {}), **params},
-                context={
-                    "repository": f"{session.thread.host}:{session.thread.repo}",
-                    "thread": session.thread.key,
-                    "session": session.id,
-                    "parent": session.parent_id,
-                },
-                external_tools=tuple(external.specs) if external is not None else (),
-            )
-            error: str | None = None
-            stopped: Stop | None = None
+        external = None
+        if agent.mcp_servers:
+            workdir = workspace.root if workspace is not None else None
+            external = await McpToolbox.open(agent, stack, workdir)
+        tools = SessionTools(
+            service,
+            session,
+            session.turns,
+            agent,
+            self.name,
+            host_for=service.host_for,
+            directory=service.directory,
+            memory=service.memory,
+            delegate=self.delegate,
+            workspace=workspace,
+            external=external,
+        )
+        for problem in external.problems if external is not None else ():
+            await tools.note("mcp_problem", problem)
+        history = await asyncio.to_thread(service.store.conversation, session.id)
+        turn = Turn(
+            session_id=session.id,
+            number=session.turns,
+            agent=agent,
+            task=session.task,
+            inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
+            thread_key=session.thread_key or session.thread.key,
+            history=tuple(history),
+            # The session's runtimeParams (API overrides), below a delegation's own.
+            params={**(session.options.runtime_params or {}), **params},
+            context={
+                "repository": f"{session.thread.host}:{session.thread.repo}",
+                "thread": session.thread.key,
+                "session": session.id,
+                "parent": session.parent_id,
+            },
+            external_tools=tuple(external.specs) if external is not None else (),
+        )
+        error: str | None = None
+        stopped: Stop | None = None
+        try:
+            service.check_budget(session, agent)
+            engine = asyncio.create_task(service.agents.engine(agent).run_turn(turn, tools))
+            self._engines.setdefault(session.id, []).append(engine)
+            self._watch()
             try:
-                service.check_budget(session, agent)
-                engine = asyncio.create_task(service.agents.engine(agent).run_turn(turn, tools))
-                self._engines[session.id] = engine
-                self._watch()
-                try:
-                    await engine
-                except asyncio.CancelledError:
-                    stopped = self._stop_asked(session.id)
-                finally:
-                    self._engines.pop(session.id, None)
-                    self._stopped.pop(session.id, None)
-                await tools.flush()
-            except TurnAbandoned:
-                log.info(
-                    "session %s closed during turn %d: the turn stops", session.id, session.turns
-                )
-                return
-            except BudgetExceeded as exc:
-                await tools.flush()
-                await service.close_for_budget(session, str(exc))
-                return
-            except EngineError as exc:
-                error = str(exc) or type(exc).__name__
-            except Exception as exc:
-                log.exception("session %s turn %d crashed", session.id, session.turns)
-                error = f"{type(exc).__name__}: {exc}"
-            if stopped is not None and stopped.closed:
-                log.info(
-                    "session %s closed during turn %d: its engine stopped",
-                    session.id,
-                    session.turns,
-                )
-                return
+                await engine
+            except asyncio.CancelledError:
+                stopped = self._stop_asked(session.id)
+            finally:
+                self._forget(session.id, engine)
+            await tools.flush()
+        except TurnAbandoned:
+            log.info("session %s closed during turn %d: the turn stops", session.id, session.turns)
+            return
+        except BudgetExceeded as exc:
+            await tools.flush()
+            await service.close_for_budget(session, str(exc))
+            return
+        except EngineError as exc:
+            error = str(exc) or type(exc).__name__
+        except Exception as exc:
+            log.exception("session %s turn %d crashed", session.id, session.turns)
+            error = f"{type(exc).__name__}: {exc}"
+        if stopped is not None and stopped.closed:
+            log.info(
+                "session %s closed during turn %d: its engine stopped", session.id, session.turns
+            )
+            return
         if workspace is not None and service.workspaces is not None:
             await service.workspaces.record_diff(service, session)
         close_reason = None
@@ -414,10 +415,19 @@ class TurnRunner:
                 log.warning("runner %s: cannot read cancel requests: %s", self.name, exc)
                 continue
             for session_id, stop in asked.items():
-                engine = self._engines.get(session_id)
-                if engine is not None and not engine.done() and session_id not in self._stopped:
+                engines = [e for e in self._engines.get(session_id, ()) if not e.done()]
+                if engines and session_id not in self._stopped:
                     self._stopped[session_id] = stop
-                    engine.cancel()
+                    for engine in engines:
+                        engine.cancel()
+
+    def _forget(self, session_id: str, engine: asyncio.Task[None]) -> None:
+        running = self._engines.get(session_id, [])
+        if engine in running:
+            running.remove(engine)
+        if not running:
+            self._engines.pop(session_id, None)
+            self._stopped.pop(session_id, None)
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:
