@@ -5,9 +5,9 @@ Rather than a second listener, `/mcp` is an aiohttp route that hands each reques
 through a small ASGI bridge: the request's method, path, headers and body stream in as
 ASGI `receive` messages, the application's `send` messages become an aiohttp
 `StreamResponse` (streamed, so server-sent events pass as they are written). One port,
-one process, one set of middlewares (the scrubber sees what JSON answers pass through it;
-tool results are scrubbed by the server itself), and the Bearer token is checked by the
-same `Keys` as /api/v1 before the SDK sees the request.
+one process, one shutdown, and the Bearer token is checked by the same `Keys` as
+/api/v1 before the SDK sees the request. The app's scrubber middleware rewrites whole
+responses only, so tool results are scrubbed by the MCP server itself (server.py).
 
 The manager runs stateless (a fresh MCP transport per HTTP request): every request
 carries its own token, so nothing about a caller outlives its request, any web process
