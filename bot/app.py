@@ -12,6 +12,7 @@ from bot.api.tokens import TokenStore
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.inbox import Inbox
 from bot.ingress.routes import ingest_local, install_ingress
+from bot.mcpserver.http import install_mcp
 from bot.runtime import Runtime
 from bot.web.auth import install_auth
 from bot.web.inspector import install_inspector
@@ -58,7 +59,8 @@ def create_app(
     inspector.actions.show_cost = show_cost  # closed from a page: the same status comment
     limits = config.limits if config is not None else None
     install_operator(app, settings, inbox.engine, limits, show_cost=show_cost)  # /inspect/repos
-    install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
+    api = install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
+    install_mcp(app, api)  # /mcp: the same tokens and operations, over MCP
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)

@@ -80,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
     Setting("operator_token", "token for the inspector pages and API with close/purge (default: a random one per `serve`, printed once)", secret=True, group="inspector"),
     Setting("viewer_token", "token for read-only access to the inspector pages and API", secret=True, group="inspector"),
+    Setting("mcp_token", "token `threadline mcp` (MCP over stdio) acts as: a database token or a bootstrap one; --token overrides it", secret=True, group="inspector"),
     Setting("playground", "serve the playground host (/playground): a pull request in Threadline's own database to try sessions on", "false", group="playground"),
     Setting("playground_secret", "secret the playground signs its deliveries with (default: generated once, kept in the database)", secret=True, group="playground"),
     Setting("host_timeout_seconds", "how long one call to a host's API may take", "30", group="hosts"),
@@ -134,6 +135,7 @@ class Settings:
     gitlab_webhook_token: str | None = field(default=None, repr=False)
     operator_token: str | None = field(default=None, repr=False)
     viewer_token: str | None = field(default=None, repr=False)
+    mcp_token: str | None = field(default=None, repr=False)
     playground: bool = False
     playground_secret: str | None = field(default=None, repr=False)
     host_timeout_seconds: float = 30.0

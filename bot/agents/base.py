@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.agents.providers.base import ToolSpec
+
 # Tools a session offers (each agent is allowed a subset; schemas in bot.agents.tools).
 UPDATE_STATUS = "update_status"  # {"steps": [{"title": str, "done": bool}, ...], "summary": str}
 REPLY = "reply"  # {"body": str}: a message in the session's thread
@@ -98,6 +100,23 @@ PROTECTED_KINDS = (PROTECTED_CI, PROTECTED_THREADLINE)
 
 
 @dataclass(frozen=True)
+class McpServer:
+    """An external MCP server whose tools an agent may call (bot/agents/mcp_config.py):
+    streamable HTTP at `url`, or a program (`command`) spoken to over stdio."""
+
+    name: str
+    url: str | None = None
+    command: tuple[str, ...] = ()
+    # Values read from the named environment variables when the file was read.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    network: bool = False
+    trusted: bool = False
+    read_only_paths: tuple[str, ...] = ()
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     """A configured agent: who it is, which engine runs it, what it may use."""
 
@@ -122,6 +141,8 @@ class AgentSpec:
     # `workspace: {setup: [...]}`: commands (argv) run once per workspace before the
     # agent starts, with network (server file only), e.g. to install dependencies.
     workspace_setup: tuple[tuple[str, ...], ...] = ()
+    # `mcpServers`: external MCP servers whose tools join the agent's (as mcp__<server>__<tool>).
+    mcp_servers: tuple[McpServer, ...] = ()
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -150,6 +171,8 @@ class Turn:
     params: Mapping[str, Any] = field(default_factory=dict)
     # Where the session lives, for the engine's context: repository, thread, its URL.
     context: Mapping[str, Any] = field(default_factory=dict)
+    # The agent's external MCP servers' tools in this turn (bot/sessions/mcp_tools.py).
+    external_tools: tuple[ToolSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 from bot.agents import command_config as cc
 from bot.agents import limits_config as lim
 from bot.agents import llm_config as lc
+from bot.agents import mcp_config as mc
 from bot.agents import yamlcheck as y
 from bot.agents.api_overrides import DEFAULT_API_OVERRIDES, api_overrides
 from bot.agents.base import (
@@ -315,7 +316,7 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
     found = y.mapping(report, data, (), TOP_KEYS)
     known = lc.providers(report, found.get("providers"), ("providers",), environ)
     if "agents" in found:
-        agents = _agents(report, found["agents"], ("agents",), known)
+        agents = _agents(report, found["agents"], ("agents",), known, environ)
         names = _agent_names(found["agents"])
     else:  # a file that only tunes sessions or triggers keeps the built-in agent
         agents = {ECHO_ID: ECHO_AGENT}
@@ -421,7 +422,11 @@ def _steps(
 
 
 def _agents(
-    report: y.Report, raw: object, path: y.KeyPath, providers: Mapping[str, ProviderConfig | None]
+    report: y.Report,
+    raw: object,
+    path: y.KeyPath,
+    providers: Mapping[str, ProviderConfig | None],
+    environ: Mapping[str, str],
 ) -> dict[str, AgentSpec]:
     if raw is None or raw == {}:
         report.add(path, NO_AGENTS)
@@ -429,7 +434,7 @@ def _agents(
     agents: dict[str, AgentSpec] = {}
     entries = y.named(report, raw, path, AGENT_ID, expected=EXPECTED_AGENTS, bad_name=BAD_AGENT_ID)
     for agent_id, body, where in entries:
-        spec = _agent(report, agent_id, body, where, providers)
+        spec = _agent(report, agent_id, body, where, providers, environ)
         if spec is not None:
             agents[agent_id] = spec
     return _coordinators(report, agents, _agent_names(raw), path)
@@ -447,6 +452,7 @@ COMMON_AGENT_KEYS = (
     "sessionAccess",
     "allowProtectedPaths",
     "workspace",
+    "mcpServers",
 )
 
 
@@ -456,6 +462,7 @@ def _agent(
     raw: object,
     path: y.KeyPath,
     providers: Mapping[str, ProviderConfig | None],
+    environ: Mapping[str, str],
 ) -> AgentSpec | None:
     before = len(report)
     found = y.mapping(report, raw, path, AGENT_KEYS)
@@ -470,8 +477,13 @@ def _agent(
     )
     setup = _workspace_setup(report, found.get("workspace"), (*path, "workspace", "setup"))
     tools = _agent_tools(report, found, path, engine, coordinator=bool(agent_ids))
-    if tools is not None and "active_tools" not in found and "tools" not in found:
+    listed = "active_tools" in found or "tools" in found
+    if tools is not None and not listed:
         tools = _with_workspace_tools(tools, workspace)
+    servers = mc.agent_servers(report, found, path, engine, environ)
+    if tools is not None:
+        key = "active_tools" if "active_tools" in found else "tools"
+        tools = mc.with_server_tools(report, tools, servers, (*path, key), listed=listed)
     if engine == LLM_ENGINE:
         options = lc.llm_options(report, found, path, providers)
     elif engine == COMMAND_ENGINE:
@@ -509,6 +521,7 @@ def _agent(
         workspace_network=network,
         workspace_outsider_code=outsiders,
         workspace_setup=setup,
+        mcp_servers=servers,
         options=MappingProxyType(options),
     )
 
@@ -599,7 +612,9 @@ def _tools(report: y.Report, raw: object, path: y.KeyPath) -> tuple[str, ...] | 
         return None
     tools: list[str] = []
     for number, name in enumerate(raw):
-        if not isinstance(name, str) or name not in ALL_TOOLS:
+        if isinstance(name, str) and mc.is_mcp_tool(name):
+            tools.append(name)  # its server is checked with the agent's mcpServers
+        elif not isinstance(name, str) or name not in ALL_TOOLS:
             reason = UNKNOWN_TOOL.format(name=name, known=y.choices(ALL_TOOLS))
             report.add((*path, number), y.unknown(str(name), ALL_TOOLS, reason))
         elif name not in tools:

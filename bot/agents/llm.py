@@ -196,6 +196,8 @@ class LLMEngine:
         known: tuple[int, int] | None = None  # (tokens reported, messages they covered)
         for step in range(self.options.max_steps):
             specs = tool_specs(turn.agent.tools, choice)
+            if choice.mode != "none":
+                specs = (*specs, *turn.external_tools)
             size = self._size(system, specs, messages, known)
             if size > self.options.compact_at * self._window(params):
                 messages = await self._compact(params, system, specs, messages, size, tools)

@@ -16,6 +16,7 @@ GitLab (and the playground). It may:
       reviewer:
         active_tools: [reply, task_completed]   # a subset of the agent's tools
         budget: {tokens: 20000, turns: 5, minutes: 10}   # at most the server's
+        mcpServers: [docs]                       # keep only these of its MCP servers
 
 Anything that would widen the server's configuration (an agent it does not have, a tool
 the agent is not allowed, a higher limit, a trigger the server turned off) is a problem
@@ -30,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.agents import llm_config as lc
+from bot.agents import mcp_config as mc
 from bot.agents import yamlcheck as y
 from bot.agents.base import AgentSpec, Budget
 from bot.agents.config import Config, SessionPolicy, Triggers
@@ -47,7 +49,7 @@ SESSION_KEYS = (
     "idleExpiryMinutes",
     "maxLifetimeMinutes",
 )
-AGENT_SETTING_KEYS = ("active_tools", "budget")
+AGENT_SETTING_KEYS = ("active_tools", "budget", "mcpServers")
 
 NOT_ON_SERVER = "the server has no agent {name!r}; it has {known}"
 NOT_ALLOWED_HERE = "agent {name!r} is not among this file's agents"
@@ -56,6 +58,9 @@ LABEL_ONLY_OFF = "a repository can only turn label triggers off (null)"
 AT_MOST = "at most {most:g} here (the server's limit); got {got:g}"
 NO_AGENTS = "name at least one agent ({known}); leave `agents` out to allow all of the server's"
 TOOL_NOT_ALLOWED = "the server does not allow agent {agent!r} the tool {tool!r}"
+SERVER_NOT_ALLOWED = (
+    "the server gives agent {agent!r} no MCP server {name!r}; a repository can only remove servers"
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class RepoPolicy:
     time_limit: float | None = None
     tools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     budgets: Mapping[str, Budget] = field(default_factory=dict)
+    servers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # MCP servers kept
 
 
 def parse_repo_config(text: str, filename: str, server: Config) -> RepoPolicy:
@@ -101,7 +107,7 @@ def parse_repo_config(text: str, filename: str, server: Config) -> RepoPolicy:
             report.add(("defaultAgent",), NOT_ALLOWED_HERE.format(name=default))
     triggers = _triggers(report, found.get("triggers"), server.triggers)
     sessions, time_limit = _sessions(report, found.get("sessions"), server.sessions)
-    tools, budgets = _agent_settings(report, found.get("agentSettings"), server, usable)
+    tools, budgets, servers = _agent_settings(report, found.get("agentSettings"), server, usable)
     if report:
         raise ConfigFileError(report.problems())
     return RepoPolicy(
@@ -112,6 +118,7 @@ def parse_repo_config(text: str, filename: str, server: Config) -> RepoPolicy:
         time_limit=time_limit,
         tools=tools,
         budgets=budgets,
+        servers=servers,
     )
 
 
@@ -190,15 +197,16 @@ def _sessions(
 
 def _agent_settings(
     report: y.Report, raw: object, server: Config, usable: tuple[str, ...]
-) -> tuple[dict[str, tuple[str, ...]], dict[str, Budget]]:
+) -> tuple[dict[str, tuple[str, ...]], dict[str, Budget], dict[str, tuple[str, ...]]]:
     path: y.KeyPath = ("agentSettings",)
     tools: dict[str, tuple[str, ...]] = {}
     budgets: dict[str, Budget] = {}
+    servers: dict[str, tuple[str, ...]] = {}
     if raw is None:
-        return tools, budgets
+        return tools, budgets, servers
     if not isinstance(raw, dict):
         report.add(path, y.NOT_A_MAPPING.format(keys="agent ids", got=y.shown(raw)))
-        return tools, budgets
+        return tools, budgets, servers
     for agent_id, body in raw.items():
         where = (*path, str(agent_id))
         if agent_id not in usable:
@@ -209,14 +217,23 @@ def _agent_settings(
         if "active_tools" in found:
             listed = y.texts(report, found["active_tools"], (*where, "active_tools"))
             for number, tool in enumerate(listed or ()):
-                if tool not in agent.tools:
+                if not mc.active(tool, agent.tools):
                     reason = TOOL_NOT_ALLOWED.format(agent=agent_id, tool=tool)
                     report.add((*where, "active_tools", number), reason)
             if listed is not None:
-                tools[agent_id] = tuple(t for t in listed if t in agent.tools)
+                tools[agent_id] = tuple(t for t in listed if mc.active(t, agent.tools))
         if "budget" in found:
             budgets[agent_id] = _budget(report, found["budget"], (*where, "budget"), agent.budget)
-    return tools, budgets
+        if "mcpServers" in found:
+            kept = y.texts(report, found["mcpServers"], (*where, "mcpServers"))
+            names = [s.name for s in agent.mcp_servers]
+            for number, name in enumerate(kept or ()):
+                if name not in names:
+                    reason = SERVER_NOT_ALLOWED.format(agent=agent_id, name=name)
+                    report.add((*where, "mcpServers", number), reason)
+            if kept is not None:
+                servers[agent_id] = tuple(n for n in kept if n in names)
+    return tools, budgets, servers
 
 
 def _budget(report: y.Report, raw: object, path: y.KeyPath, server: Budget) -> Budget:
@@ -245,6 +262,15 @@ def narrow(server: Config, policy: RepoPolicy) -> Config:
             spec = replace(spec, tools=policy.tools[name])
         if name in policy.budgets:
             spec = replace(spec, budget=policy.budgets[name])
+        if name in policy.servers:
+            kept = policy.servers[name]
+            spec = replace(
+                spec,
+                mcp_servers=tuple(s for s in spec.mcp_servers if s.name in kept),
+                tools=tuple(
+                    t for t in spec.tools if not mc.is_mcp_tool(t) or mc.server_of(t) in kept
+                ),
+            )
         agents[name] = spec
     default = policy.default_agent
     if default is None:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from bot import __version__, log
-from bot.cli import repos, tokens
+from bot.cli import mcp, repos, tokens
 from bot.cli.admin import (
     cmd_config_check,
     cmd_db_current,
@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
     tokens.register(commands)  # tokens, audit (bot/cli/tokens.py)
     repos.register(commands)  # repos pause|resume|list (bot/cli/repos.py)
+    mcp.register(commands)  # mcp: MCP over stdio (bot/cli/mcp.py)
     return parser
 
 

@@ -389,16 +389,20 @@ class SessionDirectory:
         *,
         limit: int = 5,
         exclude_session: str | None = None,
+        repos: tuple[str, ...] | None = None,
     ) -> Rows:
         """Transcript events of visible sessions that match `query`, best first: each
         with its session's id and key, the event's id and kind, and a snippet with the
-        matched words between ** marks."""
+        matched words between ** marks. `repos` (an API token's limit) keeps sessions of
+        those repositories only."""
         _check_limit("limit", limit, 1)
         limit = min(limit, MAX_SEARCH)
         query = query.replace("\x00", " ")  # PostgreSQL's text cannot hold NUL
         where = [] if policy is None else [visible_clause(policy, caller_agent_id)]
         if exclude_session is not None:
             where.append(SessionRow.id != exclude_session)
+        if repos is not None:
+            where.append(SessionRow.repo.in_(repos) if repos else false())
         if self.dialect == "sqlite":
             return self._search_sqlite(query, where, limit)
         if self.dialect == "postgresql":

@@ -28,6 +28,7 @@ from bot.hosts.base import DiffComment, HostClient, HostError
 from bot.paths import path_problem, repo_path
 from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
+from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.memory import MemoryStore
 from bot.sessions.ports import ToolService
 from bot.sessions.proposals import from_workspace
@@ -94,6 +95,7 @@ class SessionTools:
         memory: MemoryStore | None = None,
         delegate: Delegate | None = None,
         workspace: WorkspaceTools | None = None,
+        external: McpToolbox | None = None,
     ) -> None:
         self.service = service
         self.session = session
@@ -105,6 +107,7 @@ class SessionTools:
         self._memory = memory
         self._delegate = delegate
         self._workspace = workspace
+        self._external = external
         self._completed = False
         self._calls = 0
         self._tickets = 0  # delegations asked for in this turn, in the order they were made
@@ -262,6 +265,8 @@ class SessionTools:
         return result
 
     async def _run(self, name: str, args: Mapping[str, Any], key: str) -> ToolResult:
+        if self._external is not None and self._external.handles(name):
+            return await self._external.call(name, dict(args))  # the agent's, filtered
         if name not in self.agent.tools:
             return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
         if name in b.WORKSPACE_TOOLS or (name == b.READ_FILE and self._workspace is not None):

@@ -23,6 +23,7 @@ from bot.db.outage import Outage
 from bot.log import bind
 from bot.loops import nap
 from bot.sessions.agents import spec_record
+from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.service_core import ServiceCore
 from bot.sessions.store import (
     CANCELLED,
@@ -148,8 +149,11 @@ class TurnRunner:
         heartbeat = asyncio.create_task(self._heartbeat(session.id))
         timer, result = metrics.Timer(), "crashed"
         try:
-            with bound:
-                await self._turn(session, inputs, params or {})
+            # The agent's MCP servers (if any) are connected for the turn and closed
+            # with `stack` when it is over.
+            async with contextlib.AsyncExitStack() as stack:
+                with bound:
+                    await self._turn(session, inputs, params or {}, stack)
             result = "ran"
         finally:
             metrics.count_turn(result, timer.seconds())
@@ -158,7 +162,11 @@ class TurnRunner:
                 await heartbeat
 
     async def _turn(
-        self, session: SessionInfo, inputs: list[InputInfo], params: Mapping[str, Any]
+        self,
+        session: SessionInfo,
+        inputs: list[InputInfo],
+        params: Mapping[str, Any],
+        stack: contextlib.AsyncExitStack,
     ) -> None:
         service = self.service
         await service.publish_status(session)
@@ -171,6 +179,10 @@ class TurnRunner:
         workspace = None
         if service.workspaces is not None:
             workspace = await service.workspaces.open_for_turn(service, session, agent)
+        external = None
+        if agent.mcp_servers:
+            workdir = workspace.root if workspace is not None else None
+            external = await McpToolbox.open(agent, stack, workdir)
         tools = SessionTools(
             service,
             session,
@@ -182,7 +194,10 @@ class TurnRunner:
             memory=service.memory,
             delegate=self.delegate,
             workspace=workspace,
+            external=external,
         )
+        for problem in external.problems if external is not None else ():
+            await tools.note("mcp_problem", problem)
         history = await asyncio.to_thread(service.store.conversation, session.id)
         turn = Turn(
             session_id=session.id,
@@ -200,6 +215,7 @@ class TurnRunner:
                 "session": session.id,
                 "parent": session.parent_id,
             },
+            external_tools=tuple(external.specs) if external is not None else (),
         )
         error: str | None = None
         stopped: Stop | None = None

@@ -79,8 +79,9 @@ class Scrubber:
 
     @classmethod
     def configured(cls, settings: Settings, config: Config | None = None) -> Scrubber:
-        """Every configured secret: the settings marked secret, and the API key of every
-        provider in the agents file (read from its `apiKeyEnv` variable)."""
+        """Every configured secret: the settings marked secret, the API key of every
+        provider in the agents file (read from its `apiKeyEnv` variable), and what agents'
+        MCP servers get from variables (headers and environment)."""
         values: list[str] = []
         for setting in SETTINGS:
             if setting.secret:
@@ -91,6 +92,10 @@ class Scrubber:
                     values.extend(line for line in value.splitlines() if len(line) >= 40)
         if config is not None:
             values.extend(provider.api_key for provider in config.providers.values())
+            for agent in config.agents.values():  # MCP servers' credentials (mcpServers)
+                for server in agent.mcp_servers:
+                    values.extend(server.env.values())
+                    values.extend(v.removeprefix("Bearer ") for v in server.headers.values())
         return cls(values)
 
     def text(self, text: str) -> str:
