@@ -588,32 +588,36 @@ async def test_cancel_reaches_the_turn_in_another_process(
     web = start(procs, ["serve", "--workers", "0"], database_url, tmp_path, "web", env)
     base = web.wait_for(r"listening on (http://[\d.]+:\d+)").group(1)
     start(procs, ["worker"], database_url, tmp_path, "worker", env)
-    store = SessionStore(make_engine(database_url))
-    await comment(github, base, 7, "@threadline tell a slow story")
-    await eventually(lambda: llm.in_flight >= 1, "the worker's model call is streaming", 40)
-    [session] = store.recent(limit=5)
-    assert session.state == "busy"
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{base}{V1}/sessions/{session.id}/cancel",
-            json={"wait": 15},
-            headers={"Authorization": f"Bearer {BOOTSTRAP}"},
-        ) as response,
-    ):
-        answer = await response.json()
-    assert response.status == 200, answer
-    assert (answer["cancelling"], answer["session"]["state"]) == (True, "idle")
-    # Every model call of the turn is dropped (a lease that lapsed on a busy machine can
-    # make the runner start the turn a second time; both stop).
-    await eventually(
-        lambda: all(r.disconnected for r in llm.requests),
-        "the fake sees its connections closed",
-        10,
-    )
-    kinds = [e.kind for e in store.transcript(session.id)]
-    assert kinds.index("cancel_requested") < kinds.index("cancelled")
-    started = next(e.data for e in store.transcript(session.id) if e.kind == "turn_started")
-    stopped = next(e.data for e in store.transcript(session.id) if e.kind == "cancelled")
-    assert stopped["by"] == "operator:operator"
-    assert started["runner"].startswith("turns-")
+    engine = make_engine(database_url)
+    store = SessionStore(engine)
+    try:
+        await comment(github, base, 7, "@threadline tell a slow story")
+        await eventually(lambda: llm.in_flight >= 1, "the worker's model call is streaming", 40)
+        [session] = store.recent(limit=5)
+        assert session.state == "busy"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{base}{V1}/sessions/{session.id}/cancel",
+                json={"wait": 15},
+                headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+            ) as response,
+        ):
+            answer = await response.json()
+        assert response.status == 200, answer
+        assert (answer["cancelling"], answer["session"]["state"]) == (True, "idle")
+        # Every model call of the turn is dropped (a lease that lapsed on a busy machine can
+        # make the runner start the turn a second time; both stop).
+        await eventually(
+            lambda: all(r.disconnected for r in llm.requests),
+            "the fake sees its connections closed",
+            10,
+        )
+        kinds = [e.kind for e in store.transcript(session.id)]
+        assert kinds.index("cancel_requested") < kinds.index("cancelled")
+        started = next(e.data for e in store.transcript(session.id) if e.kind == "turn_started")
+        stopped = next(e.data for e in store.transcript(session.id) if e.kind == "cancelled")
+        assert stopped["by"] == "operator:operator"
+        assert started["runner"].startswith("turns-")
+    finally:
+        engine.dispose()
