@@ -27,6 +27,7 @@ from bot.sessions.agents import spec_record
 from bot.sessions.approvals import (
     ApprovalStore,
 )
+from bot.sessions.context import ContextReader
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import SessionDirectory
 from bot.sessions.store import (
@@ -148,6 +149,8 @@ class ServiceCore:
         self.exclude_starter = False  # may the person who started a run approve it?
         self.workspaces: WorkspaceRuntime | None = None  # git worktrees for agents with one
         self.public_url: str | None = None  # links in status comments (THREADLINE_PUBLIC_URL)
+        # What a session is told of its thread when it starts (bot.sessions.context).
+        self.context = ContextReader(self.can_write)
 
     # ------------------------------------------------------------------ asking
 

@@ -22,6 +22,7 @@ from bot.db.outage import Outage
 from bot.log import bind
 from bot.loops import nap
 from bot.sessions.agents import spec_record
+from bot.sessions.context import context_for
 from bot.sessions.service_core import ServiceCore
 from bot.sessions.store import (
     DONE,
@@ -152,6 +153,13 @@ class TurnRunner:
             workspace=workspace,
         )
         history = await asyncio.to_thread(service.store.conversation, session.id)
+        thread_context = await context_for(
+            session,
+            store=service.store,
+            reader=service.context,
+            host_for=service.host_for,
+            note=service.note,
+        )
         turn = Turn(
             session_id=session.id,
             number=session.turns,
@@ -167,6 +175,7 @@ class TurnRunner:
                 "session": session.id,
                 "parent": session.parent_id,
             },
+            thread_context=thread_context,
         )
         error: str | None = None
         try:
