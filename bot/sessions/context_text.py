@@ -194,6 +194,8 @@ def _comments_part(
         used += len(block)
     shown = len(blocks)
     left_out = window.left_out + len(window.comments) - shown
+    if not blocks and not left_out:
+        return "### Earlier comments in the thread\nNone.", {"shown": 0, "left_out": 0}
     heading = f"### Earlier comments in the thread ({shown} shown, oldest first"
     heading += f"; {left_out} older ones left out)" if left_out else ")"
     parts = [heading]
