@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
+from bot.agents.base import AgentSpec, Turn, TurnInput
+from bot.agents.command import task_text
 from bot.config import Settings
+from bot.events import ThreadRef
+from bot.hosts.local import LocalHost
+from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO
+from bot.hosts.local_store import PlaygroundStore
 from bot.hosts.thread import hunk_at
 from bot.sessions.context_text import FENCE, fenced
 from tests import payloads as p
@@ -30,6 +38,7 @@ __all__ = ["fake_github"]
 
 OPENAI_KEY = "sk-openai-test-context-9f8e7d6c5b4a"
 ANTHROPIC_KEY = "sk-ant-test-context-0f1e2d3c4b5a"
+OPERATOR = "operator-token-context-0123456789abcdef"
 AGENTS = """
 providers:
   local:
@@ -108,7 +117,10 @@ async def rig(
     ]
     fake_github.set_permission(REPO, "contributor", "write")
     path = config(tmp_path, "openai", openai.base_url)
-    async with run_app(github_settings(settings, fake_github, path)) as app:
+    configured = with_settings(
+        github_settings(settings, fake_github, path), operator_token=OPERATOR
+    )
+    async with run_app(configured) as app:
         yield GitHubRig(app, fake_github)
 
 
@@ -169,6 +181,17 @@ async def test_a_pull_request_session_is_told_the_pull_request_files_and_comment
     assert data["text"] in system  # one context, the one the model got
     [sent] = [e for e in store(rig.app).transcript(session.id) if e.kind == "system_prompt"]
     assert sent.data["text"] == system, "the prompt as sent is kept for the inspector"
+    auth = {"Authorization": f"Bearer {OPERATOR}"}
+    url = f"{rig.app.url}/api/sessions/{session.id}"
+    async with rig.app.http.get(url, headers=auth) as resp:
+        shown = await resp.json()
+    assert shown["system_prompt"] == system
+    assert shown["system_prompt_sent"] is True
+    page = f"{rig.app.url}/inspect/sessions/{session.id}"
+    async with rig.app.http.get(page, headers=auth) as resp:
+        html = await resp.text()
+    assert "As sent by the llm engine" in html
+    assert "src/retry.py: modified, +6 -0" in html
 
 
 async def test_a_second_session_on_the_same_head_reads_the_files_once(
@@ -396,3 +419,58 @@ def test_nothing_inside_a_fence_can_close_it(text: str) -> None:
     wrapped = fenced(text, 'comment by @x" evil="1')
     assert wrapped.lower().count(FENCE) == 2
     assert wrapped.startswith(f"<{FENCE} source=\"comment by @x' evil='1\">")
+
+
+def test_a_new_cli_session_reads_the_context_before_its_task() -> None:
+    agent = AgentSpec(id="cli", engine="command")
+    turn = Turn(
+        session_id="s-00000000",
+        number=1,
+        agent=agent,
+        task="fix it",
+        inputs=(TurnInput("task", "maintainer", "fix the retries"),),
+        thread_key="github:o/r/pulls/1",
+        thread_context="## Thread context\nPull request #1",
+    )
+    fresh = task_text(turn, fresh=True)
+    assert fresh.startswith("## Thread context\nPull request #1\n\n")
+    assert fresh.endswith("fix the retries")
+    assert task_text(turn) == "fix the retries", "a resumed CLI session has it already"
+
+
+# ----------------------------------------------------------------- the playground
+
+
+async def test_the_playground_answers_the_context_reads(engine: Engine) -> None:
+    store = PlaygroundStore(engine)
+    store.prepare("threadline")
+    local = LocalHost(store, "threadline")
+    pull = ThreadRef("local", DEMO_REPO, "pull", DEMO_PULL)
+    details = await local.pull_details(pull)
+    assert details.title
+    assert details.head_sha
+    assert details.url
+    store.add_comment(DEMO_REPO, DEMO_PULL, "maintainer", "earlier, from a maintainer")
+    store.add_comment(DEMO_REPO, DEMO_PULL, "threadline", "earlier, from the bot")
+    window = await local.thread_comments(pull, newest=1)
+    assert [(c.author, c.ours) for c in window.comments] == [("threadline", True)]
+    assert window.left_out >= 1
+
+    [changed, *_] = await local.changed_files(pull)
+    patch = changed.patch or ""
+    header = re.search(r"^@@ -\d+(?:,\d+)? \+(\d+)", patch, re.M)
+    assert header is not None
+    line, added = int(header.group(1)), ""
+    for text in patch[header.end() :].split("\n")[1:]:
+        if text.startswith("+"):
+            added = text
+            break
+        line += 0 if text.startswith("-") else 1
+    thread, _ = store.open_thread(
+        DEMO_REPO, DEMO_PULL, "maintainer", path=changed.path, line=line, body="why?"
+    )
+    anchor = await local.review_anchor(replace(pull, thread_id=str(thread.id)))
+    assert (anchor.path, anchor.line, anchor.side) == (changed.path, line, "RIGHT")
+    assert anchor.hunk.startswith("@@")
+    assert anchor.hunk.splitlines()[-1] == added
+    assert not anchor.outdated
