@@ -37,6 +37,10 @@ EDIT_FILE = "edit_file"  # {"path", "old", "new"}: exact, refuses an ambiguous m
 CODE_SEARCH = "code_search"  # {"query": regex, "path"?: glob, "max_results"?: int}
 RUN_COMMAND = "run_command"  # {"command": argv list | shell text, "timeout"?, "cwd"?}
 
+# The transcript event an engine records when it first talks to its model or CLI in a
+# session: the system prompt exactly as sent (the inspector shows it).
+SYSTEM_PROMPT_EVENT = "system_prompt"
+
 # What an agent may use when its configuration does not say (`active_tools`).
 SESSION_TOOLS = (UPDATE_STATUS, REPLY, TASK_COMPLETED)
 PR_TOOLS = (POST_REVIEW_THREAD, READ_FILE, GET_DIFF)
@@ -173,6 +177,10 @@ class Turn:
     context: Mapping[str, Any] = field(default_factory=dict)
     # The agent's external MCP servers' tools in this turn (bot/sessions/mcp_tools.py).
     external_tools: tuple[ToolSpec, ...] = ()
+    # The thread as read when the session started (bot.sessions.context): the pull
+    # request or issue, files, earlier comments, a review thread's hunk; the same text
+    # in every turn of the session, untrusted parts fenced. "" when there is none.
+    thread_context: str = ""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.agents import context as cx
-from bot.agents.base import DELEGATE, AgentSpec, EngineError, ToolResult, Tools, Turn, TurnInput
+from bot.agents.base import (
+    DELEGATE,
+    SYSTEM_PROMPT_EVENT,
+    AgentSpec,
+    EngineError,
+    ToolResult,
+    Tools,
+    Turn,
+    TurnInput,
+)
 from bot.agents.models import context_window, price_of
 from bot.agents.providers.base import (
     ContextTooLong,
@@ -145,12 +154,16 @@ def params_from(data: Mapping[str, Any]) -> Params:
 
 
 def system_prompt(spec: AgentSpec, params: Params, options: LLMOptions, turn: Turn) -> str:
+    """The agent's prompt, where the session lives, the thread's context (the same in
+    every turn, so the prompt cache keeps it) and a coordinator's sub-agents."""
     parts = [params.system_prompt if params.system_prompt is not None else spec.system_prompt]
     context = [
         line.format(turn.context[key]) for key, line in CONTEXT_LINES if turn.context.get(key)
     ]
     if context:
         parts.append("\n".join(context))
+    if turn.thread_context:
+        parts.append(turn.thread_context)
     if options.sub_agents:
         listed = [
             f"- {agent}: {about or '(no description)'}"
@@ -187,6 +200,8 @@ class LLMEngine:
             raise EngineError(f"agent {self.spec.id}: no model (set model or runtimeParams.model)")
         system = system_prompt(self.spec, params, self.options, turn)
         params = Params.merge(params, Params(system_prompt=system))
+        if turn.number == 1:  # the inspector shows the prompt as it was sent
+            await tools.note(SYSTEM_PROMPT_EVENT, {"engine": LLM_ENGINE, "text": system})
         messages = cx.replay(turn.history)
         if turn.inputs:
             asked = user_message(turn.inputs)

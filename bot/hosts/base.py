@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from bot.events import ThreadRef
+from bot.hosts.thread import CommentWindow, IssueDetails, PullDetails, ReviewAnchor
 from bot.paths import path_problem, repo_path
 
 # Capability names.
@@ -215,6 +216,21 @@ class HostClient(Protocol):
 
     async def pull_diff(self, pull: ThreadRef) -> str:
         """The unified diff of the pull/merge request."""
+        ...
+
+    # Reads for a session's context (bot.sessions.context): each may fail on its own.
+
+    async def pull_details(self, pull: ThreadRef) -> PullDetails: ...
+
+    async def issue_details(self, issue: ThreadRef) -> IssueDetails: ...
+
+    async def thread_comments(self, thread: ThreadRef, *, newest: int) -> CommentWindow:
+        """The newest comments (at most about `newest`) of the conversation, or of one
+        review thread when `thread.thread_id` is set; the host's system notes left out."""
+        ...
+
+    async def review_anchor(self, thread: ThreadRef) -> ReviewAnchor:
+        """Where the review thread `thread` sits on the diff."""
         ...
 
     async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:

@@ -49,6 +49,14 @@ from bot.hosts.local_store import (
     comment_url,
     pull_url,
 )
+from bot.hosts.thread import (
+    CommentWindow,
+    IssueDetails,
+    PullDetails,
+    ReviewAnchor,
+    ThreadComment,
+    hunk_at,
+)
 from bot.paths import repo_path
 
 T = TypeVar("T")
@@ -227,6 +235,61 @@ class LocalHost:
         if row is None:
             raise NotFound(f"the playground has no pull request {pull.repo}#{pull.number}")
         return row.diff
+
+    # -------------------------------------------------------------- context reads
+
+    async def pull_details(self, pull: ThreadRef) -> PullDetails:
+        self._check(pull)
+        row = await self._run(lambda: self.store.pull(pull.repo, pull.number))
+        if row is None:
+            raise NotFound(f"the playground has no pull request {pull.repo}#{pull.number}")
+        return PullDetails(
+            title=row.title,
+            body=row.body,
+            author=row.author,
+            state=row.state,
+            draft=False,  # the playground has no drafts nor labels
+            labels=(),
+            base_ref=row.base_ref,
+            head_ref=row.head_ref,
+            base_sha=row.base_sha,
+            head_sha=row.head_sha,
+            url=pull_url(row.number),
+        )
+
+    async def issue_details(self, issue: ThreadRef) -> IssueDetails:
+        raise NotFound(f"the playground has pull requests only, not issue {issue.key}")
+
+    async def thread_comments(self, thread: ThreadRef, *, newest: int) -> CommentWindow:
+        self._check(thread)
+        tid = _thread_id(thread)
+        rows = await self._run(lambda: self.store.thread_comments(thread.repo, thread.number, tid))
+        kept = [c for c in rows if c.deleted_at is None]
+        comments = tuple(
+            ThreadComment(
+                id=str(c.id),
+                author=c.author,
+                created_at=c.created_at.isoformat(),
+                body=c.body,
+                ours=c.author == self.bot_login,
+            )
+            for c in kept[-newest:]
+        )
+        return CommentWindow(comments, len(kept))
+
+    async def review_anchor(self, thread: ThreadRef) -> ReviewAnchor:
+        self._check(thread)
+        tid = _thread_id(thread)
+        if tid is None:
+            raise HostError(f"{thread.key} is not a review thread")
+        found = await self._run(lambda: self.store.thread(tid))
+        if found is None:
+            raise NotFound(f"the playground has no review thread {tid}")
+        patch = next(
+            (f.patch or "" for f in await self.changed_files(thread) if f.path == found.path), ""
+        )
+        hunk = hunk_at(patch, found.line, found.side)
+        return ReviewAnchor(found.path, found.line, None, found.side, hunk, outdated=not hunk)
 
     async def read_file(self, repo: str, path: str, ref: str | None = None) -> bytes:
         repo_path(path)  # before the store is asked: no path climbs out of the repository

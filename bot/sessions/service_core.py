@@ -27,6 +27,7 @@ from bot.sessions.agents import spec_record
 from bot.sessions.approvals import (
     ApprovalStore,
 )
+from bot.sessions.context import ContextReader
 from bot.sessions.limits import Hold, Holds
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import SessionDirectory
@@ -167,6 +168,8 @@ class ServiceCore:
         self.public_url: str | None = None  # links in status comments (THREADLINE_PUBLIC_URL)
         self.holds = Holds(store.engine, clock=clock)  # pauses and daily spending limits
         self.show_cost = False  # the session's cost in its status comment (`status.showCost`)
+        # What a session is told of its thread when it starts (bot.sessions.context).
+        self.context = ContextReader(self.can_write)
 
     # ------------------------------------------------------------------ asking
 

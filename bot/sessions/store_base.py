@@ -42,6 +42,17 @@ class StoreBase:
             ).scalars()
             return [Event(r.id, r.session_id, r.at, r.kind, dict(r.data)) for r in rows]
 
+    def last_event(self, session_id: str, kind: str) -> dict[str, Any] | None:
+        """The data of the session's newest event of `kind`, if it has one."""
+        with Session(self.engine) as session:
+            data = session.execute(
+                select(TranscriptEvent.data)
+                .where(TranscriptEvent.session_id == session_id, TranscriptEvent.kind == kind)
+                .order_by(TranscriptEvent.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            return None if data is None else dict(data)
+
     def conversation(self, session_id: str) -> list[dict[str, Any]]:
         """The messages the engine remembered (`conversation` events), oldest first,
         those of the sessions it resumes (its line of work) first; a turn a restart undid

@@ -23,6 +23,7 @@ from bot.db.outage import Outage
 from bot.log import bind
 from bot.loops import nap
 from bot.sessions.agents import spec_record
+from bot.sessions.context import context_for
 from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.service_core import ServiceCore
 from bot.sessions.store import (
@@ -199,6 +200,13 @@ class TurnRunner:
         for problem in external.problems if external is not None else ():
             await tools.note("mcp_problem", problem)
         history = await asyncio.to_thread(service.store.conversation, session.id)
+        thread_context = await context_for(
+            session,
+            store=service.store,
+            reader=service.context,
+            host_for=service.host_for,
+            note=service.note,
+        )
         turn = Turn(
             session_id=session.id,
             number=session.turns,
@@ -216,6 +224,7 @@ class TurnRunner:
                 "parent": session.parent_id,
             },
             external_tools=tuple(external.specs) if external is not None else (),
+            thread_context=thread_context,
         )
         error: str | None = None
         stopped: Stop | None = None

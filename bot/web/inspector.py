@@ -28,6 +28,7 @@ from bot.events import ThreadRef
 from bot.web.actions import OperatorActions
 from bot.web.auth import OPERATOR, Principal, authenticate, require
 from bot.web.links import thread_url
+from bot.web.prompt import shown_prompt
 from bot.web.queries import (
     CHANGE_PROPOSED,
     LIVE,
@@ -244,16 +245,6 @@ async def sessions_page(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _system_prompt(spec: Mapping[str, Any] | None) -> str | None:
-    if not spec:
-        return None
-    for key in ("system_prompt", "systemPrompt"):
-        value = spec.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 async def session_page(request: web.Request) -> web.StreamResponse:
     inspector = _inspector(request)
     detail = await _session_or_404(request)
@@ -262,6 +253,7 @@ async def session_page(request: web.Request) -> web.StreamResponse:
     approvals = await asyncio.to_thread(
         lambda: inspector.reads.events(sid, kinds=APPROVAL_KINDS, limit=50).events
     )
+    prompt = await asyncio.to_thread(shown_prompt, inspector.reads, sid, detail.spec)
     return render(
         request,
         "session.html",
@@ -270,7 +262,7 @@ async def session_page(request: web.Request) -> web.StreamResponse:
         approvals=build_items(approvals),
         thread_url=inspector.thread_url(detail.line.thread),
         spec=redact(detail.spec) if detail.spec else None,
-        system_prompt=_system_prompt(detail.spec),
+        prompt=prompt,
         launched=redact(detail.launched),
         notice=request.query.get("done"),
     )
@@ -530,6 +522,7 @@ async def api_session(request: web.Request) -> web.StreamResponse:
     if detail is None:
         return _json(request, {"error": f"no session {sid}"}, status=404)
     inputs = await asyncio.to_thread(inspector.reads.inputs, sid)
+    prompt = await asyncio.to_thread(shown_prompt, inspector.reads, sid, detail.spec)
     return _json(
         request,
         {
@@ -538,7 +531,8 @@ async def api_session(request: web.Request) -> web.StreamResponse:
             "output": detail.output,
             "options": detail.options,
             "spec": redact(detail.spec) if detail.spec else None,
-            "system_prompt": _system_prompt(detail.spec),
+            "system_prompt": prompt.text if prompt else None,
+            "system_prompt_sent": bool(prompt and prompt.sent),
             "progress": detail.progress,
             "updated_at": detail.updated_at.isoformat(),
             "closed_at": detail.closed_at.isoformat() if detail.closed_at else None,

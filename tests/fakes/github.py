@@ -132,6 +132,10 @@ class Pull:
     base_ref: str | None = None  # None: the repository's default branch
     head_repo: str | None = None  # a fork's full name; None: a branch of the repository
     body: str = ""
+    author: str = "octocat"
+    draft: bool = False
+    labels: list[str] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -320,7 +324,9 @@ ROUTES = (
     _route("POST", REPO + r"/issues/(?P<number>\d+)/comments", "create_issue_comment"),
     _route("PATCH", REPO + r"/issues/comments/(?P<comment_id>\d+)", "update_issue_comment"),
     _route("POST", REPO + r"/issues/comments/(?P<comment_id>\d+)/reactions", "react_issue_comment"),
+    _route("GET", REPO + r"/issues/(?P<number>\d+)", "get_issue"),
     _route("GET", REPO + r"/pulls/(?P<number>\d+)/comments", "list_review_comments"),
+    _route("GET", REPO + r"/pulls/comments/(?P<comment_id>\d+)", "get_review_comment"),
     _route(
         "POST",
         REPO + r"/pulls/(?P<number>\d+)/comments/(?P<comment_id>\d+)/replies",
@@ -1348,7 +1354,7 @@ class FakeGitHub:
             "html_url": f"{self.root}/{repo}/pull/{pull.number}#discussion_r{cid}",
             "pull_request_url": f"{self.url}/repos/{repo}/pulls/{pull.number}",
             "pull_request_review_id": review_id,
-            "diff_hunk": "@@ -1 +1 @@",
+            "diff_hunk": self._diff_hunk(pull, shape),
             "path": shape["path"],
             "commit_id": pull.head_sha,
             "original_commit_id": pull.head_sha,
@@ -1370,6 +1376,35 @@ class FakeGitHub:
             comment["in_reply_to_id"] = reply_to
         self.review_comments[cid] = comment
         return comment
+
+    @staticmethod
+    def _diff_hunk(pull: Pull, shape: dict[str, Any]) -> str:
+        """The hunk of the file's patch up to the commented line, as GitHub's
+        `diff_hunk` is; a one-line stand-in when the fake holds no patch for it."""
+        patch = next(
+            (f.get("patch") for f in pull.files if f.get("filename") == shape["path"]), None
+        )
+        line, side = shape.get("line"), shape.get("side", "RIGHT")
+        if not isinstance(patch, str) or not isinstance(line, int):
+            return "@@ -1 +1 @@"
+        kept: list[str] = []
+        old = new = 0
+        for text in patch.splitlines():
+            found = re.match(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@", text)
+            if found:
+                old, new, kept = int(found.group(1)), int(found.group(2)), [text]
+                continue
+            kept.append(text)
+            here = (
+                old
+                if text.startswith("-") or (side == "LEFT" and not text.startswith("+"))
+                else new
+            )
+            if here == line and (text.startswith("-") == (side == "LEFT") or text.startswith(" ")):
+                return "\n".join(kept)
+            old += 0 if text.startswith("+") else 1
+            new += 0 if text.startswith("-") else 1
+        return "@@ -1 +1 @@"
 
     def _list_review_comments(self, ctx: Ctx) -> web.Response:
         # https://docs.github.com/en/rest/pulls/comments#list-review-comments-on-a-pull-request
@@ -1509,6 +1544,10 @@ class FakeGitHub:
                 "id": 5000 + pull.number,
                 "number": pull.number,
                 "title": pull.title,
+                "body": pull.body or None,  # GitHub sends null for an empty description
+                "user": self._user(pull.author),
+                "draft": pull.draft,
+                "labels": [self._label_entity(name) for name in pull.labels],
                 "state": pull.state,
                 "merged": pull.merged,
                 "merged_at": iso(self.clock()) if pull.merged else None,
@@ -1525,6 +1564,38 @@ class FakeGitHub:
                 },
             }
         )
+
+    def _label_entity(self, name: str) -> dict[str, Any]:
+        return {"id": 7000 + sum(name.encode()), "name": name, "color": "ededed", "default": False}
+
+    def _get_issue(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/issues/issues#get-an-issue (pull requests too)
+        repo, issue = self._pull(ctx, pull_only=False)
+        kind = "pull" if issue.pull else "issues"
+        found: dict[str, Any] = {
+            "id": 6000 + issue.number,
+            "number": issue.number,
+            "title": issue.title,
+            "body": issue.body or None,
+            "user": self._user(issue.author),
+            "state": issue.state,
+            "labels": [self._label_entity(name) for name in issue.labels],
+            "assignees": [self._user(login) for login in issue.assignees],
+            "html_url": f"{self.root}/{repo.full_name}/{kind}/{issue.number}",
+        }
+        if issue.pull:
+            found["pull_request"] = {
+                "url": f"{self.url}/repos/{repo.full_name}/pulls/{issue.number}"
+            }
+        return web.json_response(found)
+
+    def _get_review_comment(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/pulls/comments#get-a-review-comment-for-a-pull-request
+        repo = self._repo(ctx)
+        comment = self.review_comments.get(int(ctx.params["comment_id"]))
+        if comment is None or comment["_repo"] != repo.full_name:
+            raise error(404, "Not Found")
+        return web.json_response(public(comment))
 
     def _list_pull_files(self, ctx: Ctx) -> web.Response:
         # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files

@@ -198,6 +198,9 @@ class MergeRequest:
     source_branch: str = "feature"
     target_branch: str = "main"
     description: str = ""
+    author: User | None = None  # None: the token's user
+    draft: bool = False
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +209,8 @@ class Project:
     path: str
     default_branch: str = "main"
     issues: dict[int, str] = field(default_factory=dict)  # iid -> title
+    # iid -> what else an issue shows (description, author, labels, assignees)
+    issue_details: dict[int, dict[str, Any]] = field(default_factory=dict)
     merge_requests: dict[int, MergeRequest] = field(default_factory=dict)
     members: dict[int, int] = field(default_factory=dict)  # user id -> access level
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path)
@@ -422,6 +427,25 @@ class FakeGitLab:
             (project.id, kind, iid), body, author or self.bot, discussion=None, individual=True
         )
 
+    def add_diff_discussion(
+        self,
+        project: Project,
+        iid: int,
+        body: str,
+        position: dict[str, Any],
+        *,
+        author: User | None = None,
+    ) -> Note:
+        """A discussion on a diff line of a merge request, opened by `author`."""
+        return self._new_note(
+            (project.id, "merge_requests", iid),
+            body,
+            author or self.bot,
+            discussion=None,
+            type_="DiffNote",
+            position=position,
+        )
+
     def calls(self, method: str | None = None, path: str | None = None) -> list[Recorded]:
         """Recorded requests, by method and by a regex searched in `path`."""
         return [
@@ -616,6 +640,7 @@ class FakeGitLab:
             ("PUT", discussion, self._discussion_resolve),
             ("POST", discussion + r"/notes", self._discussion_reply),
             ("PUT", discussion + r"/notes/(?P<note>\d+)", self._note_edit),
+            ("GET", project + r"/issues/(?P<iid>\d+)", self._issue_get),
             ("GET", project + r"/merge_requests/(?P<iid>\d+)", self._mr_get),
             ("GET", project + r"/merge_requests/(?P<iid>\d+)/diffs", self._mr_diffs),
             ("GET", project + r"/repository/files/(?P<file>[^/]+)/raw", self._file_raw),
@@ -868,6 +893,27 @@ class FakeGitLab:
         }
 
     # ------------------------------------------------------------ merge requests
+
+    def _issue_get(self, call: Call) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/issues/#single-project-issue
+        project = self._project(call)
+        iid = int(call.match["iid"])
+        if iid not in project.issues:
+            raise _not_found("Issue")
+        extra = project.issue_details.get(iid, {})
+        author = extra.get("author") or self.bot
+        return {
+            "id": iid + 9000,
+            "iid": iid,
+            "project_id": project.id,
+            "title": project.issues[iid],
+            "description": extra.get("description"),
+            "state": "opened",
+            "labels": list(extra.get("labels", [])),
+            "author": author.entity(),
+            "assignees": [u.entity() for u in extra.get("assignees", [])],
+            "web_url": f"http://gitlab.example/{project.path}/-/issues/{iid}",
+        }
 
     def _mr_get(self, call: Call) -> dict[str, Any]:
         project, mr = self._project(call), self._mr(call)
@@ -1140,6 +1186,10 @@ class FakeGitLab:
             "project_id": project.id,
             "title": mr.title,
             "description": mr.description,
+            "author": (mr.author or self.bot).entity(),
+            "draft": mr.draft,
+            "work_in_progress": mr.draft,
+            "labels": list(mr.labels),
             "state": mr.state,
             "source_branch": mr.source_branch,
             "target_branch": mr.target_branch,

@@ -6,6 +6,7 @@ import logging
 
 from bot.config import Settings
 from bot.hosts.gitlab.changes import ChangeSets
+from bot.hosts.gitlab.context import ContextReads
 from bot.hosts.gitlab.errors import CAPABILITIES
 from bot.hosts.gitlab.reads import Reads
 from bot.hosts.gitlab.writes import Writes
@@ -13,7 +14,7 @@ from bot.hosts.gitlab.writes import Writes
 log = logging.getLogger(__name__)
 
 
-class GitLabClient(Reads, Writes, ChangeSets):
+class GitLabClient(ContextReads, Reads, Writes, ChangeSets):
     """`HostClient` for one GitLab instance and one token (personal, project or group)."""
 
     host: str = "gitlab"
