@@ -511,12 +511,13 @@ class FakeGitLab:
         return await request.text()
 
     async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Every answer: its status recorded, the rate limit headers set."""
+        """Every answer: its status recorded, the rate limit headers set (unless an
+        injected fault set its own)."""
         self.answers.append(response.status)
         observed = len(self.answers)
-        response.headers["RateLimit-Limit"] = str(self.rate_limit)
-        response.headers["RateLimit-Observed"] = str(observed)
-        response.headers["RateLimit-Remaining"] = str(max(self.rate_limit - observed, 0))
+        response.headers.setdefault("RateLimit-Limit", str(self.rate_limit))
+        response.headers.setdefault("RateLimit-Observed", str(observed))
+        response.headers.setdefault("RateLimit-Remaining", str(max(self.rate_limit - observed, 0)))
 
     @staticmethod
     def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:
