@@ -391,6 +391,19 @@ async def test_operator_closes_with_csrf_and_it_lands_in_the_transcript(site: Ru
                 allow_redirects=False,
             ) as resp:
                 assert resp.status == 403
+        # A stale form (its CSRF value from an earlier sign-in) says so, shows what was
+        # written and links back to its page; it does not sign anyone in or out.
+        async with http.post(
+            f"{site.url}/inspect/sessions/{session.id}/close",
+            data={"csrf": "from-an-earlier-sign-in", "body": "my <b>long</b> note"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 403
+            stale = await resp.text()
+        assert 'data-testid="form-not-taken"' in stale
+        assert "my &lt;b&gt;long&lt;/b&gt; note</textarea>" in stale
+        assert f'href="/inspect/sessions/{session.id}" data-testid="back-to-page"' in stale
+        assert 'data-testid="login-form"' not in stale
         assert (await asyncio.to_thread(store.get, session.id)).state == "active"  # type: ignore[union-attr]
         async with http.post(
             f"{site.url}/inspect/sessions/{session.id}/close",
