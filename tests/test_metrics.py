@@ -313,6 +313,19 @@ async def test_gitlab_api_calls_are_counted_like_githubs(
         counted = value(after, "threadline_host_api_calls_total", host="gitlab", status=status)
         was = value(before, "threadline_host_api_calls_total", host="gitlab", status=status)
         assert counted - was == count, status
+
+    # The refused write: one retry, counted as a send and as an error of its kind.
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert (
+        delta("threadline_outbox_sends_total", host="gitlab", kind="reaction", result="retry") == 1
+    )
+    assert (
+        delta("threadline_outbox_sends_total", host="gitlab", kind="reaction", result="sent") == 1
+    )
+    assert delta("threadline_errors_total", kind="send_retry") == 1
+    assert delta("threadline_errors_total", kind="send_failed") == 0
     remaining = value(after, "threadline_host_rate_limit_remaining", host="gitlab")
     assert remaining == gl.rate_limit - len(gl.answers)
     assert value(after, "threadline_host_api_calls_total", host="github", status="200") == value(
