@@ -862,13 +862,22 @@ def test_a_run_without_tokens_gets_one_kept_owner_only_for_the_next_run(
 
 
 def test_a_refused_form_signs_in_towards_its_page_not_its_post_only_path() -> None:
-    assert form_page("/playground/comment", {"pr": "2", "user": "outsider"}) == (
+    pages = {"/playground", "/inspect/sessions", "/inspect/sessions/s-1234abcd", "/setup"}
+    is_page = pages.__contains__
+    assert form_page("/playground/comment", {"pr": "2", "user": "outsider"}, is_page) == (
         "/playground?pr=2&as=outsider"
     )
-    assert form_page("/playground/review-reply", {}) == "/playground"
-    assert form_page("/inspect/sessions/s-1234abcd/close", {}) == "/inspect/sessions/s-1234abcd"
-    assert form_page("/x", {}) == "/"
-    assert form_page("/playground/comment", {"pr": "//evil.example"}).startswith("/playground?")
+    assert form_page("/playground/review-reply", {}, is_page) == "/playground"
+    assert (
+        form_page("/inspect/sessions/s-1234abcd/close", {}, is_page)
+        == "/inspect/sessions/s-1234abcd"
+    )
+    assert form_page("/setup/gitlab/test", {}, is_page) == "/setup", "the nearest page"
+    assert form_page("/x", {}, is_page) == "/"
+    assert form_page("/nowhere/at/all", {}, is_page) == "/"
+    assert form_page("/playground/comment", {"pr": "//evil.example"}, is_page).startswith(
+        "/playground?"
+    )
 
 
 @pytest.mark.parametrize(

@@ -381,14 +381,43 @@ async def _resolve_bearer(request: web.Request) -> None:
 _PAGE_FIELDS = (("pr", "pr"), ("user", "as"))
 
 
-def form_page(path: str, form: Mapping[str, str]) -> str:
-    """The page a form posted to `path` was on: its parent path (`/playground/comment`
-    -> `/playground`, `/inspect/sessions/X/close` -> `/inspect/sessions/X`) with the
-    form's page fields as the query. Never the POST-only path itself, where sign-in's
-    redirect would end in 405."""
-    parent = path.rstrip("/").rpartition("/")[0] or HOME
+def form_page(path: str, form: Mapping[str, str], is_page: Callable[[str], bool]) -> str:
+    """The page a form posted to `path` was on: the nearest parent path that `is_page`
+    (`/playground/comment` -> `/playground`, `/inspect/sessions/X/close` ->
+    `/inspect/sessions/X`), with the form's page fields as the query. Never the POST-only
+    path itself, where sign-in's redirect would end in 405."""
+    parent = path.rstrip("/")
+    while parent:
+        parent = parent.rpartition("/")[0]
+        if parent and is_page(parent):
+            break
+    parent = parent or HOME
     query = {name: form[field] for field, name in _PAGE_FIELDS if form.get(field)}
     return safe_next(f"{parent}?{urlencode(query)}" if query else parent)
+
+
+_PAGES = web.RequestKey("threadline_form_pages", frozenset[str])
+
+
+async def _gets(app: web.Application, request: web.Request) -> frozenset[str]:
+    """The parent paths of `request` that answer GET in `app` (settled once a request:
+    the middleware's guard and a handler's may both ask, and only the first may clone)."""
+    if _PAGES in request:
+        return request[_PAGES]
+    found: set[str] = set()
+    parent = request.path.rstrip("/")
+    while parent:
+        parent = parent.rpartition("/")[0]
+        if parent:
+            try:
+                probe = request.clone(method="GET", rel_url=parent)
+            except RuntimeError:  # the body was read already: sign-in then goes home
+                break
+            match = await app.router.resolve(probe)
+            if match.http_exception is None:
+                found.add(parent)
+    request[_PAGES] = frozenset(found)
+    return request[_PAGES]
 
 
 async def _form_of(request: web.Request) -> dict[str, str]:
@@ -398,7 +427,9 @@ async def _form_of(request: web.Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-async def _form_not_taken(request: web.Request, *, signed_in: bool) -> web.Response:
+async def _form_not_taken(
+    request: web.Request, pages: frozenset[str], *, signed_in: bool
+) -> web.Response:
     """The answer to a page's form that cannot be taken (signed out, or a stale CSRF
     value): a page that says so, keeps what was written (shown, and put back into the
     form by the page's script after signing in), and signs in towards the form's page."""
@@ -407,7 +438,7 @@ async def _form_not_taken(request: web.Request, *, signed_in: bool) -> web.Respo
     return _login_page(
         request,
         status=403 if signed_in else 401,
-        next_page=form_page(request.path, form),
+        next_page=form_page(request.path, form, pages.__contains__),
         draft=draft,
         expired=not signed_in,
         stale=signed_in,
@@ -419,8 +450,16 @@ async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
     await _resolve_bearer(request)
     principal = authenticate(request)
     posted = request.method not in ("GET", "HEAD", "OPTIONS")
+    # A page's form that may not be taken is answered with a page towards the form's
+    # page; which parents are pages is settled now, before the body is read (a request
+    # cannot be cloned after). A few route lookups, no I/O.
+    pages = (
+        await _gets(request.app, request)
+        if posted and not _wants_json(request)
+        else frozenset[str]()
+    )
     if principal is None and posted and not _wants_json(request):
-        return await _form_not_taken(request, signed_in=False)
+        return await _form_not_taken(request, pages, signed_in=False)
     if principal is None or not principal.at_least(role):
         return refuse(request, principal)
     if principal.repos is not None and not _under(request.path, (API_V1,)):
@@ -431,7 +470,7 @@ async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
     if posted and not await check_csrf(request, principal):
         if _wants_json(request):
             return json_error(request, 403, "csrf", "missing or wrong CSRF token")
-        return await _form_not_taken(request, signed_in=True)
+        return await _form_not_taken(request, pages, signed_in=True)
     return None
 
 
