@@ -373,6 +373,27 @@ async def test_viewer_cannot_close_or_purge(site: Running) -> None:
     assert [e.kind for e in await asyncio.to_thread(store.transcript, session.id)] == ["launched"]
 
 
+async def test_an_open_page_can_ask_whether_it_is_still_signed_in(site: Running) -> None:
+    async with browser() as http:
+        async with http.get(f"{site.url}/login/status") as resp:
+            assert resp.status == 401
+            assert await resp.json() == {"signedIn": False}
+        await sign_in(http, site.url, OPERATOR_TOKEN, name="alice")
+        async with http.get(f"{site.url}/login/status") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"signedIn": True, "role": "operator", "who": "alice"}
+        http.cookie_jar.clear()  # as a restart with another token leaves the cookie
+        async with http.get(f"{site.url}/login/status") as resp:
+            assert resp.status == 401
+    # A page says so when it learns it: the notice is on every page, hidden until then.
+    async with browser() as http:
+        await sign_in(http, site.url, OPERATOR_TOKEN)
+        status, html = await get_text(http, f"{site.url}/inspect/sessions")
+    assert status == 200
+    assert 'id="signed-out" role="alert" hidden data-testid="signed-out"' in html
+    assert 'fetch("/login/status"' in html
+
+
 async def test_operator_closes_with_csrf_and_it_lands_in_the_transcript(site: Running) -> None:
     session = await asyncio.to_thread(launch, site.engine, 5)
     store = SessionStore(site.engine)
