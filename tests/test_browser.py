@@ -249,6 +249,16 @@ def test_the_playground_and_the_inspector_in_a_browser(server: str, page: Page) 
     assert events.count() > at_load
     assert p.evaluate("window.__stayed") == "still", "no reload: the events streamed in"
     shoot(p, "09-inspector-live-transcript")
+
+    # The sign-in ends under an open page: it says so at its next look (every 15 s, and
+    # whenever the tab comes back into view), instead of going quiet.
+    expect(p.get_by_test_id("signed-out")).to_be_hidden()
+    p.context.clear_cookies()
+    p.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(p.get_by_test_id("signed-out")).to_be_visible()
+    expect(p.get_by_test_id("signed-out-sign-in")).to_have_attribute(
+        "href", re.compile(r"^/login\?next=%2Finspect%2Fsessions%2Fs-")
+    )
     print(f"screenshots in {SCREENSHOTS}")
 
 
