@@ -71,6 +71,7 @@ HOW_TO_ANSWER = (
 
 
 CHANGE_MARKS = {"new": " (new)", "deleted": " (deleted)", "binary": " (binary)"}
+MODE_MARKS = {"100755": " (executable)", "120000": " (symbolic link)"}
 PROTECTED_WARNING = (
     "> [!WARNING]\n"
     "> This change touches {what}: {paths}. The server's configuration allows the "
@@ -109,6 +110,7 @@ def change_lines(change: ChangeSetInfo) -> list[str]:
                 line += f" +{stat.added} -{stat.removed}"
         elif item.content is None:
             line += CHANGE_MARKS["deleted"]
+        line += MODE_MARKS.get(item.mode or "", "")
         lines.append(line)
     flagged = protected(item.path for item in change.files)
     if flagged:

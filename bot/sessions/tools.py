@@ -30,6 +30,7 @@ from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
 from bot.sessions.ports import ToolService
+from bot.sessions.proposals import from_workspace
 from bot.sessions.protected import refusal, refused
 from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
@@ -383,10 +384,7 @@ class SessionTools:
             return ToolResult(False, "propose_change needs a title")
         if not files and not diff and self._workspace is not None:
             # Without files or a diff: what the workspace changed since its base.
-            changed = await self._workspace.changed_files()
-            files = [{"path": path, "content": text} for path, text in changed.items()]
-            if not files:
-                return ToolResult(False, "the workspace has no changes to propose")
+            return await self._propose_workspace(title, description)
         if bool(files) == bool(diff):
             return ToolResult(False, "propose_change needs either files or a diff (not both)")
         # Every path is checked before the host is asked anything.
@@ -430,16 +428,53 @@ class SessionTools:
         shown = "".join(file_patch(path, before[path], new[path]) for path in sorted(new))
         if not shown:
             return ToolResult(False, f"the change leaves every file as it is on {branch}")
+        made = [
+            FileContent(path, content, file_stat(path, before[path], content))
+            for path, content in sorted(new.items())
+        ]
+        return await self._record(title, description, made, branch, base_sha, shown)
+
+    async def _propose_workspace(self, title: str, description: str) -> ToolResult:
+        """The worktree's changes (bytes and modes) as the change set."""
+        assert self._workspace is not None
+        changed = await self._workspace.changed_files()
+        if not changed:
+            return ToolResult(False, "the workspace has no changes to propose")
+        if len(changed) > MAX_CHANGE_FILES:
+            return ToolResult(False, f"the workspace changed over {MAX_CHANGE_FILES} files")
+        barred = refused([c.path for c in changed], self.agent.allow_protected)
+        if barred:
+            return ToolResult(False, refusal(self.agent.id, barred))
+        size = sum(len(c.data or b"") for c in changed)
+        if size > MAX_CHANGE_BYTES:
+            return ToolResult(False, f"the change is {size} bytes; at most {MAX_CHANGE_BYTES}")
+        repo = self.session.thread.repo
+        branch, base_sha = await self._host().default_branch(repo)
+
+        async def before(path: str) -> bytes | None:
+            return await read_or_none(self._host(), repo, path, base_sha)
+
+        made, shown = await from_workspace(changed, before)
+        if not made:
+            return ToolResult(False, f"the change leaves every file as it is on {branch}")
+        return await self._record(title, description, made, branch, base_sha, shown)
+
+    async def _record(
+        self,
+        title: str,
+        description: str,
+        made: list[FileContent],
+        branch: str,
+        base_sha: str,
+        shown: str,
+    ) -> ToolResult:
         pinned = await self._head()
         change, gate = await asyncio.to_thread(
             self.service.approvals.propose,
             self.session.id,
             title=title,
             description=description,
-            files=[
-                FileContent(path, content, file_stat(path, before[path], content))
-                for path, content in sorted(new.items())
-            ],
+            files=made,
             base_branch=branch,
             base_sha=base_sha,
             pinned_sha=pinned,
