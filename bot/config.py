@@ -78,7 +78,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitlab_url", "GitLab base URL (self-managed: https://HOST)", "https://gitlab.com", group="gitlab"),
     Setting("gitlab_token", "GitLab project, group or personal access token", secret=True, group="gitlab"),
     Setting("gitlab_webhook_token", "secret token GitLab sends in X-Gitlab-Token", secret=True, group="gitlab"),
-    Setting("operator_token", "token for the inspector pages and API with close/purge (default: a random one per `serve`, printed once)", secret=True, group="inspector"),
+    Setting("operator_token", "token for the inspector pages and API with close/purge (default: a random one the first `serve` makes, prints and keeps in the env file, owner-only)", secret=True, group="inspector"),
     Setting("viewer_token", "token for read-only access to the inspector pages and API", secret=True, group="inspector"),
     Setting("mcp_token", "token `threadline mcp` (MCP over stdio) acts as: a database token or a bootstrap one; --token overrides it", secret=True, group="inspector"),
     Setting("playground", "serve the playground host (/playground): a pull request in Threadline's own database to try sessions on", "false", group="playground"),

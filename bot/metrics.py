@@ -252,7 +252,8 @@ def observe_host_answer(host: str, status: int, remaining: str | None) -> None:
 def host_api_tracing(bases: Iterable[tuple[str, str]]) -> aiohttp.TraceConfig:
     """An aiohttp trace that counts every answer from a URL under one of `bases`
     ((host name, base URL) pairs) on the process's shared client session (GitHub's REST and
-    GraphQL calls; python-gitlab has its own session and is not counted)."""
+    GraphQL calls; python-gitlab has its own requests session, whose response hook in
+    bot.hosts.gitlab.core counts GitLab's the same way)."""
     prefixes = [(url.rstrip("/") + "/", host) for host, url in bases if url]
 
     async def on_request_end(

@@ -42,10 +42,10 @@ from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
 from bot.sessions.store import SessionStore
 from bot.slots import Slots
-from bot.web.auth import ensure_operator_token, print_login_link
 from bot.web.metrics import serve_metrics
 from bot.web.playground import playground_link
 from bot.web.redact import Scrubber
+from bot.web.run_token import print_login_link, settle_operator_token
 from bot.worker import Dispatcher, Worker
 from bot.workspaces.runtime import from_settings as workspace_runtime
 from handlers import build_router
@@ -337,9 +337,10 @@ async def serve(
     problems = startup_problems(settings)
     if problems:
         raise StartupError("refusing to start:\n" + "\n".join(f"  - {p}" for p in problems))
-    settings, generated_token = ensure_operator_token(settings)
     socks = bind(settings.host, settings.port)
     try:
+        run_token = await asyncio.to_thread(settle_operator_token, settings)
+        settings, generated_token = run_token.settings, run_token.token
         services = await asyncio.to_thread(open_services, settings, migrate=settings.auto_migrate)
     except BaseException:
         for sock in socks:

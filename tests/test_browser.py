@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error, Locator, Page, expect, sync_playwright
 
-from tests.procs import Proc, start
+from bot.hosts.local_seed import BASE_FILES
+from tests.procs import Proc, free_port, start
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -247,4 +249,219 @@ def test_the_playground_and_the_inspector_in_a_browser(server: str, page: Page) 
     assert events.count() > at_load
     assert p.evaluate("window.__stayed") == "still", "no reload: the events streamed in"
     shoot(p, "09-inspector-live-transcript")
+
+    # The sign-in ends under an open page: it says so at its next look (every 15 s, and
+    # whenever the tab comes back into view), instead of going quiet.
+    expect(p.get_by_test_id("signed-out")).to_be_hidden()
+    p.context.clear_cookies()
+    p.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(p.get_by_test_id("signed-out")).to_be_visible()
+    expect(p.get_by_test_id("signed-out-sign-in")).to_have_attribute(
+        "href", re.compile(r"^/login\?next=%2Finspect%2Fsessions%2Fs-")
+    )
     print(f"screenshots in {SCREENSHOTS}")
+
+
+# ---------------------------------------------------------------- the README, a restart, a phone
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PHONE = {"width": 390, "height": 844}
+
+
+def _serve(
+    procs: list[Proc], tmp_path: Path, name: str, port: int, extra: dict[str, str] | None = None
+) -> tuple[Proc, str]:
+    """`threadline serve --playground` as the README's quick start runs it: no token set, in
+    a folder of its own (where it keeps the token it makes), on a fixed port."""
+    proc = start(
+        procs,
+        ["serve", "--playground"],
+        f"sqlite:///{tmp_path / 'threadline.db'}",
+        tmp_path,
+        name,
+        {
+            "THREADLINE_PORT": str(port),
+            "THREADLINE_OUTBOX_MIN_INTERVAL_SECONDS": "0.2",
+            "THREADLINE_OUTBOX_RETRY_SECONDS": "0.2",
+            **(extra or {}),
+        },
+    )
+    link = proc.wait_for(r"Playground: (\S+)").group(1)
+    return proc, link
+
+
+@pytest.fixture
+def browser_context() -> Iterator[Callable[..., Page]]:
+    """New pages in one Chromium: `open_page(viewport=...)`."""
+    _chromium_or_skip()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+
+            def open_page(viewport: dict[str, int] | None = None, **options: object) -> Page:
+                context = browser.new_context(
+                    viewport=viewport or {"width": 1280, "height": 900}, **options
+                )  # type: ignore[arg-type]
+                context.set_default_timeout(WAIT_MS)
+                return context.new_page()
+
+            yield open_page
+        finally:
+            browser.close()
+
+
+def _comment(p: Page, text: str) -> None:
+    p.get_by_test_id("comment-body-input").fill(text)
+    p.get_by_test_id("comment-submit").click()
+    p.wait_for_load_state()
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_across_restarts_keeps_the_browser_signed_in(
+    tmp_path: Path, procs: list[Proc], browser_context: Callable[..., Page]
+) -> None:
+    port = free_port()
+    # The quick start: no token configured; the printed link signs the browser in.
+    first, link = _serve(procs, tmp_path, "serve-1", port)
+    assert "/login?token=" in link
+    p = browser_context()
+    p.goto(link)
+    p.wait_for_url(re.compile(r"/playground"))
+    _comment(p, "@threadline look at the retry logic")
+    conversation = p.locator("#live-conversation")
+    expect(conversation.get_by_test_id("status-comment")).to_contain_text("waiting for comments")
+    _comment(p, "/done")  # as the quick start says, `/done` ends the session
+    expect(conversation.get_by_test_id("status-comment")).to_contain_text("ended by @maintainer")
+    env_file = tmp_path / "threadline.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600, "the kept token is owner-only"
+    assert "THREADLINE_OPERATOR_TOKEN=" in env_file.read_text(encoding="utf-8")
+    first.stop()
+
+    # README: "THREADLINE_CONFIG=examples/approvals.yml threadline serve --playground",
+    # on the quick start's database. The open tab stays signed in across the restart and
+    # goes on updating.
+    approvals = {"THREADLINE_CONFIG": str(EXAMPLES / "approvals.yml")}
+    second, link = _serve(procs, tmp_path, "serve-2", port, approvals)
+    assert "token=" not in link, "the kept token is configured now: it is never printed"
+    p.evaluate("window.__stayed = 'yes'")
+    _comment(p, "/agent fixer add a changelog entry")
+    statuses = p.locator("#live-conversation").get_by_test_id("status-comment")
+    expect(statuses.last).to_contain_text("Awaiting approval", timeout=30_000)
+    expect(p.get_by_test_id("signed-out")).to_be_hidden()
+    assert "/login" not in p.url
+    _comment(p, "/approve")
+    expect(p.locator("#live-conversation")).to_contain_text("opened #2", timeout=30_000)
+    shoot(p, "10-approval-answered")
+
+    # The pull request the approval opened: listed, linked and shown.
+    p.reload()
+    expect(p.get_by_test_id("pull-2")).to_contain_text("Changelog: add a changelog entry")
+    p.get_by_test_id("pull-2").get_by_role("link").click()
+    p.wait_for_url(re.compile(r"pr=2"))
+    expect(p.get_by_test_id("pr-title")).to_contain_text("playground/demo#2")
+    expect(p.get_by_test_id("live-files")).to_contain_text(
+        "Uploads are retried while the archive is briefly down."
+    )
+    shoot(p, "11-approval-pull-request")
+    second.stop()
+
+    # A restart with another token: the open tab says it is signed out (it does not just
+    # stop updating), holds back a comment and keeps its text; signing in from there works.
+    text = env_file.read_text(encoding="utf-8")
+    new_token = "a-new-operator-token-after-rotation-0123456789"
+    env_file.write_text(
+        re.sub(r"THREADLINE_OPERATOR_TOKEN=\S+", f"THREADLINE_OPERATOR_TOKEN={new_token}", text),
+        encoding="utf-8",
+    )
+    third, _ = _serve(procs, tmp_path, "serve-3", port, approvals)
+    expect(p.get_by_test_id("signed-out")).to_be_visible()
+    shoot(p, "12-signed-out")
+    draft = "a long thought about the changelog that must not be lost"
+    p.get_by_test_id("comment-body-input").fill(draft)
+    p.get_by_test_id("comment-submit").click()
+    assert "pr=2" in p.url, "held back: the page did not leave"
+    expect(p.get_by_test_id("comment-body-input")).to_have_value(draft)
+    p.get_by_test_id("signed-out-sign-in").click()
+    p.get_by_test_id("login-token").fill(new_token)
+    p.get_by_test_id("login-submit").click()
+    p.wait_for_url(re.compile(r"/playground\?.*pr=2"))
+    expect(p.get_by_test_id("comment-body-input")).to_have_value(draft)
+    p.get_by_test_id("comment-submit").click()
+    p.wait_for_load_state()
+    expect(p.get_by_test_id("live-conversation")).to_contain_text(draft)
+
+    # The sign-in ends between two looks (no notice yet): the server's answer keeps the
+    # text, and signing in from that page (once "405: Method Not Allowed") goes back to
+    # the page with the text in its box.
+    p.evaluate("window.threadlineSignedOut = function () {}")  # the page has not noticed
+    p.context.clear_cookies()
+    second_draft = "written while the sign-in ended"
+    p.get_by_test_id("comment-body-input").fill(second_draft)
+    p.get_by_test_id("comment-submit").click()
+    p.wait_for_load_state()
+    expect(p.get_by_test_id("form-not-taken")).to_be_visible()
+    expect(p.get_by_test_id("kept-draft")).to_have_value(second_draft)
+    shoot(p, "13-form-not-taken")
+    p.get_by_test_id("login-token").fill(new_token)
+    p.get_by_test_id("login-submit").click()
+    p.wait_for_url(re.compile(r"/playground\?.*pr=2"))
+    expect(p.get_by_test_id("pr-title")).to_contain_text("playground/demo#2")
+    expect(p.get_by_test_id("comment-body-input")).to_have_value(second_draft)
+    third.stop()
+
+
+@pytest.mark.slow
+def test_on_a_phone_review_threads_are_in_reach_and_deleted_lines_take_comments(
+    server: str, browser_context: Callable[..., Page]
+) -> None:
+    p = browser_context(PHONE, is_mobile=True, has_touch=True)
+    p.goto(f"{server}/login?next=/playground")
+    p.get_by_test_id("login-token").fill(TOKEN)
+    p.get_by_test_id("login-submit").click()
+    p.wait_for_url(re.compile(r"/playground"))
+    _comment(p, "@threadline review the retry logic")
+    expect(p.locator("#live-conversation").get_by_test_id("status-comment")).to_contain_text(
+        "waiting for comments"
+    )
+
+    # A deleted line, numbered in the old file, takes a comment (side LEFT).
+    old = BASE_FILES["src/uploader.py"].splitlines().index("    response.raise_for_status()") + 1
+    p.get_by_test_id(f"line-src/uploader.py-{old}-old").click()
+    expect(p.get_by_test_id("new-thread-line")).to_have_value(str(old))
+    p.get_by_test_id("new-thread-body").fill("@threadline why does this go?")
+    p.get_by_test_id("new-thread-submit").click()
+    p.wait_for_load_state()
+    thread = p.get_by_test_id("review-thread").first
+    expect(thread).to_contain_text(f"line {old} (old)")
+    expect(thread).to_contain_text("looking at: why does this go?")
+
+    # Its reply button is on the screen, not off to the right inside the wide diff.
+    button = thread.get_by_test_id("reply-submit")
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"], box
+    assert p.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shoot(p, "14-phone-review-thread")
+    thread.get_by_test_id("reply-body").fill("and the error it raised?")
+    button.tap()
+    p.wait_for_load_state()
+    expect(p.get_by_test_id("review-thread").first).to_contain_text(
+        "heard @maintainer: and the error it raised?"
+    )
+
+    # The Sessions page on a phone: every column there, each row says its thread's kind.
+    p.goto(f"{server}/inspect/sessions")
+    rows = p.get_by_test_id("session-row")
+    expect(rows).to_have_count(2)
+    kinds = sorted(rows.get_by_test_id("thread-kind").all_inner_texts())
+    assert kinds[0] == "conversation"
+    assert kinds[1].startswith("review thread")
+    for cell in rows.first.locator("td").all():
+        cell_box = cell.bounding_box()
+        assert cell_box is not None
+        assert cell.is_visible()
+        assert cell_box["x"] + cell_box["width"] <= PHONE["width"] + 1, cell.inner_text()
+    expect(rows.first).to_contain_text("maintainer")  # "Started by", hidden before
+    shoot(p, "15-phone-sessions")

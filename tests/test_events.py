@@ -157,6 +157,22 @@ def test_github_review_comment_line_falls_back_to_original_line(
 
 
 @pytest.mark.parametrize(
+    ("side", "expected"), [("RIGHT", "RIGHT"), ("LEFT", "LEFT"), (None, "RIGHT")]
+)
+def test_github_review_comment_on_a_deleted_line_is_on_the_left(
+    side: str | None, expected: str
+) -> None:
+    data = p.review_comment()
+    data["comment"]["side"] = side
+    event = gh("pull_request_review_comment", data)
+    assert isinstance(event, CommentEvent)
+    assert event.side == expected
+    conversation = gh("issue_comment", p.issue_comment("hello"))
+    assert isinstance(conversation, CommentEvent)
+    assert conversation.side is None, "a conversation comment is on no diff line"
+
+
+@pytest.mark.parametrize(
     ("state", "action", "expected"),
     [
         ("approved", "submitted", "approved"),
@@ -600,9 +616,10 @@ def test_gitlab_individual_note_with_a_discussion_id_stays_in_the_conversation()
 
 
 @pytest.mark.parametrize(
-    ("position", "path", "line"),
+    ("position", "path", "line", "side"),
     [
-        ({**POSITION, "new_line": None, "old_line": 30}, "src/retry.py", 30),
+        (POSITION, "src/retry.py", 45, "RIGHT"),
+        ({**POSITION, "new_line": None, "old_line": 30}, "src/retry.py", 30, "LEFT"),
         (
             {
                 **POSITION,
@@ -613,17 +630,18 @@ def test_gitlab_individual_note_with_a_discussion_id_stays_in_the_conversation()
             },
             "src/old.py",
             9,
+            "LEFT",
         ),
-        ({**POSITION, "new_line": None, "old_line": None}, "src/retry.py", None),
-        ("not a mapping", None, None),
+        ({**POSITION, "new_line": None, "old_line": None}, "src/retry.py", None, None),
+        ("not a mapping", None, None, None),
     ],
 )
 def test_gitlab_diff_note_position_falls_back_to_the_old_side(
-    position: object, path: str | None, line: int | None
+    position: object, path: str | None, line: int | None, side: str | None
 ) -> None:
     event = gl(_note(type="DiffNote", discussion_id="abc123", position=position))
     assert isinstance(event, CommentEvent)
-    assert (event.path, event.line) == (path, line)
+    assert (event.path, event.line, event.side) == (path, line, side)
 
 
 def test_gitlab_system_note() -> None:

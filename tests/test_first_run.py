@@ -89,6 +89,7 @@ def test_env_file_after_a_nested_command(bare: Path, capsys: pytest.CaptureFixtu
 
 # ---------------------------------------------------------------- a bad agents file
 
+_FIXER = "agents:\n  fixer:\n    engine: script\n    script:\n      - do: [{reply: hi}]\n"
 BAD_AGENTS_FILES = {
     "yaml-syntax": ("agents:\n  fixer:\n    engine: script\n   script: [\n", "threadline.yml:"),
     "unknown-engine": ("agents:\n  fixer:\n    engine: gpt\n", "unknown engine 'gpt'"),
@@ -101,6 +102,28 @@ BAD_AGENTS_FILES = {
     "unknown-default-agent": (
         "agents:\n  fixer:\n    engine: script\ndefaultAgent: nobody\n",
         "nobody",
+    ),
+    # Files YAML reads well whose meaning is wrong: each names its line and field.
+    "unknown-tool": (
+        _FIXER + "    active_tools: [reply, fly]\n",
+        "threadline.yml:6: agents.fixer.active_tools[1]: unknown tool 'fly'",
+    ),
+    "bad-regex": (
+        "agents:\n  fixer:\n    engine: script\n    script:\n      - when: '(open'\n"
+        "        do: [{reply: hi}]\n",
+        "threadline.yml:5: agents.fixer.script[0].when: invalid regular expression",
+    ),
+    "workflow-unknown-agent": (
+        _FIXER + "workflows:\n  fix:\n    steps:\n      - {name: a, agent: ghost}\n",
+        "threadline.yml:9: workflows.fix.steps[0].agent: unknown agent 'ghost'",
+    ),
+    "wrong-type": (
+        _FIXER + "sessions:\n  keepSessionOpenForComments: maybe\n",
+        "sessions.keepSessionOpenForComments: expected true or false, got 'maybe'",
+    ),
+    "missing-required": (
+        "agents:\n  thinker:\n    engine: llm\n",
+        "threadline.yml:2: agents.thinker.provider: required",
     ),
 }
 

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import json
 import re
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +21,7 @@ from sqlalchemy import Engine, insert, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from bot.db.models import Delivery, OutboxItem, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 from bot.sessions.store import Launch, SessionInfo, SessionOptions, SessionStore
@@ -28,15 +30,14 @@ from bot.web.auth import (
     Keys,
     Principal,
     clean_name,
-    ensure_operator_token,
-    login_link,
-    print_login_link,
+    form_page,
     safe_next,
 )
 from bot.web.inspector import build_items, diff_lines
 from bot.web.links import github_web_url, thread_url
 from bot.web.queries import EventRow
 from bot.web.redact import HIDDEN, Scrubber, redact
+from bot.web.run_token import RunToken, login_link, print_login_link, settle_operator_token
 from tests.conftest import Running, run_app, with_settings
 from tests.payloads import GITLAB_TOKEN, SECRET, encode, github_headers, issue_comment
 
@@ -174,7 +175,12 @@ async def test_unauthenticated_requests_are_refused_and_open_paths_stay_open(
     async with site.http.post(
         f"{site.url}/inspect/sessions/{session.id}/close", allow_redirects=False
     ) as resp:
-        assert resp.status == 303
+        # A page's form sent while signed out: a sign-in page that says so, towards the
+        # page the form was on (never the POST-only path: that ended in 405).
+        assert resp.status == 401
+        page = await resp.text()
+        assert 'data-testid="form-not-taken"' in page
+        assert f'name="next" value="/inspect/sessions/{session.id}"' in page
     assert (await asyncio.to_thread(SessionStore(site.engine).get, session.id)).state == "active"  # type: ignore[union-attr]
 
     async with site.http.get(f"{site.url}/healthz") as resp:
@@ -367,6 +373,27 @@ async def test_viewer_cannot_close_or_purge(site: Running) -> None:
     assert [e.kind for e in await asyncio.to_thread(store.transcript, session.id)] == ["launched"]
 
 
+async def test_an_open_page_can_ask_whether_it_is_still_signed_in(site: Running) -> None:
+    async with browser() as http:
+        async with http.get(f"{site.url}/login/status") as resp:
+            assert resp.status == 401
+            assert await resp.json() == {"signedIn": False}
+        await sign_in(http, site.url, OPERATOR_TOKEN, name="alice")
+        async with http.get(f"{site.url}/login/status") as resp:
+            assert resp.status == 200
+            assert await resp.json() == {"signedIn": True, "role": "operator", "who": "alice"}
+        http.cookie_jar.clear()  # as a restart with another token leaves the cookie
+        async with http.get(f"{site.url}/login/status") as resp:
+            assert resp.status == 401
+    # A page says so when it learns it: the notice is on every page, hidden until then.
+    async with browser() as http:
+        await sign_in(http, site.url, OPERATOR_TOKEN)
+        status, html = await get_text(http, f"{site.url}/inspect/sessions")
+    assert status == 200
+    assert 'id="signed-out" role="alert" hidden data-testid="signed-out"' in html
+    assert 'fetch("/login/status"' in html
+
+
 async def test_operator_closes_with_csrf_and_it_lands_in_the_transcript(site: Running) -> None:
     session = await asyncio.to_thread(launch, site.engine, 5)
     store = SessionStore(site.engine)
@@ -385,6 +412,19 @@ async def test_operator_closes_with_csrf_and_it_lands_in_the_transcript(site: Ru
                 allow_redirects=False,
             ) as resp:
                 assert resp.status == 403
+        # A stale form (its CSRF value from an earlier sign-in) says so, shows what was
+        # written and links back to its page; it does not sign anyone in or out.
+        async with http.post(
+            f"{site.url}/inspect/sessions/{session.id}/close",
+            data={"csrf": "from-an-earlier-sign-in", "body": "my <b>long</b> note"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 403
+            stale = await resp.text()
+        assert 'data-testid="form-not-taken"' in stale
+        assert "my &lt;b&gt;long&lt;/b&gt; note</textarea>" in stale
+        assert f'href="/inspect/sessions/{session.id}" data-testid="back-to-page"' in stale
+        assert 'data-testid="login-form"' not in stale
         assert (await asyncio.to_thread(store.get, session.id)).state == "active"  # type: ignore[union-attr]
         async with http.post(
             f"{site.url}/inspect/sessions/{session.id}/close",
@@ -796,23 +836,69 @@ def test_cookie_values_expire_and_die_with_their_token() -> None:
     assert not keys.csrf_ok(other, keys.csrf(principal)), "CSRF is tied to the cookie session"
     assert clean_name("  <script>al ice", "operator") == "scriptalice"
     assert clean_name("", "viewer") == "viewer"
-    assert login_link("http://0.0.0.0:3000", "t o") == "http://127.0.0.1:3000/login?token=t+o"
 
 
-def test_a_run_without_tokens_gets_one_and_prints_where_to_sign_in(
-    capsys: pytest.CaptureFixture[str],
+def test_a_run_without_tokens_gets_one_kept_owner_only_for_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    bare = Settings()
-    settings, token = ensure_operator_token(bare)
+    env_file = tmp_path / "threadline.env"
+    env_file.write_text("# mine\nTHREADLINE_LOG_LEVEL=DEBUG\n", encoding="utf-8")
+    env_file.chmod(0o644)
+    bare = load_settings({}, env_file)
+    first = settle_operator_token(bare)
+    token = first.token
     assert token is not None
     assert len(token) >= 32
-    assert settings.operator_token == token
-    assert ensure_operator_token(settings) == (settings, None), "a configured token is kept"
+    assert first.settings.operator_token == token
+    assert first.kept_in == env_file
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600, "owner-only"
+    text = env_file.read_text(encoding="utf-8")
+    assert text.startswith("# mine\nTHREADLINE_LOG_LEVEL=DEBUG\n"), "the rest is kept"
+    assert f"THREADLINE_OPERATOR_TOKEN={token}" in text
+
+    # The next run reads it back as configured: same token, so the same cookie keys.
+    again = load_settings({}, env_file)
+    assert again.operator_token == token
+    assert settle_operator_token(again) == RunToken(again, None)
+    value, _ = Keys(token, None).issue("operator", "alice")
+    assert Keys.from_settings(again).verify(value) is not None, "a cookie outlives the restart"
+
+    # Configured tokens are kept and never printed.
     viewer_only = Settings(viewer_token=VIEWER_TOKEN)
-    assert ensure_operator_token(viewer_only) == (viewer_only, None)
+    assert settle_operator_token(viewer_only) == RunToken(viewer_only, None)
+
+    # A file it cannot write (here: its folder is gone): a token for this run only, and
+    # a warning saying so.
+    missing = tmp_path / "gone" / "threadline.env"
+    run_only = settle_operator_token(Settings(source_file=str(missing)))
+    assert run_only.token is not None
+    assert run_only.kept_in is None
+    assert not missing.exists()
+    assert "holds for this run only" in caplog.text
+
     print_login_link("http://0.0.0.0:3000", token)
     print_login_link("http://127.0.0.1:3000", None)
     assert capsys.readouterr().out == f"Open http://127.0.0.1:3000/login?token={token}\n"
+    assert login_link("http://0.0.0.0:3000", "t o") == "http://127.0.0.1:3000/login?token=t+o"
+
+
+def test_a_refused_form_signs_in_towards_its_page_not_its_post_only_path() -> None:
+    pages = {"/playground", "/inspect/sessions", "/inspect/sessions/s-1234abcd", "/setup"}
+    is_page = pages.__contains__
+    assert form_page("/playground/comment", {"pr": "2", "user": "outsider"}, is_page) == (
+        "/playground?pr=2&as=outsider"
+    )
+    assert form_page("/playground/review-reply", {}, is_page) == "/playground"
+    assert (
+        form_page("/inspect/sessions/s-1234abcd/close", {}, is_page)
+        == "/inspect/sessions/s-1234abcd"
+    )
+    assert form_page("/setup/gitlab/test", {}, is_page) == "/setup", "the nearest page"
+    assert form_page("/x", {}, is_page) == "/"
+    assert form_page("/nowhere/at/all", {}, is_page) == "/"
+    assert form_page("/playground/comment", {"pr": "//evil.example"}, is_page).startswith(
+        "/playground?"
+    )
 
 
 @pytest.mark.parametrize(

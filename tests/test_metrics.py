@@ -17,6 +17,8 @@ from bot.web.metrics import serve_metrics
 from tests import payloads as p
 from tests.conftest import Running, run_app, with_settings
 from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
+from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.llm import FakeAnthropic, FakeOpenAI
 from tests.test_llm_sessions import DIFF, REVIEWERS, LLMRig, fakes
 from tests.test_llm_sessions import agents_file as llm_agents_file
@@ -248,3 +250,84 @@ async def test_model_calls_and_tokens_by_provider_and_model(llm_rig: LLMRig) -> 
         tokens = "threadline_llm_tokens_total"
         assert delta(tokens, provider=prov, model=model, direction="input") == tokens_in
         assert delta(tokens, provider=prov, model=model, direction="output") == tokens_out
+
+
+async def test_gitlab_api_calls_are_counted_like_githubs(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """python-gitlab talks on its own requests session: its answers are counted by status,
+    with the rate limit GitLab says is left, under host="gitlab"."""
+    async with FakeGitLab() as gl:
+        project = gl.add_project("group/sub/project")
+        gl.add_issue(project, 3)
+        person = gl.add_user("maintainer")
+        gl.add_member(project, person, 30)
+        configured = with_settings(
+            settings,
+            gitlab_url=gl.url,
+            gitlab_token=GITLAB_TOKEN,
+            outbox_min_interval_seconds=0.0,
+            outbox_retry_seconds=0.05,
+            host_timeout_seconds=1.0,  # a failed write is ambiguous: retried after 2 of them
+            config=agents_file(tmp_path),
+            viewer_token=VIEWER,
+        )
+        async with run_app(configured) as app:
+            before = await scrape(app)
+            answers_before = len(gl.answers)
+            # A write GitLab refuses once, so a status other than 2xx is counted too.
+            gl.fail("POST", r"/projects/[^/]+/issues/3/notes/\d+/award_emoji", 500, times=1)
+            note = gl.add_note(project, "issues", 3, "@threadline gitlab task", author=person)
+            payload = p.gitlab_fixture("docs/note_hook.issue.json")
+            payload["project"]["path_with_namespace"] = "group/sub/project"
+            payload["object_attributes"].update(id=note.id, note="@threadline gitlab task")
+            payload["issue"]["iid"] = 3
+            payload["user"]["username"] = "maintainer"
+            async with app.http.post(
+                f"{app.url}/webhooks/gitlab",
+                data=p.encode(payload),
+                headers=p.gitlab_headers("Note Hook"),
+            ) as resp:
+                assert resp.status == 202
+
+            def notes() -> list[str]:
+                return [n.body for n in gl.notes.values()]
+
+            await eventually(
+                lambda: any("task: gitlab task" in n for n in notes()), "the agent answers"
+            )
+            await eventually(
+                lambda: not {"pending", "sending"} & set(app.runtime.outbox.counts()),
+                "the outbox is sent",
+                within=10,
+            )
+            after = await scrape(app)
+            answers = gl.answers[answers_before:]
+
+    by_status: dict[str, int] = {}
+    for status in answers:
+        by_status[str(status)] = by_status.get(str(status), 0) + 1
+    assert "500" in by_status, by_status
+    assert "201" in by_status, by_status
+    for status, count in by_status.items():
+        counted = value(after, "threadline_host_api_calls_total", host="gitlab", status=status)
+        was = value(before, "threadline_host_api_calls_total", host="gitlab", status=status)
+        assert counted - was == count, status
+
+    # The refused write: one retry, counted as a send and as an error of its kind.
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert (
+        delta("threadline_outbox_sends_total", host="gitlab", kind="reaction", result="retry") == 1
+    )
+    assert (
+        delta("threadline_outbox_sends_total", host="gitlab", kind="reaction", result="sent") == 1
+    )
+    assert delta("threadline_errors_total", kind="send_retry") == 1
+    assert delta("threadline_errors_total", kind="send_failed") == 0
+    remaining = value(after, "threadline_host_rate_limit_remaining", host="gitlab")
+    assert remaining == gl.rate_limit - len(gl.answers)
+    assert value(after, "threadline_host_api_calls_total", host="github", status="200") == value(
+        before, "threadline_host_api_calls_total", host="github", status="200"
+    ), "GitLab's calls are not counted as GitHub's"

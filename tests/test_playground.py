@@ -20,7 +20,7 @@ from bot.diffs import parse_diff
 from bot.events import CommentEvent, Ignored, PayloadError, ReviewEvent, ThreadRef, normalize
 from bot.hosts.base import DiffComment, HostError, NotFound
 from bot.hosts.local import LocalHost
-from bot.hosts.local_seed import DEMO_PULL, DEMO_REPO, HEAD_FILES
+from bot.hosts.local_seed import BASE_FILES, DEMO_PULL, DEMO_REPO, HEAD_FILES
 from bot.hosts.local_store import CommentInfo, PlaygroundStore
 from bot.ingress.verify import WebhookRejected, accept_local
 from bot.web.playground import render_body, signed_delivery
@@ -31,6 +31,7 @@ TOKEN = "operator-token-for-the-playground-tests"
 BOT = "threadline"
 PULL = ThreadRef("local", DEMO_REPO, "pull", DEMO_PULL)
 SLEEP_LINE = "            time.sleep(2**attempt)"
+BASE_LINES = BASE_FILES["src/uploader.py"].splitlines()
 
 
 def line_of(text: str, path: str = "src/uploader.py") -> int:
@@ -698,3 +699,58 @@ async def test_an_answer_with_nothing_to_approve_gets_a_short_reply(rig: Rig) ->
     await rig.comment("@threadline hello")
     await eventually(lambda: len(rig.sessions()) == 1, "a session")
     assert rig.replies().count("Nothing is waiting for approval in this thread.") == 1
+
+
+async def test_a_deleted_line_is_commented_on_the_left_side(rig: Rig) -> None:
+    """As on GitHub: a deleted line is numbered in the old file and commented on with
+    side LEFT; the delivery says so, the thread's session answers in it, the page shows
+    the thread after that line, and the bot can open a LEFT thread too."""
+    old_line = BASE_LINES.index("    response.raise_for_status()") + 1
+    form = {
+        "user": "maintainer",
+        "body": "@threadline why does this go?",
+        "path": "src/uploader.py",
+        "line": old_line,
+        "side": "LEFT",
+    }
+    opened = await rig.post("review-comment", form)
+    thread = opened["thread"]
+    info = rig.store.thread(thread)
+    assert info is not None
+    assert (info.path, info.line, info.side) == ("src/uploader.py", old_line, "LEFT")
+    stored = rig.app.inbox.get(opened["delivery"]["delivery"])
+    assert stored is not None
+    event = normalize("local", "comment", json.loads(stored.body))
+    assert isinstance(event, CommentEvent)
+    assert (event.path, event.line, event.side) == ("src/uploader.py", old_line, "LEFT")
+    await eventually(
+        lambda: rig.replies(thread) == ["Got it, @maintainer: why does this go?"],
+        "the thread's session answers in the thread on the deleted line",
+    )
+
+    # A number that is no deleted or unchanged line of the old file is refused on the left.
+    await rig.post("review-comment", {**form, "line": 999}, status=422)
+
+    # The page: the thread follows the deleted line, outside the diff's scrolling runs.
+    async with rig.app.http.get(
+        f"{rig.app.url}/playground", headers={**rig.auth, "Accept": "text/html"}
+    ) as resp:
+        page = await resp.text()
+    deleted = page.index(f'data-testid="line-src/uploader.py-{old_line}-old"')
+    shown = page.index(f'id="thread-{thread}"')
+    assert deleted < shown
+    between = page[deleted:shown]
+    assert "</table>" in between
+    assert 'class="threads-here"' in between
+    assert "(old)" in page[shown : shown + 400]
+
+    # The bot's review thread on a deleted line (post_review_thread with side LEFT).
+    host = LocalHost(rig.store, BOT)
+    pull = await host.pull_info(PULL)
+    [posted] = await host.create_review(
+        PULL, pull.head_sha, [DiffComment("src/uploader.py", old_line, "gone on purpose?", "LEFT")]
+    )
+    assert posted.thread_id is not None
+    made = rig.store.thread(int(posted.thread_id))
+    assert made is not None
+    assert (made.line, made.side) == (old_line, "LEFT")

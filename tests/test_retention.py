@@ -3,13 +3,16 @@ make a redelivery a duplicate outlive any redelivery, and a SQLite file shrinks.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, create_engine, func, make_url, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.cli import main
@@ -29,6 +32,7 @@ from bot.events import ThreadRef
 from bot.retention import Policy, Retention, RetentionJob
 from bot.sessions.store import Launch, SessionOptions, SessionStore
 from bot.slots import Slots
+from tests.conftest import POSTGRES_URL, postgres_reachable
 
 NOW = utcnow()
 BODY = b'{"action": "created", "comment": {"body": "' + b"x" * 2000 + b'"}}'
@@ -284,3 +288,57 @@ def test_a_new_sqlite_file_shrinks(tmp_path: Path) -> None:
         assert after < before - 1_000_000, (before, after)
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def private_postgres_database() -> Iterator[Engine]:
+    """A database of its own on the test server, migrated, dropped afterwards. VACUUM
+    removes a deleted row only once no transaction in the same database may still see
+    it: on the shared test database, other tests' open transactions would hold it back."""
+    problem = postgres_reachable()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    name = f"tl_retention_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine = make_engine(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_postgresql_gets_the_space_back() -> None:
+    """PostgreSQL: what retention deletes, VACUUM (autovacuum's work, run here at once)
+    gives back; the emptied pages at a table's end go back to the file system."""
+    with private_postgres_database() as engine:
+        live = add_session(engine, "live", 7, 0, None, created=1)
+        closed = add_session(engine, "d1", 1, 100, "user_signal", created=101)
+        store = SessionStore(engine)
+        for _ in range(600):
+            # Text that does not compress, so it takes its room (in the table or its TOAST).
+            store.record(closed, "agent_message", {"text": os.urandom(1500).hex()})
+        auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+        def size() -> int:
+            with auto.connect() as conn:
+                conn.execute(text("VACUUM transcript_events"))
+                found: int = conn.execute(
+                    text("SELECT pg_total_relation_size('transcript_events')")
+                ).scalar_one()
+                return found
+
+        before = size()
+        report = Retention(engine, Policy(), clock=lambda: NOW).run()
+        assert report.transcript_events >= 600
+        after = size()
+        assert after < before - 1_000_000, (before, after)
+        assert transcript(engine, closed) == 0
+        assert transcript(engine, live) > 0, "a live session's transcript stays"

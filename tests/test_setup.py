@@ -560,7 +560,11 @@ async def test_setup_needs_an_operator(github: FakeGitHub, tmp_path: Path) -> No
 
         test = f"{site.url}/setup/gitlab/test"
         async with site.http.post(test, data={}, allow_redirects=False) as response:
-            assert response.status == 303  # not signed in: to /login
+            # Not signed in: a sign-in page that says nothing was sent, towards the form's page.
+            assert response.status == 401
+            page = await response.text()
+        assert 'data-testid="form-not-taken"' in page
+        assert 'name="next" value="/setup"' in page  # the nearest page (GET) above it
 
 
 async def test_registration_page_allows_posting_to_github_only(

@@ -102,6 +102,8 @@ def normalize_github(event: str, data: Mapping[str, Any]) -> Event | Ignored:
             in_reply_to=None if reply_to is None else str(reply_to),
             path=comment.get("path"),
             line=line if isinstance(line, int) else None,
+            # GitHub: "LEFT" for a deleted line (numbered in the old file), else "RIGHT".
+            side="LEFT" if comment.get("side") == "LEFT" else "RIGHT",
         )
     if event == "pull_request_review":
         pull = _get(data, "pull_request")

@@ -152,6 +152,8 @@ def _gl_note(
     raw_position = note.get("position")
     position: Mapping[str, Any] = raw_position if isinstance(raw_position, Mapping) else {}
     line = position.get("new_line") or position.get("old_line")
+    # GitLab gives a deleted line only its old_line: that is GitHub's LEFT side.
+    side = None if not position else "RIGHT" if position.get("new_line") else "LEFT"
     if not common["action"]:
         common["action"] = "created"
     return CommentEvent(
@@ -162,5 +164,6 @@ def _gl_note(
         url=note.get("url"),
         path=position.get("new_path") or position.get("old_path"),
         line=line if isinstance(line, int) else None,
+        side=side if isinstance(line, int) else None,
         system=bool(note.get("system")),
     )

@@ -35,6 +35,17 @@ def _local_id(value: Any, what: str) -> str | None:
     return str(value)
 
 
+def _side(value: Any, path: Any) -> str | None:
+    """A diff comment's side: LEFT or RIGHT (RIGHT when not given, as GitHub defaults)."""
+    if not path:
+        return None
+    if value is None:
+        return "RIGHT"
+    if value not in ("LEFT", "RIGHT"):
+        raise PayloadError(f"comment.side must be LEFT or RIGHT, got {value!r}")
+    return str(value)
+
+
 def normalize_local(event: str, data: Mapping[str, Any]) -> Event | Ignored:
     """Turn one delivery of the playground host (`local`) into an event.
 
@@ -53,7 +64,8 @@ def normalize_local(event: str, data: Mapping[str, Any]) -> Event | Ignored:
                      "url": "/playground#comment-17",
                      "thread": null | 4,        # the review thread, for a diff comment
                      "in_reply_to": null | 16,  # the comment it answers in that thread
-                     "path": null | "src/x.py", "line": null | 12}}
+                     "path": null | "src/x.py", "line": null | 12,
+                     "side": null | "RIGHT" | "LEFT"}}  # LEFT: a deleted line, old number
 
     event `review` (an approval, a request for changes, or a plain review)::
 
@@ -96,6 +108,7 @@ def normalize_local(event: str, data: Mapping[str, Any]) -> Event | Ignored:
             in_reply_to=_local_id(comment.get("in_reply_to"), "comment.in_reply_to"),
             path=comment.get("path") or None,
             line=line if isinstance(line, int) and not isinstance(line, bool) else None,
+            side=_side(comment.get("side"), comment.get("path")),
         )
     review = _get(data, "review")
     if not isinstance(review, Mapping):

@@ -68,6 +68,9 @@ class CommentEvent(Event):
     in_reply_to: str | None = None
     path: str | None = None  # file, for comments on a diff line
     line: int | None = None
+    # Which file `line` counts in, as GitHub's review comments say it: RIGHT the new one
+    # (added and unchanged lines), LEFT the old one (a deleted line). None: no diff line.
+    side: str | None = None
     system: bool = False  # GitLab system notes ("added 1 commit", ...)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import functools
 import hashlib
 import hmac
@@ -32,7 +31,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlencode
 
@@ -357,8 +356,7 @@ def refuse(request: web.Request, principal: Principal | None) -> web.StreamRespo
             "authentication required: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
         )
-    wanted = request.path_qs if request.method == "GET" else request.path
-    return see_other(f"/login?{urlencode({'next': wanted})}")
+    return see_other(f"/login?{urlencode({'next': request.path_qs})}")
 
 
 def see_other(location: str) -> web.Response:
@@ -378,10 +376,90 @@ async def _resolve_bearer(request: web.Request) -> None:
         request[_PRINCIPAL] = principal or _NOBODY
 
 
+# The form fields a page's POST carries that say which page it came from (the pages send
+# no Referer): the playground's pull request and the person written as.
+_PAGE_FIELDS = (("pr", "pr"), ("user", "as"))
+
+
+def form_page(path: str, form: Mapping[str, str], is_page: Callable[[str], bool]) -> str:
+    """The page a form posted to `path` was on: the nearest parent path that `is_page`
+    (`/playground/comment` -> `/playground`, `/inspect/sessions/X/close` ->
+    `/inspect/sessions/X`), with the form's page fields as the query. Never the POST-only
+    path itself, where sign-in's redirect would end in 405."""
+    parent = path.rstrip("/")
+    while parent:
+        parent = parent.rpartition("/")[0]
+        if parent and is_page(parent):
+            break
+    parent = parent or HOME
+    query = {name: form[field] for field, name in _PAGE_FIELDS if form.get(field)}
+    return safe_next(f"{parent}?{urlencode(query)}" if query else parent)
+
+
+_PAGES = web.RequestKey("threadline_form_pages", frozenset[str])
+
+
+async def _gets(app: web.Application, request: web.Request) -> frozenset[str]:
+    """The parent paths of `request` that answer GET in `app` (settled once a request:
+    the middleware's guard and a handler's may both ask, and only the first may clone)."""
+    if _PAGES in request:
+        return request[_PAGES]
+    found: set[str] = set()
+    parent = request.path.rstrip("/")
+    while parent:
+        parent = parent.rpartition("/")[0]
+        if parent:
+            try:
+                probe = request.clone(method="GET", rel_url=parent)
+            except RuntimeError:  # the body was read already: sign-in then goes home
+                break
+            match = await app.router.resolve(probe)
+            if match.http_exception is None:
+                found.add(parent)
+    request[_PAGES] = frozenset(found)
+    return request[_PAGES]
+
+
+async def _form_of(request: web.Request) -> dict[str, str]:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return {}
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _form_not_taken(
+    request: web.Request, pages: frozenset[str], *, signed_in: bool
+) -> web.Response:
+    """The answer to a page's form that cannot be taken (signed out, or a stale CSRF
+    value): a page that says so, keeps what was written (shown, and put back into the
+    form by the page's script after signing in), and signs in towards the form's page."""
+    form = await _form_of(request)
+    draft = form.get("body", "").strip()
+    return _login_page(
+        request,
+        status=403 if signed_in else 401,
+        next_page=form_page(request.path, form, pages.__contains__),
+        draft=draft,
+        expired=not signed_in,
+        stale=signed_in,
+    )
+
+
 async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
     """None when the request may go on (a POST must also carry its CSRF token)."""
     await _resolve_bearer(request)
     principal = authenticate(request)
+    posted = request.method not in ("GET", "HEAD", "OPTIONS")
+    # A page's form that may not be taken is answered with a page towards the form's
+    # page; which parents are pages is settled now, before the body is read (a request
+    # cannot be cloned after). A few route lookups, no I/O.
+    pages = (
+        await _gets(request.app, request)
+        if posted and not _wants_json(request)
+        else frozenset[str]()
+    )
+    if principal is None and posted and not _wants_json(request):
+        return await _form_not_taken(request, pages, signed_in=False)
     if principal is None or not principal.at_least(role):
         return refuse(request, principal)
     if principal.repos is not None and not _under(request.path, (API_V1,)):
@@ -389,16 +467,10 @@ async def _guard(request: web.Request, role: str) -> web.StreamResponse | None:
         return json_error(
             request, 403, "forbidden", f"this token is limited to repositories: use {API_V1}"
         )
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not await check_csrf(
-        request, principal
-    ):
+    if posted and not await check_csrf(request, principal):
         if _wants_json(request):
             return json_error(request, 403, "csrf", "missing or wrong CSRF token")
-        return web.Response(
-            status=403,
-            text="Forbidden: the form was stale or forged (CSRF). Reload the page and try again.",
-            content_type="text/plain",
-        )
+        return await _form_not_taken(request, pages, signed_in=True)
     return None
 
 
@@ -466,16 +538,37 @@ async def _sign_in(request: web.Request, token: str, name: str | None) -> Princi
 
 
 def _login_page(
-    request: web.Request, *, error: str | None = None, status: int = 200
+    request: web.Request,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    next_page: str | None = None,
+    draft: str = "",
+    expired: bool = False,
+    stale: bool = False,
 ) -> web.Response:
     return render(
         request,
         "login.html",
         status=status,
         error=error,
-        next=safe_next(request.query.get("next")),
+        next=next_page or safe_next(request.query.get("next")),
         configured=request.app[KEYS].configured,
+        draft=draft,
+        expired=expired,
+        stale=stale,
     )
+
+
+async def login_status(request: web.Request) -> web.StreamResponse:
+    """Whether this browser is still signed in, for open pages that check now and then
+    (200 with the role, or 401): a page whose sign-in ended says so instead of going
+    quiet."""
+    await _resolve_bearer(request)
+    principal = authenticate(request)
+    if principal is None:
+        return web.json_response({"signedIn": False}, status=401)
+    return web.json_response({"signedIn": True, "role": principal.role, "who": principal.who})
 
 
 async def login_get(request: web.Request) -> web.StreamResponse:
@@ -529,31 +622,7 @@ def install_auth(
     app[VISITOR] = _visitor
     app.middlewares.append(auth_middleware)
     app.router.add_get("/login", login_get)
+    app.router.add_get("/login/status", login_status)
     app.router.add_post("/login", login_post)
     app.router.add_get("/logout", logout)
     app.router.add_post("/logout", logout)
-
-
-# ------------------------------------------------------------------ a token for one run
-
-
-def ensure_operator_token(settings: Settings) -> tuple[Settings, str | None]:
-    """Settings with an operator token: when neither token is set, a random one for this
-    run (returned second, for `print_login_link`); otherwise the settings unchanged."""
-    if settings.operator_token or settings.viewer_token:
-        return settings, None
-    token = secrets.token_urlsafe(24)
-    return dataclasses.replace(settings, operator_token=token), token
-
-
-def login_link(url: str, token: str) -> str:
-    """The sign-in link for a generated token; a wildcard listen address becomes loopback."""
-    for wildcard in ("://0.0.0.0:", "://[::]:", "://:::"):
-        url = url.replace(wildcard, "://127.0.0.1:")
-    return f"{url}/login?{urlencode({'token': token})}"
-
-
-def print_login_link(url: str, token: str | None) -> None:
-    """Print (stdout, once) where to sign in with this run's generated token."""
-    if token is not None:
-        print(f"Open {login_link(url, token)}", flush=True)

@@ -42,11 +42,12 @@ from bot.hosts.local_store import (
     pull_url,
 )
 from bot.ingress.verify import sign_local
-from bot.web.auth import OPERATOR, login_link, protect, require, see_other
+from bot.web.auth import OPERATOR, protect, require, see_other
 from bot.web.playground_view import REVIEW_STATES, view_model
 from bot.web.playground_view import render_body as render_body
 from bot.web.redact import SCRUBBER
 from bot.web.render import FEATURES, render, render_text
+from bot.web.run_token import login_link
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ def comment_payload(
             "in_reply_to": comment.in_reply_to,
             "path": thread.path if thread else None,
             "line": thread.line if thread else None,
+            "side": thread.side if thread else None,
         },
     }
 

@@ -156,12 +156,36 @@ class LineView:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A run of diff lines, then the review threads on its last line (if any)."""
+
+    lines: tuple[LineView, ...]
+    threads: tuple[ThreadView, ...]
+
+
+@dataclass(frozen=True)
 class FileView:
     path: str
     status: str
     additions: int
     deletions: int
     lines: tuple[LineView, ...]
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The diff cut after every line with threads. The page scrolls each run of lines
+        sideways on its own and shows the threads between the runs, at the page's width:
+        inside a wide diff, a thread's reply box would sit off a phone's screen."""
+        out: list[Segment] = []
+        run: list[LineView] = []
+        for line in self.lines:
+            run.append(line)
+            if line.threads:
+                out.append(Segment(tuple(run), line.threads))
+                run = []
+        if run or not out:
+            out.append(Segment(tuple(run), ()))
+        return tuple(out)
 
 
 def _comment_view(comment: CommentInfo, bots: set[str]) -> CommentView:

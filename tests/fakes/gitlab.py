@@ -289,6 +289,10 @@ class FakeGitLab:
         self.prefix = prefix.rstrip("/")
         self.external_url = external_url
         self.requests: list[Recorded] = []
+        # The status of every answer, in order, and the rate limit GitLab.com reports on
+        # each (RateLimit-Limit/-Observed/-Remaining: https://docs.gitlab.com/user/gitlab_com/rate_limits/).
+        self.answers: list[int] = []
+        self.rate_limit = 2000
         self.faults: list[Fault] = []
         self.users: dict[int, User] = {}
         self.projects: dict[int, Project] = {}
@@ -310,6 +314,7 @@ class FakeGitLab:
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._stamp)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -580,6 +585,15 @@ class FakeGitLab:
         if request.content_type == "application/x-www-form-urlencoded":
             return dict(await request.post())
         return await request.text()
+
+    async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer: its status recorded, the rate limit headers set (unless an
+        injected fault set its own)."""
+        self.answers.append(response.status)
+        observed = len(self.answers)
+        response.headers.setdefault("RateLimit-Limit", str(self.rate_limit))
+        response.headers.setdefault("RateLimit-Observed", str(observed))
+        response.headers.setdefault("RateLimit-Remaining", str(max(self.rate_limit - observed, 0)))
 
     @staticmethod
     def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:

@@ -31,6 +31,7 @@ from bot.hosts.gitlab.errors import (
     project_id,
 )
 from bot.hosts.gitlab.shapes import _commit_id, _json
+from bot.metrics import observe_host_answer
 from bot.paths import quote_whole, repo_path
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,14 @@ class ClientCore:
             raise map_error(exc, headers, write=write, what=what, secret=self._token) from exc
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        """requests' response hook: keep the thread's last response for its headers."""
+        """requests' response hook: keep the thread's last response for its headers, and
+        count the answer as GitHub's are counted (bot.metrics): by status, with the rate
+        limit left. GitLab names it RateLimit-Remaining, where its instance sends it
+        (https://docs.gitlab.com/user/gitlab_com/rate_limits/)."""
         self._last.response = response
+        observe_host_answer(
+            self.host, response.status_code, response.headers.get("RateLimit-Remaining")
+        )
         log.debug("GitLab %s %s -> %s", response.request.method, response.url, response.status_code)
 
     def _get(self, path: str, query: dict[str, Any] | None = None) -> dict[str, Any]:
