@@ -40,6 +40,7 @@ from bot.runtime import Runtime
 from bot.sender import Sender
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
+from bot.sessions.spawns import Spawner
 from bot.sessions.store import SessionStore
 from bot.slots import Slots
 from bot.web.auth import ensure_operator_token, print_login_link
@@ -53,6 +54,7 @@ from handlers import build_router
 log = logging.getLogger(__name__)
 
 RETENTION_FIRST_SECONDS = 300.0  # the first daily retention run, after start-up has settled
+SPAWN_SWEEP_SECONDS = 5.0  # how often spawns whose child ended unsettled are looked for
 
 
 class StartupError(Exception):
@@ -186,6 +188,7 @@ def make_sessions(
     service.exclude_starter = config.sessions.approval_excludes_starter
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
+    runner.spawns = Spawner(runner)
     service.deadline_changed = timekeeper.poke
 
     async def write_failed(row: ob.OutboxRow, error: str) -> None:
@@ -245,6 +248,11 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     ),
                 )
                 await crew.timekeeper.start()
+                if isinstance(crew.runner.spawns, Spawner):
+                    sweep = crew.runner.spawns.sweep
+                    crew.periodic.append(
+                        functools.partial(every, SPAWN_SWEEP_SECONDS, job=sweep, first=1.0)
+                    )
                 retention = RetentionJob(
                     Retention(services.engine, Policy.from_settings(settings)),
                     Slots(services.engine).take,

@@ -256,7 +256,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         pytest.param(
             AGENT.replace("- do:", "- match: review\n        do:"),
             "threadline.yml:5: agents.reviewer.script[0].match: expected one of task, comment, "
-            "operator, got 'review'",
+            "operator, message, spawn, got 'review'",
             id="bad match kind",
         ),
         pytest.param(

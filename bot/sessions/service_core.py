@@ -23,7 +23,7 @@ from bot.clock import utcnow
 from bot.events import ThreadRef
 from bot.hosts.base import HostError, can_write
 from bot.sessions import status
-from bot.sessions.agents import spec_record
+from bot.sessions.agents import spec_record, with_run_choice
 from bot.sessions.approvals import (
     ApprovalStore,
 )
@@ -305,7 +305,7 @@ class ServiceCore:
         launched = spec.get("budget")
         if isinstance(launched, dict):
             agent = replace(agent, budget=tighter(agent.budget, Budget(**launched)))
-        return agent
+        return with_run_choice(agent, spec)  # a spawn's or a schedule's tool_choice
 
     def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
         """Raise BudgetExceeded when the session is past its agent's turns or minutes."""

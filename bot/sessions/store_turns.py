@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.db.models import LIVE_STATES, SessionInput, SessionRow
+from bot.db.models import LIVE_STATES, SessionInput, SessionRow, Spawn
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
     ACTIVE,
@@ -133,7 +133,8 @@ class TurnLease(StoreBase):
 
         A turn whose runner died (lease expired) is taken over and run again with the
         inputs it had not consumed. Delegations (sessions with a parent) are run by their
-        coordinator's turn, never taken here, unless asked for by `session_id`.
+        coordinator's turn, never taken here, unless asked for by `session_id`; a running
+        non-blocking spawn's session is taken like a thread's.
         """
         now = self.clock()
         with Session(self.engine) as session, session.begin():
@@ -150,8 +151,9 @@ class TurnLease(StoreBase):
                 .where(SessionInput.status.in_(UNCONSUMED))
                 .distinct()
             )
+            spawned = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblocking)
             whose = (
-                SessionRow.parent_id.is_(None)
+                or_(SessionRow.parent_id.is_(None), SessionRow.id.in_(spawned))
                 if session_id is None
                 else SessionRow.id == session_id
             )

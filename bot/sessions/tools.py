@@ -49,6 +49,10 @@ NO_WORKSPACE = "{tool}: this session has no workspace (agent {agent}'s `workspac
 Delegate = Callable[
     [SessionInfo, "SessionTools", str, str, Mapping[str, Any], str, int], Awaitable[ToolResult]
 ]
+# spawn(parent, tools, tool name, args, call id, ticket) -> result (bot.sessions.spawns)
+SpawnCall = Callable[
+    [SessionInfo, "SessionTools", str, Mapping[str, Any], str, int], Awaitable[ToolResult]
+]
 HostFor = Callable[[SessionInfo], HostClient]
 
 
@@ -93,6 +97,7 @@ class SessionTools:
         memory: MemoryStore | None = None,
         delegate: Delegate | None = None,
         workspace: WorkspaceTools | None = None,
+        spawn: SpawnCall | None = None,
     ) -> None:
         self.service = service
         self.session = session
@@ -104,6 +109,7 @@ class SessionTools:
         self._memory = memory
         self._delegate = delegate
         self._workspace = workspace
+        self._spawn = spawn
         self._completed = False
         self._calls = 0
         self._tickets = 0  # delegations asked for in this turn, in the order they were made
@@ -231,7 +237,7 @@ class SessionTools:
         self._calls += 1
         number = self._calls
         ticket = 0
-        if name == b.DELEGATE:
+        if name in (b.DELEGATE, b.SPAWN_AGENT):
             self._tickets += 1
             ticket = self._tickets
         await self.flush()
@@ -245,6 +251,10 @@ class SessionTools:
             raise TurnAbandoned(self.session.id)
         if name == b.DELEGATE and name in self.agent.tools:
             result = await self._delegate_call(args, call_id or str(number), ticket)
+        elif name in b.SPAWN_TOOLS and name in self.agent.tools and self._spawn is not None:
+            result = await self._spawn(
+                self.session, self, name, args, call_id or str(number), ticket
+            )
         else:
             result = await self._run(name, args, f"t{self.turn}.c{number}")
         await self.service.note(

@@ -7,10 +7,11 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from bot import metrics
 from bot.agents.base import (
+    AgentSpec,
     BudgetExceeded,
     EngineError,
     ToolResult,
@@ -40,6 +41,43 @@ DELEGATION_FAILED = "the delegation to {agent} (session {id}) failed: {error}"
 DELEGATION_UNFINISHED = "the delegation to {agent} (session {id}) ended ({state}) without output"
 
 
+class SpawnHooks(Protocol):
+    """What the turn runner asks of the spawns (bot.sessions.spawns), when wired."""
+
+    async def call(
+        self,
+        parent: SessionInfo,
+        tools: SessionTools,
+        name: str,
+        args: Mapping[str, Any],
+        call_id: str,
+        ticket: int,
+    ) -> ToolResult:
+        """Carry out one spawn tool (`bot.sessions.tools.SpawnCall`)."""
+        ...
+
+    async def child_turn_ended(self, child: SessionInfo) -> None:
+        """A spawned session's turn ended: settle its spawn if it is done."""
+        ...
+
+    async def running(self, session_id: str) -> int:
+        """How many of the session's non-blocking spawns still run or wait to be read."""
+        ...
+
+
+def child_result(agent_id: str, done: SessionInfo) -> ToolResult:
+    """What a delegation's (or spawn's) child session came to, as its tool result."""
+    if done.state == "failed":
+        problem = str(done.progress.get("problem") or "failed")
+        return ToolResult(
+            False, DELEGATION_FAILED.format(agent=agent_id, id=done.id, error=problem)
+        )
+    if done.completed:
+        return ToolResult(True, done.output or "")
+    text = DELEGATION_UNFINISHED.format(agent=agent_id, id=done.id, state=done.state)
+    return ToolResult(False, text)
+
+
 class TurnRunner:
     """Runs sessions' turns: claims one, runs its engine, settles it; repeats."""
 
@@ -58,6 +96,8 @@ class TurnRunner:
         self.concurrency = concurrency
         self.name = name or "turns-" + worker_name()
         self.wakeup = asyncio.Event()
+        self.spawns: SpawnHooks | None = None
+        self.turn_tasks: dict[str, asyncio.Task[None]] = {}  # session id -> its running turn
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run turns, up to `concurrency` at once (each of another session),
@@ -67,6 +107,8 @@ class TurnRunner:
 
         def done(task: asyncio.Task[None]) -> None:
             running.discard(task)
+            for sid in [sid for sid, t in self.turn_tasks.items() if t is task]:
+                del self.turn_tasks[sid]
             self.wakeup.set()  # a place is free: look for more
 
         while not stop.is_set():
@@ -83,11 +125,20 @@ class TurnRunner:
             if claimed is not None:
                 task = asyncio.create_task(self._run_logged(*claimed))
                 running.add(task)
+                self.turn_tasks[claimed[0].id] = task
                 task.add_done_callback(done)
                 continue
             await nap(self.wakeup, stop, self.poll_seconds)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+
+    def stop_local(self, session_id: str) -> bool:
+        """Stop the session's turn if this process runs it in its loop (a cancelled spawn)."""
+        task = self.turn_tasks.get(session_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
 
     async def run_once(self) -> bool:
         claimed = await asyncio.to_thread(
@@ -150,6 +201,7 @@ class TurnRunner:
             memory=service.memory,
             delegate=self.delegate,
             workspace=workspace,
+            spawn=None if self.spawns is None else self.spawns.call,
         )
         history = await asyncio.to_thread(service.store.conversation, session.id)
         turn = Turn(
@@ -192,6 +244,9 @@ class TurnRunner:
         gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
         if error is None and tools.completed and not keep_open and gate is None:
             close_reason = DONE
+        spawns = self.spawns
+        if close_reason is not None and spawns is not None and await spawns.running(session.id):
+            close_reason = None  # its non-blocking spawns' results are to wake it
         finished = await asyncio.to_thread(
             service.store.finish_turn,
             session.id,
@@ -216,6 +271,8 @@ class TurnRunner:
         service.deadline_changed()
         if not finished.live and service.workspaces is not None:
             await service.workspaces.close(session.id)
+        if finished.parent_id is not None and self.spawns is not None:
+            await self.spawns.child_turn_ended(finished)
 
     async def delegate(
         self,
@@ -246,26 +303,7 @@ class TurnRunner:
         if number is None:
             await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
             return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))
-        options = replace(parent.options, keep_open_for_comments=False, listen_to_comments=False)
-        launched = await asyncio.to_thread(
-            store.launch,
-            Launch(
-                client_request_id=f"{parent.id}.d{number}",
-                thread=parent.thread,
-                installation_id=parent.installation_id,
-                agent_id=agent.id,
-                task=task,
-                started_by=f"session:{parent.id}",
-                trigger_comment_id=None,
-                trigger_url=None,
-                options=options,
-                parent_id=parent.id,
-                thread_key=f"{parent.thread_key or parent.thread.key}/delegations/{number}",
-                spec=spec_record(agent),
-            ),
-            max_live=2**31,
-        )
-        child = launched.session
+        child = await self.launch_child(parent, agent, task, number, spec_record(agent))
         await service.note(
             parent,
             "delegation_started",
@@ -279,23 +317,8 @@ class TurnRunner:
                 "runtimeParams": dict(params),
             },
         )
-        claimed = await asyncio.to_thread(
-            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child.id
-        )
-        if claimed is not None:
-            await self._run_claimed(claimed[0], claimed[1], params)
-        done = await asyncio.to_thread(store.get, child.id)
-        assert done is not None
-        if done.state == "failed":
-            problem = str(done.progress.get("problem") or "failed")
-            result = ToolResult(
-                False, DELEGATION_FAILED.format(agent=agent.id, id=child.id, error=problem)
-            )
-        elif done.completed:
-            result = ToolResult(True, done.output or "")
-        else:
-            text = DELEGATION_UNFINISHED.format(agent=agent.id, id=child.id, state=done.state)
-            result = ToolResult(False, text)
+        done = await self.run_child(child.id, params)
+        result = child_result(agent.id, done)
         if done.live:  # it ended its turn without task_completed: it is done all the same
             await service.close(done, DONE, by=f"session:{parent.id}")
         await service.note(
@@ -312,6 +335,49 @@ class TurnRunner:
             },
         )
         return result
+
+    async def launch_child(
+        self,
+        parent: SessionInfo,
+        agent: AgentSpec,
+        task: str,
+        number: int,
+        record: dict[str, Any],
+    ) -> SessionInfo:
+        """A child session of `parent` (its delegation or spawn `number`) for `agent`, with
+        `record` as the agent it was launched with; launched once per number."""
+        options = replace(parent.options, keep_open_for_comments=False, listen_to_comments=False)
+        launched = await asyncio.to_thread(
+            self.service.store.launch,
+            Launch(
+                client_request_id=f"{parent.id}.d{number}",
+                thread=parent.thread,
+                installation_id=parent.installation_id,
+                agent_id=agent.id,
+                task=task,
+                started_by=f"session:{parent.id}",
+                trigger_comment_id=None,
+                trigger_url=None,
+                options=options,
+                parent_id=parent.id,
+                thread_key=f"{parent.thread_key or parent.thread.key}/delegations/{number}",
+                spec=record,
+            ),
+            max_live=2**31,
+        )
+        return launched.session
+
+    async def run_child(self, child_id: str, params: Mapping[str, Any]) -> SessionInfo:
+        """Run a child session's turn here and now (a blocking delegation); it as it ends."""
+        store = self.service.store
+        claimed = await asyncio.to_thread(
+            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child_id
+        )
+        if claimed is not None:
+            await self._run_claimed(claimed[0], claimed[1], params)
+        done = await asyncio.to_thread(store.get, child_id)
+        assert done is not None
+        return done
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:
