@@ -37,6 +37,7 @@ from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
 from bot.retention import DAY, Policy, Retention, RetentionJob
 from bot.runtime import Runtime
+from bot.schedules import Launcher, ScheduleRunner
 from bot.sender import Sender
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
@@ -248,6 +249,13 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     ),
                 )
                 await crew.timekeeper.start()
+                if services.runtime.config.schedules:
+                    schedules = ScheduleRunner(
+                        services.engine,
+                        services.runtime.config.schedules,
+                        Launcher(services.runtime, hosts.client),
+                    )
+                    crew.periodic.append(schedules.run)
                 if isinstance(crew.runner.spawns, Spawner):
                     sweep = crew.runner.spawns.sweep
                     crew.periodic.append(

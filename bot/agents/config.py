@@ -44,6 +44,7 @@ from bot.agents.command import COMMAND_ENGINE, CommandEngine
 from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
 from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
 from bot.agents.providers.base import ProviderConfig
+from bot.agents.schedule_config import ScheduleSpec, schedules
 from bot.agents.script import (
     SCRIPT_ENGINE,
     SCRIPT_OPTION,
@@ -175,6 +176,7 @@ class Config:
     source: str | None = None  # the file it came from; None: built in
     # Every provider of `providers:` (used by an agent or not), its API key read in.
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    schedules: tuple[ScheduleSpec, ...] = ()  # `schedules:` (bot.agents.schedule_config)
 
     @classmethod
     def default(cls) -> Config:
@@ -231,7 +233,7 @@ def parse_config(
 
 # --- sections ---------------------------------------------------------------------------
 
-TOP_KEYS = ("providers", "agents", "workflows", "defaultAgent", "sessions", "triggers")
+TOP_KEYS = ("providers", "agents", "workflows", "defaultAgent", "sessions", "triggers", "schedules")
 
 _TIME_LIMIT: Mapping[str, tuple[str, y.Check]] = {
     "maxDurationMinutes": ("max_duration_minutes", y.minutes),
@@ -319,6 +321,7 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
         ),
         source=source,
         providers=MappingProxyType({k: v for k, v in known.items() if v is not None}),
+        schedules=schedules(report, found.get("schedules"), ("schedules",), names),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from bot import __version__, log
-from bot.cli import tokens
+from bot.cli import schedules, tokens
 from bot.cli.admin import (
     cmd_config_check,
     cmd_db_current,
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(func=cmd_doctor)
     tokens.register(commands)  # tokens, audit (bot/cli/tokens.py)
+    schedules.register(commands)  # schedules list (bot/cli/schedules.py)
     return parser
 
 
