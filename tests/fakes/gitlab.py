@@ -1133,7 +1133,6 @@ class FakeGitLab:
         project.merge_requests[iid] = mr
         return self._mr_entity(project, mr)
 
-
     def _issue_create(self, call: Call) -> dict[str, Any]:
         # https://docs.gitlab.com/api/issues/#new-issue (201, the issue with its iid)
         project = self._project(call)
