@@ -18,6 +18,7 @@ from bot.web.inspector import install_inspector
 from bot.web.metrics import install_metrics
 from bot.web.playground import PLAYGROUND, install_playground
 from bot.web.redact import Scrubber, install_scrubber
+from bot.web.schedules_page import install_schedules_page
 from bot.web.setup import add_setup_routes
 
 
@@ -52,6 +53,7 @@ def create_app(
     tokens = TokenStore(inbox.engine)
     install_auth(app, settings, tokens=tokens)  # /login, /logout; /inspect and /api/ need a token
     install_inspector(app, settings, inbox.engine)
+    install_schedules_page(app, inbox.engine, runtime.config.schedules if runtime else ())
     install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:

@@ -24,7 +24,7 @@ from bot.db.models import ScheduleFire
 from bot.hosts.local import LocalHost
 from bot.schedules import ScheduleRunner, next_occurrence, occurrence
 from tests import payloads as p
-from tests.conftest import run_app, seed_schema
+from tests.conftest import run_app, seed_schema, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.test_sessions import REPO, eventually, fake_github, github_settings, strip
 
@@ -296,7 +296,9 @@ schedules:
     )
     repo = fake_github.repos[REPO]
     before = set(repo.issues)
-    async with run_app(github_settings(settings, fake_github, str(path))) as app:
+    token = "tl-operator-token-for-schedules-0123456789"
+    served = with_settings(github_settings(settings, fake_github, str(path)), operator_token=token)
+    async with run_app(served) as app:
 
         def opened() -> list[int]:
             return sorted(set(repo.issues) - before)
@@ -327,6 +329,21 @@ schedules:
         assert session.thread.target == "issue"
         assert session.spec is not None
         assert session.spec["tools"] == ["reply", "task_completed"]
+        # The inspector shows the last run (and its session) and the next one.
+        page = f"{app.url}/inspect/schedules"
+        async with app.http.get(page, allow_redirects=False) as resp:
+            assert resp.status == 303  # signed in only
+        async with app.http.get(page, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200
+            html = await resp.text()
+        assert 'data-schedule="triage"' in html
+        assert 'class="badge launched">launched</span>' in html
+        assert (
+            f'<a href="/inspect/sessions/{launched[0].session_id}">' in html
+            or "/inspect/sessions/s-" in html
+        )
+        next_cell = html.split('data-testid="next-run">', 1)[1].split("</td>", 1)[0]
+        assert next_cell.startswith("20")
     # The CLI shows it with its last and next run.
     for name in list(os.environ):
         if name.startswith("THREADLINE_"):
