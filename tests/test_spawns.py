@@ -315,3 +315,38 @@ def test_a_result_no_worker_settled_is_settled_once(engine: Engine) -> None:
 )
 def test_task_numbers(text: object, number: int | None) -> None:
     assert task_number(text) == number
+
+
+# ----------------------------------------------------------- per-run tool controls
+
+
+def test_a_run_narrows_tools_and_keeps_its_tool_choice() -> None:
+    from types import MappingProxyType
+
+    from bot.agents.base import AgentSpec
+    from bot.agents.llm import OPTIONS_KEY, LLMOptions
+    from bot.agents.providers.base import Params, ProviderConfig, ToolChoice
+    from bot.sessions.agents import narrowed, parse_tool_choice, run_record, with_run_choice
+
+    provider = ProviderConfig(id="p", kind="openai", base_url="http://127.0.0.1:1", api_key="k")
+    options = LLMOptions(provider=provider, params=Params(model="m"))
+    agent = AgentSpec(
+        id="writer",
+        engine="llm",
+        tools=("reply", "task_completed", "get_diff"),
+        options=MappingProxyType({OPTIONS_KEY: options}),
+    )
+    choice = parse_tool_choice({"type": "tool", "name": "reply"})
+    run = narrowed(agent, ["reply", "task_completed", "run_command"], choice)
+    assert run.tools == ("reply", "task_completed")  # never wider than the agent
+    assert run.options[OPTIONS_KEY].tool_choice == ToolChoice("tool", "reply")
+    # Later turns rebuild the agent from the configuration and the launch record.
+    again = with_run_choice(agent, run_record(run, choice))
+    assert again.options[OPTIONS_KEY].tool_choice == ToolChoice("tool", "reply")
+    assert with_run_choice(agent, run_record(agent, None)) is agent
+    with pytest.raises(ValueError, match="may not use"):
+        narrowed(agent, ["task_completed"], choice)
+    for bad in ("sometimes", {"type": "tool"}, {"type": "any", "name": "x"}, 3):
+        with pytest.raises(ValueError, match="tool_choice"):
+            parse_tool_choice(bad)
+    assert parse_tool_choice("none") == ToolChoice("none")
