@@ -55,7 +55,7 @@ async def test_a_spawned_llm_agent_gets_its_run_s_tools_and_wakes_the_coordinato
         await eventually(
             lambda: rig.replies(12)[-1:] == ["security says: no secrets found"],
             "the coordinator relays the result",
-            within=40.0,
+            within=60.0,
         )
         (sub,) = anthropic.requests
         # The spawn's active_tools and tool_choice, not the agent's configured ones.
