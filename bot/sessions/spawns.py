@@ -30,7 +30,6 @@ from bot.sessions.spawn_store import (
     SPAWN_STATES,
     SpawnInfo,
     SpawnStore,
-    task_id,
     task_number,
 )
 from bot.sessions.store import CANCELLED, DONE, SessionInfo
@@ -187,14 +186,11 @@ class Spawner:
         work = []
         for child in children:
             spawn = spawns.get(child.id)
-            number = child.thread_key.rpartition("/")[2]
             work.append(
                 {
-                    "task_id": spawn.task_id
-                    if spawn
-                    else task_id(int(number))
-                    if number.isdigit()
-                    else None,
+                    # Only a spawn has a task id the spawn tools take; a delegation ended
+                    # with the turn that made it.
+                    "task_id": spawn.task_id if spawn else None,
                     "kind": "spawn" if spawn else "delegation",
                     "agent": child.agent_id,
                     "session": child.id,
