@@ -13,6 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Workspaces: git for mirrors and worktrees, bubblewrap and prlimit (util-linux) for the
+# command sandbox (README, "Running in containers").
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git bubblewrap util-linux \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 COPY pyproject.toml README.md app.yml ./
 COPY bot ./bot

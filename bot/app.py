@@ -16,6 +16,7 @@ from bot.runtime import Runtime
 from bot.web.auth import install_auth
 from bot.web.inspector import install_inspector
 from bot.web.metrics import install_metrics
+from bot.web.operator import install_operator
 from bot.web.playground import PLAYGROUND, install_playground
 from bot.web.redact import Scrubber, install_scrubber
 from bot.web.schedules_page import install_schedules_page
@@ -52,8 +53,13 @@ def create_app(
     )
     tokens = TokenStore(inbox.engine)
     install_auth(app, settings, tokens=tokens)  # /login, /logout; /inspect and /api/ need a token
-    install_inspector(app, settings, inbox.engine)
-    install_schedules_page(app, inbox.engine, runtime.config.schedules if runtime else ())
+    inspector = install_inspector(app, settings, inbox.engine)
+    config = runtime.config if runtime is not None else None
+    show_cost = config is not None and config.status.show_cost
+    inspector.actions.show_cost = show_cost  # closed from a page: the same status comment
+    limits = config.limits if config is not None else None
+    install_operator(app, settings, inbox.engine, limits, show_cost=show_cost)  # /inspect/repos
+    install_schedules_page(app, inbox.engine, config.schedules if config is not None else ())
     install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:

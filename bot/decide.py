@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from bot.agents.base import AgentSpec
     from bot.agents.config import Config, SessionPolicy, Triggers
     from bot.repo_configs import RepoAnswer
+    from bot.sessions.limits import Hold
 
 
 class Missing(Enum):
@@ -36,7 +37,7 @@ class Missing(Enum):
 
 MISSING: Final = Missing.MISSING
 
-Fact = Literal["live", "awaiting", "writer", "repo", "last"]
+Fact = Literal["live", "awaiting", "writer", "repo", "last", "hold"]
 
 # Why nothing is done (Ignore.reason); the notable ones are logged at info.
 NOTHING_ASKED: Final = "asks nothing of the bot"
@@ -82,6 +83,8 @@ class Facts:
     repo: RepoAnswer | Missing = MISSING  # the configuration in force in the repository
     # The thread's last session: a mention resumes it when the clock ended it.
     last: SessionInfo | Missing | None = MISSING
+    # Why new work in the repository waits (paused, a daily limit spent), or None.
+    hold: Hold | Missing | None = MISSING
 
     @classmethod
     def read(
@@ -193,6 +196,13 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class Held:
+    """Say once in the thread (per hold) why nothing starts or runs here now."""
+
+    hold: Hold
+
+
+@dataclass(frozen=True)
 class Feed:
     """Give the comment to the session as its next input."""
 
@@ -272,6 +282,7 @@ Action = (
     | UnknownAgent
     | Start
     | Resume
+    | Held
     | Feed
     | Reply
     | RunCommand
@@ -382,7 +393,10 @@ def _comment(facts: Facts, event: CommentEvent) -> Decision:
             key = f"outsider.{event.actor.login.lower()}"
             return [Record(target, "input_ignored", data), Reply(target, key, text)]
     body = task_of(event, parsed)[0] if asks_task else event.body
-    return [Feed(target, body, event.comment_id, event.url)]
+    if facts.hold is MISSING:
+        return Ask("hold")
+    fed: list[Action] = [Feed(target, body, event.comment_id, event.url)]
+    return fed if facts.hold is None else [*fed, Held(facts.hold)]
 
 
 def _commands(facts: Facts, event: CommentEvent, session: SessionInfo) -> Decision:
@@ -460,7 +474,13 @@ def _start(
     *,
     mention: bool,
 ) -> Decision:
-    """Start a session, if the author may and the repository's configuration lets it."""
+    """Start a session, if the author may and the repository's configuration lets it;
+    in a paused repository, or one past a daily limit, say once why not (asked first: it
+    costs no host call)."""
+    if facts.hold is MISSING:
+        return Ask("hold")
+    if facts.hold is not None:
+        return [Held(facts.hold)]
     if facts.writer is MISSING:
         return Ask("writer")
     if not facts.writer:

@@ -206,6 +206,9 @@ def check_sandbox(settings: Settings) -> list[Finding]:
     bwrap = sb.bwrap_path()
     if bwrap is None:
         return [Finding("warn", "sandbox", sb.NO_BWRAP)]
+    for program, package in (("prlimit", "util-linux"), ("git", "git")):
+        if shutil.which(program, path=sb.SANDBOX_PATH) is None:
+            return [Finding("fail", "sandbox", f"`{program}` is missing (package {package})")]
     folder = Path(tempfile.mkdtemp(prefix="threadline-doctor-"))
     try:
         os.chmod(folder, 0o755)  # noqa: S103 (the sandbox user must reach it)
@@ -228,11 +231,38 @@ def check_sandbox(settings: Settings) -> list[Finding]:
             Finding(
                 "fail",
                 "sandbox",
-                f"bubblewrap cannot run here ({reason}); in a container, allow unprivileged "
-                "user namespaces (see README, Production)",
+                f"bubblewrap cannot run here ({reason}): {userns_hint(_read_proc)} "
+                "(README, Running in containers)",
             )
         ]
     return [Finding("ok", "sandbox", f"bubblewrap runs commands as uid {settings.sandbox_uid}")]
+
+
+def _read_proc(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def userns_hint(read: Callable[[str], str | None]) -> str:
+    """Why unprivileged user namespaces (what bubblewrap needs) are likely refused here,
+    from the kernel's switches (`read(path)`: a /proc file's text, None when absent)."""
+    if read("/proc/sys/user/max_user_namespaces") == "0":
+        return "user namespaces are switched off (sysctl user.max_user_namespaces=0)"
+    if read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        return "unprivileged user namespaces are off (sysctl kernel.unprivileged_userns_clone=0)"
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return (
+            "AppArmor restricts unprivileged user namespaces "
+            "(kernel.apparmor_restrict_unprivileged_userns=1): give bwrap a profile that allows them"
+        )
+    if read("/.dockerenv") is not None or read("/run/.containerenv") is not None:
+        return (
+            "this is a container whose seccomp or AppArmor profile likely blocks "
+            "unshare(CLONE_NEWUSER): run the worker with a profile that allows it"
+        )
+    return "unprivileged user namespaces are not allowed here"
 
 
 def run(settings: Settings) -> list[Finding]:

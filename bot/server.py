@@ -183,6 +183,8 @@ def make_sessions(
     )
     service.branch_template = config.sessions.branch_template
     service.public_url = settings.public_url
+    service.holds.limits = config.limits
+    service.show_cost = config.status.show_cost
     service.workspaces = workspace_runtime(
         settings, hosts, branch_template=config.sessions.branch_template
     )

@@ -67,6 +67,8 @@ async def look_up(ask: d.Ask, facts: d.Facts, ctx: Context) -> Any:
         return await sessions.awaiting_in(_thread(ask, event))
     if ask.fact == "last":
         return await sessions.last_in(_thread(ask, event))
+    if ask.fact == "hold":
+        return await sessions.hold_for(event.host, event.repo)
     if ask.fact == "writer":
         return await sessions.can_write(
             event.host, event.installation_id, event.repo, event.actor.login
@@ -124,6 +126,10 @@ async def _carry_out(action: d.Action, facts: d.Facts, ctx: Context) -> None:
             await _launch(action, facts, ctx)
         case d.Resume(earlier, start):
             await _launch(start, facts, ctx, resumed_from=earlier.id)
+        case d.Held(hold):
+            thread = thread_of(event)
+            await sessions.plain_reply(trigger_for(facts), hold.reply_key(thread.key), hold.text)
+            log.info("%s in %s starts nothing: %s", _kind(event), thread.key, hold.kind)
         case d.Feed(session, body, comment_id, url, kind):
             await sessions.feed(
                 session, kind=kind, author=login, body=body, comment_id=comment_id, url=url

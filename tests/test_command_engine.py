@@ -152,7 +152,7 @@ async def test_claude_code_runs_in_the_workspace_and_resumes_its_session(rig: Gi
     # The CLI's home goes with the session's worktree.
     store = rig.app.runtime.sessions.workspaces.spaces.store  # type: ignore[union-attr]
     home = store.agent_home(rig.sessions()[0].id)
-    assert (home / ".fake-claude" / resumed).exists()
+    assert (home / ".claude" / "projects" / "-workspace" / f"{resumed}.jsonl").exists()
     await rig.comment(7, "/done")
     await eventually(lambda: not home.exists(), "the CLI's home is removed")
 
@@ -187,6 +187,38 @@ async def test_codex_commands_and_file_changes_reach_the_transcript(rig: GitHubR
     assert again[:2] == ["exec", "resume"]
     assert again[-2:] == ["0199a213-81c0-7800-8aa1-bbab2a035a53", "-"]
     assert KEY not in _everything(rig)
+
+
+@pytest.mark.parametrize("rig", ["claude", "codex"], indirect=True)
+async def test_the_cli_resumes_its_own_session_after_another_worker_takes_over(
+    rig: GitHubRig,
+) -> None:
+    await rig.comment(7, "@threadline start the work")
+    await eventually(lambda: len(_events(rig, "worktree_diff")) == 1, "the first turn")
+    [remembered] = [m["message"] for m in _events(rig, "conversation")]
+    assert remembered["state"]  # the CLI's records, packed into the transcript
+    # The worker that held the worktree and the CLI's home is gone, and both with it.
+    session = rig.sessions()[0]
+    runtime = rig.app.runtime.sessions.workspaces
+    assert runtime is not None
+    home = runtime.spaces.store.agent_home(session.id)
+    await runtime.spaces.close(session.id)
+    assert not home.exists()
+    await rig.comment(7, "carry on")
+    await eventually(lambda: len(_events(rig, "worktree_diff")) == 2, "the second turn")
+    started = _events(rig, "cli_started")
+    assert started[1]["resume"] == remembered["session_id"]
+    assert started[1]["restored_files"] >= 1
+    assert [e["error"] for e in _events(rig, "failed")] == []
+    second = _seen(rig)[1]
+    if rig.sessions()[0].agent_id == "claude":
+        assert second["resumed"] == remembered["session_id"]  # it found its session file
+    else:
+        assert second["argv"][:2] == ["exec", "resume"]
+    # Both turns' work is in the rebuilt worktree (the first from the stored diff).
+    diffs = _events(rig, "worktree_diff")
+    first_files = [line for line in diffs[0]["diff"].splitlines() if line.startswith("+++ ")]
+    assert all(line in diffs[1]["diff"] for line in first_files)
 
 
 @pytest.mark.parametrize("rig", ["shout"], indirect=True)

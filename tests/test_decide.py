@@ -29,6 +29,7 @@ from bot.decide import (
     Fact,
     Facts,
     Feed,
+    Held,
     Ignore,
     NothingToApprove,
     Record,
@@ -54,6 +55,7 @@ from bot.events import (
     ThreadRef,
 )
 from bot.repo_configs import RepoAnswer
+from bot.sessions.limits import Hold
 from bot.sessions.store import SessionInfo, SessionOptions
 from tests.test_sessions import GitHubRig, eventually, fake_github, rig
 
@@ -139,6 +141,8 @@ WAITING_IN_REVIEW = session(REVIEW_THREAD, "awaiting_approval", "s-00000002")
 LIVE_ON_PULL = session(PULL, sid="s-00000003")
 DEAF = session(listen_to_comments=False)
 OPEN_TO_ALL = session(feed_outsider_comments=True)
+PAUSED_HOLD = Hold("paused", "20261204120000", "Threadline is paused here.")
+LIMIT_HOLD = Hold("repository", "2026-12-04", "The daily limit is spent.")
 
 
 def comment(
@@ -252,6 +256,11 @@ def settle(facts: Facts, known: dict[Fact, Any]) -> tuple[list[Fact], list[Actio
         if not isinstance(decision, Ask):
             return asked, decision
         assert decision.fact not in asked, f"asked twice for {decision.fact}"
+        if decision.fact == "hold" and "hold" not in known:
+            # No hold (pause or spent limit) unless a case says so; the cases about holds
+            # give one and list the ask.
+            facts = facts.knowing("hold", None)
+            continue
         asked.append(decision.fact)
         facts = facts.knowing(decision.fact, known[decision.fact])
 
@@ -864,6 +873,43 @@ CASES = [
         ),
         actions=[Ignore(NOT_HANDLED)],
     ),
+    # ---------------------------------------------- holds: paused, a daily limit spent
+    Case(
+        "a mention in a paused repository is answered once and starts nothing, before any "
+        "permission check",
+        comment("@threadline fix it"),
+        {"live": None, "hold": PAUSED_HOLD},
+        ["live", "hold"],
+        [Held(PAUSED_HOLD)],
+    ),
+    Case(
+        "an outsider's mention in a repository over its daily limit gets the same answer",
+        comment("@threadline fix it", by=OUTSIDER),
+        {"live": None, "hold": LIMIT_HOLD},
+        ["live", "hold"],
+        [Held(LIMIT_HOLD)],
+    ),
+    Case(
+        "a label trigger in a repository over its daily limit starts nothing",
+        issue("labeled", label="threadline"),
+        {"hold": LIMIT_HOLD},
+        ["hold"],
+        [Held(LIMIT_HOLD)],
+    ),
+    Case(
+        "a comment to a live session of a held repository is queued, and the hold is told",
+        comment("and the tests too"),
+        {"live": LIVE, **writer, "hold": LIMIT_HOLD},
+        ["live", "writer", "hold"],
+        [Feed(LIVE, "and the tests too", "c1", URL), Held(LIMIT_HOLD)],
+    ),
+    Case(
+        "commands still work in a held repository (no hold is asked for)",
+        comment("/done"),
+        {"live": LIVE, **writer, "hold": LIMIT_HOLD},
+        ["live", "writer"],
+        [said(LIVE, "/done", signal="/done"), RunCommand(LIVE, "done")],
+    ),
 ]
 
 
@@ -898,7 +944,7 @@ def test_a_comment_looks_in_its_own_thread() -> None:
 def test_the_decision_is_the_same_however_often_it_is_asked() -> None:
     """Pure: the same facts give equal answers, and the facts are not changed."""
     facts = facts_for(CASES[0]).knowing("live", None).knowing("writer", True)
-    facts = facts.knowing("repo", repo()).knowing("last", None)
+    facts = facts.knowing("repo", repo()).knowing("last", None).knowing("hold", None)
     assert decide(facts) == decide(facts) == [start("fix the retry")]
     assert facts.live is None
 

@@ -10,7 +10,7 @@ import yaml
 from bot import doctor
 from bot.cli import main
 from bot.config import Settings
-from bot.doctor import check_sandbox
+from bot.doctor import check_sandbox, userns_hint
 from tests import payloads as p
 from tests.conftest import BWRAP_MISSING, with_settings
 from tests.fakes.github import FakeGitHub
@@ -116,3 +116,22 @@ def test_doctor_says_whether_the_sandbox_runs_here(settings: Settings) -> None:
         )
     unsandboxed = check_sandbox(with_settings(settings, sandbox="none"))
     assert unsandboxed[0].level == "warn"
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        ({"/proc/sys/user/max_user_namespaces": "0"}, "user.max_user_namespaces=0"),
+        ({"/proc/sys/kernel/unprivileged_userns_clone": "0"}, "unprivileged_userns_clone=0"),
+        (
+            {"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1"},
+            "AppArmor restricts unprivileged user namespaces",
+        ),
+        ({"/.dockerenv": ""}, "seccomp or AppArmor profile likely blocks unshare(CLONE_NEWUSER)"),
+        ({"/run/.containerenv": ""}, "seccomp or AppArmor profile"),
+        ({"/proc/sys/user/max_user_namespaces": "96369"}, "not allowed here"),
+        ({}, "not allowed here"),
+    ],
+)
+def test_doctor_names_why_user_namespaces_are_refused(files: dict[str, str], says: str) -> None:
+    assert says in userns_hint(files.get)

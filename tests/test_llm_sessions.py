@@ -574,13 +574,18 @@ async def test_a_turn_budget_ends_the_session_at_the_next_turn(
         )
 
 
-async def test_a_time_budget_counts_from_the_session_start(rig: LLMRig) -> None:
+async def test_a_time_budget_counts_working_time(rig: LLMRig) -> None:
     await rig.comment(12, "@threadline review this PR")
     await eventually(lambda: rig.sessions() and rig.sessions()[0].state == "idle", "idle", 30)
     [session] = rig.sessions()
     service = rig.app.runtime.sessions
     agent = replace(service.agent_for(session), budget=Budget(minutes=5))
     service.check_budget(session, agent)  # just started: within budget
-    older = replace(session, created_at=session.created_at - timedelta(minutes=6))
+    # Started 6 minutes ago but waited for comments meanwhile (its time limit moved on
+    # by the wait): within budget.
+    waited = replace(session, created_at=session.created_at - timedelta(minutes=6))
+    service.check_budget(waited, agent)
+    # Six minutes of turns running: past it.
+    worked = replace(session, time_limit_at=session.time_limit_at - timedelta(minutes=6))
     with pytest.raises(BudgetExceeded, match="time budget of 5 min spent"):
-        service.check_budget(older, agent)
+        service.check_budget(worked, agent)

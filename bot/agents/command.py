@@ -19,14 +19,17 @@ versions in SUPPORTED_VERSIONS: their streamed shapes change between releases.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from bot.agents import command_state
 from bot.agents.base import (
     TASK_COMPLETED,
     UPDATE_STATUS,
@@ -62,6 +65,10 @@ CLI_FAILED = "the {adapter} CLI ended with exit code {code}: {tail}"
 CLI_TIMED_OUT = "the {adapter} CLI ran past its time limit of {seconds:g} s"
 CLI_ERROR = "the {adapter} CLI reported an error: {message}"
 REDACTED = "[redacted]"
+RECORDS_LOST = (
+    "the {adapter} CLI's session records are not on this worker (they were too large to "
+    "carry): it starts a new session of its own"
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,8 @@ class Event:
 
 class Adapter(Protocol):
     name: str
+    # Where under its home the CLI keeps the sessions it resumes (command_state)
+    state_dirs: tuple[str, ...]
 
     def argv(self, options: CommandOptions, system_prompt: str, resume: str | None) -> list[str]:
         """The program and its arguments (the task goes on stdin)."""
@@ -119,6 +128,7 @@ class ClaudeCode:
     total_cost_usd, num_turns, session_id). A follow-up resumes with `--resume <id>`."""
 
     name = CLAUDE
+    state_dirs: tuple[str, ...] = (".claude/projects",)
 
     def argv(self, options: CommandOptions, system_prompt: str, resume: str | None) -> list[str]:
         argv = [options.program, "-p", "--output-format", "stream-json", "--verbose"]
@@ -192,6 +202,7 @@ class Codex:
     `turn.failed` / `error`. A follow-up runs `codex exec resume --json ... <thread id> -`."""
 
     name = CODEX
+    state_dirs: tuple[str, ...] = (".codex/sessions",)
 
     def argv(self, options: CommandOptions, system_prompt: str, resume: str | None) -> list[str]:
         # `codex exec resume <thread id> -` continues a thread; its flags follow `resume`.
@@ -260,6 +271,7 @@ class Generic:
     """Any program: the task on stdin, its answer on stdout (stderr mixed in)."""
 
     name = GENERIC
+    state_dirs: tuple[str, ...] = ()
 
     def argv(self, options: CommandOptions, system_prompt: str, resume: str | None) -> list[str]:
         return [options.program, *options.args]
@@ -308,11 +320,13 @@ class CommandTools(Tools, Protocol):
     async def note(self, kind: str, data: Mapping[str, Any]) -> None: ...
 
 
-def _resume_id(turn: Turn, adapter: str) -> str | None:
+def _resume_id(turn: Turn, adapter: str) -> tuple[str | None, str | None]:
+    """The CLI's session id to resume, and its packed records (command_state)."""
     for message in reversed(turn.history):
         if message.get("cli") == adapter and message.get("session_id"):
-            return str(message["session_id"])
-    return None
+            state = message.get("state")
+            return str(message["session_id"]), state if isinstance(state, str) else None
+    return None, None
 
 
 def _home(workspace: WorkspaceTools) -> Path:
@@ -436,7 +450,21 @@ class CommandEngine:
             binds += ((program, program, False),)  # a program outside the system dirs
         env = provider_env(options.adapter, options.provider) | {"HOME": home_inside}
         env |= ADAPTER_ENV.get(options.adapter, {})
-        resume = _resume_id(turn, adapter.name)
+        resume, state = _resume_id(turn, adapter.name)
+        restored = 0
+        if resume and state and not command_state.present(home, adapter.state_dirs):
+            # Taken over: this worker's home for the session is new; its records are not.
+            owner = workspace.store.owner if kind != "none" else None
+            try:
+                restored = await asyncio.to_thread(
+                    command_state.unpack, home, state, adapter.state_dirs, owner
+                )
+            except (ValueError, OSError, tarfile.TarError) as exc:
+                await tools.note("workspace", {"error": f"the CLI's records did not unpack: {exc}"})
+        if resume and adapter.state_dirs and not command_state.present(home, adapter.state_dirs):
+            # Nothing to resume from on this worker: a new CLI session, not a failed turn.
+            await tools.note("workspace", {"error": RECORDS_LOST.format(adapter=adapter.name)})
+            resume = None
         argv = adapter.argv(resolved, self.system_prompt, resume)
         key = options.provider.api_key if options.provider else ""
         run = _Run(adapter, tools, [key])
@@ -446,6 +474,7 @@ class CommandEngine:
                 "cli": adapter.name,
                 "argv": argv,
                 "resume": resume,
+                "restored_files": restored,
                 "network": turn.agent.workspace_network,
             },
         )
@@ -464,7 +493,11 @@ class CommandEngine:
         if run.buffer.strip():
             await run.line(run.buffer)
         if run.session_id:
-            await tools.remember({"cli": adapter.name, "session_id": run.session_id})
+            remembered: dict[str, Any] = {"cli": adapter.name, "session_id": run.session_id}
+            packed = await asyncio.to_thread(command_state.pack, home, adapter.state_dirs)
+            if packed is not None:
+                remembered["state"] = packed
+            await tools.remember(remembered)
         if run.steps:
             steps = [{"title": step, "done": True} for step in run.steps[-STATUS_STEPS:]]
             summary = f"{adapter.name}: {len(run.steps)} steps"

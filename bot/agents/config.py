@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.agents import command_config as cc
+from bot.agents import limits_config as lim
 from bot.agents import llm_config as lc
 from bot.agents import yamlcheck as y
 from bot.agents.base import (
@@ -176,6 +177,8 @@ class Config:
     source: str | None = None  # the file it came from; None: built in
     # Every provider of `providers:` (used by an agent or not), its API key read in.
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
+    limits: lim.Limits = field(default_factory=lim.Limits)  # daily spending limits
+    status: lim.StatusSettings = field(default_factory=lim.StatusSettings)
     schedules: tuple[ScheduleSpec, ...] = ()  # `schedules:` (bot.agents.schedule_config)
 
     @classmethod
@@ -233,7 +236,17 @@ def parse_config(
 
 # --- sections ---------------------------------------------------------------------------
 
-TOP_KEYS = ("providers", "agents", "workflows", "defaultAgent", "sessions", "triggers", "schedules")
+TOP_KEYS = (
+    "providers",
+    "agents",
+    "workflows",
+    "defaultAgent",
+    "sessions",
+    "triggers",
+    "limits",
+    "status",
+    "schedules",
+)
 
 _TIME_LIMIT: Mapping[str, tuple[str, y.Check]] = {
     "maxDurationMinutes": ("max_duration_minutes", y.minutes),
@@ -321,6 +334,8 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
         ),
         source=source,
         providers=MappingProxyType({k: v for k, v in known.items() if v is not None}),
+        limits=lim.limits(report, found.get("limits"), ("limits",)),
+        status=lim.status_settings(report, found.get("status"), ("status",)),
         schedules=schedules(report, found.get("schedules"), ("schedules",), names),
     )
 

@@ -215,7 +215,8 @@ ERROR_TEXT = {
     403: "the token lacks the scope or may not touch the repository",
     404: "no such session (or not one this token may see)",
     409: "a conflict: the clientRequestId was used with another body, the thread has a "
-    "live session, or the session is not live",
+    "live session, the session is not live, or the repository is paused or past a daily "
+    "spending limit (code `held`)",
     413: "a field or the body is too large",
     422: "a field is missing, of the wrong type, unknown, or names an unknown agent",
     503: "this process runs no sessions, or the database is failing",

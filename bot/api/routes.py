@@ -204,6 +204,9 @@ async def launch(request: web.Request) -> web.StreamResponse:
         raise ApiError(
             422, "unknown_agent", f"no agent {req.agent!r} in {req.thread.repo}; known: {known}"
         ) from None
+    hold = await service.hold_for(req.thread.host, req.thread.repo)
+    if hold is not None:  # paused, or past a daily spending limit: nothing starts
+        raise ApiError(409, "held", hold.text)
     key = f"api:{who.who}:{req.client_request_id or uuid.uuid4().hex}"
     task = req.full_task
     before = await asyncio.to_thread(_by_request_id, api.engine, key)

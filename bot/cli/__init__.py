@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from bot import __version__, log
-from bot.cli import schedules, tokens
+from bot.cli import repos, schedules, tokens
 from bot.cli.admin import (
     cmd_config_check,
     cmd_db_current,
@@ -37,6 +37,7 @@ from bot.cli.sessions import (
     cmd_sessions_close,
     cmd_sessions_list,
     cmd_sessions_purge,
+    cmd_sessions_restart,
     cmd_sessions_send,
     cmd_sessions_show,
     cmd_sessions_transcript,
@@ -234,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     sclose = sessions.add_parser("close", help="close a live session (reason: operator)")
     sclose.add_argument("id", help="session id (s-...)")
     sclose.set_defaults(func=cmd_sessions_close)
+    srestart = sessions.add_parser(
+        "restart",
+        help="restart a failed session from its last completed turn",
+        description="A failed session goes live again: the failed turn's input is queued "
+        "again and its messages and workspace changes are passed over; its time limits "
+        "start afresh.",
+    )
+    srestart.add_argument("id", help="session id (s-...)")
+    srestart.set_defaults(func=cmd_sessions_restart)
     spurge = sessions.add_parser(
         "purge", help="close a session and delete its transcript and inputs for good"
     )
@@ -274,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.set_defaults(func=cmd_doctor)
     tokens.register(commands)  # tokens, audit (bot/cli/tokens.py)
+    repos.register(commands)  # repos pause|resume|list (bot/cli/repos.py)
     schedules.register(commands)  # schedules list (bot/cli/schedules.py)
     return parser
 

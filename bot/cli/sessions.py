@@ -1,4 +1,5 @@
-"""Commands on agent sessions and workflow runs: list, show, transcript, send, close, purge."""
+"""Commands on agent sessions and workflow runs: list, show, transcript, send, close, restart,
+purge."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.cli.common import (
     _session_or_complain,
     _with_sessions,
 )
+from bot.cli.workspace_events import command_line, describe
 
 
 def cmd_sessions_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,9 +68,23 @@ def cmd_sessions_show(args: argparse.Namespace, settings: Settings) -> int:
                 output = (c["output"] or "").replace("\n", " ")[:60]
                 print(f"                   {c['id']} {c['agent']:<12} {c['state']:<7} {output}")
         _print_gates(services, found.id)
+        _print_workspace(store.transcript(found.id))
         return 0
 
     return _with_sessions(settings, use)
+
+
+def _print_workspace(events: list[Any]) -> None:
+    """The session's commands (the last ten) and its newest worktree diff's files."""
+    commands = [e for e in events if e.kind == "command"]
+    if commands:
+        print("         commands:")
+        for e in commands[-10:]:
+            print(f"                   {command_line(e.data)}")
+    diffs = [e for e in events if e.kind == "worktree_diff"]
+    if diffs:
+        lines = describe("worktree_diff", diffs[-1].data) or []
+        print(f"    worktree diff: {lines[0] if lines else '-'}")
 
 
 def _gate_rows(services: Services, session_id: str) -> tuple[list[Any], list[Any]]:
@@ -164,8 +180,15 @@ def cmd_sessions_transcript(args: argparse.Namespace, settings: Settings) -> int
             return 0
         print(f"# Session {found.id} · {found.agent_id} · {found.thread.key}\n")
         for e in events:
+            at = e.at.strftime("%H:%M:%S.%f")[:-3]
+            lines = describe(e.kind, e.data)
+            if lines is not None:  # a command, a diff or a CLI agent's event: as text
+                print(f"- `{at}` **{e.kind}** {lines[0]}")
+                if lines[1:]:
+                    print("\n  ```\n" + "\n".join(f"  {line}" for line in lines[1:]) + "\n  ```")
+                continue
             detail = ", ".join(f"{k}={json.dumps(v)}" for k, v in e.data.items())
-            print(f"- `{e.at.strftime('%H:%M:%S.%f')[:-3]}` **{e.kind}** {detail}")
+            print(f"- `{at}` **{e.kind}** {detail}")
         return 0
 
     return _with_sessions(settings, use)
@@ -193,7 +216,8 @@ def _closed_status(services: Services, closed: SessionInfo, public_url: str | No
 
     store = SessionStore(services.engine)
     seq, fresh = store.status_snapshot(closed.id)
-    body = status.render(fresh, utcnow(), public_url=public_url)
+    cost = services.runtime.config.status.show_cost
+    body = status.render(fresh, utcnow(), public_url=public_url, cost=cost)
     services.outbox.enqueue(
         ob.upsert(status.status_key(closed.id), seq, closed.thread, body, closed.installation_id)
     )
@@ -210,6 +234,26 @@ def cmd_sessions_close(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_FAILURE
         _closed_status(services, closed, settings.public_url)
         print(f"session {found.id} closed")
+        return 0
+
+    return _with_sessions(settings, use)
+
+
+def cmd_sessions_restart(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.sessions.store import RestartRefused
+    from bot.web.actions import OperatorActions
+
+    def use(store: SessionStore, services: Services) -> int:
+        cost = services.runtime.config.status.show_cost
+        actions = OperatorActions(services.engine, settings.public_url, show_cost=cost)
+        try:
+            restarted = actions.restart(args.id, "operator")
+        except RestartRefused as exc:
+            print(f"threadline: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"session {restarted.id} restarted from turn {restarted.turns}; a worker runs it next"
+        )
         return 0
 
     return _with_sessions(settings, use)

@@ -549,6 +549,29 @@ class ApiAudit(Base):
     target: Mapped[str | None] = mapped_column(String(400))
 
 
+class DailyUsage(Base):
+    """Tokens and cost of one repository's model calls on one UTC day (spending limits)."""
+
+    __tablename__ = "daily_usage"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    host: Mapped[str] = mapped_column(String(16), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # input and output
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # US$ 1e-6
+
+
+class RepoPause(Base):
+    """A repository an operator paused: its comments are recorded, nothing starts."""
+
+    __tablename__ = "repo_pauses"
+
+    host: Mapped[str] = mapped_column(String(16), primary_key=True)  # "*": every host
+    repo: Mapped[str] = mapped_column(String(255), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(255))
+    paused_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Spawn(Base):
     """A sub-agent a session started with `spawn_agent`: its child session and its result.
 

@@ -137,12 +137,22 @@ class CommitState:
     url: str | None = None
 
 
+REGULAR, EXECUTABLE, SYMLINK = "100644", "100755", "120000"
+FILE_MODES = (REGULAR, EXECUTABLE, SYMLINK)
+
+
 @dataclass(frozen=True)
 class FileChange:
-    """One file of a change set: its whole new content, or None to delete it."""
+    """One file of a change set: its whole new content (any bytes), or None to delete it.
+
+    `mode` is git's: 100644 a file, 100755 an executable, 120000 a symbolic link whose
+    content is its target. None keeps the mode the file has at the base (100644 for a
+    new file): change sets proposed as text say nothing of modes.
+    """
 
     path: str  # relative to the repository's root, with "/" between directories
     content: bytes | None
+    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,8 +241,13 @@ class HostClient(Protocol):
         base_sha: str,
         changes: Sequence[FileChange],
         message: str,
+        existing: bool = False,
     ) -> str:
         """Create the new branch `branch` at a new commit and return that commit's sha.
+
+        `existing`: `branch` is there already, at `base_sha` (a pull/merge request the
+        bot opened earlier); the new commit goes on top of it and the branch moves
+        forward to it. A branch that moved elsewhere meanwhile raises Conflict.
 
         The commit's parent is `base_sha` and its files are base_sha's with `changes`
         applied. Calling again with the same arguments is safe: when `branch` already
@@ -273,6 +288,10 @@ def change_problems(changes: Sequence[FileChange]) -> list[str]:
             problems.append(f"{path!r} is inside .git")
         if path in seen:
             problems.append(f"{path!r} is changed more than once")
+        if change.mode is not None and change.mode not in FILE_MODES:
+            problems.append(f"{path!r} has mode {change.mode}, not one of {', '.join(FILE_MODES)}")
+        if change.content is None and change.mode is not None:
+            problems.append(f"{path!r} is deleted and cannot have a mode")
         seen.add(path)
     for path in sorted(seen):
         parts = path.split("/")

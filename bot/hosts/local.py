@@ -23,7 +23,9 @@ from bot.diffs import file_patch, parse_diff
 from bot.events import ThreadRef
 from bot.hosts.base import (
     COMMIT_STATUSES,
+    EXECUTABLE,
     REACTIONS,
+    REGULAR,
     RESOLVE_THREADS,
     ChangedFile,
     CommitState,
@@ -262,11 +264,19 @@ class LocalHost:
         base_sha: str,
         changes: Sequence[FileChange],
         message: str,
+        existing: bool = False,
     ) -> str:
-        """A commit on a new playground branch; the playground keeps text files only."""
+        """A commit on a new playground branch (`existing`: on top of that branch); the
+        playground keeps plain text files only, no executables or symbolic links."""
         check_change_set(branch, changes)
         texts: list[tuple[str, str | None]] = []
         for change in changes:
+            if change.mode not in (None, REGULAR):
+                kind = "an executable" if change.mode == EXECUTABLE else "a symbolic link"
+                raise HostError(
+                    f"the playground keeps plain files only; the change set makes "
+                    f"{change.path} {kind}"
+                )
             if change.content is None:
                 texts.append((change.path, None))
                 continue
@@ -284,6 +294,7 @@ class LocalHost:
                 changes=texts,
                 message=message,
                 author=self.bot_login,
+                existing=existing,
             )
         )
 

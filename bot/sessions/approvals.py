@@ -8,6 +8,7 @@ however many comments, reviews or processes race for it.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from bot.clock import utcnow
 from bot.db.models import ApprovalGate, ChangeSet, SessionRow
 from bot.diffs import FileStat
 from bot.sessions.store import add_event
+from bot.sessions.store_base import MAX_LINE
 
 WAITING, APPROVED, CHANGES_REQUESTED, STALE, CANCELLED = (
     "waiting",
@@ -42,8 +44,16 @@ IDLE = "idle"
 @dataclass(frozen=True)
 class FileContent:
     path: str
-    content: str | None  # None: the file is deleted
+    content: str | None  # None: the file is deleted; base64 when `binary`
     stat: FileStat | None = None  # its diffstat line (None in change sets older than it)
+    mode: str | None = None  # git's mode (100644, 100755, 120000); None: as at the base
+    binary: bool = False  # `content` is the file's bytes in base64 (not UTF-8 text)
+
+    def data(self) -> bytes | None:
+        """The file's new bytes (None: deleted)."""
+        if self.content is None:
+            return None
+        return base64.b64decode(self.content) if self.binary else self.content.encode()
 
 
 def _file(entry: dict[str, Any]) -> FileContent:
@@ -53,11 +63,19 @@ def _file(entry: dict[str, Any]) -> FileContent:
         stat = FileStat(
             path, str(entry["change"]), int(entry.get("added", 0)), int(entry.get("removed", 0))
         )
-    return FileContent(path, entry.get("content"), stat)
+    mode = entry.get("mode")
+    binary = entry.get("encoding") == "base64"
+    return FileContent(
+        path, entry.get("content"), stat, None if mode is None else str(mode), binary
+    )
 
 
 def _entry(item: FileContent) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": item.path, "content": item.content}
+    if item.mode is not None:
+        entry["mode"] = item.mode
+    if item.binary:
+        entry["encoding"] = "base64"
     if item.stat is not None:
         entry.update(change=item.stat.change, added=item.stat.added, removed=item.stat.removed)
     return entry
@@ -296,6 +314,30 @@ class ApprovalStore:
                 .order_by(ChangeSet.id)
             ).scalars()
             return [_change_set(row) for row in rows]
+
+    def last_applied(self, session_id: str) -> ChangeSetInfo | None:
+        """The newest change set applied in the session's line of work (it and the
+        sessions it resumes), which opened a pull/merge request: a later approval pushes
+        to that one."""
+        with Session(self.engine) as session:
+            line: list[str] = []
+            sid: str | None = session_id
+            while sid is not None and sid not in line and len(line) < MAX_LINE:
+                line.append(sid)
+                sid = session.execute(
+                    select(SessionRow.resumed_from).where(SessionRow.id == sid)
+                ).scalar_one_or_none()
+            row = session.execute(
+                select(ChangeSet)
+                .where(
+                    ChangeSet.session_id.in_(line),
+                    ChangeSet.status == APPLIED,
+                    ChangeSet.pull_number.is_not(None),
+                    ChangeSet.branch.is_not(None),
+                )
+                .order_by(ChangeSet.id.desc())
+            ).scalar()
+            return None if row is None else _change_set(row)
 
     def change_set(self, change_set_id: int) -> ChangeSetInfo | None:
         with Session(self.engine) as session:

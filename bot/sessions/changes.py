@@ -34,6 +34,7 @@ class Applied:
     pull_number: int | None = None
     pull_url: str | None = None
     error: str | None = None
+    pushed: bool = False  # a new commit on the pull/merge request an earlier approval opened
 
 
 def branch_name(template: str, thread: ThreadRef, session_id: str, change_id: int) -> str:
@@ -71,10 +72,15 @@ async def apply_change_set(
     approver: str,
     template: str = DEFAULT_BRANCH_TEMPLATE,
     allow_protected: frozenset[str] = frozenset(),
+    earlier: ChangeSetInfo | None = None,
 ) -> Applied:
     """Apply `change` for `agent` (the one that proposed it), which may touch the kinds of
     protected paths in `allow_protected`. The paths are checked again here, before any
-    request: the change set was stored earlier, and the configuration may have changed."""
+    request: the change set was stored earlier, and the configuration may have changed.
+
+    `earlier`: the change set an earlier approval in the same line of work applied. While
+    the pull/merge request it opened is open, this change is pushed to its branch as a
+    new commit instead of opening another one."""
     repo = thread.repo
     paths = [item.path for item in change.files]
     for path in paths:
@@ -88,7 +94,13 @@ async def apply_change_set(
             error=f"the change set touches protected paths ({listing(barred)}) that agent "
             f"`{agent}` may not change (allowProtectedPaths in the server's configuration)",
         )
+    changes = [FileChange(item.path, item.data(), item.mode) for item in change.files]
+    message = change.title + (f"\n\n{change.description}" if change.description else "")
     try:
+        if earlier is not None:
+            pushed = await push_to_earlier(host, thread, earlier, changes, message)
+            if pushed is not None:
+                return pushed
         default, head = await host.default_branch(repo)
         moved = await conflicts(host, repo, change, head)
         if moved:
@@ -99,11 +111,6 @@ async def apply_change_set(
                 f"{listed} meanwhile; the change set no longer applies",
             )
         branch = branch_name(template, thread, change.session_id, change.id)
-        changes = [
-            FileChange(item.path, None if item.content is None else item.content.encode())
-            for item in change.files
-        ]
-        message = change.title + (f"\n\n{change.description}" if change.description else "")
         sha = await host.commit_files(
             repo, branch=branch, base_sha=head, changes=changes, message=message
         )
@@ -125,3 +132,50 @@ async def apply_change_set(
     except HostError as exc:
         return Applied("failed", error=f"the host refused: {exc}")
     return Applied("applied", branch, sha, opened.number, opened.url)
+
+
+async def push_to_earlier(
+    host: HostClient,
+    thread: ThreadRef,
+    earlier: ChangeSetInfo,
+    changes: list[FileChange],
+    message: str,
+) -> Applied | None:
+    """A new commit on the branch of the pull/merge request `earlier` opened; None when
+    that one is no longer open (a new one is opened instead).
+
+    The commit goes on the branch's head. If someone pushed to it after our commit, a
+    file this change touches that they changed too is a conflict, reported, not forced.
+    """
+    assert earlier.pull_number is not None
+    assert earlier.branch is not None
+    repo = thread.repo
+    pull = ThreadRef(thread.host, repo, "pull", earlier.pull_number)
+    info = await host.pull_info(pull)
+    if info.state != "open":
+        return None
+    head = info.head_sha
+    if earlier.commit_sha and head != earlier.commit_sha:
+        moved = []
+        for item in changes:
+            was = await read_or_none(host, repo, item.path, earlier.commit_sha)
+            if was != await read_or_none(host, repo, item.path, head):
+                moved.append(item.path)
+        if moved:
+            listed = ", ".join(f"`{path}`" for path in moved)
+            return Applied(
+                "conflict",
+                error=f"branch {earlier.branch} of #{earlier.pull_number} moved to {head[:12]} "
+                f"and changed {listed} meanwhile; the change set no longer applies",
+            )
+    sha = await host.commit_files(
+        repo,
+        branch=earlier.branch,
+        base_sha=head,
+        changes=changes,
+        message=message,
+        existing=True,
+    )
+    return Applied(
+        "applied", earlier.branch, sha, earlier.pull_number, earlier.pull_url, pushed=True
+    )

@@ -37,6 +37,7 @@ STALE_GATE = (
 CHANGES_ASKED = "@{login} requested changes: {text}"
 APPROVED_PLAIN = "Approved by @{login}."
 OPENED = "Approved by @{login}: opened #{number} ({url})."
+PUSHED = "Approved by @{login}: pushed `{sha}` to #{number} ({url})."
 NOT_APPLIED = "Approved by @{login}, but the change was not applied: {error}"
 
 
@@ -122,6 +123,7 @@ class ApprovalDecisions(ServiceCore):
         if change.session_id != session.id:  # a delegation's change, taken over by the gate
             found = await asyncio.to_thread(self.store.get, change.session_id)
             proposer = found or session
+        earlier = await asyncio.to_thread(self.approvals.last_applied, session.id)
         applied = await apply_change_set(
             self.host_for(session),
             change,
@@ -130,6 +132,7 @@ class ApprovalDecisions(ServiceCore):
             approver=by,
             template=self.branch_template,
             allow_protected=self._allowed_protected(proposer.agent_id),
+            earlier=earlier,
         )
         await asyncio.to_thread(
             self.approvals.settle_change_set,
@@ -141,7 +144,14 @@ class ApprovalDecisions(ServiceCore):
             pull_url=applied.pull_url,
             error=applied.error,
         )
-        if applied.status == APPLIED:
+        if applied.status == APPLIED and applied.pushed:
+            text = PUSHED.format(
+                login=by,
+                sha=(applied.commit_sha or "")[:12],
+                number=applied.pull_number,
+                url=applied.pull_url,
+            )
+        elif applied.status == APPLIED:
             text = OPENED.format(login=by, number=applied.pull_number, url=applied.pull_url)
         else:
             text = NOT_APPLIED.format(login=by, error=applied.error)

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import outbox as ob
@@ -28,6 +28,7 @@ from bot.sessions.agents import run_record, with_run_choice
 from bot.sessions.approvals import (
     ApprovalStore,
 )
+from bot.sessions.limits import Hold, Holds
 from bot.sessions.memory import MemoryStore
 from bot.sessions.search import SessionDirectory
 from bot.sessions.store import (
@@ -78,6 +79,14 @@ def tighter(one: Budget, other: Budget) -> Budget:
         minutes=low(one.minutes, other.minutes),
         cost_micros=low(one.cost_micros, other.cost_micros),  # type: ignore[arg-type]
     )
+
+
+def working_minutes(session: SessionInfo, now: datetime) -> float:
+    """Minutes the session has worked (turns running), not waited for comments: the
+    clock of its time limit, whose deadline moves on by every wait."""
+    allowed = session.options.time_limit_minutes + session.extended_minutes
+    started = session.time_limit_at - timedelta(minutes=allowed)
+    return max((now - started).total_seconds() / 60, 0.0)
 
 
 class AgentCatalog(Protocol):
@@ -150,6 +159,8 @@ class ServiceCore:
         self.exclude_starter = False  # may the person who started a run approve it?
         self.workspaces: WorkspaceRuntime | None = None  # git worktrees for agents with one
         self.public_url: str | None = None  # links in status comments (THREADLINE_PUBLIC_URL)
+        self.holds = Holds(store.engine, clock=clock)  # pauses and daily spending limits
+        self.show_cost = False  # the session's cost in its status comment (`status.showCost`)
 
     # ------------------------------------------------------------------ asking
 
@@ -159,6 +170,10 @@ class ServiceCore:
     async def last_in(self, thread: ThreadRef) -> SessionInfo | None:
         """The thread's most recent session (what a mention may resume)."""
         return await asyncio.to_thread(self.store.last_in, thread.key)
+
+    async def hold_for(self, host: str, repo: str) -> Hold | None:
+        """Why new work in `repo` waits now (paused, a daily limit spent), or None."""
+        return await asyncio.to_thread(self.holds.hold_for, host, repo)
 
     async def can_write(
         self, host: str, installation_id: int | None, repo: str, login: str
@@ -315,7 +330,7 @@ class ServiceCore:
         if budget.turns is not None and session.turns > budget.turns:
             raise BudgetExceeded(f"turn budget of {budget.turns} spent")
         if budget.minutes is not None:
-            minutes = (self.clock() - session.created_at).total_seconds() / 60
+            minutes = working_minutes(session, self.clock())
             if minutes > budget.minutes:
                 raise BudgetExceeded(f"time budget of {budget.minutes:g} min spent")
 
@@ -392,7 +407,9 @@ class ServiceCore:
         seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
         gates = await asyncio.to_thread(self.approvals.gates, session.id)
         changes = await asyncio.to_thread(self.approvals.change_sets, session.id) if gates else []
-        body = status.render(fresh, self.clock(), gates, changes, public_url=self.public_url)
+        body = status.render(
+            fresh, self.clock(), gates, changes, public_url=self.public_url, cost=self.show_cost
+        )
         await self._write(
             ob.upsert(
                 status.status_key(session.id),

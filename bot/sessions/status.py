@@ -47,6 +47,11 @@ def elapsed(since: datetime, until: datetime) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def dollars(micros: int) -> str:
+    """A cost for people: US$ with four decimals (a model call costs fractions of a cent)."""
+    return f"US$ {micros / 1_000_000:.4f}"
+
+
 def close_text(session: SessionInfo) -> str:
     template = REASONS.get(session.close_reason or "", session.close_reason or "closed")
     who = f"@{session.closed_by}" if session.closed_by else "someone"
@@ -71,6 +76,7 @@ HOW_TO_ANSWER = (
 
 
 CHANGE_MARKS = {"new": " (new)", "deleted": " (deleted)", "binary": " (binary)"}
+MODE_MARKS = {"100755": " (executable)", "120000": " (symbolic link)"}
 PROTECTED_WARNING = (
     "> [!WARNING]\n"
     "> This change touches {what}: {paths}. The server's configuration allows the "
@@ -109,6 +115,7 @@ def change_lines(change: ChangeSetInfo) -> list[str]:
                 line += f" +{stat.added} -{stat.removed}"
         elif item.content is None:
             line += CHANGE_MARKS["deleted"]
+        line += MODE_MARKS.get(item.mode or "", "")
         lines.append(line)
     flagged = protected(item.path for item in change.files)
     if flagged:
@@ -175,10 +182,12 @@ def render(
     changes: Sequence[ChangeSetInfo] = (),
     *,
     public_url: str | None = None,
+    cost: bool = False,
 ) -> str:
     """The status comment's Markdown for `session` as it is at `now`, with its approval
     gates and what became of its change sets. `public_url` (THREADLINE_PUBLIC_URL) makes
-    the closing footer a link to the inspector."""
+    the closing footer a link to the inspector; `cost` (`status.showCost`) adds what the
+    session's model calls cost so far (its line of work's, for a resumed session)."""
     end = session.closed_at or now
     state = STATES.get(session.state, session.state)
     if not session.live:
@@ -191,6 +200,8 @@ def render(
     )
     if steps:
         head += f" · {done}/{len(steps)} steps done"
+    if cost:
+        head += f" · {dollars(session.cost_micros)}"
     lines = [head, ""]
     lines += [f"- [{'x' if s.get('done') else ' '}] {s.get('title', '')}" for s in steps]
     summary = session.progress.get("summary")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bot.sessions.store_deadlines import Deadlines
 from bot.sessions.store_launch import LaunchAndLookups
+from bot.sessions.store_restart import RestartRefused, Restarts
 from bot.sessions.store_rows import (
     ACTIVE,
     AGENT_REMOVED,
@@ -83,6 +84,7 @@ __all__ = [
     "InputInfo",
     "Launch",
     "LaunchResult",
+    "RestartRefused",
     "SessionInfo",
     "SessionOptions",
     "SessionStore",
@@ -91,6 +93,7 @@ __all__ = [
 ]
 
 
-class SessionStore(LaunchAndLookups, TurnLease, Deadlines):
+class SessionStore(LaunchAndLookups, TurnLease, Deadlines, Restarts):
     """Sessions in the shared database (see the module's docstring); built from its parts:
-    the base (store_base), launch and lookups, the input queue and turn lease, deadlines."""
+    the base (store_base), launch and lookups, the input queue and turn lease, deadlines,
+    restarts of failed sessions."""

@@ -22,6 +22,7 @@ from bot.sessions.store_rows import (
     add_event,
 )
 
+RESTARTED = "restarted"  # a failed session restarted: its failed turn is passed over
 MAX_LINE = 100  # sessions of one line of work whose conversation a resumed session gets
 
 
@@ -43,7 +44,8 @@ class StoreBase:
 
     def conversation(self, session_id: str) -> list[dict[str, Any]]:
         """The messages the engine remembered (`conversation` events), oldest first,
-        those of the sessions it resumes (its line of work) first."""
+        those of the sessions it resumes (its line of work) first; a turn a restart undid
+        (`restarted`) is left out."""
         with Session(self.engine) as session:
             line: list[str] = []
             sid: str | None = session_id
@@ -55,14 +57,20 @@ class StoreBase:
             messages: list[dict[str, Any]] = []
             for one in reversed(line):
                 rows = session.execute(
-                    select(TranscriptEvent.data)
+                    select(TranscriptEvent.kind, TranscriptEvent.data)
                     .where(
                         TranscriptEvent.session_id == one,
-                        TranscriptEvent.kind == CONVERSATION,
+                        TranscriptEvent.kind.in_((CONVERSATION, RESTARTED)),
                     )
                     .order_by(TranscriptEvent.id)
-                ).scalars()
-                messages.extend(dict(data["message"]) for data in rows)
+                ).all()
+                own: list[tuple[Any, dict[str, Any]]] = []
+                for kind, data in rows:
+                    if kind == RESTARTED:  # the failed turn's messages are passed over
+                        own = [(turn, m) for turn, m in own if turn != data.get("turn")]
+                    else:
+                        own.append((data.get("turn"), dict(data["message"])))
+                messages.extend(message for _, message in own)
             return messages
 
     def answer_to(self, session_id: str, input_id: int) -> str | None:

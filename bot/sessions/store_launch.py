@@ -98,7 +98,8 @@ class LaunchAndLookups(StoreBase):
                 extended_minutes=0.0,
                 turns=0,
                 completed=False,
-                # A resumed session carries its line's checklist and the tokens spent on it.
+                # A resumed session carries its line's checklist and the tokens and cost
+                # spent on it (budgets apply to the line of work).
                 progress=dict(earlier.progress or {}) if earlier is not None else {},
                 output=None,
                 status_seq=0,
@@ -107,9 +108,9 @@ class LaunchAndLookups(StoreBase):
                 tokens_in=earlier.tokens_in or 0 if earlier is not None else 0,
                 tokens_out=earlier.tokens_out or 0 if earlier is not None else 0,
                 delegations=0,
-                cache_read_tokens=0,
-                cache_write_tokens=0,
-                cost_micros=0,
+                cache_read_tokens=earlier.cache_read_tokens or 0 if earlier is not None else 0,
+                cache_write_tokens=earlier.cache_write_tokens or 0 if earlier is not None else 0,
+                cost_micros=earlier.cost_micros or 0 if earlier is not None else 0,
                 resumed_from=earlier.id if earlier is not None else None,
             )
             session.add(row)

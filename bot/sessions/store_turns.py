@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, Spawn
+from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
     ACTIVE,
@@ -127,15 +128,23 @@ class TurnLease(StoreBase):
     # --------------------------------------------------------------------- turns
 
     def claim_turn(
-        self, owner: str, *, lease_seconds: float, session_id: str | None = None
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        session_id: str | None = None,
+        held: Held | None = None,
     ) -> tuple[SessionInfo, list[InputInfo]] | None:
         """Take the oldest live session that has queued inputs and is not mid-turn.
 
         A turn whose runner died (lease expired) is taken over and run again with the
         inputs it had not consumed. Delegations (sessions with a parent) are run by their
         coordinator's turn, never taken here, unless asked for by `session_id`; a running
-        non-blocking spawn's session is taken like a thread's.
+        non-blocking spawn's session is taken like a thread's. Sessions of a `held`
+        repository (paused, or over a daily limit) are left waiting.
         """
+        if held is not None and held.everything is not None and session_id is None:
+            return None
         now = self.clock()
         with Session(self.engine) as session, session.begin():
             has_input = exists().where(
@@ -157,6 +166,8 @@ class TurnLease(StoreBase):
                 if session_id is None
                 else SessionRow.id == session_id
             )
+            if held is not None and held.repos and session_id is None:
+                whose = and_(whose, not_(_in_repos(held)))
             candidates = (
                 session.execute(
                     select(SessionRow.id)
@@ -247,7 +258,8 @@ class TurnLease(StoreBase):
         cost_micros: int = 0,
     ) -> tuple[int, int, int]:
         """Count one model call's tokens (`input_tokens` all of them, cache reads and
-        writes among them) and cost; the session's totals (input, output, cost) after it."""
+        writes among them) and cost, for the session and for its repository's UTC day;
+        the session's totals (input, output, cost) after it."""
         with Session(self.engine) as session, session.begin():
             session.execute(
                 update(SessionRow)
@@ -262,10 +274,18 @@ class TurnLease(StoreBase):
                 .execution_options(synchronize_session=False)
             )
             found = session.execute(
-                select(SessionRow.tokens_in, SessionRow.tokens_out, SessionRow.cost_micros).where(
-                    SessionRow.id == session_id
-                )
+                select(
+                    SessionRow.tokens_in,
+                    SessionRow.tokens_out,
+                    SessionRow.cost_micros,
+                    SessionRow.host,
+                    SessionRow.repo,
+                ).where(SessionRow.id == session_id)
             ).one()
+            # The repository's day counts it too (daily spending limits), in this transaction.
+            day = day_of(self.clock())
+            used = input_tokens + output_tokens
+            count_usage(session, day, found[3], found[4], used, cost_micros)
             return int(found[0]), int(found[1]), int(found[2])
 
     def take_delegation(self, session_id: str, most: int) -> int | None:
@@ -397,3 +417,12 @@ def _working_time_limit(row: SessionRow, now: datetime) -> datetime | None:
     idle = timedelta(minutes=_options(dict(row.options)).idle_expiry_minutes)
     waited = max(now - (row.idle_deadline_at - idle), timedelta(0))
     return row.time_limit_at + waited
+
+
+def _in_repos(held: Held) -> ColumnElement[bool]:
+    """A session of one of the held repositories (a pause on every host matches any)."""
+    named = []
+    for host, repo in held.repos:
+        same = func.lower(SessionRow.repo) == repo
+        named.append(same if host == ANY_HOST else and_(SessionRow.host == host, same))
+    return or_(*named)

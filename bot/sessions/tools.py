@@ -30,8 +30,9 @@ from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
 from bot.sessions.memory import MemoryStore
 from bot.sessions.ports import ToolService
+from bot.sessions.proposals import from_workspace
 from bot.sessions.protected import refusal, refused
-from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
+from bot.sessions.search import SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
 from bot.workspaces.tools import WorkspaceTools
 
@@ -49,10 +50,7 @@ NO_WORKSPACE = "{tool}: this session has no workspace (agent {agent}'s `workspac
 Delegate = Callable[
     [SessionInfo, "SessionTools", str, str, Mapping[str, Any], str, int], Awaitable[ToolResult]
 ]
-# spawn(parent, tools, tool name, args, call id, ticket) -> result (bot.sessions.spawns)
-SpawnCall = Callable[
-    [SessionInfo, "SessionTools", str, Mapping[str, Any], str, int], Awaitable[ToolResult]
-]
+SpawnCall = Callable[..., Awaitable[ToolResult]]  # bot.sessions.turns.SpawnHooks.call
 HostFor = Callable[[SessionInfo], HostClient]
 
 
@@ -75,10 +73,6 @@ def _cut(data: bytes, most: int) -> str:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def access_policy(agent: AgentSpec) -> AccessPolicy | None:
-    return agent.access
 
 
 class SessionTools:
@@ -249,12 +243,11 @@ class SessionTools:
             store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
         ):
             raise TurnAbandoned(self.session.id)
+        cid = call_id or str(number)
         if name == b.DELEGATE and name in self.agent.tools:
-            result = await self._delegate_call(args, call_id or str(number), ticket)
+            result = await self._delegate_call(args, cid, ticket)
         elif name in b.SPAWN_TOOLS and name in self.agent.tools and self._spawn is not None:
-            result = await self._spawn(
-                self.session, self, name, args, call_id or str(number), ticket
-            )
+            result = await self._spawn(self.session, self, name, args, cid, ticket)
         else:
             result = await self._run(name, args, f"t{self.turn}.c{number}")
         await self.service.note(
@@ -393,10 +386,7 @@ class SessionTools:
             return ToolResult(False, "propose_change needs a title")
         if not files and not diff and self._workspace is not None:
             # Without files or a diff: what the workspace changed since its base.
-            changed = await self._workspace.changed_files()
-            files = [{"path": path, "content": text} for path, text in changed.items()]
-            if not files:
-                return ToolResult(False, "the workspace has no changes to propose")
+            return await self._propose_workspace(title, description)
         if bool(files) == bool(diff):
             return ToolResult(False, "propose_change needs either files or a diff (not both)")
         # Every path is checked before the host is asked anything.
@@ -440,16 +430,53 @@ class SessionTools:
         shown = "".join(file_patch(path, before[path], new[path]) for path in sorted(new))
         if not shown:
             return ToolResult(False, f"the change leaves every file as it is on {branch}")
+        made = [
+            FileContent(path, content, file_stat(path, before[path], content))
+            for path, content in sorted(new.items())
+        ]
+        return await self._record(title, description, made, branch, base_sha, shown)
+
+    async def _propose_workspace(self, title: str, description: str) -> ToolResult:
+        """The worktree's changes (bytes and modes) as the change set."""
+        assert self._workspace is not None
+        changed = await self._workspace.changed_files()
+        if not changed:
+            return ToolResult(False, "the workspace has no changes to propose")
+        if len(changed) > MAX_CHANGE_FILES:
+            return ToolResult(False, f"the workspace changed over {MAX_CHANGE_FILES} files")
+        barred = refused([c.path for c in changed], self.agent.allow_protected)
+        if barred:
+            return ToolResult(False, refusal(self.agent.id, barred))
+        size = sum(len(c.data or b"") for c in changed)
+        if size > MAX_CHANGE_BYTES:
+            return ToolResult(False, f"the change is {size} bytes; at most {MAX_CHANGE_BYTES}")
+        repo = self.session.thread.repo
+        branch, base_sha = await self._host().default_branch(repo)
+
+        async def before(path: str) -> bytes | None:
+            return await read_or_none(self._host(), repo, path, base_sha)
+
+        made, shown = await from_workspace(changed, before)
+        if not made:
+            return ToolResult(False, f"the change leaves every file as it is on {branch}")
+        return await self._record(title, description, made, branch, base_sha, shown)
+
+    async def _record(
+        self,
+        title: str,
+        description: str,
+        made: list[FileContent],
+        branch: str,
+        base_sha: str,
+        shown: str,
+    ) -> ToolResult:
         pinned = await self._head()
         change, gate = await asyncio.to_thread(
             self.service.approvals.propose,
             self.session.id,
             title=title,
             description=description,
-            files=[
-                FileContent(path, content, file_stat(path, before[path], content))
-                for path, content in sorted(new.items())
-            ],
+            files=made,
             base_branch=branch,
             base_sha=base_sha,
             pinned_sha=pinned,
@@ -547,7 +574,7 @@ class SessionTools:
         found = await asyncio.to_thread(
             self._dir().list,
             self.agent.id,
-            access_policy(self.agent),
+            self.agent.access,
             filter=str(args["filter"]) if args.get("filter") else None,
             limit=int(args.get("limit") or 20),
         )
@@ -560,7 +587,7 @@ class SessionTools:
         found = await asyncio.to_thread(
             self._dir().history,
             self.agent.id,
-            access_policy(self.agent),
+            self.agent.access,
             target,
             limit=int(args.get("limit") or 20),
             offset=int(args.get("offset") or 0),
@@ -575,7 +602,7 @@ class SessionTools:
         found = await asyncio.to_thread(
             self._dir().search,
             self.agent.id,
-            access_policy(self.agent),
+            self.agent.access,
             query,
             limit=int(args.get("limit") or 5),
             exclude_session=exclude,
@@ -588,7 +615,7 @@ class SessionTools:
         if not target or not message:
             return ToolResult(False, "sessions_send needs a key and a message")
         session_id = await asyncio.to_thread(
-            self._dir().resolve_live, self.agent.id, access_policy(self.agent), target
+            self._dir().resolve_live, self.agent.id, self.agent.access, target
         )
         if session_id is None:
             return ToolResult(False, f"session {target!r} is not live: nothing was sent")

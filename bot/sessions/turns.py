@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -116,8 +117,15 @@ class TurnRunner:
             claimed = None
             if len(running) < self.concurrency:
                 try:
+                    # Paused repositories and spent daily limits start no turn.
+                    held = await asyncio.to_thread(self.service.holds.held)
                     claimed = await asyncio.to_thread(
-                        self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+                        functools.partial(
+                            self.service.store.claim_turn,
+                            self.name,
+                            lease_seconds=self.lease_seconds,
+                            held=held,
+                        )
                     )
                     outage.ok()
                 except Exception as exc:
@@ -141,8 +149,14 @@ class TurnRunner:
         return True
 
     async def run_once(self) -> bool:
+        held = await asyncio.to_thread(self.service.holds.held)
         claimed = await asyncio.to_thread(
-            self.service.store.claim_turn, self.name, lease_seconds=self.lease_seconds
+            functools.partial(
+                self.service.store.claim_turn,
+                self.name,
+                lease_seconds=self.lease_seconds,
+                held=held,
+            )
         )
         if claimed is None:
             return False

@@ -1,4 +1,5 @@
-"""What an operator may do to a session from the inspector: close it, purge it (blocking SQL).
+"""What an operator may do to a session from the inspector and the command line: close it,
+restart it after a failure, purge it (blocking SQL).
 
 Both go through SessionStore, so they race safely with turns and timers, and both
 leave their mark in the transcript as done by `operator:<name>`. A session that was
@@ -18,10 +19,13 @@ from bot.sessions.store import OPERATOR, SessionInfo, SessionStore
 
 
 class OperatorActions:
-    def __init__(self, engine: Engine, public_url: str | None = None) -> None:
+    def __init__(
+        self, engine: Engine, public_url: str | None = None, *, show_cost: bool = False
+    ) -> None:
         self.store = SessionStore(engine)
         self.outbox = Outbox(engine)
         self.public_url = public_url  # the status comment's footer links the inspector there
+        self.show_cost = show_cost  # the status comment shows the cost (`status.showCost`)
 
     def close(self, session_id: str, actor: str) -> SessionInfo | None:
         """Close a live session (reason operator, by `actor`); None if it was not live."""
@@ -29,6 +33,13 @@ class OperatorActions:
         if closed is not None:
             self._publish(closed)
         return closed
+
+    def restart(self, session_id: str, actor: str) -> SessionInfo:
+        """Restart a failed session from its last completed turn (by `actor`);
+        RestartRefused says why not."""
+        restarted = self.store.restart(session_id, by=actor)
+        self._publish(restarted)
+        return restarted
 
     def purge(self, session_id: str, actor: str) -> bool:
         """Close (if live) and delete the transcript and inputs; the transcript then holds
@@ -47,7 +58,7 @@ class OperatorActions:
 
     def _publish(self, session: SessionInfo) -> None:
         seq, fresh = self.store.status_snapshot(session.id)
-        body = status.render(fresh, utcnow(), public_url=self.public_url)
+        body = status.render(fresh, utcnow(), public_url=self.public_url, cost=self.show_cost)
         self.outbox.enqueue(
             ob.upsert(
                 status.status_key(session.id), seq, session.thread, body, session.installation_id

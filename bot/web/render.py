@@ -75,6 +75,11 @@ def _href(value: Any) -> str:
     return "#"
 
 
+def _dollars(micros: Any) -> str:
+    """Micro-dollars as US dollars, as `sessions show` prints them."""
+    return f"US$ {int(micros or 0) / 1_000_000:.6f}"
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     """The process's template environment, built on first use (not at import)."""
@@ -89,6 +94,7 @@ def environment() -> jinja2.Environment:
     env.filters["when"] = _when
     env.filters["iso"] = _iso
     env.filters["href"] = _href
+    env.filters["dollars"] = _dollars
     return env
 
 

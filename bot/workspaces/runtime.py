@@ -32,15 +32,28 @@ from bot.workspaces.tools import Sandboxing, WorkspaceTools
 log = logging.getLogger(__name__)
 
 MAX_DIFF_EVENT_BYTES = 200_000
+MAX_RESUMED = 100  # sessions of one line of work looked back through for a change set
 # (host, repo, installation id) -> where git finds the repository, and the token for it
 AccessFor = Callable[[str, str, int | None], Awaitable[GitAccess]]
 
 
-def last_diff(store: SessionStore, session_id: str) -> tuple[str, str] | None:
-    """The base and diff recorded after the session's last turn with a workspace."""
-    for event in reversed(store.transcript(session_id)):
-        if event.kind == "worktree_diff" and "diff" in event.data:
-            return str(event.data["base"]), str(event.data["diff"])
+def last_diff(store: SessionStore, session_id: str, depth: int = 0) -> tuple[str, str] | None:
+    """The base and diff recorded after the session's last turn with a workspace (a turn
+    undone by a restart passed over); before its first, those of the session it resumes,
+    so a resumed line of work carries its pending change set."""
+    diffs: list[tuple[Any, str, str]] = []
+    undone: set[Any] = set()
+    for event in store.transcript(session_id):
+        if event.kind == "restarted":
+            undone.add(event.data.get("turn"))
+        elif event.kind == "worktree_diff" and "diff" in event.data:
+            diffs.append((event.data.get("turn"), str(event.data["base"]), str(event.data["diff"])))
+    kept = [(base, diff) for turn, base, diff in diffs if turn not in undone]
+    if kept:
+        return kept[-1]
+    session = store.get(session_id)
+    if session is not None and session.resumed_from is not None and depth < MAX_RESUMED:
+        return last_diff(store, session.resumed_from, depth + 1)
     return None
 
 

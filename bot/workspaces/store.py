@@ -91,6 +91,11 @@ class WorkspaceStore:
         self.owner = owner  # uid that sandboxed commands run as: worktrees are made theirs
         self.home = self.root / "home"
         self._locks: dict[Path, asyncio.Lock] = {}
+        # Bytes of each mirror and worktree as last measured, so the directory's quota
+        # check walks only what has not been measured (not every worktree each time),
+        # and of each commit's checkout, so a second worktree of it is not walked again.
+        self._sizes: dict[Path, int] = {}
+        self._checkouts: dict[tuple[Path, str], int] = {}
 
     # ------------------------------------------------------------- places
 
@@ -118,15 +123,42 @@ class WorkspaceStore:
 
     # ------------------------------------------------------------- quotas
 
+    def _dir_use(self) -> int:
+        """The directory's use: measured mirrors and worktrees by their last size, the
+        rest (new or unmeasured folders, homes, small files) walked."""
+        known = dict(self._sizes)
+        total = 0
+        for folder, dirs, files in os.walk(self.root):
+            kept = []
+            for name in dirs:
+                path = Path(folder, name)
+                if path in known:
+                    total += known[path]
+                else:
+                    kept.append(name)
+            dirs[:] = kept
+            for name in (*kept, *files):
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+                except OSError:
+                    continue
+        return total
+
+    def measured(self, path: Path, size: int) -> None:
+        """A mirror's or worktree's size as just measured (e.g. after a command)."""
+        self._sizes[path] = size
+
     async def check_dir_quota(self) -> None:
-        size = await asyncio.to_thread(disk_use, self.root)
+        size = await asyncio.to_thread(self._dir_use)
         if size > self.dir_quota_bytes:
             raise WorkspaceError(
                 QUOTA_DIR.format(dir=self.root, size=size // MB, quota=self.dir_quota_bytes // MB)
             )
 
-    async def check_quota(self, path: Path, what: str) -> int:
-        size = await asyncio.to_thread(disk_use, path)
+    async def check_quota(self, path: Path, what: str, *, size: int | None = None) -> int:
+        if size is None:
+            size = await asyncio.to_thread(disk_use, path)
+        self._sizes[path] = size
         if size > self.quota_bytes:
             raise WorkspaceError(
                 QUOTA_REPO.format(repo=what, size=size // MB, quota=self.quota_bytes // MB)
@@ -186,15 +218,18 @@ class WorkspaceStore:
         async with self._lock(mirror):
             if path.exists():
                 await self._remove(path, mirror)
-            await self._git(
-                ["worktree", "add", "--quiet", "-B", branch, "--", str(path), commit], mirror
-            )
+            # `checkout.workers=0`: write the files with one worker per core (git 2.32+).
+            add = ["worktree", "add", "--quiet", "-B", branch, "--", str(path), commit]
+            await self._git(["-c", "checkout.workers=0", *add], mirror)
         git_dir = self._mirror_of(path, worktree=True)
         if git_dir is None:
             raise WorkspaceError(f"git made the worktree of {session_id} somewhere unexpected")
         if self.owner is not None:
             await asyncio.to_thread(self._chown_tree, path)
-        await self.check_quota(path, f"worktree of {session_id}")
+        # A checkout of a commit measured before has that size: no second walk.
+        size = self._checkouts.get((mirror, commit))
+        size = await self.check_quota(path, f"worktree of {session_id}", size=size)
+        self._checkouts[(mirror, commit)] = size
         return Worktree(session_id, path, commit, branch, git_dir)
 
     def _chown_tree(self, path: Path) -> None:
@@ -221,6 +256,7 @@ class WorkspaceStore:
 
     async def remove_worktree(self, session_id: str) -> None:
         path = self.tree_path(session_id)
+        self._sizes.pop(path, None)
         if path.exists():
             await self._remove(path, self._mirror_of(path))
         await asyncio.to_thread(shutil.rmtree, self.agent_home(session_id), ignore_errors=True)
@@ -282,6 +318,25 @@ class WorkspaceStore:
             whole=True,
         )
         return sorted(set(out.split("\0")) - {""})
+
+    async def changed_modes(self, tree: Worktree) -> dict[str, tuple[str, str]]:
+        """Each path changed since the base commit: (mode at the base, mode now), git's
+        octal modes, "000000" where there is no file (`git diff --raw`)."""
+        env = await self._staged(tree)
+        out = await self._git(
+            ["diff", "--cached", "--raw", "--no-renames", "-z", tree.base_sha],
+            tree.path,
+            extra_env=env,
+            max_output=4_000_000,
+            whole=True,
+        )
+        fields = out.split("\0")
+        found: dict[str, tuple[str, str]] = {}
+        for head, path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = head.lstrip(":").split()
+            if len(parts) >= 2 and path:
+                found[path] = (parts[0], parts[1])
+        return found
 
     async def diff(self, tree: Worktree, *, max_bytes: int = 2_000_000) -> str:
         """Everything changed in the worktree since its base commit, new files included."""

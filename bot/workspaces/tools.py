@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import os
 import shlex
 import shutil
 import sys
@@ -79,6 +80,21 @@ class Sandboxing:
     limits: sb.Limits = field(default_factory=sb.Limits)
     commands_allowed: bool = True  # False for an outsider's code, unless configured
     bwrap: str | None = field(default_factory=sb.bwrap_path)  # found once, at start
+
+
+NO_FILE, LINK_MODE = "000000", "120000"
+PROPOSABLE_MODES = ("100644", "100755", LINK_MODE)
+
+
+@dataclass(frozen=True)
+class ChangedFile:
+    """A file the worktree changed since its base: its new bytes (None: deleted), and
+    git's mode of it at the base and now ("000000": no file there)."""
+
+    path: str
+    data: bytes | None
+    old_mode: str
+    mode: str | None
 
 
 def _text(data: bytes) -> str | None:
@@ -219,6 +235,7 @@ class WorkspaceTools:
         if len(data) > MAX_WRITE_BYTES:
             raise PathError(f"the content is {len(data)} bytes; at most {MAX_WRITE_BYTES}")
         used = await asyncio.to_thread(disk_use, self.root)
+        self.store.measured(self.root, used)
         if used + len(data) > self.store.quota_bytes:
             raise PathError(
                 f"the worktree would pass its quota of {self.store.quota_bytes // MB} MB"
@@ -270,24 +287,35 @@ class WorkspaceTools:
         await self._write(path, text.replace(old, new, 1))
         return ToolResult(True, f"edited {relative(self.root, path)}")
 
-    async def changed_files(self) -> dict[str, str | None]:
-        """Each changed file's new text (None: deleted): `propose_change` without files."""
-        changed: dict[str, str | None] = {}
+    async def changed_files(self) -> list[ChangedFile]:
+        """Each changed file's new bytes and mode: `propose_change` without files.
+
+        A symbolic link is its target (git stores it so), read without following it; a
+        submodule or anything that is not a file or a link cannot be proposed.
+        """
         try:
-            names = await self.store.changed_paths(self.tree)
+            modes = await self.store.changed_modes(self.tree)
         except WorkspaceError as exc:
             raise PathError(str(exc)) from None
-        for name in names:
-            path = contained(self.root, name)
-            if not path.exists():
-                changed[name] = None
+        changed: list[ChangedFile] = []
+        for name, (old, new) in sorted(modes.items()):
+            if new == NO_FILE:
+                changed.append(ChangedFile(name, None, old, None))
                 continue
-            if (self.root / name).is_symlink() or not path.is_file():
+            if new not in PROPOSABLE_MODES:
+                raise PathError(
+                    f"{name} has git mode {new} (not a file or a link); it cannot be proposed"
+                )
+            folder, _, base = name.rpartition("/")
+            where = contained(self.root, folder, allow_root=True) / base
+            if new == LINK_MODE:  # its target, as text: the link is not followed
+                target = await asyncio.to_thread(os.readlink, where)
+                changed.append(ChangedFile(name, os.fsencode(target), old, new))
+                continue
+            path = contained(self.root, name)
+            if where.is_symlink() or not path.is_file():
                 raise PathError(f"{name} is not a regular file; it cannot be proposed")
-            text = _text(await asyncio.to_thread(path.read_bytes))
-            if text is None:
-                raise PathError(f"{name} is binary or not UTF-8; it cannot be proposed yet")
-            changed[name] = text
+            changed.append(ChangedFile(name, await asyncio.to_thread(path.read_bytes), old, new))
         return changed
 
     # -------------------------------------------------------------- commands
@@ -341,6 +369,8 @@ class WorkspaceTools:
                     "output": done.output[:2000],
                 }
             )
+        # What the command left is counted in the directory's quota from now on.
+        self.store.measured(self.root, await asyncio.to_thread(disk_use, self.root))
         code = "killed at the time limit" if done.timed_out else f"exit code {done.exit_code}"
         head = f"$ {shlex.join(argv)}\n[{code}, {done.seconds:.2f} s]\n"
         return ToolResult(not done.timed_out, head + done.output)

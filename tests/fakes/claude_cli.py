@@ -4,7 +4,8 @@ task on stdin, writes a file in its working directory, and prints the stream-jso
 Claude Code prints (system init, assistant text and tool_use, user tool_result, result),
 with what it saw (argv, its provider variables, Threadline's variables, its home) in its
 first text so a test can check them. `--resume ID` needs the session file it wrote in its
-home on the first run. Standard library only: it runs inside the sandbox."""
+home on the first run, where Claude Code keeps it: ~/.claude/projects/<cwd, "/" as
+"-">/<ID>.jsonl. Standard library only: it runs inside the sandbox."""
 
 import json
 import os
@@ -20,9 +21,9 @@ def main() -> int:
     argv = sys.argv[1:]
     task = sys.stdin.read()
     home = os.environ.get("HOME", "")
-    sessions = os.path.join(home, ".fake-claude")
+    sessions = os.path.join(home, ".claude", "projects", os.getcwd().replace("/", "-"))
     resumed = argv[argv.index("--resume") + 1] if "--resume" in argv else None
-    if resumed is not None and not os.path.exists(os.path.join(sessions, resumed)):
+    if resumed is not None and not os.path.exists(os.path.join(sessions, resumed + ".jsonl")):
         emit(
             {
                 "type": "result",
@@ -35,7 +36,7 @@ def main() -> int:
         return 1
     session = resumed or str(uuid.uuid4())
     os.makedirs(sessions, exist_ok=True)
-    with open(os.path.join(sessions, session), "a") as handle:
+    with open(os.path.join(sessions, session + ".jsonl"), "a") as handle:
         handle.write(task + "\n")
     emit(
         {

@@ -3,7 +3,9 @@
 and prints the JSONL events `codex exec --json` prints (thread.started, turn.started,
 item.started/item.completed with reasoning, command_execution, file_change and
 agent_message items, turn.completed with usage). Its answer says what it saw: argv, its
-provider variables, Threadline's variables. Standard library only: it runs in the sandbox."""
+provider variables, Threadline's variables. Like Codex, it keeps each thread in a rollout
+file under ~/.codex/sessions and cannot resume a thread it has no file of. Standard
+library only: it runs in the sandbox."""
 
 import json
 import os
@@ -24,6 +26,16 @@ def main() -> int:
         return 2
     prompt = sys.stdin.read()
     thread = argv[-2] if resuming else "0199a213-81c0-7800-8aa1-bbab2a035a53"
+    folder = os.path.join(
+        os.environ.get("HOME", "/nonexistent"), ".codex", "sessions", "2026", "01", "02"
+    )
+    rollout = os.path.join(folder, f"rollout-2026-01-02T03-04-05-{thread}.jsonl")
+    if resuming and not os.path.exists(rollout):
+        print(f"Error: no rollout found for thread id {thread}", file=sys.stderr)
+        return 1
+    os.makedirs(folder, exist_ok=True)
+    with open(rollout, "a") as handle:
+        handle.write(json.dumps({"prompt": prompt}) + "\n")
     emit({"type": "thread.started", "thread_id": thread})
     emit({"type": "turn.started"})
     emit(

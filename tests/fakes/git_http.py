@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,67 @@ def make_repo(root: Path, name: str, files: dict[str, str], branch: str = "main"
     bare = root / f"{name}.git"
     bare.parent.mkdir(parents=True, exist_ok=True)
     git(root, "clone", "--quiet", "--bare", str(work), str(bare))
+    return bare
+
+
+def git_hash(kind: str, body: bytes) -> str:
+    """A git object's name: SHA-1 over "<kind> <size>\\0" and the body."""
+    return hashlib.sha1(f"{kind} {len(body)}\0".encode() + body, usedforsecurity=False).hexdigest()
+
+
+def tree_body(entries: Iterable[dict[str, str]]) -> bytes:
+    """A tree object's body as git writes it: entries ordered by name (a subtree's name
+    compared as if it ended in "/"), each "<mode> <name>\\0<20-byte sha>"."""
+
+    def order(entry: dict[str, str]) -> bytes:
+        return (entry["path"] + ("/" if entry["type"] == "tree" else "")).encode()
+
+    return b"".join(
+        f"{'40000' if e['type'] == 'tree' else e['mode']} {e['path']}".encode()
+        + b"\0"
+        + bytes.fromhex(e["sha"])
+        for e in sorted(entries, key=order)
+    )
+
+
+def flat_objects(
+    files: dict[str, bytes], modes: dict[str, str]
+) -> tuple[str, list[tuple[str, bytes]]]:
+    """The root tree's name and every object (blobs, trees) holding `files` (path ->
+    bytes), each path with its mode from `modes` (100644 when absent)."""
+    objects: list[tuple[str, bytes]] = []
+
+    def tree(items: dict[str, bytes], prefix: str) -> str:
+        entries: list[dict[str, str]] = []
+        below: dict[str, dict[str, bytes]] = {}
+        for path, content in items.items():
+            head, sep, rest = path.partition("/")
+            if sep:
+                below.setdefault(head, {})[rest] = content
+                continue
+            objects.append(("blob", content))
+            mode = modes.get(prefix + path, "100644")
+            entries.append(
+                {"path": path, "mode": mode, "type": "blob", "sha": git_hash("blob", content)}
+            )
+        for name, inner in below.items():
+            sub = tree(inner, prefix + name + "/")
+            entries.append({"path": name, "mode": "040000", "type": "tree", "sha": sub})
+        body = tree_body(entries)
+        objects.append(("tree", body))
+        return git_hash("tree", body)
+
+    return tree(files, ""), objects
+
+
+def write_bare(bare: Path, objects: Iterable[tuple[str, bytes]], refs: dict[str, str]) -> Path:
+    """A bare repository at `bare` holding `objects` (kind, body) and `refs`."""
+    bare.mkdir(parents=True, exist_ok=True)
+    git(bare, "init", "--quiet", "--bare")
+    for kind, body in dict.fromkeys(objects):
+        git(bare, "hash-object", "-t", kind, "-w", "--literally", "--stdin", data=body)
+    for ref, sha in refs.items():
+        git(bare, "update-ref", ref, sha)
     return bare
 
 

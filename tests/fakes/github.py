@@ -55,7 +55,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.git_http import GitServer
+from tests.fakes.git_http import GitServer, git_hash, tree_body
 from tests.fakes.git_http import git as git_export
 
 API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
@@ -147,26 +147,6 @@ class Repo:
     trees: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     git_commits: dict[str, dict[str, Any]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
-
-
-def git_hash(kind: str, body: bytes) -> str:
-    """A git object's name: SHA-1 over "<kind> <size>\\0" and the body."""
-    return hashlib.sha1(f"{kind} {len(body)}\0".encode() + body, usedforsecurity=False).hexdigest()
-
-
-def tree_body(entries: Iterable[dict[str, str]]) -> bytes:
-    """A tree object's body as git writes it: entries ordered by name (a subtree's name
-    compared as if it ended in "/"), each "<mode> <name>\\0<20-byte sha>"."""
-
-    def order(entry: dict[str, str]) -> bytes:
-        return (entry["path"] + ("/" if entry["type"] == "tree" else "")).encode()
-
-    return b"".join(
-        f"{'40000' if e['type'] == 'tree' else e['mode']} {e['path']}".encode()
-        + b"\0"
-        + bytes.fromhex(e["sha"])
-        for e in sorted(entries, key=order)
-    )
 
 
 @dataclass
@@ -1759,7 +1739,7 @@ class FakeGitHub:
         path = entry["path"]
         if path.startswith("/") or path.endswith("/") or "//" in path:
             raise error(422, "Invalid tree info", errors=[f"tree.path {path!r} is invalid"])
-        if entry.get("type") != "blob" or entry.get("mode") not in ("100644", "100755"):
+        if entry.get("type") != "blob" or entry.get("mode") not in ("100644", "100755", "120000"):
             raise error(422, "Invalid tree info", errors=["this fake takes file entries only"])
         if "sha" in entry and "content" in entry:
             raise error(422, "Invalid tree info", errors=["give sha or content, not both"])

@@ -32,11 +32,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.fakes.git_http import GitServer, flat_objects, git_hash, write_bare
 
 TOKEN = "glpat-fake-0123456789abcdef"
 BOT_USERNAME = "threadline-bot"
@@ -214,6 +217,10 @@ class Project:
     parents: dict[str, list[str]] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
+    # Each commit's file modes other than 100644 (sha -> path -> mode), and the git
+    # objects every commit was made of (its name is its real git hash).
+    modes: dict[str, dict[str, str]] = field(default_factory=dict)
+    objects: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def diff_file(
@@ -289,6 +296,10 @@ class FakeGitLab:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._routes = self._route_table()
+        # Git over HTTP (`export_git`): the bare repositories' folder, and the
+        # Authorization header of every git request, for tests to look at.
+        self.git_root: Path | None = None
+        self.git_auth: list[str | None] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -358,9 +369,12 @@ class FakeGitLab:
         parents: list[str] | None = None,
         branch: str | None = "main",
         message: str = "A commit",
+        executable: tuple[str, ...] = (),
     ) -> str:
-        """A commit holding exactly `files`, moving `branch` (None: no branch) to it."""
-        sha = self._new_commit(project, dict(files), list(parents or []), message)
+        """A commit holding exactly `files` (paths in `executable` get mode 100755),
+        moving `branch` (None: no branch) to it."""
+        modes = dict.fromkeys(executable, "100755")
+        sha = self._new_commit(project, dict(files), list(parents or []), message, modes)
         if branch is not None:
             project.branches[branch] = sha
         return sha
@@ -370,16 +384,30 @@ class FakeGitLab:
         sha = project.branches.get(ref, ref)
         return project.trees.get(sha)
 
+    def modes_at(self, project: Project, ref: str) -> dict[str, str]:
+        """Every file's git mode at a branch or commit."""
+        sha = project.branches.get(ref, ref)
+        return {path: project.modes[sha].get(path, "100644") for path in project.trees[sha]}
+
     def _new_commit(
-        self, project: Project, files: dict[str, bytes], parents: list[str], message: str
+        self,
+        project: Project,
+        files: dict[str, bytes],
+        parents: list[str],
+        message: str,
+        modes: dict[str, str] | None = None,
     ) -> str:
-        # Named by content and a tick, as a real commit is by content and time.
-        digest = hashlib.sha1(
-            f"{parents}\0{message}\0{next(self._clock)}".encode(), usedforsecurity=False
-        )
-        for path in sorted(files):
-            digest.update(b"\0" + path.encode() + b"\0" + files[path])
-        sha = digest.hexdigest()
+        """A real git commit (named as git names it: by content, parents and a tick for
+        its time), so `export_git` serves the very commits the API answers about."""
+        kept = {path: mode for path, mode in (modes or {}).items() if path in files}
+        tree, objects = flat_objects(files, kept)
+        stamp = f"Test <test@example.com> {1_700_000_000 + next(self._clock)} +0000"
+        lines = [f"tree {tree}", *(f"parent {p}" for p in parents if p in project.trees)]
+        body = "\n".join([*lines, f"author {stamp}", f"committer {stamp}", "", message]).encode()
+        objects.append(("commit", body))
+        sha = git_hash("commit", body)
+        project.objects += objects
+        project.modes[sha] = kept
         project.trees[sha] = files
         project.parents[sha] = parents
         project.messages[sha] = message
@@ -445,9 +473,33 @@ class FakeGitLab:
 
     # ------------------------------------------------------------ HTTP
 
+    def export_git(self, project: Project) -> Path:
+        """The project's commits, branches and merge request heads as a real bare
+        repository under `git_root`, which this fake then serves over git's HTTP protocol
+        at `<url>/<path>.git` to a client sending the token as a password (any user)."""
+        assert self.git_root is not None, "set git_root first"
+        refs = {f"refs/heads/{name}": sha for name, sha in project.branches.items()}
+        for iid, mr in project.merge_requests.items():
+            if mr.head_sha in project.trees:
+                refs[f"refs/merge-requests/{iid}/head"] = mr.head_sha
+        return write_bare(self.git_root / f"{project.path}.git", project.objects, refs)
+
+    async def _git(self, request: web.Request, raw_path: str) -> web.StreamResponse:
+        given = request.headers.get("Authorization")
+        self.git_auth.append(given)
+        scheme, _, value = (given or "").partition(" ")
+        secret = ""
+        if scheme == "Basic":
+            secret = base64.b64decode(value).decode(errors="replace").partition(":")[2]
+        if self.git_root is None or secret != self.token:
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="GitLab"'})
+        return await GitServer(self.git_root, given or "").handle(request)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.raw_path.split("?", 1)[0]
         root = f"{self.prefix}/api/v4"
+        if ".git/" in raw_path and not raw_path.startswith(root + "/"):
+            return await self._git(request, raw_path)
         if not raw_path.startswith(root + "/"):
             return web.Response(status=404, text="Not Found")
         path = raw_path[len(root) :]
@@ -1031,14 +1083,15 @@ class FakeGitLab:
                     400, {"message": "You can only create or edit files when you are on a branch"}
                 )
         files = dict(project.trees[start])
+        modes = dict(project.modes.get(start, {}))
         for action in actions:
-            self._apply_action(files, action)
-        sha = self._new_commit(project, files, [start], message)
+            self._apply_action(files, modes, action)
+        sha = self._new_commit(project, files, [start], message, modes)
         project.branches[branch] = sha
         return self._commit_entity(project, sha)
 
     @staticmethod
-    def _apply_action(files: dict[str, bytes], action: Any) -> None:
+    def _apply_action(files: dict[str, bytes], modes: dict[str, str], action: Any) -> None:
         if not isinstance(action, dict):
             raise Reply(400, {"error": "actions is invalid"})
         kind, path = action.get("action"), action.get("file_path")
@@ -1046,14 +1099,27 @@ class FakeGitLab:
             raise Reply(400, {"error": "actions[action] does not have a valid value"})
         if not isinstance(path, str) or not path:
             raise _missing("actions[file_path]")
-        if kind in ("move", "chmod"):
-            raise Reply(400, {"error": "this fake takes create, update and delete actions"})
+        if kind == "move":
+            raise Reply(400, {"error": "this fake takes create, update, delete and chmod"})
+        if kind == "chmod":
+            # https://docs.gitlab.com/api/commits/: execute_filemode, read for chmod only
+            if path not in files:
+                raise Reply(400, {"message": "A file with this name doesn't exist"})
+            flag = action.get("execute_filemode")
+            if not isinstance(flag, bool):
+                raise Reply(400, {"error": "actions[execute_filemode] is invalid"})
+            if flag:
+                modes[path] = "100755"
+            else:
+                modes.pop(path, None)
+            return
         if kind == "create" and path in files:
             raise Reply(400, {"message": "A file with this name already exists"})
         if kind in ("update", "delete") and path not in files:
             raise Reply(400, {"message": "A file with this name doesn't exist"})
         if kind == "delete":
             del files[path]
+            modes.pop(path, None)
             return
         content = action.get("content") or ""
         encoding = action.get("encoding", "text")

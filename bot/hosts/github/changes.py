@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.hosts.base import (
+    EXECUTABLE,
+    REGULAR,
     Conflict,
     FileChange,
     HostError,
@@ -16,7 +18,7 @@ from bot.hosts.base import (
     check_change_set,
 )
 from bot.hosts.github.core import ClientCore
-from bot.hosts.github.shapes import _opened, _sha_of, _split
+from bot.hosts.github.shapes import _opened, _quote_path, _sha_of, _split
 from bot.hosts.github.transport import PER_PAGE
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,10 @@ class ChangeSets(ClientCore):
         base_sha: str,
         changes: Sequence[FileChange],
         message: str,
+        existing: bool = False,
     ) -> str:
-        """A new branch at a new commit, through the Git Data API, without a clone.
+        """A new branch at a new commit, through the Git Data API, without a clone
+        (`existing`: a new commit on top of the branch, which must be at `base_sha`).
 
         https://docs.github.com/en/rest/guides/using-the-rest-api-to-interact-with-your-git-database
         Reads first (the base commit, then the tree levels the changed paths pass
@@ -46,6 +50,8 @@ class ChangeSets(ClientCore):
         """
         check_change_set(branch, changes)
         names = _split(repo)
+        if existing:
+            await self._branch_at(repo, branch, base_sha)
         base_tree = await self._commit_tree(repo, base_sha)
         modes = await self._modes(repo, base_tree, [c.path for c in changes])
         entries: list[dict[str, Any]] = []
@@ -65,8 +71,9 @@ class ChangeSets(ClientCore):
                 names,
                 {"content": base64.b64encode(change.content).decode("ascii"), "encoding": "base64"},
             )
-            # An executable stays executable; anything else written is a plain file.
-            kept = "100755" if mode == "100755" else "100644"
+            # The change's own mode (a symlink's blob is its target); without one, an
+            # executable stays executable and anything else written is a plain file.
+            kept = change.mode or (EXECUTABLE if mode == EXECUTABLE else REGULAR)
             entries.append(
                 {"path": change.path, "mode": kept, "type": "blob", "sha": _sha_of(blob, "blob")}
             )
@@ -86,9 +93,58 @@ class ChangeSets(ClientCore):
             names,
             {"message": message, "tree": tree_sha, "parents": [base_sha]},
         )
+        if existing:
+            return await self._move_branch(
+                repo, branch, _sha_of(commit, "commit"), base_sha, tree_sha
+            )
         return await self._create_branch(
             repo, branch, _sha_of(commit, "commit"), base_sha, tree_sha
         )
+
+    async def _branch_at(self, repo: str, branch: str, sha: str) -> None:
+        """Conflict unless `branch` points at `sha` (someone else pushed meanwhile)."""
+        found = await self._branch_sha(repo, branch)
+        if found is None:
+            raise NotFound(f"GitHub {repo} has no branch {branch} to push to")
+        if found != sha:
+            raise Conflict(
+                f"branch {branch} of {repo} moved to {found[:12]} (expected {sha[:12]})",
+                status=409,
+            )
+
+    async def _move_branch(
+        self, repo: str, branch: str, commit_sha: str, base_sha: str, tree_sha: str
+    ) -> str:
+        """Fast-forward refs/heads/`branch` from `base_sha` to `commit_sha`.
+
+        https://docs.github.com/en/rest/git/refs#update-a-reference (without `force`,
+        GitHub refuses anything but a fast-forward with 422). After a refusal or a lost
+        answer, a branch already at a commit built alike counts as done.
+        """
+        try:
+            await self._write(
+                "PATCH",
+                "/repos/{owner}/{repo}/git/refs/{+ref}",
+                {**_split(repo), "ref": "heads/" + _quote_path(branch)},
+                {"sha": commit_sha, "force": False},
+            )
+            return commit_sha
+        except HostError as exc:
+            if exc.status != 422 and not exc.ambiguous:
+                raise
+            failure = exc
+        found = await self._branch_sha(repo, branch)
+        if found == commit_sha:
+            return commit_sha
+        if found is not None:
+            url = "/repos/{owner}/{repo}/git/commits/{commit_sha}"
+            data = await self._get(url, {**_split(repo), "commit_sha": found})
+            parents = [p.get("sha") for p in data.get("parents") or [] if isinstance(p, dict)]
+            if parents == [base_sha] and (data.get("tree") or {}).get("sha") == tree_sha:
+                return found
+        raise Conflict(
+            f"branch {branch} of {repo} moved while this change was pushed", status=422
+        ) from failure
 
     async def _commit_tree(self, repo: str, sha: str) -> str:
         # https://docs.github.com/en/rest/git/commits#get-a-commit-object

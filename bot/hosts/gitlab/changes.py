@@ -10,6 +10,9 @@ from urllib.parse import quote
 from gitlab.exceptions import GitlabHttpError
 
 from bot.hosts.base import (
+    EXECUTABLE,
+    REGULAR,
+    SYMLINK,
     Conflict,
     FileChange,
     HostError,
@@ -35,38 +38,52 @@ class ChangeSets(ClientCore):
         base_sha: str,
         changes: Sequence[FileChange],
         message: str,
+        existing: bool = False,
     ) -> str:
-        """One commit with an action per file, on a new branch started at `base_sha`.
+        """One commit with an action per file, on a new branch started at `base_sha`
+        (`existing`: on top of the branch, which must be at `base_sha`).
 
         https://docs.gitlab.com/api/commits/#create-a-commit-with-multiple-files-and-actions
         With `start_sha`, GitLab creates `branch` from that commit, and refuses (400) when
         the branch exists already. Each file's action is `create` or `update` by whether
         it exists at `base_sha` (GitLab refuses the other), `delete` for a removal.
-        Contents go base64-encoded, so any bytes pass unchanged. Modes are GitLab's to
-        keep: an update leaves an executable executable.
+        Contents go base64-encoded, so any bytes pass unchanged. Without a mode an update
+        leaves an executable executable; a change's own mode becomes a `chmod` action
+        (`execute_filemode`, which GitLab reads for that action only). The API has no way
+        to write a symbolic link, so a change set holding one is refused.
         """
         check_change_set(branch, changes)
+        links = [c.path for c in changes if c.mode == SYMLINK]
+        if links:
+            raise HostError(
+                "GitLab's commits API cannot write symbolic links; the change set makes "
+                + ", ".join(links)
+                + " one: replace the link by a file, or commit it by hand"
+            )
+        if existing:
+            await self._read("look at the branch", self._branch_at, repo, branch, base_sha)
         actions = await self._read(
             "look at the files to change", self._actions, repo, base_sha, changes
         )
-        payload = {
+        payload: dict[str, object] = {
             "branch": branch,
-            "start_sha": base_sha,
             "commit_message": message,
             "actions": actions,
         }
+        if not existing:
+            payload["start_sha"] = base_sha
         path = f"/projects/{project_id(repo)}/repository/commits"
         try:
             made = await self._write("create a commit", self._post, path, payload)
         except HostError as exc:
             if exc.status != 400 and not exc.ambiguous:
                 raise
-            existing = await self._read(
+            found = await self._read(
                 "look at the existing branch", self._built_alike, repo, branch, base_sha, changes
             )
-            if existing is None:
+            if found is None:
                 raise
-            return existing
+            return found
         sha = made.get("id")
         if not isinstance(sha, str) or not sha:
             raise HostError("GitLab created a commit but did not name it", ambiguous=True)
@@ -111,8 +128,9 @@ class ChangeSets(ClientCore):
 
     def _actions(
         self, repo: str, base_sha: str, changes: Sequence[FileChange]
-    ) -> list[dict[str, str]]:
-        """The commit's actions: create or update by whether the file is at `base_sha`."""
+    ) -> list[dict[str, object]]:
+        """The commit's actions: create or update by whether the file is at `base_sha`,
+        and a chmod after it when the change gives a mode."""
         # https://docs.gitlab.com/api/commits/#get-a-single-commit
         try:
             self._get(f"/projects/{project_id(repo)}/repository/commits/{quote(base_sha, safe='')}")
@@ -120,7 +138,7 @@ class ChangeSets(ClientCore):
             if exc.response_code == 404 and "project" not in str(exc.error_message).lower():
                 raise NotFound(f"GitLab {repo} has no commit {base_sha} to build on") from exc
             raise
-        actions: list[dict[str, str]] = []
+        actions: list[dict[str, object]] = []
         for change in changes:
             exists = self._file_exists(repo, change.path, base_sha)
             if change.content is None:
@@ -138,7 +156,30 @@ class ChangeSets(ClientCore):
                     "encoding": "base64",
                 }
             )
+            if change.mode == EXECUTABLE or (change.mode == REGULAR and exists):
+                # https://docs.gitlab.com/api/commits/: `chmod` with `execute_filemode`
+                actions.append(
+                    {
+                        "action": "chmod",
+                        "file_path": change.path,
+                        "execute_filemode": change.mode == EXECUTABLE,
+                    }
+                )
         return actions
+
+    def _branch_at(self, repo: str, branch: str, sha: str) -> None:
+        """Conflict unless `branch` points at `sha` (someone else pushed meanwhile)."""
+        try:
+            found = _commit_id(self._get(self._branch_path(repo, branch)), f"branch {branch}")
+        except GitlabHttpError as exc:
+            if exc.response_code == 404:
+                raise NotFound(f"GitLab {repo} has no branch {branch} to push to") from exc
+            raise
+        if found != sha:
+            raise Conflict(
+                f"branch {branch} of {repo} moved to {found[:12]} (expected {sha[:12]})",
+                status=409,
+            )
 
     def _file_exists(self, repo: str, path: str, ref: str) -> bool:
         # https://docs.gitlab.com/api/repository_files/#get-file-metadata-only (HEAD)
@@ -181,6 +222,8 @@ class ChangeSets(ClientCore):
                 return None
             raise
         sha = _commit_id(found, f"branch {branch} of {repo}")
+        if sha == base_sha:
+            return None  # nothing was written: the first answer stands
         commit = self._get(f"/projects/{project_id(repo)}/repository/commits/{sha}")
         alike = list(commit.get("parent_ids") or []) == [base_sha]
         if alike:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import (
@@ -36,9 +36,12 @@ class Changes(StoreCore):
         changes: Sequence[tuple[str, str | None]],
         message: str,
         author: str,
+        existing: bool = False,
     ) -> str:
         """A new branch at a new commit: `base_sha`'s files with `changes` (path, new text
-        or None to delete) applied. Returns the commit's sha.
+        or None to delete) applied. Returns the commit's sha. `existing`: the commit goes
+        on top of `branch`, which must be at `base_sha` (409 when it moved), and the open
+        pull requests from that branch show it.
 
         The sha is a digest of the parent, the message and the files, so the same call
         twice names the same commit; a branch already at it counts as done (status 409
@@ -63,8 +66,10 @@ class Changes(StoreCore):
                 else:
                     files[path] = text
             sha = tree_sha(f"commit\0{base_sha}\0{message}", files)
-            existing = self._branch_sha(session, repo, branch)
-            if existing is None:
+            if existing:
+                return self._push(session, repo, branch, base_sha, sha, message, author, files)
+            existing_sha = self._branch_sha(session, repo, branch)
+            if existing_sha is None:
                 self._add_commit(session, repo, sha, base_sha, message, author, files)
                 created = session.execute(
                     self._insert(PlaygroundBranch)
@@ -72,13 +77,61 @@ class Changes(StoreCore):
                     .on_conflict_do_nothing(index_elements=["repo", "name"])
                     .returning(PlaygroundBranch.sha)
                 ).scalar_one_or_none()
-                existing = created or self._branch_sha(session, repo, branch)
-            if existing != sha and not self._built_alike(session, repo, existing, base_sha, files):
+                existing_sha = created or self._branch_sha(session, repo, branch)
+            if existing_sha != sha and not self._built_alike(
+                session, repo, existing_sha, base_sha, files
+            ):
                 raise PlaygroundError(
                     f"{repo} already has a branch {branch} that is not this change on this base",
                     status=409,
                 )
-            return existing or sha
+            return existing_sha or sha
+
+    def _push(
+        self,
+        session: Session,
+        repo: str,
+        branch: str,
+        base_sha: str,
+        sha: str,
+        message: str,
+        author: str,
+        files: dict[str, str],
+    ) -> str:
+        """Move `branch` from `base_sha` to the new commit `sha` (already there: done)."""
+        found = self._branch_sha(session, repo, branch)
+        if found is None:
+            raise PlaygroundError(f"{repo} has no branch {branch} to push to", status=404)
+        if found == sha:
+            return sha
+        if found != base_sha:
+            raise PlaygroundError(
+                f"branch {branch} of {repo} moved to {found[:12]} (expected {base_sha[:12]})",
+                status=409,
+            )
+        self._add_commit(session, repo, sha, base_sha, message, author, files)
+        moved = session.execute(
+            update(PlaygroundBranch)
+            .where(
+                PlaygroundBranch.repo == repo,
+                PlaygroundBranch.name == branch,
+                PlaygroundBranch.sha == base_sha,
+            )
+            .values(sha=sha)
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise PlaygroundError(f"branch {branch} of {repo} moved meanwhile", status=409)
+        for pull in session.scalars(
+            select(PlaygroundPull).where(
+                PlaygroundPull.repo == repo,
+                PlaygroundPull.head_ref == branch,
+                PlaygroundPull.state == "open",
+            )
+        ):
+            pull.head_sha = sha
+            pull.diff = unified_diff(self._files(session, repo, pull.base_sha), files)
+        return sha
 
     def _built_alike(
         self, session: Session, repo: str, sha: str | None, parent: str, files: dict[str, str]

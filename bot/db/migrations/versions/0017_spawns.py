@@ -1,6 +1,6 @@
 """Spawned sub-agents (`spawn_agent`): one row per spawn, with its child and result.
 
-Revision 0017, after 0013. A non-blocking spawn's result is queued as its parent's
+Revision 0017, after 0015. A non-blocking spawn's result is queued as its parent's
 input in the transaction that settles its row, so no crash loses it.
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from bot.db.types import BigId, UtcDateTime
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

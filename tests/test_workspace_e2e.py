@@ -1,0 +1,304 @@
+"""Workspaces end to end on GitHub and GitLab, over real git and real HTTP on loopback.
+
+Each fake host serves its repository through `git http-backend` with the token header;
+a script agent writes code and a test, runs `python3 -m pytest` in the sandbox (it
+fails), fixes the code (it passes), adds a binary file, an executable and (GitHub) a
+symbolic link, and proposes the worktree's diff. `/approve` opens the pull/merge request
+with exactly those bytes and modes. A later request in the same session is proposed
+and approved again: it is pushed to the same pull/merge request as a new commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from tests import payloads as p
+from tests.conftest import Running, needs_bwrap, run_app, with_settings
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
+from tests.fakes.gitlab import FakeGitLab, Project
+from tests.test_sessions import REPO, GitHubRig, eventually, github_settings, strip
+
+pytestmark = needs_bwrap
+
+CALC_BAD = "def add(a, b):\n    return a - b\n"
+CALC_GOOD = "def add(a, b):\n    return a + b\n"
+DOUBLE = "\n\ndef double(a):\n    return add(a, a)\n"
+CALC_MORE = CALC_GOOD + DOUBLE
+TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
+BLOB = bytes(range(256))  # not text in any encoding: a NUL byte, and invalid UTF-8
+SCRIPT = "#!/bin/sh\necho built\n"
+PYTEST = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_calc.py"]
+
+
+def call(tool: str, **args: object) -> dict[str, object]:
+    return {"call": {"tool": tool, "args": args}}
+
+
+def agents(link: bool) -> str:
+    """The agent's configuration, as JSON (which YAML reads as it is)."""
+    first = [
+        call("write_file", path="calc.py", content=CALC_BAD),
+        call("write_file", path="test_calc.py", content=TEST),
+        call("run_command", command=PYTEST),
+        call("edit_file", path="calc.py", old="a - b", new="a + b"),
+        call("run_command", command=" ".join(PYTEST)),
+        call(
+            "run_command",
+            command=["python3", "-c", "open('data.bin', 'wb').write(bytes(range(256)))"],
+        ),
+        call("write_file", path="build.sh", content=SCRIPT),
+        call("run_command", command=["chmod", "+x", "build.sh"]),
+        *([call("run_command", command=["ln", "-s", "calc.py", "link.py"])] if link else []),
+        call("propose_change", title="Make add add"),
+    ]
+    more = [
+        call("edit_file", path="calc.py", old="a + b\n", new="a + b\n" + DOUBLE),
+        call("run_command", command=PYTEST),
+        call("propose_change", title="Add double"),
+    ]
+    config = {
+        "agents": {
+            "fixer": {
+                "engine": "script",
+                "workspace": "read-write",
+                "active_tools": [
+                    "reply",
+                    "task_completed",
+                    "write_file",
+                    "edit_file",
+                    "run_command",
+                    "propose_change",
+                ],
+                "script": [
+                    {"match": "task", "do": first},
+                    {"when": "^Approved by", "do": [{"reply": "noted: {input}"}]},
+                    {"when": "double", "do": more},
+                    {"do": [{"reply": "heard {input}"}]},
+                ],
+            }
+        },
+        "sessions": {
+            "keepSessionOpenForComments": True,
+            "exitCriteria": {"userSignals": {"explicit": ["/done"]}},
+        },
+    }
+    return json.dumps(config)
+
+
+def commands(app: Running, session_id: str) -> list[dict[str, Any]]:
+    events = app.runtime.sessions.store.transcript(session_id)
+    return [e.data for e in events if e.kind == "command"]
+
+
+# ----------------------------------------------------------------- GitHub
+
+
+@pytest.fixture
+async def github(
+    settings: Settings, tmp_path: Path, workspace_dir: Path
+) -> AsyncIterator[GitHubRig]:
+    async with FakeGitHub() as gh:
+        gh.install(4242, [REPO])
+        gh.add_issue(REPO, 7)
+        gh.set_permission(REPO, "maintainer", "write")
+        gh.add_commit(REPO, {"README.md": b"hello\n", "calc.py": b"def add(a, b):\n    pass\n"})
+        gh.git_root = tmp_path / "git"
+        gh.export_git(REPO)
+        config = tmp_path / "threadline.yml"
+        config.write_text(agents(link=True), encoding="utf-8")
+        ws = workspace_dir / "ws"
+        ws.mkdir(mode=0o755)
+        changed = with_settings(github_settings(settings, gh, str(config)), workspace_dir=str(ws))
+        async with run_app(changed) as app:
+            yield GitHubRig(app, gh)
+
+
+async def test_github_pull_request_holds_the_tested_bytes_and_modes_and_a_second_push(
+    github: GitHubRig,
+) -> None:
+    rig, gh = github, github.gh
+    approvals = rig.app.runtime.sessions.approvals
+    await rig.comment(7, "@threadline make add work")
+    await eventually(
+        lambda: rig.sessions() and approvals.change_sets(rig.sessions()[0].id), "a change set"
+    )
+    [session] = rig.sessions()
+    ran = commands(rig.app, session.id)
+    assert [c["exit_code"] for c in ran] == [1, 0, 0, 0, 0]
+    assert "1 failed" in ran[0]["output"]
+    assert "1 passed" in ran[1]["output"]
+    await rig.comment(7, "/approve")
+    await eventually(lambda: any("opened #" in r for r in rig.replies(7)), "the PR is linked")
+    [opening] = gh.requests_to("POST", r"/repos/.*/pulls$")
+    branch = opening.json["head"]
+    assert gh.files_at(REPO, branch) == {
+        "README.md": b"hello\n",
+        "calc.py": CALC_GOOD.encode(),
+        "test_calc.py": TEST.encode(),
+        "data.bin": BLOB,
+        "build.sh": SCRIPT.encode(),
+        "link.py": b"calc.py",
+    }
+    modes = gh.modes_at(REPO, branch)
+    assert (modes["build.sh"], modes["link.py"], modes["data.bin"]) == (
+        "100755",
+        "120000",
+        "100644",
+    )
+    # The binary file went as a base64 blob; the tree named each mode.
+    blobs = [r.json for r in gh.requests_to("POST", r"/repos/.*/git/blobs")]
+    assert {"content": base64.b64encode(BLOB).decode(), "encoding": "base64"} in blobs
+    [tree] = [r.json for r in gh.requests_to("POST", r"/repos/.*/git/trees")]
+    entries = {e["path"]: e["mode"] for e in tree["tree"]}
+    assert entries["build.sh"] == "100755"
+    assert entries["link.py"] == "120000"
+    first = gh.add_repo(REPO).refs["refs/heads/" + branch]
+
+    # Later in the same session: more work, a second approval, the same pull request.
+    await rig.comment(7, "please add double")
+    await eventually(lambda: len(approvals.change_sets(session.id)) == 2, "a second proposal")
+    await rig.comment(7, "/approve")
+    await eventually(lambda: any("pushed `" in r for r in rig.replies(7)), "the push is linked")
+    assert len(gh.requests_to("POST", r"/repos/.*/pulls$")) == 1  # no second pull request
+    [update] = gh.requests_to("PATCH", r"/repos/.*/git/refs/heads/.*")
+    assert update.json["force"] is False
+    second = gh.add_repo(REPO).refs["refs/heads/" + branch]
+    assert gh.add_repo(REPO).git_commits[second]["parents"] == [first]
+    after = gh.files_at(REPO, branch)
+    assert after is not None
+    assert after["calc.py"] == CALC_MORE.encode()
+    assert after["data.bin"] == BLOB
+    assert gh.modes_at(REPO, branch)["build.sh"] == "100755"
+    number = opening_number(rig)
+    assert any(f"to #{number}" in r for r in rig.replies(7))
+    assert all(h and h.startswith("Basic ") for h in gh.git_auth)
+
+
+def opening_number(rig: GitHubRig) -> int:
+    reply = next(r for r in rig.replies(7) if r.startswith("Approved by") and "opened #" in r)
+    return int(reply.split("opened #", 1)[1].split()[0])
+
+
+# ----------------------------------------------------------------- GitLab
+
+
+@dataclass
+class GitLabRig:
+    app: Running
+    gl: FakeGitLab
+    project: Project
+
+    async def note(self, body: str) -> None:
+        person = next(u for u in self.gl.users.values() if u.username == "maintainer")
+        note = self.gl.add_note(self.project, "issues", 3, body, author=person)
+        payload = p.gitlab_fixture("docs/note_hook.issue.json")
+        payload["project"]["path_with_namespace"] = self.project.path
+        payload["object_attributes"].update(id=note.id, note=body)
+        payload["issue"]["iid"] = 3
+        payload["user"]["username"] = "maintainer"
+        async with self.app.http.post(
+            f"{self.app.url}/webhooks/gitlab",
+            data=p.encode(payload),
+            headers=p.gitlab_headers("Note Hook"),
+        ) as resp:
+            assert resp.status == 202, await resp.text()
+
+    def notes(self) -> list[str]:
+        return [strip(n.body) for n in sorted(self.gl.notes.values(), key=lambda n: n.id)]
+
+
+@pytest.fixture
+async def gitlab(
+    settings: Settings, tmp_path: Path, workspace_dir: Path
+) -> AsyncIterator[GitLabRig]:
+    async with FakeGitLab() as gl:
+        project = gl.add_project("grp/calc")
+        gl.add_issue(project, 3)
+        gl.add_member(project, gl.add_user("maintainer"), 40)
+        gl.add_commit(
+            project,
+            {"README.md": b"hello\n", "calc.py": b"def add(a, b):\n    pass\n", "old.sh": b"x\n"},
+            executable=("old.sh",),
+        )
+        gl.git_root = tmp_path / "git"
+        gl.export_git(project)
+        config = tmp_path / "threadline.yml"
+        config.write_text(agents(link=False), encoding="utf-8")
+        ws = workspace_dir / "ws"
+        ws.mkdir(mode=0o755)
+        configured = with_settings(
+            settings,
+            gitlab_url=gl.url,
+            gitlab_token=GITLAB_TOKEN,
+            outbox_min_interval_seconds=0.0,
+            config=str(config),
+            workspace_dir=str(ws),
+        )
+        async with run_app(configured) as app:
+            yield GitLabRig(app, gl, project)
+
+
+async def test_gitlab_merge_request_holds_the_tested_bytes_and_modes_and_a_second_push(
+    gitlab: GitLabRig,
+) -> None:
+    rig, gl, project = gitlab, gitlab.gl, gitlab.project
+    store = rig.app.runtime.sessions.store
+    approvals = rig.app.runtime.sessions.approvals
+    await rig.note("@threadline make add work")
+
+    def session_id() -> str | None:
+        found = [s for s in store.recent(limit=10) if s.thread.host == "gitlab"]
+        return found[0].id if found else None
+
+    await eventually(lambda: session_id() and approvals.change_sets(session_id()), "a change set")
+    sid = session_id()
+    assert sid is not None
+    assert [c["exit_code"] for c in commands(rig.app, sid)] == [1, 0, 0, 0]
+    await rig.note("/approve")
+    await eventually(lambda: any("opened !" in n or "opened #" in n for n in rig.notes()), "MR")
+    [commit] = gl.calls("POST", "/projects/grp%2Fcalc/repository/commits")
+    actions = {(a["action"], a["file_path"]): a for a in commit.body["actions"]}
+    assert actions[("create", "data.bin")]["content"] == base64.b64encode(BLOB).decode()
+    assert actions[("create", "data.bin")]["encoding"] == "base64"
+    assert actions[("chmod", "build.sh")]["execute_filemode"] is True
+    assert ("chmod", "calc.py") not in actions  # a plain file says nothing of modes
+    branch = commit.body["branch"]
+    assert commit.body["start_sha"] == project.branches["main"]
+    assert gl.files_at(project, branch) == {
+        "README.md": b"hello\n",
+        "calc.py": CALC_GOOD.encode(),
+        "old.sh": b"x\n",
+        "test_calc.py": TEST.encode(),
+        "data.bin": BLOB,
+        "build.sh": SCRIPT.encode(),
+    }
+    modes = gl.modes_at(project, branch)
+    assert (modes["build.sh"], modes["old.sh"], modes["calc.py"]) == ("100755", "100755", "100644")
+    [opening] = gl.calls("POST", "/projects/grp%2Fcalc/merge_requests")
+    assert opening.body["source_branch"] == branch
+    first = project.branches[branch]
+
+    await rig.note("please add double")
+    await eventually(lambda: len(approvals.change_sets(sid)) == 2, "a second proposal")
+    await rig.note("/approve")
+    await eventually(lambda: any("pushed `" in n for n in rig.notes()), "the push is linked")
+    assert len(gl.calls("POST", "/projects/grp%2Fcalc/merge_requests")) == 1
+    second = gl.calls("POST", "/projects/grp%2Fcalc/repository/commits")[-1]
+    assert second.body["branch"] == branch
+    assert "start_sha" not in second.body  # on top of the branch, not a new one
+    assert project.parents[project.branches[branch]] == [first]
+    after = gl.files_at(project, branch)
+    assert after is not None
+    assert after["calc.py"] == CALC_MORE.encode()
+    assert gl.modes_at(project, branch)["build.sh"] == "100755"
+    assert gl.git_auth
+    assert all(h and h.startswith("Basic ") for h in gl.git_auth)
