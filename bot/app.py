@@ -20,6 +20,7 @@ from bot.web.metrics import install_metrics
 from bot.web.operator import install_operator
 from bot.web.playground import PLAYGROUND, install_playground
 from bot.web.redact import Scrubber, install_scrubber
+from bot.web.schedules_page import install_schedules_page
 from bot.web.setup import add_setup_routes
 
 
@@ -59,6 +60,7 @@ def create_app(
     inspector.actions.show_cost = show_cost  # closed from a page: the same status comment
     limits = config.limits if config is not None else None
     install_operator(app, settings, inbox.engine, limits, show_cost=show_cost)  # /inspect/repos
+    install_schedules_page(app, inbox.engine, config.schedules if config is not None else ())
     api = install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
     install_mcp(app, api)  # /mcp: the same tokens and operations, over MCP
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token

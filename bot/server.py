@@ -37,9 +37,11 @@ from bot.redeliver import Reconciler
 from bot.repo_configs import RepoConfigs
 from bot.retention import DAY, Policy, Retention, RetentionJob
 from bot.runtime import Runtime
+from bot.schedules import Launcher, ScheduleRunner
 from bot.sender import Sender
 from bot.sessions.agents import Agents, session_options
 from bot.sessions.service import SessionService, Timekeeper, TurnRunner
+from bot.sessions.spawns import Spawner
 from bot.sessions.store import SessionStore
 from bot.slots import Slots
 from bot.web.metrics import serve_metrics
@@ -53,6 +55,7 @@ from handlers import build_router
 log = logging.getLogger(__name__)
 
 RETENTION_FIRST_SECONDS = 300.0  # the first daily retention run, after start-up has settled
+SPAWN_SWEEP_SECONDS = 5.0  # how often spawns whose child ended unsettled are looked for
 
 
 class StartupError(Exception):
@@ -189,6 +192,7 @@ def make_sessions(
     service.exclude_starter = config.sessions.approval_excludes_starter
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
+    runner.spawns = Spawner(runner)
     service.deadline_changed = timekeeper.poke
 
     async def write_failed(row: ob.OutboxRow, error: str) -> None:
@@ -248,6 +252,18 @@ async def background(settings: Settings, services: Services, workers: int) -> As
                     ),
                 )
                 await crew.timekeeper.start()
+                if services.runtime.config.schedules:
+                    schedules = ScheduleRunner(
+                        services.engine,
+                        services.runtime.config.schedules,
+                        Launcher(services.runtime, hosts.client),
+                    )
+                    crew.periodic.append(schedules.run)
+                if isinstance(crew.runner.spawns, Spawner):
+                    sweep = crew.runner.spawns.sweep
+                    crew.periodic.append(
+                        functools.partial(every, SPAWN_SWEEP_SECONDS, job=sweep, first=1.0)
+                    )
                 retention = RetentionJob(
                     Retention(services.engine, Policy.from_settings(settings)),
                     Slots(services.engine).take,

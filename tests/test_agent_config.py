@@ -215,7 +215,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         pytest.param(
             AGENT + "sesions: {}\n",
             "threadline.yml:6: sesions: unknown key; expected one of providers, agents, workflows, defaultAgent, "
-            "sessions, triggers, limits, status (did you mean 'sessions'?)",
+            "sessions, triggers, limits, status, schedules (did you mean 'sessions'?)",
             id="unknown top-level key",
         ),
         pytest.param(
@@ -256,7 +256,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         pytest.param(
             AGENT.replace("- do:", "- match: review\n        do:"),
             "threadline.yml:5: agents.reviewer.script[0].match: expected one of task, comment, "
-            "operator, got 'review'",
+            "operator, message, spawn, got 'review'",
             id="bad match kind",
         ),
         pytest.param(
@@ -360,7 +360,7 @@ def test_an_unknown_agent_is_a_key_error() -> None:
         pytest.param(
             "- agents\n",
             "threadline.yml:1: expected a mapping with the keys providers, agents, workflows, defaultAgent, sessions, "
-            "triggers, limits, status, got a list",
+            "triggers, limits, status, schedules, got a list",
             id="not a mapping",
         ),
     ],

@@ -168,6 +168,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         ["outbox", "list"],
         ["outbox", "retry"],
         ["webhook", "send"],
+        ["schedules", "list"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             main([*argv, "--help"])

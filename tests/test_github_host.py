@@ -1026,3 +1026,16 @@ async def test_a_review_comment_on_an_unsafe_path_is_refused_before_any_request(
     with pytest.raises(UnsafePath):
         await client.create_review(PULL, HEAD, [DiffComment("../x.py", 1, "hi")])
     assert github.requests[before:] == []
+
+
+async def test_create_issue_posts_to_the_repository_s_issues(
+    github: FakeGitHub, client: GitHubClient
+) -> None:
+    # https://docs.github.com/en/rest/issues/issues#create-an-issue
+    opened = await client.create_issue(REPO, title="Triage 2026-12-04", body="Look at them.")
+    record = only(github, "POST", f"/repos/{REPO}/issues")
+    assert record.json == {"title": "Triage 2026-12-04", "body": "Look at them."}
+    assert record.status == 201
+    issue = github.repos[REPO].issues[opened.number]
+    assert (issue.title, issue.body, issue.pull) == ("Triage 2026-12-04", "Look at them.", False)
+    assert opened.url == f"https://github.com/{REPO}/issues/{opened.number}"

@@ -844,3 +844,17 @@ async def test_a_change_set_or_review_with_an_unsafe_path_sends_nothing(
             ThreadRef("gitlab", REPO, "pull", 3), HEAD, [DiffComment("/etc/passwd", 1, "hi")]
         )
     assert gl.requests[before:] == []
+
+
+async def test_create_issue_posts_a_new_issue_of_the_project(
+    gl: FakeGitLab, client: GitLabClient
+) -> None:
+    # https://docs.gitlab.com/api/issues/#new-issue
+    opened = await client.create_issue(REPO, title="Triage", body="Look at them.")
+    body = only(gl, "POST", "/projects/group%2Fsub%2Fproject/issues")
+    assert body == {"title": "Triage", "description": "Look at them."}
+    project = project_of(gl)
+    assert opened.number == 8  # issue 7 was there; merge requests count apart
+    assert project.issues[8] == "Triage"
+    assert project.issue_bodies[8] == "Look at them."
+    assert opened.url == f"http://gitlab.example/{REPO}/-/issues/8"

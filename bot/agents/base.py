@@ -29,6 +29,14 @@ SESSIONS_SEARCH = "sessions_search"  # {"query": str, "limit"?: int, "exclude_cu
 SESSIONS_SEND = "sessions_send"  # {"key", "message", "wait_for_reply"?, "timeout_seconds"?}
 PROPOSE_CHANGE = "propose_change"  # {"title", "description"?, "files"? | "diff"?}: a gate
 REQUEST_APPROVAL = "request_approval"  # {"subject"}: wait for a maintainer's yes
+# Spawns (bot.sessions.spawns): sub-agents a coordinator starts, blocking or not.
+SPAWN_AGENT = "spawn_agent"  # {"agent", "task", "nonblocking"?, "active_tools"?, "tool_choice"?}
+SPAWN_STATUS = "spawn_status"  # {"task_id"}: running, done, failed or cancelled
+SPAWN_RESULT = "spawn_result"  # {"task_id"}: the finished spawn's output
+SPAWN_LIST = "spawn_list"  # {"state"?}: this session's spawns, to find task ids again
+CANCEL_SPAWN = "cancel_spawn"  # {"task_id"}: stop a running spawn
+TASK_LIST = "task_list"  # {}: all work this session handed out (spawns and delegations)
+SPAWN_TOOLS = (SPAWN_AGENT, SPAWN_STATUS, SPAWN_RESULT, SPAWN_LIST, CANCEL_SPAWN, TASK_LIST)
 # Workspace tools (an agent with `workspace: read-only | read-write`; bot.workspaces.tools).
 # read_file reads the worktree when the session has one.
 LIST_FILES = "list_files"  # {"pattern"?: glob}: files, .gitignore respected
@@ -59,6 +67,7 @@ ALL_TOOLS = (
     PROPOSE_CHANGE,
     REQUEST_APPROVAL,
     *WORKSPACE_TOOLS,
+    *SPAWN_TOOLS,
 )
 
 
@@ -155,7 +164,9 @@ class AgentSpec:
 class TurnInput:
     """One message the agent gets in a turn, in the order they arrived."""
 
-    kind: str  # "task" (what launched the session) | "comment" | "operator"
+    # "task" (what launched the session) | "comment" | "operator" | "message" (another
+    # session's) | "spawn" (a non-blocking spawn's result; author: its task id)
+    kind: str
     author: str
     body: str
 

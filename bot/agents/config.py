@@ -47,6 +47,7 @@ from bot.agents.command import COMMAND_ENGINE, CommandEngine
 from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
 from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
 from bot.agents.providers.base import ProviderConfig
+from bot.agents.schedule_config import ScheduleSpec, schedules
 from bot.agents.script import (
     SCRIPT_ENGINE,
     SCRIPT_OPTION,
@@ -182,6 +183,7 @@ class Config:
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     limits: lim.Limits = field(default_factory=lim.Limits)  # daily spending limits
     status: lim.StatusSettings = field(default_factory=lim.StatusSettings)
+    schedules: tuple[ScheduleSpec, ...] = ()  # `schedules:` (bot.agents.schedule_config)
 
     @classmethod
     def default(cls) -> Config:
@@ -247,6 +249,7 @@ TOP_KEYS = (
     "triggers",
     "limits",
     "status",
+    "schedules",
 )
 
 _TIME_LIMIT: Mapping[str, tuple[str, y.Check]] = {
@@ -338,6 +341,7 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
         providers=MappingProxyType({k: v for k, v in known.items() if v is not None}),
         limits=lim.limits(report, found.get("limits"), ("limits",)),
         status=lim.status_settings(report, found.get("status"), ("status",)),
+        schedules=schedules(report, found.get("schedules"), ("schedules",), names),
     )
 
 

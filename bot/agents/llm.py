@@ -71,6 +71,7 @@ INPUT_HEADINGS = {
     "comment": "@{author} commented in the thread:",
     "operator": "Message from the operator ({author}):",
     "message": "Message from session {author}:",
+    "spawn": "Your spawned task {author} finished:",
 }
 CONTEXT_LINES = (
     ("repository", "Repository: {}"),
@@ -207,7 +208,10 @@ class LLMEngine:
             asked = user_message(turn.inputs)
             messages.append(asked)
             await tools.remember(asked.to_dict())
-        choice = self.options.tool_choice
+        # The turn's agent may carry a narrower tool_choice than the configured one (a
+        # spawn's or a schedule's `tool_choice`).
+        own = turn.agent.options.get(OPTIONS_KEY)
+        choice = own.tool_choice if isinstance(own, LLMOptions) else self.options.tool_choice
         known: tuple[int, int] | None = None  # (tokens reported, messages they covered)
         for step in range(self.options.max_steps):
             specs = tool_specs(turn.agent.tools, choice)

@@ -35,7 +35,7 @@ from bot.agents.base import (
 
 SCRIPT_ENGINE = "script"
 SCRIPT_OPTION = "script"  # the AgentSpec.options key holding the rules
-INPUT_KINDS = ("task", "comment", "operator")  # the kinds TurnInput.kind takes
+INPUT_KINDS = ("task", "comment", "operator", "message", "spawn")  # the kinds TurnInput.kind takes
 PLACEHOLDERS = ("input", "author", "task", "session", "turn", "agent")
 MAX_SLEEP_SECONDS = 30.0
 ANY_BODY = re.compile("")

@@ -201,6 +201,46 @@ SCHEMAS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
                 ["command"],
             ),
         ),
+        b.SPAWN_AGENT: (
+            "Start one of your sub-agents on a self-contained task (it remembers nothing: "
+            "include all the context). Blocking (the default) answers its result; with "
+            "`nonblocking` true it answers a task id at once, the sub-agent works on while "
+            "your turn may end, and its result arrives later as your input. `active_tools` "
+            "narrows its tools for this run; `tool_choice` is auto, any, none or "
+            '{"type": "tool", "name": ...}.',
+            _object(
+                {
+                    "agent": _TEXT,
+                    "task": _TEXT,
+                    "nonblocking": {"type": "boolean"},
+                    "active_tools": {"type": "array", "items": _TEXT},
+                    "tool_choice": {"oneOf": [_TEXT, {"type": "object"}]},
+                },
+                ["agent", "task"],
+            ),
+        ),
+        b.SPAWN_STATUS: (
+            "The state of one of your spawns (running, done, failed, cancelled).",
+            _object({"task_id": _TEXT}, ["task_id"]),
+        ),
+        b.SPAWN_RESULT: (
+            "The output of one of your finished spawns.",
+            _object({"task_id": _TEXT}, ["task_id"]),
+        ),
+        b.SPAWN_LIST: (
+            "Your spawns with their task ids and states, optionally only those in `state`.",
+            _object(
+                {"state": {"type": "string", "enum": ["running", "done", "failed", "cancelled"]}}
+            ),
+        ),
+        b.CANCEL_SPAWN: (
+            "Stop one of your running spawns; its result never arrives.",
+            _object({"task_id": _TEXT}, ["task_id"]),
+        ),
+        b.TASK_LIST: (
+            "All the work this session handed out (spawns and delegations) and its state.",
+            _object({}),
+        ),
     }
 )
 

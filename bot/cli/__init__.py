@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from bot import __version__, log
-from bot.cli import mcp, repos, tokens
+from bot.cli import mcp, repos, schedules, tokens
 from bot.cli.admin import (
     cmd_config_check,
     cmd_db_current,
@@ -286,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.register(commands)  # tokens, audit (bot/cli/tokens.py)
     repos.register(commands)  # repos pause|resume|list (bot/cli/repos.py)
     mcp.register(commands)  # mcp: MCP over stdio (bot/cli/mcp.py)
+    schedules.register(commands)  # schedules list (bot/cli/schedules.py)
     return parser
 
 

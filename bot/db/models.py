@@ -574,3 +574,52 @@ class RepoPause(Base):
     repo: Mapped[str] = mapped_column(String(255), primary_key=True)
     paused_by: Mapped[str] = mapped_column(String(255))
     paused_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Spawn(Base):
+    """A sub-agent a session started with `spawn_agent`: its child session and its result.
+
+    A non-blocking spawn's child runs as a session of its own (any process may take its
+    turn); when it ends, its result is queued as the parent's input in the same
+    transaction that settles this row, so a crash loses neither."""
+
+    __tablename__ = "spawns"
+    __table_args__ = (
+        UniqueConstraint("parent_id", "number", name="uq_spawns_parent_number"),
+        Index("ix_spawns_state", "state", "nonblocking"),
+        Index("ix_spawns_child", "child_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    parent_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # the parent's delegation number: task-N
+    child_id: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(Text)
+    nonblocking: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))  # running -> done | failed | cancelled
+    ok: Mapped[bool | None] = mapped_column(Boolean)
+    result: Mapped[str | None] = mapped_column(Text)
+    active_tools: Mapped[list[str] | None] = mapped_column(JSON)
+    tool_choice: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ScheduleFire(Base):
+    """One occurrence of a schedule, fired by whichever process inserted this row first."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (
+        UniqueConstraint("schedule", "due_at", name="uq_schedule_fires_occurrence"),
+        Index("ix_schedule_fires_schedule", "schedule", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    schedule: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the cron occurrence
+    fired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    runner: Mapped[str] = mapped_column(String(128))  # the process that fired it
+    status: Mapped[str] = mapped_column(String(16))  # firing -> launched | failed
+    session_id: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -279,6 +279,10 @@ class HostClient(Protocol):
         already open for that pair (so calling again is safe)."""
         ...
 
+    async def create_issue(self, repo: str, *, title: str, body: str) -> Opened:
+        """Open a new issue in `repo` (a scheduled turn's thread); its number and page."""
+        ...
+
 
 def change_problems(changes: Sequence[FileChange]) -> list[str]:
     """What is wrong with a change set, in words to show; empty when nothing is.

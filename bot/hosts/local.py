@@ -370,6 +370,13 @@ class LocalHost:
         )
         return Opened(number=row.number, url=pull_url(row.number))
 
+    async def create_issue(self, repo: str, *, title: str, body: str) -> Opened:
+        """A playground issue: a conversation of its own, with no branches or diff."""
+        row = await self._run(
+            lambda: self.store.open_issue(repo, title=title, body=body, author=self.bot_login)
+        )
+        return Opened(number=row.number, url=pull_url(row.number))
+
 
 def _newest(comments: Iterable[CommentInfo]) -> CommentInfo | None:
     newest: CommentInfo | None = None

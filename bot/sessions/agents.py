@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields, replace
 from types import MappingProxyType
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from bot.agents.base import AgentSpec, Engine
 from bot.agents.config import Config, SessionPolicy, build_engine
 from bot.agents.llm import OPTIONS_KEY, LLMOptions
+from bot.agents.providers.base import ToolChoice
 from bot.agents.script import SCRIPT_OPTION
 from bot.sessions.store import SessionOptions
 
@@ -119,3 +121,59 @@ def session_options(policy: SessionPolicy) -> SessionOptions:
         max_extend_minutes=policy.max_extend_minutes,
         feed_outsider_comments=policy.feed_outsider_comments,
     )
+
+
+CHOICE_OVERRIDE = "tool_choice_override"  # the spec key of a per-run tool_choice
+BAD_TOOL_CHOICE = (
+    "tool_choice: expected auto, any, none, or {{type: tool, name: <tool>}}; got {got!r}"
+)
+
+
+def parse_tool_choice(raw: object) -> ToolChoice:
+    """A `tool_choice` as a spawn's arguments or a schedule give it ("auto", {"type":
+    "any"}, {"type": "tool", "name": "reply"}); ValueError says what is wrong."""
+    if isinstance(raw, str) and raw in ("auto", "any", "none"):
+        return ToolChoice(raw)  # type: ignore[arg-type]
+    if isinstance(raw, Mapping):
+        kind, name = raw.get("type"), raw.get("name")
+        if kind in ("auto", "any", "none") and set(raw) == {"type"}:
+            return ToolChoice(kind)
+        if kind == "tool" and isinstance(name, str) and name and set(raw) == {"type", "name"}:
+            return ToolChoice("tool", name)
+    raise ValueError(BAD_TOOL_CHOICE.format(got=raw))
+
+
+def narrowed(
+    agent: AgentSpec, active_tools: Sequence[str] | None, choice: ToolChoice | None
+) -> AgentSpec:
+    """`agent` for one run: only the tools of `active_tools` that it has (never more), and
+    `choice` as its tool_choice (an llm agent's; other engines have none)."""
+    if active_tools is not None:
+        agent = replace(agent, tools=tuple(t for t in agent.tools if t in active_tools))
+    options = agent.options.get(OPTIONS_KEY)
+    if choice is not None and isinstance(options, LLMOptions):
+        if choice.mode == "tool" and choice.name not in agent.tools:
+            raise ValueError(f"tool_choice names {choice.name!r}, which this run may not use")
+        fresh = replace(options, tool_choice=choice)
+        agent = replace(agent, options=MappingProxyType({**agent.options, OPTIONS_KEY: fresh}))
+    return agent
+
+
+def run_record(agent: AgentSpec, choice: ToolChoice | None) -> dict[str, Any]:
+    """spec_record for a narrowed run: the tool_choice kept so later turns use it too."""
+    record = spec_record(agent)
+    if choice is not None:
+        record[CHOICE_OVERRIDE] = asdict(choice)
+    return record
+
+
+def with_run_choice(agent: AgentSpec, spec: Mapping[str, Any]) -> AgentSpec:
+    """The agent with the tool_choice its session was launched with, if one was given."""
+    raw = spec.get(CHOICE_OVERRIDE)
+    if not isinstance(raw, Mapping):
+        return agent
+    choice = ToolChoice(raw.get("mode", "auto"), raw.get("name"))
+    try:
+        return narrowed(agent, None, choice)
+    except ValueError:  # the tool is no longer the agent's: the configured choice stands
+        return agent

@@ -19,11 +19,12 @@ from bot.agents.base import (
     Engine,
 )
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
+from bot.agents.providers.base import ToolChoice
 from bot.clock import utcnow
 from bot.events import ThreadRef
 from bot.hosts.base import HostClient, HostError, can_write
 from bot.sessions import status
-from bot.sessions.agents import spec_record
+from bot.sessions.agents import run_record, with_run_choice
 from bot.sessions.approvals import (
     ApprovalStore,
 )
@@ -125,6 +126,7 @@ class Trigger:
     agent: AgentSpec | None = None
     options: SessionOptions | None = None
     resumed_from: str | None = None  # the session (ended by the clock) this one takes up
+    tool_choice: ToolChoice | None = None  # for this session's turns (a schedule's)
 
 
 class ServiceCore:
@@ -218,7 +220,7 @@ class ServiceCore:
             trigger_comment_id=trigger.comment_id,
             trigger_url=trigger.url,
             options=trigger.options or self.options,
-            spec=spec_record(agent),
+            spec=run_record(agent, trigger.tool_choice),
             resumed_from=trigger.resumed_from,
         )
         result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
@@ -331,7 +333,7 @@ class ServiceCore:
         launched = spec.get("budget")
         if isinstance(launched, dict):
             agent = replace(agent, budget=tighter(agent.budget, Budget(**launched)))
-        return agent
+        return with_run_choice(agent, spec)  # a spawn's or a schedule's tool_choice
 
     def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:
         """Raise BudgetExceeded when the session is past its agent's turns or minutes."""

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.db.models import LIVE_STATES, SessionInput, SessionRow
+from bot.db.models import LIVE_STATES, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -139,8 +139,9 @@ class TurnLease(StoreBase):
 
         A turn whose runner died (lease expired) is taken over and run again with the
         inputs it had not consumed. Delegations (sessions with a parent) are run by their
-        coordinator's turn, never taken here, unless asked for by `session_id`. Sessions
-        of a `held` repository (paused, or over a daily limit) are left waiting.
+        coordinator's turn, never taken here, unless asked for by `session_id`; a running
+        non-blocking spawn's session is taken like a thread's. Sessions of a `held`
+        repository (paused, or over a daily limit) are left waiting.
         """
         if held is not None and held.everything is not None and session_id is None:
             return None
@@ -159,8 +160,9 @@ class TurnLease(StoreBase):
                 .where(SessionInput.status.in_(UNCONSUMED))
                 .distinct()
             )
+            spawned = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblocking)
             whose = (
-                SessionRow.parent_id.is_(None)
+                or_(SessionRow.parent_id.is_(None), SessionRow.id.in_(spawned))
                 if session_id is None
                 else SessionRow.id == session_id
             )

@@ -1,13 +1,11 @@
 """The tools one turn of one session may call, carried out and recorded as they are used.
 
-Every call is recorded before it runs (`tool_call`, only while this runner still owns
-the turn: a closed or taken-over session stops here) and after (`tool_result`). A tool
-the agent may not use answers ok=False and is recorded like any other. Results are
-text for the model; nothing here raises for a bad argument, it answers with the reason.
-
-Writes to the host go through the outbox under keys made of the turn and the call's
-number in it, so a turn taken over after a crash does not write twice.
-"""
+Every call is recorded before it runs (`tool_call`, only while this runner still owns the
+turn: a closed or taken-over session stops here) and after (`tool_result`). A tool the agent
+may not use answers ok=False and is recorded like any other. Results are text for the model;
+nothing here raises for a bad argument, it answers with the reason. Host writes go through
+the outbox under keys made of the turn and the call's number: a taken-over turn (after a
+crash) does not write twice."""
 
 from __future__ import annotations
 
@@ -33,7 +31,7 @@ from bot.sessions.memory import MemoryStore
 from bot.sessions.ports import ToolService
 from bot.sessions.proposals import from_workspace
 from bot.sessions.protected import refusal, refused
-from bot.sessions.search import AccessPolicy, SessionAccessError, SessionDirectory
+from bot.sessions.search import SessionAccessError, SessionDirectory
 from bot.sessions.store import CONVERSATION, SessionInfo
 from bot.workspaces.tools import WorkspaceTools
 
@@ -51,6 +49,7 @@ NO_WORKSPACE = "{tool}: this session has no workspace (agent {agent}'s `workspac
 Delegate = Callable[
     [SessionInfo, "SessionTools", str, str, Mapping[str, Any], str, int], Awaitable[ToolResult]
 ]
+SpawnCall = Callable[..., Awaitable[ToolResult]]  # bot.sessions.turns.SpawnHooks.call
 HostFor = Callable[[SessionInfo], HostClient]
 
 
@@ -71,12 +70,7 @@ def _cut(data: bytes, most: int) -> str:
     return text + (CUT.format(size=most, total=len(data)) if len(data) > most else "")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def access_policy(agent: AgentSpec) -> AccessPolicy | None:
-    return agent.access
+_dumps = functools.partial(json.dumps, ensure_ascii=False, default=str)
 
 
 class SessionTools:
@@ -96,6 +90,7 @@ class SessionTools:
         delegate: Delegate | None = None,
         workspace: WorkspaceTools | None = None,
         external: McpToolbox | None = None,
+        spawn: SpawnCall | None = None,
     ) -> None:
         self.service = service
         self.session = session
@@ -108,6 +103,7 @@ class SessionTools:
         self._delegate = delegate
         self._workspace = workspace
         self._external = external
+        self._spawn = spawn
         self._completed = False
         self._calls = 0
         self._tickets = 0  # delegations asked for in this turn, in the order they were made
@@ -235,7 +231,7 @@ class SessionTools:
         self._calls += 1
         number = self._calls
         ticket = 0
-        if name == b.DELEGATE:
+        if name in (b.DELEGATE, b.SPAWN_AGENT):
             self._tickets += 1
             ticket = self._tickets
         await self.flush()
@@ -247,8 +243,11 @@ class SessionTools:
             store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
         ):
             raise TurnAbandoned(self.session.id)
+        cid = call_id or str(number)
         if name == b.DELEGATE and name in self.agent.tools:
-            result = await self._delegate_call(args, call_id or str(number), ticket)
+            result = await self._delegate_call(args, cid, ticket)
+        elif name in b.SPAWN_TOOLS and name in self.agent.tools and self._spawn is not None:
+            result = await self._spawn(self.session, self, name, args, cid, ticket)
         else:
             result = await self._run(name, args, f"t{self.turn}.c{number}")
         await self.service.note(
@@ -577,7 +576,7 @@ class SessionTools:
         found = await asyncio.to_thread(
             self._dir().list,
             self.agent.id,
-            access_policy(self.agent),
+            self.agent.access,
             filter=str(args["filter"]) if args.get("filter") else None,
             limit=int(args.get("limit") or 20),
         )
@@ -590,7 +589,7 @@ class SessionTools:
         found = await asyncio.to_thread(
             self._dir().history,
             self.agent.id,
-            access_policy(self.agent),
+            self.agent.access,
             target,
             limit=int(args.get("limit") or 20),
             offset=int(args.get("offset") or 0),
@@ -605,7 +604,7 @@ class SessionTools:
         found = await asyncio.to_thread(
             self._dir().search,
             self.agent.id,
-            access_policy(self.agent),
+            self.agent.access,
             query,
             limit=int(args.get("limit") or 5),
             exclude_session=exclude,
@@ -618,7 +617,7 @@ class SessionTools:
         if not target or not message:
             return ToolResult(False, "sessions_send needs a key and a message")
         session_id = await asyncio.to_thread(
-            self._dir().resolve_live, self.agent.id, access_policy(self.agent), target
+            self._dir().resolve_live, self.agent.id, self.agent.access, target
         )
         if session_id is None:
             return ToolResult(False, f"session {target!r} is not live: nothing was sent")

@@ -8,10 +8,11 @@ import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from bot import metrics
 from bot.agents.base import (
+    AgentSpec,
     BudgetExceeded,
     EngineError,
     ToolResult,
@@ -49,6 +50,43 @@ TURN_STOPPED = (
 )
 
 
+class SpawnHooks(Protocol):
+    """What the turn runner asks of the spawns (bot.sessions.spawns), when wired."""
+
+    async def call(
+        self,
+        parent: SessionInfo,
+        tools: SessionTools,
+        name: str,
+        args: Mapping[str, Any],
+        call_id: str,
+        ticket: int,
+    ) -> ToolResult:
+        """Carry out one spawn tool (`bot.sessions.tools.SpawnCall`)."""
+        ...
+
+    async def child_turn_ended(self, child: SessionInfo) -> None:
+        """A spawned session's turn ended: settle its spawn if it is done."""
+        ...
+
+    async def running(self, session_id: str) -> int:
+        """How many of the session's non-blocking spawns still run or wait to be read."""
+        ...
+
+
+def child_result(agent_id: str, done: SessionInfo) -> ToolResult:
+    """What a delegation's (or spawn's) child session came to, as its tool result."""
+    if done.state == "failed":
+        problem = str(done.progress.get("problem") or "failed")
+        return ToolResult(
+            False, DELEGATION_FAILED.format(agent=agent_id, id=done.id, error=problem)
+        )
+    if done.completed:
+        return ToolResult(True, done.output or "")
+    text = DELEGATION_UNFINISHED.format(agent=agent_id, id=done.id, state=done.state)
+    return ToolResult(False, text)
+
+
 class TurnRunner:
     """Runs sessions' turns: claims one, runs its engine, settles it; repeats."""
 
@@ -75,6 +113,8 @@ class TurnRunner:
         self.concurrency = concurrency
         self.name = name or "turns-" + worker_name()
         self.wakeup = asyncio.Event()
+        self.spawns: SpawnHooks | None = None
+        self.turn_tasks: dict[str, asyncio.Task[None]] = {}  # session id -> its running turn
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run turns, up to `concurrency` at once (each of another session),
@@ -84,6 +124,8 @@ class TurnRunner:
 
         def done(task: asyncio.Task[None]) -> None:
             running.discard(task)
+            for sid in [sid for sid, t in self.turn_tasks.items() if t is task]:
+                del self.turn_tasks[sid]
             self.wakeup.set()  # a place is free: look for more
 
         while not stop.is_set():
@@ -107,6 +149,7 @@ class TurnRunner:
             if claimed is not None:
                 task = asyncio.create_task(self._run_logged(*claimed))
                 running.add(task)
+                self.turn_tasks[claimed[0].id] = task
                 task.add_done_callback(done)
                 continue
             await nap(self.wakeup, stop, self.poll_seconds)
@@ -116,6 +159,14 @@ class TurnRunner:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+
+    def stop_local(self, session_id: str) -> bool:
+        """Stop the session's turn if this process runs it in its loop (a cancelled spawn)."""
+        task = self.turn_tasks.get(session_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True
 
     async def run_once(self) -> bool:
         held = await asyncio.to_thread(self.service.holds.held)
@@ -196,6 +247,7 @@ class TurnRunner:
             delegate=self.delegate,
             workspace=workspace,
             external=external,
+            spawn=None if self.spawns is None else self.spawns.call,
         )
         for problem in external.problems if external is not None else ():
             await tools.note("mcp_problem", problem)
@@ -267,6 +319,9 @@ class TurnRunner:
             keep_open = True  # a stopped turn leaves the session idle, never done
         if error is None and tools.completed and not keep_open and gate is None:
             close_reason = DONE
+        spawns = self.spawns
+        if close_reason is not None and spawns is not None and await spawns.running(session.id):
+            close_reason = None  # its non-blocking spawns' results are to wake it
         finished = await asyncio.to_thread(
             service.store.finish_turn,
             session.id,
@@ -291,6 +346,8 @@ class TurnRunner:
         service.deadline_changed()
         if not finished.live and service.workspaces is not None:
             await service.workspaces.close(session.id)
+        if finished.parent_id is not None and self.spawns is not None:
+            await self.spawns.child_turn_ended(finished)
 
     async def delegate(
         self,
@@ -321,35 +378,7 @@ class TurnRunner:
         if number is None:
             await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
             return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))
-        options = replace(
-            parent.options,
-            keep_open_for_comments=False,
-            listen_to_comments=False,
-            # The coordinator's API overrides are its own, not its sub-agents'.
-            runtime_params=None,
-            additional_instructions=None,
-            agent_ids=None,
-            provider=None,
-        )
-        launched = await asyncio.to_thread(
-            store.launch,
-            Launch(
-                client_request_id=f"{parent.id}.d{number}",
-                thread=parent.thread,
-                installation_id=parent.installation_id,
-                agent_id=agent.id,
-                task=task,
-                started_by=f"session:{parent.id}",
-                trigger_comment_id=None,
-                trigger_url=None,
-                options=options,
-                parent_id=parent.id,
-                thread_key=f"{parent.thread_key or parent.thread.key}/delegations/{number}",
-                spec=spec_record(agent),
-            ),
-            max_live=2**31,
-        )
-        child = launched.session
+        child = await self.launch_child(parent, agent, task, number, spec_record(agent))
         await service.note(
             parent,
             "delegation_started",
@@ -363,23 +392,8 @@ class TurnRunner:
                 "runtimeParams": dict(params),
             },
         )
-        claimed = await asyncio.to_thread(
-            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child.id
-        )
-        if claimed is not None:
-            await self._run_claimed(claimed[0], claimed[1], params)
-        done = await asyncio.to_thread(store.get, child.id)
-        assert done is not None
-        if done.state == "failed":
-            problem = str(done.progress.get("problem") or "failed")
-            result = ToolResult(
-                False, DELEGATION_FAILED.format(agent=agent.id, id=child.id, error=problem)
-            )
-        elif done.completed:
-            result = ToolResult(True, done.output or "")
-        else:
-            text = DELEGATION_UNFINISHED.format(agent=agent.id, id=child.id, state=done.state)
-            result = ToolResult(False, text)
+        done = await self.run_child(child.id, params)
+        result = child_result(agent.id, done)
         if done.live:  # it ended its turn without task_completed: it is done all the same
             await service.close(done, DONE, by=f"session:{parent.id}")
         await service.note(
@@ -451,6 +465,58 @@ class TurnRunner:
         if not running:
             self._engines.pop(session_id, None)
             self._stopped.pop(session_id, None)
+
+    async def launch_child(
+        self,
+        parent: SessionInfo,
+        agent: AgentSpec,
+        task: str,
+        number: int,
+        record: dict[str, Any],
+    ) -> SessionInfo:
+        """A child session of `parent` (its delegation or spawn `number`) for `agent`, with
+        `record` as the agent it was launched with; launched once per number."""
+        options = replace(
+            parent.options,
+            keep_open_for_comments=False,
+            listen_to_comments=False,
+            # The coordinator's API overrides are its own, not its sub-agents'.
+            runtime_params=None,
+            additional_instructions=None,
+            agent_ids=None,
+            provider=None,
+        )
+        launched = await asyncio.to_thread(
+            self.service.store.launch,
+            Launch(
+                client_request_id=f"{parent.id}.d{number}",
+                thread=parent.thread,
+                installation_id=parent.installation_id,
+                agent_id=agent.id,
+                task=task,
+                started_by=f"session:{parent.id}",
+                trigger_comment_id=None,
+                trigger_url=None,
+                options=options,
+                parent_id=parent.id,
+                thread_key=f"{parent.thread_key or parent.thread.key}/delegations/{number}",
+                spec=record,
+            ),
+            max_live=2**31,
+        )
+        return launched.session
+
+    async def run_child(self, child_id: str, params: Mapping[str, Any]) -> SessionInfo:
+        """Run a child session's turn here and now (a blocking delegation); it as it ends."""
+        store = self.service.store
+        claimed = await asyncio.to_thread(
+            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child_id
+        )
+        if claimed is not None:
+            await self._run_claimed(claimed[0], claimed[1], params)
+        done = await asyncio.to_thread(store.get, child_id)
+        assert done is not None
+        return done
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:

@@ -320,6 +320,7 @@ ROUTES = (
     _route("GET", r"/user", "get_user"),
     # https://docs.github.com/en/rest/apps/apps#create-a-github-app-from-a-manifest (no auth)
     _route("POST", r"/app-manifests/(?P<code>[^/]+)/conversions", "convert_manifest", "none"),
+    _route("POST", REPO + r"/issues", "create_issue"),
     _route("GET", REPO + r"/issues/(?P<number>\d+)/comments", "list_issue_comments"),
     _route("POST", REPO + r"/issues/(?P<number>\d+)/comments", "create_issue_comment"),
     _route("PATCH", REPO + r"/issues/comments/(?P<comment_id>\d+)", "update_issue_comment"),
@@ -1264,6 +1265,29 @@ class FakeGitHub:
         }
         self.issue_comments[cid] = comment
         return comment
+
+    def _create_issue(self, ctx: Ctx) -> web.Response:
+        # https://docs.github.com/en/rest/issues/issues#create-an-issue (201, the issue)
+        repo = self._repo(ctx)
+        title = ctx.body.get("title")
+        if not isinstance(title, str | int) or not str(title).strip():
+            raise missing("Issue", "title")
+        number = max(repo.issues, default=0) + 1  # issues and pull requests count together
+        issue = Pull(number, str(title), pull=False, body=str(ctx.body.get("body") or ""))
+        repo.issues[number] = issue
+        return web.json_response(
+            {
+                "id": 50_000 + number,
+                "number": number,
+                "title": issue.title,
+                "body": issue.body,
+                "state": "open",
+                "user": self._actor(ctx),
+                "url": f"{self.url}/repos/{repo.full_name}/issues/{number}",
+                "html_url": f"https://github.com/{repo.full_name}/issues/{number}",
+            },
+            status=201,
+        )
 
     def _list_issue_comments(self, ctx: Ctx) -> web.Response:
         # https://docs.github.com/en/rest/issues/comments#list-issue-comments (ascending ids)

@@ -211,6 +211,7 @@ class Project:
     issues: dict[int, str] = field(default_factory=dict)  # iid -> title
     # iid -> what else an issue shows (description, author, labels, assignees)
     issue_details: dict[int, dict[str, Any]] = field(default_factory=dict)
+    issue_bodies: dict[int, str] = field(default_factory=dict)  # iid -> description
     merge_requests: dict[int, MergeRequest] = field(default_factory=dict)
     members: dict[int, int] = field(default_factory=dict)  # user id -> access level
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path)
@@ -665,6 +666,7 @@ class FakeGitLab:
             ("GET", project + r"/repository/commits/(?P<sha>[^/]+)/diff", self._commit_diff),
             ("GET", project + r"/merge_requests", self._mrs_list),
             ("POST", project + r"/merge_requests", self._mr_create),
+            ("POST", project + r"/issues", self._issue_create),
             ("GET", project + r"/members/all/(?P<user>\d+)", self._member_get),
             ("POST", project + r"/statuses/(?P<sha>[^/]+)", self._status_post),
             ("GET", project + r"/repository/commits/(?P<sha>[^/]+)/statuses", self._statuses),
@@ -1260,6 +1262,24 @@ class FakeGitLab:
         mr.description = str(call.params.get("description") or "")
         project.merge_requests[iid] = mr
         return self._mr_entity(project, mr)
+
+    def _issue_create(self, call: Call) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/issues/#new-issue (201, the issue with its iid)
+        project = self._project(call)
+        title = call.text("title")
+        iid = max(project.issues, default=0) + 1  # merge requests count apart
+        project.issues[iid] = title
+        project.issue_bodies[iid] = str(call.params.get("description") or "")
+        return {
+            "id": 10_000 + iid,
+            "iid": iid,
+            "project_id": project.id,
+            "title": title,
+            "description": project.issue_bodies[iid],
+            "state": "opened",
+            "author": {"id": call.user.id, "username": call.user.username},
+            "web_url": f"http://gitlab.example/{project.path}/-/issues/{iid}",
+        }
 
 
 def _file_changes(before: dict[str, bytes], after: dict[str, bytes]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from bot.hosts.base import (
     DiffComment,
     HostError,
     NotFound,
+    Opened,
     Posted,
     check_comment_paths,
 )
@@ -159,6 +160,15 @@ class Writes(ClientCore):
             if not page.get("hasNextPage"):
                 return None
             variables["cursor"] = page.get("endCursor")
+
+    async def create_issue(self, repo: str, *, title: str, body: str) -> Opened:
+        # https://docs.github.com/en/rest/issues/issues#create-an-issue
+        answer = await self._write(
+            "POST", "/repos/{owner}/{repo}/issues", _split(repo), {"title": title, "body": body}
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("number"), int):
+            raise HostError("GitHub created an issue but did not number it", ambiguous=True)
+        return Opened(number=answer["number"], url=answer.get("html_url"))
 
     # -------------------------------------------------------------- pull requests
 

@@ -118,6 +118,14 @@ class ChangeSets(ClientCore):
             return found
         return _opened(made, ambiguous=True)
 
+    async def create_issue(self, repo: str, *, title: str, body: str) -> Opened:
+        """https://docs.gitlab.com/api/issues/#new-issue (POST /projects/:id/issues)."""
+        path = f"/projects/{project_id(repo)}/issues"
+        made = await self._write(
+            "open an issue", self._post, path, {"title": title, "description": body}
+        )
+        return _opened(made, ambiguous=True)
+
     def _actions(
         self, repo: str, base_sha: str, changes: Sequence[FileChange]
     ) -> list[dict[str, object]]:

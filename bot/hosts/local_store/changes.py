@@ -179,6 +179,46 @@ class Changes(StoreCore):
                 .on_conflict_do_nothing(index_elements=["repo", "sha", "path"])
             )
 
+    def open_issue(self, repo: str, *, title: str, body: str, author: str) -> PullInfoRow:
+        """A new conversation (a scheduled turn's issue): a row like a pull request's
+        whose head is its base, so it has no diff."""
+        for _ in range(3):  # numbers are taken max + 1: a concurrent opening takes another turn
+            with Session(self.engine) as session, session.begin():
+                branch = self._default_branch_name(session, repo)
+                sha = self._branch_sha(session, repo, branch)
+                if sha is None:
+                    raise PlaygroundError(f"{repo} has no branch {branch}", status=404)
+                number = 1 + (
+                    session.execute(
+                        select(func.max(PlaygroundPull.number)).where(PlaygroundPull.repo == repo)
+                    ).scalar_one()
+                    or 0
+                )
+                made = session.execute(
+                    self._insert(PlaygroundPull)
+                    .values(
+                        repo=repo,
+                        number=number,
+                        title=title,
+                        body=body,
+                        author=author,
+                        base_ref=branch,
+                        head_ref=branch,
+                        base_sha=sha,
+                        head_sha=sha,
+                        state="open",
+                        diff="",
+                        created_at=self.clock(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["repo", "number"])
+                    .returning(PlaygroundPull.id)
+                ).scalar_one_or_none()
+                if made is not None:
+                    row = session.get(PlaygroundPull, made)
+                    assert row is not None
+                    return _pull(row)
+        raise PlaygroundError("issues were being opened at the same moment; try again", status=503)
+
     def open_pull(
         self, repo: str, *, head: str, base: str, title: str, body: str, author: str
     ) -> PullInfoRow:
