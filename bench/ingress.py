@@ -912,7 +912,9 @@ async def run(args: argparse.Namespace) -> int:
         describe_payloads(size, payloads)
     print(f"python {sys.version.split()[0]}; threadline code: {code_state()}; {load_line()}")
     where = "wrk for the closed loops, raw for the open loop" if args.client == "wrk" else ""
-    print(f"load generator: the {args.client} client{f' ({where})' if where else ', in this process'}")
+    print(
+        f"load generator: the {args.client} client{f' ({where})' if where else ', in this process'}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
     print(f"work directory (databases, server logs): {workdir}")
     command = threadline_command(args.threadline)
@@ -968,8 +970,7 @@ async def measure_one(
         return False
     server.round = seq
     print(
-        f"\n== {name}, {size} payloads: {server.description} on port {server.port} "
-        f"({load_line()})",
+        f"\n== {name}, {size} payloads: {server.description} on port {server.port} ({load_line()})",
         flush=True,
     )
     try:

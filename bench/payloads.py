@@ -206,15 +206,27 @@ def _label(rng: random.Random, api: str) -> dict[str, Any]:
     }
 
 
-def github_issue_comment(rng: random.Random, n: int) -> bytes:
-    """An `issue_comment` `created` delivery with every field GitHub sends (10-30 KB)."""
+def github_issue_comment(
+    rng: random.Random,
+    n: int,
+    *,
+    number: int | None = None,
+    mention: bool = True,
+    stamp: str | None = None,
+) -> bytes:
+    """An `issue_comment` `created` delivery with every field GitHub sends (10-30 KB):
+    comment `n` on issue `number` (default a random one), addressed to the bot if
+    `mention`, else a plain comment that only joins the thread's history; written at
+    `stamp` (ISO 8601, default a random time in November 2026)."""
     owner = _user("acme", 9_100_001, "Organization")
     commenter = _user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
     author = _user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
-    stamp = f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:07Z"
+    stamp = stamp or (
+        f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:07Z"
+    )
     repository = _repository(owner, "widgets", stamp)
     api = repository["url"]
-    number = rng.randint(1, 4000)
+    number = number or rng.randint(1, 4000)
     issue_url = f"{api}/issues/{number}"
     comment_id = 2_400_000_000 + n
     comment_url = f"{api}/issues/comments/{comment_id}"
@@ -304,7 +316,9 @@ def github_issue_comment(rng: random.Random, n: int) -> bytes:
     target = int(min(30_000, max(10_500, rng.lognormvariate(9.55, 0.25))))
     spare = max(target - empty, 200)
     issue["body"] = _text(rng, int(spare * 0.6))
-    comment["body"] = "@threadline " + _text(rng, spare - int(spare * 0.6) - 12)
+    comment["body"] = ("@threadline " if mention else "") + _text(
+        rng, spare - int(spare * 0.6) - 12
+    )
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
