@@ -19,7 +19,10 @@ makes them all due at once. The workers drain them; the run ends when none is le
 waiting.
 
 Printed per run: deliveries per second and its ratio to one process; the workers'
-CPU (user+system from /proc, all processes together) per delivery; on PostgreSQL the
+CPU (user+system from /proc, all processes together) per delivery, less what the same
+processes spend idle over as long (their sender, timers and polls, measured for 3 s
+before the drain and shown apart as `(idle)`: on a busy machine a slow drain would
+otherwise charge every delivery for the polling); on PostgreSQL the
 CPU of the backends serving the workers (found by their application_name) and of
 every PostgreSQL process (with the WAL writer and checkpointer) per delivery; the
 machine's busy share of its cores; and lock waits, sampled every 0.1 s from
@@ -68,6 +71,7 @@ from bot.inbox import Inbox
 
 TARGET_CPU_MS = 1.0
 TARGET_TWO = 1.6
+IDLE_SAMPLE = 3.0  # seconds the idle workers' CPU is measured over before the drain
 FUTURE = datetime(2099, 1, 1, tzinfo=UTC)  # stored not yet due: the workers see nothing
 
 
@@ -102,6 +106,7 @@ class Run:
     delivered: int = 0
     seconds: float = 0.0
     worker_cpu: float = 0.0  # seconds, all worker processes
+    idle_cpu: float = 0.0  # seconds the same processes spend idle over as long (polling)
     backend_cpu: float = 0.0  # seconds, PostgreSQL backends serving the workers
     postgres_cpu: float = 0.0  # seconds, every PostgreSQL process
     machine_busy: float = 0.0  # % of one core over the drain
@@ -274,6 +279,9 @@ def measure(kind: str, processes: int, args: argparse.Namespace, workdir: Path) 
         for start in range(0, len(items), 200):
             inbox.store_many(items[start : start + 200])
         wait_idle(procs)
+        idle_from = sum(process_cpu_seconds(p.pid) for p in procs)
+        time.sleep(IDLE_SAMPLE)
+        idle_rate = (sum(process_cpu_seconds(p.pid) for p in procs) - idle_from) / IDLE_SAMPLE
         pg = postgres_pids() if schema else []
         pg_before = cpu_of(pg)
         backends_before = cpu_of(list(sampler.backends())) if sampler else {}
@@ -303,6 +311,7 @@ def measure(kind: str, processes: int, args: argparse.Namespace, workdir: Path) 
             time.sleep(0.1)
         run.seconds = time.perf_counter() - began
         run.worker_cpu = sum(process_cpu_seconds(p.pid) for p in procs) - workers_before
+        run.idle_cpu = idle_rate * run.seconds
         run.machine_busy = 100 * (machine_busy_seconds() - machine_before) / run.seconds
         if sampler:
             after = cpu_of(list(sampler.pids | set(backends_before)))
@@ -338,7 +347,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
     print()
     print(
         f"{'db':8} {'procs':>5} {'per s':>7} {'x one':>6} {'range':>11} | "
-        f"{'worker':>7} {'backends':>8} {'pg all':>7} ms CPU/delivery | {'busy%':>5} | "
+        f"{'worker':>7} {'(idle)':>6} {'backends':>8} {'pg all':>7} ms CPU/delivery | {'busy%':>5} | "
         f"{'lock waits':>10} {'ungranted':>9}  top waits"
     )
     ok = True
@@ -351,7 +360,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
             rate = statistics.median(r.rate for r in mine)
             one = rate if processes == 1 else one
             med = statistics.median
-            worker = med(r.per_delivery_ms(r.worker_cpu) for r in mine)
+            worker = med(r.per_delivery_ms(r.worker_cpu - r.idle_cpu) for r in mine)
+            idle = med(r.per_delivery_ms(r.idle_cpu) for r in mine)
             backends = med(r.per_delivery_ms(r.backend_cpu) for r in mine)
             pg_all = med(r.per_delivery_ms(r.postgres_cpu) for r in mine)
             busy = med(r.machine_busy for r in mine)
@@ -367,7 +377,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
             pg = kind == "postgres"
             print(
                 f"{kind:8} {processes:5d} {rate:7.0f} {ratio:>6} {spread:>11} | "
-                f"{worker:7.2f} {backends if pg else float('nan'):8.2f} "
+                f"{worker:7.2f} {idle:6.2f} {backends if pg else float('nan'):8.2f} "
                 f"{pg_all if pg else float('nan'):7.2f}                 | {busy:5.0f} | "
                 + (
                     f"{waited:>4}/{samples:<5} {max(r.ungranted_max for r in mine):9d}  "
@@ -452,7 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(
                         f"round {round_no} {kind} {processes} processes: {run.rate:.0f}/s in "
                         f"{run.seconds:.1f}s, workers {run.per_delivery_ms(run.worker_cpu):.2f} "
-                        f"ms CPU/delivery, load average {os.getloadavg()[0]:.2f}",
+                        f"ms CPU/delivery ({run.per_delivery_ms(run.idle_cpu):.2f} of it what "
+                        f"idle workers spend as long), load average {os.getloadavg()[0]:.2f}",
                         flush=True,
                     )
                     runs.append(run)
