@@ -27,7 +27,8 @@ CPU of the backends serving the workers (found by their application_name) and of
 every PostgreSQL process (with the WAL writer and checkpointer) per delivery; the
 machine's busy share of its cores; and lock waits, sampled every 0.1 s from
 pg_stat_activity (backends of this run waiting on a heavyweight lock) and pg_locks
-(locks not granted). Then the checks: every delivery settled once (done), none
+(locks not granted), and how many connections (backends) the workers opened. Then
+the checks: every delivery settled once (done), none
 failed, and each thread's deliveries started in their thread's order.
 
 Targets (exit code 1 when one is missed): one process spends under 1 ms of CPU per
@@ -113,6 +114,7 @@ class Run:
     samples: int = 0
     lock_wait_samples: int = 0  # samples with a backend of this run waiting on a Lock
     ungranted_max: int = 0
+    connections: int = 0  # PostgreSQL backends the workers opened
     waits: Counter[str] = field(default_factory=Counter)  # wait_event of busy backends
     problems: list[str] = field(default_factory=list)
 
@@ -316,6 +318,7 @@ def measure(kind: str, processes: int, args: argparse.Namespace, workdir: Path) 
         if sampler:
             after = cpu_of(list(sampler.pids | set(backends_before)))
             run.backend_cpu = sum(c - backends_before.get(pid, 0.0) for pid, c in after.items())
+            run.connections = len(sampler.pids | set(backends_before))
             pg_after = cpu_of(postgres_pids())
             run.postgres_cpu = sum(c - pg_before.get(pid, 0.0) for pid, c in pg_after.items())
         run.delivered = args.backlog - left
@@ -348,7 +351,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
     print(
         f"{'db':8} {'procs':>5} {'per s':>7} {'x one':>6} {'range':>11} | "
         f"{'worker':>7} {'(idle)':>6} {'backends':>8} {'pg all':>7} ms CPU/delivery | {'busy%':>5} | "
-        f"{'lock waits':>10} {'ungranted':>9}  top waits"
+        f"{'lock waits':>10} {'ungranted':>9} {'conns':>5}  top waits"
     )
     ok = True
     for kind in args.db:
@@ -380,7 +383,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
                 f"{worker:7.2f} {idle:6.2f} {backends if pg else float('nan'):8.2f} "
                 f"{pg_all if pg else float('nan'):7.2f}                 | {busy:5.0f} | "
                 + (
-                    f"{waited:>4}/{samples:<5} {max(r.ungranted_max for r in mine):9d}  "
+                    f"{waited:>4}/{samples:<5} {max(r.ungranted_max for r in mine):9d} "
+                    f"{max(r.connections for r in mine):5d}  "
                     + ", ".join(f"{w} {n}" for w, n in waits)
                     if pg
                     else ""

@@ -40,6 +40,7 @@ PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the h
 PARK_MAX_SECONDS = 5.0  # doubling each time this worker parks it again, up to this
 PARKS_KEPT = 10_000  # deliveries whose parks a worker counts, at most
 ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at most
+LOOKED_KEPT = 2 * ORDER_LOOKAHEAD  # normalized deliveries a worker keeps for its claims
 ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
 OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
 
@@ -151,6 +152,9 @@ class Worker:
         # _settle): (row, status, note, started).
         self._unsettled: list[tuple[DeliveryRow, str, str, datetime]] = []
         self._batching = False
+        # Deliveries this worker's looks normalized, kept for when it claims them (a
+        # delivery's body never changes, so neither does what it normalizes to).
+        self._looked: dict[int, Prepared] = {}
 
     def retry_delay(self, attempts: int) -> float:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
@@ -197,7 +201,7 @@ class Worker:
         )
         if not rows:
             return 0
-        prepared = {row.pk: self.dispatcher.prepare(row) for row in rows}
+        prepared = {row.pk: self._prepared(row) for row in rows}
         unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
         if unknown:  # stored after the look before the claim
             await asyncio.to_thread(self.inbox.set_order, unknown)
@@ -232,7 +236,15 @@ class Worker:
     def order_waiting(self, received_by: datetime | None = None) -> int:
         """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
         rows = self.inbox.unordered(limit=ORDER_LOOKAHEAD, received_by=received_by)
-        return self.inbox.set_order([self.dispatcher.prepare(row).order for row in rows])
+        if len(self._looked) > LOOKED_KEPT:  # claimed by others, or given up on
+            self._looked.clear()
+        looked = {row.pk: self.dispatcher.prepare(row) for row in rows}
+        self._looked.update(looked)
+        return self.inbox.set_order([p.order for p in looked.values()])
+
+    def _prepared(self, row: DeliveryRow) -> Prepared:
+        """`row` normalized: as a look of this worker found it, or now."""
+        return self._looked.pop(row.pk, None) or self.dispatcher.prepare(row)
 
     async def process(
         self, row: DeliveryRow, prepared: Prepared | None = None, *, late: bool = False
