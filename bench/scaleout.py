@@ -417,8 +417,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Drain a stored backlog of plain comments with 1, 2 and 4 worker "
-        "processes; print rate, CPU per delivery (workers and PostgreSQL) and lock waits.",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--db", default="postgres", help="comma-separated: postgres, sqlite (default postgres)"
