@@ -22,12 +22,16 @@ and measured twice, after a short closed-loop warm-up:
   latency         open loop: --rate deliveries per second on a fixed schedule for
                   --seconds, whatever the answers; p50/p99/max of each ack's latency
 
-Every request is a realistic `issue_comment` `created` payload (3-6 KB) with a fresh
-X-GitHub-Delivery and an X-Hub-Signature-256 made by `bot.ingress.verify.sign_github`. The
+Two payload sets (--sizes), measured and reported apart: "real" (bench/payloads.py:
+GitHub `issue_comment` deliveries with every field GitHub sends, 10-30 KB, median 14 KB,
+and GitLab note and merge request hooks from GitLab's documented examples) and
+"small" (this file's 3-6 KB comments). Each request gets a fresh delivery id and, for
+GitHub, an X-Hub-Signature-256 made by `sign_github` (GitLab: X-Gitlab-Token). The
 load generator is this process, one keep-alive connection per client, traffic to
 127.0.0.1 only: by default bench/rawhttp.py (prepared request bytes, a small part of
 what a server spends per request), with --client aiohttp aiohttp's client (about as
-much per request as the baseline receiver, so it can be the limit on two cores).
+much per request as the baseline receiver, so it can be the limit on two cores), with
+--client wrk the C client `wrk` for the closed loops (bench/wrkload.py).
 After each Threadline server has stopped, the rows in its `deliveries` table are
 counted and compared with the number of "queued" answers it gave (durability check).
 
