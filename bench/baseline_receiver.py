@@ -1,7 +1,7 @@
 """Baseline for bench/ingress.py: the least a GitHub webhook receiver can do. NOT durable.
 
-It verifies X-Hub-Signature-256 with gidgethub, parses the JSON body and answers 202,
-storing nothing. Threadline's ingress does the same work plus a committed write, so the
+It verifies X-Hub-Signature-256 with gidgethub (GitLab: compares X-Gitlab-Token with
+the secret in constant time), parses the JSON body and answers 202, storing nothing. Threadline's ingress does the same work plus a committed write, so the
 gap between the two is the price of durability on the same machine and load generator.
 
 Started by bench/ingress.py; to run it alone:
@@ -12,6 +12,7 @@ Started by bench/ingress.py; to run it alone:
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import os
 import sys
@@ -48,6 +49,21 @@ async def github_webhook(request: web.Request) -> web.Response:
     return web.json_response({"status": "accepted", "delivery": delivery}, status=202)
 
 
+async def gitlab_webhook(request: web.Request) -> web.Response:
+    body = await request.read()
+    token = request.headers.get("X-Gitlab-Token", "")
+    if not hmac.compare_digest(token.encode(), request.app[SECRET].encode()):
+        return _error(401, "X-Gitlab-Token does not match")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return _error(400, "body is not valid JSON")
+    if not isinstance(data, dict):
+        return _error(400, "body is not a JSON object")
+    delivery = request.headers.get("Idempotency-Key", "")
+    return web.json_response({"status": "accepted", "delivery": delivery}, status=202)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
@@ -56,13 +72,14 @@ def create_app(secret: str) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SECRET] = secret
     app.router.add_post("/webhooks/github", github_webhook)
+    app.router.add_post("/webhooks/gitlab", gitlab_webhook)
     app.router.add_get("/healthz", healthz)
     return app
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Minimal non-durable GitHub webhook receiver (benchmark baseline). "
+        description="Minimal non-durable GitHub and GitLab webhook receiver (benchmark baseline). "
         f"The webhook secret is read from ${SECRET_ENV}."
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")

@@ -22,12 +22,16 @@ and measured twice, after a short closed-loop warm-up:
   latency         open loop: --rate deliveries per second on a fixed schedule for
                   --seconds, whatever the answers; p50/p99/max of each ack's latency
 
-Every request is a realistic `issue_comment` `created` payload (3-6 KB) with a fresh
-X-GitHub-Delivery and an X-Hub-Signature-256 made by `bot.ingress.verify.sign_github`. The
+Two payload sets (--sizes), measured and reported apart: "real" (bench/payloads.py:
+GitHub `issue_comment` deliveries with every field GitHub sends, 10-30 KB, median 14 KB,
+and GitLab note and merge request hooks from GitLab's documented examples) and
+"small" (this file's 3-6 KB comments). Each request gets a fresh delivery id and, for
+GitHub, an X-Hub-Signature-256 made by `sign_github` (GitLab: X-Gitlab-Token). The
 load generator is this process, one keep-alive connection per client, traffic to
 127.0.0.1 only: by default bench/rawhttp.py (prepared request bytes, a small part of
 what a server spends per request), with --client aiohttp aiohttp's client (about as
-much per request as the baseline receiver, so it can be the limit on two cores).
+much per request as the baseline receiver, so it can be the limit on two cores), with
+--client wrk the C client `wrk` for the closed loops (bench/wrkload.py).
 After each Threadline server has stopped, the rows in its `deliveries` table are
 counted and compared with the number of "queued" answers it gave (durability check).
 
@@ -67,10 +71,10 @@ from common import (
     process_cpu_seconds,
     threadline_command,
 )
+from payloads import Body, github_body, real_bodies
 from rawhttp import RawClient
 from sqlalchemy import create_engine, text
-
-from bot.ingress.verify import sign_github
+from wrkload import WrkLoad, WrkRun, available
 
 HOST = "127.0.0.1"  # never anything else: load goes to this machine only
 
@@ -79,6 +83,7 @@ BASELINE_SCRIPT = HERE / "baseline_receiver.py"
 SECRET = "bench-ingress-throwaway-secret-0123456789"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SERVERS = ("baseline", "sqlite", "sqlite-w1", "postgres")
+SIZES = ("real", "small")  # real: bench/payloads.py, 10-30 KB GitHub + GitLab; small: 3-6 KB
 
 # Targets this benchmark checks (see bench/README.md).
 TARGET_THROUGHPUT_RATIO = 0.7  # durable SQLite ingress vs the non-durable baseline
@@ -238,16 +243,13 @@ def build_payload(rng: random.Random, n: int) -> bytes:
     return body
 
 
-@dataclass(frozen=True)
-class Payload:
-    body: bytes
-    signature: str
-
-
-def build_payloads(count: int, seed: int) -> list[Payload]:
+def build_payloads(count: int, seed: int, size: str = "small") -> list[Body]:
+    """The bodies one size set cycles through: "small" (this file's 3-6 KB comments) or
+    "real" (bench/payloads.py: GitHub's full 10-30 KB shapes and GitLab's hooks)."""
+    if size == "real":
+        return real_bodies(count, seed, SECRET)
     rng = random.Random(seed)
-    bodies = [build_payload(rng, n) for n in range(count)]
-    return [Payload(b, sign_github(b, SECRET)) for b in bodies]
+    return [github_body(build_payload(rng, n), SECRET) for n in range(count)]
 
 
 # ------------------------------------------------------------------ CPU accounting
@@ -267,11 +269,13 @@ class CpuMeter:
         self.start_server = process_cpu_seconds(self.server_pid)
         self.start_machine = machine_busy_seconds()
 
-    def stop(self) -> tuple[float, float, float]:
-        """(client, server, whole machine) CPU as % of one core over the interval."""
+    def stop(self, extra_client_seconds: float = 0.0) -> tuple[float, float, float]:
+        """(client, server, whole machine) CPU as % of one core over the interval; a load
+        generator in another process (wrk) adds its CPU as `extra_client_seconds`."""
         wall = max(time.perf_counter() - self.start_wall, 1e-9)
+        client = time.process_time() - self.start_client + extra_client_seconds
         return (
-            100 * (time.process_time() - self.start_client) / wall,
+            100 * client / wall,
             100 * (process_cpu_seconds(self.server_pid) - self.start_server) / wall,
             100 * (machine_busy_seconds() - self.start_machine) / wall,
         )
@@ -294,6 +298,7 @@ class Tally:
     cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     schedule_lag_max: float = 0.0  # open loop: how late the latest send started
     shed: int = 0  # open loop: sends skipped because too many were still in flight
+    unanswered: int = 0  # wrk: sent when its time ran out, never answered (may be stored)
 
     @property
     def non_2xx(self) -> int:
@@ -310,20 +315,14 @@ class Tally:
         self.transport_errors.update(other.transport_errors)
         self.answers.update(other.answers)
         self.shed += other.shed
+        self.unanswered += other.unanswered
 
     def percentile_ms(self, q: float) -> float:
         """Nearest-rank percentile of the answer latencies, in milliseconds."""
         return percentile_ms(self.latencies, q)
 
 
-# The headers GitHub sends with every delivery, but for the fresh X-GitHub-Delivery.
-STATIC_HEADERS = (
-    ("Content-Type", "application/json"),
-    ("User-Agent", "GitHub-Hookshot/bench"),
-    ("X-GitHub-Event", "issue_comment"),
-    ("X-GitHub-Hook-ID", "512345678"),
-)
-CLIENTS = ("raw", "aiohttp")
+CLIENTS = ("raw", "aiohttp", "wrk")
 
 
 class Generator:
@@ -331,7 +330,8 @@ class Generator:
 
     client "raw" is bench/rawhttp.py (prepared bytes on keep-alive connections, a small
     part of what a server spends per request); "aiohttp" is aiohttp's client, which
-    spends about as much per request as the baseline receiver does (bench/README.md).
+    spends about as much per request as the baseline receiver does (bench/README.md);
+    "wrk" runs the closed loops with wrk (bench/wrkload.py) and the open loop with "raw".
     """
 
     def __init__(
@@ -339,43 +339,38 @@ class Generator:
         client: str,
         session: aiohttp.ClientSession,
         server: Server,
-        payloads: list[Payload],
+        payloads: list[Body],
         timeout: float,
+        wrk_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.session = session
-        self.path = "/webhooks/github"
-        self.url = f"{server.url}{self.path}"
+        self.base_url = server.url
         self.payloads = payloads
         self.next = 0
         self.raw = RawClient(HOST, server.port, timeout=timeout)
         # Per payload, the request head but for the delivery id (raw client only).
         self.heads = [
-            self.raw.head(
-                self.path,
-                [
-                    *STATIC_HEADERS,
-                    ("X-Hub-Signature-256", p.signature),
-                    ("Content-Length", str(len(p.body))),
-                ],
-            )
+            self.raw.head(p.path, [*p.headers, ("Content-Length", str(len(p.body)))])
             for p in payloads
         ]
+        self.wrk = None
+        if client == "wrk":
+            assert wrk_dir is not None
+            requests = [(p.path, list(p.headers), p.delivery_header, p.body) for p in payloads]
+            self.wrk = WrkLoad(wrk_dir, HOST, server.port, requests)
 
     def close(self) -> None:
         self.raw.close()
 
     async def _post(self, index: int, delivery: str) -> tuple[int, bytes]:
         payload = self.payloads[index]
-        if self.client == "raw":
-            head = self.heads[index] + f"X-GitHub-Delivery: {delivery}\r\n\r\n".encode()
-            return await self.raw.send(head + payload.body)
-        headers = {
-            **dict(STATIC_HEADERS),
-            "X-GitHub-Delivery": delivery,
-            "X-Hub-Signature-256": payload.signature,
-        }
-        async with self.session.post(self.url, data=payload.body, headers=headers) as resp:
+        if self.client != "aiohttp":
+            extra = f"{payload.delivery_header}: {delivery}\r\n\r\n".encode()
+            return await self.raw.send(self.heads[index] + extra + payload.body)
+        headers = {**dict(payload.headers), payload.delivery_header: delivery}
+        url = self.base_url + payload.path
+        async with self.session.post(url, data=payload.body, headers=headers) as resp:
             return resp.status, await resp.read()
 
     async def deliver(self, tally: Tally) -> None:
@@ -400,6 +395,8 @@ class Generator:
 
     async def closed_loop(self, concurrency: int, seconds: float, meter: CpuMeter) -> Tally:
         """`concurrency` clients, each sending its next delivery as soon as one is answered."""
+        if self.wrk is not None:
+            return await self._wrk_loop(concurrency, seconds, meter)
         tally = Tally()
         deadline = time.perf_counter() + seconds
 
@@ -412,6 +409,21 @@ class Generator:
         await asyncio.gather(*(client() for _ in range(concurrency)))
         tally.elapsed = time.perf_counter() - start
         tally.cpu = meter.stop()
+        return tally
+
+    async def _wrk_loop(self, concurrency: int, seconds: float, meter: CpuMeter) -> Tally:
+        """The closed loop driven by wrk, in a thread so that this loop stays free."""
+        assert self.wrk is not None
+        wrk = self.wrk
+        meter.start()
+        run: WrkRun = await asyncio.to_thread(wrk.run, concurrency, seconds)
+        tally = Tally(sent=run.sent, acked=run.ok, elapsed=run.seconds, unanswered=run.unanswered)
+        tally.http_errors.update(run.statuses)
+        tally.transport_errors.update(run.errors)
+        tally.answers["queued"] = run.queued
+        if run.ok - run.queued:
+            tally.answers["(other 2xx)"] = run.ok - run.queued
+        tally.cpu = meter.stop(extra_client_seconds=run.cpu_seconds)
         return tally
 
     async def open_loop(
@@ -538,6 +550,7 @@ def threadline_server(
         **base_env(),
         "THREADLINE_DATABASE_URL": database_url,
         "THREADLINE_GITHUB_WEBHOOK_SECRET": SECRET,
+        "THREADLINE_GITLAB_WEBHOOK_TOKEN": SECRET,
         "THREADLINE_LOG_LEVEL": "WARNING",
     }
     argv = [*command, "serve", "--host", HOST, "--port", str(port)]
@@ -618,17 +631,22 @@ class Result:
     drained: str | None = None  # how the worker cleared the throughput phase's backlog
     exit_code: int | None = None
     round: int = 1
+    size: str = "small"
 
     def durability(self) -> tuple[bool, str] | None:
         if self.rows is None:
             return None
         queued = self.all_traffic.answers["queued"]
         lost = sum(self.all_traffic.transport_errors.values())
-        ok = self.rows == queued
+        cut = self.all_traffic.unanswered
+        # Every "queued" answer has its row; with wrk, requests cut off at the end of a
+        # phase may have been stored too (they were never answered), but no more rows.
+        ok = queued <= self.rows <= queued + cut
         detail = (
             f"{self.rows} rows in deliveries, {queued} 'queued' answers"
             f" ({self.all_traffic.acked} 2xx of {self.all_traffic.sent} sent"
-            f"{f', {lost} without an answer' if lost else ''})"
+            f"{f', {lost} without an answer' if lost else ''}"
+            f"{f', {cut} cut off by wrk at a phase end' if cut else ''})"
         )
         return ok, detail
 
@@ -653,13 +671,14 @@ async def wait_drained(server: Server, within: float) -> str:
 async def measure(
     session: aiohttp.ClientSession,
     server: Server,
-    payloads: list[Payload],
+    payloads: list[Body],
     args: argparse.Namespace,
 ) -> Result:
     server.start()
     assert server.proc is not None
     await wait_ready(session, server, args.startup_timeout)
-    gen = Generator(args.client, session, server, payloads, args.request_timeout)
+    wrk_dir = server.workdir / f"wrk-{server.name}-round{server.round}"
+    gen = Generator(args.client, session, server, payloads, args.request_timeout, wrk_dir)
     try:
         meter = CpuMeter(server.proc.pid)
         everything = Tally()
@@ -762,8 +781,8 @@ def summarize(results: list[Result]) -> list[Summary]:
     return list(by_server.values())
 
 
-def report(results: list[Result], args: argparse.Namespace) -> bool:
-    """Print the table and the target checks; True when every target holds."""
+def report(results: list[Result], args: argparse.Namespace, size: str) -> bool:
+    """Print one size set's table and target checks; True when every target holds."""
     summaries = summarize(results)
     base = next((s for s in summaries if s.server == "baseline"), None)
     rounds = max(len(s.rounds) for s in summaries)
@@ -773,8 +792,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         f"{'p50 ms':>6} {'p99 ms':>6} {'max ms':>6} {'x base p99':>10} {'non2xx':>6}"
     )
     print()
+    print(f"== {size} payloads ({SIZE_NOTES[size]})")
     print(
-        f"throughput: closed loop, {args.concurrency} clients, {args.seconds:g}s"
+        f"throughput: closed loop ({args.client}), {args.concurrency} clients, {args.seconds:g}s"
         f"{f', median of {rounds} rounds' if rounds > 1 else ''} | "
         f"latency: open loop, {args.rate:g}/s, {args.seconds:g}s"
         f"{f', {rounds} rounds pooled' if rounds > 1 else ''}"
@@ -812,7 +832,7 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         )
 
     print()
-    print("targets:")
+    print(f"targets ({size} payloads):")
     checks: list[tuple[str, bool]] = []
     sqlite = next((s for s in summaries if s.server == "sqlite"), None)
     if base and sqlite and base.rate:
@@ -867,15 +887,38 @@ def make_server(name: str, workdir: Path, command: list[str], round_no: int) -> 
     return threadline_server(name, desc, url, 0, workdir, command, schema)
 
 
+SIZE_NOTES = {
+    "small": "3-6 KB GitHub issue_comment, bench/ingress.py's own",
+    "real": "GitHub issue_comment with every field, 10-30 KB, and GitLab note and merge "
+    "request hooks, bench/payloads.py",
+}
+
+
+def describe_payloads(size: str, payloads: list[Body]) -> None:
+    by_kind: dict[str, list[int]] = {}
+    for p in payloads:
+        by_kind.setdefault(p.kind, []).append(len(p.body))
+    for kind, sizes in by_kind.items():
+        print(
+            f"  {size}: {len(sizes)} {kind} payloads, {min(sizes)}-{max(sizes)} bytes "
+            f"(median {statistics.median(sizes):.0f}, mean {statistics.mean(sizes):.0f})"
+        )
+
+
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} CPUs"
+
+
 async def run(args: argparse.Namespace) -> int:
-    payloads = build_payloads(args.payloads, args.seed)
-    sizes = [len(p.body) for p in payloads]
+    sets = {size: build_payloads(args.payloads, args.seed, size) for size in args.sizes}
+    for size, payloads in sets.items():
+        describe_payloads(size, payloads)
+    print(f"python {sys.version.split()[0]}; threadline code: {code_state()}; {load_line()}")
+    where = "wrk for the closed loops, raw for the open loop" if args.client == "wrk" else ""
     print(
-        f"{len(payloads)} issue_comment payloads, {min(sizes)}-{max(sizes)} bytes "
-        f"(mean {statistics.mean(sizes):.0f}); {os.cpu_count()} CPUs; python {sys.version.split()[0]}"
+        f"load generator: the {args.client} client{f' ({where})' if where else ', in this process'}"
     )
-    print(f"threadline code: {code_state()}; load average {os.getloadavg()[0]:.2f}")
-    print(f"load generator: the {args.client} client, in this process")
     workdir = Path(tempfile.mkdtemp(prefix="threadline-bench-"))
     print(f"work directory (databases, server logs): {workdir}")
     command = threadline_command(args.threadline)
@@ -883,40 +926,28 @@ async def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     connector = aiohttp.TCPConnector(limit=max(args.concurrency, args.max_in_flight))
     timeout = aiohttp.ClientTimeout(total=args.request_timeout)
+    seq = 0
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         for round_no in range(1, args.rounds + 1):
-            for name in args.servers:
-                server = make_server(name, workdir, command, round_no)
-                if server is None:
-                    continue
-                server.round = round_no
-                print(
-                    f"\n== round {round_no}/{args.rounds} {name}: {server.description} "
-                    f"on port {server.port} (load average {os.getloadavg()[0]:.2f})",
-                    flush=True,
-                )
-                try:
-                    try:
-                        result = await measure(session, server, payloads, args)
-                    finally:
-                        code = server.stop()
-                    result.exit_code = code
-                    result.round = round_no
-                    if server.count_url is not None:
-                        result.rows = count_deliveries(server)
-                    results.append(result)
-                    if not args.keep_data:
-                        remove_sqlite_files(server)
-                except RuntimeError as exc:
-                    print(f"  {name} could not be measured: {exc}")
-                    failed.append(f"round {round_no} {name}")
-                finally:
-                    if server.schema is not None:
-                        drop_pg_schema(server.schema)
+            for size, payloads in sets.items():
+                for name in args.servers:
+                    seq += 1
+                    outcome = await measure_one(
+                        session, args, workdir, command, name, size, payloads, seq
+                    )
+                    if isinstance(outcome, Result):
+                        outcome.round = round_no
+                        results.append(outcome)
+                    elif outcome:
+                        failed.append(f"round {round_no} {size} {name}")
     if not results:
         print("nothing was measured")
         return 1
-    all_ok = report(results, args) and not failed
+    all_ok = not failed
+    for size in args.sizes:
+        of_size = [r for r in results if r.size == size]
+        if of_size:
+            all_ok = report(of_size, args, size) and all_ok
     if failed:
         print(f"  [FAIL] could not be measured: {', '.join(failed)}")
     if args.json:
@@ -924,6 +955,46 @@ async def run(args: argparse.Namespace) -> int:
         print(f"\nfigures written to {args.json}")
     print(f"\nserver logs kept in {workdir}")
     return 0 if all_ok else 1
+
+
+async def measure_one(
+    session: aiohttp.ClientSession,
+    args: argparse.Namespace,
+    workdir: Path,
+    command: list[str],
+    name: str,
+    size: str,
+    payloads: list[Body],
+    seq: int,
+) -> Result | bool:
+    """One server on one size set: its Result, True when it failed, False when skipped.
+    `seq` numbers the measurement (its files in the work directory)."""
+    server = make_server(name, workdir, command, seq)
+    if server is None:
+        return False
+    server.round = seq
+    print(
+        f"\n== {name}, {size} payloads: {server.description} on port {server.port} ({load_line()})",
+        flush=True,
+    )
+    try:
+        try:
+            result = await measure(session, server, payloads, args)
+        finally:
+            code = server.stop()
+        result.exit_code = code
+        result.size = size
+        if server.count_url is not None:
+            result.rows = count_deliveries(server)
+        if not args.keep_data:
+            remove_sqlite_files(server)
+        return result
+    except RuntimeError as exc:
+        print(f"  {name} could not be measured: {exc}")
+        return True
+    finally:
+        if server.schema is not None:
+            drop_pg_schema(server.schema)
 
 
 def write_json(path: str, results: list[Result], args: argparse.Namespace) -> None:
@@ -965,7 +1036,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--concurrency", type=int, default=64, help="closed-loop clients (default 64)"
     )
     parser.add_argument(
-        "--seconds", type=float, default=10.0, help="length of each measured phase (default 10)"
+        "--seconds", type=float, default=5.0, help="length of each measured phase (default 5)"
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(SIZES),
+        help="payload sets, each measured and reported apart: real (GitHub issue_comment "
+        "with every field, 10-30 KB, plus GitLab note and merge request hooks; "
+        "bench/payloads.py) and small (3-6 KB comments) (default real,small)",
     )
     parser.add_argument(
         "--rate", type=float, default=200.0, help="open-loop deliveries per second (default 200)"
@@ -982,8 +1060,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--client",
         choices=CLIENTS,
         default="raw",
-        help="load generator: raw (bench/rawhttp.py, lean) or aiohttp (aiohttp's client, "
-        "which costs about what the baseline receiver does per request) (default raw)",
+        help="load generator: raw (bench/rawhttp.py, lean), aiohttp (aiohttp's client, "
+        "which costs about what the baseline receiver does per request) or wrk (the C "
+        "client drives the closed loops through bench/wrkload.py's Lua script; the open "
+        "loop stays raw) (default raw)",
     )
     parser.add_argument(
         "--rounds",
@@ -1035,6 +1115,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.servers) - set(SERVERS))
     if unknown:
         parser.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+    args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if not args.sizes or set(args.sizes) - set(SIZES):
+        parser.error(f"--sizes takes a comma-separated list of {', '.join(SIZES)}")
+    if args.client == "wrk" and not available():
+        parser.error("--client wrk needs wrk on the PATH (Debian: apt-get install wrk)")
     if not (1 <= args.concurrency <= 1024 and 0 < args.seconds <= 600 and 0 < args.rate <= 20_000):
         parser.error("keep --concurrency in 1-1024, --seconds in (0, 600], --rate in (0, 20000]")
     if not 0 <= args.warmup <= 60:

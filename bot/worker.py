@@ -40,6 +40,7 @@ PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the h
 PARK_MAX_SECONDS = 5.0  # doubling each time this worker parks it again, up to this
 PARKS_KEPT = 10_000  # deliveries whose parks a worker counts, at most
 ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at most
+LOOKED_KEPT = 2 * ORDER_LOOKAHEAD  # normalized deliveries a worker keeps for its claims
 ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
 OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
 
@@ -147,6 +148,13 @@ class Worker:
         self.name = name or worker_name()
         self.wakeup = asyncio.Event()
         self.parks: dict[int, int] = {}  # delivery -> times this worker parked it in a row
+        # Handled deliveries whose settle goes with this worker's next statement (see
+        # _settle): (row, status, note, started).
+        self._unsettled: list[tuple[DeliveryRow, str, str, datetime]] = []
+        self._batching = False
+        # Deliveries this worker's looks normalized, kept for when it claims them (a
+        # delivery's body never changes, so neither does what it normalizes to).
+        self._looked: dict[int, Prepared] = {}
 
     def retry_delay(self, attempts: int) -> float:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
@@ -193,7 +201,7 @@ class Worker:
         )
         if not rows:
             return 0
-        prepared = {row.pk: self.dispatcher.prepare(row) for row in rows}
+        prepared = {row.pk: self._prepared(row) for row in rows}
         unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
         if unknown:  # stored after the look before the claim
             await asyncio.to_thread(self.inbox.set_order, unknown)
@@ -202,6 +210,7 @@ class Worker:
         held = {row.pk for row in rows}  # claimed, not yet settled, still ours
         blocked: set[str] = set()  # threads of this batch where a delivery had to wait
         heartbeat = asyncio.create_task(self._heartbeat(held))
+        self._batching = True
         try:
             for row in ordered:
                 if row.pk not in held:
@@ -216,6 +225,9 @@ class Worker:
                     blocked.add(row.thread_key or "")
                 held.discard(row.pk)
         finally:
+            self._batching = False
+            if self._unsettled:
+                await asyncio.to_thread(self._flush)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -224,7 +236,15 @@ class Worker:
     def order_waiting(self, received_by: datetime | None = None) -> int:
         """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
         rows = self.inbox.unordered(limit=ORDER_LOOKAHEAD, received_by=received_by)
-        return self.inbox.set_order([self.dispatcher.prepare(row).order for row in rows])
+        if len(self._looked) > LOOKED_KEPT:  # claimed by others, or given up on
+            self._looked.clear()
+        looked = {row.pk: self.dispatcher.prepare(row) for row in rows}
+        self._looked.update(looked)
+        return self.inbox.set_order([p.order for p in looked.values()])
+
+    def _prepared(self, row: DeliveryRow) -> Prepared:
+        """`row` normalized: as a look of this worker found it, or now."""
+        return self._looked.pop(row.pk, None) or self.dispatcher.prepare(row)
 
     async def process(
         self, row: DeliveryRow, prepared: Prepared | None = None, *, late: bool = False
@@ -238,7 +258,10 @@ class Worker:
             thread=prepared.order.thread_key or None,
             installation=event.installation_id if event is not None else None,
         ):
-            return await self._process(row, prepared, late)
+            went = await self._process(row, prepared, late)
+        if not self._batching and self._unsettled:  # called alone: settle it now
+            await asyncio.to_thread(self._flush)
+        return went
 
     async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> bool:
         if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
@@ -247,7 +270,7 @@ class Worker:
         if row.attempts >= self.max_attempts:
             # Only workers that died while handling it leave it unsettled this often.
             error = f"gave up after {row.attempts} attempts (workers stopped while handling it)"
-            await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
+            await asyncio.to_thread(self._fail, row, error)
             log.error("delivery %s failed: %s", row.pk, error)
             _count(row, "failed")
             return True
@@ -269,20 +292,20 @@ class Worker:
             finally:
                 metrics.HANDLING_SECONDS.labels(row.host).observe(timer.seconds())
         except PermanentError as exc:
-            await asyncio.to_thread(self.inbox.fail, row.pk, self.name, str(exc))
+            await asyncio.to_thread(self._fail, row, str(exc))
             log.error("delivery %s failed for good: %s", row.pk, exc)
             _count(row, "failed")
             return True
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if attempts >= self.max_attempts:
-                await asyncio.to_thread(self.inbox.fail, row.pk, self.name, error)
+                await asyncio.to_thread(self._fail, row, error)
                 log.exception("delivery %s failed after %d attempts", row.pk, attempts)
                 _count(row, "failed")
             else:
                 _count(row, "retry")
                 delay = self.retry_delay(attempts)
-                await asyncio.to_thread(self.inbox.retry_later, row.pk, self.name, error, delay)
+                await asyncio.to_thread(self._retry_later, row, error, delay)
                 log.warning(
                     "delivery %s attempt %d failed (%s); retrying in %.0fs",
                     row.pk,
@@ -295,8 +318,18 @@ class Worker:
         await self._settle(row, outcome, started, late=late)
         return True
 
+    def _fail(self, row: DeliveryRow, error: str) -> None:
+        self._flush()
+        self.inbox.fail(row.pk, self.name, error)
+
+    def _retry_later(self, row: DeliveryRow, error: str, delay: float) -> None:
+        self._flush()
+        self.inbox.retry_later(row.pk, self.name, error, delay)
+
     def _start(self, row: DeliveryRow, late: bool) -> bool:
-        """Start `row` if its turn has come, else park it (blocking SQL); see Inbox.start."""
+        """Start `row` if its turn has come, else park it (blocking SQL); see Inbox.start.
+        What this worker has handled and not yet settled is settled first."""
+        self._flush()
         hold = self.hold_seconds
         if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
             self.parks.pop(row.pk, None)
@@ -319,6 +352,7 @@ class Worker:
         """Give `row` back to wait for an earlier delivery of its thread (blocking SQL).
         Each park in a row waits twice as long; logged at DEBUG only, as a busy thread
         may park many deliveries many times."""
+        self._flush()
         times = self.parks.get(row.pk, 0)
         if len(self.parks) >= PARKS_KEPT:
             self.parks.clear()
@@ -333,16 +367,27 @@ class Worker:
     async def _settle(
         self, row: DeliveryRow, outcome: Outcome, started: datetime, *, late: bool
     ) -> None:
+        """Settle a handled delivery with this worker's next statement, in the same
+        thread call (one hop fewer per delivery): the next delivery's start, a park, a
+        failure, a retry, or the end of the batch. It is always committed before the
+        next delivery starts (which, in the same thread, waits for it), and nothing is
+        awaited in between, so a worker that dies leaves it as it would have: handled,
+        not settled, taken over when its lease runs out."""
         note = f"{OUT_OF_ORDER}; {outcome.note}" if late else outcome.note
-        settled = await asyncio.to_thread(
-            self.inbox.finish, row.pk, self.name, outcome.status, note
-        )
-        elapsed = (utcnow() - started).total_seconds() * 1000
-        if settled:
-            log.info("delivery %s %s in %.1f ms: %s", row.pk, outcome.status, elapsed, note)
-            _count(row, outcome.status)
-        else:
-            log.warning("delivery %s: lease lost before it was settled", row.pk)
+        self._unsettled.append((row, outcome.status, note, started))
+
+    def _flush(self) -> None:
+        """Settle what was handled since the last statement (blocking SQL)."""
+        pending, self._unsettled = self._unsettled, []
+        for row, status, note, started in pending:
+            settled = self.inbox.finish(row.pk, self.name, status, note)
+            elapsed = (utcnow() - started).total_seconds() * 1000
+            with bind(delivery=f"{row.host}:{row.delivery_id}", thread=row.thread_key or None):
+                if settled:
+                    log.info("delivery %s %s in %.1f ms: %s", row.pk, status, elapsed, note)
+                    _count(row, status)
+                else:
+                    log.warning("delivery %s: lease lost before it was settled", row.pk)
 
     async def _heartbeat(self, held: set[int]) -> None:
         """Renew the leases in `held` every third of a lease; drop those another worker took."""
