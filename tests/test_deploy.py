@@ -204,6 +204,7 @@ IMPORTED_AS = {
     "Jinja2": "jinja2",
     "orjson": "orjson",
     "prometheus_client": "prometheus_client",
+    "mcp": "mcp",
 }
 
 

@@ -18,7 +18,6 @@ This module validates a script agent's rules and builds `bot.agents.script`'s ob
 from __future__ import annotations
 
 import os
-import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,10 +41,11 @@ from bot.agents.base import (
     AgentSpec,
     Engine,
 )
-from bot.agents.chain import CHAIN_ENGINE, ChainEngine, ChainSpec, Step, chain_spec
+from bot.agents.chain import CHAIN_ENGINE, ChainEngine
 from bot.agents.command import COMMAND_ENGINE, CommandEngine
 from bot.agents.llm import LLM_ENGINE, LLMEngine, LLMOptions, llm_options
 from bot.agents.llm import OPTIONS_KEY as LLM_OPTIONS
+from bot.agents.names import AGENT_ID, BAD_AGENT_ID, UNKNOWN_AGENT
 from bot.agents.providers.base import ProviderConfig
 from bot.agents.schedule_config import ScheduleSpec, schedules
 from bot.agents.script import (
@@ -59,6 +59,7 @@ from bot.agents.script import (
     script_spec,
 )
 from bot.agents.script_config import script_options
+from bot.agents.workflow_config import workflows
 from bot.agents.workspace_config import (
     _allow_protected,
     _with_workspace_tools,
@@ -72,7 +73,6 @@ DEFAULT_FILE = "threadline.yml"
 # {change} (the change set's number), {kind} (issue or pr).
 DEFAULT_BRANCH_TEMPLATE = "threadline/{number}-{session}"
 TEMPLATE_FIELDS = ("number", "session", "change", "kind")
-AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
 PLANNED_ENGINES: tuple[str, ...] = ()  # named in the design; not built yet
 
 # A path to a value in the file: mapping keys and list indexes, from the top.
@@ -82,20 +82,12 @@ CANNOT_READ = "{file}: cannot read the agents file: {reason}"
 NOT_UTF8 = "{file}: the agents file is not UTF-8 text"
 NO_AGENTS = "at least one agent is required"
 EXPECTED_AGENTS = "expected a mapping of agent ids to agents, got {got}"
-BAD_AGENT_ID = "agent ids are lowercase letters, digits, '_' and '-', starting with a letter or digit; got {got}"
-UNKNOWN_AGENT = "unknown agent {name!r}; agents are {known}"
 ENGINE_REQUIRED = "required; use {engines}"
 UNKNOWN_ENGINE = "unknown engine {name!r}; use {engines}"
 PLANNED_ENGINE = "engine {name!r} is not available yet; use {engines}"
 ENGINE_KEY_REQUIRED = "required for engine {engine}: {what}"
 EXPECTED_TOOLS = "expected a list of tool names, got {got}"
 UNKNOWN_TOOL = "unknown tool {name!r}; tools are {known}"
-WORKFLOW_CLASH = "{name!r} is already an agent's id; workflows and agents share one namespace"
-EXPECTED_STEP_LIST = (
-    "expected a non-empty list of steps (mappings with agent, name, approval, reviewOf), got {got}"
-)
-BAD_STEP_NAME = "expected a step name not used before in this workflow, got {got}"
-BAD_REVIEW_OF = "expected the name of an earlier step, got {got}"
 BOTH_TOOL_KEYS = "give active_tools or tools (its older name), not both"
 SELF_DELEGATION = "an agent cannot delegate to itself"
 UNKNOWN_ENGINE_AT_RUN = "agent {agent!r} has engine {engine!r}, which has no builder"
@@ -325,7 +317,7 @@ def _config(report: y.Report, data: object, source: str, environ: Mapping[str, s
         agents = {ECHO_ID: ECHO_AGENT}
         names = [ECHO_ID]
     if "workflows" in found:
-        flows = _workflows(report, found["workflows"], ("workflows",), names)
+        flows = workflows(report, found["workflows"], ("workflows",), names)
         agents.update(flows)
         names = [*names, *flows]
     return Config(
@@ -362,65 +354,6 @@ def _default_agent(report: y.Report, raw: object, names: Sequence[str]) -> str:
 
 
 # --- workflows ----------------------------------------------------------------------------
-
-WORKFLOW_KEYS = ("description", "maxRevisions", "steps")
-STEP_KEYS = ("name", "agent", "approval", "reviewOf")
-
-
-def _workflows(
-    report: y.Report, raw: object, path: y.KeyPath, agents: Sequence[str]
-) -> dict[str, AgentSpec]:
-    flows: dict[str, AgentSpec] = {}
-    expected = y.NOT_A_MAPPING.format(keys="workflow ids", got="{got}")
-    entries = y.named(report, raw, path, AGENT_ID, expected=expected, bad_name=BAD_AGENT_ID)
-    for flow_id, body, where in entries:
-        if flow_id in agents:
-            report.add(where, WORKFLOW_CLASH.format(name=flow_id))
-            continue
-        before = len(report)
-        found = y.mapping(report, body, where, WORKFLOW_KEYS)
-        description = y.blank_ok(report, found.get("description"), (*where, "description"))
-        most = (
-            y.count(report, found["maxRevisions"], (*where, "maxRevisions"))
-            if "maxRevisions" in found
-            else 3
-        )
-        steps = _steps(report, found.get("steps"), (*where, "steps"), agents)
-        if len(report) == before and steps:
-            flows[flow_id] = chain_spec(flow_id, ChainSpec(steps, most or 3), description or "")
-    return flows
-
-
-def _steps(
-    report: y.Report, raw: object, path: y.KeyPath, agents: Sequence[str]
-) -> tuple[Step, ...]:
-    if not isinstance(raw, list) or not raw:
-        report.add(path, EXPECTED_STEP_LIST.format(got=y.shown(raw)))
-        return ()
-    steps: list[Step] = []
-    for number, item in enumerate(raw):
-        where = (*path, number)
-        found = y.mapping(report, item, where, STEP_KEYS)
-        agent = found.get("agent")
-        if not isinstance(agent, str) or agent not in agents:
-            report.add((*where, "agent"), UNKNOWN_AGENT.format(name=agent, known=y.choices(agents)))
-            continue
-        name = found.get("name", agent)
-        if not isinstance(name, str) or not name.strip() or any(s.name == name for s in steps):
-            report.add((*where, "name"), BAD_STEP_NAME.format(got=y.shown(name)))
-            continue
-        approval = (
-            y.flag(report, found["approval"], (*where, "approval"))
-            if "approval" in found
-            else False
-        )
-        review_of = found.get("reviewOf")
-        if review_of is not None and review_of not in [s.name for s in steps]:
-            report.add((*where, "reviewOf"), BAD_REVIEW_OF.format(got=y.shown(review_of)))
-            continue
-        steps.append(Step(name, agent, bool(approval), review_of))
-    return tuple(steps)
-
 
 # --- agents -------------------------------------------------------------------------------
 

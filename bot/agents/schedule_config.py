@@ -34,6 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.agents import yamlcheck as y
 from bot.agents.base import ALL_TOOLS
+from bot.agents.names import UNKNOWN_AGENT
 
 SCHEDULE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 SCHEDULE_KEYS = (
@@ -55,7 +56,6 @@ EXPECTED_SCHEDULES = "expected a mapping of schedule names to schedules, got {go
 BAD_NAME = "schedule names are lowercase letters, digits, '.', '_' and '-'; got {got}"
 BAD_CRON = "not a cron expression ({reason}); use 5 fields (minute hour day month weekday) or 6 (seconds first)"
 BAD_ZONE = "unknown time zone {got}; use an IANA name such as UTC or Europe/Paris"
-UNKNOWN_AGENT = "unknown agent {name!r}; agents are {known}"
 ONE_TARGET = "give exactly one of thread, issue or headless"
 BAD_TOOL = "unknown tool {name!r}; tools are {known}"
 BAD_CHOICE = "expected auto, any, none, or {{type: tool, name: <tool>}}; got {got}"
