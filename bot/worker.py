@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -150,7 +151,7 @@ class Worker:
         self.parks: dict[int, int] = {}  # delivery -> times this worker parked it in a row
         # Handled deliveries whose settle goes with this worker's next statement (see
         # _settle): (row, status, note, started).
-        self._unsettled: list[tuple[DeliveryRow, str, str, datetime]] = []
+        self._unsettled: list[tuple[DeliveryRow, str, str, datetime, contextvars.Context]] = []
         self._batching = False
         # Deliveries this worker's looks normalized, kept for when it claims them (a
         # delivery's body never changes, so neither does what it normalizes to).
@@ -374,20 +375,16 @@ class Worker:
         awaited in between, so a worker that dies leaves it as it would have: handled,
         not settled, taken over when its lease runs out."""
         note = f"{OUT_OF_ORDER}; {outcome.note}" if late else outcome.note
-        self._unsettled.append((row, outcome.status, note, started))
+        # The log context (delivery, thread, installation) goes along for the settle's line.
+        self._unsettled.append((row, outcome.status, note, started, contextvars.copy_context()))
 
     def _flush(self) -> None:
         """Settle what was handled since the last statement (blocking SQL)."""
         pending, self._unsettled = self._unsettled, []
-        for row, status, note, started in pending:
+        for row, status, note, started, context in pending:
             settled = self.inbox.finish(row.pk, self.name, status, note)
             elapsed = (utcnow() - started).total_seconds() * 1000
-            with bind(delivery=f"{row.host}:{row.delivery_id}", thread=row.thread_key or None):
-                if settled:
-                    log.info("delivery %s %s in %.1f ms: %s", row.pk, status, elapsed, note)
-                    _count(row, status)
-                else:
-                    log.warning("delivery %s: lease lost before it was settled", row.pk)
+            context.run(_settled, row, status, note, elapsed, settled)
 
     async def _heartbeat(self, held: set[int]) -> None:
         """Renew the leases in `held` every third of a lease; drop those another worker took."""
@@ -401,6 +398,15 @@ class Worker:
             for pk in held - kept:
                 log.warning("delivery %s: lease was taken over by another worker", pk)
             held &= kept
+
+
+def _settled(row: DeliveryRow, status: str, note: str, elapsed: float, settled: bool) -> None:
+    """Log and count a settle (run in the handled delivery's log context)."""
+    if settled:
+        log.info("delivery %s %s in %.1f ms: %s", row.pk, status, elapsed, note)
+        _count(row, status)
+    else:
+        log.warning("delivery %s: lease lost before it was settled", row.pk)
 
 
 def _count(row: DeliveryRow, outcome: str) -> None:
