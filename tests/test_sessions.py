@@ -417,8 +417,13 @@ async def test_limits_close_sessions_with_their_reason(
         rig = GitHubRig(app, fake_github)
         await rig.comment(7, "@threadline short-lived")
         if reason == "time_limit":  # it counts working time: a turn longer than the limit
-            await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
-            await rig.comment(7, "slow work")
+            # On a loaded machine the first turn alone may use up the 1.2 s of work.
+            await eventually(
+                lambda: "waiting for comments" in rig.status(7) or text in rig.status(7),
+                "idle, or closed by its first turn",
+            )
+            if text not in rig.status(7):
+                await rig.comment(7, "slow work")
         await eventually(lambda: text in rig.status(7), f"closed by {reason}")
         [session] = rig.sessions()
         assert session.close_reason == reason
