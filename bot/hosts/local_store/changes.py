@@ -188,35 +188,18 @@ class Changes(StoreCore):
                 sha = self._branch_sha(session, repo, branch)
                 if sha is None:
                     raise PlaygroundError(f"{repo} has no branch {branch}", status=404)
-                number = 1 + (
-                    session.execute(
-                        select(func.max(PlaygroundPull.number)).where(PlaygroundPull.repo == repo)
-                    ).scalar_one()
-                    or 0
+                made = self._new_pull(
+                    session,
+                    repo,
+                    title=title,
+                    body=body,
+                    author=author,
+                    refs=(branch, branch),
+                    shas=(sha, sha),
+                    diff="",
                 )
-                made = session.execute(
-                    self._insert(PlaygroundPull)
-                    .values(
-                        repo=repo,
-                        number=number,
-                        title=title,
-                        body=body,
-                        author=author,
-                        base_ref=branch,
-                        head_ref=branch,
-                        base_sha=sha,
-                        head_sha=sha,
-                        state="open",
-                        diff="",
-                        created_at=self.clock(),
-                    )
-                    .on_conflict_do_nothing(index_elements=["repo", "number"])
-                    .returning(PlaygroundPull.id)
-                ).scalar_one_or_none()
                 if made is not None:
-                    row = session.get(PlaygroundPull, made)
-                    assert row is not None
-                    return _pull(row)
+                    return made
         raise PlaygroundError("issues were being opened at the same moment; try again", status=503)
 
     def open_pull(
@@ -240,38 +223,67 @@ class Changes(StoreCore):
                 if head_sha is None or base_sha is None:
                     missing = head if head_sha is None else base
                     raise PlaygroundError(f"{repo} has no branch {missing}", status=422)
-                number = 1 + (
-                    session.execute(
-                        select(func.max(PlaygroundPull.number)).where(PlaygroundPull.repo == repo)
-                    ).scalar_one()
-                    or 0
-                )
                 diff = unified_diff(
                     self._files(session, repo, base_sha), self._files(session, repo, head_sha)
                 )
-                made = session.execute(
-                    self._insert(PlaygroundPull)
-                    .values(
-                        repo=repo,
-                        number=number,
-                        title=title,
-                        body=body,
-                        author=author,
-                        base_ref=base,
-                        head_ref=head,
-                        base_sha=base_sha,
-                        head_sha=head_sha,
-                        state="open",
-                        diff=diff,
-                        created_at=self.clock(),
-                    )
-                    .on_conflict_do_nothing(index_elements=["repo", "number"])
-                    .returning(PlaygroundPull.id)
-                ).scalar_one_or_none()
+                made = self._new_pull(
+                    session,
+                    repo,
+                    title=title,
+                    body=body,
+                    author=author,
+                    refs=(base, head),
+                    shas=(base_sha, head_sha),
+                    diff=diff,
+                )
                 if made is not None:
-                    row = session.get(PlaygroundPull, made)
-                    assert row is not None
-                    return _pull(row)
+                    return made
         raise PlaygroundError(
             "pull requests were being opened at the same moment; try again", status=503
         )
+
+    def _new_pull(
+        self,
+        session: Session,
+        repo: str,
+        *,
+        title: str,
+        body: str,
+        author: str,
+        refs: tuple[str, str],
+        shas: tuple[str, str],
+        diff: str,
+    ) -> PullInfoRow | None:
+        """Insert an open pull request (or issue) numbered max + 1 in `repo`; None when a
+        concurrent opening took that number (the caller tries again). `refs` and `shas`
+        are (base, head)."""
+        number = 1 + (
+            session.execute(
+                select(func.max(PlaygroundPull.number)).where(PlaygroundPull.repo == repo)
+            ).scalar_one()
+            or 0
+        )
+        made = session.execute(
+            self._insert(PlaygroundPull)
+            .values(
+                repo=repo,
+                number=number,
+                title=title,
+                body=body,
+                author=author,
+                base_ref=refs[0],
+                head_ref=refs[1],
+                base_sha=shas[0],
+                head_sha=shas[1],
+                state="open",
+                diff=diff,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["repo", "number"])
+            .returning(PlaygroundPull.id)
+        ).scalar_one_or_none()
+        if made is None:
+            return None
+        row = session.get(PlaygroundPull, made)
+        assert row is not None
+        return _pull(row)
