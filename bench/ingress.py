@@ -71,7 +71,7 @@ from common import (
     process_cpu_seconds,
     threadline_command,
 )
-from payloads import Body, github_body, real_bodies
+from payloads import Body, github_body, github_user, real_bodies
 from rawhttp import RawClient
 from sqlalchemy import create_engine, text
 from wrkload import WrkLoad, WrkRun, available
@@ -91,31 +91,6 @@ TARGET_P99_MS = 10.0  # ack latency at --rate (default 200/s)
 
 
 # ------------------------------------------------------------------ payloads
-
-
-def _user(login: str, user_id: int, kind: str = "User") -> dict[str, Any]:
-    api = f"https://api.github.com/users/{login}"
-    return {
-        "login": login,
-        "id": user_id,
-        "node_id": f"MDQ6VXNlcj{user_id:08d}",
-        "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
-        "gravatar_id": "",
-        "url": api,
-        "html_url": f"https://github.com/{login}",
-        "followers_url": f"{api}/followers",
-        "following_url": f"{api}/following{{/other_user}}",
-        "gists_url": f"{api}/gists{{/gist_id}}",
-        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
-        "subscriptions_url": f"{api}/subscriptions",
-        "organizations_url": f"{api}/orgs",
-        "repos_url": f"{api}/repos",
-        "events_url": f"{api}/events{{/privacy}}",
-        "received_events_url": f"{api}/received_events",
-        "type": kind,
-        "user_view_type": "public",
-        "site_admin": False,
-    }
 
 
 def _short_user(user: dict[str, Any]) -> dict[str, Any]:
@@ -156,8 +131,8 @@ def build_payload(rng: random.Random, n: int) -> bytes:
     repo_api = f"https://api.github.com/repos/{full}"
     number = rng.randint(1, 4000)
     comment_id = 2_400_000_000 + n
-    commenter = _user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
-    author = _user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
+    commenter = github_user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
+    author = github_user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
     stamp = (
         f"2026-11-{rng.randint(1, 21):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:07Z"
     )

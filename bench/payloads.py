@@ -60,7 +60,7 @@ def _text(rng: random.Random, size: int) -> str:
     return " ".join(words)[:size]
 
 
-def _user(login: str, user_id: int, kind: str = "User") -> dict[str, Any]:
+def github_user(login: str, user_id: int, kind: str = "User") -> dict[str, Any]:
     """A user object as GitHub puts it in webhook payloads (every field)."""
     api = f"https://api.github.com/users/{login}"
     return {
@@ -218,9 +218,9 @@ def github_issue_comment(
     comment `n` on issue `number` (default a random one), addressed to the bot if
     `mention`, else a plain comment that only joins the thread's history; written at
     `stamp` (ISO 8601, default a random time in November 2026)."""
-    owner = _user("acme", 9_100_001, "Organization")
-    commenter = _user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
-    author = _user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
+    owner = github_user("acme", 9_100_001, "Organization")
+    commenter = github_user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
+    author = github_user(rng.choice(_LOGINS), rng.randint(10_000, 9_999_999))
     stamp = stamp or (
         f"2026-11-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:07Z"
     )
