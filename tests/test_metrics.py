@@ -22,7 +22,14 @@ from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.llm import FakeAnthropic, FakeOpenAI
 from tests.test_llm_sessions import DIFF, REVIEWERS, LLMRig, fakes
 from tests.test_llm_sessions import agents_file as llm_agents_file
-from tests.test_sessions import REPO, GitHubRig, agents_file, eventually, github_settings
+from tests.test_sessions import (
+    REPO,
+    GitHubRig,
+    agents_file,
+    eventually,
+    github_settings,
+    gitlab_issue_mention,
+)
 
 __all__ = ["fakes"]  # the fake model servers' fixture, shared with test_llm_sessions
 
@@ -277,18 +284,7 @@ async def test_gitlab_api_calls_are_counted_like_githubs(
             answers_before = len(gl.answers)
             # A write GitLab refuses once, so a status other than 2xx is counted too.
             gl.fail("POST", r"/projects/[^/]+/issues/3/notes/\d+/award_emoji", 500, times=1)
-            note = gl.add_note(project, "issues", 3, "@threadline gitlab task", author=person)
-            payload = p.gitlab_fixture("docs/note_hook.issue.json")
-            payload["project"]["path_with_namespace"] = "group/sub/project"
-            payload["object_attributes"].update(id=note.id, note="@threadline gitlab task")
-            payload["issue"]["iid"] = 3
-            payload["user"]["username"] = "maintainer"
-            async with app.http.post(
-                f"{app.url}/webhooks/gitlab",
-                data=p.encode(payload),
-                headers=p.gitlab_headers("Note Hook"),
-            ) as resp:
-                assert resp.status == 202
+            await gitlab_issue_mention(app, gl, project, person)
 
             def notes() -> list[str]:
                 return [n.body for n in gl.notes.values()]

@@ -19,7 +19,7 @@ from tests import payloads as p
 from tests.conftest import Running, run_app, with_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import TOKEN as GITLAB_TOKEN
-from tests.fakes.gitlab import FakeGitLab
+from tests.fakes.gitlab import FakeGitLab, Note, Project, User
 
 REPO = "octo-org/hello-world"
 MARKER = re.compile(r"\s*<!-- threadline:[^>]* -->\s*$")
@@ -482,6 +482,26 @@ async def test_uninstalling_closes_the_installation_s_sessions(rig: GitHubRig) -
     assert session.close_reason == "uninstalled"
 
 
+async def gitlab_issue_mention(
+    app: Running, gl: FakeGitLab, project: Project, person: User
+) -> Note:
+    """`person` mentions the bot in issue 3 of group/sub/project: the note on the fake
+    GitLab (returned), and its Note Hook (GitLab's documented example, adjusted) delivered."""
+    note = gl.add_note(project, "issues", 3, "@threadline gitlab task", author=person)
+    payload = p.gitlab_fixture("docs/note_hook.issue.json")
+    payload["project"]["path_with_namespace"] = "group/sub/project"
+    payload["object_attributes"].update(id=note.id, note="@threadline gitlab task")
+    payload["issue"]["iid"] = 3
+    payload["user"]["username"] = "maintainer"
+    async with app.http.post(
+        f"{app.url}/webhooks/gitlab",
+        data=p.encode(payload),
+        headers=p.gitlab_headers("Note Hook"),
+    ) as resp:
+        assert resp.status == 202
+    return note
+
+
 async def test_gitlab_sessions_work_the_same(settings: Settings, tmp_path: Path) -> None:
     async with FakeGitLab() as gl:
         project = gl.add_project("group/sub/project")
@@ -496,18 +516,7 @@ async def test_gitlab_sessions_work_the_same(settings: Settings, tmp_path: Path)
             config=agents_file(tmp_path),
         )
         async with run_app(configured) as app:
-            note = gl.add_note(project, "issues", 3, "@threadline gitlab task", author=person)
-            payload = p.gitlab_fixture("docs/note_hook.issue.json")
-            payload["project"]["path_with_namespace"] = "group/sub/project"
-            payload["object_attributes"].update(id=note.id, note="@threadline gitlab task")
-            payload["issue"]["iid"] = 3
-            payload["user"]["username"] = "maintainer"
-            async with app.http.post(
-                f"{app.url}/webhooks/gitlab",
-                data=p.encode(payload),
-                headers=p.gitlab_headers("Note Hook"),
-            ) as resp:
-                assert resp.status == 202
+            note = await gitlab_issue_mention(app, gl, project, person)
 
             def notes() -> list[str]:
                 return [strip(n.body) for n in sorted(gl.notes.values(), key=lambda n: n.id)]
