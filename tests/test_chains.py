@@ -80,6 +80,13 @@ def run_of(rig: GitHubRig) -> Any:
     return run
 
 
+async def at_the_gate(rig: GitHubRig) -> None:
+    """The status comment shows the gate and the run's row says so (the comment can land
+    a moment before the run's state is written)."""
+    await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate", 30)
+    await eventually(lambda: run_of(rig).state == "awaiting_approval", "the run waits")
+
+
 def steps_of(rig: GitHubRig, session_id: str) -> list[tuple[str, str, str | None]]:
     return [
         (child.agent_id, child.state, child.output)
@@ -89,7 +96,7 @@ def steps_of(rig: GitHubRig, session_id: str) -> list[tuple[str, str, str | None
 
 async def test_a_chain_revises_waits_for_approval_applies_and_audits(rig: GitHubRig) -> None:
     await rig.comment(7, "/agent fix make retries keep the last error")
-    await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate", 30)
+    await at_the_gate(rig)
     [run] = [s for s in rig.sessions() if s.parent_id is None]
     # execute -> review (changes) -> execute again -> review (LGTM), each its own session.
     assert steps_of(rig, run.id) == [
@@ -126,7 +133,7 @@ async def test_a_chain_revises_waits_for_approval_applies_and_audits(rig: GitHub
 
 async def test_request_changes_loops_back_at_most_the_limit(rig: GitHubRig) -> None:
     await rig.comment(7, "/agent fix make retries keep the last error")
-    await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate", 30)
+    await at_the_gate(rig)
     # The reviewer's loop used one revision of two; a maintainer's request uses the second.
     await rig.comment(7, "/request-changes log the error too")
     await eventually(lambda: len(steps_of(rig, run_of(rig).id)) == 6, "looped back", 30)
@@ -143,7 +150,7 @@ async def test_request_changes_loops_back_at_most_the_limit(rig: GitHubRig) -> N
 
 async def test_cancel_stops_the_whole_chain(rig: GitHubRig) -> None:
     await rig.comment(7, "/agent fix make retries keep the last error")
-    await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate", 30)
+    await at_the_gate(rig)
     await rig.comment(7, "/cancel")
     await eventually(lambda: run_of(rig).state == "closed", "cancelled")
     run = run_of(rig)
@@ -155,7 +162,7 @@ async def test_runs_list_and_show(
     rig: GitHubRig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await rig.comment(7, "/agent fix make retries keep the last error")
-    await eventually(lambda: "**Awaiting approval**" in rig.status(7), "the gate", 30)
+    await at_the_gate(rig)
     run = run_of(rig)
     # The CLI on the server's database and agents file.
     monkeypatch.setenv("THREADLINE_DATABASE_URL", str(rig.app.engine.url.render_as_string(False)))
