@@ -275,13 +275,20 @@ async def launch(
 
 async def prompt(api: Api, who: Principal, session_id: str, req: PromptRequest) -> dict[str, Any]:
     """Queue input for a live session (operator scope). With `wait`, answer the turn that
-    read it (`finished` says whether it ended within the wait)."""
+    read it (`finished` says whether it ended within the wait). `runtimeParams` hold for
+    that turn only, allowed as a launch's are; a refused one queues nothing."""
     require(who, OPERATOR)
     session = await visible(api, who, session_id)
     service = api.service()
+    params = None
+    if req.runtime_params is not None:
+        params = _turn_params(api, service, session, req.runtime_params)
     mark = await asyncio.to_thread(api.reads.last_event_id, session.id)
     known = {item.id for item in await asyncio.to_thread(api.store.inputs, session.id)}
-    if not await service.feed(session, kind="operator", author=who.actor, body=req.input):
+    queued = await service.feed(
+        session, kind="operator", author=who.actor, body=req.input, params=params
+    )
+    if not queued:
         raise ApiError(409, "not_live", f"session {session.id} is {session.state}")
     await audit(api, who, "prompt", session.id)
     mine = [
@@ -292,6 +299,22 @@ async def prompt(api: Api, who: Principal, session_id: str, req: PromptRequest) 
     if not req.wait or not mine:
         return {"queued": True, "session": session_json(session)}
     return await turn_result(api, session.id, mark, mine[0], req.wait)
+
+
+def _turn_params(
+    api: Api, service: SessionService, session: SessionInfo, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A prompt's runtimeParams, checked against the server's allow-list and the
+    session's agent (as for a launch)."""
+    runtime = api.runtime
+    assert runtime is not None
+    try:
+        agent = service.agent_for(session)
+    except KeyError:
+        raise ApiError(
+            409, "not_live", f"session {session.id}: its agent is no longer configured"
+        ) from None
+    return overrides.turn_params(params, agent, allowed=runtime.config.sessions.api_overrides)
 
 
 async def turn_result(

@@ -87,6 +87,15 @@ def child_result(agent_id: str, done: SessionInfo) -> ToolResult:
     return ToolResult(False, text)
 
 
+def turn_params(
+    session: SessionInfo, inputs: list[InputInfo], delegated: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A turn's prompt-level runtimeParams: the session's (API overrides), under those of
+    the prompt it reads (claimed inputs share theirs), under a delegation's own."""
+    asked = inputs[0].params if inputs else None
+    return {**(session.options.runtime_params or {}), **(asked or {}), **delegated}
+
+
 class TurnRunner:
     """Runs sessions' turns: claims one, runs its engine, settles it; repeats."""
 
@@ -267,8 +276,7 @@ class TurnRunner:
             inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
             thread_key=session.thread_key or session.thread.key,
             history=tuple(history),
-            # The session's runtimeParams (API overrides), below a delegation's own.
-            params={**(session.options.runtime_params or {}), **params},
+            params=turn_params(session, inputs, params),
             context={
                 "repository": f"{session.thread.host}:{session.thread.repo}",
                 "thread": session.thread.key,
