@@ -65,8 +65,9 @@ class SpawnHooks(Protocol):
         """Carry out one spawn tool (`bot.sessions.tools.SpawnCall`)."""
         ...
 
-    async def child_turn_ended(self, child: SessionInfo) -> None:
-        """A spawned session's turn ended: settle its spawn if it is done."""
+    async def child_turn_ended(self, child: SessionInfo, stopped_by: str | None = None) -> None:
+        """A spawned session's turn ended (`stopped_by`: it was stopped, asked by whom):
+        settle its spawn if it is done."""
         ...
 
     async def running(self, session_id: str) -> int:
@@ -355,7 +356,7 @@ class TurnRunner:
         if not finished.live and service.workspaces is not None:
             await service.workspaces.close(session.id)
         if finished.parent_id is not None and self.spawns is not None:
-            await self.spawns.child_turn_ended(finished)
+            await self.spawns.child_turn_ended(finished, stopped.by if stopped else None)
 
     async def delegate(
         self,
