@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from bot.agents.base import AgentSpec
+from bot.agents.llm import OPTIONS_KEY, LLMOptions
 from bot.api import overrides
 from bot.api.schema import (
     ApiError,
@@ -440,12 +442,19 @@ async def agents(api: Api, who: Principal) -> dict[str, Any]:
             "id": agent.id,
             "engine": agent.engine,
             "description": agent.description,
+            "providers": providers_of(agent),
             "tools": list(agent.tools),
             "default": agent.id == config.default_agent,
         }
         for agent in config.agents.values()
     ]
     return {"agents": listed}
+
+
+def providers_of(agent: AgentSpec) -> list[str]:
+    """The provider an llm agent calls; none for an agent of another engine."""
+    options = agent.options.get(OPTIONS_KEY)
+    return [options.provider.id] if isinstance(options, LLMOptions) else []
 
 
 async def health(api: Api, who: Principal) -> dict[str, Any]:

@@ -316,11 +316,16 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["id", "engine", "description", "tools", "default"],
+                    "required": ["id", "engine", "description", "providers", "tools", "default"],
                     "properties": {
                         "id": STRING,
                         "engine": STRING,
                         "description": STRING,
+                        "providers": {
+                            "type": "array",
+                            "items": STRING,
+                            "description": "the provider an llm agent calls (empty for others)",
+                        },
                         "tools": {"type": "array", "items": STRING},
                         "default": {"type": "boolean"},
                     },

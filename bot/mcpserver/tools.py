@@ -180,7 +180,8 @@ TOOLS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
             ),
         ),
         "agents_discover": (
-            "The configured agents: id, engine, description, tools, and which is the default.",
+            "The configured agents: id, engine, description, provider(s), tools, and which is the "
+            "default.",
             _object({}),
         ),
         "bridge_health": (

@@ -218,18 +218,13 @@ class Spawner:
     async def running(self, session_id: str) -> int:
         return await asyncio.to_thread(self.store.running, session_id)
 
-    async def child_turn_ended(self, child: SessionInfo, stopped_by: str | None = None) -> None:
-        if stopped_by is not None and child.live and await self._running_child(child.id):
-            # Its own turn was stopped (a cancel or /stop aimed at the spawn's session):
-            # the spawn ends cancelled, as by cancel_spawn, and its coordinator is told.
-            closed = await self.service.close(child, CANCELLED, by=stopped_by)
-            child = closed or child
+    async def child_turn_ended(self, child: SessionInfo) -> None:
         if child.live and child.state != "idle":
             return  # awaiting an approval: it is not done
         await self._settle(child.id)
 
-    async def _running_child(self, child_id: str) -> bool:
-        return await asyncio.to_thread(self.store.running_child, child_id)
+    async def running_child(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.store.running_child, session_id)
 
     async def sweep(self) -> int:
         """Settle spawns whose child ended while no process settled them (a worker died

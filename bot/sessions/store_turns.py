@@ -327,8 +327,10 @@ class TurnLease(StoreBase):
         failed: bool = False,
         error: str | None = None,
         awaiting: bool = False,
+        closed_by: str | None = None,
     ) -> SessionInfo | None:
-        """End the turn: mark its inputs consumed and move to idle, closed or failed.
+        """End the turn: mark its inputs consumed and move to idle, closed or failed
+        (`closed_by`: who closed it, with a `close_reason`).
 
         Returns the session as it is now, or None if this runner no longer owned the turn
         (the session was closed meanwhile, or another runner took it over).
@@ -350,8 +352,12 @@ class TurnLease(StoreBase):
                 values.update(state=FAILED, close_reason=FAILURE, closed_at=now)
                 event: tuple[str, dict[str, Any]] = ("failed", {"turn": turn, "error": error})
             elif close_reason is not None:
-                values.update(state=CLOSED, close_reason=close_reason, closed_at=now)
+                values.update(
+                    state=CLOSED, close_reason=close_reason, closed_at=now, closed_by=closed_by
+                )
                 event = ("closed", {"reason": close_reason, "turn": turn})
+                if closed_by is not None:
+                    event[1]["by"] = closed_by
             elif awaiting:  # a gate is open: wait for the decision, not for comments
                 values.update(state=AWAITING, idle_deadline_at=None)
                 event = ("turn_finished", {"turn": turn, "state": AWAITING})
