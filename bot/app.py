@@ -61,7 +61,9 @@ def create_app(
     limits = config.limits if config is not None else None
     install_operator(app, settings, inbox.engine, limits, show_cost=show_cost)  # /inspect/repos
     install_schedules_page(app, inbox.engine, config.schedules if config is not None else ())
-    api = install_api(app, engine=inbox.engine, tokens=tokens, runtime=runtime)
+    api = install_api(
+        app, engine=inbox.engine, tokens=tokens, runtime=runtime, hosts=settings.hosts
+    )
     install_mcp(app, api)  # /mcp: the same tokens and operations, over MCP
     install_metrics(app, inbox.engine)  # /metrics: an operator or viewer token
     if settings.playground:

@@ -181,6 +181,16 @@ class Settings:
     def gitlab_enabled(self) -> bool:
         return bool(self.gitlab_token or self.gitlab_webhook_token)
 
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts these settings set up, by host key ("local": the playground, when on)."""
+        enabled = (
+            ("github", self.github_enabled),
+            ("gitlab", self.gitlab_enabled),
+            ("local", self.playground),  # the playground's host key
+        )
+        return tuple(name for name, on in enabled if on)
+
     def serving_problems(self) -> list[str]:
         """Reasons the web server must not start with these settings (insecure set-ups)."""
         problems = []

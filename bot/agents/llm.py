@@ -43,9 +43,11 @@ from bot.agents.base import (
     TurnInput,
 )
 from bot.agents.models import context_window, price_of
+from bot.agents.providers import seen
 from bot.agents.providers.base import (
     ContextTooLong,
     Message,
+    OnText,
     Params,
     Provider,
     ProviderConfig,
@@ -342,16 +344,26 @@ class LLMEngine:
             """The summary is not the agent speaking: nothing streams to the transcript."""
 
         try:
-            response = await self.provider.complete(request, quiet)
+            response = await self._complete(request, quiet)
         except ProviderError as exc:
             return NO_SUMMARY.format(count=len(older), error=exc)
         await self._count(response.usage, response.model or params.model or "", tools)
         return response.text.strip() or NO_SUMMARY.format(count=len(older), error="empty answer")
 
+    async def _complete(self, request: Request, on_text: OnText) -> Response:
+        """One call to the provider; its outcome is what health reports of it."""
+        try:
+            response = await self.provider.complete(request, on_text)
+        except ProviderError as exc:
+            seen.refused(self.provider.config.id, exc)
+            raise
+        seen.answered(self.provider.config.id)
+        return response
+
     async def _ask(self, request: Request, tools: Tools) -> Response:
         for attempt in range(STREAM_RETRIES + 1):
             try:
-                return await self.provider.complete(request, tools.stream)
+                return await self._complete(request, tools.stream)
             except StreamInterrupted as exc:
                 if attempt == STREAM_RETRIES:
                     raise EngineError(

@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.agents.base import AgentSpec
 from bot.agents.llm import OPTIONS_KEY, LLMOptions
 from bot.api import overrides
+from bot.api.health import report as health_report
 from bot.api.schema import (
     ApiError,
     ApproveRequest,
@@ -63,6 +64,7 @@ class Api:
     reads: Reads
     tokens: TokenStore
     store: SessionStore
+    hosts: tuple[str, ...] = ()  # the hosts this server is set up for (health reports them)
 
     @property
     def has_service(self) -> bool:
@@ -458,22 +460,14 @@ def providers_of(agent: AgentSpec) -> list[str]:
 
 
 async def health(api: Api, who: Principal) -> dict[str, Any]:
-    """The database and the session runtime, each with its state; `state` is "ok" only
-    when all are (viewer scope)."""
+    """The database, the session runtime, each host and each provider, each with its
+    state (viewer scope; see bot/api/health.py for what each state means)."""
     require(who, VIEWER)
-
-    def ping() -> None:
-        with api.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    try:
-        await asyncio.to_thread(ping)
-        database = {"state": "ok"}
-    except Exception as exc:  # any failure is the answer
-        database = {"state": "failing", "error": type(exc).__name__}
-    sessions = {"state": "ok" if api.has_service else "absent"}
-    ok = database["state"] == "ok"
-    return {"state": "ok" if ok else "failing", "database": database, "sessions": sessions}
+    config = api.runtime.config if api.runtime is not None else None
+    providers = config.providers if config is not None else {}
+    return await health_report(
+        api.engine, has_sessions=api.has_service, hosts=api.hosts, providers=providers
+    )
 
 
 # ------------------------------------------------------------------ turns and gates

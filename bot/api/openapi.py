@@ -335,18 +335,54 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Health": {
         "type": "object",
-        "required": ["state", "database", "sessions"],
+        "required": ["state", "database", "sessions", "hosts", "providers"],
         "properties": {
-            "state": {"type": "string", "enum": ["ok", "failing"]},
+            "state": {
+                "type": "string",
+                "enum": ["ok", "degraded", "failing"],
+                "description": "failing (503): the database is; degraded: a host or a "
+                "provider is failing",
+            },
             "database": {
                 "type": "object",
                 "required": ["state"],
-                "properties": {"state": STRING},
+                "properties": {"state": {"type": "string", "enum": ["ok", "failing"]}},
             },
             "sessions": {
                 "type": "object",
                 "required": ["state"],
-                "properties": {"state": STRING},
+                "properties": {"state": {"type": "string", "enum": ["ok", "absent"]}},
+            },
+            "hosts": {
+                "type": "object",
+                "description": "by host, from the outbox (every process's writes)",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["state", "waiting", "retrying"],
+                    "properties": {
+                        "state": {"type": "string", "enum": ["ok", "degraded", "failing"]},
+                        "waiting": INTEGER,
+                        "retrying": INTEGER,
+                        "oldest_waiting_since": nullable(STRING),
+                        "last_sent_at": nullable(STRING),
+                    },
+                },
+            },
+            "providers": {
+                "type": "object",
+                "description": "by provider id, from this process's own model calls",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["state", "calls", "failures"],
+                    "properties": {
+                        "state": {"type": "string", "enum": ["unknown", "ok", "failing"]},
+                        "calls": INTEGER,
+                        "failures": INTEGER,
+                        "last_ok_at": nullable(STRING),
+                        "last_failure_at": nullable(STRING),
+                        "last_error": nullable(STRING),
+                    },
+                },
             },
         },
     },
@@ -486,7 +522,7 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "The configured agents", {200: ("AgentList", "the agents")}, (503,)
     ),
     ("GET", "/health"): _operation(
-        "The database and the session runtime, each with its state",
+        "The database, the session runtime, each host and each provider, with their states",
         {200: ("Health", "all is well")},
         (503,),
     ),

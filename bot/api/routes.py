@@ -167,14 +167,20 @@ async def agents(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.StreamResponse:
     answer = await control.health(_api(request), _who(request))
-    return _json(answer, 200 if answer["state"] == "ok" else 503)
+    return _json(answer, 503 if answer["state"] == "failing" else 200)
 
 
 def install_api(
-    app: web.Application, *, engine: Engine, tokens: TokenStore, runtime: Runtime | None
+    app: web.Application,
+    *,
+    engine: Engine,
+    tokens: TokenStore,
+    runtime: Runtime | None,
+    hosts: tuple[str, ...] = (),
 ) -> Api:
-    """Add /api/v1 (after install_auth: the auth middleware guards it)."""
-    api = Api(runtime, engine, Reads(engine), tokens, SessionStore(engine))
+    """Add /api/v1 (after install_auth: the auth middleware guards it). `hosts`: the
+    hosts this server is set up for, which health reports."""
+    api = Api(runtime, engine, Reads(engine), tokens, SessionStore(engine), hosts)
     app[API] = api
     app.middlewares.append(errors)
     handlers: dict[tuple[str, str], Handler] = {

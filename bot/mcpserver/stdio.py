@@ -55,6 +55,7 @@ async def serve_stdio(settings: Settings, token: str | None, *, workers: int = 1
                 Reads(services.engine),
                 tokens,
                 SessionStore(services.engine),
+                settings.hosts,
             )
             server = build_server(api, lambda _ctx: principal, services.scrubber.text)
             log.info("MCP on stdio as %s (%s)", principal.who, principal.role)

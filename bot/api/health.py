@@ -1,0 +1,113 @@
+"""`GET /api/v1/health` (and MCP's `bridge_health`): the database, the session runtime,
+each host and each model provider, each with its state.
+
+- database: one `SELECT 1`.
+- sessions: whether this process runs sessions (it has workers).
+- hosts: from the outbox, which every process shares, so the answer is the
+  installation's and not one process's. The newest settled write (sent or failed) and the
+  writes waiting in retry after an error tell the state: "failing" when the newest write
+  failed, or writes are retrying and none has gone through since the oldest of them was
+  made; "degraded" when some retry but others go through; "ok" otherwise ("ok" too when
+  nothing was ever written: nothing has failed).
+- providers: what this process saw of its own model calls (`bot.agents.providers.seen`):
+  "unknown" until the first call. No probe calls: a health check costs no tokens.
+
+`state` is "failing" (503) when the database is, since then nothing works; a failing
+host or provider makes it "degraded" (200): the bot still takes webhooks and keeps them
+for when the host or provider is back, so a load balancer should keep it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text
+
+from bot.agents.providers import seen
+from bot.db.models import OutboxItem
+from bot.outbox import FAILED, PENDING, SENT
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _database(engine: Engine) -> dict[str, Any]:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure is the answer
+        return {"state": "failing", "error": type(exc).__name__}
+    return {"state": "ok"}
+
+
+def _host(engine: Engine, host: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        # Newest first by id: the scan stops at the first settled row, which is recent.
+        newest = conn.execute(
+            select(OutboxItem.status, OutboxItem.sent_at, OutboxItem.created_at)
+            .where(OutboxItem.host == host, OutboxItem.status.in_((SENT, FAILED)))
+            .order_by(OutboxItem.id.desc())
+            .limit(1)
+        ).first()
+        waiting, oldest, retrying, oldest_retry = conn.execute(
+            select(
+                func.count(),
+                func.min(OutboxItem.created_at),
+                func.count(OutboxItem.last_error),
+                func.min(OutboxItem.created_at).filter(OutboxItem.last_error.is_not(None)),
+            ).where(OutboxItem.status == PENDING, OutboxItem.host == host)
+        ).one()
+    last_sent = newest.sent_at if newest is not None and newest.status == SENT else None
+    newest_failed = newest is not None and newest.status == FAILED
+    stuck = bool(retrying) and (last_sent is None or last_sent < oldest_retry)
+    if newest_failed or stuck:
+        state = "failing"
+    elif retrying:
+        state = "degraded"
+    else:
+        state = "ok"
+    return {
+        "state": state,
+        "waiting": int(waiting),
+        "retrying": int(retrying),
+        "oldest_waiting_since": _iso(oldest),
+        "last_sent_at": _iso(last_sent),
+    }
+
+
+def _overall(parts: Iterable[Mapping[str, Any]], database: Mapping[str, Any]) -> str:
+    if database["state"] != "ok":
+        return "failing"
+    return "degraded" if any(p["state"] == "failing" for p in parts) else "ok"
+
+
+async def report(
+    engine: Engine, *, has_sessions: bool, hosts: Iterable[str], providers: Iterable[str]
+) -> dict[str, Any]:
+    """The health answer for the configured `hosts` (plus any with writes waiting) and
+    `providers`."""
+    database = await asyncio.to_thread(_database, engine)
+    host_states: dict[str, dict[str, Any]] = {}
+    if database["state"] == "ok":
+
+        def read_hosts() -> dict[str, dict[str, Any]]:
+            with engine.connect() as conn:
+                waiting = conn.execute(
+                    select(OutboxItem.host).where(OutboxItem.status == PENDING).distinct()
+                ).scalars()
+                names = sorted({*hosts, *waiting})
+            return {name: _host(engine, name) for name in names}
+
+        host_states = await asyncio.to_thread(read_hosts)
+    provider_states = {name: seen.seen(name).summary() for name in sorted(set(providers))}
+    return {
+        "state": _overall([*host_states.values(), *provider_states.values()], database),
+        "database": database,
+        "sessions": {"state": "ok" if has_sessions else "absent"},
+        "hosts": host_states,
+        "providers": provider_states,
+    }
