@@ -53,6 +53,7 @@ CALC_MORE = CALC_GOOD + DOUBLE
 TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
 BLOB = bytes(range(256))  # not text in any encoding: a NUL byte, and invalid UTF-8
 SCRIPT = "#!/bin/sh\necho built\n"
+README_CHANGED = "hello\nworld\n"
 PYTEST = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_calc.py"]
 
 
@@ -60,26 +61,38 @@ def call(tool: str, **args: object) -> dict[str, object]:
     return {"call": {"tool": tool, "args": args}}
 
 
-def agents(link: bool) -> str:
-    """The agent's configuration, as JSON (which YAML reads as it is)."""
+def agents(link: bool, binary: bool = True) -> str:
+    """The agent's configuration, as JSON (which YAML reads as it is). `binary`: the
+    change also holds a binary file and an executable (the playground keeps neither)."""
     first = [
+        call("write_file", path="README.md", content=README_CHANGED),
         call("write_file", path="calc.py", content=CALC_BAD),
         call("write_file", path="test_calc.py", content=TEST),
         call("run_command", command=PYTEST),
         call("edit_file", path="calc.py", old="a - b", new="a + b"),
         call("run_command", command=" ".join(PYTEST)),
-        call(
-            "run_command",
-            command=["python3", "-c", "open('data.bin', 'wb').write(bytes(range(256)))"],
+        *(
+            [
+                call(
+                    "run_command",
+                    command=["python3", "-c", "open('data.bin', 'wb').write(bytes(range(256)))"],
+                ),
+                call("write_file", path="build.sh", content=SCRIPT),
+                call("run_command", command=["chmod", "+x", "build.sh"]),
+            ]
+            if binary
+            else []
         ),
-        call("write_file", path="build.sh", content=SCRIPT),
-        call("run_command", command=["chmod", "+x", "build.sh"]),
         *([call("run_command", command=["ln", "-s", "calc.py", "link.py"])] if link else []),
         call("propose_change", title="Make add add"),
     ]
+    # The second request also takes README.md back to the base and removes the binary
+    # file: the pull request's branch must lose both changes.
     more = [
         call("edit_file", path="calc.py", old="a + b\n", new="a + b\n" + DOUBLE),
         call("run_command", command=PYTEST),
+        call("write_file", path="README.md", content="hello\n"),
+        *([call("run_command", command=["rm", "data.bin"])] if binary else []),
         call("propose_change", title="Add double"),
     ]
     config = {
@@ -114,6 +127,20 @@ def agents(link: bool) -> str:
 def commands(app: Running, session_id: str) -> list[dict[str, Any]]:
     events = app.runtime.sessions.store.transcript(session_id)
     return [e.data for e in events if e.kind == "command"]
+
+
+def worktree_files(app: Running, session_id: str) -> dict[str, bytes]:
+    """Every file of the session's worktree (a symbolic link as its target), .git aside."""
+    spaces = app.runtime.sessions.workspaces
+    assert spaces is not None
+    root = spaces.spaces.store.tree_path(session_id)
+    found = {}
+    for path in root.rglob("*"):
+        name = path.relative_to(root).as_posix()
+        if name == ".git" or name.startswith(".git/") or (path.is_dir() and not path.is_symlink()):
+            continue
+        found[name] = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    return found
 
 
 # ----------------------------------------------------------------- GitHub
@@ -158,7 +185,7 @@ async def test_github_pull_request_holds_the_tested_bytes_and_modes_and_a_second
     [opening] = gh.requests_to("POST", r"/repos/.*/pulls$")
     branch = opening.json["head"]
     assert gh.files_at(REPO, branch) == {
-        "README.md": b"hello\n",
+        "README.md": README_CHANGED.encode(),
         "calc.py": CALC_GOOD.encode(),
         "test_calc.py": TEST.encode(),
         "data.bin": BLOB,
@@ -191,9 +218,15 @@ async def test_github_pull_request_holds_the_tested_bytes_and_modes_and_a_second
     second = gh.add_repo(REPO).refs["refs/heads/" + branch]
     assert gh.add_repo(REPO).git_commits[second]["parents"] == [first]
     after = gh.files_at(REPO, branch)
-    assert after is not None
-    assert after["calc.py"] == CALC_MORE.encode()
-    assert after["data.bin"] == BLOB
+    # The branch ends as the worktree is: README.md back as at the base, data.bin gone.
+    assert after == worktree_files(rig.app, session.id)
+    assert after == {
+        "README.md": b"hello\n",
+        "calc.py": CALC_MORE.encode(),
+        "test_calc.py": TEST.encode(),
+        "build.sh": SCRIPT.encode(),
+        "link.py": b"calc.py",
+    }
     assert gh.modes_at(REPO, branch)["build.sh"] == "100755"
     number = opening_number(rig)
     assert any(f"to #{number}" in r for r in rig.replies(7))
@@ -291,7 +324,7 @@ async def test_gitlab_merge_request_holds_the_tested_bytes_and_modes_and_a_secon
     branch = commit.body["branch"]
     assert commit.body["start_sha"] == project.branches["main"]
     assert gl.files_at(project, branch) == {
-        "README.md": b"hello\n",
+        "README.md": README_CHANGED.encode(),
         "calc.py": CALC_GOOD.encode(),
         "old.sh": b"x\n",
         "test_calc.py": TEST.encode(),
@@ -314,8 +347,17 @@ async def test_gitlab_merge_request_holds_the_tested_bytes_and_modes_and_a_secon
     assert "start_sha" not in second.body  # on top of the branch, not a new one
     assert project.parents[project.branches[branch]] == [first]
     after = gl.files_at(project, branch)
-    assert after is not None
-    assert after["calc.py"] == CALC_MORE.encode()
+    # The branch ends as the worktree is: README.md back as at the base, data.bin gone.
+    assert after == worktree_files(rig.app, sid)
+    assert after == {
+        "README.md": b"hello\n",
+        "calc.py": CALC_MORE.encode(),
+        "old.sh": b"x\n",
+        "test_calc.py": TEST.encode(),
+        "build.sh": SCRIPT.encode(),
+    }
+    pushed = {(a["action"], a["file_path"]) for a in second.body["actions"]}
+    assert {("update", "README.md"), ("delete", "data.bin")} <= pushed
     assert gl.modes_at(project, branch)["build.sh"] == "100755"
     assert gl.git_auth
     assert all(h and h.startswith("Basic ") for h in gl.git_auth)
