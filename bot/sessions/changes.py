@@ -151,7 +151,9 @@ async def restorations(
         if item.path in named:
             continue
         content = await read_or_none(host, repo, item.path, base_sha)
-        back.append(FileChange(item.path, content, None if content is None else _mode_at_base(item)))
+        back.append(
+            FileChange(item.path, content, None if content is None else _mode_at_base(item))
+        )
     return back
 
 

@@ -23,6 +23,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,6 +44,7 @@ from bot.hosts.local_store import (
 )
 from bot.ingress.verify import sign_local
 from bot.web.auth import OPERATOR, protect, require, see_other
+from bot.web.playground_git import install_playground_git
 from bot.web.playground_view import REVIEW_STATES, view_model
 from bot.web.playground_view import render_body as render_body
 from bot.web.redact import SCRUBBER
@@ -108,6 +110,12 @@ def install_playground(
     app.router.add_post("/playground/edit", post_edit)
     app.router.add_post("/playground/delete", post_delete)
     app.router.add_post("/playground/review", post_review)
+    install_playground_git(
+        app,
+        app[PLAYGROUND].store,
+        Path(settings.workspace_dir) / "playground",
+        lambda: app[PLAYGROUND].secret,
+    )
 
 
 def playground_link(url: str, token: str | None) -> str:
