@@ -14,7 +14,7 @@ from bot.db.models import (
     PlaygroundPull,
 )
 from bot.diffs import unified_diff
-from bot.hosts.local_git import commit_id
+from bot.hosts.local_objects import commit_id
 from bot.hosts.local_store.core import StoreCore
 from bot.hosts.local_store.rows import PlaygroundError, PullInfoRow, _pull
 from bot.paths import path_problem
@@ -42,7 +42,7 @@ class Changes(StoreCore):
         pull requests from that branch show it.
 
         The sha is the git id of the commit of the files on the parent with the message
-        and author (bot/hosts/local_git.py), so the same call twice names the same commit; a branch already at it counts as done (status 409
+        and author (bot/hosts/local_objects.py), so the same call twice names the same commit; a branch already at it counts as done (status 409
         when the branch holds anything else).
         """
         with Session(self.engine) as session, session.begin():

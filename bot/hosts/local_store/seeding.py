@@ -18,7 +18,7 @@ from bot.db.models import (
     PlaygroundUser,
 )
 from bot.diffs import unified_diff
-from bot.hosts.local_git import commit_id
+from bot.hosts.local_objects import commit_id
 from bot.hosts.local_seed import (
     BASE_FILES,
     BASE_MESSAGE,
