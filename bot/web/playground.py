@@ -12,7 +12,8 @@ treat it like any other. The bot answers through `LocalHost` (bot/hosts/local.py
 The page polls `GET /playground/state?pr=N&v=<version>`; the answer carries the new HTML of
 its live parts (conversation, files) only when the pull request changed, so the 👀 reaction and the status comment's edits show
 up without a reload. The routes exist only with THREADLINE_PLAYGROUND on, behind the
-inspector's sign-in; writing needs the operator role.
+inspector's sign-in; writing needs the operator role. Its repositories are served over
+git at /git (bot/web/playground_git.py), which checks a password of its own instead.
 """
 
 from __future__ import annotations
