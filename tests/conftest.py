@@ -261,10 +261,10 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Running]:
-    """The app as `threadline serve` runs it, on a loopback port, in this event loop
-    (on a new database, from the migrated template; serve's own migration then finds
-    nothing to do)."""
+async def run_app(settings: Settings, *, workers: int = 1, port: int = 0) -> AsyncIterator[Running]:
+    """The app as `threadline serve` runs it, on a loopback port (`port`, or any free
+    one), in this event loop (on a new database, from the migrated template; serve's own
+    migration then finds nothing to do)."""
     await asyncio.to_thread(seed_schema, settings.database_url)
     services = await asyncio.to_thread(open_services, settings, migrate=True)
     stop = asyncio.Event()
@@ -280,7 +280,7 @@ async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Runn
                 )
             )
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", port)
             await site.start()
             host, port = runner.addresses[0][:2]
             tasks = crew.start(stop)

@@ -213,3 +213,41 @@ async def test_a_later_approval_pushes_to_the_pull_request_the_first_one_opened(
     pull = ThreadRef("local", DEMO_REPO, "pull", first.pull_number or 0)
     assert (await local.pull_info(pull)).head_sha == second.commit_sha
     assert await local.read_file(DEMO_REPO, "docs/retry.md", first.branch) == b"# two\n"
+
+
+async def test_a_later_push_takes_files_back_to_the_base_with_their_modes(
+    github: FakeGitHub, gh_client: GitHubClient
+) -> None:
+    """The first approval changed an executable's text, made a plain file executable,
+    deleted one and added one; the worktree then took all four back. The second push
+    leaves the branch as the base plus its own change only, modes included."""
+    base = github.add_commit(REPO, BASE_FILES_BYTES, executable=["bin/run"])
+    issue = ThreadRef("github", REPO, "issue", 5)
+    github.add_issue(REPO, 5)
+    files = (
+        FileContent("bin/run", "#!/bin/sh\nexit 1\n", mode=EXECUTABLE, base_mode=EXECUTABLE),
+        FileContent("src/retry.py", "RETRIES = 3\n", mode=EXECUTABLE),
+        FileContent("src/old.py", None),
+        FileContent("new.txt", "new\n", base_mode="000000"),
+    )
+    opened = replace(change_set(1, "", base), files=files)
+    first = await apply_change_set(gh_client, opened, issue, agent="fixer", approver="m")
+    assert first.status == APPLIED
+    assert first.branch is not None
+    assert github.modes_at(REPO, first.branch)["src/retry.py"] == EXECUTABLE
+    earlier = replace(
+        opened,
+        status=APPLIED,
+        branch=first.branch,
+        commit_sha=first.commit_sha,
+        pull_number=first.pull_number,
+        pull_url=first.pull_url,
+    )
+    later = replace(change_set(2, "", base), files=(FileContent("README.md", "# hi\n"),))
+    second = await apply_change_set(
+        gh_client, later, issue, agent="fixer", approver="m", earlier=earlier
+    )
+    assert (second.status, second.pushed) == (APPLIED, True)
+    assert github.files_at(REPO, first.branch) == {**BASE_FILES_BYTES, "README.md": b"# hi\n"}
+    modes = github.modes_at(REPO, first.branch)
+    assert (modes["bin/run"], modes["src/retry.py"]) == (EXECUTABLE, "100644")

@@ -8,7 +8,9 @@ people write through the playground pages, which also send a signed webhook to
 The bot's own writes send no webhook: on GitHub they would come back and be dropped as
 the bot's own (`bot.events.drop_reason`), which is all a delivery of them could do.
 
-Commit states are recorded (`playground_commit_states`) and shown on the page.
+Commit states are recorded (`playground_commit_states`) and shown on the page. Commit
+ids are git's (bot/hosts/local_objects.py), and the web server serves the repositories
+over git (bot/hosts/local_git.py), so workspaces clone playground threads like any host's.
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ reviewer can find: after the last attempt the error is swallowed. Seeded by
 
 from __future__ import annotations
 
-import hashlib
-
+BASE_MESSAGE = "Upload reports to the archive"
 DEMO_REPO = "playground/demo"
 DEMO_PULL = 1
 MAINTAINER = "maintainer"
@@ -108,11 +107,3 @@ DEMO_BODY = (
     "uploaded then are lost. This retries an upload up to three times with a growing "
     "pause, and adds a test with a flaky session."
 )
-
-
-def tree_sha(label: str, files: dict[str, str]) -> str:
-    """A stable 40-hex name for a set of files (a stand-in for a commit id)."""
-    digest = hashlib.sha1(label.encode("utf-8"), usedforsecurity=False)
-    for path in sorted(files):
-        digest.update(b"\0" + path.encode("utf-8") + b"\0" + files[path].encode("utf-8"))
-    return digest.hexdigest()

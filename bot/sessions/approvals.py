@@ -48,6 +48,9 @@ class FileContent:
     stat: FileStat | None = None  # its diffstat line (None in change sets older than it)
     mode: str | None = None  # git's mode (100644, 100755, 120000); None: as at the base
     binary: bool = False  # `content` is the file's bytes in base64 (not UTF-8 text)
+    # git's mode of the file at the base, when it was not a plain file (100755, 120000) or
+    # not there (000000); None: a plain file, or not known (change sets older than it)
+    base_mode: str | None = None
 
     def data(self) -> bytes | None:
         """The file's new bytes (None: deleted)."""
@@ -65,8 +68,14 @@ def _file(entry: dict[str, Any]) -> FileContent:
         )
     mode = entry.get("mode")
     binary = entry.get("encoding") == "base64"
+    base_mode = entry.get("base_mode")
     return FileContent(
-        path, entry.get("content"), stat, None if mode is None else str(mode), binary
+        path,
+        entry.get("content"),
+        stat,
+        None if mode is None else str(mode),
+        binary,
+        None if base_mode is None else str(base_mode),
     )
 
 
@@ -76,6 +85,8 @@ def _entry(item: FileContent) -> dict[str, Any]:
         entry["mode"] = item.mode
     if item.binary:
         entry["encoding"] = "base64"
+    if item.base_mode is not None:
+        entry["base_mode"] = item.base_mode
     if item.stat is not None:
         entry.update(change=item.stat.change, added=item.stat.added, removed=item.stat.removed)
     return entry

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.events import ThreadRef
-from bot.hosts.base import FileChange, HostClient, HostError, NotFound
+from bot.hosts.base import REGULAR, FileChange, HostClient, HostError, NotFound
 from bot.paths import path_problem
-from bot.sessions.approvals import ChangeSetInfo
+from bot.sessions.approvals import ChangeSetInfo, FileContent
 from bot.sessions.protected import listing, refused
 
 ISSUE_LINK = {"github": "Closes #{number}", "gitlab": "Closes #{number}"}
@@ -98,7 +98,9 @@ async def apply_change_set(
     message = change.title + (f"\n\n{change.description}" if change.description else "")
     try:
         if earlier is not None:
-            pushed = await push_to_earlier(host, thread, earlier, changes, message)
+            pushed = await push_to_earlier(
+                host, thread, earlier, changes, message, base_sha=change.base_sha
+            )
             if pushed is not None:
                 return pushed
         default, head = await host.default_branch(repo)
@@ -134,15 +136,51 @@ async def apply_change_set(
     return Applied("applied", branch, sha, opened.number, opened.url)
 
 
+async def restorations(
+    host: HostClient,
+    repo: str,
+    earlier: ChangeSetInfo,
+    changes: list[FileChange],
+    base_sha: str,
+) -> list[FileChange]:
+    """Changes that take each file of `earlier` that `changes` does not name back to
+    `base_sha`: its content and mode there, or a deletion when it was not there."""
+    named = {change.path for change in changes}
+    back = []
+    for item in earlier.files:
+        if item.path in named:
+            continue
+        content = await read_or_none(host, repo, item.path, base_sha)
+        back.append(
+            FileChange(item.path, content, None if content is None else _mode_at_base(item))
+        )
+    return back
+
+
+def _mode_at_base(item: FileContent) -> str | None:
+    """The mode a file of an earlier change set had at the base: recorded when it was not
+    a plain file; a plain file otherwise, which None keeps when the earlier change left
+    the mode alone."""
+    if item.base_mode is not None:
+        return item.base_mode
+    return None if item.mode is None else REGULAR
+
+
 async def push_to_earlier(
     host: HostClient,
     thread: ThreadRef,
     earlier: ChangeSetInfo,
     changes: list[FileChange],
     message: str,
+    *,
+    base_sha: str,
 ) -> Applied | None:
     """A new commit on the branch of the pull/merge request `earlier` opened; None when
     that one is no longer open (a new one is opened instead).
+
+    The branch ends as the base plus `changes`: a file of `earlier` that `changes` no
+    longer names (the worktree took it back to the base) goes back to what it is at
+    `base_sha`, or away if it was not there.
 
     The commit goes on the branch's head. If someone pushed to it after our commit, a
     file this change touches that they changed too is a conflict, reported, not forced.
@@ -155,6 +193,7 @@ async def push_to_earlier(
     if info.state != "open":
         return None
     head = info.head_sha
+    changes = changes + await restorations(host, repo, earlier, changes, base_sha)
     if earlier.commit_sha and head != earlier.commit_sha:
         moved = []
         for item in changes:

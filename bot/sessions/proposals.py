@@ -37,6 +37,12 @@ def _mode(item: ChangedFile) -> str | None:
     return None
 
 
+def _base_mode(item: ChangedFile) -> str | None:
+    """The mode at the base when it was not a plain file (an approval that takes the
+    file back to the base needs it)."""
+    return None if item.old_mode == REGULAR else item.old_mode
+
+
 def _header(item: ChangedFile) -> str:
     head = f"diff --git a/{item.path} b/{item.path}\n"
     if item.mode is None:
@@ -66,7 +72,16 @@ async def from_workspace(
             assert item.data is not None or old is not None
             content = None if item.data is None else base64.b64encode(item.data).decode("ascii")
             stat = FileStat(item.path, "binary")
-            files.append(FileContent(item.path, content, stat, mode, binary=content is not None))
+            files.append(
+                FileContent(
+                    item.path,
+                    content,
+                    stat,
+                    mode,
+                    binary=content is not None,
+                    base_mode=_base_mode(item),
+                )
+            )
             shown.append(
                 _header(item) + f"Binary files a/{item.path} and b/{item.path} differ "
                 f"({0 if old is None else len(old)} -> "
@@ -74,6 +89,6 @@ async def from_workspace(
             )
             continue
         stat = file_stat(item.path, old_text, new_text)
-        files.append(FileContent(item.path, new_text, stat, mode))
+        files.append(FileContent(item.path, new_text, stat, mode, base_mode=_base_mode(item)))
         shown.append(_header(item) + file_patch(item.path, old_text, new_text))
     return files, "".join(shown)

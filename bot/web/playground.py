@@ -12,7 +12,8 @@ treat it like any other. The bot answers through `LocalHost` (bot/hosts/local.py
 The page polls `GET /playground/state?pr=N&v=<version>`; the answer carries the new HTML of
 its live parts (conversation, files) only when the pull request changed, so the 👀 reaction and the status comment's edits show
 up without a reload. The routes exist only with THREADLINE_PLAYGROUND on, behind the
-inspector's sign-in; writing needs the operator role.
+inspector's sign-in; writing needs the operator role. Its repositories are served over
+git at /git (bot/web/playground_git.py), which checks a password of its own instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,6 +45,7 @@ from bot.hosts.local_store import (
 )
 from bot.ingress.verify import sign_local
 from bot.web.auth import OPERATOR, protect, require, see_other
+from bot.web.playground_git import install_playground_git
 from bot.web.playground_view import REVIEW_STATES, view_model
 from bot.web.playground_view import render_body as render_body
 from bot.web.redact import SCRUBBER
@@ -108,6 +111,12 @@ def install_playground(
     app.router.add_post("/playground/edit", post_edit)
     app.router.add_post("/playground/delete", post_delete)
     app.router.add_post("/playground/review", post_review)
+    install_playground_git(
+        app,
+        app[PLAYGROUND].store,
+        Path(settings.workspace_dir) / "playground",
+        lambda: app[PLAYGROUND].secret,
+    )
 
 
 def playground_link(url: str, token: str | None) -> str:

@@ -1,14 +1,13 @@
 """Real git repositories served over loopback HTTP by `git http-backend` (CGI).
 
 The fake hosts' repositories: a test makes a repository under `root`, and the server
-answers git's smart HTTP protocol for it, only with the one `Authorization` header it
+answers git's smart HTTP protocol for it (bot/git_backend.py, as the playground does), only with the one `Authorization` header it
 expects (401 otherwise). Every header it was sent is kept, so a test can see that the
 token travelled as a header and only to this origin.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+
+from bot.git_backend import http_backend
 
 GIT_ENV = {
     "PATH": "/usr/bin:/bin",
@@ -136,36 +137,16 @@ class GitServer:
         self.seen.append(given)
         if given != self.authorization:
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="git"'})
-        body = await request.read()
-        env = {
-            **GIT_ENV,
-            "GIT_PROJECT_ROOT": str(self.root),
-            "GIT_HTTP_EXPORT_ALL": "1",
-            "REQUEST_METHOD": request.method,
-            "PATH_INFO": request.path,
-            "QUERY_STRING": request.query_string,
-            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-            "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_ADDR": "127.0.0.1",
-        }
-        proc = await asyncio.create_subprocess_exec(
-            "git",
-            "http-backend",
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        answer = await http_backend(
+            self.root,
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            content_type=request.headers.get("Content-Type", ""),
+            body=await request.read(),
+            env=GIT_ENV,
         )
-        out, _ = await proc.communicate(body)
-        head, _, payload = out.partition(b"\r\n\r\n")
-        status = 200
-        headers = {}
-        for line in head.decode().split("\r\n"):
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.strip().split()[0])
-            elif name:
-                headers[name] = value.strip()
-        return web.Response(status=status, body=payload, headers=headers)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
 
 @asynccontextmanager

@@ -14,9 +14,7 @@ from bot.db.models import (
     PlaygroundPull,
 )
 from bot.diffs import unified_diff
-from bot.hosts.local_seed import (
-    tree_sha,
-)
+from bot.hosts.local_objects import commit_id
 from bot.hosts.local_store.core import StoreCore
 from bot.hosts.local_store.rows import PlaygroundError, PullInfoRow, _pull
 from bot.paths import path_problem
@@ -43,8 +41,8 @@ class Changes(StoreCore):
         on top of `branch`, which must be at `base_sha` (409 when it moved), and the open
         pull requests from that branch show it.
 
-        The sha is a digest of the parent, the message and the files, so the same call
-        twice names the same commit; a branch already at it counts as done (status 409
+        The sha is the git id of the commit of the files on the parent with the message
+        and author (bot/hosts/local_objects.py), so the same call twice names the same commit; a branch already at it counts as done (status 409
         when the branch holds anything else).
         """
         with Session(self.engine) as session, session.begin():
@@ -65,7 +63,7 @@ class Changes(StoreCore):
                     del files[path]
                 else:
                     files[path] = text
-            sha = tree_sha(f"commit\0{base_sha}\0{message}", files)
+            sha = commit_id(files, parent=base_sha, message=message, author=author)
             if existing:
                 return self._push(session, repo, branch, base_sha, sha, message, author, files)
             existing_sha = self._branch_sha(session, repo, branch)

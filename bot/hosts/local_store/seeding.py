@@ -18,8 +18,10 @@ from bot.db.models import (
     PlaygroundUser,
 )
 from bot.diffs import unified_diff
+from bot.hosts.local_objects import commit_id
 from bot.hosts.local_seed import (
     BASE_FILES,
+    BASE_MESSAGE,
     DEMO_BODY,
     DEMO_PULL,
     DEMO_REPO,
@@ -27,7 +29,6 @@ from bot.hosts.local_seed import (
     HEAD_FILES,
     OUTSIDER,
     PEOPLE,
-    tree_sha,
 )
 from bot.hosts.local_store.core import StoreCore
 from bot.hosts.local_store.rows import HEAD_BRANCH, SECRET_META_KEY
@@ -46,7 +47,8 @@ class Seeding(StoreCore):
         on the first start is kept.
         """
         now = self.clock()
-        base_sha, head_sha = tree_sha("base", BASE_FILES), tree_sha("head", HEAD_FILES)
+        base_sha = commit_id(BASE_FILES, parent=None, message=BASE_MESSAGE, author=OUTSIDER)
+        head_sha = commit_id(HEAD_FILES, parent=base_sha, message=DEMO_TITLE, author=OUTSIDER)
         with Session(self.engine) as session, session.begin():
 
             def add(model: type[Any], index: list[str], **values: Any) -> None:
@@ -77,7 +79,7 @@ class Seeding(StoreCore):
                         content=content,
                     )
             for sha, parent, message in (
-                (base_sha, None, "Upload reports to the archive"),
+                (base_sha, None, BASE_MESSAGE),
                 (head_sha, base_sha, DEMO_TITLE),
             ):
                 add(
