@@ -15,9 +15,9 @@ printed on its own line:
             reads the database once): client time p50, p99, and the server's CPU a request
   launch    POST /api/v1/sessions open loop at --rate, once per kind of thread in
             --threads: `headless` (no host: nothing is written anywhere but the database)
-            and `issue` (a playground issue number that does not exist, so each of the
-            session's host writes fails once and is noted: the API, the session runtime
-            and the outbox, without a host's latency). Printed:
+            and `issue` (each launch on a playground issue of its own, opened before the
+            phase: the session's status comment and reply go through the outbox to the
+            playground's tables, so a host without a network's latency). Printed:
               POST->201         client time from sending the POST to its 201, whose body
                                 is the session: it, its task input and its first event,
                                 `launched`, are committed by then (p50, p99)
@@ -54,6 +54,8 @@ from typing import IO, Any
 import aiohttp
 from sqlalchemy import create_engine, text
 
+from bot.hosts.local_store import PlaygroundStore
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     PG_ADMIN_URL,
@@ -65,6 +67,7 @@ from common import (
 )
 
 TOKEN = "bench-operator-token-0123456789"
+REPO = "playground/demo"
 CONFIG = "sessions:\n  maxLiveSessions: 1000000\n  keepSessionOpenForComments: true\n"
 QUIET_WINDOW = 0.5  # seconds
 QUIET_CPU = 0.03  # CPU seconds in a window below which the server counts as quiet
@@ -132,22 +135,33 @@ class Outcome:
 Request = Callable[[aiohttp.ClientSession, int], Awaitable[tuple[int, Any]]]
 
 
-def launch_body(kind: str, number: int) -> dict[str, Any]:
-    body: dict[str, Any] = {"task": f"bench launch {number}"}
-    if kind == "issue":
-        body["thread"] = {
-            "host": "local",
-            "repo": "playground/demo",
-            "kind": "issue",
-            "number": 1000 + number,
-        }
+def open_issues(database_url: str, count: int) -> list[int]:
+    """`count` new playground issues (the server has seeded the playground by now)."""
+    engine = create_engine(database_url)
+    try:
+        store = PlaygroundStore(engine)
+        return [
+            store.open_issue(REPO, title=f"bench {n}", body="", author="maintainer").number
+            for n in range(count)
+        ]
+    finally:
+        engine.dispose()
+
+
+def launch_body(number: int | None, n: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"task": f"bench launch {n}"}
+    if number is not None:
+        body["thread"] = {"host": "local", "repo": REPO, "kind": "issue", "number": number}
     return body
 
 
-def launcher(kind: str) -> Request:
-    async def post(http: aiohttp.ClientSession, number: int) -> tuple[int, Any]:
+def launcher(issues: list[int] | None = None) -> Request:
+    """Headless launches, or (with `issues`) the n-th launch on the n-th issue."""
+
+    async def post(http: aiohttp.ClientSession, n: int) -> tuple[int, Any]:
         url = http.bench_url  # type: ignore[attr-defined]
-        async with http.post(url + "/api/v1/sessions", json=launch_body(kind, number)) as r:
+        body = launch_body(issues[n] if issues else None, n)
+        async with http.post(url + "/api/v1/sessions", json=body) as r:
             return r.status, await r.json()
 
     return post
@@ -200,7 +214,7 @@ async def open_loop(url: str, pid: int, request: Request, rate: float, seconds: 
 async def closed_loop(url: str, pid: int, clients: int, seconds: float) -> Outcome:
     """`clients` clients, each launching again as soon as its launch is answered."""
     out = Outcome()
-    post = launcher("headless")
+    post = launcher()
     async with client(url) as http:
         await until_quiet(pid)
         cpu = process_cpu_seconds(pid)
@@ -288,7 +302,12 @@ async def run_backend(backend: str, args: argparse.Namespace) -> None:
                 f"{latency(base)}; cpu {per_ms(base):.1f} ms a request"
             )
             for kind in args.threads.split(","):
-                out = await open_loop(url, proc.pid, launcher(kind), args.rate, args.seconds)
+                issues = None
+                if kind == "issue":
+                    count = int(args.rate * args.seconds)
+                    issues = await asyncio.to_thread(open_issues, url_db, count)
+                post = launcher(issues)
+                out = await open_loop(url, proc.pid, post, args.rate, args.seconds)
                 turns = turn_delays(url_db, out.ids)
                 lines.append(
                     f"  launch    {kind:<8} {len(out.latencies)} ({out.failed} not 201) at "
