@@ -27,8 +27,9 @@ printed on its own line:
                                 start until it is quiet again, divided by the launches;
                                 and its ratio to the health request's
   closed    --clients clients launching headless sessions back to back for
-            --closed-seconds: launches answered 201 a second (the sustained rate), with
-            POST->201 p50, p99 and CPU a launch
+            --closed-seconds: launches answered 201 a second, and launches a second
+            counted until the server is quiet again (their first turns run: the rate
+            that can be sustained), with POST->201 p50, p99 and CPU a launch
 
 CPU figures are per process and so hold up on a busy machine better than the latencies;
 the load average is printed with each backend.
@@ -110,17 +111,18 @@ async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
     raise RuntimeError("the server did not come up")
 
 
-async def until_quiet(pid: int, most: float = 60.0) -> float:
-    """Wait until the server uses under QUIET_CPU in a QUIET_WINDOW; its CPU seconds then."""
+async def until_quiet(pid: int, most: float = 60.0) -> tuple[float, float]:
+    """Wait until the server uses under QUIET_CPU in a QUIET_WINDOW; its CPU seconds
+    then, and when (perf_counter) its last busy window ended."""
     deadline = time.monotonic() + most
     before = process_cpu_seconds(pid)
     while time.monotonic() < deadline:
         await asyncio.sleep(QUIET_WINDOW)
         now = process_cpu_seconds(pid)
         if now - before < QUIET_CPU:
-            return now
+            return now, time.perf_counter() - QUIET_WINDOW
         before = now
-    return process_cpu_seconds(pid)
+    return process_cpu_seconds(pid), time.perf_counter()
 
 
 @dataclass
@@ -130,6 +132,7 @@ class Outcome:
     failed: int = 0
     cpu: float = 0.0  # server CPU seconds over the phase
     wall: float = 0.0  # seconds the requests took
+    settled: float = 0.0  # seconds until the server was done with them (turns included)
 
 
 Request = Callable[[aiohttp.ClientSession, int], Awaitable[tuple[int, Any]]]
@@ -207,7 +210,8 @@ async def open_loop(url: str, pid: int, request: Request, rate: float, seconds: 
             tasks.append(asyncio.create_task(timed(http, request, n, out)))
         await asyncio.gather(*tasks)
         out.wall = time.perf_counter() - begin
-        out.cpu = await until_quiet(pid) - cpu
+        done, at = await until_quiet(pid)
+        out.cpu, out.settled = done - cpu, at - begin
     return out
 
 
@@ -228,7 +232,8 @@ async def closed_loop(url: str, pid: int, clients: int, seconds: float) -> Outco
 
         await asyncio.gather(*(one_client() for _ in range(clients)))
         out.wall = time.perf_counter() - begin
-        out.cpu = await until_quiet(pid) - cpu
+        done, at = await until_quiet(pid)
+        out.cpu, out.settled = done - cpu, at - begin
     return out
 
 
@@ -320,8 +325,9 @@ async def run_backend(backend: str, args: argparse.Namespace) -> None:
                 out = await closed_loop(url, proc.pid, args.clients, args.closed_seconds)
                 lines.append(
                     f"  closed    {args.clients} clients for {args.closed_seconds:g} s: "
-                    f"{len(out.latencies) / out.wall:.1f} launches/s "
-                    f"({out.failed} not 201); POST->201 {latency(out)}; "
+                    f"{len(out.latencies) / out.wall:.1f} launches/s answered, "
+                    f"{len(out.latencies) / max(out.settled, out.wall):.1f}/s with their first "
+                    f"turns done ({out.failed} not 201); POST->201 {latency(out)}; "
                     f"cpu {per_ms(out):.1f} ms a launch"
                 )
         finally:
