@@ -12,6 +12,9 @@ Three kinds, each with its own age (a setting; 0 keeps that kind forever):
   the session's row (its summary) stays. A session ended by a time limit, idle expiry
   or lifetime may still be resumed by the next mention, so its transcript stays while
   it is the newest session of its thread.
+- a repository's daily usage rows (spending limits, `daily_usage`) go after
+  `transcript_days` too: the limits read only today's row, and the cost of older work
+  lives on in the sessions' rows.
 
 Each batch is one short transaction of at most `batch` rows; nothing holds the
 database for long. On SQLite the freed pages go back to the file system afterwards
@@ -35,6 +38,7 @@ from bot.config import Settings
 from bot.db import is_sqlite
 from bot.db.models import (
     CommentRecord,
+    DailyUsage,
     Delivery,
     OutboxItem,
     SessionInput,
@@ -92,6 +96,7 @@ class Report:
     transcript_sessions: int = 0
     transcript_events: int = 0
     session_inputs: int = 0
+    usage_days: int = 0
     freed_pages: int = 0
     dry_run: bool = False
     lines: list[str] = field(default_factory=list)
@@ -104,6 +109,7 @@ class Report:
             f"outbox rows:     {verb} {self.outbox}",
             f"transcripts:     {verb} {self.transcript_events} events and "
             f"{self.session_inputs} inputs of {self.transcript_sessions} sessions",
+            f"daily usage:     {verb} {self.usage_days} rows",
         ]
 
 
@@ -150,6 +156,7 @@ class Retention:
         report.deliveries = self._deliveries(now, dry_run)
         report.outbox = self._outbox(now, dry_run)
         self._transcripts(now, dry_run, report)
+        report.usage_days = self._daily_usage(now, dry_run)
         if not dry_run:
             report.freed_pages = self._give_back_space()
         return report
@@ -236,6 +243,28 @@ class Retention:
                 conn.execute(delete(OutboxItem).where(OutboxItem.id.in_(ids)))
 
         return self._run(pick, act, dry_run)
+
+    def _daily_usage(self, now: datetime, dry_run: bool) -> int:
+        before = _before(now, self.policy.transcript_days)
+        if before is None:
+            return 0
+        # A row's key is its UTC day as YYYY-MM-DD, which sorts as the days do; the
+        # table's key has no integer id, so the rows go by day, one day a transaction.
+        cutoff = before.strftime("%Y-%m-%d")
+        with self.engine.connect() as conn:
+            days = list(
+                conn.execute(
+                    select(DailyUsage.day, func.count())
+                    .where(DailyUsage.day < cutoff)
+                    .group_by(DailyUsage.day)
+                    .order_by(DailyUsage.day)
+                )
+            )
+        if not dry_run:
+            for day, _ in days:
+                with self.engine.begin() as conn:
+                    conn.execute(delete(DailyUsage).where(DailyUsage.day == day))
+        return sum(int(rows) for _, rows in days)
 
     def expired_sessions(self, now: datetime) -> list[str]:
         """Ended sessions whose transcripts are past keeping and cannot be resumed."""

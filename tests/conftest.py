@@ -40,6 +40,7 @@ from bot.db.migrate import current_revision, head_revision, upgrade
 from bot.inbox import Inbox
 from bot.runtime import Runtime
 from bot.server import background, open_services
+from bot.sessions.turns import TurnRunner
 from bot.worker import Worker
 from bot.workspaces import sandbox as sb
 from tests.payloads import GITLAB_TOKEN, SECRET
@@ -245,6 +246,7 @@ class Running:
     runtime: Runtime
     engine: Engine
     workers: list[Worker]
+    runner: TurnRunner | None = None  # the session turn runner (None without workers)
 
     async def drain(self, within: float = 10.0) -> None:
         """Wait until no delivery is pending or being processed."""
@@ -291,6 +293,7 @@ async def run_app(settings: Settings, *, workers: int = 1) -> AsyncIterator[Runn
                         services.runtime,
                         services.engine,
                         crew.workers,
+                        crew.runner,
                     )
             finally:
                 stop.set()

@@ -409,9 +409,23 @@ async def test_every_documented_route_answers_with_its_documented_shapes(api: Ap
         assert status == 401
         check(operation["responses"]["401"]["content"]["application/json"]["schema"], body, doc)
         if "requestBody" in operation:
+            # What this test sends fits the documented body (and so do the documented
+            # extras it sends below).
+            documented = operation["requestBody"]["content"]["application/json"]["schema"]
+            check(documented, bodies.get(key) or {}, doc, f"{key} request")
             status, body = await api.call(method, concrete, BOOTSTRAP, raw=b"{")
             assert status == 400
             check(operation["responses"]["400"]["content"]["application/json"]["schema"], body, doc)
+    # A prompt's documented runtimeParams, which this server's apiOverrides do not allow:
+    # the documented 403 in the error shape.
+    prompt = doc["paths"][f"{V1}/sessions/{{id}}/prompt"]["post"]
+    turn = {"input": "hot", "runtimeParams": {"temperature": 0.9, "maxTokens": 50}}
+    check(prompt["requestBody"]["content"]["application/json"]["schema"], turn, doc)
+    status, launched = await api.call("POST", "/sessions", BOOTSTRAP, {"task": "y"})
+    assert status == 201, launched
+    status, body = await api.call("POST", f"/sessions/{launched['id']}/prompt", BOOTSTRAP, turn)
+    assert_error(status, body, 403, "override_not_allowed")
+    check(prompt["responses"]["403"]["content"]["application/json"]["schema"], body, doc)
     assert ("GET", "/openapi.json") in seen
     assert ("GET", "/sessions/{id}/events") in seen
     assert {("POST", "/tasks"), ("POST", "/sessions/{id}/cancel")} <= seen

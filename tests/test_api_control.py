@@ -349,6 +349,16 @@ async def test_refused_overrides_create_nothing(
     assert rig.llm.requests == []
 
 
+async def test_agents_name_their_engine_provider_and_tools(rig: Rig) -> None:
+    status, listed = await rig.call("GET", "/agents", BOOTSTRAP)
+    assert status == 200, listed
+    agents = {a["id"]: a for a in listed["agents"]}
+    assert (agents["talker"]["engine"], agents["talker"]["providers"]) == ("llm", ["fake"])
+    assert (agents["helper"]["engine"], agents["helper"]["providers"]) == ("script", [])
+    assert "request_approval" in agents["gatekeeper"]["tools"]
+    assert [a["id"] for a in listed["agents"] if a["default"]] == ["talker"]
+
+
 async def test_model_overrides_need_an_llm_agent(rig: Rig) -> None:
     got, body = await rig.call(
         "POST", "/sessions", BOOTSTRAP, {"agent": "helper", "task": "x", "coordinatorModelKey": "m"}

@@ -22,6 +22,7 @@ from bot.db import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import (
     CommentRecord,
+    DailyUsage,
     Delivery,
     OutboxItem,
     SessionInput,
@@ -215,6 +216,26 @@ def test_zero_keeps_a_kind_forever(engine: Engine) -> None:
     assert body_of(engine, old) == BODY
     assert count(engine, OutboxItem) == 1
     assert transcript(engine, closed) > 0
+
+
+def test_daily_usage_goes_with_the_transcripts(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        for days in (200, 91, 89, 0):
+            for repo in ("octo-org/a", "octo-org/b"):
+                day = ago(days).strftime("%Y-%m-%d")
+                session.add(DailyUsage(day=day, host="github", repo=repo, tokens=10, cost_micros=5))
+    retention = Retention(engine, Policy(), clock=lambda: NOW)
+    assert retention.run(dry_run=True).usage_days == 4
+    assert count(engine, DailyUsage) == 8
+    report = retention.run()
+    assert report.usage_days == 4
+    assert "daily usage:     removed 4 rows" in report.summary()
+    with engine.connect() as conn:
+        kept = sorted(set(conn.execute(select(DailyUsage.day)).scalars()))
+    assert kept == sorted({ago(89).strftime("%Y-%m-%d"), ago(0).strftime("%Y-%m-%d")})
+    forever = Retention(engine, Policy(transcript_days=0), clock=lambda: NOW + timedelta(days=900))
+    assert forever.run().usage_days == 0
+    assert count(engine, DailyUsage) == 4
 
 
 def test_the_daily_job_runs_in_one_process_a_day(engine: Engine) -> None:

@@ -158,6 +158,29 @@ async def test_a_command_is_stopped_at_its_time_limit_with_its_children(worktree
     assert _running_as(UID, "sleep", "60.4217") == []
 
 
+async def test_a_command_whose_turn_is_cancelled_is_stopped_with_its_children(
+    worktree: Path,
+) -> None:
+    """A cancelled turn (the API's cancel, `/stop`) cancels its engine's task, and with
+    it the running command: its whole process group goes, not only the waiting."""
+    running = asyncio.create_task(
+        run(worktree, ["sh", "-c", "sleep 60.5317 & sleep 60.5317"], seconds=60.0)
+    )
+    for _ in range(200):
+        if len(_running_as(UID, "sleep", "60.5317")) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(_running_as(UID, "sleep", "60.5317")) == 2
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    for _ in range(100):
+        if not _running_as(UID, "sleep", "60.5317"):
+            break
+        await asyncio.sleep(0.05)
+    assert _running_as(UID, "sleep", "60.5317") == []
+
+
 async def test_a_command_is_stopped_at_its_cpu_limit(worktree: Path) -> None:
     done = await run(worktree, ["python3", "-c", "while True: pass"], cpu_seconds=1)
     assert not done.timed_out

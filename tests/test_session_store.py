@@ -115,6 +115,34 @@ def test_inputs_queue_while_busy_and_are_consumed_in_order(engine: Engine) -> No
     assert store.amend_input("c1", "too late", "a") is None, "consumed inputs stay as they were"
 
 
+def test_inputs_with_their_own_runtime_params_get_a_turn_of_their_own(engine: Engine) -> None:
+    """Queued inputs are read together only while they ask for the same runtimeParams:
+    each prompt's params reach its own turn and no other's, in whichever process."""
+    store = SessionStore(engine)
+    launch(store)
+    session = store.live_for(THREAD.key)
+    assert session is not None
+    claimed = store.claim_turn("r", lease_seconds=30)
+    assert claimed is not None
+    hot = {"temperature": 0.9}
+    for body, params in [("a", hot), ("b", hot), ("c", None), ("d", None), ("e", {"topK": 3})]:
+        store.add_input(session.id, kind="operator", author="op", body=body, params=params)
+    turns: list[tuple[list[str], dict[str, object] | None]] = []
+    for number in range(1, 5):
+        store.finish_turn(
+            session.id, "r", consumed=[i.id for i in claimed[1]], turn=number, completed=False
+        )
+        if number == 4:
+            break
+        claimed = store.claim_turn("r", lease_seconds=30)
+        assert claimed is not None
+        turns.append(([i.body for i in claimed[1]], claimed[1][0].params))
+    assert turns == [(["a", "b"], hot), (["c", "d"], None), (["e"], {"topK": 3})]
+    assert store.claim_turn("r", lease_seconds=30) is None, "every input was read"
+    inputs = [e.data for e in store.transcript(session.id) if e.kind == "input"]
+    assert [d.get("runtimeParams") for d in inputs] == [hot, hot, None, None, {"topK": 3}]
+
+
 def test_a_closed_session_s_turn_cannot_finish(engine: Engine) -> None:
     store = SessionStore(engine)
     launch(store)

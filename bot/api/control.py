@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from bot.agents.base import AgentSpec
+from bot.agents.llm import OPTIONS_KEY, LLMOptions
 from bot.api import overrides
 from bot.api.schema import (
     ApiError,
@@ -282,13 +284,20 @@ async def launch(
 
 async def prompt(api: Api, who: Principal, session_id: str, req: PromptRequest) -> dict[str, Any]:
     """Queue input for a live session (operator scope). With `wait`, answer the turn that
-    read it (`finished` says whether it ended within the wait)."""
+    read it (`finished` says whether it ended within the wait). `runtimeParams` hold for
+    that turn only, allowed as a launch's are; a refused one queues nothing."""
     require(who, OPERATOR)
     session = await visible(api, who, session_id)
     service = api.service()
+    params = None
+    if req.runtime_params is not None:
+        params = _turn_params(api, service, session, req.runtime_params)
     mark = await asyncio.to_thread(api.reads.last_event_id, session.id)
     known = {item.id for item in await asyncio.to_thread(api.store.inputs, session.id)}
-    if not await service.feed(session, kind="operator", author=who.actor, body=req.input):
+    queued = await service.feed(
+        session, kind="operator", author=who.actor, body=req.input, params=params
+    )
+    if not queued:
         raise ApiError(409, "not_live", f"session {session.id} is {session.state}")
     await audit(api, who, "prompt", session.id)
     mine = [
@@ -299,6 +308,22 @@ async def prompt(api: Api, who: Principal, session_id: str, req: PromptRequest) 
     if not req.wait or not mine:
         return {"queued": True, "session": session_json(session)}
     return await turn_result(api, session.id, mark, mine[0], req.wait)
+
+
+def _turn_params(
+    api: Api, service: SessionService, session: SessionInfo, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A prompt's runtimeParams, checked against the server's allow-list and the
+    session's agent (as for a launch)."""
+    runtime = api.runtime
+    assert runtime is not None
+    try:
+        agent = service.agent_for(session)
+    except KeyError:
+        raise ApiError(
+            409, "not_live", f"session {session.id}: its agent is no longer configured"
+        ) from None
+    return overrides.turn_params(params, agent, allowed=runtime.config.sessions.api_overrides)
 
 
 async def turn_result(
@@ -424,12 +449,19 @@ async def agents(api: Api, who: Principal) -> dict[str, Any]:
             "id": agent.id,
             "engine": agent.engine,
             "description": agent.description,
+            "providers": providers_of(agent),
             "tools": list(agent.tools),
             "default": agent.id == config.default_agent,
         }
         for agent in config.agents.values()
     ]
     return {"agents": listed}
+
+
+def providers_of(agent: AgentSpec) -> list[str]:
+    """The provider an llm agent calls; none for an agent of another engine."""
+    options = agent.options.get(OPTIONS_KEY)
+    return [options.provider.id] if isinstance(options, LLMOptions) else []
 
 
 async def health(api: Api, who: Principal) -> dict[str, Any]:

@@ -268,6 +268,12 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "input": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_CHARS},
             "wait": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+            "runtimeParams": {
+                **OVERRIDES["runtimeParams"],
+                "description": "for the turn that reads this input only, over the session's "
+                "own; allowed when the server's `sessions.apiOverrides` names runtimeParams "
+                "(else 403 override_not_allowed, and nothing is queued)",
+            },
         },
     },
     "Queued": {
@@ -310,11 +316,16 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["id", "engine", "description", "tools", "default"],
+                    "required": ["id", "engine", "description", "providers", "tools", "default"],
                     "properties": {
                         "id": STRING,
                         "engine": STRING,
                         "description": STRING,
+                        "providers": {
+                            "type": "array",
+                            "items": STRING,
+                            "description": "the provider an llm agent calls (empty for others)",
+                        },
                         "tools": {"type": "array", "items": STRING},
                         "default": {"type": "boolean"},
                     },
@@ -449,7 +460,8 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         parameters=[ID_PARAM],
     ),
     ("POST", "/sessions/{id}/prompt"): _operation(
-        "Give a live session input, recorded as operator input under the token's name",
+        "Give a live session input, recorded as operator input under the token's name, "
+        "optionally with runtimeParams for the turn that reads it",
         {
             202: ("Queued", "queued for the next turn"),
             200: ("TurnResult", "with `wait`: the turn that read the input"),

@@ -6,6 +6,9 @@ The names are the seed material's: `exitCriteria` (timeLimit.maxDurationMinutes,
 userSignals.explicit), `listenToComments`, `keepSessionOpenForComments`, `agentIds`,
 `coordinatorModelKey` (the model of the session's agent), `metadata.provider`,
 `runtimeParams`, `additionalInstructions`.
+
+A prompt's `runtimeParams` (for the one turn that reads it) pass the same checks:
+`turn_params`.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def _exit_criteria(raw: Any) -> tuple[float | None, tuple[str, ...] | None]:
     return minutes, signals
 
 
-def _runtime_params(raw: Any) -> dict[str, Any]:
+def runtime_params(raw: Any) -> dict[str, Any]:
     body = object_of(raw, "runtimeParams", tuple(PARAM_TYPES))
     for name, value in body.items():
         kinds = PARAM_TYPES[name]
@@ -146,7 +149,7 @@ def overrides_of(body: dict[str, Any]) -> Overrides:
             values["provider"] = provider
     if body.get("runtimeParams") is not None:
         given.append("runtimeParams")
-        values["runtime_params"] = _runtime_params(body["runtimeParams"])
+        values["runtime_params"] = runtime_params(body["runtimeParams"])
     extra = body.get("additionalInstructions")
     if extra is not None:
         if not isinstance(extra, str):
@@ -158,6 +161,33 @@ def overrides_of(body: dict[str, Any]) -> Overrides:
         given.append("additionalInstructions")
         values["additional_instructions"] = extra
     return Overrides(given=tuple(given), **values)
+
+
+def _refuse(refused: list[str], allowed: tuple[str, ...]) -> ApiError:
+    shown = ", ".join(allowed) or "none"
+    return ApiError(
+        403,
+        "override_not_allowed",
+        f"this server does not allow {', '.join(refused)} per session "
+        f"(sessions.apiOverrides allows: {shown})",
+    )
+
+
+def _is_llm(agent: AgentSpec) -> bool:
+    return isinstance(agent.options.get(OPTIONS_KEY), LLMOptions)
+
+
+def turn_params(
+    params: dict[str, Any], agent: AgentSpec, *, allowed: tuple[str, ...]
+) -> dict[str, Any]:
+    """A prompt's runtimeParams (already type-checked), for one turn of a session of
+    `agent`: allowed by the same rules as a launch's (the allow-list names
+    runtimeParams, and the agent is an LLM agent), else ApiError."""
+    if "runtimeParams" not in allowed:
+        raise _refuse(["runtimeParams"], allowed)
+    if not _is_llm(agent):
+        raise invalid(f"runtimeParams needs an agent with engine llm; {agent.id} is {agent.engine}")
+    return dict(params)
 
 
 def apply(
@@ -172,16 +202,9 @@ def apply(
     the configuration (ApiError otherwise)."""
     refused = [name for name in overrides.given if name not in allowed]
     if refused:
-        shown = ", ".join(allowed) or "none"
-        raise ApiError(
-            403,
-            "override_not_allowed",
-            f"this server does not allow {', '.join(refused)} per session "
-            f"(sessions.apiOverrides allows: {shown})",
-        )
-    is_llm = isinstance(agent.options.get(OPTIONS_KEY), LLMOptions)
+        raise _refuse(refused, allowed)
     for name in ("coordinatorModelKey", "metadata.provider", "runtimeParams"):
-        if name in overrides.given and not is_llm:
+        if name in overrides.given and not _is_llm(agent):
             raise invalid(f"{name} needs an agent with engine llm; {agent.id} is {agent.engine}")
     if overrides.provider is not None and overrides.provider not in config.providers:
         known = ", ".join(sorted(config.providers)) or "none"

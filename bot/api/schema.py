@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.api.overrides import OVERRIDE_FIELDS, Overrides, overrides_of
+from bot.api.overrides import OVERRIDE_FIELDS, Overrides, overrides_of, runtime_params
 from bot.api.schema_base import ApiError, invalid, object_of
 from bot.events import HEADLESS, ThreadRef
 
@@ -124,6 +124,7 @@ class PromptRequest:
 
     input: str
     wait: float | None
+    runtime_params: dict[str, Any] | None = None  # for the turn that reads this input
 
 
 def _wait(body: dict[str, Any]) -> float | None:
@@ -138,10 +139,12 @@ def _wait(body: dict[str, Any]) -> float | None:
 
 
 def prompt_request(data: Any) -> PromptRequest:
-    body = object_of(data, "the body", ("input", "wait"))
+    body = object_of(data, "the body", ("input", "wait", "runtimeParams"))
     text = _text(body, "input", most=MAX_TASK_CHARS, required=True)
     assert text is not None
-    return PromptRequest(text, _wait(body))
+    raw = body.get("runtimeParams")
+    params = None if raw is None else runtime_params(raw)
+    return PromptRequest(text, _wait(body), params)
 
 
 @dataclass(frozen=True)

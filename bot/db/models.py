@@ -259,6 +259,8 @@ class SessionInput(Base):
     turn: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     amended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # runtimeParams for the one turn that reads this input (an API prompt's), camelCase.
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TranscriptEvent(Base):

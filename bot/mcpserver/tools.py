@@ -64,6 +64,25 @@ _THREAD: dict[str, Any] = {
 }
 
 
+_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "model": _TEXT,
+        "temperature": {"type": "number"},
+        "maxTokens": {"type": "integer"},
+        "topP": {"type": "number"},
+        "topK": {"type": "integer"},
+        "stopSequences": {"type": "array", "items": _TEXT},
+        "providerSpecific": {"type": "object"},
+    },
+}
+_TURN_PARAMS: dict[str, Any] = {
+    **_PARAMS,
+    "description": "runtimeParams (model, temperature, maxTokens, ...) for the turn that "
+    "reads this input only, when the server's sessions.apiOverrides allows runtimeParams",
+}
+
+
 def _object(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "object", "properties": dict(properties), "required": list(required)}
 
@@ -76,7 +95,7 @@ _OVERRIDES: dict[str, Any] = {
         "properties": {"provider": _TEXT},
     },
     "runtimeParams": {
-        "type": "object",
+        **_PARAMS,
         "description": "model, temperature, maxTokens, topP, topK, stopSequences, "
         "providerSpecific: the session's defaults",
     },
@@ -103,7 +122,8 @@ TOOLS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
         "pm_session": (
             "Drive one agent session. action launch_task starts one (agentHandle, task, "
             "optional goal, additionalInstructions, thread, clientRequestId for safe retries); "
-            "status reads it; send gives it input (message, optional wait); close ends it.",
+            "status reads it; send gives it input (message, optional wait, optional "
+            "runtimeParams for that turn); close ends it.",
             _object(
                 {
                     "action": {"type": "string", "enum": list(PM_ACTIONS)},
@@ -123,7 +143,10 @@ TOOLS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
         "sessions_prompt": (
             "Give a live session input and (unless wait is 0) answer the turn's result: its "
             "text, whether it finished, the session's state and usage.",
-            _object({"sessionId": _SID, "prompt": _TEXT, "wait": _WAIT}, ("sessionId", "prompt")),
+            _object(
+                {"sessionId": _SID, "prompt": _TEXT, "wait": _WAIT, "runtimeParams": _TURN_PARAMS},
+                ("sessionId", "prompt"),
+            ),
         ),
         "sessions_status": (
             "A session's state (active, busy, idle, awaiting_approval, failed, closed), "
@@ -157,7 +180,8 @@ TOOLS: Mapping[str, tuple[str, dict[str, Any]]] = MappingProxyType(
             ),
         ),
         "agents_discover": (
-            "The configured agents: id, engine, description, tools, and which is the default.",
+            "The configured agents: id, engine, description, provider(s), tools, and which is the "
+            "default.",
             _object({}),
         ),
         "bridge_health": (
@@ -227,8 +251,13 @@ def _wait(args: Mapping[str, Any]) -> Any:
     return args.get("wait", DEFAULT_WAIT_SECONDS)
 
 
-async def _prompt(api: Api, who: Principal, sid: str, text: Any, wait: Any) -> dict[str, Any]:
-    answer = await control.prompt(api, who, sid, prompt_request({"input": text, "wait": wait}))
+async def _prompt(
+    api: Api, who: Principal, sid: str, text: Any, args: Mapping[str, Any]
+) -> dict[str, Any]:
+    body = {"input": text, "wait": _wait(args)}
+    if args.get("runtimeParams") is not None:
+        body["runtimeParams"] = args["runtimeParams"]
+    answer = await control.prompt(api, who, sid, prompt_request(body))
     replies = answer.get("replies", [])
     session = answer["session"]
     return {
@@ -247,7 +276,7 @@ async def pm_session(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[
     if action == "status":
         return await control.status(api, who, _text(args, "sessionId"))
     if action == "send":
-        return await _prompt(api, who, _text(args, "sessionId"), args.get("message"), _wait(args))
+        return await _prompt(api, who, _text(args, "sessionId"), args.get("message"), args)
     if action == "close":
         return await _close(api, who, _text(args, "sessionId"))
     raise invalid(f"action must be one of {', '.join(PM_ACTIONS)}")
@@ -262,7 +291,7 @@ async def sessions_create(api: Api, who: Principal, args: Mapping[str, Any]) -> 
 
 
 async def sessions_prompt(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[str, Any]:
-    return await _prompt(api, who, _text(args, "sessionId"), args.get("prompt"), _wait(args))
+    return await _prompt(api, who, _text(args, "sessionId"), args.get("prompt"), args)
 
 
 async def sessions_status(api: Api, who: Principal, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -276,7 +276,10 @@ class ServiceCore:
         body: str,
         comment_id: str | None = None,
         url: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> bool:
+        """Queue input for the session's next turn (`params`: runtimeParams for that turn
+        only); False if it is not live or the comment is queued already."""
         queued = await asyncio.to_thread(
             self.store.add_input,
             session.id,
@@ -285,6 +288,7 @@ class ServiceCore:
             body=body,
             comment_id=comment_id,
             url=url,
+            params=params,
         )
         if queued is not None:
             self.wake_runner()

@@ -176,6 +176,16 @@ class SpawnStore:
             ).scalar_one()
             return int(spawns) + int(results)
 
+    def running_child(self, child_id: str) -> bool:
+        """Whether `child_id` is the session of a running non-blocking spawn."""
+        with Session(self.engine) as session:
+            found = session.execute(
+                select(Spawn.id).where(
+                    Spawn.child_id == child_id, Spawn.state == RUNNING, Spawn.nonblocking
+                )
+            ).first()
+            return found is not None
+
     def finish(self, parent_id: str, number: int, *, ok: bool, result: str) -> bool:
         """End a blocking spawn with its result (its turn ran inside the parent's)."""
         return self._end(parent_id, number, DONE if ok else FAILED_SPAWN, ok, result)

@@ -223,6 +223,9 @@ class Spawner:
             return  # awaiting an approval: it is not done
         await self._settle(child.id)
 
+    async def running_child(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.store.running_child, session_id)
+
     async def sweep(self) -> int:
         """Settle spawns whose child ended while no process settled them (a worker died
         in between); how many were settled."""

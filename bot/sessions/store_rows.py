@@ -163,6 +163,7 @@ class InputInfo:
     comment_id: str | None
     url: str | None
     status: str
+    params: dict[str, Any] | None = None  # runtimeParams for the turn that reads it
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,9 @@ def _info(row: SessionRow) -> SessionInfo:
 
 
 def _input(row: SessionInput) -> InputInfo:
-    return InputInfo(row.id, row.kind, row.author, row.body, row.comment_id, row.url, row.status)
+    return InputInfo(
+        row.id, row.kind, row.author, row.body, row.comment_id, row.url, row.status, row.params
+    )
 
 
 def add_event(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,9 +47,11 @@ class TurnLease(StoreBase):
         body: str,
         comment_id: str | None = None,
         url: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> int | None:
         """Queue an input for the session's next turn; None if the session is not live
-        or this comment is already queued (a redelivered comment)."""
+        or this comment is already queued (a redelivered comment). `params`: runtimeParams
+        for the turn that reads this input only (kept in the row: any process may run it)."""
         now = self.clock()
         with Session(self.engine) as session, session.begin():
             row = session.get(SessionRow, session_id)
@@ -72,22 +74,21 @@ class TurnLease(StoreBase):
                 url=url,
                 status=QUEUED,
                 created_at=now,
+                params=params or None,
             )
             session.add(item)
             session.flush()
-            self._record(
-                session,
-                session_id,
-                "input",
-                {
-                    "input": item.id,
-                    "kind": kind,
-                    "author": author,
-                    "body": body,
-                    "comment": comment_id,
-                    "url": url,
-                },
-            )
+            data: dict[str, Any] = {
+                "input": item.id,
+                "kind": kind,
+                "author": author,
+                "body": body,
+                "comment": comment_id,
+                "url": url,
+            }
+            if params:
+                data["runtimeParams"] = params
+            self._record(session, session_id, "input", data)
             return int(item.id)
 
     def amend_input(self, comment_id: str, body: str, by: str) -> str | None:
@@ -215,6 +216,7 @@ class TurnLease(StoreBase):
                     .scalars()
                     .all()
                 )
+                inputs = _same_params(inputs)
                 # Handed to this turn: an edit or deletion can no longer change them.
                 session.execute(
                     update(SessionInput)
@@ -325,8 +327,10 @@ class TurnLease(StoreBase):
         failed: bool = False,
         error: str | None = None,
         awaiting: bool = False,
+        closed_by: str | None = None,
     ) -> SessionInfo | None:
-        """End the turn: mark its inputs consumed and move to idle, closed or failed.
+        """End the turn: mark its inputs consumed and move to idle, closed or failed
+        (`closed_by`: who closed it, with a `close_reason`).
 
         Returns the session as it is now, or None if this runner no longer owned the turn
         (the session was closed meanwhile, or another runner took it over).
@@ -348,8 +352,12 @@ class TurnLease(StoreBase):
                 values.update(state=FAILED, close_reason=FAILURE, closed_at=now)
                 event: tuple[str, dict[str, Any]] = ("failed", {"turn": turn, "error": error})
             elif close_reason is not None:
-                values.update(state=CLOSED, close_reason=close_reason, closed_at=now)
+                values.update(
+                    state=CLOSED, close_reason=close_reason, closed_at=now, closed_by=closed_by
+                )
                 event = ("closed", {"reason": close_reason, "turn": turn})
+                if closed_by is not None:
+                    event[1]["by"] = closed_by
             elif awaiting:  # a gate is open: wait for the decision, not for comments
                 values.update(state=AWAITING, idle_deadline_at=None)
                 event = ("turn_finished", {"turn": turn, "state": AWAITING})
@@ -411,6 +419,19 @@ class TurnLease(StoreBase):
                 .values(output=output, completed=True, updated_at=self.clock())
                 .execution_options(synchronize_session=False)
             )
+
+
+def _same_params(inputs: Sequence[SessionInput]) -> Sequence[SessionInput]:
+    """The oldest inputs that share the first one's runtimeParams: inputs asking for
+    other params (or none, after some) wait for a turn of their own, so each prompt's
+    params reach its own turn's model calls and no other's."""
+    if not inputs:
+        return inputs
+    first = inputs[0].params or None
+    count = 1
+    while count < len(inputs) and (inputs[count].params or None) == first:
+        count += 1
+    return inputs[:count]
 
 
 def _working_time_limit(row: SessionRow, now: datetime) -> datetime | None:

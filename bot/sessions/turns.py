@@ -49,6 +49,11 @@ TURN_STOPPED = (
     "comment to give it more to do."
 )
 
+SPAWN_STOPPED = (
+    "Stopped turn {turn} of session `{id}` (asked by {by}); it was a spawned task, which "
+    "ends cancelled."
+)
+
 
 class SpawnHooks(Protocol):
     """What the turn runner asks of the spawns (bot.sessions.spawns), when wired."""
@@ -69,6 +74,10 @@ class SpawnHooks(Protocol):
         """A spawned session's turn ended: settle its spawn if it is done."""
         ...
 
+    async def running_child(self, session_id: str) -> bool:
+        """Whether the session is a running non-blocking spawn's."""
+        ...
+
     async def running(self, session_id: str) -> int:
         """How many of the session's non-blocking spawns still run or wait to be read."""
         ...
@@ -85,6 +94,15 @@ def child_result(agent_id: str, done: SessionInfo) -> ToolResult:
         return ToolResult(True, done.output or "")
     text = DELEGATION_UNFINISHED.format(agent=agent_id, id=done.id, state=done.state)
     return ToolResult(False, text)
+
+
+def turn_params(
+    session: SessionInfo, inputs: list[InputInfo], delegated: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A turn's prompt-level runtimeParams: the session's (API overrides), under those of
+    the prompt it reads (claimed inputs share theirs), under a delegation's own."""
+    asked = inputs[0].params if inputs else None
+    return {**(session.options.runtime_params or {}), **(asked or {}), **delegated}
 
 
 class TurnRunner:
@@ -267,8 +285,7 @@ class TurnRunner:
             inputs=tuple(TurnInput(i.kind, i.author, i.body) for i in inputs),
             thread_key=session.thread_key or session.thread.key,
             history=tuple(history),
-            # The session's runtimeParams (API overrides), below a delegation's own.
-            params={**(session.options.runtime_params or {}), **params},
+            params=turn_params(session, inputs, params),
             context={
                 "repository": f"{session.thread.host}:{session.thread.repo}",
                 "thread": session.thread.key,
@@ -314,14 +331,24 @@ class TurnRunner:
         close_reason = None
         keep_open = session.options.keep_open_for_comments and session.parent_id is None
         gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
+        spawns = self.spawns
+        # A non-blocking spawn whose own turn is stopped ends cancelled, closed with the
+        # turn (at once: a sweep elsewhere must not settle it idle first).
+        ends_spawn = (
+            stopped is not None
+            and session.parent_id is not None
+            and spawns is not None
+            and await spawns.running_child(session.id)
+        )
         if stopped is not None:
-            await self._stopped_turn(session, stopped.by)
+            await self._stopped_turn(session, stopped.by, ends=ends_spawn)
             keep_open = True  # a stopped turn leaves the session idle, never done
         if error is None and tools.completed and not keep_open and gate is None:
             close_reason = DONE
-        spawns = self.spawns
         if close_reason is not None and spawns is not None and await spawns.running(session.id):
             close_reason = None  # its non-blocking spawns' results are to wake it
+        if ends_spawn:
+            close_reason = CANCELLED
         finished = await asyncio.to_thread(
             service.store.finish_turn,
             session.id,
@@ -333,6 +360,7 @@ class TurnRunner:
             failed=error is not None,
             error=error,
             awaiting=gate is not None and error is None,
+            closed_by=stopped.by if ends_spawn and stopped is not None else None,
         )
         if finished is None:
             log.info(
@@ -422,15 +450,17 @@ class TurnRunner:
             raise asyncio.CancelledError
         return stop
 
-    async def _stopped_turn(self, session: SessionInfo, by: str) -> None:
-        """Record a stopped turn, end the delegations it was waiting on, say so."""
+    async def _stopped_turn(self, session: SessionInfo, by: str, *, ends: bool = False) -> None:
+        """Record a stopped turn, end the delegations it was waiting on, say so (`ends`:
+        the session closes with it, a spawn's)."""
         service = self.service
         log.info("session %s: turn %d stopped, asked by %s", session.id, session.turns, by)
         await service.note(session, "cancelled", {"turn": session.turns, "by": by})
         for child in await asyncio.to_thread(service.store.children, session.id):
             if child.live:
                 await service.close(child, CANCELLED, by=by)
-        text = TURN_STOPPED.format(turn=session.turns, id=session.id, by=by)
+        stopped = SPAWN_STOPPED if ends else TURN_STOPPED
+        text = stopped.format(turn=session.turns, id=session.id, by=by)
         await service.reply(session, f"stopped.{session.turns}", text)
 
     def _watch(self) -> None:
