@@ -180,9 +180,9 @@ async def _replay(
 
 
 async def _check_thread(service: SessionService, req: LaunchRequest) -> None:
-    """Refuse a thread its host does not have. A pull request is read ("get a pull
-    request"); an issue on GitHub or GitLab by listing its comments, which the host
-    answers 404 for an issue that does not exist. The playground's issues are not
+    """Refuse a thread its host does not have: one request, which the host answers 404
+    for a thread that does not exist ("get a pull request", "get an issue"; listing an
+    issue's comments would page through all of them). The playground's issues are not
     checked (its host makes any issue it is asked about)."""
     thread = req.thread
     if thread.host == HEADLESS or service.host_client is None:
@@ -194,7 +194,7 @@ async def _check_thread(service: SessionService, req: LaunchRequest) -> None:
         if thread.target == "pull":
             await client.pull_info(thread.conversation)
         else:
-            await client.find_comment(thread.conversation, "<!-- threadline:api-launch -->")
+            await client.issue_details(thread.conversation)
     except NoCredentials:
         raise ApiError(
             422, "unknown_thread", f"Threadline has no credentials for {thread.host}"
