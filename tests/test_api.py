@@ -470,6 +470,10 @@ async def test_a_headless_session_answers_through_the_api_and_writes_to_no_host(
     assert any("and this?" in reply for reply in answer["replies"]), answer["replies"]
     with Session(api.app.engine) as session:
         assert session.execute(select(func.count()).select_from(OutboxItem)).scalar_one() == 0
+        # Nor is a status comment made for it: no thread would show one.
+        row = session.get(SessionRow, sid)
+        assert row is not None
+        assert row.status_seq == 0
     # A token limited to repositories neither launches nor sees headless sessions.
     limited, _ = api.tokens.create("demo-only", "operator", [DEMO_REPO])
     status, body = await api.call("POST", "/sessions", limited, {"task": "x"})

@@ -41,6 +41,7 @@ from bot.events import HEADLESS, ThreadRef
 from bot.hosts.base import HostError, NoCredentials
 from bot.runtime import Runtime
 from bot.sessions.agents import session_options
+from bot.sessions.limits import Hold
 from bot.sessions.service import SessionService, Trigger
 from bot.sessions.store import DONE, SessionInfo, SessionOptions, SessionStore
 from bot.sessions.store import OPERATOR as CLOSED_BY_OPERATOR
@@ -181,9 +182,9 @@ async def _replay(
 
 
 async def _check_thread(service: SessionService, req: LaunchRequest) -> None:
-    """Refuse a thread its host does not have. A pull request is read ("get a pull
-    request"); an issue on GitHub or GitLab by listing its comments, which the host
-    answers 404 for an issue that does not exist. The playground's issues are not
+    """Refuse a thread its host does not have: one request, which the host answers 404
+    for a thread that does not exist ("get a pull request", "get an issue"; listing an
+    issue's comments would page through all of them). The playground's issues are not
     checked (its host makes any issue it is asked about)."""
     thread = req.thread
     if thread.host == HEADLESS or service.host_client is None:
@@ -195,7 +196,7 @@ async def _check_thread(service: SessionService, req: LaunchRequest) -> None:
         if thread.target == "pull":
             await client.pull_info(thread.conversation)
         else:
-            await client.find_comment(thread.conversation, "<!-- threadline:api-launch -->")
+            await client.issue_details(thread.conversation)
     except NoCredentials:
         raise ApiError(
             422, "unknown_thread", f"Threadline has no credentials for {thread.host}"
@@ -235,7 +236,15 @@ async def launch(
         raise ApiError(
             422, "unknown_agent", f"no agent {req.agent!r} in {req.thread.repo}; known: {known}"
         ) from None
-    hold = await service.hold_for(req.thread.host, req.thread.repo)
+    key = f"api:{who.who}:{req.client_request_id or uuid.uuid4().hex}"
+
+    def looks() -> tuple[Hold | None, str | None]:
+        # The hold and the idempotency key in one trip off the event loop.
+        hold = service.holds.hold_for(req.thread.host, req.thread.repo)
+        before = _by_request_id(api.engine, key) if req.client_request_id else None
+        return hold, before
+
+    hold, before = await asyncio.to_thread(looks)
     if hold is not None:  # paused, or past a daily spending limit: nothing starts
         raise ApiError(409, "held", hold.text)
     options = overrides.apply(
@@ -247,9 +256,7 @@ async def launch(
     )
     if one_turn:  # a delegated task: one turn, then closed; no comments come in
         options = replace(options, keep_open_for_comments=False, listen_to_comments=False)
-    key = f"api:{who.who}:{req.client_request_id or uuid.uuid4().hex}"
     task = req.full_task
-    before = await asyncio.to_thread(_by_request_id, api.engine, key)
     if before is not None:
         return await _replay(api, before, task, agent.id, req.thread, options)
     await _check_thread(service, req)

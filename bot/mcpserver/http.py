@@ -133,7 +133,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     token = _bearer(request)
     principal = None
     if token is not None:
-        principal = await asyncio.to_thread(request.app[KEYS].bearer, token)
+        keys = request.app[KEYS]
+        principal = keys.bootstrap(token) or await asyncio.to_thread(keys.stored, token)
     if principal is None:
         return json_error(
             request,

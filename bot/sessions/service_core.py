@@ -21,7 +21,7 @@ from bot.agents.base import (
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.agents.providers.base import ToolChoice
 from bot.clock import utcnow
-from bot.events import ThreadRef
+from bot.events import HEADLESS, ThreadRef
 from bot.hosts.base import HostClient, HostError, can_write
 from bot.sessions import status
 from bot.sessions.agents import run_record, with_run_choice
@@ -427,8 +427,9 @@ class ServiceCore:
 
     async def publish_status(self, session: SessionInfo) -> None:
         """Queue the newest state of the session's status comment (older unsent ones drop).
-        A delegation has none: its coordinator's session speaks for it."""
-        if session.parent_id is not None:
+        A delegation has none: its coordinator's session speaks for it; nor has a headless
+        session (no host thread to hold one)."""
+        if session.parent_id is not None or session.thread.host == HEADLESS:
             return
         seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
         gates = await asyncio.to_thread(self.approvals.gates, session.id)

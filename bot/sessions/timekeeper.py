@@ -23,13 +23,17 @@ class Timekeeper:
     job, set for the next deadline, and a sweep every `sweep_seconds`. A job only wakes
     this timekeeper's loop, which runs the check (a conditional UPDATE per session, so
     when several processes check at once each session closes exactly once); pokes that
-    come in a burst are served by one check."""
+    come in a burst are served by one check: a check follows the one before it by at
+    least `spacing_seconds` (every launch pokes, and a check is two queries)."""
 
     JOB = "session-deadlines"
 
-    def __init__(self, service: ServiceCore, *, sweep_seconds: float = 30.0) -> None:
+    def __init__(
+        self, service: ServiceCore, *, sweep_seconds: float = 30.0, spacing_seconds: float = 0.5
+    ) -> None:
         self.service = service
         self.sweep_seconds = sweep_seconds
+        self.spacing_seconds = spacing_seconds
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.wakeup = asyncio.Event()
 
@@ -50,11 +54,19 @@ class Timekeeper:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check whenever woken, until `stop`; a check in progress finishes first."""
+        loop = asyncio.get_running_loop()
+        last = loop.time() - self.spacing_seconds
         while not stop.is_set():
             await nap(self.wakeup, stop, self.sweep_seconds)
             if stop.is_set():
                 break
+            # Pokes within `spacing_seconds` of the last check wait for the next one (a
+            # deadline is minutes away: closing a fraction of a second late is harmless).
+            spacing = last + self.spacing_seconds - loop.time()
+            if spacing > 0:
+                await nap(asyncio.Event(), stop, spacing)
             self.wakeup.clear()  # before the check: a poke during it brings another
+            last = loop.time()
             try:
                 await self.check()
             except Exception:

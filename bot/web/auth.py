@@ -141,9 +141,16 @@ class Keys:
     def bearer(self, token: str) -> Principal | None:
         """Who a Bearer token is: a bootstrap token (named after its role) or a live
         database token (named as created); None for anything else, revoked included."""
+        return self.bootstrap(token) or self.stored(token)
+
+    def bootstrap(self, token: str) -> Principal | None:
+        """The principal of a bootstrap token (compared in memory, no I/O), or None."""
         role = self.role_for(token)
-        if role is not None:
-            return Principal(role, role)
+        return Principal(role, role) if role is not None else None
+
+    def stored(self, token: str) -> Principal | None:
+        """The principal of a live database token (one indexed query by the token's
+        hash; not cached, so a revoked token is refused from its next request), or None."""
         found = self._lookup(token) if self._lookup is not None else None
         if found is None or found.scope not in _RANK:
             return None
@@ -368,11 +375,14 @@ def see_other(location: str) -> web.Response:
 
 
 async def _resolve_bearer(request: web.Request) -> None:
-    """Settle a Bearer token's principal off the event loop (a database token is one
-    query); `authenticate` then finds it remembered on the request."""
+    """Settle a Bearer token's principal; `authenticate` then finds it remembered on the
+    request. A bootstrap token is settled in memory; a database token is one query, run
+    off the event loop (the hop is skipped for the bootstrap tokens: under load, a wait
+    for a free thread costs more than the comparison)."""
     token = _bearer(request)
     if token is not None and _PRINCIPAL not in request:
-        principal = await asyncio.to_thread(request.app[KEYS].bearer, token)
+        keys = request.app[KEYS]
+        principal = keys.bootstrap(token) or await asyncio.to_thread(keys.stored, token)
         request[_PRINCIPAL] = principal or _NOBODY
 
 
