@@ -446,7 +446,10 @@ async def test_events_as_server_sent_events_resume_and_end_with_the_session(rig:
     assert ids
     assert min(ids) > last
     kinds = [data["kind"] for _, name, data in rest if name != "end"]
-    assert kinds[-1] == "closed"
+    # `closed` is streamed; the turn being stopped may record its last events after it
+    # and before the stream sees the session closed, never anything of a new turn.
+    assert "closed" in kinds
+    assert "turn_started" not in kinds[kinds.index("closed") :]
     status, page = await rig.call("GET", f"/sessions/{sid}/events?limit=1000", viewer)
     streamed = [i for i, _, _ in first] + ids
     # The stream ends at `closed`; a turn being stopped may still record after it.
