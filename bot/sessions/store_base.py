@@ -155,13 +155,14 @@ class StoreBase:
         """A fresh version number for the status comment and the session as it is, read in
         one transaction: a higher version never shows an older state."""
         with Session(self.engine) as session, session.begin():
-            session.execute(
+            # One statement: the bumped row comes back with RETURNING, not a second read.
+            row = session.execute(
                 update(SessionRow)
                 .where(SessionRow.id == session_id)
                 .values(status_seq=SessionRow.status_seq + 1)
-                .execution_options(synchronize_session=False)
-            )
-            row = session.get(SessionRow, session_id, populate_existing=True)
+                .returning(SessionRow)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            ).scalar_one_or_none()
             if row is None:
                 raise KeyError(session_id)
             return row.status_seq, _info(row)

@@ -201,12 +201,12 @@ class TurnLease(StoreBase):
                         ),
                         updated_at=now,
                     )
-                    .execution_options(synchronize_session=False)
-                )
-                if won.rowcount != 1:  # type: ignore[attr-defined]
+                    .returning(SessionRow)  # the row as won, without reading it again
+                    .execution_options(synchronize_session=False, populate_existing=True)
+                ).scalar_one_or_none()
+                if won is None:
                     continue
-                row = session.get(SessionRow, sid, populate_existing=True)
-                assert row is not None
+                row = won
                 inputs = (
                     session.execute(
                         select(SessionInput)
@@ -366,7 +366,7 @@ class TurnLease(StoreBase):
                 values.update(state=IDLE, idle_deadline_at=now + timedelta(minutes=idle))
                 event = ("turn_finished", {"turn": turn, "state": IDLE})
             # Conditional: a close or a takeover since the turn began wins over this runner.
-            owned = session.execute(
+            fresh = session.execute(
                 update(SessionRow)
                 .where(
                     SessionRow.id == session_id,
@@ -374,9 +374,10 @@ class TurnLease(StoreBase):
                     SessionRow.turn_owner == owner,
                 )
                 .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if owned.rowcount != 1:  # type: ignore[attr-defined]
+                .returning(SessionRow)  # the row as it is now, without reading it again
+                .execution_options(synchronize_session=False, populate_existing=True)
+            ).scalar_one_or_none()
+            if fresh is None:
                 return None
             ids = list(consumed)
             if ids:
@@ -387,8 +388,6 @@ class TurnLease(StoreBase):
                     .execution_options(synchronize_session=False)
                 )
             self._record(session, session_id, *event)
-            fresh = session.get(SessionRow, session_id, populate_existing=True)
-            assert fresh is not None
             return _info(fresh)
 
     def save_progress(self, session_id: str, progress: dict[str, Any]) -> None:
