@@ -47,7 +47,11 @@ def _install() -> None:
     def _dump() -> None:
         with open(path, "w") as fh:
             json.dump(
-                {"commits": COMMITS["commit"], "statements": dict(STATEMENTS), "sites": dict(SITES)},
+                {
+                    "commits": COMMITS["commit"],
+                    "statements": dict(STATEMENTS),
+                    "sites": dict(SITES),
+                },
                 fh,
             )
 
@@ -55,11 +59,14 @@ def _install() -> None:
 
 
 def _show(path: str, per: float) -> None:
-    data = json.load(open(path))
+    with open(path) as fh:
+        data = json.load(fh)
     stmts = Counter(data["statements"])
     total = sum(stmts.values())
-    print(f"statements {total} ({total / per:.1f} per), commits {data['commits']}"
-          f" ({data['commits'] / per:.1f} per)")
+    print(
+        f"statements {total} ({total / per:.1f} per), commits {data['commits']}"
+        f" ({data['commits'] / per:.1f} per)"
+    )
     for text, n in stmts.most_common(40):
         print(f"{n / per:7.2f}  {text}")
     for site, n in Counter(data.get("sites", {})).most_common(20):
