@@ -47,10 +47,12 @@ async def test_a_webhook_post_goes_straight_to_its_handler(
     served: tuple[str, list[str]],
 ) -> None:
     url, seen = served
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{url}/webhooks/github", data=b"{}") as resp:
-            assert resp.status == 404
-            assert "not enabled" in (await resp.json())["error"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{url}/webhooks/github", data=b"{}") as resp,
+    ):
+        assert resp.status == 404
+        assert "not enabled" in (await resp.json())["error"]
     assert seen == []
 
 
