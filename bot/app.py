@@ -11,7 +11,7 @@ from bot.api.routes import install_api
 from bot.api.tokens import TokenStore
 from bot.config import MAX_BODY_BYTES, Settings
 from bot.inbox import Inbox
-from bot.ingress.routes import ingest_local, install_ingress
+from bot.ingress.routes import ingest_local, install_ingress, webhooks_first
 from bot.mcpserver.http import install_mcp
 from bot.runtime import Runtime
 from bot.web.auth import install_auth
@@ -69,4 +69,7 @@ def create_app(
     if settings.playground:
         install_playground(app, settings, inbox.engine, ingest=ingest_local)
     add_setup_routes(app, settings)  # /, /setup/*: connecting GitHub and GitLab
+    # In front of them all: webhook POSTs skip the scrub, auth and API-error passes
+    # (none applies to them; bot.ingress.routes.webhooks_first says why).
+    app.middlewares.insert(0, webhooks_first)
     return app

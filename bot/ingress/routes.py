@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -38,6 +38,7 @@ WRITER = web.AppKey("writer", DeliveryWriter)
 LOCAL_SECRET: web.AppKey[Callable[[], str | None]] = web.AppKey("local_secret")
 
 Accept = Callable[[Mapping[str, str], bytes, str], IncomingDelivery]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -134,6 +135,9 @@ async def local_webhook(request: web.Request) -> web.Response:
     return await _receive(request, "local", accept_local, _local_secret(request.app))
 
 
+_WEBHOOK_HANDLERS = frozenset({github_webhook, gitlab_webhook, local_webhook})
+
+
 async def ingest_local(
     app: web.Application, headers: Mapping[str, str], body: bytes
 ) -> web.Response:
@@ -142,6 +146,24 @@ async def ingest_local(
     if secret is None:
         return _error(503, "the playground is still starting")
     return await store_verified(app, "local", accept_local, headers, body, secret, "playground")
+
+
+@web.middleware
+async def webhooks_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Send a webhook POST straight to its handler, past the app's other middlewares.
+
+    Those are the scrubber, the inspector's auth and /api/v1's error shape; none has
+    anything to do on a webhook. Its path is under no protected prefix and not under
+    /api/v1, and its answer can carry no secret: it is either one of this module's fixed
+    error texts or {"status", "id", "delivery"}, whose delivery id is the sender's own
+    header (echoed only after its signature or token checked out). Every other request
+    (a 404 or 405 under /webhooks too) goes through the chain as before. Install it
+    first (`app.middlewares.insert(0, webhooks_first)`) once the others are in.
+    """
+    route_handler = request.match_info.handler
+    if route_handler in _WEBHOOK_HANDLERS:
+        return await route_handler(request)
+    return await handler(request)
 
 
 def install_ingress(
