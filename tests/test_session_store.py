@@ -177,6 +177,27 @@ def test_a_dead_runner_s_turn_is_taken_over(engine: Engine) -> None:
     assert store.finish_turn(first[0].id, "dead", consumed=[], turn=1, completed=False) is None
 
 
+def test_a_runner_does_not_take_over_a_turn_it_still_runs(engine: Engine) -> None:
+    """A lapsed lease (a late heartbeat) hands the turn to another runner, never back to
+    the one still running it; once that runner's turn is over it may take it over."""
+    clock_at = [utcnow()]
+    store = SessionStore(engine, clock=lambda: clock_at[0])
+    launch(store)
+    first = store.claim_turn("r", lease_seconds=1)
+    assert first is not None
+    sid = first[0].id
+    clock_at[0] += timedelta(seconds=2)  # the lease lapsed while "r" still runs the turn
+    assert store.claim_turn("r", lease_seconds=1, running=[sid]) is None
+    again = store.claim_turn("r", lease_seconds=1)  # its turn ended without settling
+    assert again is not None
+    assert again[0].id == sid
+    assert again[0].turns == first[0].turns, "a taken-over turn keeps its number"
+    clock_at[0] += timedelta(seconds=2)
+    taken = store.claim_turn("other", lease_seconds=30)
+    assert taken is not None, "another runner takes a lapsed lease over"
+    assert taken[0].id == sid
+
+
 def test_deadlines_close_with_their_reason_exactly_once(engine: Engine) -> None:
     clock_at = [utcnow()]
     store = SessionStore(engine, clock=lambda: clock_at[0])

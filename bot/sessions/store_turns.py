@@ -135,6 +135,7 @@ class TurnLease(StoreBase):
         lease_seconds: float,
         session_id: str | None = None,
         held: Held | None = None,
+        running: Sequence[str] = (),
     ) -> tuple[SessionInfo, list[InputInfo]] | None:
         """Take the oldest live session that has queued inputs and is not mid-turn.
 
@@ -142,7 +143,8 @@ class TurnLease(StoreBase):
         inputs it had not consumed. Delegations (sessions with a parent) are run by their
         coordinator's turn, never taken here, unless asked for by `session_id`; a running
         non-blocking spawn's session is taken like a thread's. Sessions of a `held`
-        repository (paused, or over a daily limit) are left waiting.
+        repository (paused, or over a daily limit) are left waiting. `running` names the
+        sessions whose turn the caller still runs: a lapsed lease does not hand it them again.
         """
         if held is not None and held.everything is not None and session_id is None:
             return None
@@ -169,6 +171,8 @@ class TurnLease(StoreBase):
             )
             if held is not None and held.repos and session_id is None:
                 whose = and_(whose, not_(_in_repos(held)))
+            if running:
+                whose = and_(whose, SessionRow.id.not_in(list(running)))
             candidates = (
                 session.execute(
                     select(SessionRow.id)

@@ -122,7 +122,7 @@ class TurnRunner:
         self.cancel_poll_seconds = cancel_poll_seconds
         # The engine task of each turn this runner has in hand, by session id; the
         # sessions whose turn it was asked to stop (by whom), and what asks the database.
-        # (A lapsed lease can hand this runner a turn it still runs: several per session.)
+        # (A list: a turn asked for by session id can be run again once its lease lapses.)
         self._engines: dict[str, list[asyncio.Task[None]]] = {}
         self._stopped: dict[str, Stop] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -159,6 +159,7 @@ class TurnRunner:
                             self.name,
                             lease_seconds=self.lease_seconds,
                             held=held,
+                            running=tuple(self.turn_tasks),  # not its own lapsed leases
                         )
                     )
                     outage.ok()
