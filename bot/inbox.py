@@ -22,6 +22,7 @@ from typing import Any
 
 from psycopg.types.json import Json
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     bindparam,
@@ -215,22 +216,18 @@ def _late_query() -> Any:
     return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
 
 
-def _followers(head: Any, due_by: datetime, limit: int) -> Any:
-    """The due pending deliveries after `head` in its thread, in order, to claim with it."""
-    place = tuple_(Delivery.event_time, Delivery.received_at, Delivery.id)
+def _followers(heads: Sequence[Any], due_by: datetime, limit: int) -> Any:
+    """The due pending deliveries of `heads`' threads other than the heads, in order,
+    to claim with them: one query for all heads. Every other pending delivery of a
+    head's thread comes after it (a head has no earlier waiting delivery), and one
+    that a look ordered meanwhile before it is only started in its turn (`start`)."""
     return (
         select(Delivery.id)
         .where(
-            Delivery.thread_key == head.thread_key,
+            Delivery.thread_key.in_({h.thread_key for h in heads}),
             Delivery.status == PENDING,
-            Delivery.event_time >= head.event_time,
-            place
-            > tuple_(
-                literal(head.event_time, UtcDateTime()),
-                literal(head.received_at, UtcDateTime()),
-                head.id,
-            ),
             Delivery.next_attempt_at <= due_by,
+            Delivery.id.not_in([h.id for h in heads]),
         )
         .order_by(Delivery.event_time, Delivery.received_at, Delivery.id)
         .limit(limit)
@@ -336,9 +333,9 @@ class Inbox:
     ) -> list[DeliveryRow]:
         """Lease up to `limit` due deliveries to `owner`: deliveries whose lease ran out
         first, then pending ones in the order they fell due. Of a thread, only its
-        first waiting delivery (its head) is claimed that way, and with it the due
-        deliveries that follow it in the thread, in order, as far as the batch has
-        room: the claimer handles that run one after another, and no other worker
+        first waiting delivery (its head) is claimed that way, and with the heads the
+        due deliveries that follow them in their threads, in order, as far as the
+        batch has room: the claimer handles each run one after another, and no other worker
         claims a delivery of the thread meanwhile (it would only have to wait; see
         bench/README.md for what parking each cost). A pending delivery falls
         due `hold_seconds` after its next_attempt_at (a new one: after it was
@@ -378,14 +375,13 @@ class Inbox:
                     .limit(limit - len(ids))
                     .with_for_update(skip_locked=True)
                 )
-                # Each head with the run behind it, in order, as far as there is room:
-                # heads that do not fit are left for the next claim.
-                for head in session.execute(heads).all():
-                    if len(ids) >= limit:
-                        break
-                    ids.append(head.id)
-                    if head.thread_key and len(ids) < limit:
-                        ids += session.execute(_followers(head, due_by, limit - len(ids))).scalars()
+                # The heads, then the runs behind them as far as there is room, all
+                # found by one query (one per head cost more than the rest of a claim).
+                found = session.execute(heads).all()
+                ids += [head.id for head in found]
+                keyed = [head for head in found if head.thread_key]
+                if keyed and len(ids) < limit:
+                    ids += session.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
             if not ids:
                 return []
             claimed = session.execute(
@@ -454,6 +450,40 @@ class Inbox:
         (it might be an earlier event of the same thread). False when it must wait, or
         when the lease is lost (`park` tells which). `late` (see `late`) is recorded.
         """
+        return execute_alone(self.engine, *self._start_call(row, owner, hold_seconds, late)) == 1
+
+    def finish_and_start(
+        self,
+        finished: Sequence[tuple[int, str, str | None]],
+        row: DeliveryRow | None,
+        owner: str,
+        *,
+        writes: Sequence[Callable[[Connection], Any]] = (),
+        hold_seconds: float = 0.0,
+        late: bool = False,
+    ) -> tuple[list[bool], bool]:
+        """Run `writes` (the handlers' writes that wait for their delivery's settle),
+        settle `finished` ((pk, status, note) each, as `finish`), then `start` `row`
+        (if any), in one transaction: the settles are committed with the start, or
+        (the process dies first) not at all, as if it had died before settling them,
+        and they are seen by the start's check of earlier deliveries. One connection
+        and one commit where there were one per statement (each cost more than a
+        settle's UPDATE). Returns which were settled, and whether `row` started."""
+        with self.engine.begin() as conn:
+            for write in writes:
+                write(conn)
+            settled = [
+                conn.execute(*self._finish_call(pk, owner, status, note)).rowcount == 1
+                for pk, status, note in finished
+            ]
+            if row is None:
+                return settled, False
+            started = conn.execute(*self._start_call(row, owner, hold_seconds, late)).rowcount
+        return settled, started == 1
+
+    def _start_call(
+        self, row: DeliveryRow, owner: str, hold_seconds: float, late: bool
+    ) -> tuple[Any, dict[str, Any]]:
         ordered = bool(row.thread_key)  # "" (no thread) and None wait for nothing
         params: dict[str, Any] = {
             "pk": row.pk,
@@ -468,7 +498,7 @@ class Inbox:
                 "received": row.received_at,
                 "window": row.received_at + timedelta(seconds=hold_seconds),
             }
-        return execute_alone(self.engine, _start_statement(ordered), params) == 1
+        return _start_statement(ordered), params
 
     def late(self, rows: Sequence[DeliveryRow]) -> set[int]:
         """Those of `rows` (claimed, their thread known) that a later delivery of their
@@ -511,8 +541,13 @@ class Inbox:
 
     def finish(self, pk: int, owner: str, status: str, note: str | None = None) -> bool:
         """Settle a claimed delivery as done or ignored."""
+        return execute_alone(self.engine, *self._finish_call(pk, owner, status, note)) == 1
+
+    def _finish_call(
+        self, pk: int, owner: str, status: str, note: str | None
+    ) -> tuple[Any, dict[str, Any]]:
         assert status in (DONE, IGNORED)
-        return self._settle(
+        return self._settle_call(
             pk,
             owner,
             status=status,
@@ -549,8 +584,11 @@ class Inbox:
     def _settle(self, pk: int, owner: str, **values: Any) -> bool:
         """One UPDATE, in a transaction of its own (see execute_alone), built once per
         set of columns: built per call, its Python side cost more than the database's."""
+        return execute_alone(self.engine, *self._settle_call(pk, owner, **values)) == 1
+
+    def _settle_call(self, pk: int, owner: str, **values: Any) -> tuple[Any, dict[str, Any]]:
         params = {"pk": pk, "owner": owner} | {f"new_{k}": v for k, v in values.items()}
-        return execute_alone(self.engine, _settle_statement(tuple(values)), params) == 1
+        return _settle_statement(tuple(values)), params
 
     # ------------------------------------------------------------- operators
 

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.events import Event
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from bot.runtime import Runtime
+
+# A write that may wait for the delivery's settle, given the settle's connection.
+Write = Callable[["Connection"], Any]
 
 E = TypeVar("E", bound=Event)
 
@@ -21,6 +26,10 @@ class Context:
     delivery_pk: int
     delivery_id: str
     runtime: Runtime
+    # Given, a write handed to it is committed in the transaction that settles the
+    # delivery as handled (and dropped if the delivery is not settled so); the worker
+    # gives it. Without it, writes are committed at once.
+    with_settle: Callable[[Write], None] | None = None
 
 
 Handler = Callable[[Any, Context], Awaitable[None]]
