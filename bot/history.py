@@ -69,7 +69,9 @@ class CommentHistory:
 
     def record_in(self, connection: Connection, event: CommentEvent, delivery_pk: int) -> bool:
         """`record` in the caller's transaction on `connection` (its commit is the caller's)."""
-        return connection.execute(self._record, self._params(event, delivery_pk)).rowcount == 1
+        params = self._params(event, delivery_pk)
+        options = {"preserve_rowcount": True}  # see execute_alone
+        return connection.execute(self._record, params, execution_options=options).rowcount == 1
 
     def _params(self, event: CommentEvent, delivery_pk: int) -> dict[str, Any]:
         return {

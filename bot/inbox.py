@@ -18,18 +18,17 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from psycopg.types.json import Json
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
-    case,
     exists,
     func,
-    literal,
     or_,
     select,
     tuple_,
@@ -106,27 +105,25 @@ class DeliveryRow:
         }
 
 
-def _row(d: Delivery) -> DeliveryRow:
+# DeliveryRow's fields as columns, in its order (pk is the id).
+_FIELDS = (
+    "id", "host", "delivery_id", "event", "action", "status", "attempts", "received_at",
+    "next_attempt_at", "finished_at", "note", "last_error", "headers", "body",
+    "thread_key", "event_time", "started_at", "out_of_order",
+)  # fmt: skip
+_TABLE = cast(Table, Delivery.__table__)
+_COLUMNS = tuple(_TABLE.c[name] for name in _FIELDS)
+
+
+def _row_of(r: Any) -> DeliveryRow:
+    """A row of `_COLUMNS` as a DeliveryRow: for the worker's reads, without the ORM
+    (loading entities cost more than the rows' own reading)."""
+    (pk, host, delivery_id, event, action, status, attempts, received, next_at) = r[:9]
+    (finished, note, error, headers, body, key, event_time, started, late) = r[9:]
     return DeliveryRow(
-        pk=d.id,
-        host=d.host,
-        delivery_id=d.delivery_id,
-        event=d.event,
-        action=d.action,
-        status=d.status,
-        attempts=d.attempts,
-        received_at=d.received_at,
-        next_attempt_at=d.next_attempt_at,
-        finished_at=d.finished_at,
-        note=d.note,
-        last_error=d.last_error,
-        headers=dict(d.headers),
-        body=d.body,
-        thread_key=d.thread_key,
-        event_time=d.event_time,
-        started_at=d.started_at,
-        out_of_order=bool(d.out_of_order),
-    )
+        pk, host, delivery_id, event, action, status, attempts, received, next_at,
+        finished, note, error, dict(headers), body, key, event_time, started, bool(late),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -172,6 +169,16 @@ def _start_statement(ordered: bool) -> Any:
         )
         where += [~exists(earlier), ~exists(unknown)]
     return update(Delivery).where(*where).values(**values)
+
+
+@functools.cache
+def _order_statement() -> Any:
+    """Inbox.set_order's UPDATE of one delivery, with its values as bound parameters."""
+    return (
+        update(_TABLE)
+        .where(Delivery.id == bindparam("pk"), Delivery.thread_key.is_(None))
+        .values(thread_key=bindparam("key"), event_time=bindparam("at", type_=UtcDateTime()))
+    )
 
 
 @functools.cache
@@ -352,7 +359,7 @@ class Inbox:
         """
         now = self.clock()
         due_by = now - timedelta(seconds=hold_seconds)
-        with Session(self.engine) as session, session.begin():
+        with self.engine.begin() as conn:  # Core: the ORM's session cost more than the claim
             abandoned = (
                 select(Delivery.id)
                 .where(Delivery.status == PROCESSING, Delivery.lease_expires_at < now)
@@ -360,7 +367,7 @@ class Inbox:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            ids = list(session.execute(abandoned).scalars())
+            ids = list(conn.execute(abandoned).scalars())
             if len(ids) < limit:
                 heads = (
                     select(
@@ -377,25 +384,24 @@ class Inbox:
                 )
                 # The heads, then the runs behind them as far as there is room, all
                 # found by one query (one per head cost more than the rest of a claim).
-                found = session.execute(heads).all()
+                found = conn.execute(heads).all()
                 ids += [head.id for head in found]
                 keyed = [head for head in found if head.thread_key]
                 if keyed and len(ids) < limit:
-                    ids += session.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
+                    ids += conn.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
             if not ids:
                 return []
-            claimed = session.execute(
-                update(Delivery)
+            claimed = conn.execute(
+                update(_TABLE)
                 .where(Delivery.id.in_(ids), self._still_claimable(now, due_by))
                 .values(
                     status=PROCESSING,
                     lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                 )
-                .returning(Delivery)
-                .execution_options(synchronize_session=False)
-            ).scalars()
-            return sorted((_row(d) for d in claimed), key=lambda r: r.pk)
+                .returning(*_COLUMNS)
+            )
+            return sorted((_row_of(r) for r in claimed), key=lambda r: r.pk)
 
     # ------------------------------------------------------ order in a thread
 
@@ -407,7 +413,7 @@ class Inbox:
         is a pure function of the stored payload.
         """
         query = (
-            select(Delivery)
+            select(*_COLUMNS)
             .where(
                 Delivery.thread_key.is_(None),
                 Delivery.status.in_(WAITING),
@@ -418,24 +424,19 @@ class Inbox:
         )
         if received_by is not None:
             query = query.where(Delivery.received_at <= received_by)
-        with Session(self.engine) as session:
-            return [_row(d) for d in session.execute(query).scalars()]
+        with self.engine.connect() as conn:
+            return [_row_of(r) for r in conn.execute(query)]
 
     def set_order(self, orders: Sequence[Order]) -> int:
-        """Write each delivery's thread and event time, in one statement; a delivery
-        whose order is written already keeps it (every worker works out the same)."""
+        """Write each delivery's thread and event time, in one transaction (one prebuilt
+        UPDATE run for each: a CASE of them all, built and compiled per call, cost more
+        than the writes); a delivery whose order is written already keeps it (every
+        worker works out the same)."""
         if not orders:
             return 0
-        keys = case({o.pk: o.thread_key for o in orders}, value=Delivery.id)
-        times = case(
-            {o.pk: literal(o.event_time, UtcDateTime()) for o in orders}, value=Delivery.id
-        )
-        statement = (
-            update(Delivery)
-            .where(Delivery.id.in_([o.pk for o in orders]), Delivery.thread_key.is_(None))
-            .values(thread_key=keys, event_time=times)
-        )
-        return execute_alone(self.engine, statement)
+        params = [{"pk": o.pk, "key": o.thread_key, "at": o.event_time} for o in orders]
+        with self.engine.begin() as conn:
+            return int(conn.execute(_order_statement(), params).rowcount)
 
     def start(
         self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
@@ -508,8 +509,8 @@ class Inbox:
         pks = [r.pk for r in rows if r.thread_key]
         if not pks:
             return set()
-        with Session(self.engine) as session:
-            return set(session.execute(_late_query(), {"pks": pks}).scalars())
+        with self.engine.connect() as conn:
+            return set(conn.execute(_late_query(), {"pks": pks}).scalars())
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
         """Give a claimed delivery back to wait its turn in its thread, charging
@@ -594,22 +595,22 @@ class Inbox:
 
     def get(self, ref: str) -> DeliveryRow | None:
         """Find a delivery by our numeric id, or by the host's delivery id."""
-        with Session(self.engine) as session:
-            query = select(Delivery)
+        with self.engine.connect() as conn:
+            query = select(*_COLUMNS)
             if ref.isdigit() and len(ref) < 19:
                 query = query.where(or_(Delivery.id == int(ref), Delivery.delivery_id == ref))
             else:
                 query = query.where(Delivery.delivery_id == ref)
-            found = session.execute(query.order_by(Delivery.id).limit(1)).scalar_one_or_none()
-            return _row(found) if found else None
+            found = conn.execute(query.order_by(Delivery.id).limit(1)).first()
+            return _row_of(found) if found else None
 
     def list(self, *, status: str | None = None, limit: int = 50) -> list[DeliveryRow]:
         """The newest deliveries first, optionally of one status."""
-        with Session(self.engine) as session:
-            query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            query = select(*_COLUMNS).order_by(Delivery.id.desc()).limit(limit)
             if status:
                 query = query.where(Delivery.status == status)
-            return [_row(d) for d in session.execute(query).scalars()]
+            return [_row_of(r) for r in conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as session:

@@ -9,12 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.events import Event
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
-
-    from bot.runtime import Runtime
-
-# A write that may wait for the delivery's settle, given the settle's connection.
-Write = Callable[["Connection"], Any]
+    from bot.runtime import Runtime, Write
 
 E = TypeVar("E", bound=Event)
 

@@ -6,7 +6,9 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
+
+from sqlalchemy import Connection
 
 from bot.agents.config import Config
 from bot.events import CommentEvent, InstallationEvent
@@ -16,8 +18,8 @@ from bot.outbox import Outbox
 from bot.repo_configs import RepoAnswer, RepoConfigs
 from bot.sessions.service import SessionService
 
-if TYPE_CHECKING:
-    from bot.router import Write
+# A write that may wait for its delivery's settle, given the settle's connection.
+Write = Callable[[Connection], Any]
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from bot.inbox import DONE, IGNORED, NO_THREAD, DeliveryRow, Inbox, Order
 from bot.ingress.verify import WebhookRejected, decode_payload
 from bot.log import bind
 from bot.loops import nap
-from bot.router import Context, Router, Write
-from bot.runtime import Runtime
+from bot.router import Context, Router
+from bot.runtime import Runtime, Write
 
 log = logging.getLogger(__name__)
 
