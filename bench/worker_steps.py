@@ -17,9 +17,9 @@ and `Inbox.late`; per delivery normalizing it, its start, the live-session looku
 worker, a delivery's settle and its history insert (`CommentHistory.record_in`, a
 write that waits for the settle) go in one transaction with the next delivery's start
 (`Inbox.finish_and_start`): the `start` column; the batch's last settle is `finish`.
-Printed: each step's CPU per delivery in ms, and their sum. The thread hops between steps (asyncio.to_thread,
-about 0.05-0.1 ms each) and the worker's own loop are not in the sum; bench/scaleout.py
-measures the whole process.
+Printed: each step's CPU per delivery in ms, and their sum. The thread hops
+between steps (asyncio.to_thread, about 0.05-0.1 ms each) and the worker's own loop
+are not in the sum; bench/scaleout.py measures the whole process.
 """
 
 from __future__ import annotations
