@@ -12,12 +12,14 @@ steps a worker takes for them run in this thread, one after another, as the prod
 worker runs them with the production handlers' lookups, each timed with this thread's
 CPU clock (time.thread_time: the driver's and SQLite's own work included, the
 database server's not): per batch of 20 the look (`Worker.order_waiting`), the claim
-and `Inbox.late`; per delivery normalizing it, `Inbox.start`, the history insert
-(`CommentHistory.record`), the live-session lookup (`live_for`), reading the comment
-for commands (`decide.Facts.read`) and `Inbox.finish`. Printed: each step's CPU per
-delivery in ms, and their sum. The thread hops between steps (asyncio.to_thread,
-about 0.05-0.1 ms each) and the worker's own loop are not in the sum; bench/scaleout.py
-measures the whole process.
+and `Inbox.late`; per delivery normalizing it, its start, the live-session lookup
+(`live_for`) and reading the comment for commands (`decide.Facts.read`). As in the
+worker, a delivery's settle and its history insert (`CommentHistory.record_in`, a
+write that waits for the settle) go in one transaction with the next delivery's start
+(`Inbox.finish_and_start`): the `start` column; the batch's last settle is `finish`.
+Printed: each step's CPU per delivery in ms, and their sum. The thread hops
+between steps (asyncio.to_thread, about 0.05-0.1 ms each) and the worker's own loop
+are not in the sum; bench/scaleout.py measures the whole process.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import logging
 import os
 import sys
@@ -41,7 +44,7 @@ from bot.config import Settings
 from bot.decide import Facts
 from bot.server import background, open_services
 
-STEPS = ("look", "claim", "late", "prepare", "start", "record", "live_for", "read", "finish")
+STEPS = ("look", "claim", "late", "prepare", "start", "live_for", "read", "finish")
 
 
 def measure(url: str, count: int) -> dict[str, float]:
@@ -71,11 +74,20 @@ def measure(url: str, count: int) -> dict[str, float]:
                 if not rows:
                     break
                 timed("late", inbox.late, rows)
+                handled: list[tuple[int, str, str | None]] = []
+                writes: list[Any] = []
                 for row in rows:
                     event = timed("prepare", worker.dispatcher.prepare, row).event
-                    if not timed("start", inbox.start, row, "bench"):
+                    # As the worker does: the previous delivery's settle goes with this
+                    # start, on one connection (Worker._start).
+                    _, started = timed(
+                        "start", inbox.finish_and_start, handled, row, "bench", writes=writes
+                    )
+                    if not started:
                         raise RuntimeError(f"delivery {row.pk} could not start")
-                    timed("record", runtime.history.record, event, row.pk)
+                    # The history insert goes with the settle (Context.with_settle).
+                    record = runtime.history.record_in
+                    writes = [functools.partial(record, event=event, delivery_pk=row.pk)]
                     timed("live_for", store.live_for, event.thread.key)
                     timed(
                         "read",
@@ -86,8 +98,10 @@ def measure(url: str, count: int) -> dict[str, float]:
                         request_id="bench",
                         delivery_id=row.delivery_id,
                     )
-                    timed("finish", inbox.finish, row.pk, "bench", "done", "bench")
+                    handled = [(row.pk, "done", "bench")]
                     done += 1
+                # The batch's last, alone.
+                timed("finish", inbox.finish_and_start, handled, None, "bench", writes=writes)
         return done
 
     try:

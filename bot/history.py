@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
@@ -63,7 +64,17 @@ class CommentHistory:
 
     def record(self, event: CommentEvent, delivery_pk: int) -> bool:
         """Record `event` for the delivery it came in; False if that delivery was recorded."""
-        params = {
+        # A row count, not RETURNING: the insert and its commit are then one call.
+        return execute_alone(self.engine, self._record, self._params(event, delivery_pk)) == 1
+
+    def record_in(self, connection: Connection, event: CommentEvent, delivery_pk: int) -> bool:
+        """`record` in the caller's transaction on `connection` (its commit is the caller's)."""
+        params = self._params(event, delivery_pk)
+        options = {"preserve_rowcount": True}  # see execute_alone
+        return connection.execute(self._record, params, execution_options=options).rowcount == 1
+
+    def _params(self, event: CommentEvent, delivery_pk: int) -> dict[str, Any]:
+        return {
             "delivery_pk": delivery_pk,
             "host": event.host,
             "repo": event.repo,
@@ -75,8 +86,6 @@ class CommentHistory:
             "url": event.url,
             "recorded_at": self.clock(),
         }
-        # A row count, not RETURNING: the insert and its commit are then one call.
-        return execute_alone(self.engine, self._record, params) == 1
 
     def all(self, *, limit: int = 1000) -> list[RecordedComment]:
         with Session(self.engine) as session:

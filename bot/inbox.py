@@ -18,17 +18,17 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from psycopg.types.json import Json
 from sqlalchemy import (
+    Connection,
     Engine,
+    Table,
     and_,
     bindparam,
-    case,
     exists,
     func,
-    literal,
     or_,
     select,
     tuple_,
@@ -105,27 +105,25 @@ class DeliveryRow:
         }
 
 
-def _row(d: Delivery) -> DeliveryRow:
+# DeliveryRow's fields as columns, in its order (pk is the id).
+_FIELDS = (
+    "id", "host", "delivery_id", "event", "action", "status", "attempts", "received_at",
+    "next_attempt_at", "finished_at", "note", "last_error", "headers", "body",
+    "thread_key", "event_time", "started_at", "out_of_order",
+)  # fmt: skip
+_TABLE = cast(Table, Delivery.__table__)
+_COLUMNS = tuple(_TABLE.c[name] for name in _FIELDS)
+
+
+def _row_of(r: Any) -> DeliveryRow:
+    """A row of `_COLUMNS` as a DeliveryRow: for the worker's reads, without the ORM
+    (loading entities cost more than the rows' own reading)."""
+    (pk, host, delivery_id, event, action, status, attempts, received, next_at) = r[:9]
+    (finished, note, error, headers, body, key, event_time, started, late) = r[9:]
     return DeliveryRow(
-        pk=d.id,
-        host=d.host,
-        delivery_id=d.delivery_id,
-        event=d.event,
-        action=d.action,
-        status=d.status,
-        attempts=d.attempts,
-        received_at=d.received_at,
-        next_attempt_at=d.next_attempt_at,
-        finished_at=d.finished_at,
-        note=d.note,
-        last_error=d.last_error,
-        headers=dict(d.headers),
-        body=d.body,
-        thread_key=d.thread_key,
-        event_time=d.event_time,
-        started_at=d.started_at,
-        out_of_order=bool(d.out_of_order),
-    )
+        pk, host, delivery_id, event, action, status, attempts, received, next_at,
+        finished, note, error, dict(headers), body, key, event_time, started, bool(late),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -174,6 +172,16 @@ def _start_statement(ordered: bool) -> Any:
 
 
 @functools.cache
+def _order_statement() -> Any:
+    """Inbox.set_order's UPDATE of one delivery, with its values as bound parameters."""
+    return (
+        update(_TABLE)
+        .where(Delivery.id == bindparam("pk"), Delivery.thread_key.is_(None))
+        .values(thread_key=bindparam("key"), event_time=bindparam("at", type_=UtcDateTime()))
+    )
+
+
+@functools.cache
 def _settle_statement(columns: tuple[str, ...]) -> Any:
     """Inbox._settle's UPDATE of `columns` (each bound as new_<name>), held rows only."""
     table = Delivery.__table__
@@ -215,22 +223,18 @@ def _late_query() -> Any:
     return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
 
 
-def _followers(head: Any, due_by: datetime, limit: int) -> Any:
-    """The due pending deliveries after `head` in its thread, in order, to claim with it."""
-    place = tuple_(Delivery.event_time, Delivery.received_at, Delivery.id)
+def _followers(heads: Sequence[Any], due_by: datetime, limit: int) -> Any:
+    """The due pending deliveries of `heads`' threads other than the heads, in order,
+    to claim with them: one query for all heads. Every other pending delivery of a
+    head's thread comes after it (a head has no earlier waiting delivery), and one
+    that a look ordered meanwhile before it is only started in its turn (`start`)."""
     return (
         select(Delivery.id)
         .where(
-            Delivery.thread_key == head.thread_key,
+            Delivery.thread_key.in_({h.thread_key for h in heads}),
             Delivery.status == PENDING,
-            Delivery.event_time >= head.event_time,
-            place
-            > tuple_(
-                literal(head.event_time, UtcDateTime()),
-                literal(head.received_at, UtcDateTime()),
-                head.id,
-            ),
             Delivery.next_attempt_at <= due_by,
+            Delivery.id.not_in([h.id for h in heads]),
         )
         .order_by(Delivery.event_time, Delivery.received_at, Delivery.id)
         .limit(limit)
@@ -336,9 +340,9 @@ class Inbox:
     ) -> list[DeliveryRow]:
         """Lease up to `limit` due deliveries to `owner`: deliveries whose lease ran out
         first, then pending ones in the order they fell due. Of a thread, only its
-        first waiting delivery (its head) is claimed that way, and with it the due
-        deliveries that follow it in the thread, in order, as far as the batch has
-        room: the claimer handles that run one after another, and no other worker
+        first waiting delivery (its head) is claimed that way, and with the heads the
+        due deliveries that follow them in their threads, in order, as far as the
+        batch has room: the claimer handles each run one after another, and no other worker
         claims a delivery of the thread meanwhile (it would only have to wait; see
         bench/README.md for what parking each cost). A pending delivery falls
         due `hold_seconds` after its next_attempt_at (a new one: after it was
@@ -355,7 +359,7 @@ class Inbox:
         """
         now = self.clock()
         due_by = now - timedelta(seconds=hold_seconds)
-        with Session(self.engine) as session, session.begin():
+        with self.engine.begin() as conn:  # Core: the ORM's session cost more than the claim
             abandoned = (
                 select(Delivery.id)
                 .where(Delivery.status == PROCESSING, Delivery.lease_expires_at < now)
@@ -363,7 +367,7 @@ class Inbox:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            ids = list(session.execute(abandoned).scalars())
+            ids = list(conn.execute(abandoned).scalars())
             if len(ids) < limit:
                 heads = (
                     select(
@@ -378,28 +382,26 @@ class Inbox:
                     .limit(limit - len(ids))
                     .with_for_update(skip_locked=True)
                 )
-                # Each head with the run behind it, in order, as far as there is room:
-                # heads that do not fit are left for the next claim.
-                for head in session.execute(heads).all():
-                    if len(ids) >= limit:
-                        break
-                    ids.append(head.id)
-                    if head.thread_key and len(ids) < limit:
-                        ids += session.execute(_followers(head, due_by, limit - len(ids))).scalars()
+                # The heads, then the runs behind them as far as there is room, all
+                # found by one query (one per head cost more than the rest of a claim).
+                found = conn.execute(heads).all()
+                ids += [head.id for head in found]
+                keyed = [head for head in found if head.thread_key]
+                if keyed and len(ids) < limit:
+                    ids += conn.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
             if not ids:
                 return []
-            claimed = session.execute(
-                update(Delivery)
+            claimed = conn.execute(
+                update(_TABLE)
                 .where(Delivery.id.in_(ids), self._still_claimable(now, due_by))
                 .values(
                     status=PROCESSING,
                     lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                 )
-                .returning(Delivery)
-                .execution_options(synchronize_session=False)
-            ).scalars()
-            return sorted((_row(d) for d in claimed), key=lambda r: r.pk)
+                .returning(*_COLUMNS)
+            )
+            return sorted((_row_of(r) for r in claimed), key=lambda r: r.pk)
 
     # ------------------------------------------------------ order in a thread
 
@@ -411,7 +413,7 @@ class Inbox:
         is a pure function of the stored payload.
         """
         query = (
-            select(Delivery)
+            select(*_COLUMNS)
             .where(
                 Delivery.thread_key.is_(None),
                 Delivery.status.in_(WAITING),
@@ -422,24 +424,19 @@ class Inbox:
         )
         if received_by is not None:
             query = query.where(Delivery.received_at <= received_by)
-        with Session(self.engine) as session:
-            return [_row(d) for d in session.execute(query).scalars()]
+        with self.engine.connect() as conn:
+            return [_row_of(r) for r in conn.execute(query)]
 
     def set_order(self, orders: Sequence[Order]) -> int:
-        """Write each delivery's thread and event time, in one statement; a delivery
-        whose order is written already keeps it (every worker works out the same)."""
+        """Write each delivery's thread and event time, in one transaction (one prebuilt
+        UPDATE run for each: a CASE of them all, built and compiled per call, cost more
+        than the writes); a delivery whose order is written already keeps it (every
+        worker works out the same)."""
         if not orders:
             return 0
-        keys = case({o.pk: o.thread_key for o in orders}, value=Delivery.id)
-        times = case(
-            {o.pk: literal(o.event_time, UtcDateTime()) for o in orders}, value=Delivery.id
-        )
-        statement = (
-            update(Delivery)
-            .where(Delivery.id.in_([o.pk for o in orders]), Delivery.thread_key.is_(None))
-            .values(thread_key=keys, event_time=times)
-        )
-        return execute_alone(self.engine, statement)
+        params = [{"pk": o.pk, "key": o.thread_key, "at": o.event_time} for o in orders]
+        with self.engine.begin() as conn:
+            return int(conn.execute(_order_statement(), params).rowcount)
 
     def start(
         self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
@@ -454,6 +451,40 @@ class Inbox:
         (it might be an earlier event of the same thread). False when it must wait, or
         when the lease is lost (`park` tells which). `late` (see `late`) is recorded.
         """
+        return execute_alone(self.engine, *self._start_call(row, owner, hold_seconds, late)) == 1
+
+    def finish_and_start(
+        self,
+        finished: Sequence[tuple[int, str, str | None]],
+        row: DeliveryRow | None,
+        owner: str,
+        *,
+        writes: Sequence[Callable[[Connection], Any]] = (),
+        hold_seconds: float = 0.0,
+        late: bool = False,
+    ) -> tuple[list[bool], bool]:
+        """Run `writes` (the handlers' writes that wait for their delivery's settle),
+        settle `finished` ((pk, status, note) each, as `finish`), then `start` `row`
+        (if any), in one transaction: the settles are committed with the start, or
+        (the process dies first) not at all, as if it had died before settling them,
+        and they are seen by the start's check of earlier deliveries. One connection
+        and one commit where there were one per statement (each cost more than a
+        settle's UPDATE). Returns which were settled, and whether `row` started."""
+        with self.engine.begin() as conn:
+            for write in writes:
+                write(conn)
+            settled = [
+                conn.execute(*self._finish_call(pk, owner, status, note)).rowcount == 1
+                for pk, status, note in finished
+            ]
+            if row is None:
+                return settled, False
+            started = conn.execute(*self._start_call(row, owner, hold_seconds, late)).rowcount
+        return settled, started == 1
+
+    def _start_call(
+        self, row: DeliveryRow, owner: str, hold_seconds: float, late: bool
+    ) -> tuple[Any, dict[str, Any]]:
         ordered = bool(row.thread_key)  # "" (no thread) and None wait for nothing
         params: dict[str, Any] = {
             "pk": row.pk,
@@ -468,7 +499,7 @@ class Inbox:
                 "received": row.received_at,
                 "window": row.received_at + timedelta(seconds=hold_seconds),
             }
-        return execute_alone(self.engine, _start_statement(ordered), params) == 1
+        return _start_statement(ordered), params
 
     def late(self, rows: Sequence[DeliveryRow]) -> set[int]:
         """Those of `rows` (claimed, their thread known) that a later delivery of their
@@ -478,8 +509,8 @@ class Inbox:
         pks = [r.pk for r in rows if r.thread_key]
         if not pks:
             return set()
-        with Session(self.engine) as session:
-            return set(session.execute(_late_query(), {"pks": pks}).scalars())
+        with self.engine.connect() as conn:
+            return set(conn.execute(_late_query(), {"pks": pks}).scalars())
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
         """Give a claimed delivery back to wait its turn in its thread, charging
@@ -511,8 +542,13 @@ class Inbox:
 
     def finish(self, pk: int, owner: str, status: str, note: str | None = None) -> bool:
         """Settle a claimed delivery as done or ignored."""
+        return execute_alone(self.engine, *self._finish_call(pk, owner, status, note)) == 1
+
+    def _finish_call(
+        self, pk: int, owner: str, status: str, note: str | None
+    ) -> tuple[Any, dict[str, Any]]:
         assert status in (DONE, IGNORED)
-        return self._settle(
+        return self._settle_call(
             pk,
             owner,
             status=status,
@@ -549,29 +585,32 @@ class Inbox:
     def _settle(self, pk: int, owner: str, **values: Any) -> bool:
         """One UPDATE, in a transaction of its own (see execute_alone), built once per
         set of columns: built per call, its Python side cost more than the database's."""
+        return execute_alone(self.engine, *self._settle_call(pk, owner, **values)) == 1
+
+    def _settle_call(self, pk: int, owner: str, **values: Any) -> tuple[Any, dict[str, Any]]:
         params = {"pk": pk, "owner": owner} | {f"new_{k}": v for k, v in values.items()}
-        return execute_alone(self.engine, _settle_statement(tuple(values)), params) == 1
+        return _settle_statement(tuple(values)), params
 
     # ------------------------------------------------------------- operators
 
     def get(self, ref: str) -> DeliveryRow | None:
         """Find a delivery by our numeric id, or by the host's delivery id."""
-        with Session(self.engine) as session:
-            query = select(Delivery)
+        with self.engine.connect() as conn:
+            query = select(*_COLUMNS)
             if ref.isdigit() and len(ref) < 19:
                 query = query.where(or_(Delivery.id == int(ref), Delivery.delivery_id == ref))
             else:
                 query = query.where(Delivery.delivery_id == ref)
-            found = session.execute(query.order_by(Delivery.id).limit(1)).scalar_one_or_none()
-            return _row(found) if found else None
+            found = conn.execute(query.order_by(Delivery.id).limit(1)).first()
+            return _row_of(found) if found else None
 
     def list(self, *, status: str | None = None, limit: int = 50) -> list[DeliveryRow]:
         """The newest deliveries first, optionally of one status."""
-        with Session(self.engine) as session:
-            query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            query = select(*_COLUMNS).order_by(Delivery.id.desc()).limit(limit)
             if status:
                 query = query.where(Delivery.status == status)
-            return [_row(d) for d in session.execute(query).scalars()]
+            return [_row_of(r) for r in conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
         with Session(self.engine) as session:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.events import Event
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.runtime import Runtime, Write
 
 E = TypeVar("E", bound=Event)
 
@@ -21,6 +21,10 @@ class Context:
     delivery_pk: int
     delivery_id: str
     runtime: Runtime
+    # Given, a write handed to it is committed in the transaction that settles the
+    # delivery as handled (and dropped if the delivery is not settled so); the worker
+    # gives it. Without it, writes are committed at once.
+    with_settle: Callable[[Write], None] | None = None
 
 
 Handler = Callable[[Any, Context], Awaitable[None]]

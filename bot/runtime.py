@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection
 
 from bot.agents.config import Config
 from bot.events import CommentEvent, InstallationEvent
@@ -13,6 +17,9 @@ from bot.installations import InstallationInfo, InstallationStore
 from bot.outbox import Outbox
 from bot.repo_configs import RepoAnswer, RepoConfigs
 from bot.sessions.service import SessionService
+
+# A write that may wait for its delivery's settle, given the settle's connection.
+Write = Callable[[Connection], Any]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +73,21 @@ class Runtime:
             raise RuntimeError("sessions run only in processes with workers")
         return self._sessions
 
-    async def record_comment(self, event: CommentEvent, delivery_pk: int) -> bool:
-        """Keep a comment event in its thread's history; False if this delivery was kept already."""
+    async def record_comment(
+        self,
+        event: CommentEvent,
+        delivery_pk: int,
+        with_settle: Callable[[Write], None] | None = None,
+    ) -> bool | None:
+        """Keep a comment event in its thread's history; False if this delivery was kept
+        already. Given `with_settle` (Context.with_settle), it is kept in the delivery's
+        settle instead (no statement, commit or thread hop of its own) and the answer
+        is None: not known yet."""
+        if with_settle is not None:
+            with_settle(
+                functools.partial(self.history.record_in, event=event, delivery_pk=delivery_pk)
+            )
+            return None
         return await asyncio.to_thread(self.history.record, event, delivery_pk)
 
     async def record_installation(self, event: InstallationEvent) -> InstallationInfo:

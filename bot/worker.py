@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from bot.ingress.verify import WebhookRejected, decode_payload
 from bot.log import bind
 from bot.loops import nap
 from bot.router import Context, Router
-from bot.runtime import Runtime
+from bot.runtime import Runtime, Write
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at 
 LOOKED_KEPT = 2 * ORDER_LOOKAHEAD  # normalized deliveries a worker keeps for its claims
 ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
 OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
+
+
+# A handled delivery not settled yet: (row, status, note, started, its log context).
+Unsettled = tuple[DeliveryRow, str, str, datetime, contextvars.Context]
 
 
 class PermanentError(Exception):
@@ -107,7 +112,13 @@ class Dispatcher:
         """Normalize `row` and run its handlers."""
         return await self.handle(row, self.prepare(row))
 
-    async def handle(self, row: DeliveryRow, prepared: Prepared) -> Outcome:
+    async def handle(
+        self,
+        row: DeliveryRow,
+        prepared: Prepared,
+        with_settle: Callable[[Write], None] | None = None,
+    ) -> Outcome:
+        """Run `prepared`'s handlers; `with_settle`: see Context."""
         if prepared.error is not None:
             raise PermanentError(prepared.error)
         if prepared.ignored is not None:
@@ -115,7 +126,7 @@ class Dispatcher:
         event = prepared.event
         assert event is not None
         handlers = self.router.handlers_for(event)
-        context = Context(delivery_pk=row.pk, delivery_id=row.delivery_id, runtime=self.runtime)
+        context = Context(row.pk, row.delivery_id, self.runtime, with_settle)
         for handler in handlers:
             await handler(event, context)
         names = ", ".join(f"{h.__module__}.{h.__name__}" for h in handlers)
@@ -150,8 +161,9 @@ class Worker:
         self.wakeup = asyncio.Event()
         self.parks: dict[int, int] = {}  # delivery -> times this worker parked it in a row
         # Handled deliveries whose settle goes with this worker's next statement (see
-        # _settle): (row, status, note, started).
-        self._unsettled: list[tuple[DeliveryRow, str, str, datetime, contextvars.Context]] = []
+        # _settle), and their handlers' writes that go with it.
+        self._unsettled: list[Unsettled] = []
+        self._writes: list[Write] = []
         self._batching = False
         # Deliveries this worker's looks normalized, kept for when it claims them (a
         # delivery's body never changes, so neither does what it normalizes to).
@@ -265,8 +277,9 @@ class Worker:
         return went
 
     async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> bool:
+        writes: list[Write] = []  # the handlers' writes that wait for the settle
         if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
-            await self._settle(row, prepared.ignored, utcnow(), late=False)
+            await self._settle(row, prepared.ignored, utcnow(), writes, late=False)
             return True
         if row.attempts >= self.max_attempts:
             # Only workers that died while handling it leave it unsettled this often.
@@ -289,7 +302,7 @@ class Worker:
         timer = metrics.Timer()
         try:
             try:
-                outcome = await self.dispatcher.handle(row, prepared)
+                outcome = await self.dispatcher.handle(row, prepared, writes.append)
             finally:
                 metrics.HANDLING_SECONDS.labels(row.host).observe(timer.seconds())
         except PermanentError as exc:
@@ -300,7 +313,7 @@ class Worker:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if attempts >= self.max_attempts:
-                await asyncio.to_thread(self._fail, row, error)
+                await asyncio.to_thread(self._fail, row, error, writes)
                 log.exception("delivery %s failed after %d attempts", row.pk, attempts)
                 _count(row, "failed")
             else:
@@ -316,11 +329,13 @@ class Worker:
                     exc_info=True,
                 )
             return True
-        await self._settle(row, outcome, started, late=late)
+        await self._settle(row, outcome, started, writes, late=late)
         return True
 
-    def _fail(self, row: DeliveryRow, error: str) -> None:
-        self._flush()
+    def _fail(self, row: DeliveryRow, error: str, writes: list[Write] | None = None) -> None:
+        """Fail `row` (blocking SQL); what its handlers wrote before is kept, as the
+        writes of a delivery settled as done are."""
+        self._flush(writes or [])
         self.inbox.fail(row.pk, self.name, error)
 
     def _retry_later(self, row: DeliveryRow, error: str, delay: float) -> None:
@@ -330,9 +345,15 @@ class Worker:
     def _start(self, row: DeliveryRow, late: bool) -> bool:
         """Start `row` if its turn has come, else park it (blocking SQL); see Inbox.start.
         What this worker has handled and not yet settled is settled first."""
-        self._flush()
         hold = self.hold_seconds
-        if self.inbox.start(row, self.name, hold_seconds=hold, late=late):
+        pending, self._unsettled = self._unsettled, []
+        writes, self._writes = self._writes, []
+        finished = [(done.pk, status, note) for done, status, note, _, _ in pending]
+        settled, started = self.inbox.finish_and_start(
+            finished, row, self.name, writes=writes, hold_seconds=hold, late=late
+        )
+        _log_settles(pending, settled)
+        if started:
             self.parks.pop(row.pk, None)
             return True
         if row.thread_key:
@@ -366,25 +387,36 @@ class Worker:
             log.warning("delivery %s: lease lost before its turn", row.pk)
 
     async def _settle(
-        self, row: DeliveryRow, outcome: Outcome, started: datetime, *, late: bool
+        self,
+        row: DeliveryRow,
+        outcome: Outcome,
+        started: datetime,
+        writes: list[Write],
+        *,
+        late: bool,
     ) -> None:
         """Settle a handled delivery with this worker's next statement, in the same
         thread call (one hop fewer per delivery): the next delivery's start, a park, a
         failure, a retry, or the end of the batch. It is always committed before the
         next delivery starts (which, in the same thread, waits for it), and nothing is
         awaited in between, so a worker that dies leaves it as it would have: handled,
-        not settled, taken over when its lease runs out."""
+        not settled, taken over when its lease runs out. The handlers' `writes`
+        (Context.with_settle) are committed in the same transaction."""
         note = f"{OUT_OF_ORDER}; {outcome.note}" if late else outcome.note
         # The log context (delivery, thread, installation) goes along for the settle's line.
         self._unsettled.append((row, outcome.status, note, started, contextvars.copy_context()))
+        self._writes += writes
 
-    def _flush(self) -> None:
-        """Settle what was handled since the last statement (blocking SQL)."""
+    def _flush(self, more: list[Write] | None = None) -> None:
+        """Settle what was handled since the last statement, with its handlers' writes
+        and `more` (blocking SQL)."""
         pending, self._unsettled = self._unsettled, []
-        for row, status, note, started, context in pending:
-            settled = self.inbox.finish(row.pk, self.name, status, note)
-            elapsed = (utcnow() - started).total_seconds() * 1000
-            context.run(_settled, row, status, note, elapsed, settled)
+        writes, self._writes = self._writes + (more or []), []
+        if not pending and not writes:
+            return
+        finished = [(row.pk, status, note) for row, status, note, _, _ in pending]
+        settled, _ = self.inbox.finish_and_start(finished, None, self.name, writes=writes)
+        _log_settles(pending, settled)
 
     async def _heartbeat(self, held: set[int]) -> None:
         """Renew the leases in `held` every third of a lease; drop those another worker took."""
@@ -398,6 +430,13 @@ class Worker:
             for pk in held - kept:
                 log.warning("delivery %s: lease was taken over by another worker", pk)
             held &= kept
+
+
+def _log_settles(pending: list[Unsettled], settled: list[bool]) -> None:
+    now = utcnow()
+    for (row, status, note, started, context), ok in zip(pending, settled, strict=True):
+        elapsed = (now - started).total_seconds() * 1000
+        context.run(_settled, row, status, note, elapsed, ok)
 
 
 def _settled(row: DeliveryRow, status: str, note: str, elapsed: float, settled: bool) -> None:

@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 @router.register(CommentEvent)
 async def record_comment(event: CommentEvent, ctx: Context) -> None:
     """Keep every created, edited or deleted comment in its thread's history."""
-    fresh = await ctx.runtime.record_comment(event, ctx.delivery_pk)
+    fresh = await ctx.runtime.record_comment(event, ctx.delivery_pk, ctx.with_settle)
     log.info(
         "comment %s in %s by %s%s",
         event.action,
         event.thread.key,
         event.actor.login,
-        "" if fresh else " (already recorded)",
+        " (already recorded)" if fresh is False else "",
     )
 
 
