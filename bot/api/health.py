@@ -5,10 +5,10 @@ each host and each model provider, each with its state.
 - sessions: whether this process runs sessions (it has workers).
 - hosts: from the outbox, which every process shares, so the answer is the
   installation's and not one process's. The newest settled write (sent or failed) and the
-  writes waiting in retry after an error tell the state: "failing" when the newest write
-  failed, or writes are retrying and none has gone through since the oldest of them was
-  made; "degraded" when some retry but others go through; "ok" otherwise ("ok" too when
-  nothing was ever written: nothing has failed).
+  writes waiting in retry tell the state: "failing" when the newest write that was
+  either sent or met an error met an error (a write superseded by a newer edit keeps
+  its error); "degraded" when that one was sent but others wait in retry; "ok"
+  otherwise ("ok" too when nothing was ever written: nothing failed).
 - providers: what this process saw of its own model calls (`bot.agents.providers.seen`):
   "unknown" until the first call. No probe calls: a health check costs no tokens.
 
@@ -24,11 +24,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, or_, select, text
 
 from bot.agents.providers import seen
 from bot.db.models import OutboxItem
-from bot.outbox import FAILED, PENDING, SENT
+from bot.outbox import FAILED, PENDING, SENDING, SENT
+
+# Not yet sent: waiting for its turn, or being sent right now (a retry in flight).
+WAITING = (PENDING, SENDING)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -45,26 +48,36 @@ def _database(engine: Engine) -> dict[str, Any]:
 
 
 def _host(engine: Engine, host: str) -> dict[str, Any]:
+    mine = OutboxItem.host == host
     with engine.connect() as conn:
-        # Newest first by id: the scan stops at the first settled row, which is recent.
-        newest = conn.execute(
-            select(OutboxItem.status, OutboxItem.sent_at, OutboxItem.created_at)
-            .where(OutboxItem.host == host, OutboxItem.status.in_((SENT, FAILED)))
+        # Newest first by id: each scan stops at its first match, which is recent.
+        # The newest write that was sent or met an error says how the host answers now;
+        # an edit that superseded an erring one keeps its error, so coalesced status
+        # versions do not hide a failing host.
+        answered = conn.execute(
+            select(OutboxItem.status)
+            .where(
+                mine,
+                or_(
+                    OutboxItem.status.in_((SENT, FAILED)),
+                    OutboxItem.last_error.is_not(None),
+                ),
+            )
             .order_by(OutboxItem.id.desc())
             .limit(1)
-        ).first()
-        waiting, oldest, retrying, oldest_retry = conn.execute(
+        ).scalar()
+        last_sent = conn.execute(
+            select(OutboxItem.sent_at)
+            .where(mine, OutboxItem.status == SENT)
+            .order_by(OutboxItem.id.desc())
+            .limit(1)
+        ).scalar()
+        waiting, oldest, retrying = conn.execute(
             select(
-                func.count(),
-                func.min(OutboxItem.created_at),
-                func.count(OutboxItem.last_error),
-                func.min(OutboxItem.created_at).filter(OutboxItem.last_error.is_not(None)),
-            ).where(OutboxItem.status == PENDING, OutboxItem.host == host)
+                func.count(), func.min(OutboxItem.created_at), func.count(OutboxItem.last_error)
+            ).where(mine, OutboxItem.status.in_(WAITING))
         ).one()
-    last_sent = newest.sent_at if newest is not None and newest.status == SENT else None
-    newest_failed = newest is not None and newest.status == FAILED
-    stuck = bool(retrying) and (last_sent is None or last_sent < oldest_retry)
-    if newest_failed or stuck:
+    if answered is not None and answered != SENT:
         state = "failing"
     elif retrying:
         state = "degraded"
@@ -97,7 +110,7 @@ async def report(
         def read_hosts() -> dict[str, dict[str, Any]]:
             with engine.connect() as conn:
                 waiting = conn.execute(
-                    select(OutboxItem.host).where(OutboxItem.status == PENDING).distinct()
+                    select(OutboxItem.host).where(OutboxItem.status.in_(WAITING)).distinct()
                 ).scalars()
                 names = sorted({*hosts, *waiting})
             return {name: _host(engine, name) for name in names}

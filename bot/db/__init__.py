@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 from sqlalchemy import Engine, Executable, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
@@ -43,8 +41,6 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     SQLite runs in WAL mode so readers never block the writer, new files with
     auto_vacuum=incremental so deleted rows can give their space back, and
     synchronous=FULL so a committed delivery survives power loss, not only a crash.
-    A PostgreSQL connection taken from the pool after it sat idle is pinged first
-    (`_ping_if_idle`).
     """
     if is_sqlite(url):
         engine = create_engine(
@@ -55,38 +51,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=10)
-    event.listen(engine, "checkin", _checked_in)
-    event.listen(engine, "checkout", _ping_if_idle)
-    return engine
-
-
-PING_AFTER_IDLE_SECONDS = 1.0
-
-
-def _checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    record.info["idle_since"] = time.monotonic()
-
-
-def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-    """Ping a connection that sat in the pool for a second or more before it is used;
-    a dead one is replaced (the pool takes another). A connection back within the
-    second is not pinged: SQLAlchemy's pool_pre_ping pinged on every checkout, a
-    round trip that cost a worker about 0.15 ms of CPU per statement (bench/README.md,
-    issue 20). A server that went away meanwhile fails the statement instead, and the
-    disconnect empties the pool for the caller's next try."""
-    since = record.info.get("idle_since")
-    if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
-        return
-    try:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("SELECT 1")
-        finally:
-            cursor.close()
-        dbapi_connection.rollback()  # the ping's transaction: autocommit can be set after
-    except Exception as exc:
-        raise DisconnectionError(f"connection lost while idle: {exc}") from exc
+    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
