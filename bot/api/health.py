@@ -21,21 +21,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, text
 
 from bot.agents.providers import seen
+from bot.clock import iso
 from bot.db.models import OutboxItem
 from bot.outbox import FAILED, PENDING, SENDING, SENT
 
 # Not yet sent: waiting for its turn, or being sent right now (a retry in flight).
 WAITING = (PENDING, SENDING)
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
 
 
 def _database(engine: Engine) -> dict[str, Any]:
@@ -87,8 +83,8 @@ def _host(engine: Engine, host: str) -> dict[str, Any]:
         "state": state,
         "waiting": int(waiting),
         "retrying": int(retrying),
-        "oldest_waiting_since": _iso(oldest),
-        "last_sent_at": _iso(last_sent),
+        "oldest_waiting_since": iso(oldest),
+        "last_sent_at": iso(last_sent),
     }
 
 

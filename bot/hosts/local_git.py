@@ -26,19 +26,13 @@ import threading
 import zlib
 from pathlib import Path
 
+from bot.git_backend import BASE_ENV
 from bot.hosts.local_objects import commit_objects, object_id
 from bot.hosts.local_store import PlaygroundStore
 
 log = logging.getLogger(__name__)
 
-GIT_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "HOME": "/nonexistent",
-    "LANG": "C.UTF-8",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_TERMINAL_PROMPT": "0",
-}
+GIT_ENV = {**BASE_ENV, "LANG": "C.UTF-8", "GIT_TERMINAL_PROMPT": "0"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
 

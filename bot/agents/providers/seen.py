@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.agents.providers.base import ContextTooLong, ProviderError
-from bot.clock import utcnow
+from bot.clock import iso, utcnow
 
 
 @dataclass
@@ -35,8 +35,8 @@ class Seen:
             "state": self.state(),
             "calls": self.calls,
             "failures": self.failures,
-            "last_ok_at": _iso(self.last_ok_at),
-            "last_failure_at": _iso(self.last_failure_at),
+            "last_ok_at": iso(self.last_ok_at),
+            "last_failure_at": iso(self.last_failure_at),
             "last_error": self.last_error,
         }
 
@@ -69,7 +69,3 @@ def refused(provider: str, error: ProviderError) -> None:
 
 def seen(provider: str) -> Seen:
     return _seen.get(provider) or Seen()
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
