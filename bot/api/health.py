@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, text
+from sqlalchemy import Connection, Engine, func, or_, select, text
 
 from bot.agents.providers import seen
 from bot.clock import iso
@@ -43,36 +43,35 @@ def _database(engine: Engine) -> dict[str, Any]:
     return {"state": "ok"}
 
 
-def _host(engine: Engine, host: str) -> dict[str, Any]:
+def _host(conn: Connection, host: str) -> dict[str, Any]:
     mine = OutboxItem.host == host
-    with engine.connect() as conn:
-        # Newest first by id: each scan stops at its first match, which is recent.
-        # The newest write that was sent or met an error says how the host answers now;
-        # an edit that superseded an erring one keeps its error, so coalesced status
-        # versions do not hide a failing host.
-        answered = conn.execute(
-            select(OutboxItem.status)
-            .where(
-                mine,
-                or_(
-                    OutboxItem.status.in_((SENT, FAILED)),
-                    OutboxItem.last_error.is_not(None),
-                ),
-            )
-            .order_by(OutboxItem.id.desc())
-            .limit(1)
-        ).scalar()
-        last_sent = conn.execute(
-            select(OutboxItem.sent_at)
-            .where(mine, OutboxItem.status == SENT)
-            .order_by(OutboxItem.id.desc())
-            .limit(1)
-        ).scalar()
-        waiting, oldest, retrying = conn.execute(
-            select(
-                func.count(), func.min(OutboxItem.created_at), func.count(OutboxItem.last_error)
-            ).where(mine, OutboxItem.status.in_(WAITING))
-        ).one()
+    # Newest first by id: each scan stops at its first match, which is recent.
+    # The newest write that was sent or met an error says how the host answers now;
+    # an edit that superseded an erring one keeps its error, so coalesced status
+    # versions do not hide a failing host.
+    answered = conn.execute(
+        select(OutboxItem.status)
+        .where(
+            mine,
+            or_(
+                OutboxItem.status.in_((SENT, FAILED)),
+                OutboxItem.last_error.is_not(None),
+            ),
+        )
+        .order_by(OutboxItem.id.desc())
+        .limit(1)
+    ).scalar()
+    last_sent = conn.execute(
+        select(OutboxItem.sent_at)
+        .where(mine, OutboxItem.status == SENT)
+        .order_by(OutboxItem.id.desc())
+        .limit(1)
+    ).scalar()
+    waiting, oldest, retrying = conn.execute(
+        select(
+            func.count(), func.min(OutboxItem.created_at), func.count(OutboxItem.last_error)
+        ).where(mine, OutboxItem.status.in_(WAITING))
+    ).one()
     if answered is not None and answered != SENT:
         state = "failing"
     elif retrying:
@@ -109,7 +108,7 @@ async def report(
                     select(OutboxItem.host).where(OutboxItem.status.in_(WAITING)).distinct()
                 ).scalars()
                 names = sorted({*hosts, *waiting})
-            return {name: _host(engine, name) for name in names}
+                return {name: _host(conn, name) for name in names}
 
         host_states = await asyncio.to_thread(read_hosts)
     provider_states = {name: seen.seen(name).summary() for name in sorted(set(providers))}
