@@ -117,8 +117,12 @@ async def rig(
     ]
     fake_github.set_permission(REPO, "contributor", "write")
     path = config(tmp_path, "openai", openai.base_url)
+    # Reading a 5,000-comment thread shares the test's event loop with the fake host: the
+    # rigs' usual 2 s per host call ran out once on a loaded CI machine.
     configured = with_settings(
-        github_settings(settings, fake_github, path), operator_token=OPERATOR
+        github_settings(settings, fake_github, path),
+        operator_token=OPERATOR,
+        host_timeout_seconds=10.0,
     )
     async with run_app(configured) as app:
         yield GitHubRig(app, fake_github)
