@@ -16,10 +16,12 @@ from bot.sessions.store_rows import (
     BUSY,
     CONSUMED,
     CONVERSATION,
+    INSERT_EVENT,
     Event,
     SessionInfo,
     _info,
     add_event,
+    event_row,
 )
 
 RESTARTED = "restarted"  # a failed session restarted: its failed turn is passed over
@@ -132,8 +134,7 @@ class StoreBase:
     # ---------------------------------------------------------------- transcript
 
     def record(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        with Session(self.engine) as session, session.begin():
-            self._record(session, session_id, kind, data)
+        execute_alone(self.engine, INSERT_EVENT, event_row(session_id, self.clock(), kind, data))
 
     def record_for_comment(
         self, session_id: str, kind: str, comment_id: str, data: dict[str, Any]
