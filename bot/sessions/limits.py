@@ -53,6 +53,11 @@ BAD_NAME = (
 )
 
 
+_PAUSES = select(RepoPause.host, RepoPause.repo, RepoPause.paused_by, RepoPause.paused_at).order_by(
+    RepoPause.repo, RepoPause.host
+)
+
+
 def parse_repo(text: str) -> tuple[str | None, str] | None:
     """`OWNER/REPO` (every host) or `HOST:OWNER/REPO`; None if it is neither."""
     host, _, name = text.rpartition(":")
@@ -209,9 +214,9 @@ class Holds:
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def pauses(self) -> list[Pause]:
-        with Session(self.engine) as session:
-            rows = session.execute(select(RepoPause).order_by(RepoPause.repo, RepoPause.host))
-            return [Pause(r.host, r.repo, r.paused_by, r.paused_at) for r in rows.scalars()]
+        # Asked before every turn is claimed: a prebuilt Core query, no ORM entities.
+        with self.engine.connect() as conn:
+            return [Pause(*row) for row in conn.execute(_PAUSES)]
 
     # ------------------------------------------------------------------ spending
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -33,14 +32,6 @@ from bot.sessions.store_rows import (
     event_row,
     new_session_id,
 )
-
-
-@functools.cache
-def _live_id() -> Any:
-    """The id of a thread's live session, if it has one (its key bound as `key`)."""
-    live = SessionRow.thread_key == bindparam("key"), SessionRow.state.in_(LIVE_STATES)
-    return select(SessionRow.id).where(*live).limit(1)
-
 
 _SESSIONS = SESSIONS
 _BY_REQUEST = select(_SESSIONS).where(_SESSIONS.c.client_request_id == bindparam("request"))
@@ -170,22 +161,14 @@ class LaunchAndLookups(StoreBase):
     # ------------------------------------------------------------------- reading
 
     def get(self, session_id: str) -> SessionInfo | None:
-        with Session(self.engine) as session:
-            row = session.get(SessionRow, session_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(_BY_ID, {"sid": session_id}).one_or_none()
             return _info(row) if row else None
 
     def live_for(self, thread_key: str) -> SessionInfo | None:
-        # Most threads have no live session: a bare id lookup answers those, for about a
-        # third of the CPU of an ORM session and entity (every comment asks; bench/README.md).
+        # Every comment asks (most threads have none): one prebuilt Core query.
         with self.engine.connect() as conn:
-            if conn.execute(_live_id(), {"key": thread_key}).first() is None:
-                return None
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(SessionRow).where(
-                    SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
-                )
-            ).scalar_one_or_none()
+            row = conn.execute(_LIVE_IN_THREAD, {"key": thread_key}).one_or_none()
             return _info(row) if row else None
 
     def last_in(self, thread_key: str) -> SessionInfo | None:

@@ -6,7 +6,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from bot.db import execute_alone
@@ -105,6 +117,11 @@ def _candidates(whose: ColumnElement[bool]) -> Any:
 _SPAWNED = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblocking)
 _CANDIDATES = _candidates(or_(_SESSIONS.c.parent_id.is_(None), _SESSIONS.c.id.in_(_SPAWNED)))
 _CANDIDATE = _candidates(_SESSIONS.c.id == bindparam("sid"))
+_STATE = select(_SESSIONS.c.state).where(_SESSIONS.c.id == bindparam("sid"))
+_QUEUED_COMMENT = select(_INPUTS.c.id).where(
+    _INPUTS.c.session_id == bindparam("sid"), _INPUTS.c.comment_id == bindparam("comment")
+)
+_ADD_INPUT = insert(_INPUTS).returning(_INPUTS.c.id)
 # What finishing a turn needs of the session before it moves it on.
 _FINISH_INPUTS = select(_SESSIONS.c.completed, _SESSIONS.c.options).where(
     _SESSIONS.c.id == bindparam("sid")
@@ -159,33 +176,28 @@ class TurnLease(StoreBase):
         or this comment is already queued (a redelivered comment). `params`: runtimeParams
         for the turn that reads this input only (kept in the row: any process may run it)."""
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
-            row = session.get(SessionRow, session_id)
-            if row is None or row.state not in LIVE_STATES:
+        with self.engine.begin() as conn:
+            state = conn.execute(_STATE, {"sid": session_id}).scalar_one_or_none()
+            if state is None or state not in LIVE_STATES:
                 return None
             if comment_id is not None:
-                seen = session.execute(
-                    select(SessionInput.id).where(
-                        SessionInput.session_id == session_id, SessionInput.comment_id == comment_id
-                    )
-                ).first()
-                if seen is not None:
+                seen = conn.execute(_QUEUED_COMMENT, {"sid": session_id, "comment": comment_id})
+                if seen.first() is not None:
                     return None
-            item = SessionInput(
-                session_id=session_id,
-                kind=kind,
-                author=author,
-                body=body,
-                comment_id=comment_id,
-                url=url,
-                status=QUEUED,
-                created_at=now,
-                params=params or None,
-            )
-            session.add(item)
-            session.flush()
+            item = {
+                "session_id": session_id,
+                "kind": kind,
+                "author": author,
+                "body": body,
+                "comment_id": comment_id,
+                "url": url,
+                "status": QUEUED,
+                "created_at": now,
+                "params": params or None,
+            }
+            input_id = int(conn.execute(_ADD_INPUT, item).scalar_one())
             data: dict[str, Any] = {
-                "input": item.id,
+                "input": input_id,
                 "kind": kind,
                 "author": author,
                 "body": body,
@@ -194,8 +206,8 @@ class TurnLease(StoreBase):
             }
             if params:
                 data["runtimeParams"] = params
-            self._record(session, session_id, "input", data)
-            return int(item.id)
+            conn.execute(INSERT_EVENT, event_row(session_id, now, "input", data))
+            return input_id
 
     def amend_input(self, comment_id: str, body: str, by: str) -> str | None:
         """An edited comment changes its queued input; returns the session id if it did."""
