@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,6 +132,26 @@ _MARK_CONSUMED = (
     .where(_INPUTS.c.id.in_(bindparam("ids", expanding=True)), _INPUTS.c.status.in_(UNCONSUMED))
     .values(status=CONSUMED, turn=bindparam("turn"))
 )
+
+
+@functools.cache
+def _settle_turn(names: tuple[str, ...]) -> Any:
+    """Settle a turn if `owner` still runs it (a close or a takeover since the turn began
+    wins over the runner), setting the columns `names` from `v_<name>`; the row as it is
+    now comes back (RETURNING). Built once per set of columns: an ending turn sets one of
+    four."""
+    return (
+        update(_SESSIONS)
+        .where(
+            _SESSIONS.c.id == bindparam("sid"),
+            _SESSIONS.c.state == BUSY,
+            _SESSIONS.c.turn_owner == bindparam("owner"),
+        )
+        .values({name: bindparam(f"v_{name}") for name in names})
+        .returning(*_SESSIONS.c)
+    )
+
+
 _WAITING_INPUTS = (
     select(_INPUTS)
     .where(_INPUTS.c.session_id == bindparam("sid"), _INPUTS.c.status.in_(UNCONSUMED))
@@ -429,14 +450,8 @@ class TurnLease(StoreBase):
                 event = ("turn_finished", {"turn": turn, "state": IDLE})
             # Conditional: a close or a takeover since the turn began wins over this runner.
             fresh = conn.execute(
-                update(_SESSIONS)
-                .where(
-                    _SESSIONS.c.id == session_id,
-                    _SESSIONS.c.state == BUSY,
-                    _SESSIONS.c.turn_owner == owner,
-                )
-                .values(**values)
-                .returning(*_SESSIONS.c)  # the row as it is now, without reading it again
+                _settle_turn(tuple(sorted(values))),
+                {"sid": session_id, "owner": owner, **{f"v_{k}": v for k, v in values.items()}},
             ).one_or_none()
             if fresh is None:
                 return None
