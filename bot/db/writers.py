@@ -65,7 +65,7 @@ def serialize_writers(engine: Engine) -> WriteTurns:
 
     @event.listens_for(engine, "handle_error")
     def _failed(context: Any) -> None:
-        cursor = context.cursor
+        cursor = getattr(context, "cursor", None)  # none when connecting failed
         if cursor is not None and not cursor.connection.in_transaction:
             turns.give(cursor.connection)
 
