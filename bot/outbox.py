@@ -244,6 +244,11 @@ _SUPERSEDE_SELF = (
     .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.status == PENDING)
     .values(status=SUPERSEDED, sent_at=bindparam("now"))
 )
+_LAPSED = (
+    select(_OUTBOX.c.id)
+    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
+    .limit(1)
+)
 _EXPIRE_LEASES = (
     update(_OUTBOX)
     .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
@@ -380,7 +385,10 @@ class Outbox:
         now = self.clock()
         with self.engine.begin() as conn:
             # A sender that died mid-send may or may not have written: look before writing.
-            conn.execute(_EXPIRE_LEASES, {"now": now})
+            # Looked for with a read first: the UPDATE takes the write lock, and almost
+            # every claim finds no lapsed lease.
+            if conn.execute(_LAPSED, {"now": now}).first() is not None:
+                conn.execute(_EXPIRE_LEASES, {"now": now})
             # On PostgreSQL the candidates are locked (rows another sender is claiming
             # are skipped), so the UPDATE below cannot lose a row after its slot was
             # taken. A sender that lost one went on to the next installation's slot

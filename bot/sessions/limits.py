@@ -267,6 +267,12 @@ class Holds:
                     repos[(host, repo)] = Hold("repository", day, text)
         return Held(everything, repos)
 
+    def for_claims(self) -> Held | None:
+        """What a turn claim must leave waiting beyond the pauses, which the claim asks
+        for itself: the spending limits' holds, or None when no limit is set (then
+        nothing is read before a claim)."""
+        return self.held() if self.limits.any else None
+
     def hold_for(self, host: str, repo: str) -> Hold | None:
         """Why new work in `repo` must wait now, or None."""
         return self.held().for_repo(host, repo)

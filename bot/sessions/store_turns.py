@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
     bindparam,
     case,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot.db import execute_alone
-from bot.db.models import LIVE_STATES, SessionInput, SessionRow, Spawn
+from bot.db.models import LIVE_STATES, RepoPause, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -116,7 +117,17 @@ def _candidates(whose: ColumnElement[bool]) -> Any:
 # Delegations (sessions with a parent) are run by their coordinator's turn, never taken
 # from the queue; a running non-blocking spawn's session is taken like a thread's.
 _SPAWNED = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblocking)
-_CANDIDATES = _candidates(or_(_SESSIONS.c.parent_id.is_(None), _SESSIONS.c.id.in_(_SPAWNED)))
+# A paused repository starts no turn (a pause on every host, "*", matches any host):
+# asked in the claim itself, so no query for the pauses has to come before each claim.
+_PAUSES = cast(Table, RepoPause.__table__)
+_NOT_PAUSED = ~exists().where(
+    _PAUSES.c.repo == func.lower(_SESSIONS.c.repo),
+    or_(_PAUSES.c.host == _SESSIONS.c.host, _PAUSES.c.host == ANY_HOST),
+)
+_QUEUED_TURNS = and_(
+    or_(_SESSIONS.c.parent_id.is_(None), _SESSIONS.c.id.in_(_SPAWNED)), _NOT_PAUSED
+)
+_CANDIDATES = _candidates(_QUEUED_TURNS)
 _CANDIDATE = _candidates(_SESSIONS.c.id == bindparam("sid"))
 _STATE = select(_SESSIONS.c.state).where(_SESSIONS.c.id == bindparam("sid"))
 _QUEUED_COMMENT = select(_INPUTS.c.id).where(
@@ -291,7 +302,7 @@ class TurnLease(StoreBase):
         if session_id is not None:
             query, params = _CANDIDATE, {"sid": session_id}
         elif held is not None and held.repos:
-            query, params = _candidates(not_(_in_repos(held))), {}
+            query, params = _candidates(and_(_QUEUED_TURNS, not_(_in_repos(held)))), {}
         else:
             query, params = _CANDIDATES, {}
         with self.engine.begin() as conn:
