@@ -167,6 +167,8 @@ _WAITING_GATE = (
     .limit(1)
 )
 
+_SESSION_GATES = select(_GATES).where(_GATES.c.session_id == bindparam("sid")).order_by(_GATES.c.id)
+
 
 class ApprovalStore:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -312,13 +314,9 @@ class ApprovalStore:
             return None if row is None else _gate(row)
 
     def gates(self, session_id: str) -> list[GateInfo]:
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(ApprovalGate)
-                .where(ApprovalGate.session_id == session_id)
-                .order_by(ApprovalGate.id)
-            ).scalars()
-            return [_gate(row) for row in rows]
+        # Read for every status comment: a prebuilt Core query.
+        with self.engine.connect() as conn:
+            return [_gate(row) for row in conn.execute(_SESSION_GATES, {"sid": session_id})]
 
     def change_sets(self, session_id: str) -> list[ChangeSetInfo]:
         """The session's change sets, and those its gates took over (a delegation's)."""
