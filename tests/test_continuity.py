@@ -159,6 +159,14 @@ async def test_a_session_whose_agent_was_removed_closes_and_says_so(
         await eventually(lambda: rig.replies(7)[-1] == "fixer: go", "the new agent answers")
 
 
+def settled(rig: GitHubRig) -> bool:
+    """No delivery is waiting or being handled, and the outbox has nothing to send."""
+    inbox = rig.app.inbox.counts()
+    outbox = rig.app.runtime.outbox.counts()
+    busy = inbox.get("pending", 0) + inbox.get("processing", 0)
+    return busy == 0 and outbox.get("pending", 0) + outbox.get("sending", 0) == 0
+
+
 async def test_agent_x_in_a_live_thread_and_an_outsider_s_comments_are_answered_once(
     rig: GitHubRig,
 ) -> None:
@@ -176,7 +184,9 @@ async def test_agent_x_in_a_live_thread_and_an_outsider_s_comments_are_answered_
     await eventually(
         lambda: rig.session_events(session.id).count("input_ignored") == 2, "both noted"
     )
-    await asyncio.sleep(0.3)  # the outbox had time to post a second refusal, were there one
+    # Both deliveries finished (a refusal is queued before its delivery is done) and
+    # the outbox has nothing left to send: a second refusal, were there one, is posted.
+    await eventually(lambda: settled(rig), "the inbox and outbox settled")
     refusals = [r for r in rig.replies(7) if r.startswith("Sorry @outsider")]
     assert len(refusals) == 1
     assert len(rig.sessions()) == 1

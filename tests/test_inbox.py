@@ -376,16 +376,26 @@ async def test_the_heartbeat_keeps_a_long_handler_s_lease(engine: Engine) -> Non
     inbox = Inbox(engine)
     inbox.store_many([incoming(1)])
     router = Router()
+    started, release = asyncio.Event(), asyncio.Event()
 
     @router.register(CommentEvent)
     async def slow(event: CommentEvent, ctx: Context) -> None:
-        await asyncio.sleep(1.2)
+        started.set()
+        await release.wait()  # busy until the test has tried to take the delivery over
 
     worker = _worker(inbox, router, engine, lease_seconds=0.5)
     busy = asyncio.create_task(worker.run_once())
-    await asyncio.sleep(0.8)  # past the first lease: still held thanks to the heartbeat
-    assert await asyncio.to_thread(inbox.claim, "intruder", limit=1, lease_seconds=5) == []
-    assert await busy == 1
+    # The handler runs only once the worker holds the lease, so waiting for it and
+    # then a lease and a half proves the first lease has run out, however slow the
+    # machine; only the heartbeat can still be holding the delivery.
+    await asyncio.wait_for(started.wait(), timeout=10)
+    await asyncio.sleep(0.75)
+    try:
+        intruder = await asyncio.to_thread(inbox.claim, "intruder", limit=1, lease_seconds=5)
+    finally:
+        release.set()
+    assert intruder == []
+    assert await asyncio.wait_for(busy, timeout=10) == 1
     row = inbox.get("d-1")
     assert row is not None
     assert (row.status, row.attempts) == ("done", 1)
