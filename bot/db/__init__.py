@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Executable, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -135,6 +135,18 @@ def execute_alone(
     options = {"isolation_level": "AUTOCOMMIT", "preserve_rowcount": True}
     with engine.connect().execution_options(**options) as conn:
         return int(conn.execute(statement, params).rowcount)
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for one read that needs no transaction around it (a single SELECT
+    sees one snapshot on its own): in autocommit, so on PostgreSQL the read is one
+    round trip where a transaction made three (BEGIN, the SELECT, and the pool's
+    ROLLBACK at checkin). Use it as a context manager. On SQLite a plain connection:
+    the driver starts no transaction for a SELECT, and switching the isolation level
+    there runs PRAGMAs at checkout and checkin (it cost more than it saved)."""
+    if engine.dialect.name == "sqlite":
+        return engine.connect()
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def ping(engine: Engine) -> None:

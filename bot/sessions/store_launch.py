@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.db import reading
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -168,7 +169,7 @@ class LaunchAndLookups(StoreBase):
     def live_for(self, thread_key: str) -> SessionInfo | None:
         # Most threads have no live session: a bare id lookup answers those, for about a
         # third of the CPU of an ORM session and entity (every comment asks; bench/README.md).
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             if conn.execute(_live_id(), {"key": thread_key}).first() is None:
                 return None
         with Session(self.engine) as session:
