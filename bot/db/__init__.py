@@ -83,13 +83,9 @@ def _check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any
     idle_since = record.info.get("checked_in_at")
     if idle_since is None:
         return  # just connected
-    if time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS:
-        try:
-            readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-        except (OSError, ValueError) as err:  # closed socket
-            raise exc.DisconnectionError(str(err)) from err
-        if not readable:
-            return
+    fresh = time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS
+    if fresh and not _has_input(dbapi_connection):
+        return
     try:
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -135,6 +131,21 @@ def execute_alone(
     options = {"isolation_level": "AUTOCOMMIT", "preserve_rowcount": True}
     with engine.connect().execution_options(**options) as conn:
         return int(conn.execute(statement, params).rowcount)
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """Whether the connection's socket has something to read (or is closed), without
+    waiting. poll, not select: select fails on descriptors past 1023. Where poll is
+    missing (Windows), say yes, so the caller pings."""
+    if not hasattr(select, "poll"):
+        return True
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception:  # a closed connection has no socket
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def reading(engine: Engine) -> Connection:
