@@ -30,18 +30,20 @@ Storage methods are blocking SQL; the `Sender` (bot/sender.py) runs them off the
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, exists, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from bot import slots
 from bot.clock import utcnow
-from bot.db import execute_alone, insert_ignoring_conflicts
+from bot.db import execute_alone
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
@@ -190,7 +192,8 @@ def pacing_key(host: str, installation_id: int | None) -> str:
     return f"{host}:{installation_id if installation_id is not None else 'token'}"
 
 
-def _row(item: OutboxItem) -> OutboxRow:
+def _row(item: Any) -> OutboxRow:
+    """An outbox row from its database row (an entity or a Core row)."""
     return OutboxRow(
         pk=item.id,
         key=item.key,
@@ -212,6 +215,114 @@ def _row(item: OutboxItem) -> OutboxRow:
     )
 
 
+# Prebuilt statements: every write to a host passes enqueue, claim and settle, and
+# building a statement per call cost about as much as running it.
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_POSTED = cast(Table, PostedComment.__table__)
+_SLOTS = cast(Table, TimeSlot.__table__)
+_ID_OF_KEY = select(_OUTBOX.c.id).where(_OUTBOX.c.key == bindparam("key"))
+_SAME = _OUTBOX.c.coalesce_key == bindparam("coalesce")
+_NEWER_VERSION = select(_OUTBOX.c.id).where(
+    _SAME,
+    _OUTBOX.c.version > bindparam("than"),
+    _OUTBOX.c.status.in_((PENDING, SENDING, SENT)),
+)
+_OLDER_PENDING = (_SAME, _OUTBOX.c.status == PENDING, _OUTBOX.c.version < bindparam("than"))
+_UNCLEAR_OLDER = select(func.max(_OUTBOX.c.next_attempt_at)).where(
+    *_OLDER_PENDING, _OUTBOX.c.maybe_sent
+)
+_INHERIT_UNCLEAR = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("pk"))
+    .values(maybe_sent=True, next_attempt_at=bindparam("at"))
+)
+_SUPERSEDE_OLDER = (
+    update(_OUTBOX).where(*_OLDER_PENDING).values(status=SUPERSEDED, sent_at=bindparam("now"))
+)
+_SUPERSEDE_SELF = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.status == PENDING)
+    .values(status=SUPERSEDED, sent_at=bindparam("now"))
+)
+_LAPSED = (
+    select(_OUTBOX.c.id)
+    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
+    .limit(1)
+)
+_EXPIRE_LEASES = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
+    .values(status=PENDING, maybe_sent=True, lease_owner=None, lease_expires_at=None)
+)
+_EARLIER = _OUTBOX.alias("earlier")
+_CANDIDATES = (
+    select(_OUTBOX.c.id, _OUTBOX.c.host, _OUTBOX.c.installation_id)
+    .where(
+        _OUTBOX.c.status == PENDING,
+        _OUTBOX.c.next_attempt_at <= bindparam("now"),
+        ~exists().where(
+            _EARLIER.c.thread_key == _OUTBOX.c.thread_key,
+            _EARLIER.c.id < _OUTBOX.c.id,
+            _EARLIER.c.status.in_((PENDING, SENDING)),
+        ),
+    )
+    .order_by(_OUTBOX.c.urgent.desc(), _OUTBOX.c.id)
+    .limit(20)
+    .with_for_update(of=_OUTBOX, skip_locked=True)
+)
+_TAKE_ROW = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.status == PENDING)
+    .values(
+        status=SENDING,
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        attempts=_OUTBOX.c.attempts + 1,
+    )
+    .returning(*_OUTBOX.c)
+)
+_NEXT_DUE = select(func.min(_OUTBOX.c.next_attempt_at)).where(_OUTBOX.c.status == PENDING)
+_NEXT_SLOT = select(func.min(_SLOTS.c.next_at)).where(_SLOTS.c.slot_key.not_like("job:%"))
+_POSTED_ONE = select(_POSTED).where(_POSTED.c.coalesce_key == bindparam("key"))
+
+
+@dataclass(frozen=True)
+class _DialectStatements:
+    enqueue: Any
+    save_posted: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _DialectStatements:
+    """The statements whose ON CONFLICT is each dialect's own."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    enqueue = insert(_OUTBOX).on_conflict_do_nothing(index_elements=["key"]).returning(_OUTBOX.c.id)
+    posted = insert(_POSTED)
+    save_posted = posted.on_conflict_do_update(
+        index_elements=["coalesce_key"],
+        set_={"comment_id": posted.excluded.comment_id, "url": posted.excluded.url},
+    )
+    return _DialectStatements(enqueue, save_posted)
+
+
+@functools.cache
+def _settle(names: tuple[str, ...], refund: bool) -> Any:
+    """Set `names` (from `v_<name>`) on row `pk` if `owner` still holds it; `refund`:
+    and give back the attempt its claim counted. Built once per set of columns."""
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+    if refund:
+        values["attempts"] = _OUTBOX.c.attempts - 1
+    return (
+        update(_OUTBOX)
+        .where(
+            _OUTBOX.c.id == bindparam("pk"),
+            _OUTBOX.c.status == SENDING,
+            _OUTBOX.c.lease_owner == bindparam("owner"),
+        )
+        .values(values)
+    )
+
+
 @dataclass
 class Outbox:
     """Rows of intended writes in the shared database."""
@@ -220,197 +331,123 @@ class Outbox:
     clock: Callable[[], datetime] = field(default=utcnow)
 
     def __post_init__(self) -> None:
-        self._insert = insert_ignoring_conflicts(self.engine)
+        self._dialect = self.engine.dialect.name
 
     def enqueue(self, write: Write) -> int:
         """Store `write` unless its key is stored already; return the row's id either way."""
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
-            pk = session.execute(
-                self._insert(OutboxItem)
-                .values(
-                    key=write.key,
-                    host=write.thread.host,
-                    installation_id=write.installation_id,
-                    repo=write.thread.repo,
-                    thread_key=write.thread.key,
-                    thread=asdict(write.thread),
-                    kind=write.kind,
-                    payload=write.payload,
-                    coalesce_key=write.coalesce_key,
-                    version=write.version,
-                    urgent=write.urgent,
-                    status=PENDING,
-                    attempts=0,
-                    maybe_sent=False,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(OutboxItem.id)
-            ).scalar_one_or_none()
+        values = {
+            "key": write.key,
+            "host": write.thread.host,
+            "installation_id": write.installation_id,
+            "repo": write.thread.repo,
+            "thread_key": write.thread.key,
+            "thread": asdict(write.thread),
+            "kind": write.kind,
+            "payload": write.payload,
+            "coalesce_key": write.coalesce_key,
+            "version": write.version,
+            "urgent": write.urgent,
+            "status": PENDING,
+            "attempts": 0,
+            "maybe_sent": False,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        with self.engine.begin() as conn:
+            pk = conn.execute(_statements(self._dialect).enqueue, values).scalar_one_or_none()
             if pk is None:
-                return int(
-                    session.execute(
-                        select(OutboxItem.id).where(OutboxItem.key == write.key)
-                    ).scalar_one()
-                )
+                return int(conn.execute(_ID_OF_KEY, {"key": write.key}).scalar_one())
             if write.coalesce_key is not None:
-                self._coalesce(session, pk, write, now)
+                self._coalesce(conn, pk, write, now)
             return int(pk)
 
-    def _coalesce(self, session: Session, pk: int, write: Write, now: datetime) -> None:
+    def _coalesce(self, conn: Connection, pk: int, write: Write, now: datetime) -> None:
         """A newer state of a comment makes older unsent ones pointless; an older one
         arriving late (a slower writer) is pointless itself."""
-        same = OutboxItem.coalesce_key == write.coalesce_key
-        newer = session.execute(
-            select(OutboxItem.id).where(
-                same,
-                OutboxItem.version > (write.version or 0),
-                OutboxItem.status.in_((PENDING, SENDING, SENT)),
-            )
-        ).first()
-        older_or_self = (
-            OutboxItem.id == pk
-            if newer is not None
-            else (OutboxItem.version < (write.version or 0))
-        )
-        if newer is None:
-            # An older version whose last try ended unclearly (it may have posted the
-            # comment, or the host may still post it) hands that on: this row looks for
-            # the marker first, and not before that older try's own wait is over.
-            unclear = session.execute(
-                select(func.max(OutboxItem.next_attempt_at)).where(
-                    same, OutboxItem.status == PENDING, older_or_self, OutboxItem.maybe_sent
-                )
-            ).scalar()
-            if unclear is not None:
-                session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id == pk)
-                    .values(maybe_sent=True, next_attempt_at=max(unclear, now))
-                    .execution_options(synchronize_session=False)
-                )
-        session.execute(
-            update(OutboxItem)
-            .where(same, OutboxItem.status == PENDING, older_or_self)
-            .values(status=SUPERSEDED, sent_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        same = {"coalesce": write.coalesce_key, "than": write.version or 0, "pk": pk}
+        newer = conn.execute(_NEWER_VERSION, same).first()
+        if newer is not None:
+            conn.execute(_SUPERSEDE_SELF, {"pk": pk, "now": now})
+            return
+        # An older version whose last try ended unclearly (it may have posted the
+        # comment, or the host may still post it) hands that on: this row looks for
+        # the marker first, and not before that older try's own wait is over.
+        unclear = conn.execute(_UNCLEAR_OLDER, same).scalar()
+        if unclear is not None:
+            conn.execute(_INHERIT_UNCLEAR, {"pk": pk, "at": max(unclear, now)})
+        conn.execute(_SUPERSEDE_OLDER, {**same, "now": now})
 
     # ------------------------------------------------------------------ sender side
 
     def claim(self, owner: str, *, min_interval: float, lease_seconds: float) -> OutboxRow | None:
         """Take the next sendable row whose installation has a free pacing slot."""
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
+        with self.engine.begin() as conn:
             # A sender that died mid-send may or may not have written: look before writing.
-            session.execute(
-                update(OutboxItem)
-                .where(OutboxItem.status == SENDING, OutboxItem.lease_expires_at < now)
-                .values(status=PENDING, maybe_sent=True, lease_owner=None, lease_expires_at=None)
-                .execution_options(synchronize_session=False)
-            )
-            earlier = aliased(OutboxItem)
-            blocked = exists().where(
-                earlier.thread_key == OutboxItem.thread_key,
-                earlier.id < OutboxItem.id,
-                earlier.status.in_((PENDING, SENDING)),
-            )
+            # Looked for with a read first: the UPDATE takes the write lock, and almost
+            # every claim finds no lapsed lease.
+            if conn.execute(_LAPSED, {"now": now}).first() is not None:
+                conn.execute(_EXPIRE_LEASES, {"now": now})
             # On PostgreSQL the candidates are locked (rows another sender is claiming
             # are skipped), so the UPDATE below cannot lose a row after its slot was
             # taken. A sender that lost one went on to the next installation's slot
             # still holding the first: two senders doing that waited for each other
             # (a deadlock, seen with three concurrent senders).
-            candidates = session.execute(
-                select(OutboxItem)
-                .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= now, ~blocked)
-                .order_by(OutboxItem.urgent.desc(), OutboxItem.id)
-                .limit(20)
-                .with_for_update(of=OutboxItem, skip_locked=True)
-            ).scalars()
+            candidates = conn.execute(_CANDIDATES, {"now": now}).all()
             tried: set[str] = set()
+            expires = now + timedelta(seconds=lease_seconds)
             for item in candidates:
                 key = pacing_key(item.host, item.installation_id)
                 if key in tried:
                     continue
                 tried.add(key)
                 interval = 0.0 if item.host in UNPACED_HOSTS else min_interval
-                if not slots.take(session, key, now, interval):
+                if not slots.take(conn, key, now, interval):
                     continue
-                won = session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id == item.id, OutboxItem.status == PENDING)
-                    .values(
-                        status=SENDING,
-                        lease_owner=owner,
-                        lease_expires_at=now + timedelta(seconds=lease_seconds),
-                        attempts=OutboxItem.attempts + 1,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if won.rowcount == 1:  # type: ignore[attr-defined]
-                    session.flush()
-                    session.refresh(item)
-                    return _row(item)
+                won = conn.execute(
+                    _TAKE_ROW, {"pk": item.id, "owner": owner, "expires": expires}
+                ).one_or_none()
+                if won is not None:  # the row as taken (RETURNING), not read again
+                    return _row(won)
         return None
 
     def hold_installation(self, key: str, seconds: float) -> None:
         """Push the installation's next write back (the host rate-limited us)."""
-        with Session(self.engine) as session, session.begin():
-            slots.hold(session, key, self.clock() + timedelta(seconds=seconds))
+        with self.engine.begin() as conn:
+            slots.hold(conn, key, self.clock() + timedelta(seconds=seconds))
 
     def next_slot(self) -> datetime | None:
         """When the earliest unsent row could go out (for the sender's sleep)."""
-        with Session(self.engine) as session:
-            due = session.execute(
-                select(func.min(OutboxItem.next_attempt_at)).where(OutboxItem.status == PENDING)
-            ).scalar()
+        with self.engine.connect() as conn:
+            due: datetime | None = conn.execute(_NEXT_DUE).scalar()
             if due is None:
                 return None
-            slot = session.execute(
-                select(func.min(TimeSlot.next_at)).where(TimeSlot.slot_key.not_like("job:%"))
-            ).scalar()
+            slot: datetime | None = conn.execute(_NEXT_SLOT).scalar()
         return max(due, slot) if slot is not None else due
 
     def superseded_by_newer(self, row: OutboxRow) -> bool:
         if row.coalesce_key is None:
             return False
-        with Session(self.engine) as session:
-            newer = session.execute(
-                select(OutboxItem.id).where(
-                    OutboxItem.coalesce_key == row.coalesce_key,
-                    OutboxItem.version > (row.version or 0),
-                    OutboxItem.status.in_((PENDING, SENDING, SENT)),
-                )
-            ).first()
-        return newer is not None
+        with self.engine.connect() as conn:
+            same = {"coalesce": row.coalesce_key, "than": row.version or 0}
+            return conn.execute(_NEWER_VERSION, same).first() is not None
 
     def renew(self, row: OutboxRow, owner: str, lease_seconds: float) -> bool:
         """Extend `owner`'s lease on `row`; False when it is no longer theirs."""
-        statement = (
-            update(OutboxItem)
-            .where(
-                OutboxItem.id == row.pk,
-                OutboxItem.status == SENDING,
-                OutboxItem.lease_owner == owner,
-            )
-            .values(lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
-        )
-        return execute_alone(self.engine, statement) == 1
+        expires = self.clock() + timedelta(seconds=lease_seconds)
+        params = {"pk": row.pk, "owner": owner, "v_lease_expires_at": expires}
+        return execute_alone(self.engine, _settle(("lease_expires_at",), False), params) == 1
 
-    def settle(self, row: OutboxRow, owner: str, status: str, **values: Any) -> bool:
-        """One UPDATE, in a transaction of its own (see bot.db.execute_alone)."""
-        statement = (
-            update(OutboxItem)
-            .where(
-                OutboxItem.id == row.pk,
-                OutboxItem.status == SENDING,
-                OutboxItem.lease_owner == owner,
-            )
-            .values(status=status, lease_owner=None, lease_expires_at=None, **values)
-        )
-        return execute_alone(self.engine, statement) == 1
+    def settle(
+        self, row: OutboxRow, owner: str, status: str, *, refund: bool = False, **values: Any
+    ) -> bool:
+        """One UPDATE, in a transaction of its own (see bot.db.execute_alone), if `owner`
+        still holds the row; `refund` gives back the attempt its claim counted."""
+        values.update(status=status, lease_owner=None, lease_expires_at=None)
+        params = {"pk": row.pk, "owner": owner, **{f"v_{k}": v for k, v in values.items()}}
+        statement = _settle(tuple(sorted(values)), refund)
+        return execute_alone(self.engine, statement, params) == 1
 
     def sent(self, row: OutboxRow, owner: str, result: dict[str, Any]) -> bool:
         return self.settle(row, owner, SENT, sent_at=self.clock(), result=result, last_error=None)
@@ -427,15 +464,14 @@ class Outbox:
     ) -> bool:
         """Give the row back to be tried after `delay`; `charged=False` gives back the
         attempt its claim counted (the try was refused by a rate limit)."""
-        refund = {} if charged else {"attempts": OutboxItem.attempts - 1}
         return self.settle(
             row,
             owner,
             PENDING,
+            refund=not charged,
             last_error=error,
             maybe_sent=row.maybe_sent or maybe_sent,
             next_attempt_at=self.clock() + timedelta(seconds=delay),
-            **refund,
         )
 
     def fail(self, row: OutboxRow, owner: str, error: str) -> bool:
@@ -443,12 +479,13 @@ class Outbox:
 
     # --------------------------------------------------------- edited-in-place comments
 
-    def posted(self, coalesce_key: str) -> PostedComment | None:
-        """What is known of the comment: None when no version ever tried to post it;
-        a record without `comment_id` when a post was attempted and its id is unknown
-        (the comment may exist: look for its marker before posting)."""
-        with Session(self.engine) as session:
-            return session.get(PostedComment, coalesce_key)
+    def posted(self, coalesce_key: str) -> Any:
+        """What is known of the comment (a row with `comment_id` and `url`): None when no
+        version ever tried to post it; a record without `comment_id` when a post was
+        attempted and its id is unknown (the comment may exist: look for its marker
+        before posting)."""
+        with self.engine.connect() as conn:
+            return conn.execute(_POSTED_ONE, {"key": coalesce_key}).first()
 
     def posting(self, coalesce_key: str, thread: ThreadRef) -> None:
         """Write-ahead, committed before a version POSTs the comment: from here until
@@ -461,20 +498,14 @@ class Outbox:
     def _save_posted(
         self, coalesce_key: str, thread: ThreadRef, comment_id: str | None, url: str | None
     ) -> None:
-        statement = (
-            self._insert(PostedComment)
-            .values(
-                coalesce_key=coalesce_key,
-                host=thread.host,
-                thread_key=thread.key,
-                comment_id=comment_id,
-                url=url,
-            )
-            .on_conflict_do_update(
-                index_elements=["coalesce_key"], set_={"comment_id": comment_id, "url": url}
-            )
-        )
-        execute_alone(self.engine, statement)
+        values = {
+            "coalesce_key": coalesce_key,
+            "host": thread.host,
+            "thread_key": thread.key,
+            "comment_id": comment_id,
+            "url": url,
+        }
+        execute_alone(self.engine, _statements(self._dialect).save_posted, values)
 
     # ------------------------------------------------------------------- operators
 

@@ -8,46 +8,60 @@ job that only one process may run (redelivery reconcile) takes one before each r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, Table, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
-from bot.db import insert_ignoring_conflicts
 from bot.db.models import TimeSlot
 
+_SLOTS = cast(Table, TimeSlot.__table__)
+# Move a slot on if it is free (the common case: the slot exists): prebuilt.
+_TAKE = (
+    update(_SLOTS)
+    .where(_SLOTS.c.slot_key == bindparam("key"), _SLOTS.c.next_at <= bindparam("now"))
+    .values(next_at=bindparam("following"))
+)
+_HOLD = (
+    update(_SLOTS)
+    .where(_SLOTS.c.slot_key == bindparam("key"), _SLOTS.c.next_at < bindparam("until"))
+    .values(next_at=bindparam("until"))
+)
 
-def take(session: Session, key: str, now: datetime, interval: float) -> bool:
-    """Take slot `key` if it is free at `now`, holding it for `interval` seconds."""
-    following = now + timedelta(seconds=interval)
-    insert = insert_ignoring_conflicts(session.get_bind())  # type: ignore[arg-type]
-    inserted = session.execute(
-        insert(TimeSlot)
-        .values(slot_key=key, next_at=following)
+
+@functools.cache
+def _first(dialect: str) -> Any:
+    """The slot's first row, unless another process made it meanwhile."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_SLOTS)
+        .values(slot_key=bindparam("key"), next_at=bindparam("following"))
         .on_conflict_do_nothing(index_elements=["slot_key"])
-        .returning(TimeSlot.slot_key)
-    ).scalar_one_or_none()
-    if inserted is not None:
+        .returning(_SLOTS.c.slot_key)
+    )
+
+
+def take(conn: Connection | Session, key: str, now: datetime, interval: float) -> bool:
+    """Take slot `key` if it is free at `now`, holding it for `interval` seconds.
+
+    A slot that exists is taken by one conditional UPDATE; only a slot that does not
+    exist yet (or is not free) costs an INSERT that does nothing on a conflict."""
+    params = {"key": key, "now": now, "following": now + timedelta(seconds=interval)}
+    if conn.execute(_TAKE, params).rowcount == 1:  # type: ignore[attr-defined]
         return True
-    taken = session.execute(
-        update(TimeSlot)
-        .where(TimeSlot.slot_key == key, TimeSlot.next_at <= now)
-        .values(next_at=following)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    inserted = conn.execute(_first(bind.dialect.name), params).first()
+    return inserted is not None
 
 
-def hold(session: Session, key: str, until: datetime) -> None:
+def hold(conn: Connection | Session, key: str, until: datetime) -> None:
     """Keep slot `key` taken until at least `until` (never brings it forward)."""
-    session.execute(
-        update(TimeSlot)
-        .where(TimeSlot.slot_key == key, TimeSlot.next_at < until)
-        .values(next_at=until)
-        .execution_options(synchronize_session=False)
-    )
+    conn.execute(_HOLD, {"key": key, "until": until})
 
 
 class Slots:
@@ -58,5 +72,5 @@ class Slots:
         self.clock = clock
 
     def take(self, key: str, interval: float) -> bool:
-        with Session(self.engine) as session, session.begin():
-            return take(session, key, self.clock(), interval)
+        with self.engine.begin() as conn:
+            return take(conn, key, self.clock(), interval)

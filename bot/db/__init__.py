@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from bot.db.writers import serialize_writers
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
@@ -52,6 +54,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             max_overflow=10,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        serialize_writers(engine)  # threads queue for the write lock, not sleep for it
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=10)
     event.listen(engine, "checkin", _note_checkin)

@@ -12,9 +12,9 @@ import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
@@ -142,7 +142,8 @@ def _change_set(row: ChangeSet) -> ChangeSetInfo:
     )
 
 
-def _gate(row: ApprovalGate) -> GateInfo:
+def _gate(row: Any) -> GateInfo:
+    """A gate from its row (an entity or a Core row)."""
     return GateInfo(
         id=row.id,
         session_id=row.session_id,
@@ -156,6 +157,17 @@ def _gate(row: ApprovalGate) -> GateInfo:
         created_at=row.created_at,
         decided_at=row.decided_at,
     )
+
+
+_GATES = cast(Table, ApprovalGate.__table__)
+_WAITING_GATE = (
+    select(_GATES)
+    .where(_GATES.c.session_id == bindparam("sid"), _GATES.c.status == WAITING)
+    .order_by(_GATES.c.id.desc())
+    .limit(1)
+)
+
+_SESSION_GATES = select(_GATES).where(_GATES.c.session_id == bindparam("sid")).order_by(_GATES.c.id)
 
 
 class ApprovalStore:
@@ -296,22 +308,15 @@ class ApprovalStore:
             return _gate(gate)
 
     def waiting_gate(self, session_id: str) -> GateInfo | None:
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(ApprovalGate)
-                .where(ApprovalGate.session_id == session_id, ApprovalGate.status == WAITING)
-                .order_by(ApprovalGate.id.desc())
-            ).scalar()
+        # Asked at the end of every turn: a prebuilt Core query, no ORM entity.
+        with self.engine.connect() as conn:
+            row = conn.execute(_WAITING_GATE, {"sid": session_id}).first()
             return None if row is None else _gate(row)
 
     def gates(self, session_id: str) -> list[GateInfo]:
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(ApprovalGate)
-                .where(ApprovalGate.session_id == session_id)
-                .order_by(ApprovalGate.id)
-            ).scalars()
-            return [_gate(row) for row in rows]
+        # Read for every status comment: a prebuilt Core query.
+        with self.engine.connect() as conn:
+            return [_gate(row) for row in conn.execute(_SESSION_GATES, {"sid": session_id})]
 
     def change_sets(self, session_id: str) -> list[ChangeSetInfo]:
         """The session's change sets, and those its gates took over (a delegation's)."""

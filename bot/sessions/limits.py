@@ -53,6 +53,11 @@ BAD_NAME = (
 )
 
 
+_PAUSES = select(RepoPause.host, RepoPause.repo, RepoPause.paused_by, RepoPause.paused_at).order_by(
+    RepoPause.repo, RepoPause.host
+)
+
+
 def parse_repo(text: str) -> tuple[str | None, str] | None:
     """`OWNER/REPO` (every host) or `HOST:OWNER/REPO`; None if it is neither."""
     host, _, name = text.rpartition(":")
@@ -209,9 +214,9 @@ class Holds:
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def pauses(self) -> list[Pause]:
-        with Session(self.engine) as session:
-            rows = session.execute(select(RepoPause).order_by(RepoPause.repo, RepoPause.host))
-            return [Pause(r.host, r.repo, r.paused_by, r.paused_at) for r in rows.scalars()]
+        # Asked before every turn is claimed: a prebuilt Core query, no ORM entities.
+        with self.engine.connect() as conn:
+            return [Pause(*row) for row in conn.execute(_PAUSES)]
 
     # ------------------------------------------------------------------ spending
 
@@ -261,6 +266,12 @@ class Holds:
                     text = REPO_LIMIT.format(repo=repo, spent=spent, left=_left(now))
                     repos[(host, repo)] = Hold("repository", day, text)
         return Held(everything, repos)
+
+    def for_claims(self) -> Held | None:
+        """What a turn claim must leave waiting beyond the pauses, which the claim asks
+        for itself: the spending limits' holds, or None when no limit is set (then
+        nothing is read before a claim)."""
+        return self.held() if self.limits.any else None
 
     def hold_for(self, host: str, repo: str) -> Hold | None:
         """Why new work in `repo` must wait now, or None."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
@@ -16,14 +16,38 @@ from bot.sessions.store_rows import (
     BUSY,
     CONSUMED,
     CONVERSATION,
+    INSERT_EVENT,
+    SESSIONS,
     Event,
     SessionInfo,
     _info,
     add_event,
+    event_row,
 )
 
 RESTARTED = "restarted"  # a failed session restarted: its failed turn is passed over
 MAX_LINE = 100  # sessions of one line of work whose conversation a resumed session gets
+
+# A resumed session's predecessor, and a session's remembered messages and restarts:
+# read at the start of every turn (prebuilt Core queries).
+_RESUMED_FROM = select(SESSIONS.c.resumed_from).where(SESSIONS.c.id == bindparam("sid"))
+_EVENTS = INSERT_EVENT.table
+_REMEMBERED = (
+    select(_EVENTS.c.kind, _EVENTS.c.data)
+    .where(
+        _EVENTS.c.session_id == bindparam("sid"),
+        _EVENTS.c.kind.in_((CONVERSATION, RESTARTED)),
+    )
+    .order_by(_EVENTS.c.id)
+)
+
+# A fresh version of the status comment, and the session as it is (RETURNING).
+_BUMP_STATUS = (
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("sid"))
+    .values(status_seq=SESSIONS.c.status_seq + 1)
+    .returning(*SESSIONS.c)
+)
 
 
 class StoreBase:
@@ -57,26 +81,16 @@ class StoreBase:
         """The messages the engine remembered (`conversation` events), oldest first,
         those of the sessions it resumes (its line of work) first; a turn a restart undid
         (`restarted`) is left out."""
-        with Session(self.engine) as session:
+        with self.engine.connect() as conn:
             line: list[str] = []
             sid: str | None = session_id
             while sid is not None and sid not in line and len(line) < MAX_LINE:
                 line.append(sid)
-                sid = session.execute(
-                    select(SessionRow.resumed_from).where(SessionRow.id == sid)
-                ).scalar_one_or_none()
+                sid = conn.execute(_RESUMED_FROM, {"sid": sid}).scalar_one_or_none()
             messages: list[dict[str, Any]] = []
             for one in reversed(line):
-                rows = session.execute(
-                    select(TranscriptEvent.kind, TranscriptEvent.data)
-                    .where(
-                        TranscriptEvent.session_id == one,
-                        TranscriptEvent.kind.in_((CONVERSATION, RESTARTED)),
-                    )
-                    .order_by(TranscriptEvent.id)
-                ).all()
                 own: list[tuple[Any, dict[str, Any]]] = []
-                for kind, data in rows:
+                for kind, data in conn.execute(_REMEMBERED, {"sid": one}):
                     if kind == RESTARTED:  # the failed turn's messages are passed over
                         own = [(turn, m) for turn, m in own if turn != data.get("turn")]
                     else:
@@ -132,8 +146,7 @@ class StoreBase:
     # ---------------------------------------------------------------- transcript
 
     def record(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        with Session(self.engine) as session, session.begin():
-            self._record(session, session_id, kind, data)
+        execute_alone(self.engine, INSERT_EVENT, event_row(session_id, self.clock(), kind, data))
 
     def record_for_comment(
         self, session_id: str, kind: str, comment_id: str, data: dict[str, Any]
@@ -154,18 +167,12 @@ class StoreBase:
     def status_snapshot(self, session_id: str) -> tuple[int, SessionInfo]:
         """A fresh version number for the status comment and the session as it is, read in
         one transaction: a higher version never shows an older state."""
-        with Session(self.engine) as session, session.begin():
+        with self.engine.begin() as conn:
             # One statement: the bumped row comes back with RETURNING, not a second read.
-            row = session.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id)
-                .values(status_seq=SessionRow.status_seq + 1)
-                .returning(SessionRow)
-                .execution_options(synchronize_session=False, populate_existing=True)
-            ).scalar_one_or_none()
+            row = conn.execute(_BUMP_STATUS, {"sid": session_id}).one_or_none()
             if row is None:
                 raise KeyError(session_id)
-            return row.status_seq, _info(row)
+            return int(row.status_seq), _info(row)
 
     def _record(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
         add_event(session, session_id, self.clock(), kind, data)

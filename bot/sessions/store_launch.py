@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,22 +20,31 @@ from bot.sessions.store_rows import (
     AWAITING,
     CAPACITY,
     CLOSED,
+    INPUTS,
+    INSERT_EVENT,
     QUEUED,
+    SESSIONS,
     InputInfo,
     Launch,
     LaunchResult,
     SessionInfo,
     _info,
     _input,
+    event_row,
     new_session_id,
 )
 
-
-@functools.cache
-def _live_id() -> Any:
-    """The id of a thread's live session, if it has one (its key bound as `key`)."""
-    live = SessionRow.thread_key == bindparam("key"), SessionRow.state.in_(LIVE_STATES)
-    return select(SessionRow.id).where(*live).limit(1)
+_SESSIONS = SESSIONS
+_BY_REQUEST = select(_SESSIONS).where(_SESSIONS.c.client_request_id == bindparam("request"))
+_BY_ID = select(_SESSIONS).where(_SESSIONS.c.id == bindparam("sid"))
+_LIVE_IN_THREAD = select(_SESSIONS).where(
+    _SESSIONS.c.thread_key == bindparam("key"), _SESSIONS.c.state.in_(LIVE_STATES)
+)
+_COUNT_LIVE = select(func.count()).select_from(_SESSIONS).where(_SESSIONS.c.state.in_(LIVE_STATES))
+_INSERT_SESSION = insert(_SESSIONS)
+_INSERT_INPUT = insert(INPUTS)
+# What a resumed session takes over from the one it resumes (budgets count the line).
+_CARRIED = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens", "cost_micros")
 
 
 class LaunchAndLookups(StoreBase):
@@ -61,123 +70,107 @@ class LaunchAndLookups(StoreBase):
         now = self.clock()
         opts = req.options
         thread_key = req.thread_key or req.thread.key
-        with Session(self.engine) as session, session.begin():
-            before = session.execute(
-                select(SessionRow).where(SessionRow.client_request_id == req.client_request_id)
-            ).scalar_one_or_none()
+        # Core statements on the tables, built once: a launch is on every trigger's path.
+        with self.engine.begin() as conn:
+            before = conn.execute(_BY_REQUEST, {"request": req.client_request_id}).one_or_none()
             if before is not None:
                 return LaunchResult(_info(before), created=False)
-            live = session.execute(
-                select(SessionRow).where(
-                    SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
-                )
-            ).scalar_one_or_none()
+            live = conn.execute(_LIVE_IN_THREAD, {"key": thread_key}).one_or_none()
             if live is not None:
                 return LaunchResult(_info(live), created=False)
-            count = session.execute(
-                select(func.count())
-                .select_from(SessionRow)
-                .where(SessionRow.state.in_(LIVE_STATES))
-            ).scalar_one()
+            count = int(conn.execute(_COUNT_LIVE).scalar_one())
             refused = count >= max_live
             earlier = (
-                session.get(SessionRow, req.resumed_from) if req.resumed_from is not None else None
+                conn.execute(_BY_ID, {"sid": req.resumed_from}).one_or_none()
+                if req.resumed_from is not None
+                else None
             )
-            row = SessionRow(
-                id=new_session_id(),
-                client_request_id=req.client_request_id,
-                host=req.thread.host,
-                repo=req.thread.repo,
-                installation_id=req.installation_id,
-                thread_key=thread_key,
-                thread=asdict(req.thread),
-                agent_id=req.agent_id,
-                state=CLOSED if refused else ACTIVE,
-                close_reason=CAPACITY if refused else None,
-                closed_by=None,
-                task=req.task,
-                started_by=req.started_by,
-                trigger_comment_id=req.trigger_comment_id,
-                options=asdict(opts),
-                created_at=now,
-                updated_at=now,
-                closed_at=now if refused else None,
-                time_limit_at=now + timedelta(minutes=opts.time_limit_minutes),
-                idle_deadline_at=None,
-                lifetime_at=now + timedelta(minutes=opts.lifetime_minutes),
-                extended_minutes=0.0,
-                turns=0,
-                completed=False,
+            values: dict[str, Any] = {
+                "id": new_session_id(),
+                "client_request_id": req.client_request_id,
+                "host": req.thread.host,
+                "repo": req.thread.repo,
+                "installation_id": req.installation_id,
+                "thread_key": thread_key,
+                "thread": asdict(req.thread),
+                "agent_id": req.agent_id,
+                "state": CLOSED if refused else ACTIVE,
+                "close_reason": CAPACITY if refused else None,
+                "closed_by": None,
+                "task": req.task,
+                "started_by": req.started_by,
+                "trigger_comment_id": req.trigger_comment_id,
+                "options": asdict(opts),
+                "created_at": now,
+                "updated_at": now,
+                "closed_at": now if refused else None,
+                "time_limit_at": now + timedelta(minutes=opts.time_limit_minutes),
+                "idle_deadline_at": None,
+                "lifetime_at": now + timedelta(minutes=opts.lifetime_minutes),
+                "extended_minutes": 0.0,
+                "turns": 0,
+                "completed": False,
                 # A resumed session carries its line's checklist and the tokens and cost
                 # spent on it (budgets apply to the line of work).
-                progress=dict(earlier.progress or {}) if earlier is not None else {},
-                output=None,
-                status_seq=0,
-                parent_id=req.parent_id,
-                spec=req.spec,
-                tokens_in=earlier.tokens_in or 0 if earlier is not None else 0,
-                tokens_out=earlier.tokens_out or 0 if earlier is not None else 0,
-                delegations=0,
-                cache_read_tokens=earlier.cache_read_tokens or 0 if earlier is not None else 0,
-                cache_write_tokens=earlier.cache_write_tokens or 0 if earlier is not None else 0,
-                cost_micros=earlier.cost_micros or 0 if earlier is not None else 0,
-                resumed_from=earlier.id if earlier is not None else None,
-            )
-            session.add(row)
-            session.flush()
+                "progress": dict(earlier.progress or {}) if earlier is not None else {},
+                "output": None,
+                "status_seq": 0,
+                "parent_id": req.parent_id,
+                "spec": req.spec,
+                "delegations": 0,
+                "resumed_from": earlier.id if earlier is not None else None,
+                "turn_owner": None,
+                "turn_expires_at": None,
+                "cancel_requested_at": None,
+                "cancel_requested_by": None,
+            }
+            for counter in _CARRIED:
+                values[counter] = (getattr(earlier, counter) or 0) if earlier is not None else 0
+            conn.execute(_INSERT_SESSION, values)
+            sid = values["id"]
             if not refused:
-                session.add(
-                    SessionInput(
-                        session_id=row.id,
-                        kind="task",
-                        author=req.started_by,
-                        body=req.task,
-                        comment_id=req.trigger_comment_id,
-                        url=req.trigger_url,
-                        status=QUEUED,
-                        created_at=now,
-                    )
+                conn.execute(
+                    _INSERT_INPUT,
+                    {
+                        "session_id": sid,
+                        "kind": "task",
+                        "author": req.started_by,
+                        "body": req.task,
+                        "comment_id": req.trigger_comment_id,
+                        "url": req.trigger_url,
+                        "status": QUEUED,
+                        "created_at": now,
+                    },
                 )
-            self._record(
-                session,
-                row.id,
-                "launched",
-                {
-                    "agent": req.agent_id,
-                    "by": req.started_by,
-                    "task": req.task,
-                    "comment": req.trigger_comment_id,
-                    "url": req.trigger_url,
-                    "client_request_id": req.client_request_id,
-                    "options": asdict(opts),
-                    "parent": req.parent_id,
-                    "resumed_from": row.resumed_from,
-                },
-            )
+            launched = {
+                "agent": req.agent_id,
+                "by": req.started_by,
+                "task": req.task,
+                "comment": req.trigger_comment_id,
+                "url": req.trigger_url,
+                "client_request_id": req.client_request_id,
+                "options": asdict(opts),
+                "parent": req.parent_id,
+                "resumed_from": values["resumed_from"],
+            }
+            events = [event_row(sid, now, "launched", launched)]
             if refused:
-                self._record(session, row.id, "closed", {"reason": CAPACITY, "live": count})
-            session.flush()
-            return LaunchResult(_info(row), created=True, refused=refused)
+                events.append(event_row(sid, now, "closed", {"reason": CAPACITY, "live": count}))
+            conn.execute(INSERT_EVENT, events)
+            return LaunchResult(_info(SimpleNamespace(**values)), created=True, refused=refused)
 
     # ------------------------------------------------------------------- reading
 
     def get(self, session_id: str) -> SessionInfo | None:
-        with Session(self.engine) as session:
-            row = session.get(SessionRow, session_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(_BY_ID, {"sid": session_id}).one_or_none()
             return _info(row) if row else None
 
     def live_for(self, thread_key: str) -> SessionInfo | None:
-        # Most threads have no live session: a bare id lookup answers those, for about a
-        # third of the CPU of an ORM session and entity (every comment asks; bench/README.md).
+        # Every comment asks (most threads have none): one prebuilt Core query, in
+        # autocommit on PostgreSQL (bot.db.reading: one round trip, not three).
         with reading(self.engine) as conn:
-            if conn.execute(_live_id(), {"key": thread_key}).first() is None:
-                return None
-        with Session(self.engine) as session:
-            row = session.execute(
-                select(SessionRow).where(
-                    SessionRow.thread_key == thread_key, SessionRow.state.in_(LIVE_STATES)
-                )
-            ).scalar_one_or_none()
+            row = conn.execute(_LIVE_IN_THREAD, {"key": thread_key}).one_or_none()
             return _info(row) if row else None
 
     def last_in(self, thread_key: str) -> SessionInfo | None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from bot.agents.models import usd
@@ -191,7 +192,9 @@ def _options(data: dict[str, Any]) -> SessionOptions:
     return SessionOptions(**known)
 
 
-def _info(row: SessionRow) -> SessionInfo:
+def _info(row: Any) -> SessionInfo:
+    """A session as the bot sees it, from its row (an entity, a Core row or the values
+    just written: anything with the columns as attributes)."""
     return SessionInfo(
         id=row.id,
         thread=ThreadRef(**row.thread),
@@ -229,25 +232,39 @@ def _info(row: SessionRow) -> SessionInfo:
     )
 
 
-def _input(row: SessionInput) -> InputInfo:
+def _input(row: Any) -> InputInfo:
     return InputInfo(
         row.id, row.kind, row.author, row.body, row.comment_id, row.url, row.status, row.params
     )
 
 
+# One prebuilt INSERT for every transcript event: executed on the table, it skips the
+# ORM's unit of work, and built once, its cache key is not worked out again per event.
+INSERT_EVENT = insert(cast(Table, TranscriptEvent.__table__))
+# The session and input tables, for the store's Core statements.
+SESSIONS = cast(Table, SessionRow.__table__)
+INPUTS = cast(Table, SessionInput.__table__)
+
+
+def event_row(session_id: str, at: datetime, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The values of a transcript event's row, with its words for search."""
+    return {
+        "session_id": session_id,
+        "at": at,
+        "kind": kind,
+        "data": data,
+        "search_text": search_text_for(kind, data),
+    }
+
+
 def add_event(
     session: Session, session_id: str, at: datetime, kind: str, data: dict[str, Any]
 ) -> None:
-    """Add a transcript event to `session`'s transaction, with its words for search."""
-    session.add(
-        TranscriptEvent(
-            session_id=session_id,
-            at=at,
-            kind=kind,
-            data=data,
-            search_text=search_text_for(kind, data),
-        )
-    )
+    """Add a transcript event to `session`'s transaction, after what it holds so far
+    (a session row added in the same transaction is written first)."""
+    if session.new or session.dirty:
+        session.flush()
+    session.execute(INSERT_EVENT, event_row(session_id, at, kind, data))
 
 
 def new_session_id() -> str:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from bot.db.models import LIVE_STATES, SessionInput, SessionRow, Spawn
+from bot.db import execute_alone
+from bot.db.models import LIVE_STATES, RepoPause, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -21,7 +36,10 @@ from bot.sessions.store_rows import (
     FAILED,
     FAILURE,
     IDLE,
+    INPUTS,
+    INSERT_EVENT,
     QUEUED,
+    SESSIONS,
     TAKEN,
     UNCONSUMED,
     WITHDRAWN,
@@ -30,6 +48,143 @@ from bot.sessions.store_rows import (
     _info,
     _input,
     _options,
+    event_row,
+)
+
+_SESSIONS = SESSIONS
+# Whether a runner still owns a session's turn (prebuilt: asked before every tool call).
+_OWNED = select(_SESSIONS.c.id).where(
+    _SESSIONS.c.id == bindparam("id"),
+    _SESSIONS.c.state == BUSY,
+    _SESSIONS.c.turn_owner == bindparam("owner"),
+)
+_INPUTS = INPUTS
+# What a claim needs of a session to move its time limit on (`_working_time_limit`).
+_LIMIT_INPUTS = select(
+    _SESSIONS.c.state,
+    _SESSIONS.c.idle_deadline_at,
+    _SESSIONS.c.time_limit_at,
+    _SESSIONS.c.options,
+).where(_SESSIONS.c.id == bindparam("sid"))
+# Take a session's turn if it is still ready and has inputs waiting; the row as won comes
+# back (RETURNING), without reading it again.
+_TAKE_TURN = (
+    update(_SESSIONS)
+    .where(
+        _SESSIONS.c.id == bindparam("sid"),
+        or_(
+            _SESSIONS.c.state.in_((ACTIVE, IDLE)),
+            and_(_SESSIONS.c.state == BUSY, _SESSIONS.c.turn_expires_at < bindparam("now")),
+        ),
+        exists().where(_INPUTS.c.session_id == _SESSIONS.c.id, _INPUTS.c.status.in_(UNCONSUMED)),
+    )
+    .values(
+        state=BUSY,
+        turn_owner=bindparam("owner"),
+        turn_expires_at=bindparam("expires"),
+        idle_deadline_at=None,
+        time_limit_at=bindparam("limit"),
+        cancel_requested_at=None,  # a request never outlives its turn
+        cancel_requested_by=None,
+        # A taken-over turn keeps its number, so its writes keep their keys and whatever
+        # the dead runner already wrote is not written again.
+        turns=case((_SESSIONS.c.state == BUSY, _SESSIONS.c.turns), else_=_SESSIONS.c.turns + 1),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_SESSIONS.c)
+)
+
+
+def _candidates(whose: ColumnElement[bool]) -> Any:
+    """Up to 10 sessions `whose` turn could be taken: ready, with inputs waiting, not
+    one the caller still runs (`running`); the oldest first."""
+    ready = or_(
+        _SESSIONS.c.state.in_((ACTIVE, IDLE)),
+        and_(_SESSIONS.c.state == BUSY, _SESSIONS.c.turn_expires_at < bindparam("now")),
+    )
+    # Start from the few sessions with waiting inputs, not from every live one.
+    waiting = select(_INPUTS.c.session_id).where(_INPUTS.c.status.in_(UNCONSUMED)).distinct()
+    mine = _SESSIONS.c.id.not_in(bindparam("running", expanding=True))
+    return (
+        select(_SESSIONS.c.id)
+        .where(_SESSIONS.c.id.in_(waiting), ready, whose, mine)
+        .order_by(_SESSIONS.c.updated_at)
+        .limit(10)
+        .with_for_update(skip_locked=True)
+    )
+
+
+# Delegations (sessions with a parent) are run by their coordinator's turn, never taken
+# from the queue; a running non-blocking spawn's session is taken like a thread's.
+_SPAWNED = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblocking)
+# A paused repository starts no turn (a pause on every host, "*", matches any host):
+# asked in the claim itself, so no query for the pauses has to come before each claim.
+_PAUSES = cast(Table, RepoPause.__table__)
+_NOT_PAUSED = ~exists().where(
+    _PAUSES.c.repo == func.lower(_SESSIONS.c.repo),
+    or_(_PAUSES.c.host == _SESSIONS.c.host, _PAUSES.c.host == ANY_HOST),
+)
+_QUEUED_TURNS = and_(
+    or_(_SESSIONS.c.parent_id.is_(None), _SESSIONS.c.id.in_(_SPAWNED)), _NOT_PAUSED
+)
+_CANDIDATES = _candidates(_QUEUED_TURNS)
+_CANDIDATE = _candidates(_SESSIONS.c.id == bindparam("sid"))
+_STATE = select(_SESSIONS.c.state).where(_SESSIONS.c.id == bindparam("sid"))
+_QUEUED_COMMENT = select(_INPUTS.c.id).where(
+    _INPUTS.c.session_id == bindparam("sid"), _INPUTS.c.comment_id == bindparam("comment")
+)
+_ADD_INPUT = insert(_INPUTS).returning(_INPUTS.c.id)
+# What finishing a turn needs of the session before it moves it on.
+_FINISH_INPUTS = select(_SESSIONS.c.completed, _SESSIONS.c.options).where(
+    _SESSIONS.c.id == bindparam("sid")
+)
+_MARK_CONSUMED = (
+    update(_INPUTS)
+    .where(_INPUTS.c.id.in_(bindparam("ids", expanding=True)), _INPUTS.c.status.in_(UNCONSUMED))
+    .values(status=CONSUMED, turn=bindparam("turn"))
+)
+
+
+@functools.cache
+def _settle_turn(names: tuple[str, ...]) -> Any:
+    """Settle a turn if `owner` still runs it (a close or a takeover since the turn began
+    wins over the runner), setting the columns `names` from `v_<name>`; the row as it is
+    now comes back (RETURNING). Built once per set of columns: an ending turn sets one of
+    four."""
+    return (
+        update(_SESSIONS)
+        .where(
+            _SESSIONS.c.id == bindparam("sid"),
+            _SESSIONS.c.state == BUSY,
+            _SESSIONS.c.turn_owner == bindparam("owner"),
+        )
+        .values({name: bindparam(f"v_{name}") for name in names})
+        .returning(*_SESSIONS.c)
+    )
+
+
+_WAITING_INPUTS = (
+    select(_INPUTS)
+    .where(_INPUTS.c.session_id == bindparam("sid"), _INPUTS.c.status.in_(UNCONSUMED))
+    .order_by(_INPUTS.c.id)
+)
+_MARK_TAKEN = (
+    update(_INPUTS)
+    .where(_INPUTS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status=TAKEN, turn=bindparam("turn"))
+)
+
+# The agent's steps and summary (update_status), and its output (task_completed).
+_PROGRESS = select(_SESSIONS.c.progress).where(_SESSIONS.c.id == bindparam("id"))
+_SET_PROGRESS = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"))
+    .values(progress=bindparam("new_progress"), updated_at=bindparam("now"))
+)
+_SET_OUTPUT = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"))
+    .values(output=bindparam("new_output"), completed=True, updated_at=bindparam("now"))
 )
 
 
@@ -53,33 +208,28 @@ class TurnLease(StoreBase):
         or this comment is already queued (a redelivered comment). `params`: runtimeParams
         for the turn that reads this input only (kept in the row: any process may run it)."""
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
-            row = session.get(SessionRow, session_id)
-            if row is None or row.state not in LIVE_STATES:
+        with self.engine.begin() as conn:
+            state = conn.execute(_STATE, {"sid": session_id}).scalar_one_or_none()
+            if state is None or state not in LIVE_STATES:
                 return None
             if comment_id is not None:
-                seen = session.execute(
-                    select(SessionInput.id).where(
-                        SessionInput.session_id == session_id, SessionInput.comment_id == comment_id
-                    )
-                ).first()
-                if seen is not None:
+                seen = conn.execute(_QUEUED_COMMENT, {"sid": session_id, "comment": comment_id})
+                if seen.first() is not None:
                     return None
-            item = SessionInput(
-                session_id=session_id,
-                kind=kind,
-                author=author,
-                body=body,
-                comment_id=comment_id,
-                url=url,
-                status=QUEUED,
-                created_at=now,
-                params=params or None,
-            )
-            session.add(item)
-            session.flush()
+            item = {
+                "session_id": session_id,
+                "kind": kind,
+                "author": author,
+                "body": body,
+                "comment_id": comment_id,
+                "url": url,
+                "status": QUEUED,
+                "created_at": now,
+                "params": params or None,
+            }
+            input_id = int(conn.execute(_ADD_INPUT, item).scalar_one())
             data: dict[str, Any] = {
-                "input": item.id,
+                "input": input_id,
                 "kind": kind,
                 "author": author,
                 "body": body,
@@ -88,8 +238,8 @@ class TurnLease(StoreBase):
             }
             if params:
                 data["runtimeParams"] = params
-            self._record(session, session_id, "input", data)
-            return int(item.id)
+            conn.execute(INSERT_EVENT, event_row(session_id, now, "input", data))
+            return input_id
 
     def amend_input(self, comment_id: str, body: str, by: str) -> str | None:
         """An edited comment changes its queued input; returns the session id if it did."""
@@ -149,92 +299,38 @@ class TurnLease(StoreBase):
         if held is not None and held.everything is not None and session_id is None:
             return None
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
-            has_input = exists().where(
-                SessionInput.session_id == SessionRow.id, SessionInput.status.in_(UNCONSUMED)
-            )
-            ready = or_(
-                SessionRow.state.in_((ACTIVE, IDLE)),
-                and_(SessionRow.state == BUSY, SessionRow.turn_expires_at < now),
-            )
-            # Start from the few sessions with waiting inputs, not from every live one.
-            waiting = (
-                select(SessionInput.session_id)
-                .where(SessionInput.status.in_(UNCONSUMED))
-                .distinct()
-            )
-            spawned = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblocking)
-            whose = (
-                or_(SessionRow.parent_id.is_(None), SessionRow.id.in_(spawned))
-                if session_id is None
-                else SessionRow.id == session_id
-            )
-            if held is not None and held.repos and session_id is None:
-                whose = and_(whose, not_(_in_repos(held)))
-            if running:
-                whose = and_(whose, SessionRow.id.not_in(list(running)))
+        if session_id is not None:
+            query, params = _CANDIDATE, {"sid": session_id}
+        elif held is not None and held.repos:
+            query, params = _candidates(and_(_QUEUED_TURNS, not_(_in_repos(held)))), {}
+        else:
+            query, params = _CANDIDATES, {}
+        with self.engine.begin() as conn:
             candidates = (
-                session.execute(
-                    select(SessionRow.id)
-                    .where(SessionRow.id.in_(waiting), ready, whose)
-                    .order_by(SessionRow.updated_at)
-                    .limit(10)
-                    .with_for_update(skip_locked=True)
-                )
+                conn.execute(query, {"now": now, "running": list(running), **params})
                 .scalars()
                 .all()
             )
             for sid in candidates:
-                before = session.get(SessionRow, sid)
-                assert before is not None
-                won = session.execute(
-                    update(SessionRow)
-                    .where(SessionRow.id == sid, ready, has_input)
-                    .values(
-                        state=BUSY,
-                        turn_owner=owner,
-                        turn_expires_at=now + timedelta(seconds=lease_seconds),
-                        idle_deadline_at=None,
-                        time_limit_at=_working_time_limit(before, now),
-                        cancel_requested_at=None,  # a request never outlives its turn
-                        cancel_requested_by=None,
-                        # A taken-over turn keeps its number, so its writes keep their keys
-                        # and whatever the dead runner already wrote is not written again.
-                        turns=case(
-                            (SessionRow.state == BUSY, SessionRow.turns), else_=SessionRow.turns + 1
-                        ),
-                        updated_at=now,
-                    )
-                    .returning(SessionRow)  # the row as won, without reading it again
-                    .execution_options(synchronize_session=False, populate_existing=True)
-                ).scalar_one_or_none()
-                if won is None:
+                before = conn.execute(_LIMIT_INPUTS, {"sid": sid}).one()
+                row = conn.execute(
+                    _TAKE_TURN,
+                    {
+                        "sid": sid,
+                        "now": now,
+                        "owner": owner,
+                        "expires": now + timedelta(seconds=lease_seconds),
+                        "limit": _working_time_limit(before, now),
+                    },
+                ).one_or_none()
+                if row is None:
                     continue
-                row = won
-                inputs = (
-                    session.execute(
-                        select(SessionInput)
-                        .where(SessionInput.session_id == sid, SessionInput.status.in_(UNCONSUMED))
-                        .order_by(SessionInput.id)
-                    )
-                    .scalars()
-                    .all()
-                )
-                inputs = _same_params(inputs)
+                taken = _same_params(conn.execute(_WAITING_INPUTS, {"sid": sid}).all())
                 # Handed to this turn: an edit or deletion can no longer change them.
-                session.execute(
-                    update(SessionInput)
-                    .where(SessionInput.id.in_([i.id for i in inputs]))
-                    .values(status=TAKEN, turn=row.turns)
-                    .execution_options(synchronize_session=False)
-                )
-                self._record(
-                    session,
-                    sid,
-                    "turn_started",
-                    {"turn": row.turns, "inputs": [i.id for i in inputs], "runner": owner},
-                )
-                return _info(row), [_input(i) for i in inputs]
+                conn.execute(_MARK_TAKEN, {"ids": [i.id for i in taken], "turn": row.turns})
+                started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
+                conn.execute(INSERT_EVENT, event_row(sid, now, "turn_started", started))
+                return _info(row), [_input(i) for i in taken]
         return None
 
     def record_if_turn_owned(
@@ -242,17 +338,11 @@ class TurnLease(StoreBase):
     ) -> bool:
         """Record an event of a running turn, if `owner` still runs it (the session was
         not closed or taken over meanwhile); one transaction for both."""
-        with Session(self.engine) as session, session.begin():
-            found = session.execute(
-                select(SessionRow.id).where(
-                    SessionRow.id == session_id,
-                    SessionRow.state == BUSY,
-                    SessionRow.turn_owner == owner,
-                )
-            ).first()
-            if found is None:
+        row = event_row(session_id, self.clock(), kind, data)
+        with self.engine.begin() as conn:
+            if conn.execute(_OWNED, {"id": session_id, "owner": owner}).first() is None:
                 return False
-            self._record(session, session_id, kind, data)
+            conn.execute(INSERT_EVENT, row)
             return True
 
     def add_usage(
@@ -340,8 +430,8 @@ class TurnLease(StoreBase):
         (the session was closed meanwhile, or another runner took it over).
         """
         now = self.clock()
-        with Session(self.engine) as session, session.begin():
-            row = session.get(SessionRow, session_id)
+        with self.engine.begin() as conn:
+            row = conn.execute(_FINISH_INPUTS, {"sid": session_id}).one_or_none()
             if row is None:
                 return None
             values: dict[str, Any] = {
@@ -350,7 +440,7 @@ class TurnLease(StoreBase):
                 "cancel_requested_at": None,
                 "cancel_requested_by": None,
                 "updated_at": now,
-                "completed": row.completed or completed,
+                "completed": bool(row.completed) or completed,
             }
             if failed:
                 values.update(state=FAILED, close_reason=FAILURE, closed_at=now)
@@ -370,28 +460,16 @@ class TurnLease(StoreBase):
                 values.update(state=IDLE, idle_deadline_at=now + timedelta(minutes=idle))
                 event = ("turn_finished", {"turn": turn, "state": IDLE})
             # Conditional: a close or a takeover since the turn began wins over this runner.
-            fresh = session.execute(
-                update(SessionRow)
-                .where(
-                    SessionRow.id == session_id,
-                    SessionRow.state == BUSY,
-                    SessionRow.turn_owner == owner,
-                )
-                .values(**values)
-                .returning(SessionRow)  # the row as it is now, without reading it again
-                .execution_options(synchronize_session=False, populate_existing=True)
-            ).scalar_one_or_none()
+            fresh = conn.execute(
+                _settle_turn(tuple(sorted(values))),
+                {"sid": session_id, "owner": owner, **{f"v_{k}": v for k, v in values.items()}},
+            ).one_or_none()
             if fresh is None:
                 return None
             ids = list(consumed)
             if ids:
-                session.execute(
-                    update(SessionInput)
-                    .where(SessionInput.id.in_(ids), SessionInput.status.in_(UNCONSUMED))
-                    .values(status=CONSUMED, turn=turn)
-                    .execution_options(synchronize_session=False)
-                )
-            self._record(session, session_id, *event)
+                conn.execute(_MARK_CONSUMED, {"ids": ids, "turn": turn})
+            conn.execute(INSERT_EVENT, event_row(session_id, now, *event))
             return _info(fresh)
 
     def save_progress(self, session_id: str, progress: dict[str, Any]) -> None:
@@ -406,25 +484,23 @@ class TurnLease(StoreBase):
     def _merge_progress(
         self, session_id: str, values: dict[str, Any], *, keep: tuple[str, ...]
     ) -> None:
-        with Session(self.engine) as session, session.begin():
-            row = session.get(SessionRow, session_id)
-            if row is None:
+        with self.engine.begin() as conn:
+            progress = conn.execute(_PROGRESS, {"id": session_id}).scalar_one_or_none()
+            if progress is None:
                 return
-            kept = {k: v for k, v in (row.progress or {}).items() if k in keep}
-            row.progress = {**kept, **values}
-            row.updated_at = self.clock()
-
-    def save_output(self, session_id: str, output: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(SessionRow)
-                .where(SessionRow.id == session_id)
-                .values(output=output, completed=True, updated_at=self.clock())
-                .execution_options(synchronize_session=False)
+            kept = {k: v for k, v in progress.items() if k in keep}
+            conn.execute(
+                _SET_PROGRESS,
+                {"sid": session_id, "new_progress": {**kept, **values}, "now": self.clock()},
             )
 
+    def save_output(self, session_id: str, output: str) -> None:
+        execute_alone(
+            self.engine, _SET_OUTPUT, {"sid": session_id, "new_output": output, "now": self.clock()}
+        )
 
-def _same_params(inputs: Sequence[SessionInput]) -> Sequence[SessionInput]:
+
+def _same_params(inputs: Sequence[Any]) -> Sequence[Any]:
     """The oldest inputs that share the first one's runtimeParams: inputs asking for
     other params (or none, after some) wait for a turn of their own, so each prompt's
     params reach its own turn's model calls and no other's."""
@@ -437,14 +513,16 @@ def _same_params(inputs: Sequence[SessionInput]) -> Sequence[SessionInput]:
     return inputs[:count]
 
 
-def _working_time_limit(row: SessionRow, now: datetime) -> datetime | None:
+def _working_time_limit(row: Any, now: datetime) -> datetime | None:
     """The time limit counts working time: a session taken up after waiting for comments
     has its limit moved on by the time it waited (since its last turn ended)."""
-    if row.state != IDLE or row.idle_deadline_at is None or row.time_limit_at is None:
-        return row.time_limit_at
+    limit: datetime | None = row.time_limit_at
+    if row.state != IDLE or row.idle_deadline_at is None or limit is None:
+        return limit
     idle = timedelta(minutes=_options(dict(row.options)).idle_expiry_minutes)
     waited = max(now - (row.idle_deadline_at - idle), timedelta(0))
-    return row.time_limit_at + waited
+    result: datetime = limit + waited
+    return result
 
 
 def _in_repos(held: Held) -> ColumnElement[bool]:

@@ -151,8 +151,9 @@ class TurnRunner:
             claimed = None
             if len(running) < self.concurrency:
                 try:
-                    # Paused repositories and spent daily limits start no turn.
-                    held = await asyncio.to_thread(self.service.holds.held)
+                    # Paused repositories (asked in the claim) and spent daily limits
+                    # start no turn.
+                    held = await asyncio.to_thread(self.service.holds.for_claims)
                     claimed = await asyncio.to_thread(
                         functools.partial(
                             self.service.store.claim_turn,
@@ -188,7 +189,7 @@ class TurnRunner:
         return True
 
     async def run_once(self) -> bool:
-        held = await asyncio.to_thread(self.service.holds.held)
+        held = await asyncio.to_thread(self.service.holds.for_claims)
         claimed = await asyncio.to_thread(
             functools.partial(
                 self.service.store.claim_turn,

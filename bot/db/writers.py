@@ -1,0 +1,96 @@
+"""One SQLite write transaction at a time in this process, queued on a lock.
+
+SQLite lets one connection write at a time. A connection that finds the write lock
+taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10, 15, 20, 25, 50 and
+then 100 ms between tries, whether or not the lock was let go meanwhile. With a
+process's threads all writing to one file (turns, the outbox, the API, timers), those
+sleeps set the tail of every latency (bench/README.md, `api.py`): a write that had to
+wait once or twice waited 100 ms or more for a lock held for under a millisecond.
+
+Threads of one process take turns on a lock instead: a connection takes it before
+its first writing statement and gives it back when its transaction ends (commit,
+rollback, a statement that committed itself, or the connection leaving the pool), so
+the next writer starts as soon as the lock is free. Other processes (worker
+processes, the CLI) still meet SQLite's own locking and busy handler, as before.
+Reads never take the lock: WAL readers do not wait for writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+# Statements that only read; anything else (DML, DDL, SAVEPOINT, WITH ...) takes the lock.
+READS = ("SELECT", "PRAGMA")
+
+
+class WriteTurns:
+    """Who in this process holds SQLite's write turn, by driver connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: Any = None
+
+    def take(self, driver: Any) -> None:
+        if self._holder is driver:  # its transaction holds the turn already
+            return
+        self._lock.acquire()
+        self._holder = driver
+
+    def give(self, driver: Any) -> None:
+        """Let the turn go if `driver` holds it (any other connection: nothing)."""
+        if self._holder is driver:
+            self._holder = None
+            self._lock.release()
+
+
+def serialize_writers(engine: Engine) -> WriteTurns:
+    """Queue the write transactions of `engine` (SQLite) on one in-process lock."""
+    turns = WriteTurns()
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip()[:6].upper().startswith(READS):
+            turns.take(cursor.connection)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, *args: Any) -> None:
+        driver = cursor.connection
+        if not driver.in_transaction:  # autocommit: the statement was its own transaction
+            turns.give(driver)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        cursor = getattr(context, "cursor", None)  # none when connecting failed
+        if cursor is not None and not cursor.connection.in_transaction:
+            turns.give(cursor.connection)
+
+    # The dialect's commit and rollback get the pool's proxy of the driver connection.
+    def do_commit(proxy: Any) -> None:
+        try:
+            commit(proxy)
+        finally:
+            turns.give(getattr(proxy, "dbapi_connection", proxy))
+
+    def do_rollback(proxy: Any) -> None:
+        try:
+            rollback(proxy)
+        finally:
+            turns.give(getattr(proxy, "dbapi_connection", proxy))
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine, "checkin")
+    def _returned(driver: Any, record: Any) -> None:
+        turns.give(driver)  # a connection back in the pool holds nothing
+
+    @event.listens_for(engine, "close")
+    def _closed(driver: Any, record: Any) -> None:
+        turns.give(driver)
+
+    return turns
