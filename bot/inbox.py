@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from bot.clock import utcnow
-from bot.db import execute_alone
+from bot.db import execute_alone, reading
 from bot.db.models import Delivery
 from bot.db.types import UtcDateTime
 from bot.delivery import IncomingDelivery
@@ -424,7 +424,7 @@ class Inbox:
         )
         if received_by is not None:
             query = query.where(Delivery.received_at <= received_by)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [_row_of(r) for r in conn.execute(query)]
 
     def set_order(self, orders: Sequence[Order]) -> int:
@@ -509,7 +509,7 @@ class Inbox:
         pks = [r.pk for r in rows if r.thread_key]
         if not pks:
             return set()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return set(conn.execute(_late_query(), {"pks": pks}).scalars())
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:

@@ -97,3 +97,39 @@ async def test_a_worker_without_its_database_logs_once_not_every_poll(
     assert "database unreachable: connection refused" in warnings[0].getMessage()
     assert warnings[0].exc_info is None
     assert "secret-user" not in caplog.text
+
+
+def test_pooled_postgres_connections_the_server_ended_are_replaced_at_checkout() -> None:
+    """The server ends every pooled connection (a restart, say): the next reads, in a
+    transaction and in autocommit, get new connections instead of failing."""
+    import time
+    import uuid
+
+    from bot.db import reading
+    from tests.conftest import postgres_schema
+
+    with postgres_schema() as url:
+        marker = f"tl_pool_{uuid.uuid4().hex[:8]}"
+        engine = make_engine(f"{url}&application_name={marker}")
+        admin = make_engine(url)
+        try:
+            with engine.connect() as first, engine.connect() as second:
+                first.execute(text("SELECT 1"))
+                second.execute(text("SELECT 1"))
+            with admin.begin() as conn:
+                ended = conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": marker},
+                ).scalar_one()
+            assert ended == 2
+            time.sleep(0.2)  # the server's goodbye reaches the sockets
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 2")).scalar_one() == 2
+            with reading(engine) as conn:
+                assert conn.execute(text("SELECT 3")).scalar_one() == 3
+        finally:
+            engine.dispose()
+            admin.dispose()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Executable, create_engine, event, text
+from sqlalchemy import Connection, Engine, Executable, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -54,7 +56,45 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         serialize_writers(engine)  # threads queue for the write lock, not sleep for it
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=10)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _check_alive)
+    return engine
+
+
+# A PostgreSQL connection idle in the pool longer than this is pinged (a round trip)
+# before it is handed out; a fresher one only if its socket says something happened.
+_PING_AFTER_IDLE_SECONDS = 30.0
+
+
+def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Hand out only a live PostgreSQL connection, without a round trip for most.
+
+    pool_pre_ping sent `SELECT 1` at every checkout: on a worker, three or four per
+    delivery, each costing about as much CPU as the statements it guarded (bench/README.md,
+    session 10). An idle connection (no query outstanding, transaction ended at checkin)
+    has nothing to read: when the server ends it (a restart, pg_terminate_backend) it
+    sends an error and closes, so its socket turns readable. Readable, or idle long
+    enough that a silent network drop is possible, it gets the real ping; one that fails
+    is thrown away and the pool hands out a new one (DisconnectionError), as
+    pool_pre_ping did.
+    """
+    idle_since = record.info.get("checked_in_at")
+    if idle_since is None:
+        return  # just connected
+    fresh = time.monotonic() - idle_since < _PING_AFTER_IDLE_SECONDS
+    if fresh and not _has_input(dbapi_connection):
+        return
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception as err:  # whatever the driver raises for a dead connection
+        raise exc.DisconnectionError(str(err)) from err
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -94,6 +134,33 @@ def execute_alone(
     options = {"isolation_level": "AUTOCOMMIT", "preserve_rowcount": True}
     with engine.connect().execution_options(**options) as conn:
         return int(conn.execute(statement, params).rowcount)
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """Whether the connection's socket has something to read (or is closed), without
+    waiting. poll, not select: select fails on descriptors past 1023. Where poll is
+    missing (Windows), say yes, so the caller pings."""
+    if not hasattr(select, "poll"):
+        return True
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception:  # a closed connection has no socket
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for one read that needs no transaction around it (a single SELECT
+    sees one snapshot on its own): in autocommit, so on PostgreSQL the read is one
+    round trip where a transaction made three (BEGIN, the SELECT, and the pool's
+    ROLLBACK at checkin). Use it as a context manager. On SQLite a plain connection:
+    the driver starts no transaction for a SELECT, and switching the isolation level
+    there runs PRAGMAs at checkout and checkin (it cost more than it saved)."""
+    if engine.dialect.name == "sqlite":
+        return engine.connect()
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def ping(engine: Engine) -> None:

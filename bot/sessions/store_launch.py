@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.db import reading
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -166,8 +167,9 @@ class LaunchAndLookups(StoreBase):
             return _info(row) if row else None
 
     def live_for(self, thread_key: str) -> SessionInfo | None:
-        # Every comment asks (most threads have none): one prebuilt Core query.
-        with self.engine.connect() as conn:
+        # Every comment asks (most threads have none): one prebuilt Core query, in
+        # autocommit on PostgreSQL (bot.db.reading: one round trip, not three).
+        with reading(self.engine) as conn:
             row = conn.execute(_LIVE_IN_THREAD, {"key": thread_key}).one_or_none()
             return _info(row) if row else None
 
