@@ -38,12 +38,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, and_, bindparam, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot import slots
 from bot.clock import utcnow
-from bot.db import execute_alone
+from bot.db import dialect_insert, execute_alone
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
@@ -295,7 +294,7 @@ class _DialectStatements:
 @functools.cache
 def _statements(dialect: str) -> _DialectStatements:
     """The statements whose ON CONFLICT is each dialect's own."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     enqueue = insert(_OUTBOX).on_conflict_do_nothing(index_elements=["key"]).returning(_OUTBOX.c.id)
     posted = insert(_POSTED)
     save_posted = posted.on_conflict_do_update(

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
+from bot.db import dialect_insert
 from bot.db.models import TimeSlot
 
 _SLOTS = cast(Table, TimeSlot.__table__)
@@ -37,7 +37,7 @@ _HOLD = (
 @functools.cache
 def _first(dialect: str) -> Any:
     """The slot's first row, unless another process made it meanwhile."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     return (
         insert(_SLOTS)
         .values(slot_key=bindparam("key"), next_at=bindparam("following"))

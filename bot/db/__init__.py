@@ -114,7 +114,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 def insert_ignoring_conflicts(engine: Engine) -> Callable[..., Any]:
     """The dialect's `insert` construct, which has `on_conflict_do_nothing` on both backends."""
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    return dialect_insert(engine.dialect.name)
+
+
+def dialect_insert(dialect: str) -> Callable[..., Any]:
+    """`insert_ignoring_conflicts` by dialect name (for statements built once per dialect)."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def execute_alone(
