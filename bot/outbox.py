@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from bot import slots
 from bot.clock import utcnow
-from bot.db import dialect_insert, execute_alone
+from bot.db import bound_params, bound_values, dialect_insert, execute_alone
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
@@ -306,9 +306,9 @@ def _statements(dialect: str) -> _DialectStatements:
 
 @functools.cache
 def _settle(names: tuple[str, ...], refund: bool) -> Any:
-    """Set `names` (from `v_<name>`) on row `pk` if `owner` still holds it; `refund`:
+    """Set `names` (bot.db.bound_values) on row `pk` if `owner` still holds it; `refund`:
     and give back the attempt its claim counted. Built once per set of columns."""
-    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+    values = bound_values(names)
     if refund:
         values["attempts"] = _OUTBOX.c.attempts - 1
     return (
@@ -435,7 +435,7 @@ class Outbox:
     def renew(self, row: OutboxRow, owner: str, lease_seconds: float) -> bool:
         """Extend `owner`'s lease on `row`; False when it is no longer theirs."""
         expires = self.clock() + timedelta(seconds=lease_seconds)
-        params = {"pk": row.pk, "owner": owner, "v_lease_expires_at": expires}
+        params = {"pk": row.pk, "owner": owner, **bound_params({"lease_expires_at": expires})}
         return execute_alone(self.engine, _settle(("lease_expires_at",), False), params) == 1
 
     def settle(
@@ -444,7 +444,7 @@ class Outbox:
         """One UPDATE, in a transaction of its own (see bot.db.execute_alone), if `owner`
         still holds the row; `refund` gives back the attempt its claim counted."""
         values.update(status=status, lease_owner=None, lease_expires_at=None)
-        params = {"pk": row.pk, "owner": owner, **{f"v_{k}": v for k, v in values.items()}}
+        params = {"pk": row.pk, "owner": owner, **bound_params(values)}
         statement = _settle(tuple(sorted(values)), refund)
         return execute_alone(self.engine, statement, params) == 1
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Executable, bindparam, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -120,6 +120,18 @@ def insert_ignoring_conflicts(engine: Engine) -> Callable[..., Any]:
 def dialect_insert(dialect: str) -> Callable[..., Any]:
     """`insert_ignoring_conflicts` by dialect name (for statements built once per dialect)."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def bound_values(names: tuple[str, ...]) -> dict[str, Any]:
+    """SET values for a statement built once per set of columns: each column `name` takes
+    the parameter `v_<name>` (so it cannot clash with a WHERE's parameters); pass them
+    with `bound_params`."""
+    return {name: bindparam(f"v_{name}") for name in names}
+
+
+def bound_params(values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters `bound_values` names, for these column values."""
+    return {f"v_{name}": value for name, value in values.items()}
 
 
 def execute_alone(

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.db import execute_alone
+from bot.db import bound_params, bound_values, execute_alone
 from bot.db.models import LIVE_STATES, RepoPause, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import StoreBase
@@ -148,7 +148,7 @@ _MARK_CONSUMED = (
 @functools.cache
 def _settle_turn(names: tuple[str, ...]) -> Any:
     """Settle a turn if `owner` still runs it (a close or a takeover since the turn began
-    wins over the runner), setting the columns `names` from `v_<name>`; the row as it is
+    wins over the runner), setting the columns `names` (bot.db.bound_values); the row as it is
     now comes back (RETURNING). Built once per set of columns: an ending turn sets one of
     four."""
     return (
@@ -158,7 +158,7 @@ def _settle_turn(names: tuple[str, ...]) -> Any:
             _SESSIONS.c.state == BUSY,
             _SESSIONS.c.turn_owner == bindparam("owner"),
         )
-        .values({name: bindparam(f"v_{name}") for name in names})
+        .values(bound_values(names))
         .returning(*_SESSIONS.c)
     )
 
@@ -462,7 +462,7 @@ class TurnLease(StoreBase):
             # Conditional: a close or a takeover since the turn began wins over this runner.
             fresh = conn.execute(
                 _settle_turn(tuple(sorted(values))),
-                {"sid": session_id, "owner": owner, **{f"v_{k}": v for k, v in values.items()}},
+                {"sid": session_id, "owner": owner, **bound_params(values)},
             ).one_or_none()
             if fresh is None:
                 return None
