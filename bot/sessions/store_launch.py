@@ -34,14 +34,13 @@ from bot.sessions.store_rows import (
     new_session_id,
 )
 
-_SESSIONS = SESSIONS
-_BY_REQUEST = select(_SESSIONS).where(_SESSIONS.c.client_request_id == bindparam("request"))
-_BY_ID = select(_SESSIONS).where(_SESSIONS.c.id == bindparam("sid"))
-_LIVE_IN_THREAD = select(_SESSIONS).where(
-    _SESSIONS.c.thread_key == bindparam("key"), _SESSIONS.c.state.in_(LIVE_STATES)
+_BY_REQUEST = select(SESSIONS).where(SESSIONS.c.client_request_id == bindparam("request"))
+_BY_ID = select(SESSIONS).where(SESSIONS.c.id == bindparam("sid"))
+_LIVE_IN_THREAD = select(SESSIONS).where(
+    SESSIONS.c.thread_key == bindparam("key"), SESSIONS.c.state.in_(LIVE_STATES)
 )
-_COUNT_LIVE = select(func.count()).select_from(_SESSIONS).where(_SESSIONS.c.state.in_(LIVE_STATES))
-_INSERT_SESSION = insert(_SESSIONS)
+_COUNT_LIVE = select(func.count()).select_from(SESSIONS).where(SESSIONS.c.state.in_(LIVE_STATES))
+_INSERT_SESSION = insert(SESSIONS)
 _INSERT_INPUT = insert(INPUTS)
 # What a resumed session takes over from the one it resumes (budgets count the line).
 _CARRIED = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens", "cost_micros")

@@ -51,32 +51,30 @@ from bot.sessions.store_rows import (
     event_row,
 )
 
-_SESSIONS = SESSIONS
 # Whether a runner still owns a session's turn (prebuilt: asked before every tool call).
-_OWNED = select(_SESSIONS.c.id).where(
-    _SESSIONS.c.id == bindparam("id"),
-    _SESSIONS.c.state == BUSY,
-    _SESSIONS.c.turn_owner == bindparam("owner"),
+_OWNED = select(SESSIONS.c.id).where(
+    SESSIONS.c.id == bindparam("id"),
+    SESSIONS.c.state == BUSY,
+    SESSIONS.c.turn_owner == bindparam("owner"),
 )
-_INPUTS = INPUTS
 # What a claim needs of a session to move its time limit on (`_working_time_limit`).
 _LIMIT_INPUTS = select(
-    _SESSIONS.c.state,
-    _SESSIONS.c.idle_deadline_at,
-    _SESSIONS.c.time_limit_at,
-    _SESSIONS.c.options,
-).where(_SESSIONS.c.id == bindparam("sid"))
+    SESSIONS.c.state,
+    SESSIONS.c.idle_deadline_at,
+    SESSIONS.c.time_limit_at,
+    SESSIONS.c.options,
+).where(SESSIONS.c.id == bindparam("sid"))
 # Take a session's turn if it is still ready and has inputs waiting; the row as won comes
 # back (RETURNING), without reading it again.
 _TAKE_TURN = (
-    update(_SESSIONS)
+    update(SESSIONS)
     .where(
-        _SESSIONS.c.id == bindparam("sid"),
+        SESSIONS.c.id == bindparam("sid"),
         or_(
-            _SESSIONS.c.state.in_((ACTIVE, IDLE)),
-            and_(_SESSIONS.c.state == BUSY, _SESSIONS.c.turn_expires_at < bindparam("now")),
+            SESSIONS.c.state.in_((ACTIVE, IDLE)),
+            and_(SESSIONS.c.state == BUSY, SESSIONS.c.turn_expires_at < bindparam("now")),
         ),
-        exists().where(_INPUTS.c.session_id == _SESSIONS.c.id, _INPUTS.c.status.in_(UNCONSUMED)),
+        exists().where(INPUTS.c.session_id == SESSIONS.c.id, INPUTS.c.status.in_(UNCONSUMED)),
     )
     .values(
         state=BUSY,
@@ -88,10 +86,10 @@ _TAKE_TURN = (
         cancel_requested_by=None,
         # A taken-over turn keeps its number, so its writes keep their keys and whatever
         # the dead runner already wrote is not written again.
-        turns=case((_SESSIONS.c.state == BUSY, _SESSIONS.c.turns), else_=_SESSIONS.c.turns + 1),
+        turns=case((SESSIONS.c.state == BUSY, SESSIONS.c.turns), else_=SESSIONS.c.turns + 1),
         updated_at=bindparam("now"),
     )
-    .returning(*_SESSIONS.c)
+    .returning(*SESSIONS.c)
 )
 
 
@@ -99,16 +97,16 @@ def _candidates(whose: ColumnElement[bool]) -> Any:
     """Up to 10 sessions `whose` turn could be taken: ready, with inputs waiting, not
     one the caller still runs (`running`); the oldest first."""
     ready = or_(
-        _SESSIONS.c.state.in_((ACTIVE, IDLE)),
-        and_(_SESSIONS.c.state == BUSY, _SESSIONS.c.turn_expires_at < bindparam("now")),
+        SESSIONS.c.state.in_((ACTIVE, IDLE)),
+        and_(SESSIONS.c.state == BUSY, SESSIONS.c.turn_expires_at < bindparam("now")),
     )
     # Start from the few sessions with waiting inputs, not from every live one.
-    waiting = select(_INPUTS.c.session_id).where(_INPUTS.c.status.in_(UNCONSUMED)).distinct()
-    mine = _SESSIONS.c.id.not_in(bindparam("running", expanding=True))
+    waiting = select(INPUTS.c.session_id).where(INPUTS.c.status.in_(UNCONSUMED)).distinct()
+    mine = SESSIONS.c.id.not_in(bindparam("running", expanding=True))
     return (
-        select(_SESSIONS.c.id)
-        .where(_SESSIONS.c.id.in_(waiting), ready, whose, mine)
-        .order_by(_SESSIONS.c.updated_at)
+        select(SESSIONS.c.id)
+        .where(SESSIONS.c.id.in_(waiting), ready, whose, mine)
+        .order_by(SESSIONS.c.updated_at)
         .limit(10)
         .with_for_update(skip_locked=True)
     )
@@ -121,26 +119,24 @@ _SPAWNED = select(Spawn.child_id).where(Spawn.state == "running", Spawn.nonblock
 # asked in the claim itself, so no query for the pauses has to come before each claim.
 _PAUSES = cast(Table, RepoPause.__table__)
 _NOT_PAUSED = ~exists().where(
-    _PAUSES.c.repo == func.lower(_SESSIONS.c.repo),
-    or_(_PAUSES.c.host == _SESSIONS.c.host, _PAUSES.c.host == ANY_HOST),
+    _PAUSES.c.repo == func.lower(SESSIONS.c.repo),
+    or_(_PAUSES.c.host == SESSIONS.c.host, _PAUSES.c.host == ANY_HOST),
 )
-_QUEUED_TURNS = and_(
-    or_(_SESSIONS.c.parent_id.is_(None), _SESSIONS.c.id.in_(_SPAWNED)), _NOT_PAUSED
-)
+_QUEUED_TURNS = and_(or_(SESSIONS.c.parent_id.is_(None), SESSIONS.c.id.in_(_SPAWNED)), _NOT_PAUSED)
 _CANDIDATES = _candidates(_QUEUED_TURNS)
-_CANDIDATE = _candidates(_SESSIONS.c.id == bindparam("sid"))
-_STATE = select(_SESSIONS.c.state).where(_SESSIONS.c.id == bindparam("sid"))
-_QUEUED_COMMENT = select(_INPUTS.c.id).where(
-    _INPUTS.c.session_id == bindparam("sid"), _INPUTS.c.comment_id == bindparam("comment")
+_CANDIDATE = _candidates(SESSIONS.c.id == bindparam("sid"))
+_STATE = select(SESSIONS.c.state).where(SESSIONS.c.id == bindparam("sid"))
+_QUEUED_COMMENT = select(INPUTS.c.id).where(
+    INPUTS.c.session_id == bindparam("sid"), INPUTS.c.comment_id == bindparam("comment")
 )
-_ADD_INPUT = insert(_INPUTS).returning(_INPUTS.c.id)
+_ADD_INPUT = insert(INPUTS).returning(INPUTS.c.id)
 # What finishing a turn needs of the session before it moves it on.
-_FINISH_INPUTS = select(_SESSIONS.c.completed, _SESSIONS.c.options).where(
-    _SESSIONS.c.id == bindparam("sid")
+_FINISH_INPUTS = select(SESSIONS.c.completed, SESSIONS.c.options).where(
+    SESSIONS.c.id == bindparam("sid")
 )
 _MARK_CONSUMED = (
-    update(_INPUTS)
-    .where(_INPUTS.c.id.in_(bindparam("ids", expanding=True)), _INPUTS.c.status.in_(UNCONSUMED))
+    update(INPUTS)
+    .where(INPUTS.c.id.in_(bindparam("ids", expanding=True)), INPUTS.c.status.in_(UNCONSUMED))
     .values(status=CONSUMED, turn=bindparam("turn"))
 )
 
@@ -152,38 +148,38 @@ def _settle_turn(names: tuple[str, ...]) -> Any:
     now comes back (RETURNING). Built once per set of columns: an ending turn sets one of
     four."""
     return (
-        update(_SESSIONS)
+        update(SESSIONS)
         .where(
-            _SESSIONS.c.id == bindparam("sid"),
-            _SESSIONS.c.state == BUSY,
-            _SESSIONS.c.turn_owner == bindparam("owner"),
+            SESSIONS.c.id == bindparam("sid"),
+            SESSIONS.c.state == BUSY,
+            SESSIONS.c.turn_owner == bindparam("owner"),
         )
         .values(bound_values(names))
-        .returning(*_SESSIONS.c)
+        .returning(*SESSIONS.c)
     )
 
 
 _WAITING_INPUTS = (
-    select(_INPUTS)
-    .where(_INPUTS.c.session_id == bindparam("sid"), _INPUTS.c.status.in_(UNCONSUMED))
-    .order_by(_INPUTS.c.id)
+    select(INPUTS)
+    .where(INPUTS.c.session_id == bindparam("sid"), INPUTS.c.status.in_(UNCONSUMED))
+    .order_by(INPUTS.c.id)
 )
 _MARK_TAKEN = (
-    update(_INPUTS)
-    .where(_INPUTS.c.id.in_(bindparam("ids", expanding=True)))
+    update(INPUTS)
+    .where(INPUTS.c.id.in_(bindparam("ids", expanding=True)))
     .values(status=TAKEN, turn=bindparam("turn"))
 )
 
 # The agent's steps and summary (update_status), and its output (task_completed).
-_PROGRESS = select(_SESSIONS.c.progress).where(_SESSIONS.c.id == bindparam("id"))
+_PROGRESS = select(SESSIONS.c.progress).where(SESSIONS.c.id == bindparam("id"))
 _SET_PROGRESS = (
-    update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("sid"))
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("sid"))
     .values(progress=bindparam("new_progress"), updated_at=bindparam("now"))
 )
 _SET_OUTPUT = (
-    update(_SESSIONS)
-    .where(_SESSIONS.c.id == bindparam("sid"))
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("sid"))
     .values(output=bindparam("new_output"), completed=True, updated_at=bindparam("now"))
 )
 
