@@ -65,6 +65,25 @@ def postgres_reachable() -> str | None:
     return None
 
 
+def end_backends(url: str, application_name: str) -> int:
+    """End (pg_terminate_backend) the PostgreSQL connections named `application_name`,
+    as a server restart would; how many were ended."""
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": application_name},
+                ).scalar_one()
+            )
+    finally:
+        admin.dispose()
+
+
 @contextlib.contextmanager
 def postgres_schema() -> Iterator[str]:
     """A URL whose connections use a fresh schema, dropped afterwards."""

@@ -106,25 +106,16 @@ def test_pooled_postgres_connections_the_server_ended_are_replaced_at_checkout()
     import uuid
 
     from bot.db import reading
-    from tests.conftest import postgres_schema
+    from tests.conftest import end_backends, postgres_schema
 
     with postgres_schema() as url:
         marker = f"tl_pool_{uuid.uuid4().hex[:8]}"
         engine = make_engine(f"{url}&application_name={marker}")
-        admin = make_engine(url)
         try:
             with engine.connect() as first, engine.connect() as second:
                 first.execute(text("SELECT 1"))
                 second.execute(text("SELECT 1"))
-            with admin.begin() as conn:
-                ended = conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name = :name"
-                    ),
-                    {"name": marker},
-                ).scalar_one()
-            assert ended == 2
+            assert end_backends(url, marker) == 2
             time.sleep(0.2)  # the server's goodbye reaches the sockets
             with engine.connect() as conn:
                 assert conn.execute(text("SELECT 2")).scalar_one() == 2
@@ -132,4 +123,3 @@ def test_pooled_postgres_connections_the_server_ended_are_replaced_at_checkout()
                 assert conn.execute(text("SELECT 3")).scalar_one() == 3
         finally:
             engine.dispose()
-            admin.dispose()

@@ -17,7 +17,7 @@ from bot.db import make_engine
 from bot.db.models import Delivery
 from bot.inbox import Inbox
 from tests import payloads as p
-from tests.conftest import Running, postgres_schema, run_app, with_settings
+from tests.conftest import Running, end_backends, postgres_schema, run_app, with_settings
 
 
 async def post_github(
@@ -323,7 +323,6 @@ async def test_unreachable_database_answers_503_so_the_host_redelivers() -> None
 async def test_a_dropped_database_connection_costs_no_delivery() -> None:
     """PostgreSQL ends the ingress writer's connection (a restart, say): the next
     delivery is stored on a new connection and answered 202, not 503."""
-    from sqlalchemy import create_engine, text
 
     with postgres_schema() as url:
         marker = f"tl_writer_{uuid.uuid4().hex[:8]}"
@@ -335,18 +334,7 @@ async def test_a_dropped_database_connection_costs_no_delivery() -> None:
         async with run_app(settings, workers=0) as app:
             first, _, _ = await post_github(app, "issue_comment", p.issue_comment("one"))
             assert first == 202
-            admin = create_engine(url)
-            try:
-                with admin.begin() as conn:
-                    ended = conn.execute(
-                        text(
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                            "WHERE application_name = :name AND pid <> pg_backend_pid()"
-                        ),
-                        {"name": marker},
-                    ).scalar_one()
-            finally:
-                admin.dispose()
+            ended = end_backends(url, marker)
             assert ended >= 1  # the writer's own connection among them
             second, answer, delivery = await post_github(
                 app, "issue_comment", p.issue_comment("two", comment_id=2)
