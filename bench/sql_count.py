@@ -38,6 +38,13 @@ def _install() -> None:
             frames = [f for f in traceback.extract_stack() if "/bot/" in f.filename]
             SITES[" <- ".join(f"{f.name}:{f.lineno}" for f in reversed(frames[-4:]))] += 1
 
+    from bot.db import lean  # statements run on the driver's cursor skip the event
+
+    def _lean(statement: str) -> None:
+        _stmt(None, None, statement)
+
+    lean.OBSERVER = _lean
+
     @event.listens_for(Engine, "commit")
     def _commit(conn: Any) -> None:
         COMMITS["commit"] += 1

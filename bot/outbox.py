@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from bot import slots
 from bot.clock import utcnow
 from bot.db import bound_params, bound_values, dialect_insert, execute_alone
+from bot.db.lean import Lean
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
@@ -219,42 +220,41 @@ def _row(item: Any) -> OutboxRow:
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _POSTED = cast(Table, PostedComment.__table__)
 _SLOTS = cast(Table, TimeSlot.__table__)
-_ID_OF_KEY = select(_OUTBOX.c.id).where(_OUTBOX.c.key == bindparam("key"))
+_ID_OF_KEY = Lean(select(_OUTBOX.c.id).where(_OUTBOX.c.key == bindparam("key")))
 _SAME = _OUTBOX.c.coalesce_key == bindparam("coalesce")
-_NEWER_VERSION = select(_OUTBOX.c.id).where(
-    _SAME,
-    _OUTBOX.c.version > bindparam("than"),
-    _OUTBOX.c.status.in_((PENDING, SENDING, SENT)),
+_NEWER_VERSION = Lean(
+    select(_OUTBOX.c.id).where(
+        _SAME,
+        _OUTBOX.c.version > bindparam("than"),
+        _OUTBOX.c.status.in_((PENDING, SENDING, SENT)),
+    )
 )
 _OLDER_PENDING = (_SAME, _OUTBOX.c.status == PENDING, _OUTBOX.c.version < bindparam("than"))
-_UNCLEAR_OLDER = select(func.max(_OUTBOX.c.next_attempt_at)).where(
-    *_OLDER_PENDING, _OUTBOX.c.maybe_sent
+_UNCLEAR_OLDER = Lean(
+    select(func.max(_OUTBOX.c.next_attempt_at)).where(*_OLDER_PENDING, _OUTBOX.c.maybe_sent)
 )
-_INHERIT_UNCLEAR = (
+_INHERIT_UNCLEAR = Lean(
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("pk"))
     .values(maybe_sent=True, next_attempt_at=bindparam("at"))
 )
-_SUPERSEDE_OLDER = (
+_SUPERSEDE_OLDER = Lean(
     update(_OUTBOX).where(*_OLDER_PENDING).values(status=SUPERSEDED, sent_at=bindparam("now"))
 )
-_SUPERSEDE_SELF = (
+_SUPERSEDE_SELF = Lean(
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.status == PENDING)
     .values(status=SUPERSEDED, sent_at=bindparam("now"))
 )
-_LAPSED = (
-    select(_OUTBOX.c.id)
-    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
-    .limit(1)
-)
-_EXPIRE_LEASES = (
+_LAPSED_LEASE = (_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
+_LAPSED = Lean(select(_OUTBOX.c.id).where(*_LAPSED_LEASE).limit(1))
+_EXPIRE_LEASES = Lean(
     update(_OUTBOX)
-    .where(_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
+    .where(*_LAPSED_LEASE)
     .values(status=PENDING, maybe_sent=True, lease_owner=None, lease_expires_at=None)
 )
 _EARLIER = _OUTBOX.alias("earlier")
-_CANDIDATES = (
+_CANDIDATES = Lean(
     select(_OUTBOX.c.id, _OUTBOX.c.host, _OUTBOX.c.installation_id)
     .where(
         _OUTBOX.c.status == PENDING,
@@ -269,7 +269,7 @@ _CANDIDATES = (
     .limit(20)
     .with_for_update(of=_OUTBOX, skip_locked=True)
 )
-_TAKE_ROW = (
+_TAKE_ROW = Lean(
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.status == PENDING)
     .values(
@@ -280,38 +280,65 @@ _TAKE_ROW = (
     )
     .returning(*_OUTBOX.c)
 )
-_NEXT_DUE = select(func.min(_OUTBOX.c.next_attempt_at)).where(_OUTBOX.c.status == PENDING)
-_NEXT_SLOT = select(func.min(_SLOTS.c.next_at)).where(_SLOTS.c.slot_key.not_like("job:%"))
-_POSTED_ONE = select(_POSTED).where(_POSTED.c.coalesce_key == bindparam("key"))
+_NEXT_DUE = Lean(select(func.min(_OUTBOX.c.next_attempt_at)).where(_OUTBOX.c.status == PENDING))
+_NEXT_SLOT = Lean(select(func.min(_SLOTS.c.next_at)).where(_SLOTS.c.slot_key.not_like("job:%")))
+_POSTED_ONE = Lean(select(_POSTED).where(_POSTED.c.coalesce_key == bindparam("key")))
+
+
+# The columns an enqueue and a saved comment give (the statements name each).
+_ENQUEUED = (
+    "key",
+    "host",
+    "installation_id",
+    "repo",
+    "thread_key",
+    "thread",
+    "kind",
+    "payload",
+    "coalesce_key",
+    "version",
+    "urgent",
+    "status",
+    "attempts",
+    "maybe_sent",
+    "next_attempt_at",
+    "created_at",
+)
+_POSTED_COLUMNS = ("coalesce_key", "host", "thread_key", "comment_id", "url")
 
 
 @dataclass(frozen=True)
 class _DialectStatements:
-    enqueue: Any
-    save_posted: Any
+    enqueue: Lean
+    save_posted: Lean
 
 
 @functools.cache
 def _statements(dialect: str) -> _DialectStatements:
     """The statements whose ON CONFLICT is each dialect's own."""
     insert = dialect_insert(dialect)
-    enqueue = insert(_OUTBOX).on_conflict_do_nothing(index_elements=["key"]).returning(_OUTBOX.c.id)
-    posted = insert(_POSTED)
+    enqueue = (
+        insert(_OUTBOX)
+        .values({name: bindparam(name) for name in _ENQUEUED})
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(_OUTBOX.c.id)
+    )
+    posted = insert(_POSTED).values({name: bindparam(name) for name in _POSTED_COLUMNS})
     save_posted = posted.on_conflict_do_update(
         index_elements=["coalesce_key"],
         set_={"comment_id": posted.excluded.comment_id, "url": posted.excluded.url},
     )
-    return _DialectStatements(enqueue, save_posted)
+    return _DialectStatements(Lean(enqueue), Lean(save_posted))
 
 
 @functools.cache
-def _settle(names: tuple[str, ...], refund: bool) -> Any:
+def _settle(names: tuple[str, ...], refund: bool) -> Lean:
     """Set `names` (bot.db.bound_values) on row `pk` if `owner` still holds it; `refund`:
     and give back the attempt its claim counted. Built once per set of columns."""
     values = bound_values(names)
     if refund:
         values["attempts"] = _OUTBOX.c.attempts - 1
-    return (
+    return Lean(
         update(_OUTBOX)
         .where(
             _OUTBOX.c.id == bindparam("pk"),
@@ -354,9 +381,9 @@ class Outbox:
             "created_at": now,
         }
         with self.engine.begin() as conn:
-            pk = conn.execute(_statements(self._dialect).enqueue, values).scalar_one_or_none()
+            pk = _statements(self._dialect).enqueue.scalar(conn, values)
             if pk is None:
-                return int(conn.execute(_ID_OF_KEY, {"key": write.key}).scalar_one())
+                return int(_ID_OF_KEY.scalar(conn, {"key": write.key}))
             if write.coalesce_key is not None:
                 self._coalesce(conn, pk, write, now)
             return int(pk)
@@ -365,17 +392,16 @@ class Outbox:
         """A newer state of a comment makes older unsent ones pointless; an older one
         arriving late (a slower writer) is pointless itself."""
         same = {"coalesce": write.coalesce_key, "than": write.version or 0, "pk": pk}
-        newer = conn.execute(_NEWER_VERSION, same).first()
-        if newer is not None:
-            conn.execute(_SUPERSEDE_SELF, {"pk": pk, "now": now})
+        if _NEWER_VERSION.first(conn, same) is not None:
+            _SUPERSEDE_SELF.count(conn, {"pk": pk, "now": now})
             return
         # An older version whose last try ended unclearly (it may have posted the
         # comment, or the host may still post it) hands that on: this row looks for
         # the marker first, and not before that older try's own wait is over.
-        unclear = conn.execute(_UNCLEAR_OLDER, same).scalar()
+        unclear = _UNCLEAR_OLDER.scalar(conn, same)
         if unclear is not None:
-            conn.execute(_INHERIT_UNCLEAR, {"pk": pk, "at": max(unclear, now)})
-        conn.execute(_SUPERSEDE_OLDER, {**same, "now": now})
+            _INHERIT_UNCLEAR.count(conn, {"pk": pk, "at": max(unclear, now)})
+        _SUPERSEDE_OLDER.count(conn, {**same, "now": now})
 
     # ------------------------------------------------------------------ sender side
 
@@ -386,14 +412,14 @@ class Outbox:
             # A sender that died mid-send may or may not have written: look before writing.
             # Looked for with a read first: the UPDATE takes the write lock, and almost
             # every claim finds no lapsed lease.
-            if conn.execute(_LAPSED, {"now": now}).first() is not None:
-                conn.execute(_EXPIRE_LEASES, {"now": now})
+            if _LAPSED.first(conn, {"now": now}) is not None:
+                _EXPIRE_LEASES.count(conn, {"now": now})
             # On PostgreSQL the candidates are locked (rows another sender is claiming
             # are skipped), so the UPDATE below cannot lose a row after its slot was
             # taken. A sender that lost one went on to the next installation's slot
             # still holding the first: two senders doing that waited for each other
             # (a deadlock, seen with three concurrent senders).
-            candidates = conn.execute(_CANDIDATES, {"now": now}).all()
+            candidates = _CANDIDATES.rows(conn, {"now": now})
             tried: set[str] = set()
             expires = now + timedelta(seconds=lease_seconds)
             for item in candidates:
@@ -404,9 +430,7 @@ class Outbox:
                 interval = 0.0 if item.host in UNPACED_HOSTS else min_interval
                 if not slots.take(conn, key, now, interval):
                     continue
-                won = conn.execute(
-                    _TAKE_ROW, {"pk": item.id, "owner": owner, "expires": expires}
-                ).one_or_none()
+                won = _TAKE_ROW.first(conn, {"pk": item.id, "owner": owner, "expires": expires})
                 if won is not None:  # the row as taken (RETURNING), not read again
                     return _row(won)
         return None
@@ -419,10 +443,10 @@ class Outbox:
     def next_slot(self) -> datetime | None:
         """When the earliest unsent row could go out (for the sender's sleep)."""
         with self.engine.connect() as conn:
-            due: datetime | None = conn.execute(_NEXT_DUE).scalar()
+            due: datetime | None = _NEXT_DUE.scalar(conn)
             if due is None:
                 return None
-            slot: datetime | None = conn.execute(_NEXT_SLOT).scalar()
+            slot: datetime | None = _NEXT_SLOT.scalar(conn)
         return max(due, slot) if slot is not None else due
 
     def superseded_by_newer(self, row: OutboxRow) -> bool:
@@ -430,13 +454,13 @@ class Outbox:
             return False
         with self.engine.connect() as conn:
             same = {"coalesce": row.coalesce_key, "than": row.version or 0}
-            return conn.execute(_NEWER_VERSION, same).first() is not None
+            return _NEWER_VERSION.first(conn, same) is not None
 
     def renew(self, row: OutboxRow, owner: str, lease_seconds: float) -> bool:
         """Extend `owner`'s lease on `row`; False when it is no longer theirs."""
         expires = self.clock() + timedelta(seconds=lease_seconds)
         params = {"pk": row.pk, "owner": owner, **bound_params({"lease_expires_at": expires})}
-        return execute_alone(self.engine, _settle(("lease_expires_at",), False), params) == 1
+        return _settle(("lease_expires_at",), False).alone(self.engine, params) == 1
 
     def settle(
         self, row: OutboxRow, owner: str, status: str, *, refund: bool = False, **values: Any
@@ -446,7 +470,7 @@ class Outbox:
         values.update(status=status, lease_owner=None, lease_expires_at=None)
         params = {"pk": row.pk, "owner": owner, **bound_params(values)}
         statement = _settle(tuple(sorted(values)), refund)
-        return execute_alone(self.engine, statement, params) == 1
+        return statement.alone(self.engine, params) == 1
 
     def sent(self, row: OutboxRow, owner: str, result: dict[str, Any]) -> bool:
         return self.settle(row, owner, SENT, sent_at=self.clock(), result=result, last_error=None)
@@ -484,7 +508,7 @@ class Outbox:
         attempted and its id is unknown (the comment may exist: look for its marker
         before posting)."""
         with self.engine.connect() as conn:
-            return conn.execute(_POSTED_ONE, {"key": coalesce_key}).first()
+            return _POSTED_ONE.first(conn, {"key": coalesce_key})
 
     def posting(self, coalesce_key: str, thread: ThreadRef) -> None:
         """Write-ahead, committed before a version POSTs the comment: from here until
@@ -504,7 +528,7 @@ class Outbox:
             "comment_id": comment_id,
             "url": url,
         }
-        execute_alone(self.engine, _statements(self._dialect).save_posted, values)
+        _statements(self._dialect).save_posted.alone(self.engine, values)
 
     # ------------------------------------------------------------------- operators
 

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
 from bot.db import dialect_insert
+from bot.db.lean import Lean
 from bot.db.models import TimeSlot
 
 _SLOTS = cast(Table, TimeSlot.__table__)
 # Move a slot on if it is free (the common case: the slot exists): prebuilt.
-_TAKE = (
+_TAKE = Lean(
     update(_SLOTS)
     .where(_SLOTS.c.slot_key == bindparam("key"), _SLOTS.c.next_at <= bindparam("now"))
     .values(next_at=bindparam("following"))
@@ -46,16 +47,15 @@ def _first(dialect: str) -> Any:
     )
 
 
-def take(conn: Connection | Session, key: str, now: datetime, interval: float) -> bool:
+def take(conn: Connection, key: str, now: datetime, interval: float) -> bool:
     """Take slot `key` if it is free at `now`, holding it for `interval` seconds.
 
     A slot that exists is taken by one conditional UPDATE; only a slot that does not
     exist yet (or is not free) costs an INSERT that does nothing on a conflict."""
     params = {"key": key, "now": now, "following": now + timedelta(seconds=interval)}
-    if conn.execute(_TAKE, params).rowcount == 1:  # type: ignore[attr-defined]
+    if _TAKE.count(conn, params) == 1:
         return True
-    bind = conn.get_bind() if isinstance(conn, Session) else conn
-    inserted = conn.execute(_first(bind.dialect.name), params).first()
+    inserted = conn.execute(_first(conn.dialect.name), params).first()
     return inserted is not None
 
 

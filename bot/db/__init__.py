@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from bot.db import lean
 from bot.db.writers import serialize_writers
 
 
@@ -54,7 +55,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             max_overflow=10,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        serialize_writers(engine)  # threads queue for the write lock, not sleep for it
+        # threads queue for the write lock, not sleep for it
+        lean.register_turns(engine, serialize_writers(engine))
         return engine
     engine = create_engine(url, pool_size=pool_size, max_overflow=10)
     event.listen(engine, "checkin", _note_checkin)
