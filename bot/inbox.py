@@ -14,32 +14,27 @@ received, then id) is still waiting or being handled; otherwise its worker parks
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from psycopg.types.json import Json
 from sqlalchemy import (
     Connection,
     Engine,
-    Table,
     and_,
-    bindparam,
-    exists,
     func,
     or_,
     select,
-    tuple_,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
 from bot.db import execute_alone, reading
+from bot.db.lean import Lean
 from bot.db.models import Delivery
-from bot.db.types import UtcDateTime
 from bot.delivery import IncomingDelivery
 from bot.inbox_insert import StoreResult as StoreResult
 from bot.inbox_insert import (
@@ -48,11 +43,27 @@ from bot.inbox_insert import (
     _insert_sqlite,
     _json_text,
 )
-
-PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
-STATUSES = (PENDING, PROCESSING, DONE, IGNORED, FAILED)
-WAITING = (PENDING, PROCESSING)  # not finished: it holds back later deliveries of its thread
-NO_THREAD = ""  # the thread key of a delivery that is ordered with nothing
+from bot.inbox_queries import (
+    _COLUMNS,
+    _TABLE,
+    _abandoned_query,
+    _followers,
+    _heads_query,
+    _held_by,
+    _late_query,
+    _order_statement,
+    _settle_statement,
+    _start_statement,
+    _unordered_query,
+)
+from bot.inbox_queries import DONE as DONE
+from bot.inbox_queries import FAILED as FAILED
+from bot.inbox_queries import IGNORED as IGNORED
+from bot.inbox_queries import NO_THREAD as NO_THREAD
+from bot.inbox_queries import PENDING as PENDING
+from bot.inbox_queries import PROCESSING as PROCESSING
+from bot.inbox_queries import STATUSES as STATUSES
+from bot.inbox_queries import WAITING as WAITING
 
 
 @dataclass(frozen=True)
@@ -106,13 +117,6 @@ class DeliveryRow:
 
 
 # DeliveryRow's fields as columns, in its order (pk is the id).
-_FIELDS = (
-    "id", "host", "delivery_id", "event", "action", "status", "attempts", "received_at",
-    "next_attempt_at", "finished_at", "note", "last_error", "headers", "body",
-    "thread_key", "event_time", "started_at", "out_of_order",
-)  # fmt: skip
-_TABLE = cast(Table, Delivery.__table__)
-_COLUMNS = tuple(_TABLE.c[name] for name in _FIELDS)
 
 
 def _row_of(r: Any) -> DeliveryRow:
@@ -135,111 +139,10 @@ class Order:
     event_time: datetime
 
 
-def _held_by(owner: str) -> tuple[Any, ...]:
-    """Conditions for a delivery `owner` still holds: it is being processed on its lease."""
-    return (Delivery.status == PROCESSING, Delivery.lease_owner == owner)
-
-
-@functools.cache
-def _start_statement(ordered: bool) -> Any:
-    """Inbox.start's UPDATE, with its values as bound parameters."""
-    values = {
-        "attempts": Delivery.attempts + 1,
-        "started_at": bindparam("now", type_=UtcDateTime()),
-        "out_of_order": bindparam("late"),
-    }
-    where = [Delivery.id == bindparam("pk"), *_held_by(bindparam("owner"))]  # type: ignore[arg-type]
-    if ordered:
-        other = aliased(Delivery, name="other")
-        at = bindparam("at", type_=UtcDateTime())
-        received = bindparam("received", type_=UtcDateTime())
-        place = tuple_(other.event_time, other.received_at, other.id)
-        earlier = select(other.id).where(
-            other.thread_key == bindparam("key"),
-            other.status.in_(WAITING),
-            other.event_time <= at,
-            place < tuple_(at, received, bindparam("pk")),
-        )
-        unknown = select(other.id).where(
-            other.thread_key.is_(None),
-            other.status.in_(WAITING),
-            other.event_time.is_(None),  # always so with no key; lets the index answer
-            other.received_at <= bindparam("window", type_=UtcDateTime()),
-            other.id != bindparam("pk"),
-        )
-        where += [~exists(earlier), ~exists(unknown)]
-    return update(Delivery).where(*where).values(**values)
-
-
-@functools.cache
-def _order_statement() -> Any:
-    """Inbox.set_order's UPDATE of one delivery, with its values as bound parameters."""
-    return (
-        update(_TABLE)
-        .where(Delivery.id == bindparam("pk"), Delivery.thread_key.is_(None))
-        .values(thread_key=bindparam("key"), event_time=bindparam("at", type_=UtcDateTime()))
-    )
-
-
-@functools.cache
-def _settle_statement(columns: tuple[str, ...]) -> Any:
-    """Inbox._settle's UPDATE of `columns` (each bound as new_<name>), held rows only."""
-    table = Delivery.__table__
-    values = {name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns}
-    where = [Delivery.id == bindparam("pk"), *_held_by(bindparam("owner"))]  # type: ignore[arg-type]
-    return update(Delivery).where(*where).values(values)
-
-
-@functools.cache
-def _head_of_thread() -> Any:
-    """The claim's condition on a pending delivery: it is the first waiting one of its
-    thread (or belongs to none, or its thread is not known yet). A delivery behind
-    another that is being handled, or waits for a retry, is not claimed at all: its
-    turn comes with that one's (see Inbox.claim's followers)."""
-    other = aliased(Delivery, name="earlier")
-    earlier = select(other.id).where(
-        other.thread_key == Delivery.thread_key,
-        other.status.in_(WAITING),
-        other.event_time <= Delivery.event_time,
-        tuple_(other.event_time, other.received_at, other.id)
-        < tuple_(Delivery.event_time, Delivery.received_at, Delivery.id),
-    )
-    return or_(Delivery.thread_key.is_(None), Delivery.thread_key == NO_THREAD, ~exists(earlier))
-
-
-@functools.cache
-def _late_query() -> Any:
-    """Inbox.late's SELECT, built once."""
-    mine = aliased(Delivery, name="mine")
-    other = aliased(Delivery, name="other")
-    later = select(other.id).where(
-        other.thread_key == mine.thread_key,
-        other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
-        other.event_time >= mine.event_time,
-        tuple_(other.event_time, other.received_at, other.id)
-        > tuple_(mine.event_time, mine.received_at, mine.id),
-        other.started_at.is_not(None),
-    )
-    return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
-
-
-def _followers(heads: Sequence[Any], due_by: datetime, limit: int) -> Any:
-    """The due pending deliveries of `heads`' threads other than the heads, in order,
-    to claim with them: one query for all heads. Every other pending delivery of a
-    head's thread comes after it (a head has no earlier waiting delivery), and one
-    that a look ordered meanwhile before it is only started in its turn (`start`)."""
-    return (
-        select(Delivery.id)
-        .where(
-            Delivery.thread_key.in_({h.thread_key for h in heads}),
-            Delivery.status == PENDING,
-            Delivery.next_attempt_at <= due_by,
-            Delivery.id.not_in([h.id for h in heads]),
-        )
-        .order_by(Delivery.event_time, Delivery.received_at, Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+def _run(conn: Connection, call: tuple[Lean, dict[str, Any]]) -> int:
+    """Run a prebuilt (statement, parameters) call in `conn`'s transaction; rows changed."""
+    statement, params = call
+    return statement.count(conn, params)
 
 
 def rows_status(item: IncomingDelivery) -> str:
@@ -360,31 +263,12 @@ class Inbox:
         now = self.clock()
         due_by = now - timedelta(seconds=hold_seconds)
         with self.engine.begin() as conn:  # Core: the ORM's session cost more than the claim
-            abandoned = (
-                select(Delivery.id)
-                .where(Delivery.status == PROCESSING, Delivery.lease_expires_at < now)
-                .order_by(Delivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            ids = list(conn.execute(abandoned).scalars())
+            ids = [r.id for r in _abandoned_query().rows(conn, {"now": now, "room": limit})]
             if len(ids) < limit:
-                heads = (
-                    select(
-                        Delivery.id, Delivery.thread_key, Delivery.event_time, Delivery.received_at
-                    )
-                    .where(
-                        Delivery.status == PENDING,
-                        Delivery.next_attempt_at <= due_by,
-                        _head_of_thread(),
-                    )
-                    .order_by(Delivery.next_attempt_at, Delivery.id)
-                    .limit(limit - len(ids))
-                    .with_for_update(skip_locked=True)
-                )
+                room = {"due_by": due_by, "room": limit - len(ids)}
                 # The heads, then the runs behind them as far as there is room, all
                 # found by one query (one per head cost more than the rest of a claim).
-                found = conn.execute(heads).all()
+                found = _heads_query().rows(conn, room)
                 ids += [head.id for head in found]
                 keyed = [head for head in found if head.thread_key]
                 if keyed and len(ids) < limit:
@@ -412,20 +296,10 @@ class Inbox:
         Any worker may work them out (`set_order`), whoever holds them: a thread key
         is a pure function of the stored payload.
         """
-        query = (
-            select(*_COLUMNS)
-            .where(
-                Delivery.thread_key.is_(None),
-                Delivery.status.in_(WAITING),
-                Delivery.event_time.is_(None),  # always so with no key; lets the index answer
-            )
-            .order_by(Delivery.received_at, Delivery.id)
-            .limit(limit)
-        )
-        if received_by is not None:
-            query = query.where(Delivery.received_at <= received_by)
+        query = _unordered_query(received_by is not None)
+        params = {"room": limit, "received_by": received_by}
         with reading(self.engine) as conn:
-            return [_row_of(r) for r in conn.execute(query)]
+            return [_row_of(r) for r in query.rows(conn, params)]
 
     def set_order(self, orders: Sequence[Order]) -> int:
         """Write each delivery's thread and event time, in one transaction (one prebuilt
@@ -436,7 +310,8 @@ class Inbox:
             return 0
         params = [{"pk": o.pk, "key": o.thread_key, "at": o.event_time} for o in orders]
         with self.engine.begin() as conn:
-            return int(conn.execute(_order_statement(), params).rowcount)
+            statement = _order_statement()
+            return sum(statement.count(conn, one) for one in params)
 
     def start(
         self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
@@ -451,7 +326,8 @@ class Inbox:
         (it might be an earlier event of the same thread). False when it must wait, or
         when the lease is lost (`park` tells which). `late` (see `late`) is recorded.
         """
-        return execute_alone(self.engine, *self._start_call(row, owner, hold_seconds, late)) == 1
+        statement, params = self._start_call(row, owner, hold_seconds, late)
+        return statement.alone(self.engine, params) == 1
 
     def finish_and_start(
         self,
@@ -474,17 +350,17 @@ class Inbox:
             for write in writes:
                 write(conn)
             settled = [
-                conn.execute(*self._finish_call(pk, owner, status, note)).rowcount == 1
+                _run(conn, self._finish_call(pk, owner, status, note)) == 1
                 for pk, status, note in finished
             ]
             if row is None:
                 return settled, False
-            started = conn.execute(*self._start_call(row, owner, hold_seconds, late)).rowcount
+            started = _run(conn, self._start_call(row, owner, hold_seconds, late))
         return settled, started == 1
 
     def _start_call(
         self, row: DeliveryRow, owner: str, hold_seconds: float, late: bool
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> tuple[Lean, dict[str, Any]]:
         ordered = bool(row.thread_key)  # "" (no thread) and None wait for nothing
         params: dict[str, Any] = {
             "pk": row.pk,
@@ -542,11 +418,12 @@ class Inbox:
 
     def finish(self, pk: int, owner: str, status: str, note: str | None = None) -> bool:
         """Settle a claimed delivery as done or ignored."""
-        return execute_alone(self.engine, *self._finish_call(pk, owner, status, note)) == 1
+        statement, params = self._finish_call(pk, owner, status, note)
+        return statement.alone(self.engine, params) == 1
 
     def _finish_call(
         self, pk: int, owner: str, status: str, note: str | None
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> tuple[Lean, dict[str, Any]]:
         assert status in (DONE, IGNORED)
         return self._settle_call(
             pk,
@@ -585,9 +462,10 @@ class Inbox:
     def _settle(self, pk: int, owner: str, **values: Any) -> bool:
         """One UPDATE, in a transaction of its own (see execute_alone), built once per
         set of columns: built per call, its Python side cost more than the database's."""
-        return execute_alone(self.engine, *self._settle_call(pk, owner, **values)) == 1
+        statement, params = self._settle_call(pk, owner, **values)
+        return statement.alone(self.engine, params) == 1
 
-    def _settle_call(self, pk: int, owner: str, **values: Any) -> tuple[Any, dict[str, Any]]:
+    def _settle_call(self, pk: int, owner: str, **values: Any) -> tuple[Lean, dict[str, Any]]:
         params = {"pk": pk, "owner": owner} | {f"new_{k}": v for k, v in values.items()}
         return _settle_statement(tuple(values)), params
 

@@ -1,0 +1,191 @@
+"""The inbox's statements, built once: the claim's queries, start, settle and order.
+
+Statuses and the statements that move deliveries between them live here; `bot.inbox`
+runs them (see its docstring for what each step guarantees).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, exists, or_, select, tuple_, update
+from sqlalchemy.orm import aliased
+
+from bot.db.lean import Lean
+from bot.db.models import Delivery
+from bot.db.types import UtcDateTime
+
+PENDING, PROCESSING, DONE, IGNORED, FAILED = "pending", "processing", "done", "ignored", "failed"
+STATUSES = (PENDING, PROCESSING, DONE, IGNORED, FAILED)
+WAITING = (PENDING, PROCESSING)  # not finished: it holds back later deliveries of its thread
+NO_THREAD = ""  # the thread key of a delivery that is ordered with nothing
+
+# The columns a delivery row is read with.
+_FIELDS = (
+    "id", "host", "delivery_id", "event", "action", "status", "attempts", "received_at",
+    "next_attempt_at", "finished_at", "note", "last_error", "headers", "body",
+    "thread_key", "event_time", "started_at", "out_of_order",
+)  # fmt: skip
+_TABLE = cast(Table, Delivery.__table__)
+_COLUMNS = tuple(_TABLE.c[name] for name in _FIELDS)
+
+
+def _held_by(owner: str) -> tuple[Any, ...]:
+    """Conditions for a delivery `owner` still holds: it is being processed on its lease."""
+    return (Delivery.status == PROCESSING, Delivery.lease_owner == owner)
+
+
+@functools.cache
+def _start_statement(ordered: bool) -> Lean:
+    """Inbox.start's UPDATE, with its values as bound parameters."""
+    values = {
+        "attempts": Delivery.attempts + 1,
+        "started_at": bindparam("now", type_=UtcDateTime()),
+        "out_of_order": bindparam("late"),
+    }
+    where = [Delivery.id == bindparam("pk"), *_held_by(bindparam("owner"))]  # type: ignore[arg-type]
+    if ordered:
+        other = aliased(Delivery, name="other")
+        at = bindparam("at", type_=UtcDateTime())
+        received = bindparam("received", type_=UtcDateTime())
+        place = tuple_(other.event_time, other.received_at, other.id)
+        earlier = select(other.id).where(
+            other.thread_key == bindparam("key"),
+            other.status.in_(WAITING),
+            other.event_time <= at,
+            place < tuple_(at, received, bindparam("pk")),
+        )
+        unknown = select(other.id).where(
+            other.thread_key.is_(None),
+            other.status.in_(WAITING),
+            other.event_time.is_(None),  # always so with no key; lets the index answer
+            other.received_at <= bindparam("window", type_=UtcDateTime()),
+            other.id != bindparam("pk"),
+        )
+        where += [~exists(earlier), ~exists(unknown)]
+    return Lean(update(Delivery).where(*where).values(**values))
+
+
+@functools.cache
+def _order_statement() -> Lean:
+    """Inbox.set_order's UPDATE of one delivery, with its values as bound parameters."""
+    return Lean(
+        update(_TABLE)
+        .where(Delivery.id == bindparam("pk"), Delivery.thread_key.is_(None))
+        .values(thread_key=bindparam("key"), event_time=bindparam("at", type_=UtcDateTime()))
+    )
+
+
+@functools.cache
+def _settle_statement(columns: tuple[str, ...]) -> Lean:
+    """Inbox._settle's UPDATE of `columns` (each bound as new_<name>), held rows only."""
+    table = Delivery.__table__
+    values = {name: bindparam(f"new_{name}", type_=table.c[name].type) for name in columns}
+    where = [Delivery.id == bindparam("pk"), *_held_by(bindparam("owner"))]  # type: ignore[arg-type]
+    return Lean(update(Delivery).where(*where).values(values))
+
+
+@functools.cache
+def _head_of_thread() -> Any:
+    """The claim's condition on a pending delivery: it is the first waiting one of its
+    thread (or belongs to none, or its thread is not known yet). A delivery behind
+    another that is being handled, or waits for a retry, is not claimed at all: its
+    turn comes with that one's (see Inbox.claim's followers)."""
+    other = aliased(Delivery, name="earlier")
+    earlier = select(other.id).where(
+        other.thread_key == Delivery.thread_key,
+        other.status.in_(WAITING),
+        other.event_time <= Delivery.event_time,
+        tuple_(other.event_time, other.received_at, other.id)
+        < tuple_(Delivery.event_time, Delivery.received_at, Delivery.id),
+    )
+    return or_(Delivery.thread_key.is_(None), Delivery.thread_key == NO_THREAD, ~exists(earlier))
+
+
+@functools.cache
+def _late_query() -> Any:
+    """Inbox.late's SELECT, built once."""
+    mine = aliased(Delivery, name="mine")
+    other = aliased(Delivery, name="other")
+    later = select(other.id).where(
+        other.thread_key == mine.thread_key,
+        other.status.in_((DONE, FAILED, PENDING, PROCESSING)),
+        other.event_time >= mine.event_time,
+        tuple_(other.event_time, other.received_at, other.id)
+        > tuple_(mine.event_time, mine.received_at, mine.id),
+        other.started_at.is_not(None),
+    )
+    return select(mine.id).where(mine.id.in_(bindparam("pks", expanding=True)), exists(later))
+
+
+@functools.cache
+def _abandoned_query() -> Lean:
+    """The claim's first query: deliveries whose worker's lease ran out."""
+    return Lean(
+        select(Delivery.id)
+        .where(Delivery.status == PROCESSING, Delivery.lease_expires_at < _at("now"))
+        .order_by(Delivery.id)
+        .limit(bindparam("room"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+@functools.cache
+def _heads_query() -> Lean:
+    """The claim's second query: the due heads of their threads, in the order they fell due."""
+    return Lean(
+        select(Delivery.id, Delivery.thread_key, Delivery.event_time, Delivery.received_at)
+        .where(
+            Delivery.status == PENDING,
+            Delivery.next_attempt_at <= _at("due_by"),
+            _head_of_thread(),
+        )
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(bindparam("room"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+@functools.cache
+def _unordered_query(received_by: bool) -> Lean:
+    """Inbox.unordered's query, with or without its bound on received_at."""
+    query = (
+        select(*_COLUMNS)
+        .where(
+            Delivery.thread_key.is_(None),
+            Delivery.status.in_(WAITING),
+            Delivery.event_time.is_(None),  # always so with no key; lets the index answer
+        )
+        .order_by(Delivery.received_at, Delivery.id)
+        .limit(bindparam("room"))
+    )
+    if received_by:
+        query = query.where(Delivery.received_at <= _at("received_by"))
+    return Lean(query)
+
+
+def _at(name: str) -> Any:
+    """A time parameter, stored as the deliveries' times are."""
+    return bindparam(name, type_=UtcDateTime())
+
+
+def _followers(heads: Sequence[Any], due_by: datetime, limit: int) -> Any:
+    """The due pending deliveries of `heads`' threads other than the heads, in order,
+    to claim with them: one query for all heads. Every other pending delivery of a
+    head's thread comes after it (a head has no earlier waiting delivery), and one
+    that a look ordered meanwhile before it is only started in its turn (`start`)."""
+    return (
+        select(Delivery.id)
+        .where(
+            Delivery.thread_key.in_({h.thread_key for h in heads}),
+            Delivery.status == PENDING,
+            Delivery.next_attempt_at <= due_by,
+            Delivery.id.not_in([h.id for h in heads]),
+        )
+        .order_by(Delivery.event_time, Delivery.received_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
