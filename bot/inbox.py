@@ -263,12 +263,12 @@ class Inbox:
         now = self.clock()
         due_by = now - timedelta(seconds=hold_seconds)
         with self.engine.begin() as conn:  # Core: the ORM's session cost more than the claim
-            ids = [r.id for r in _abandoned_query().rows(conn, {"now": now, "room": limit})]
+            # One statement per LIMIT (batch sizes are few): see bot.db.lean.
+            ids = [r.id for r in _abandoned_query(limit).rows(conn, {"now": now})]
             if len(ids) < limit:
-                room = {"due_by": due_by, "room": limit - len(ids)}
                 # The heads, then the runs behind them as far as there is room, all
                 # found by one query (one per head cost more than the rest of a claim).
-                found = _heads_query().rows(conn, room)
+                found = _heads_query(limit - len(ids)).rows(conn, {"due_by": due_by})
                 ids += [head.id for head in found]
                 keyed = [head for head in found if head.thread_key]
                 if keyed and len(ids) < limit:
@@ -296,8 +296,8 @@ class Inbox:
         Any worker may work them out (`set_order`), whoever holds them: a thread key
         is a pure function of the stored payload.
         """
-        query = _unordered_query(received_by is not None)
-        params = {"room": limit, "received_by": received_by}
+        query = _unordered_query(received_by is not None, limit)
+        params = {"received_by": received_by}
         with reading(self.engine) as conn:
             return [_row_of(r) for r in query.rows(conn, params)]
 

@@ -122,19 +122,19 @@ def _late_query() -> Any:
 
 
 @functools.cache
-def _abandoned_query() -> Lean:
+def _abandoned_query(room: int) -> Lean:
     """The claim's first query: deliveries whose worker's lease ran out."""
     return Lean(
         select(Delivery.id)
         .where(Delivery.status == PROCESSING, Delivery.lease_expires_at < _at("now"))
         .order_by(Delivery.id)
-        .limit(bindparam("room"))
+        .limit(room)
         .with_for_update(skip_locked=True)
     )
 
 
 @functools.cache
-def _heads_query() -> Lean:
+def _heads_query(room: int) -> Lean:
     """The claim's second query: the due heads of their threads, in the order they fell due."""
     return Lean(
         select(Delivery.id, Delivery.thread_key, Delivery.event_time, Delivery.received_at)
@@ -144,13 +144,13 @@ def _heads_query() -> Lean:
             _head_of_thread(),
         )
         .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(bindparam("room"))
+        .limit(room)
         .with_for_update(skip_locked=True)
     )
 
 
 @functools.cache
-def _unordered_query(received_by: bool) -> Lean:
+def _unordered_query(received_by: bool, room: int) -> Lean:
     """Inbox.unordered's query, with or without its bound on received_at."""
     query = (
         select(*_COLUMNS)
@@ -160,7 +160,7 @@ def _unordered_query(received_by: bool) -> Lean:
             Delivery.event_time.is_(None),  # always so with no key; lets the index answer
         )
         .order_by(Delivery.received_at, Delivery.id)
-        .limit(bindparam("room"))
+        .limit(room)
     )
     if received_by:
         query = query.where(Delivery.received_at <= _at("received_by"))

@@ -43,16 +43,20 @@ def register_turns(engine: Engine, turns: WriteTurns) -> None:
     _TURNS[engine.dialect] = turns
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
     sql: str
     names: tuple[str, ...]  # the caller's parameter for each placeholder, in order
     positional: bool
     constants: Mapping[str, Any]  # values built into the statement, converted once
     converters: Mapping[str, Callable[[Any], Any]]  # for the caller's parameters
-    results: tuple[Callable[[Any], Any] | None, ...]
+    types: tuple[Any, ...]  # of the result columns
+    # Their converters, worked out at the first run: some depend on the type the driver
+    # reports (numbers on PostgreSQL).
+    results: tuple[Callable[[Any], Any] | None, ...] | None
     row: type | None  # a named tuple of the result columns
     writes: bool
+    dialect: Any
 
 
 class Lean:
@@ -67,19 +71,18 @@ class Lean:
         """Run it and return its rows (named tuples: `row.column` as with Core rows)."""
         plan, cursor = self._run(conn, params or {})
         try:
-            fetched = cursor.fetchall()
+            return _convert(plan, cursor, cursor.fetchall())
         finally:
             cursor.close()
-        return _convert(plan, fetched)
 
     def first(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
         """The first row, or None."""
         plan, cursor = self._run(conn, params or {})
         try:
             fetched = cursor.fetchone()
+            return None if fetched is None else _convert(plan, cursor, [fetched])[0]
         finally:
             cursor.close()
-        return None if fetched is None else _convert(plan, [fetched])[0]
 
     def scalar(self, conn: Connection, params: Mapping[str, Any] | None = None) -> Any:
         row = self.first(conn, params)
@@ -157,8 +160,10 @@ def _compile(statement: ClauseElement, conn: Connection) -> _Plan:
         raise ValueError("a Lean statement must give its Python-side defaults itself")
     asked = {b.key for b in compiled.binds.values() if b.required}
     for bind in compiled.binds.values():
-        if bind.required and bind.expanding:
-            raise ValueError(f"a Lean statement cannot take a list for {bind.key}")
+        if bind.required and (bind.expanding or bind.literal_execute):
+            # A list's length, or a value some dialects write into the SQL text (LIMIT
+            # on PostgreSQL), would be fixed by the first call: build one per value.
+            raise ValueError(f"a Lean statement cannot take {bind.key} per call")
     # Constant IN lists are expanded once; the caller's parameters are placeholders.
     state = compiled.construct_expanded_state({name: None for name in asked})
     # Tuple IN lists (a sequence of converters for one name) are not used here.
@@ -180,7 +185,6 @@ def _compile(statement: ClauseElement, conn: Connection) -> _Plan:
         value = state.parameters[name]
         constants[name] = convert(value) if convert is not None and value is not None else value
     columns = compiled._result_columns
-    results = tuple(col.type._cached_result_processor(dialect, None) for col in columns)
     row = namedtuple("Row", [col.keyname for col in columns]) if columns else None
     text = state.statement
     return _Plan(
@@ -189,16 +193,26 @@ def _compile(statement: ClauseElement, conn: Connection) -> _Plan:
         positional=positional,
         constants=constants,
         converters=converters,
-        results=results,
+        types=tuple(col.type for col in columns),
+        results=None,
         row=row,
         writes=not text.lstrip()[:6].upper().startswith(READS),
+        dialect=dialect,
     )
 
 
-def _convert(plan: _Plan, fetched: Sequence[Any]) -> list[Any]:
+def _convert(plan: _Plan, cursor: Any, fetched: Sequence[Any]) -> list[Any]:
     make = plan.row
     assert make is not None, "the statement returns no rows"
     results = plan.results
+    if results is None:
+        dialect = plan.dialect
+        codes = [column[1] for column in cursor.description]
+        results = tuple(
+            kind._cached_result_processor(dialect, code)
+            for kind, code in zip(plan.types, codes, strict=True)
+        )
+        plan.results = results
     if not any(results):
         return [make(*r) for r in fetched]
     return [

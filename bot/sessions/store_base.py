@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
 from bot.db import execute_alone
+from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.sessions.store_rows import (
     BUSY,
     CONSUMED,
     CONVERSATION,
+    EVENTS,
     INSERT_EVENT,
     SESSIONS,
     Event,
@@ -30,19 +32,18 @@ MAX_LINE = 100  # sessions of one line of work whose conversation a resumed sess
 
 # A resumed session's predecessor, and a session's remembered messages and restarts:
 # read at the start of every turn (prebuilt Core queries).
-_RESUMED_FROM = select(SESSIONS.c.resumed_from).where(SESSIONS.c.id == bindparam("sid"))
-_EVENTS = INSERT_EVENT.table
-_REMEMBERED = (
-    select(_EVENTS.c.kind, _EVENTS.c.data)
+_RESUMED_FROM = Lean(select(SESSIONS.c.resumed_from).where(SESSIONS.c.id == bindparam("sid")))
+_REMEMBERED = Lean(
+    select(EVENTS.c.kind, EVENTS.c.data)
     .where(
-        _EVENTS.c.session_id == bindparam("sid"),
-        _EVENTS.c.kind.in_((CONVERSATION, RESTARTED)),
+        EVENTS.c.session_id == bindparam("sid"),
+        EVENTS.c.kind.in_((CONVERSATION, RESTARTED)),
     )
-    .order_by(_EVENTS.c.id)
+    .order_by(EVENTS.c.id)
 )
 
 # A fresh version of the status comment, and the session as it is (RETURNING).
-_BUMP_STATUS = (
+_BUMP_STATUS = Lean(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("sid"))
     .values(status_seq=SESSIONS.c.status_seq + 1)
@@ -86,11 +87,11 @@ class StoreBase:
             sid: str | None = session_id
             while sid is not None and sid not in line and len(line) < MAX_LINE:
                 line.append(sid)
-                sid = conn.execute(_RESUMED_FROM, {"sid": sid}).scalar_one_or_none()
+                sid = _RESUMED_FROM.scalar(conn, {"sid": sid})
             messages: list[dict[str, Any]] = []
             for one in reversed(line):
                 own: list[tuple[Any, dict[str, Any]]] = []
-                for kind, data in conn.execute(_REMEMBERED, {"sid": one}):
+                for kind, data in _REMEMBERED.rows(conn, {"sid": one}):
                     if kind == RESTARTED:  # the failed turn's messages are passed over
                         own = [(turn, m) for turn, m in own if turn != data.get("turn")]
                     else:
@@ -146,7 +147,7 @@ class StoreBase:
     # ---------------------------------------------------------------- transcript
 
     def record(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        execute_alone(self.engine, INSERT_EVENT, event_row(session_id, self.clock(), kind, data))
+        INSERT_EVENT.alone(self.engine, event_row(session_id, self.clock(), kind, data))
 
     def record_for_comment(
         self, session_id: str, kind: str, comment_id: str, data: dict[str, Any]
@@ -169,7 +170,7 @@ class StoreBase:
         one transaction: a higher version never shows an older state."""
         with self.engine.begin() as conn:
             # One statement: the bumped row comes back with RETURNING, not a second read.
-            row = conn.execute(_BUMP_STATUS, {"sid": session_id}).one_or_none()
+            row = _BUMP_STATUS.first(conn, {"sid": session_id})
             if row is None:
                 raise KeyError(session_id)
             return int(row.status_seq), _info(row)

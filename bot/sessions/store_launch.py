@@ -155,7 +155,7 @@ class LaunchAndLookups(StoreBase):
             events = [event_row(sid, now, "launched", launched)]
             if refused:
                 events.append(event_row(sid, now, "closed", {"reason": CAPACITY, "live": count}))
-            conn.execute(INSERT_EVENT, events)
+            INSERT_EVENT.many(conn, events)
             return LaunchResult(_info(SimpleNamespace(**values)), created=True, refused=refused)
 
     # ------------------------------------------------------------------- reading

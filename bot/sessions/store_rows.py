@@ -7,10 +7,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.orm import Session
 
 from bot.agents.models import usd
+from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.events import ThreadRef
 from bot.sessions.search import search_text_for
@@ -238,9 +239,11 @@ def _input(row: Any) -> InputInfo:
     )
 
 
-# One prebuilt INSERT for every transcript event: executed on the table, it skips the
-# ORM's unit of work, and built once, its cache key is not worked out again per event.
-INSERT_EVENT = insert(cast(Table, TranscriptEvent.__table__))
+# One prebuilt INSERT for every transcript event, run lean (bot.db.lean): it skips the
+# ORM's unit of work and SQLAlchemy's execution path. EVENTS is its table.
+EVENTS = cast(Table, TranscriptEvent.__table__)
+_EVENT_COLUMNS = ("session_id", "at", "kind", "data", "search_text")
+INSERT_EVENT = Lean(insert(EVENTS).values({name: bindparam(name) for name in _EVENT_COLUMNS}))
 # The session and input tables, for the store's Core statements.
 SESSIONS = cast(Table, SessionRow.__table__)
 INPUTS = cast(Table, SessionInput.__table__)
@@ -264,7 +267,7 @@ def add_event(
     (a session row added in the same transaction is written first)."""
     if session.new or session.dirty:
         session.flush()
-    session.execute(INSERT_EVENT, event_row(session_id, at, kind, data))
+    INSERT_EVENT.count(session.connection(), event_row(session_id, at, kind, data))
 
 
 def new_session_id() -> str:

@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.db import bound_params, bound_values, execute_alone
+from bot.db import bound_params, bound_values
+from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, RepoPause, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import StoreBase
@@ -52,21 +53,25 @@ from bot.sessions.store_rows import (
 )
 
 # Whether a runner still owns a session's turn (prebuilt: asked before every tool call).
-_OWNED = select(SESSIONS.c.id).where(
-    SESSIONS.c.id == bindparam("id"),
-    SESSIONS.c.state == BUSY,
-    SESSIONS.c.turn_owner == bindparam("owner"),
+_OWNED = Lean(
+    select(SESSIONS.c.id).where(
+        SESSIONS.c.id == bindparam("id"),
+        SESSIONS.c.state == BUSY,
+        SESSIONS.c.turn_owner == bindparam("owner"),
+    )
 )
 # What a claim needs of a session to move its time limit on (`_working_time_limit`).
-_LIMIT_INPUTS = select(
-    SESSIONS.c.state,
-    SESSIONS.c.idle_deadline_at,
-    SESSIONS.c.time_limit_at,
-    SESSIONS.c.options,
-).where(SESSIONS.c.id == bindparam("sid"))
+_LIMIT_INPUTS = Lean(
+    select(
+        SESSIONS.c.state,
+        SESSIONS.c.idle_deadline_at,
+        SESSIONS.c.time_limit_at,
+        SESSIONS.c.options,
+    ).where(SESSIONS.c.id == bindparam("sid"))
+)
 # Take a session's turn if it is still ready and has inputs waiting; the row as won comes
 # back (RETURNING), without reading it again.
-_TAKE_TURN = (
+_TAKE_TURN = Lean(
     update(SESSIONS)
     .where(
         SESSIONS.c.id == bindparam("sid"),
@@ -93,21 +98,20 @@ _TAKE_TURN = (
 )
 
 
-def _candidates(whose: ColumnElement[bool]) -> Any:
-    """Up to 10 sessions `whose` turn could be taken: ready, with inputs waiting, not
-    one the caller still runs (`running`); the oldest first."""
+def _candidates(whose: ColumnElement[bool], room: int) -> Any:
+    """Sessions `whose` turn could be taken: ready, with inputs waiting; the oldest first,
+    up to `room` of them (the caller leaves out those it still runs)."""
     ready = or_(
         SESSIONS.c.state.in_((ACTIVE, IDLE)),
         and_(SESSIONS.c.state == BUSY, SESSIONS.c.turn_expires_at < bindparam("now")),
     )
     # Start from the few sessions with waiting inputs, not from every live one.
     waiting = select(INPUTS.c.session_id).where(INPUTS.c.status.in_(UNCONSUMED)).distinct()
-    mine = SESSIONS.c.id.not_in(bindparam("running", expanding=True))
     return (
         select(SESSIONS.c.id)
-        .where(SESSIONS.c.id.in_(waiting), ready, whose, mine)
+        .where(SESSIONS.c.id.in_(waiting), ready, whose)
         .order_by(SESSIONS.c.updated_at)
-        .limit(10)
+        .limit(room)
         .with_for_update(skip_locked=True)
     )
 
@@ -123,16 +127,25 @@ _NOT_PAUSED = ~exists().where(
     or_(_PAUSES.c.host == SESSIONS.c.host, _PAUSES.c.host == ANY_HOST),
 )
 _QUEUED_TURNS = and_(or_(SESSIONS.c.parent_id.is_(None), SESSIONS.c.id.in_(_SPAWNED)), _NOT_PAUSED)
-_CANDIDATES = _candidates(_QUEUED_TURNS)
-_CANDIDATE = _candidates(SESSIONS.c.id == bindparam("sid"))
-_STATE = select(SESSIONS.c.state).where(SESSIONS.c.id == bindparam("sid"))
-_QUEUED_COMMENT = select(INPUTS.c.id).where(
-    INPUTS.c.session_id == bindparam("sid"), INPUTS.c.comment_id == bindparam("comment")
+
+
+@functools.cache
+def _queued(room: int, one: bool) -> Lean:
+    """The claim's query for up to `room` candidates (one statement per LIMIT: the
+    caller's count of running turns varies little); `one`: of session `sid` only."""
+    return Lean(_candidates(SESSIONS.c.id == bindparam("sid") if one else _QUEUED_TURNS, room))
+
+
+_STATE = Lean(select(SESSIONS.c.state).where(SESSIONS.c.id == bindparam("sid")))
+_QUEUED_COMMENT = Lean(
+    select(INPUTS.c.id).where(
+        INPUTS.c.session_id == bindparam("sid"), INPUTS.c.comment_id == bindparam("comment")
+    )
 )
 _ADD_INPUT = insert(INPUTS).returning(INPUTS.c.id)
 # What finishing a turn needs of the session before it moves it on.
-_FINISH_INPUTS = select(SESSIONS.c.completed, SESSIONS.c.options).where(
-    SESSIONS.c.id == bindparam("sid")
+_FINISH_INPUTS = Lean(
+    select(SESSIONS.c.completed, SESSIONS.c.options).where(SESSIONS.c.id == bindparam("sid"))
 )
 _MARK_CONSUMED = (
     update(INPUTS)
@@ -142,12 +155,12 @@ _MARK_CONSUMED = (
 
 
 @functools.cache
-def _settle_turn(names: tuple[str, ...]) -> Any:
+def _settle_turn(names: tuple[str, ...]) -> Lean:
     """Settle a turn if `owner` still runs it (a close or a takeover since the turn began
     wins over the runner), setting the columns `names` (bot.db.bound_values); the row as it is
     now comes back (RETURNING). Built once per set of columns: an ending turn sets one of
     four."""
-    return (
+    return Lean(
         update(SESSIONS)
         .where(
             SESSIONS.c.id == bindparam("sid"),
@@ -159,7 +172,7 @@ def _settle_turn(names: tuple[str, ...]) -> Any:
     )
 
 
-_WAITING_INPUTS = (
+_WAITING_INPUTS = Lean(
     select(INPUTS)
     .where(INPUTS.c.session_id == bindparam("sid"), INPUTS.c.status.in_(UNCONSUMED))
     .order_by(INPUTS.c.id)
@@ -171,13 +184,13 @@ _MARK_TAKEN = (
 )
 
 # The agent's steps and summary (update_status), and its output (task_completed).
-_PROGRESS = select(SESSIONS.c.progress).where(SESSIONS.c.id == bindparam("id"))
-_SET_PROGRESS = (
+_PROGRESS = Lean(select(SESSIONS.c.progress).where(SESSIONS.c.id == bindparam("id")))
+_SET_PROGRESS = Lean(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("sid"))
     .values(progress=bindparam("new_progress"), updated_at=bindparam("now"))
 )
-_SET_OUTPUT = (
+_SET_OUTPUT = Lean(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("sid"))
     .values(output=bindparam("new_output"), completed=True, updated_at=bindparam("now"))
@@ -205,12 +218,12 @@ class TurnLease(StoreBase):
         for the turn that reads this input only (kept in the row: any process may run it)."""
         now = self.clock()
         with self.engine.begin() as conn:
-            state = conn.execute(_STATE, {"sid": session_id}).scalar_one_or_none()
+            state = _STATE.scalar(conn, {"sid": session_id})
             if state is None or state not in LIVE_STATES:
                 return None
             if comment_id is not None:
-                seen = conn.execute(_QUEUED_COMMENT, {"sid": session_id, "comment": comment_id})
-                if seen.first() is not None:
+                seen = _QUEUED_COMMENT.first(conn, {"sid": session_id, "comment": comment_id})
+                if seen is not None:
                     return None
             item = {
                 "session_id": session_id,
@@ -234,7 +247,7 @@ class TurnLease(StoreBase):
             }
             if params:
                 data["runtimeParams"] = params
-            conn.execute(INSERT_EVENT, event_row(session_id, now, "input", data))
+            INSERT_EVENT.count(conn, event_row(session_id, now, "input", data))
             return input_id
 
     def amend_input(self, comment_id: str, body: str, by: str) -> str | None:
@@ -295,22 +308,23 @@ class TurnLease(StoreBase):
         if held is not None and held.everything is not None and session_id is None:
             return None
         now = self.clock()
-        if session_id is not None:
-            query, params = _CANDIDATE, {"sid": session_id}
-        elif held is not None and held.repos:
-            query, params = _candidates(and_(_QUEUED_TURNS, not_(_in_repos(held)))), {}
-        else:
-            query, params = _CANDIDATES, {}
+        # Up to 10 that the caller does not run already (left out here, not in SQL: the
+        # statement then keeps one shape however many the caller runs).
+        room = 10 + len(running)
+        params: dict[str, Any] = {"now": now}
         with self.engine.begin() as conn:
-            candidates = (
-                conn.execute(query, {"now": now, "running": list(running), **params})
-                .scalars()
-                .all()
-            )
+            if session_id is not None:
+                found = _queued(room, True).rows(conn, {**params, "sid": session_id})
+            elif held is not None and held.repos:
+                query = _candidates(and_(_QUEUED_TURNS, not_(_in_repos(held))), room)
+                found = list(conn.execute(query, params))
+            else:
+                found = _queued(room, False).rows(conn, params)
+            candidates = [r.id for r in found if r.id not in running][:10]
             for sid in candidates:
-                before = conn.execute(_LIMIT_INPUTS, {"sid": sid}).one()
-                row = conn.execute(
-                    _TAKE_TURN,
+                before = _LIMIT_INPUTS.first(conn, {"sid": sid})
+                row = _TAKE_TURN.first(
+                    conn,
                     {
                         "sid": sid,
                         "now": now,
@@ -318,14 +332,14 @@ class TurnLease(StoreBase):
                         "expires": now + timedelta(seconds=lease_seconds),
                         "limit": _working_time_limit(before, now),
                     },
-                ).one_or_none()
+                )
                 if row is None:
                     continue
-                taken = _same_params(conn.execute(_WAITING_INPUTS, {"sid": sid}).all())
+                taken = _same_params(_WAITING_INPUTS.rows(conn, {"sid": sid}))
                 # Handed to this turn: an edit or deletion can no longer change them.
                 conn.execute(_MARK_TAKEN, {"ids": [i.id for i in taken], "turn": row.turns})
                 started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
-                conn.execute(INSERT_EVENT, event_row(sid, now, "turn_started", started))
+                INSERT_EVENT.count(conn, event_row(sid, now, "turn_started", started))
                 return _info(row), [_input(i) for i in taken]
         return None
 
@@ -336,9 +350,9 @@ class TurnLease(StoreBase):
         not closed or taken over meanwhile); one transaction for both."""
         row = event_row(session_id, self.clock(), kind, data)
         with self.engine.begin() as conn:
-            if conn.execute(_OWNED, {"id": session_id, "owner": owner}).first() is None:
+            if _OWNED.first(conn, {"id": session_id, "owner": owner}) is None:
                 return False
-            conn.execute(INSERT_EVENT, row)
+            INSERT_EVENT.count(conn, row)
             return True
 
     def add_usage(
@@ -427,7 +441,7 @@ class TurnLease(StoreBase):
         """
         now = self.clock()
         with self.engine.begin() as conn:
-            row = conn.execute(_FINISH_INPUTS, {"sid": session_id}).one_or_none()
+            row = _FINISH_INPUTS.first(conn, {"sid": session_id})
             if row is None:
                 return None
             values: dict[str, Any] = {
@@ -456,16 +470,15 @@ class TurnLease(StoreBase):
                 values.update(state=IDLE, idle_deadline_at=now + timedelta(minutes=idle))
                 event = ("turn_finished", {"turn": turn, "state": IDLE})
             # Conditional: a close or a takeover since the turn began wins over this runner.
-            fresh = conn.execute(
-                _settle_turn(tuple(sorted(values))),
-                {"sid": session_id, "owner": owner, **bound_params(values)},
-            ).one_or_none()
+            fresh = _settle_turn(tuple(sorted(values))).first(
+                conn, {"sid": session_id, "owner": owner, **bound_params(values)}
+            )
             if fresh is None:
                 return None
             ids = list(consumed)
             if ids:
                 conn.execute(_MARK_CONSUMED, {"ids": ids, "turn": turn})
-            conn.execute(INSERT_EVENT, event_row(session_id, now, *event))
+            INSERT_EVENT.count(conn, event_row(session_id, now, *event))
             return _info(fresh)
 
     def save_progress(self, session_id: str, progress: dict[str, Any]) -> None:
@@ -481,18 +494,17 @@ class TurnLease(StoreBase):
         self, session_id: str, values: dict[str, Any], *, keep: tuple[str, ...]
     ) -> None:
         with self.engine.begin() as conn:
-            progress = conn.execute(_PROGRESS, {"id": session_id}).scalar_one_or_none()
+            progress = _PROGRESS.scalar(conn, {"id": session_id})
             if progress is None:
                 return
             kept = {k: v for k, v in progress.items() if k in keep}
-            conn.execute(
-                _SET_PROGRESS,
-                {"sid": session_id, "new_progress": {**kept, **values}, "now": self.clock()},
+            _SET_PROGRESS.count(
+                conn, {"sid": session_id, "new_progress": {**kept, **values}, "now": self.clock()}
             )
 
     def save_output(self, session_id: str, output: str) -> None:
-        execute_alone(
-            self.engine, _SET_OUTPUT, {"sid": session_id, "new_output": output, "now": self.clock()}
+        _SET_OUTPUT.alone(
+            self.engine, {"sid": session_id, "new_output": output, "now": self.clock()}
         )
 
 
