@@ -349,6 +349,18 @@ def _settle(names: tuple[str, ...], refund: bool) -> Lean:
     )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What `Outbox.claim_to_send` found: a row to send (None: nothing now, look again at
+    `next_at`), whether a newer version made it pointless, and for an edited-in-place
+    comment what is known of it (`Outbox.posted`)."""
+
+    row: OutboxRow | None
+    superseded: bool = False
+    posted: Any = None
+    next_at: datetime | None = None
+
+
 @dataclass
 class Outbox:
     """Rows of intended writes in the shared database."""
@@ -434,6 +446,20 @@ class Outbox:
                 if won is not None:  # the row as taken (RETURNING), not read again
                     return _row(won)
         return None
+
+    def claim_to_send(self, owner: str, *, min_interval: float, lease_seconds: float) -> Claim:
+        """`claim`, with what the sender reads next in the same call (one thread hop
+        where there were three): for an edited-in-place comment whether a newer version
+        made it pointless and what is known of the comment; with nothing to claim, when
+        to look again (`next_slot`)."""
+        row = self.claim(owner, min_interval=min_interval, lease_seconds=lease_seconds)
+        if row is None:
+            return Claim(None, next_at=self.next_slot())
+        if row.kind != UPSERT or row.coalesce_key is None:
+            return Claim(row)
+        if self.superseded_by_newer(row):
+            return Claim(row, superseded=True)
+        return Claim(row, posted=self.posted(row.coalesce_key))
 
     def hold_installation(self, key: str, seconds: float) -> None:
         """Push the installation's next write back (the host rate-limited us)."""

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any, TypeVar
 
 from bot import metrics
@@ -33,6 +34,7 @@ from bot.outbox import (
     SUPERSEDED,
     UNPACED_HOSTS,
     UPSERT,
+    Claim,
     Outbox,
     OutboxRow,
     marker,
@@ -86,6 +88,7 @@ class Sender:
         self.on_failed = on_failed
         self.name = name or "sender-" + worker_name()
         self.wakeup = asyncio.Event()
+        self._next_at: datetime | None = None  # when the last empty claim said to look again
 
     def backoff(self, attempts: int) -> float:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
@@ -103,28 +106,29 @@ class Sender:
             if sent:
                 continue
             wait = self.poll_seconds
-            with contextlib.suppress(Exception):
-                upcoming = await asyncio.to_thread(self.outbox.next_slot)
-                if upcoming is not None:
-                    wait = min(wait, max((upcoming - utcnow()).total_seconds(), 0.005))
+            upcoming, self._next_at = self._next_at, None  # from the claim that found nothing
+            if upcoming is not None:
+                wait = min(wait, max((upcoming - utcnow()).total_seconds(), 0.005))
             await nap(self.wakeup, stop, wait)
 
     async def send_once(self) -> bool:
         """Claim and send one row; False when nothing could be sent now."""
-        row = await asyncio.to_thread(
-            self.outbox.claim,
+        claimed = await asyncio.to_thread(
+            self.outbox.claim_to_send,
             self.name,
             min_interval=self.min_interval,
             lease_seconds=self.lease_seconds,
         )
+        row = claimed.row
         if row is None:
+            self._next_at = claimed.next_at
             return False
         with bind(thread=row.thread.key, installation=row.installation_id):
-            await self._send(row)
+            await self._send(row, claimed)
         return True
 
-    async def _send(self, row: OutboxRow) -> None:
-        if row.kind == UPSERT and await asyncio.to_thread(self.outbox.superseded_by_newer, row):
+    async def _send(self, row: OutboxRow, claimed: Claim) -> None:
+        if claimed.superseded:
             await asyncio.to_thread(
                 self.outbox.settle, row, self.name, SUPERSEDED, sent_at=utcnow()
             )
@@ -132,7 +136,7 @@ class Sender:
         timer = metrics.Timer()
         try:
             try:
-                result = await self._leased(row, self._perform(row))
+                result = await self._leased(row, self._perform(row, claimed.posted))
                 metrics.SEND_SECONDS.labels(row.host, row.kind).observe(timer.seconds())
             finally:
                 # The slot was taken when the row was claimed; spacing is also counted from
@@ -254,7 +258,9 @@ class Sender:
         if self.on_failed is not None:
             await self.on_failed(row, error)
 
-    async def _perform(self, row: OutboxRow) -> dict[str, Any]:
+    async def _perform(self, row: OutboxRow, posted: Any) -> dict[str, Any]:
+        """The host calls of one write; `posted`: what the claim found known of an
+        edited-in-place comment."""
         client = self.client_for(row.host, row.installation_id)
         p = row.payload
         if row.kind == COMMENT:
@@ -262,7 +268,7 @@ class Sender:
                 return _posted(found, recovered=True)
             return _posted(await client.post_comment(row.thread, with_marker(p["body"], row.key)))
         if row.kind == UPSERT:
-            return await self._upsert(client, row)
+            return await self._upsert(client, row, posted)
         if row.kind == REACTION:
             await client.add_reaction(row.thread, p["comment_id"], p["content"])
             return {}
@@ -285,7 +291,7 @@ class Sender:
             return {}
         raise HostError(f"unknown outbox kind {row.kind!r}")
 
-    async def _upsert(self, client: HostClient, row: OutboxRow) -> dict[str, Any]:
+    async def _upsert(self, client: HostClient, row: OutboxRow, known: Any) -> dict[str, Any]:
         """Edit the comment in place once its id is known; else post it, at most once.
 
         The marker is the coalesce key, the same in every version, so any version finds
@@ -294,7 +300,6 @@ class Sender:
         key = row.coalesce_key
         assert key is not None
         body = with_marker(row.payload["body"], key)
-        known = await asyncio.to_thread(self.outbox.posted, key)
         if known is not None and known.comment_id is not None:
             try:
                 await client.edit_comment(row.thread, known.comment_id, body)
