@@ -22,7 +22,6 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.db import describe_error, make_engine
 from bot.db.migrate import current_revision, head_revision, upgrade
-from bot.events import HEADLESS
 from bot.history import CommentHistory
 from bot.hosts import Hosts
 from bot.hosts.github import GitHubApp
@@ -160,19 +159,13 @@ def make_sessions(
     async def permission(host: str, installation_id: int | None, repo: str, login: str) -> str:
         return await hosts.client(host, installation_id).permission(repo, login)
 
-    async def write(item: ob.Write) -> int:
-        if item.thread.host == HEADLESS:
-            return 0  # no host to write to: the transcript (the "write" event) is all
-        pk = await asyncio.to_thread(services.outbox.enqueue, item)
-        sender.wakeup.set()
-        return pk
-
     service = SessionService(
         SessionStore(services.engine),
         agents=Agents(config),
         options=session_options(config.sessions),
         max_live=config.sessions.max_live_sessions,
-        write=write,
+        enqueue=services.outbox.enqueue,
+        wake_sender=sender.wakeup.set,
         permission=permission,
         host_for=lambda session: hosts.client(session.thread.host, session.installation_id),
     )

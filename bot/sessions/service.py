@@ -12,10 +12,10 @@ from bot.sessions.service_approvals import ApprovalDecisions
 from bot.sessions.service_core import (
     SESSION_IN_KEY,
     AgentCatalog,
+    Enqueue,
     PermissionCheck,
     ServiceCore,
     Trigger,
-    Write,
     tighter,
 )
 from bot.sessions.timekeeper import Timekeeper
@@ -24,13 +24,13 @@ from bot.sessions.turns import TurnRunner
 __all__ = [
     "SESSION_IN_KEY",
     "AgentCatalog",
+    "Enqueue",
     "PermissionCheck",
     "ServiceCore",
     "SessionService",
     "Timekeeper",
     "Trigger",
     "TurnRunner",
-    "Write",
     "tighter",
 ]
 

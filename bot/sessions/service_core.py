@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 SESSION_IN_KEY = re.compile(r"\bs-[0-9a-f]{8}\b")
 PermissionCheck = Callable[[str, int | None, str, str], Awaitable[str]]
-Write = Callable[[ob.Write], Awaitable[int]]
+Enqueue = Callable[[ob.Write], int]  # blocking: store a write in the outbox, its row's id
 
 REFUSED_TRIGGER = (
     "Sorry @{login}, only people with write access to this repository can start or steer "
@@ -139,8 +139,9 @@ class ServiceCore:
         agents: AgentCatalog,
         options: SessionOptions,
         max_live: int,
-        write: Write,
+        enqueue: Enqueue,
         permission: PermissionCheck,
+        wake_sender: Callable[[], None] = lambda: None,
         wake_runner: Callable[[], None] = lambda: None,
         deadline_changed: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
@@ -151,7 +152,8 @@ class ServiceCore:
         self.agents = agents
         self.options = options
         self.max_live = max_live
-        self._write = write
+        self._enqueue = enqueue
+        self.wake_sender = wake_sender
         self._permission = permission
         self.wake_runner = wake_runner
         self.deadline_changed = deadline_changed
@@ -393,14 +395,28 @@ class ServiceCore:
     # ----------------------------------------------------------------- writing
 
     async def write(self, session: SessionInfo, write: ob.Write) -> int:
-        pk = await self._write(write)
-        await asyncio.to_thread(
-            self.store.record,
-            session.id,
-            "write",
-            {"key": write.key, "kind": write.kind, "thread": write.thread.key, "outbox": pk},
-        )
+        """Queue `write` and record it in the session's transcript (one thread hop)."""
+
+        def queue_and_record() -> int:
+            pk = self._store_write(write)
+            data = {"key": write.key, "kind": write.kind, "thread": write.thread.key, "outbox": pk}
+            self.store.record(session.id, "write", data)
+            return pk
+
+        pk = await asyncio.to_thread(queue_and_record)
+        self.wake_sender()
         return pk
+
+    async def _write(self, write: ob.Write) -> int:
+        """Queue `write` (no transcript line)."""
+        pk = await asyncio.to_thread(self._store_write, write)
+        self.wake_sender()
+        return pk
+
+    def _store_write(self, write: ob.Write) -> int:
+        """Blocking: a headless session has no host to write to (its transcript's "write"
+        event is all there is)."""
+        return 0 if write.thread.host == HEADLESS else self._enqueue(write)
 
     async def reply(self, session: SessionInfo, key: str, body: str) -> None:
         await self.write(
@@ -431,18 +447,16 @@ class ServiceCore:
         session (no host thread to hold one)."""
         if session.parent_id is not None or session.thread.host == HEADLESS:
             return
-        seq, fresh = await asyncio.to_thread(self.store.status_snapshot, session.id)
-        gates = await asyncio.to_thread(self.approvals.gates, session.id)
-        changes = await asyncio.to_thread(self.approvals.change_sets, session.id) if gates else []
-        body = status.render(
-            fresh, self.clock(), gates, changes, public_url=self.public_url, cost=self.show_cost
-        )
-        await self._write(
-            ob.upsert(
-                status.status_key(session.id),
-                seq,
-                session.thread,
-                body,
-                session.installation_id,
+
+        def snapshot_and_queue() -> None:  # one thread hop for the reads and the write
+            seq, fresh = self.store.status_snapshot(session.id)
+            gates = self.approvals.gates(session.id)
+            changes = self.approvals.change_sets(session.id) if gates else []
+            body = status.render(
+                fresh, self.clock(), gates, changes, public_url=self.public_url, cost=self.show_cost
             )
-        )
+            key = status.status_key(session.id)
+            self._store_write(ob.upsert(key, seq, session.thread, body, session.installation_id))
+
+        await asyncio.to_thread(snapshot_and_queue)
+        self.wake_sender()
