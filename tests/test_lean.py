@@ -1,0 +1,106 @@
+"""Lean statements (bot.db.lean) store and read back exactly what Connection.execute does,
+raise SQLAlchemy's errors, keep SQLite's write turn, and refuse what they cannot run."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.db.lean import Lean
+from bot.db.models import OutboxItem
+
+OUTBOX = cast(Table, OutboxItem.__table__)
+COLUMNS = ("key", "host", "installation_id", "repo", "thread_key", "thread", "kind", "payload")
+COLUMNS += ("coalesce_key", "version", "urgent", "status", "attempts", "maybe_sent")
+COLUMNS += ("next_attempt_at", "created_at")
+INSERT = Lean(insert(OUTBOX).values({c: bindparam(c) for c in COLUMNS}).returning(OUTBOX.c.id))
+TAKE = Lean(
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("pk"), OUTBOX.c.status.in_(("pending", "failed")))
+    .values(status="sending", lease_expires_at=bindparam("expires"))
+    .returning(*OUTBOX.c)
+)
+BY_KEY = Lean(select(OUTBOX).where(OUTBOX.c.key == bindparam("key")))
+
+
+def values(key: str, at: datetime) -> dict[str, Any]:
+    thread = {"host": "github", "repo": "o/r", "target": "issue", "number": 7, "thread_id": None}
+    return {
+        "key": key,
+        "host": "github",
+        "installation_id": 42,
+        "repo": "o/r",
+        "thread_key": "github:o/r/issues/7",
+        "thread": thread,
+        "kind": "comment",
+        "payload": {"body": "héllo ✓", "nested": [1, {"a": None}]},
+        "coalesce_key": None,
+        "version": None,
+        "urgent": True,
+        "status": "pending",
+        "attempts": 0,
+        "maybe_sent": False,
+        "next_attempt_at": at,
+        "created_at": at,
+    }
+
+
+def test_rows_read_back_as_core_reads_them(engine: Engine) -> None:
+    at = datetime(2026, 12, 5, 3, 4, 5, 678901, tzinfo=UTC)
+    with engine.begin() as conn:
+        pk = INSERT.scalar(conn, values("w1", at))
+        assert isinstance(pk, int)
+        lean = BY_KEY.first(conn, {"key": "w1"})
+        core = conn.execute(BY_KEY.statement, {"key": "w1"}).one()
+    assert tuple(lean) == tuple(core)
+    assert lean.payload == {"body": "héllo ✓", "nested": [1, {"a": None}]}
+    assert lean.next_attempt_at == at
+    assert lean.next_attempt_at.tzinfo is not None
+    assert lean.urgent is True
+    assert lean.maybe_sent is False
+
+    expires = at + timedelta(minutes=5)
+    with engine.begin() as conn:
+        taken = TAKE.first(conn, {"pk": pk, "expires": expires})
+        again = TAKE.first(conn, {"pk": pk, "expires": expires})  # no longer pending
+    assert taken.status == "sending"
+    assert taken.lease_expires_at == expires
+    assert again is None
+    with engine.connect() as conn:
+        assert BY_KEY.rows(conn, {"key": "nothing"}) == []
+
+
+def test_a_failed_statement_raises_sqlalchemy_s_error_and_rolls_back(engine: Engine) -> None:
+    at = datetime.now(UTC)
+    INSERT.alone(engine, values("dup", at))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        INSERT.scalar(conn, values("dup", at))
+    with engine.connect() as conn:
+        assert len(BY_KEY.rows(conn, {"key": "dup"})) == 1
+    # The connection went back to the pool usable, and SQLite's write turn was given back:
+    # another thread writes at once.
+    done = threading.Event()
+
+    def write() -> None:
+        INSERT.alone(engine, values("after", at))
+        done.set()
+
+    threading.Thread(target=write).start()
+    assert done.wait(10)
+
+
+def test_what_a_lean_statement_cannot_run_is_refused(engine: Engine) -> None:
+    per_call_list = Lean(
+        select(OUTBOX.c.id).where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    values_per_call = Lean(insert(OUTBOX))
+    with engine.connect() as conn:
+        with pytest.raises(ValueError, match="ids"):
+            per_call_list.rows(conn, {"ids": [1, 2]})
+        with pytest.raises(ValueError, match="values"):
+            values_per_call.count(conn, {"key": "x"})
