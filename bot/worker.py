@@ -204,23 +204,10 @@ class Worker:
         The batch is handled in its threads' order; a delivery whose turn has not come
         (an earlier one of its thread is still waiting elsewhere) is parked.
         """
-        await asyncio.to_thread(self.order_waiting)
-        rows = await asyncio.to_thread(
-            self.inbox.claim,
-            self.name,
-            limit=self.batch,
-            lease_seconds=self.lease_seconds,
-            hold_seconds=self.hold_seconds,
-        )
-        if not rows:
+        ordered, prepared, late = await asyncio.to_thread(self._look_and_claim)
+        if not ordered:
             return 0
-        prepared = {row.pk: self._prepared(row) for row in rows}
-        unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
-        if unknown:  # stored after the look before the claim
-            await asyncio.to_thread(self.inbox.set_order, unknown)
-        ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
-        late = await asyncio.to_thread(self.inbox.late, ordered)
-        held = {row.pk for row in rows}  # claimed, not yet settled, still ours
+        held = {row.pk for row in ordered}  # claimed, not yet settled, still ours
         blocked: set[str] = set()  # threads of this batch where a delivery had to wait
         heartbeat = asyncio.create_task(self._heartbeat(held))
         self._batching = True
@@ -244,7 +231,27 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        return len(rows)
+        return len(ordered)
+
+    def _look_and_claim(self) -> tuple[list[DeliveryRow], dict[int, Prepared], set[int]]:
+        """Blocking SQL, one thread call (each hop costs CPU of its own): the look, the
+        claim, the order of deliveries stored after the look, and which of the batch
+        arrived late. The batch comes back in its threads' order."""
+        self.order_waiting()
+        rows = self.inbox.claim(
+            self.name,
+            limit=self.batch,
+            lease_seconds=self.lease_seconds,
+            hold_seconds=self.hold_seconds,
+        )
+        if not rows:
+            return [], {}, set()
+        prepared = {row.pk: self._prepared(row) for row in rows}
+        unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
+        if unknown:  # stored after the look before the claim
+            self.inbox.set_order(unknown)
+        ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
+        return ordered, prepared, self.inbox.late(ordered)
 
     def order_waiting(self, received_by: datetime | None = None) -> int:
         """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
