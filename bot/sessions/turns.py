@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -153,16 +152,8 @@ class TurnRunner:
                 try:
                     # Paused repositories (asked in the claim) and spent daily limits
                     # start no turn.
-                    held = await asyncio.to_thread(self.service.holds.for_claims)
-                    claimed = await asyncio.to_thread(
-                        functools.partial(
-                            self.service.store.claim_turn,
-                            self.name,
-                            lease_seconds=self.lease_seconds,
-                            held=held,
-                            running=tuple(self.turn_tasks),  # not its own lapsed leases
-                        )
-                    )
+                    # not its own lapsed leases
+                    claimed = await asyncio.to_thread(self._claim, tuple(self.turn_tasks))
                     outage.ok()
                 except Exception as exc:
                     outage.failed(exc, "claim a turn")
@@ -180,6 +171,13 @@ class TurnRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
 
+    def _claim(self, running: tuple[str, ...]) -> tuple[SessionInfo, list[InputInfo]] | None:
+        """Blocking: the holds (pauses, spent daily limits) and the claim, in one thread call."""
+        held = self.service.holds.for_claims()
+        return self.service.store.claim_turn(
+            self.name, lease_seconds=self.lease_seconds, held=held, running=running
+        )
+
     def stop_local(self, session_id: str) -> bool:
         """Stop the session's turn if this process runs it in its loop (a cancelled spawn)."""
         task = self.turn_tasks.get(session_id)
@@ -189,15 +187,7 @@ class TurnRunner:
         return True
 
     async def run_once(self) -> bool:
-        held = await asyncio.to_thread(self.service.holds.for_claims)
-        claimed = await asyncio.to_thread(
-            functools.partial(
-                self.service.store.claim_turn,
-                self.name,
-                lease_seconds=self.lease_seconds,
-                held=held,
-            )
-        )
+        claimed = await asyncio.to_thread(self._claim, ())
         if claimed is None:
             return False
         session, inputs = claimed
