@@ -29,7 +29,7 @@ class CountingTimekeeper(Timekeeper):
 def service(engine: Engine) -> ServiceCore:
     config = Config.default()
 
-    async def write(_item: ob.Write) -> int:
+    def enqueue(_item: ob.Write) -> int:
         return 0
 
     async def permission(_host: str, _installation: int | None, _repo: str, _login: str) -> str:
@@ -40,7 +40,7 @@ def service(engine: Engine) -> ServiceCore:
         agents=Agents(config),
         options=session_options(config.sessions),
         max_live=10,
-        write=write,
+        enqueue=enqueue,
         permission=permission,
     )
 
