@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from bot.db.writers import READS, WriteTurns
+from bot.db.writers import WriteTurns, writes
 
 # Set by bench/sql_count.py to count these statements too: called with the SQL text.
 OBSERVER: Callable[[str], None] | None = None
@@ -140,13 +140,13 @@ class Lean:
         try:
             cursor.execute(plan.sql, args)
         except Exception as exc:
-            if turns is not None and not driver.in_transaction:
-                turns.give(driver)
+            if turns is not None:
+                turns.after_statement(driver)
             cursor.close()
             conn._handle_dbapi_exception(exc, plan.sql, args, cursor, None)  # raises
             raise
-        if turns is not None and not driver.in_transaction:  # it committed itself
-            turns.give(driver)
+        if turns is not None:
+            turns.after_statement(driver)
         return plan, cursor
 
 
@@ -196,7 +196,7 @@ def _compile(statement: ClauseElement, conn: Connection) -> _Plan:
         types=tuple(col.type for col in columns),
         results=None,
         row=row,
-        writes=not text.lstrip()[:6].upper().startswith(READS),
+        writes=writes(text),
         dialect=dialect,
     )
 

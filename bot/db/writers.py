@@ -26,6 +26,11 @@ from sqlalchemy import Engine, event
 READS = ("SELECT", "PRAGMA")
 
 
+def writes(statement: str) -> bool:
+    """Whether `statement` needs the write turn (it is not one of the READS)."""
+    return not statement.lstrip()[:6].upper().startswith(READS)
+
+
 class WriteTurns:
     """Who in this process holds SQLite's write turn, by driver connection."""
 
@@ -45,6 +50,12 @@ class WriteTurns:
             self._holder = None
             self._lock.release()
 
+    def after_statement(self, driver: Any) -> None:
+        """A statement ran (or failed): with no transaction left open it was its own
+        (autocommit) or its failure ended it, so the turn goes."""
+        if not driver.in_transaction:
+            self.give(driver)
+
 
 def serialize_writers(engine: Engine) -> WriteTurns:
     """Queue the write transactions of `engine` (SQLite) on one in-process lock."""
@@ -54,20 +65,18 @@ def serialize_writers(engine: Engine) -> WriteTurns:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.lstrip()[:6].upper().startswith(READS):
+        if writes(statement):
             turns.take(cursor.connection)
 
     @event.listens_for(engine, "after_cursor_execute")
     def _after(conn: Any, cursor: Any, *args: Any) -> None:
-        driver = cursor.connection
-        if not driver.in_transaction:  # autocommit: the statement was its own transaction
-            turns.give(driver)
+        turns.after_statement(cursor.connection)
 
     @event.listens_for(engine, "handle_error")
     def _failed(context: Any) -> None:
         cursor = getattr(context, "cursor", None)  # none when connecting failed
-        if cursor is not None and not cursor.connection.in_transaction:
-            turns.give(cursor.connection)
+        if cursor is not None:
+            turns.after_statement(cursor.connection)
 
     # The dialect's commit and rollback get the pool's proxy of the driver connection.
     def do_commit(proxy: Any) -> None:
