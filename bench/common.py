@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -114,3 +114,18 @@ def scratch_database(kind: str, workdir: Path, tag: str, backlog: int) -> Iterat
         yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
     finally:
         drop_pg_schema(schema)
+
+
+def launcher_main(install: Callable[[], None], show: Callable[[str, float], None]) -> None:
+    """The `__main__` of a script that runs `threadline` with something measured
+    (sql_count.py, hop_cpu.py): `--show FILE [--per N]` prints what a run wrote, divided
+    by N; anything else installs the measurement and runs threadline with the arguments."""
+    if sys.argv[1:2] == ["--show"]:
+        per = float(sys.argv[sys.argv.index("--per") + 1]) if "--per" in sys.argv else 1.0
+        show(sys.argv[2], per)
+        return
+    install()
+    from bot.cli import main
+
+    sys.argv[0] = "threadline"
+    sys.exit(main())

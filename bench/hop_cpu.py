@@ -20,12 +20,13 @@ import asyncio
 import atexit
 import json
 import os
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+from common import launcher_main
 
 CPU: Counter[str] = Counter()
 WALL: Counter[str] = Counter()
@@ -85,12 +86,4 @@ def _show(path: str, per: float) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--show"]:
-        per = float(sys.argv[sys.argv.index("--per") + 1]) if "--per" in sys.argv else 1.0
-        _show(sys.argv[2], per)
-    else:
-        _install()
-        from bot.cli import main
-
-        sys.argv[0] = "threadline"
-        sys.exit(main())
+    launcher_main(_install, _show)

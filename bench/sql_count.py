@@ -15,11 +15,11 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import sys
 import traceback
 from collections import Counter
 from typing import Any
 
+from common import launcher_main
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -81,12 +81,4 @@ def _show(path: str, per: float) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--show"]:
-        per = float(sys.argv[sys.argv.index("--per") + 1]) if "--per" in sys.argv else 1.0
-        _show(sys.argv[2], per)
-    else:
-        _install()
-        from bot.cli import main
-
-        sys.argv[0] = "threadline"
-        sys.exit(main())
+    launcher_main(_install, _show)
