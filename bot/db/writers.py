@@ -13,10 +13,17 @@ rollback, a statement that committed itself, or the connection leaving the pool)
 the next writer starts as soon as the lock is free. Other processes (worker
 processes, the CLI) still meet SQLite's own locking and busy handler, as before.
 Reads never take the lock: WAL readers do not wait for writers.
+
+A turn is never waited for without end: a writer that gets none within the wait that
+SQLite's busy handler would give (`bot.db.make_engine`), or a thread asking for a turn
+while another of its own connections holds it (it would wait for itself), gets SQLite's
+"database is locked" error, which SQLAlchemy raises as `OperationalError`, as it would
+have without the lock.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
@@ -34,19 +41,33 @@ def writes(statement: str) -> bool:
 class WriteTurns:
     """Who in this process holds SQLite's write turn, by driver connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait_seconds: float = 30.0) -> None:
+        self.wait_seconds = wait_seconds
         self._lock = threading.Lock()
         self._holder: Any = None
+        self._thread: int | None = None  # the thread that took the turn, while held
 
     def take(self, driver: Any) -> None:
         if self._holder is driver:  # its transaction holds the turn already
             return
-        self._lock.acquire()
+        me = threading.get_ident()
+        # Only this thread sets `_thread` to itself, and `give` clears it before letting
+        # go, so this reads true only while this thread holds the turn.
+        if self._thread == me:
+            raise sqlite3.OperationalError(
+                "database is locked: this thread holds the write turn on another connection"
+            )
+        if not self._lock.acquire(timeout=self.wait_seconds):
+            raise sqlite3.OperationalError(
+                f"database is locked: no write turn within {self.wait_seconds:g} s"
+            )
         self._holder = driver
+        self._thread = me
 
     def give(self, driver: Any) -> None:
         """Let the turn go if `driver` holds it (any other connection: nothing)."""
         if self._holder is driver:
+            self._thread = None
             self._holder = None
             self._lock.release()
 
@@ -57,9 +78,10 @@ class WriteTurns:
             self.give(driver)
 
 
-def serialize_writers(engine: Engine) -> WriteTurns:
-    """Queue the write transactions of `engine` (SQLite) on one in-process lock."""
-    turns = WriteTurns()
+def serialize_writers(engine: Engine, wait_seconds: float = 30.0) -> WriteTurns:
+    """Queue the write transactions of `engine` (SQLite) on one in-process lock;
+    `wait_seconds`: how long a writer waits for its turn before it fails."""
+    turns = WriteTurns(wait_seconds)
     dialect = engine.dialect
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
