@@ -204,7 +204,7 @@ class Worker:
         The batch is handled in its threads' order; a delivery whose turn has not come
         (an earlier one of its thread is still waiting elsewhere) is parked.
         """
-        ordered, prepared, late = await asyncio.to_thread(self._look_and_claim)
+        ordered, prepared, late, started = await asyncio.to_thread(self._look_and_claim)
         if not ordered:
             return 0
         held = {row.pk for row in ordered}  # claimed, not yet settled, still ours
@@ -221,7 +221,9 @@ class Worker:
                 waits = bool(row.thread_key) and row.thread_key in blocked
                 if waits:  # an earlier one of its thread, here in this batch, is waiting
                     await asyncio.to_thread(self._park, row)
-                elif not await self.process(row, prepared[row.pk], late=row.pk in late):
+                elif not await self.process(
+                    row, prepared[row.pk], late=row.pk in late, started=row.pk in started
+                ):
                     blocked.add(row.thread_key or "")
                 held.discard(row.pk)
         finally:
@@ -233,10 +235,13 @@ class Worker:
                 await heartbeat
         return len(ordered)
 
-    def _look_and_claim(self) -> tuple[list[DeliveryRow], dict[int, Prepared], set[int]]:
+    def _look_and_claim(
+        self,
+    ) -> tuple[list[DeliveryRow], dict[int, Prepared], set[int], set[int]]:
         """Blocking SQL, one thread call (each hop costs CPU of its own): the look, the
-        claim, the order of deliveries stored after the look, and which of the batch
-        arrived late. The batch comes back in its threads' order."""
+        claim, the order of deliveries stored after the look, which of the batch
+        arrived late, and the start of the batch's thread heads, together (see
+        `_heads`). The batch comes back in its threads' order."""
         self.order_waiting()
         rows = self.inbox.claim(
             self.name,
@@ -245,13 +250,44 @@ class Worker:
             hold_seconds=self.hold_seconds,
         )
         if not rows:
-            return [], {}, set()
+            return [], {}, set(), set()
         prepared = {row.pk: self._prepared(row) for row in rows}
         unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
         if unknown:  # stored after the look before the claim
             self.inbox.set_order(unknown)
         ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
-        return ordered, prepared, self.inbox.late(ordered)
+        late = self.inbox.late(ordered)
+        heads = self._heads(ordered, prepared)
+        started = self.inbox.start_many(heads, self.name, hold_seconds=self.hold_seconds, late=late)
+        for pk in started:
+            self.parks.pop(pk, None)
+        return ordered, prepared, late, started
+
+    def _heads(
+        self, ordered: list[DeliveryRow], prepared: dict[int, Prepared]
+    ) -> list[DeliveryRow]:
+        """The deliveries of a claim to start at once, in one transaction (one commit
+        for the batch where each start had its own): those to be handled that come
+        first of their thread in the batch. A delivery behind another of its thread
+        starts only when that one is settled (`_start`), and one that will fail
+        without handling (unusable, or out of attempts) is left to its own path.
+
+        Started together, they are handled one after another as before; a worker that
+        dies meanwhile leaves the rest started and unsettled, as it leaves the one in
+        hand, and another worker takes them over when their leases run out (each is
+        charged that attempt). What this worker handles is settled with its next
+        statement, at the latest at the end of the batch."""
+        heads: list[DeliveryRow] = []
+        seen: set[str] = set()
+        for row in ordered:
+            key = row.thread_key or ""
+            if key in seen:
+                continue
+            if key:
+                seen.add(key)
+            if prepared[row.pk].event is not None and row.attempts < self.max_attempts:
+                heads.append(row)
+        return heads
 
     def order_waiting(self, received_by: datetime | None = None) -> int:
         """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
@@ -267,10 +303,16 @@ class Worker:
         return self._looked.pop(row.pk, None) or self.dispatcher.prepare(row)
 
     async def process(
-        self, row: DeliveryRow, prepared: Prepared | None = None, *, late: bool = False
+        self,
+        row: DeliveryRow,
+        prepared: Prepared | None = None,
+        *,
+        late: bool = False,
+        started: bool = False,
     ) -> bool:
-        """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late).
-        False when it was parked to wait its turn (or its lease was lost meanwhile)."""
+        """Settle one claimed delivery; `late`: it arrived out of order (Inbox.late);
+        `started`: its handling was begun already (`_heads`). False when it was parked
+        to wait its turn (or its lease was lost meanwhile)."""
         prepared = prepared or self.dispatcher.prepare(row)
         event = prepared.event
         with bind(
@@ -278,12 +320,14 @@ class Worker:
             thread=prepared.order.thread_key or None,
             installation=event.installation_id if event is not None else None,
         ):
-            went = await self._process(row, prepared, late)
+            went = await self._process(row, prepared, late, begun=started)
         if not self._batching and self._unsettled:  # called alone: settle it now
             await asyncio.to_thread(self._flush)
         return went
 
-    async def _process(self, row: DeliveryRow, prepared: Prepared, late: bool) -> bool:
+    async def _process(
+        self, row: DeliveryRow, prepared: Prepared, late: bool, *, begun: bool
+    ) -> bool:
         writes: list[Write] = []  # the handlers' writes that wait for the settle
         if prepared.ignored is not None:  # nothing to handle, so no attempt to charge
             await self._settle(row, prepared.ignored, utcnow(), writes, late=False)
@@ -295,7 +339,7 @@ class Worker:
             log.error("delivery %s failed: %s", row.pk, error)
             _count(row, "failed")
             return True
-        if not await asyncio.to_thread(self._start, row, late):
+        if not begun and not await asyncio.to_thread(self._start, row, late):
             return False
         if late:
             log.warning(

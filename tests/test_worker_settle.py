@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import Connection, Engine
+from dataclasses import replace
 
+import pytest
+from sqlalchemy import Connection, Engine, event
+
+from bot.delivery import IncomingDelivery
 from bot.events import CommentEvent
 from bot.history import CommentHistory
 from bot.inbox import Inbox
 from bot.router import Context, Router
+from tests import payloads as p
 from tests.test_inbox import _worker, incoming
 
 
@@ -82,3 +86,43 @@ def test_a_write_that_fails_leaves_the_settle_and_the_start_undone(engine: Engin
     assert (settled, started) == ([True], True)
     rows = [inbox.get(str(pk)) for pk in (first.pk, second.pk)]
     assert [(r.status, r.attempts) for r in rows if r] == [("done", 1), ("processing", 1)]
+
+
+def thread_comment(number: int, n: int) -> IncomingDelivery:
+    """Comment `n` on issue `number` (a thread of its own per issue)."""
+    body = p.encode(p.issue_comment(f"comment {n}", number=number, comment_id=100 + n))
+    return replace(incoming(n), delivery_id=f"d-{number}-{n}", body=body)
+
+
+async def test_a_claim_starts_its_thread_heads_together_and_settles_them_together(
+    engine: Engine,
+) -> None:
+    """Five threads, the first with two comments: the five heads start in one
+    transaction, the follower only with its head's settle, and the rest is settled at
+    the end of the batch. Each is charged one attempt and recorded once, with its
+    settle."""
+    inbox = Inbox(engine)
+    threads = [thread_comment(1, 1), thread_comment(1, 2)]
+    threads += [thread_comment(k, k + 1) for k in (2, 3, 4, 5)]
+    stored = inbox.store_many(threads)
+    recorder = Recorder(engine)
+    commits: list[str] = []
+
+    def count(conn: Connection) -> None:
+        commits.append("commit")
+
+    event.listen(engine, "commit", count)
+    try:
+        assert await _worker(inbox, recorder.router, engine).run_once() == 6
+    finally:
+        event.remove(engine, "commit", count)
+    rows = [inbox.get(str(s.pk)) for s in stored]
+    assert [(r.status, r.attempts) for r in rows if r] == [("done", 1)] * 6
+    assert sorted(r.delivery_pk for r in recorder.history.all()) == [s.pk for s in stored]
+    # Issue 1's second comment started with its head's settle, so it saw that record;
+    # the later heads were started before and see only what was settled by then.
+    assert recorder.seen_before_settle == [0, 1, 1, 1, 1, 1]
+    # The look's order, the claim, the heads' start, the follower's start with its
+    # head's settle, the batch's end: five commits for six deliveries (one per start
+    # and settle before).
+    assert len(commits) == 5
