@@ -176,6 +176,9 @@ _QUOTE: Final = re.compile(r"^\s*>")
 _INDENTED_CODE: Final = re.compile(r"^(?: {0,3}\t| {4})")
 _BACKTICKS: Final = re.compile(r"`+")
 _COMMENT_OPEN: Final = "<!--"
+# A line whose first non-space character is "/" or "@" (the spaces stop at a line
+# break, so a run of blank lines is scanned once, not once per line).
+_MAY_START_SOMETHING: Final = re.compile(r"(?:^|[\r\n])[^\S\r\n]*[/@]")
 _COMMENT_CLOSE: Final = "-->"
 
 # --- What a counted line says.
@@ -212,6 +215,27 @@ def parse(
     sanity ceiling of 999,999,999).
     """
     rules = _Rules.build(bot_names, agent_ids, user_signals, max_extend_minutes)
+    if _says_nothing(body, rules):
+        return Parsed()
+    return _read_lines(body, rules)
+
+
+def _says_nothing(body: str, rules: _Rules) -> bool:
+    """True when no line of `body` can say anything to the bot, told without reading
+    it line by line (most comments; their lines cost the worker more than the rest of
+    a plain comment's handling, bench/README.md session 12). Every mention, command and
+    "/word" signal starts its line after whitespace at most, and a plain signal phrase
+    holds its first word; an HTML comment could hide what starts a line, so a body
+    with one is read in full."""
+    if _COMMENT_OPEN in body or _MAY_START_SOMETHING.search(body):
+        return False
+    if rules.plain_signals:
+        folded = body.casefold()
+        return not any(phrase.split()[0] in folded for phrase, _ in rules.plain_signals)
+    return True
+
+
+def _read_lines(body: str, rules: _Rules) -> Parsed:
     lines = _LINE_BREAK.split(body)
     counted = _counted_lines(lines)
     found = _Found()

@@ -70,6 +70,7 @@ MAINTAINER = "maintainer"
 OUTSIDER = "passerby"
 MARKER = re.compile(r"<!-- threadline:(\S+) -->")
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+POST_WITHIN = 120.0  # seconds a delivery may take to be acknowledged, retries included
 
 AGENTS = """
 agents:
@@ -312,7 +313,10 @@ class Sender:
     async def post(self, http: aiohttp.ClientSession, raw: bytes, delivery_id: str) -> int:
         headers = p.github_headers("issue_comment", raw, delivery=delivery_id)
         tries = 0
-        while True:
+        # A web process is killed and restarted now and then; one that cannot come back
+        # (its port taken meanwhile) must fail the run, not keep it posting for ever.
+        deadline = time.monotonic() + POST_WITHIN
+        while time.monotonic() < deadline:
             url = self.urls[(tries + self.rng.randrange(len(self.urls))) % len(self.urls)]
             tries += 1
             try:
@@ -328,6 +332,10 @@ class Sender:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.answers[type(exc).__name__] += 1
             await asyncio.sleep(0.2 if tries % len(self.urls) else 0.5)
+        raise AssertionError(
+            f"delivery {delivery_id} not acknowledged in {POST_WITHIN:.0f} s "
+            f"({tries} posts); answers so far: {dict(self.answers)}"
+        )
 
     async def comment(
         self, http: aiohttp.ClientSession, number: int, body: str, author: str, kind: str

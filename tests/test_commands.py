@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bot import commands
 from bot.commands import (
     COMMAND_NAMES,
     HELP_ROWS,
@@ -449,7 +452,7 @@ def test_problem_wording() -> None:
     )
 
 
-# --- Properties over many bodies (hypothesis is not installed; these enumerate instead).
+# --- Properties over many bodies (enumerated; the shortcut's below is drawn by hypothesis).
 
 TRIGGERS = [
     "/done",
@@ -500,6 +503,45 @@ def test_wrapped_triggers_ask_nothing(wrapper: str) -> None:
     for line in TRIGGERS:
         body = wrapper.format(line.strip())
         assert read(body) == Parsed(), body
+
+
+# Pieces of lines that decide what a body says (and some that look like they might).
+PIECES = [*TRIGGERS, *STRUCTURE, "thanks.", "THANK YOU 🎉", "thanksgiving", "/", "@", "a/b"]
+LEADS = ["", " ", "   ", "    ", "\t", "\u00a0", "\u2028", "\x0c", "> "]
+BREAKS = ["\n", "\r\n", "\r", "\n\n"]
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> str:
+    lines = draw(
+        st.lists(
+            st.tuples(st.sampled_from(LEADS), st.sampled_from(PIECES), st.sampled_from(PIECES)),
+            max_size=6,
+        )
+    )
+    breaks = draw(st.lists(st.sampled_from(BREAKS), min_size=len(lines), max_size=len(lines)))
+    joined = (
+        lead + first + draw(st.sampled_from([" ", "", "\n"])) + second
+        for lead, first, second in lines
+    )
+    return "".join(line + end for line, end in zip(joined, breaks, strict=True))
+
+
+@settings(max_examples=600, deadline=None)
+@given(bodies(), st.sampled_from([SIGNALS, ("/done",), ()]))
+def test_the_shortcut_for_bodies_that_say_nothing_never_changes_what_a_body_says(
+    body: str, signals: tuple[str, ...]
+) -> None:
+    rules = commands._Rules.build(NAMES, AGENTS, signals, 120)
+    assert read(body, user_signals=signals, max_extend=120) == commands._read_lines(body, rules)
+
+
+def test_the_shortcut_reads_a_long_run_of_blank_lines_once() -> None:
+    """Whitespace scanned per line start would be quadratic in a hostile body."""
+    for blank in ("\n", "\r", " \n", "\u2028\n"):
+        body = blank * 50_000 + "x"
+        assert read(body) == Parsed()
+    assert read("\n" * 50_000 + "  /done").signal == "/done"
 
 
 # --- /help
