@@ -15,6 +15,7 @@ the next command or mention.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -214,7 +215,9 @@ def parse(
     A longer `/extend` than `max_extend_minutes` is a problem (None: no limit but a
     sanity ceiling of 999,999,999).
     """
-    rules = _Rules.build(bot_names, agent_ids, user_signals, max_extend_minutes)
+    rules = _Rules.build(
+        tuple(bot_names), tuple(agent_ids), tuple(user_signals), max_extend_minutes
+    )
     if _says_nothing(body, rules):
         return Parsed()
     return _read_lines(body, rules)
@@ -227,7 +230,9 @@ def _says_nothing(body: str, rules: _Rules) -> bool:
     "/word" signal starts its line after whitespace at most, and a plain signal phrase
     holds its first word; an HTML comment could hide what starts a line, so a body
     with one is read in full."""
-    if _COMMENT_OPEN in body or _MAY_START_SOMETHING.search(body):
+    if _COMMENT_OPEN in body:
+        return False
+    if ("/" in body or "@" in body) and _MAY_START_SOMETHING.search(body):
         return False
     if rules.plain_signals:
         folded = body.casefold()
@@ -286,11 +291,12 @@ class _Rules:
     max_extend_minutes: int | None
 
     @classmethod
+    @functools.lru_cache(maxsize=64)  # the same few settings, for every comment
     def build(
         cls,
-        bot_names: Sequence[str],
-        agent_ids: Collection[str],
-        user_signals: Sequence[str],
+        bot_names: tuple[str, ...],
+        agent_ids: tuple[str, ...],
+        user_signals: tuple[str, ...],
         max_extend_minutes: int | None,
     ) -> _Rules:
         signals = [s.strip() for s in user_signals if s.strip()]
