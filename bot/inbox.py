@@ -145,6 +145,20 @@ def _run(conn: Connection, call: tuple[Lean, dict[str, Any]]) -> int:
     return statement.count(conn, params)
 
 
+def _run_each(conn: Connection, calls: Sequence[tuple[Lean, dict[str, Any]]]) -> list[int]:
+    """`_run` for each call, the calls of one statement sent together (`Lean.counts`:
+    one round trip on PostgreSQL); rows changed by each, in the calls' order."""
+    changed = [0] * len(calls)
+    groups: dict[int, tuple[Lean, list[int]]] = {}
+    for index, (statement, _) in enumerate(calls):
+        groups.setdefault(id(statement), (statement, []))[1].append(index)
+    for statement, indexes in groups.values():
+        counts = statement.counts(conn, [calls[i][1] for i in indexes])
+        for index, count in zip(indexes, counts, strict=True):
+            changed[index] = count
+    return changed
+
+
 def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
@@ -303,15 +317,14 @@ class Inbox:
 
     def set_order(self, orders: Sequence[Order]) -> int:
         """Write each delivery's thread and event time, in one transaction (one prebuilt
-        UPDATE run for each: a CASE of them all, built and compiled per call, cost more
-        than the writes); a delivery whose order is written already keeps it (every
-        worker works out the same)."""
+        UPDATE run for each, sent together on PostgreSQL: a CASE of them all, built and
+        compiled per call, cost more than the writes); a delivery whose order is
+        written already keeps it (every worker works out the same)."""
         if not orders:
             return 0
         params = [{"pk": o.pk, "key": o.thread_key, "at": o.event_time} for o in orders]
         with self.engine.begin() as conn:
-            statement = _order_statement()
-            return sum(statement.count(conn, one) for one in params)
+            return sum(_order_statement().counts(conn, params))
 
     def start(
         self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
@@ -343,12 +356,10 @@ class Inbox:
         own (bench/README.md, session 12)."""
         if not rows:
             return set()
+        calls = [self._start_call(row, owner, hold_seconds, row.pk in late) for row in rows]
         with self.engine.begin() as conn:
-            return {
-                row.pk
-                for row in rows
-                if _run(conn, self._start_call(row, owner, hold_seconds, row.pk in late)) == 1
-            }
+            started = _run_each(conn, calls)
+        return {row.pk for row, count in zip(rows, started, strict=True) if count == 1}
 
     def finish_and_start(
         self,
@@ -370,10 +381,8 @@ class Inbox:
         with self.engine.begin() as conn:
             for write in writes:
                 write(conn)
-            settled = [
-                _run(conn, self._finish_call(pk, owner, status, note)) == 1
-                for pk, status, note in finished
-            ]
+            calls = [self._finish_call(pk, owner, status, note) for pk, status, note in finished]
+            settled = [count == 1 for count in _run_each(conn, calls)]
             if row is None:
                 return settled, False
             started = _run(conn, self._start_call(row, owner, hold_seconds, late))

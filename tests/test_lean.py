@@ -26,6 +26,12 @@ TAKE = Lean(
     .returning(*OUTBOX.c)
 )
 BY_KEY = Lean(select(OUTBOX).where(OUTBOX.c.key == bindparam("key")))
+INSERT_PLAIN = Lean(insert(OUTBOX).values({c: bindparam(c) for c in COLUMNS}))
+SET_SENDING = Lean(
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("pk"))
+    .values(status="sending", lease_expires_at=bindparam("expires"))
+)
 
 
 def values(key: str, at: datetime) -> dict[str, Any]:
@@ -104,3 +110,28 @@ def test_what_a_lean_statement_cannot_run_is_refused(engine: Engine) -> None:
             per_call_list.rows(conn, {"ids": [1, 2]})
         with pytest.raises(ValueError, match="values"):
             values_per_call.count(conn, {"key": "x"})
+
+
+def test_runs_of_one_statement_sent_together_report_each_run(engine: Engine) -> None:
+    """`counts` (one round trip on PostgreSQL) says how many rows each run changed, in
+    order, as one `count` a run would; a failing run raises SQLAlchemy's error and the
+    transaction's earlier runs roll back with it."""
+    at = datetime.now(UTC)
+    assert [INSERT_PLAIN.alone(engine, values(f"c{n}", at)) for n in range(3)] == [1, 1, 1]
+    with engine.connect() as conn:
+        ids = [BY_KEY.first(conn, {"key": f"c{n}"}).id for n in range(3)]
+    expires = at + timedelta(minutes=5)
+    runs = [{"pk": ids[0], "expires": expires}, {"pk": -1, "expires": expires}]
+    runs += [{"pk": ids[2], "expires": expires}, {"pk": ids[0], "expires": expires}]
+    with engine.begin() as conn:
+        assert SET_SENDING.counts(conn, runs) == [1, 0, 1, 1]
+        assert SET_SENDING.counts(conn, []) == []
+    with engine.connect() as conn:
+        statuses = [BY_KEY.first(conn, {"key": f"c{n}"}).status for n in range(3)]
+    assert statuses == ["sending", "pending", "sending"]
+
+    dup = [values("c3", at), values("c1", at)]  # the second is a key stored already
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        INSERT_PLAIN.counts(conn, dup)
+    with engine.connect() as conn:
+        assert BY_KEY.rows(conn, {"key": "c3"}) == [], "rolled back with the failed run"

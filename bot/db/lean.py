@@ -98,8 +98,36 @@ class Lean:
 
     def many(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """Run it once for each set of parameters (no rows are read)."""
-        for one in params:
-            self.count(conn, one)
+        self.counts(conn, params)
+
+    def counts(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Run a statement that returns no rows once for each set of parameters; how
+        many rows each run changed. On PostgreSQL the runs go to the server together
+        (psycopg's executemany, pipelined: one round trip where there were one per
+        run); SQLite runs them one by one in this process, which costs no round trip."""
+        if not params:
+            return []
+        plan = self._plan(conn)
+        if plan.dialect.name == "sqlite":
+            return [self.count(conn, one) for one in params]
+        args = [self._args(plan, one) for one in params]
+        driver = conn.connection.dbapi_connection
+        assert driver is not None
+        cursor: Any = driver.cursor()  # psycopg's: executemany takes `returning`
+        if OBSERVER is not None:
+            for _ in args:
+                OBSERVER(plan.sql)
+        try:
+            cursor.executemany(plan.sql, args, returning=True)
+            changed = [int(cursor.rowcount)]
+            while cursor.nextset():
+                changed.append(int(cursor.rowcount))
+            return changed
+        except Exception as exc:
+            conn._handle_dbapi_exception(exc, plan.sql, args, cursor, None)  # raises
+            raise
+        finally:
+            cursor.close()
 
     def alone(self, engine: Engine, params: Mapping[str, Any] | None = None) -> int:
         """Run a writing statement as its own transaction (autocommit), as
@@ -118,8 +146,8 @@ class Lean:
                 self._plans[key] = plan
         return plan
 
-    def _run(self, conn: Connection, params: Mapping[str, Any]) -> tuple[_Plan, Any]:
-        plan = self._plan(conn)
+    def _args(self, plan: _Plan, params: Mapping[str, Any]) -> Any:
+        """The driver's parameters for one run: converted, in the plan's order."""
         values = []
         for name in plan.names:
             if name in plan.constants:
@@ -128,12 +156,16 @@ class Lean:
             value = params[name]
             convert = plan.converters.get(name)
             values.append(value if convert is None or value is None else convert(value))
+        return tuple(values) if plan.positional else dict(zip(plan.names, values, strict=True))
+
+    def _run(self, conn: Connection, params: Mapping[str, Any]) -> tuple[_Plan, Any]:
+        plan = self._plan(conn)
+        args = self._args(plan, params)
         driver = conn.connection.dbapi_connection
         assert driver is not None
         turns = _TURNS.get(conn.dialect) if plan.writes else None
         if turns is not None:
             turns.take(driver)
-        args: Any = tuple(values) if plan.positional else dict(zip(plan.names, values, strict=True))
         cursor = driver.cursor()
         if OBSERVER is not None:
             OBSERVER(plan.sql)
