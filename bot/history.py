@@ -11,7 +11,8 @@ from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
-from bot.db import execute_alone, insert_ignoring_conflicts
+from bot.db import insert_ignoring_conflicts
+from bot.db.lean import Lean
 from bot.db.models import CommentRecord
 from bot.events import CommentEvent
 
@@ -56,7 +57,7 @@ class CommentHistory:
         # Built once with bound values: built per comment, its Python side (coercing
         # ten values, the cache key) cost more than the database's insert.
         table = CommentRecord.__table__
-        self._record = (
+        self._record = Lean(
             self._insert(CommentRecord)
             .values({c: bindparam(c, type_=table.c[c].type) for c in _RECORDED})
             .on_conflict_do_nothing(index_elements=["delivery_pk"])
@@ -65,13 +66,11 @@ class CommentHistory:
     def record(self, event: CommentEvent, delivery_pk: int) -> bool:
         """Record `event` for the delivery it came in; False if that delivery was recorded."""
         # A row count, not RETURNING: the insert and its commit are then one call.
-        return execute_alone(self.engine, self._record, self._params(event, delivery_pk)) == 1
+        return self._record.alone(self.engine, self._params(event, delivery_pk)) == 1
 
     def record_in(self, connection: Connection, event: CommentEvent, delivery_pk: int) -> bool:
         """`record` in the caller's transaction on `connection` (its commit is the caller's)."""
-        params = self._params(event, delivery_pk)
-        options = {"preserve_rowcount": True}  # see execute_alone
-        return connection.execute(self._record, params, execution_options=options).rowcount == 1
+        return self._record.count(connection, self._params(event, delivery_pk)) == 1
 
     def _params(self, event: CommentEvent, delivery_pk: int) -> dict[str, Any]:
         return {

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
 from bot.db import reading
+from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -39,6 +40,7 @@ _BY_ID = select(SESSIONS).where(SESSIONS.c.id == bindparam("sid"))
 _LIVE_IN_THREAD = select(SESSIONS).where(
     SESSIONS.c.thread_key == bindparam("key"), SESSIONS.c.state.in_(LIVE_STATES)
 )
+_LIVE_IN_THREAD_LEAN = Lean(_LIVE_IN_THREAD)  # the lookup every comment makes
 _COUNT_LIVE = select(func.count()).select_from(SESSIONS).where(SESSIONS.c.state.in_(LIVE_STATES))
 _INSERT_SESSION = insert(SESSIONS)
 _INSERT_INPUT = insert(INPUTS)
@@ -169,8 +171,10 @@ class LaunchAndLookups(StoreBase):
         # Every comment asks (most threads have none): one prebuilt Core query, in
         # autocommit on PostgreSQL (bot.db.reading: one round trip, not three).
         with reading(self.engine) as conn:
-            row = conn.execute(_LIVE_IN_THREAD, {"key": thread_key}).one_or_none()
-            return _info(row) if row else None
+            rows = _LIVE_IN_THREAD_LEAN.rows(conn, {"key": thread_key})
+        if len(rows) > 1:
+            raise MultipleResultsFound(f"{len(rows)} live sessions in {thread_key}")
+        return _info(rows[0]) if rows else None
 
     def last_in(self, thread_key: str) -> SessionInfo | None:
         """The thread's most recent session of its own (not a delegation), live or not."""
