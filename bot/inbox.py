@@ -274,32 +274,46 @@ class Inbox:
         is claiming are skipped (SKIP LOCKED); on both backends the UPDATE re-checks
         claimability, so only one worker wins a row.
         """
+        with self.engine.begin() as conn:  # Core: the ORM's session cost more than the claim
+            return self.claim_in(
+                conn, owner, limit=limit, lease_seconds=lease_seconds, hold_seconds=hold_seconds
+            )
+
+    def claim_in(
+        self,
+        conn: Connection,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        hold_seconds: float = 0.0,
+    ) -> list[DeliveryRow]:
+        """`claim` in the caller's transaction on `conn` (its commit is the caller's)."""
         now = self.clock()
         due_by = now - timedelta(seconds=hold_seconds)
-        with self.engine.begin() as conn:  # Core: the ORM's session cost more than the claim
-            # One statement per LIMIT (batch sizes are few): see bot.db.lean.
-            ids = [r.id for r in _abandoned_query(limit).rows(conn, {"now": now})]
-            if len(ids) < limit:
-                # The heads, then the runs behind them as far as there is room, all
-                # found by one query (one per head cost more than the rest of a claim).
-                found = _heads_query(limit - len(ids)).rows(conn, {"due_by": due_by})
-                ids += [head.id for head in found]
-                keyed = [head for head in found if head.thread_key]
-                if keyed and len(ids) < limit:
-                    ids += conn.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
-            if not ids:
-                return []
-            claimed = conn.execute(
-                update(_TABLE)
-                .where(Delivery.id.in_(ids), self._still_claimable(now, due_by))
-                .values(
-                    status=PROCESSING,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                )
-                .returning(*_COLUMNS)
+        # One statement per LIMIT (batch sizes are few): see bot.db.lean.
+        ids = [r.id for r in _abandoned_query(limit).rows(conn, {"now": now})]
+        if len(ids) < limit:
+            # The heads, then the runs behind them as far as there is room, all
+            # found by one query (one per head cost more than the rest of a claim).
+            found = _heads_query(limit - len(ids)).rows(conn, {"due_by": due_by})
+            ids += [head.id for head in found]
+            keyed = [head for head in found if head.thread_key]
+            if keyed and len(ids) < limit:
+                ids += conn.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
+        if not ids:
+            return []
+        claimed = conn.execute(
+            update(_TABLE)
+            .where(Delivery.id.in_(ids), self._still_claimable(now, due_by))
+            .values(
+                status=PROCESSING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
             )
-            return sorted((_row_of(r) for r in claimed), key=lambda r: r.pk)
+            .returning(*_COLUMNS)
+        )
+        return sorted((_row_of(r) for r in claimed), key=lambda r: r.pk)
 
     # ------------------------------------------------------ order in a thread
 
@@ -322,9 +336,13 @@ class Inbox:
         written already keeps it (every worker works out the same)."""
         if not orders:
             return 0
-        params = [{"pk": o.pk, "key": o.thread_key, "at": o.event_time} for o in orders]
         with self.engine.begin() as conn:
-            return sum(_order_statement().counts(conn, params))
+            return self.set_order_in(conn, orders)
+
+    def set_order_in(self, conn: Connection, orders: Sequence[Order]) -> int:
+        """`set_order` in the caller's transaction on `conn`."""
+        params = [{"pk": o.pk, "key": o.thread_key, "at": o.event_time} for o in orders]
+        return sum(_order_statement().counts(conn, params)) if params else 0
 
     def start(
         self, row: DeliveryRow, owner: str, *, hold_seconds: float = 0.0, late: bool = False
@@ -356,9 +374,21 @@ class Inbox:
         own (bench/README.md, session 12)."""
         if not rows:
             return set()
-        calls = [self._start_call(row, owner, hold_seconds, row.pk in late) for row in rows]
         with self.engine.begin() as conn:
-            started = _run_each(conn, calls)
+            return self.start_many_in(conn, rows, owner, hold_seconds=hold_seconds, late=late)
+
+    def start_many_in(
+        self,
+        conn: Connection,
+        rows: Sequence[DeliveryRow],
+        owner: str,
+        *,
+        hold_seconds: float = 0.0,
+        late: Collection[int] = (),
+    ) -> set[int]:
+        """`start_many` in the caller's transaction on `conn`."""
+        calls = [self._start_call(row, owner, hold_seconds, row.pk in late) for row in rows]
+        started = _run_each(conn, calls)
         return {row.pk for row, count in zip(rows, started, strict=True) if count == 1}
 
     def finish_and_start(
@@ -412,11 +442,17 @@ class Inbox:
         thread has already started before: they arrived out of order. One query for a
         batch; the answer cannot change while they wait, since a delivery waiting in a
         thread holds every later one back."""
+        if not any(r.thread_key for r in rows):
+            return set()
+        with reading(self.engine) as conn:
+            return self.late_in(conn, rows)
+
+    def late_in(self, conn: Connection, rows: Sequence[DeliveryRow]) -> set[int]:
+        """`late` in the caller's transaction on `conn`."""
         pks = [r.pk for r in rows if r.thread_key]
         if not pks:
             return set()
-        with reading(self.engine) as conn:
-            return set(conn.execute(_late_query(), {"pks": pks}).scalars())
+        return set(conn.execute(_late_query(), {"pks": pks}).scalars())
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
         """Give a claimed delivery back to wait its turn in its thread, charging

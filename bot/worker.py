@@ -242,23 +242,29 @@ class Worker:
         claim, the order of deliveries stored after the look, which of the batch
         arrived late, and the start of the batch's thread heads, together (see
         `_heads`). The batch comes back in its threads' order."""
-        self.order_waiting()
-        rows = self.inbox.claim(
-            self.name,
-            limit=self.batch,
-            lease_seconds=self.lease_seconds,
-            hold_seconds=self.hold_seconds,
-        )
-        if not rows:
-            return [], {}, set(), set()
-        prepared = {row.pk: self._prepared(row) for row in rows}
-        unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
-        if unknown:  # stored after the look before the claim
-            self.inbox.set_order(unknown)
-        ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
-        late = self.inbox.late(ordered)
-        heads = self._heads(ordered, prepared)
-        started = self.inbox.start_many(heads, self.name, hold_seconds=self.hold_seconds, late=late)
+        looked = self._look()
+        inbox = self.inbox
+        # One transaction (one commit) for the look's orders, the claim and the starts.
+        with inbox.engine.begin() as conn:
+            inbox.set_order_in(conn, looked)
+            rows = inbox.claim_in(
+                conn,
+                self.name,
+                limit=self.batch,
+                lease_seconds=self.lease_seconds,
+                hold_seconds=self.hold_seconds,
+            )
+            if not rows:
+                return [], {}, set(), set()
+            prepared = {row.pk: self._prepared(row) for row in rows}
+            unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
+            inbox.set_order_in(conn, unknown)  # stored after the look before the claim
+            ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
+            late = inbox.late_in(conn, ordered)
+            heads = self._heads(ordered, prepared)
+            started = inbox.start_many_in(
+                conn, heads, self.name, hold_seconds=self.hold_seconds, late=late
+            )
         for pk in started:
             self.parks.pop(pk, None)
         return ordered, prepared, late, started
@@ -291,12 +297,17 @@ class Worker:
 
     def order_waiting(self, received_by: datetime | None = None) -> int:
         """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
+        return self.inbox.set_order(self._look(received_by))
+
+    def _look(self, received_by: datetime | None = None) -> list[Order]:
+        """Read and normalize waiting deliveries nobody has ordered yet (blocking SQL,
+        reads only): their orders, to write."""
         rows = self.inbox.unordered(limit=ORDER_LOOKAHEAD, received_by=received_by)
         if len(self._looked) > LOOKED_KEPT:  # claimed by others, or given up on
             self._looked.clear()
         looked = {row.pk: self.dispatcher.prepare(row) for row in rows}
         self._looked.update(looked)
-        return self.inbox.set_order([p.order for p in looked.values()])
+        return [p.order for p in looked.values()]
 
     def _prepared(self, row: DeliveryRow) -> Prepared:
         """`row` normalized: as a look of this worker found it, or now."""

@@ -122,7 +122,7 @@ async def test_a_claim_starts_its_thread_heads_together_and_settles_them_togethe
     # Issue 1's second comment started with its head's settle, so it saw that record;
     # the later heads were started before and see only what was settled by then.
     assert recorder.seen_before_settle == [0, 1, 1, 1, 1, 1]
-    # The look's order, the claim, the heads' start, the follower's start with its
-    # head's settle, the batch's end: five commits for six deliveries (one per start
-    # and settle before).
-    assert len(commits) == 5
+    # The look's orders, the claim and the heads' start together, the follower's start
+    # with its head's settle, the batch's end: three commits for six deliveries (one
+    # per start and settle before).
+    assert len(commits) == 3
