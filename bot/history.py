@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
 from bot.db import insert_ignoring_conflicts
-from bot.db.lean import Lean
+from bot.db.lean import Lean, LeanRun
 from bot.db.models import CommentRecord
 from bot.events import CommentEvent
 
@@ -67,6 +67,11 @@ class CommentHistory:
         """Record `event` for the delivery it came in; False if that delivery was recorded."""
         # A row count, not RETURNING: the insert and its commit are then one call.
         return self._record.alone(self.engine, self._params(event, delivery_pk)) == 1
+
+    def record_later(self, event: CommentEvent, delivery_pk: int) -> LeanRun:
+        """`record_in` as a write to do later in someone's transaction (a delivery's
+        settle); the settle sends such writes together."""
+        return LeanRun(self._record, self._params(event, delivery_pk))
 
     def record_in(self, connection: Connection, event: CommentEvent, delivery_pk: int) -> bool:
         """`record` in the caller's transaction on `connection` (its commit is the caller's)."""

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
 from bot.db import execute_alone, reading
-from bot.db.lean import Lean
+from bot.db.lean import Lean, run_all
 from bot.db.models import Delivery
 from bot.delivery import IncomingDelivery
 from bot.inbox_insert import StoreResult as StoreResult
@@ -409,8 +409,7 @@ class Inbox:
         and one commit where there were one per statement (each cost more than a
         settle's UPDATE). Returns which were settled, and whether `row` started."""
         with self.engine.begin() as conn:
-            for write in writes:
-                write(conn)
+            run_all(conn, writes)
             calls = [self._finish_call(pk, owner, status, note) for pk, status, note in finished]
             settled = [count == 1 for count in _run_each(conn, calls)]
             if row is None:

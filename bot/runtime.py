@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -84,9 +83,7 @@ class Runtime:
         settle instead (no statement, commit or thread hop of its own) and the answer
         is None: not known yet."""
         if with_settle is not None:
-            with_settle(
-                functools.partial(self.history.record_in, event=event, delivery_pk=delivery_pk)
-            )
+            with_settle(self.history.record_later(event, delivery_pk))
             return None
         return await asyncio.to_thread(self.history.record, event, delivery_pk)
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.lean import Lean
+from bot.db.lean import Lean, LeanRun, run_all
 from bot.db.models import OutboxItem
 
 OUTBOX = cast(Table, OutboxItem.__table__)
@@ -135,3 +135,27 @@ def test_runs_of_one_statement_sent_together_report_each_run(engine: Engine) -> 
         INSERT_PLAIN.counts(conn, dup)
     with engine.connect() as conn:
         assert BY_KEY.rows(conn, {"key": "c3"}) == [], "rolled back with the failed run"
+
+
+def test_later_runs_are_done_in_their_order_the_same_statement_s_together(
+    engine: Engine,
+) -> None:
+    at = datetime.now(UTC)
+    seen: list[int] = []
+
+    def touch(conn: Connection) -> None:
+        # Runs between the two groups: sees the first two rows, not the third.
+        seen.append(len(BY_KEY.rows(conn, {"key": "r1"}) + BY_KEY.rows(conn, {"key": "r2"})))
+        seen.append(len(BY_KEY.rows(conn, {"key": "r3"})))
+
+    writes = [
+        LeanRun(INSERT_PLAIN, values("r1", at)),
+        LeanRun(INSERT_PLAIN, values("r2", at)),
+        touch,
+        LeanRun(INSERT_PLAIN, values("r3", at)),
+    ]
+    with engine.begin() as conn:
+        run_all(conn, writes)
+    assert seen == [2, 0]
+    with engine.connect() as conn:
+        assert [len(BY_KEY.rows(conn, {"key": f"r{n}"})) for n in (1, 2, 3)] == [1, 1, 1]

@@ -251,3 +251,37 @@ def _convert(plan: _Plan, cursor: Any, fetched: Sequence[Any]) -> list[Any]:
         make(*(v if f is None or v is None else f(v) for f, v in zip(results, r, strict=True)))
         for r in fetched
     ]
+
+
+@dataclass(frozen=True)
+class LeanRun:
+    """One run of a Lean statement with its parameters, to do later on a connection
+    (a write that waits for a settle, say); `run_all` sends the consecutive runs of one
+    statement together."""
+
+    statement: Lean
+    params: Mapping[str, Any]
+
+    def __call__(self, conn: Connection) -> int:
+        return self.statement.count(conn, self.params)
+
+
+def run_all(conn: Connection, writes: Sequence[Callable[[Connection], Any]]) -> None:
+    """Do `writes` in order on `conn`; consecutive `LeanRun`s of one statement go
+    together (`Lean.counts`: one round trip on PostgreSQL)."""
+    index = 0
+    while index < len(writes):
+        write = writes[index]
+        if not isinstance(write, LeanRun):
+            write(conn)
+            index += 1
+            continue
+        end = index + 1
+        while (
+            end < len(writes)
+            and isinstance(writes[end], LeanRun)
+            and cast(LeanRun, writes[end]).statement is write.statement
+        ):
+            end += 1
+        write.statement.counts(conn, [cast(LeanRun, w).params for w in writes[index:end]])
+        index = end
