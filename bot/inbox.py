@@ -409,13 +409,25 @@ class Inbox:
         and one commit where there were one per statement (each cost more than a
         settle's UPDATE). Returns which were settled, and whether `row` started."""
         with self.engine.begin() as conn:
-            run_all(conn, writes)
-            calls = [self._finish_call(pk, owner, status, note) for pk, status, note in finished]
-            settled = [count == 1 for count in _run_each(conn, calls)]
+            settled = self.finish_in(conn, finished, owner, writes=writes)
             if row is None:
                 return settled, False
             started = _run(conn, self._start_call(row, owner, hold_seconds, late))
         return settled, started == 1
+
+    def finish_in(
+        self,
+        conn: Connection,
+        finished: Sequence[tuple[int, str, str | None]],
+        owner: str,
+        *,
+        writes: Sequence[Callable[[Connection], Any]] = (),
+    ) -> list[bool]:
+        """Run `writes` and settle `finished` in the caller's transaction on `conn`
+        (see `finish_and_start`); which were settled."""
+        run_all(conn, writes)
+        calls = [self._finish_call(pk, owner, status, note) for pk, status, note in finished]
+        return [count == 1 for count in _run_each(conn, calls)]
 
     def _start_call(
         self, row: DeliveryRow, owner: str, hold_seconds: float, late: bool

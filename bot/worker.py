@@ -176,28 +176,39 @@ class Worker:
         """Work until `stop` is set; a batch in progress is finished first."""
         log.info("worker %s started", self.name)
         outage = Outage(log, f"worker {self.name}")
-        while not stop.is_set():
-            woken = self.wakeup.is_set()
-            self.wakeup.clear()  # before looking: a wake during the look is kept
-            try:
-                handled = await self.run_once()
-                outage.ok()
-            except Exception as exc:
-                # The database is unreachable or similar: keep the worker alive and try later.
-                outage.failed(exc, "claim deliveries")
-                handled = 0
-            if handled:
-                continue
-            pause = self.poll_seconds
-            if woken and self.hold_seconds:
-                # A new delivery is held before it can be claimed: look again once
-                # its hold is over, not a whole poll later.
-                pause = min(pause, self.hold_seconds)
-            await nap(self.wakeup, stop, pause)
+        try:
+            while not stop.is_set():
+                woken = self.wakeup.is_set()
+                self.wakeup.clear()  # before looking: a wake during the look is kept
+                try:
+                    # What the batch handled is settled with the next claim (one commit for
+                    # both), or below when the worker stops.
+                    handled = await self.run_once(settle=False)
+                    outage.ok()
+                except Exception as exc:
+                    # The database is unreachable or similar: keep the worker alive and try later.
+                    outage.failed(exc, "claim deliveries")
+                    handled = 0
+                if handled:
+                    continue
+                pause = self.poll_seconds
+                if woken and self.hold_seconds:
+                    # A new delivery is held before it can be claimed: look again once
+                    # its hold is over, not a whole poll later.
+                    pause = min(pause, self.hold_seconds)
+                await nap(self.wakeup, stop, pause)
+        finally:
+            # The last batch's settles, had no claim taken them (stopped, or cancelled).
+            if self._unsettled or self._writes:
+                try:
+                    await asyncio.to_thread(self._flush)
+                except Exception as exc:  # handled, not settled: taken over after the lease
+                    outage.failed(exc, "settle the last batch")
         log.info("worker %s stopped", self.name)
 
-    async def run_once(self) -> int:
+    async def run_once(self, *, settle: bool = True) -> int:
         """Claim one batch and settle it; return how many deliveries were claimed.
+        `settle=False` leaves the last settles of the batch to the next claim (`run`).
 
         The whole batch stays leased while its deliveries are handled one after
         another: a delivery waiting its turn must not look abandoned to other workers.
@@ -228,7 +239,7 @@ class Worker:
                 held.discard(row.pk)
         finally:
             self._batching = False
-            if self._unsettled:
+            if settle and (self._unsettled or self._writes):
                 await asyncio.to_thread(self._flush)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -244,8 +255,16 @@ class Worker:
         `_heads`). The batch comes back in its threads' order."""
         looked = self._look()
         inbox = self.inbox
-        # One transaction (one commit) for the look's orders, the claim and the starts.
+        pending, writes = self._unsettled, self._writes
+        finished = [(done.pk, status, note) for done, status, note, _, _ in pending]
+        ordered: list[DeliveryRow] = []
+        prepared: dict[int, Prepared] = {}
+        late: set[int] = set()
+        started: set[int] = set()
+        # One transaction (one commit) for the last batch's settles, the look's orders,
+        # the claim and the starts.
         with inbox.engine.begin() as conn:
+            settled = inbox.finish_in(conn, finished, self.name, writes=writes)
             inbox.set_order_in(conn, looked)
             rows = inbox.claim_in(
                 conn,
@@ -254,17 +273,20 @@ class Worker:
                 lease_seconds=self.lease_seconds,
                 hold_seconds=self.hold_seconds,
             )
-            if not rows:
-                return [], {}, set(), set()
-            prepared = {row.pk: self._prepared(row) for row in rows}
-            unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
-            inbox.set_order_in(conn, unknown)  # stored after the look before the claim
-            ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
-            late = inbox.late_in(conn, ordered)
-            heads = self._heads(ordered, prepared)
-            started = inbox.start_many_in(
-                conn, heads, self.name, hold_seconds=self.hold_seconds, late=late
-            )
+            if rows:
+                prepared = {row.pk: self._prepared(row) for row in rows}
+                unknown = [prepared[row.pk].order for row in rows if row.thread_key is None]
+                inbox.set_order_in(conn, unknown)  # stored after the look before the claim
+                ordered = sorted((_with_order(row, prepared[row.pk]) for row in rows), key=_place)
+                late = inbox.late_in(conn, ordered)
+                heads = self._heads(ordered, prepared)
+                started = inbox.start_many_in(
+                    conn, heads, self.name, hold_seconds=self.hold_seconds, late=late
+                )
+        # Committed: what was pending is settled (or its lease was lost meanwhile). Had
+        # the transaction failed, it would still be pending, for the next try.
+        self._unsettled, self._writes = [], []
+        _log_settles(pending, settled)
         for pk in started:
             self.parks.pop(pk, None)
         return ordered, prepared, late, started
@@ -282,7 +304,7 @@ class Worker:
         dies meanwhile leaves the rest started and unsettled, as it leaves the one in
         hand, and another worker takes them over when their leases run out (each is
         charged that attempt). What this worker handles is settled with its next
-        statement, at the latest at the end of the batch."""
+        statement: at the latest the next claim (`run`) or the end of the batch."""
         heads: list[DeliveryRow] = []
         seen: set[str] = set()
         for row in ordered:
@@ -459,10 +481,11 @@ class Worker:
     ) -> None:
         """Settle a handled delivery with this worker's next statement, in the same
         thread call (one hop fewer per delivery): the next delivery's start, a park, a
-        failure, a retry, or the end of the batch. It is always committed before the
-        next delivery starts (which, in the same thread, waits for it), and nothing is
-        awaited in between, so a worker that dies leaves it as it would have: handled,
-        not settled, taken over when its lease runs out. The handlers' `writes`
+        failure, a retry, the next claim (`run`: one commit for a batch's last settles
+        and the next batch) or the end of the batch. It is always committed before the
+        next delivery of its thread starts (whose start, in the same thread, waits for
+        it), so a worker that dies leaves it as it would have: handled, not settled,
+        taken over when its lease runs out. The handlers' `writes`
         (Context.with_settle) are committed in the same transaction."""
         note = f"{OUT_OF_ORDER}; {outcome.note}" if late else outcome.note
         # The log context (delivery, thread, installation) goes along for the settle's line.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -14,6 +16,7 @@ from bot.inbox import Inbox
 from bot.router import Context, Router
 from tests import payloads as p
 from tests.test_inbox import _worker, incoming
+from tests.test_sessions import eventually
 
 
 class Recorder:
@@ -24,6 +27,7 @@ class Recorder:
         self.failures = failures
         self.calls = 0
         self.seen_before_settle: list[int] = []
+        self.on_handle: Callable[[], object] = lambda: None
         self.router = Router()
         self.router.register(CommentEvent)(self.handle)
 
@@ -33,6 +37,7 @@ class Recorder:
         fresh = await ctx.runtime.record_comment(event, ctx.delivery_pk, ctx.with_settle)
         assert fresh is None, "not known until the settle"
         self.seen_before_settle.append(len(self.history.all()))
+        self.on_handle()
         if self.calls <= self.failures:
             raise ConnectionError(f"host unreachable (call {self.calls})")
 
@@ -126,3 +131,39 @@ async def test_a_claim_starts_its_thread_heads_together_and_settles_them_togethe
     # with its head's settle, the batch's end: three commits for six deliveries (one
     # per start and settle before).
     assert len(commits) == 3
+
+
+async def test_a_running_worker_settles_a_batch_with_its_next_claim_or_when_it_stops(
+    engine: Engine,
+) -> None:
+    inbox = Inbox(engine)
+    stored = inbox.store_many([thread_comment(k, k) for k in (1, 2, 3)])
+    recorder = Recorder(engine)
+    # A long poll: after the empty claim that settles the batch it sleeps until stopped.
+    worker = _worker(inbox, recorder.router, engine, poll_seconds=60)
+    commits: list[str] = []
+
+    def count(conn: Connection) -> None:
+        commits.append("commit")
+
+    event.listen(engine, "commit", count)
+    try:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        await eventually(lambda: inbox.counts() == {"done": 3}, "the batch settled")
+        # The look's orders, the claim and the starts; then the settles with the next
+        # (empty) claim: two commits for the three.
+        assert len(commits) == 2
+        stop.set()
+        await asyncio.wait_for(running, 10)
+
+        # Stopped with a batch handled: its settles are not left behind.
+        more = inbox.store_many([thread_comment(k, k) for k in (4, 5)])
+        stop = asyncio.Event()
+        recorder.on_handle = lambda: stop.set()  # the worker stops after this batch
+        await asyncio.wait_for(worker.run(stop), 10)
+    finally:
+        event.remove(engine, "commit", count)
+    assert inbox.counts() == {"done": 5}
+    recorded = sorted(r.delivery_pk for r in recorder.history.all())
+    assert recorded == [s.pk for s in stored + more]
