@@ -23,7 +23,6 @@ from psycopg.types.json import Json
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     func,
     or_,
     select,
@@ -45,16 +44,17 @@ from bot.inbox_insert import (
 )
 from bot.inbox_queries import (
     _COLUMNS,
-    _TABLE,
     _abandoned_query,
+    _claim_update,
     _followers,
     _heads_query,
     _held_by,
-    _late_query,
+    _late_lean,
     _order_statement,
     _settle_statement,
     _start_statement,
     _unordered_query,
+    ids_params,
 )
 from bot.inbox_queries import DONE as DONE
 from bot.inbox_queries import FAILED as FAILED
@@ -238,20 +238,6 @@ class Inbox:
 
     # ----------------------------------------------------------- worker side
 
-    def _still_claimable(self, now: datetime, due: datetime) -> Any:
-        """Claimability, re-checked on rows the claim has already picked by id.
-
-        The status is tested through coalesce() (it is never NULL) so that no index
-        can answer the test: given the bare column, SQLite's planner chose the claim
-        index over the ids and read every pending row (5 ms of the UPDATE with 20,000
-        waiting) instead of looking up the picked ones.
-        """
-        status = func.coalesce(Delivery.status, "")
-        return or_(
-            and_(status == PENDING, Delivery.next_attempt_at <= due),
-            and_(status == PROCESSING, Delivery.lease_expires_at < now),
-        )
-
     def claim(
         self, owner: str, *, limit: int, lease_seconds: float, hold_seconds: float = 0.0
     ) -> list[DeliveryRow]:
@@ -303,16 +289,14 @@ class Inbox:
                 ids += conn.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
         if not ids:
             return []
-        claimed = conn.execute(
-            update(_TABLE)
-            .where(Delivery.id.in_(ids), self._still_claimable(now, due_by))
-            .values(
-                status=PROCESSING,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(*_COLUMNS)
-        )
+        params = {
+            **ids_params(ids),
+            "now": now,
+            "due_by": due_by,
+            "owner": owner,
+            "expires": now + timedelta(seconds=lease_seconds),
+        }
+        claimed = _claim_update(len(ids)).rows(conn, params)
         return sorted((_row_of(r) for r in claimed), key=lambda r: r.pk)
 
     # ------------------------------------------------------ order in a thread
@@ -463,7 +447,7 @@ class Inbox:
         pks = [r.pk for r in rows if r.thread_key]
         if not pks:
             return set()
-        return set(conn.execute(_late_query(), {"pks": pks}).scalars())
+        return {row.id for row in _late_lean(len(pks)).rows(conn, ids_params(pks))}
 
     def park(self, pk: int, owner: str, why: str, delay_seconds: float) -> bool:
         """Give a claimed delivery back to wait its turn in its thread, charging
