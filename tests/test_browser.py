@@ -178,7 +178,7 @@ def test_the_playground_and_the_inspector_in_a_browser(server: str, page: Page) 
     seen = watch_status(status, "waiting for comments")
     assert any("working" in text or "starting" in text for text in seen[:-1]), seen
     assert "2/2 steps done" in seen[-1]
-    expect(conversation).to_contain_text("looking at: review the retry logic")
+    expect(conversation).to_contain_text("looking at: review the retry logic", timeout=WAIT_MS)
     assert p.evaluate("window.__stayed") == "yes", "the page changed without a reload"
     conversation_session = SESSION_ID.search(seen[-1])
     assert conversation_session is not None
@@ -192,24 +192,28 @@ def test_the_playground_and_the_inspector_in_a_browser(server: str, page: Page) 
     p.get_by_test_id("new-thread-submit").click()
     p.wait_for_load_state()
     thread = p.get_by_test_id("review-thread").first
-    expect(thread).to_contain_text("looking at: does this drop the last error?")
+    expect(thread).to_contain_text("looking at: does this drop the last error?", timeout=WAIT_MS)
     watch_status(thread.get_by_test_id("status-comment"), "waiting for comments")
     thread.get_by_test_id("reply-body").fill("and after the third attempt?")
     thread.get_by_test_id("reply-submit").click()
     p.wait_for_load_state()
-    expect(thread).to_contain_text("heard @maintainer: and after the third attempt?")
+    expect(thread).to_contain_text(
+        "heard @maintainer: and after the third attempt?", timeout=WAIT_MS
+    )
     shoot(p, "04-review-thread")
 
     # /done closes both sessions.
     thread.get_by_test_id("reply-body").fill("/done")
     thread.get_by_test_id("reply-submit").click()
     p.wait_for_load_state()
-    expect(thread.get_by_test_id("status-comment")).to_contain_text("ended by @maintainer")
+    expect(thread.get_by_test_id("status-comment")).to_contain_text(
+        "ended by @maintainer", timeout=WAIT_MS
+    )
     p.get_by_test_id("comment-body-input").fill("/done")
     p.get_by_test_id("comment-submit").click()
     p.wait_for_load_state()
     expect(p.locator("#live-conversation").get_by_test_id("status-comment")).to_contain_text(
-        "ended by @maintainer"
+        "ended by @maintainer", timeout=WAIT_MS
     )
     shoot(p, "05-playground-done")
 
@@ -329,9 +333,13 @@ def test_the_readme_walkthrough_across_restarts_keeps_the_browser_signed_in(
     p.wait_for_url(re.compile(r"/playground"))
     _comment(p, "@threadline look at the retry logic")
     conversation = p.locator("#live-conversation")
-    expect(conversation.get_by_test_id("status-comment")).to_contain_text("waiting for comments")
+    expect(conversation.get_by_test_id("status-comment")).to_contain_text(
+        "waiting for comments", timeout=WAIT_MS
+    )
     _comment(p, "/done")  # as the quick start says, `/done` ends the session
-    expect(conversation.get_by_test_id("status-comment")).to_contain_text("ended by @maintainer")
+    expect(conversation.get_by_test_id("status-comment")).to_contain_text(
+        "ended by @maintainer", timeout=WAIT_MS
+    )
     env_file = tmp_path / "threadline.env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600, "the kept token is owner-only"
     assert "THREADLINE_OPERATOR_TOKEN=" in env_file.read_text(encoding="utf-8")
@@ -433,7 +441,7 @@ def test_on_a_phone_review_threads_are_in_reach_and_deleted_lines_take_comments(
     p.wait_for_load_state()
     thread = p.get_by_test_id("review-thread").first
     expect(thread).to_contain_text(f"line {old} (old)")
-    expect(thread).to_contain_text("looking at: why does this go?")
+    expect(thread).to_contain_text("looking at: why does this go?", timeout=WAIT_MS)
 
     # Its reply button is on the screen, not off to the right inside the wide diff.
     button = thread.get_by_test_id("reply-submit")
