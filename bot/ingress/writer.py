@@ -135,9 +135,19 @@ class DeliveryWriter:
                 defer_checkpoints(self._connection.dbapi_connection)
         try:
             return self.inbox.store_many(items, connection=self._connection)
-        except Exception:
+        except Exception as exc:
+            engine = self.inbox.engine
+            lost = isinstance(
+                exc, engine.dialect.loaded_dbapi.Error
+            ) and engine.dialect.is_disconnect(exc, self._connection.dbapi_connection, None)
             self._connection.invalidate()  # the next attempt starts on a new connection
             self._connection = None
+            if lost:
+                # The server went away (a restart, say): the pool's idle connections
+                # went with it, whether or not their sockets show it yet. As SQLAlchemy
+                # does for its own statements, trust none of them: they are closed, those
+                # in use are dropped when they come back, and the next one is new.
+                engine.dispose()
             raise
 
     def _settle(self, batch: list[_Pending], outcomes: list[StoreResult | BaseException]) -> None:
