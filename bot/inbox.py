@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
 from bot.db import execute_alone, reading
-from bot.db.lean import Lean, run_all
+from bot.db.lean import LeanRun, run_all, run_each
 from bot.db.models import Delivery
 from bot.delivery import IncomingDelivery
 from bot.inbox_insert import StoreResult as StoreResult
@@ -137,26 +137,6 @@ class Order:
     pk: int
     thread_key: str  # NO_THREAD for a delivery ordered with nothing
     event_time: datetime
-
-
-def _run(conn: Connection, call: tuple[Lean, dict[str, Any]]) -> int:
-    """Run a prebuilt (statement, parameters) call in `conn`'s transaction; rows changed."""
-    statement, params = call
-    return statement.count(conn, params)
-
-
-def _run_each(conn: Connection, calls: Sequence[tuple[Lean, dict[str, Any]]]) -> list[int]:
-    """`_run` for each call, the calls of one statement sent together (`Lean.counts`:
-    one round trip on PostgreSQL); rows changed by each, in the calls' order."""
-    changed = [0] * len(calls)
-    groups: dict[int, tuple[Lean, list[int]]] = {}
-    for index, (statement, _) in enumerate(calls):
-        groups.setdefault(id(statement), (statement, []))[1].append(index)
-    for statement, indexes in groups.values():
-        counts = statement.counts(conn, [calls[i][1] for i in indexes])
-        for index, count in zip(indexes, counts, strict=True):
-            changed[index] = count
-    return changed
 
 
 def rows_status(item: IncomingDelivery) -> str:
@@ -341,25 +321,7 @@ class Inbox:
         (it might be an earlier event of the same thread). False when it must wait, or
         when the lease is lost (`park` tells which). `late` (see `late`) is recorded.
         """
-        statement, params = self._start_call(row, owner, hold_seconds, late)
-        return statement.alone(self.engine, params) == 1
-
-    def start_many(
-        self,
-        rows: Sequence[DeliveryRow],
-        owner: str,
-        *,
-        hold_seconds: float = 0.0,
-        late: Collection[int] = (),
-    ) -> set[int]:
-        """`start` each of `rows` (claimed by `owner`, none behind another of them in
-        its thread), in one transaction; returns those that started. A worker starts a
-        claim's thread heads this way together, instead of each with a commit of its
-        own (bench/README.md, session 12)."""
-        if not rows:
-            return set()
-        with self.engine.begin() as conn:
-            return self.start_many_in(conn, rows, owner, hold_seconds=hold_seconds, late=late)
+        return self._start_call(row, owner, hold_seconds, late).alone(self.engine) == 1
 
     def start_many_in(
         self,
@@ -370,9 +332,12 @@ class Inbox:
         hold_seconds: float = 0.0,
         late: Collection[int] = (),
     ) -> set[int]:
-        """`start_many` in the caller's transaction on `conn`."""
+        """`start` each of `rows` (claimed by `owner`, none behind another of them in
+        its thread) in the caller's transaction on `conn`; returns those that started.
+        A worker starts a claim's thread heads this way together, instead of each with
+        a commit of its own (bench/README.md, session 12)."""
         calls = [self._start_call(row, owner, hold_seconds, row.pk in late) for row in rows]
-        started = _run_each(conn, calls)
+        started = run_each(conn, calls)
         return {row.pk for row, count in zip(rows, started, strict=True) if count == 1}
 
     def finish_and_start(
@@ -396,7 +361,7 @@ class Inbox:
             settled = self.finish_in(conn, finished, owner, writes=writes)
             if row is None:
                 return settled, False
-            started = _run(conn, self._start_call(row, owner, hold_seconds, late))
+            started = self._start_call(row, owner, hold_seconds, late)(conn)
         return settled, started == 1
 
     def finish_in(
@@ -411,11 +376,9 @@ class Inbox:
         (see `finish_and_start`); which were settled."""
         run_all(conn, writes)
         calls = [self._finish_call(pk, owner, status, note) for pk, status, note in finished]
-        return [count == 1 for count in _run_each(conn, calls)]
+        return [count == 1 for count in run_each(conn, calls)]
 
-    def _start_call(
-        self, row: DeliveryRow, owner: str, hold_seconds: float, late: bool
-    ) -> tuple[Lean, dict[str, Any]]:
+    def _start_call(self, row: DeliveryRow, owner: str, hold_seconds: float, late: bool) -> LeanRun:
         ordered = bool(row.thread_key)  # "" (no thread) and None wait for nothing
         params: dict[str, Any] = {
             "pk": row.pk,
@@ -430,7 +393,7 @@ class Inbox:
                 "received": row.received_at,
                 "window": row.received_at + timedelta(seconds=hold_seconds),
             }
-        return _start_statement(ordered), params
+        return LeanRun(_start_statement(ordered), params)
 
     def late(self, rows: Sequence[DeliveryRow]) -> set[int]:
         """Those of `rows` (claimed, their thread known) that a later delivery of their
@@ -479,12 +442,9 @@ class Inbox:
 
     def finish(self, pk: int, owner: str, status: str, note: str | None = None) -> bool:
         """Settle a claimed delivery as done or ignored."""
-        statement, params = self._finish_call(pk, owner, status, note)
-        return statement.alone(self.engine, params) == 1
+        return self._finish_call(pk, owner, status, note).alone(self.engine) == 1
 
-    def _finish_call(
-        self, pk: int, owner: str, status: str, note: str | None
-    ) -> tuple[Lean, dict[str, Any]]:
+    def _finish_call(self, pk: int, owner: str, status: str, note: str | None) -> LeanRun:
         assert status in (DONE, IGNORED)
         return self._settle_call(
             pk,
@@ -523,12 +483,11 @@ class Inbox:
     def _settle(self, pk: int, owner: str, **values: Any) -> bool:
         """One UPDATE, in a transaction of its own (see execute_alone), built once per
         set of columns: built per call, its Python side cost more than the database's."""
-        statement, params = self._settle_call(pk, owner, **values)
-        return statement.alone(self.engine, params) == 1
+        return self._settle_call(pk, owner, **values).alone(self.engine) == 1
 
-    def _settle_call(self, pk: int, owner: str, **values: Any) -> tuple[Lean, dict[str, Any]]:
+    def _settle_call(self, pk: int, owner: str, **values: Any) -> LeanRun:
         params = {"pk": pk, "owner": owner} | {f"new_{k}": v for k, v in values.items()}
-        return _settle_statement(tuple(values)), params
+        return LeanRun(_settle_statement(tuple(values)), params)
 
     # ------------------------------------------------------------- operators
 

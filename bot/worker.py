@@ -256,7 +256,7 @@ class Worker:
         looked = self._look()
         inbox = self.inbox
         pending, writes = self._unsettled, self._writes
-        finished = [(done.pk, status, note) for done, status, note, _, _ in pending]
+        finished = _finished(pending)
         ordered: list[DeliveryRow] = []
         prepared: dict[int, Prepared] = {}
         late: set[int] = set()
@@ -432,7 +432,7 @@ class Worker:
         hold = self.hold_seconds
         pending, self._unsettled = self._unsettled, []
         writes, self._writes = self._writes, []
-        finished = [(done.pk, status, note) for done, status, note, _, _ in pending]
+        finished = _finished(pending)
         settled, started = self.inbox.finish_and_start(
             finished, row, self.name, writes=writes, hold_seconds=hold, late=late
         )
@@ -499,7 +499,7 @@ class Worker:
         writes, self._writes = self._writes + (more or []), []
         if not pending and not writes:
             return
-        finished = [(row.pk, status, note) for row, status, note, _, _ in pending]
+        finished = _finished(pending)
         settled, _ = self.inbox.finish_and_start(finished, None, self.name, writes=writes)
         _log_settles(pending, settled)
 
@@ -515,6 +515,11 @@ class Worker:
             for pk in held - kept:
                 log.warning("delivery %s: lease was taken over by another worker", pk)
             held &= kept
+
+
+def _finished(pending: list[Unsettled]) -> list[tuple[int, str, str]]:
+    """The settles of `pending` as `Inbox.finish_in` takes them: (pk, status, note)."""
+    return [(row.pk, status, note) for row, status, note, _, _ in pending]
 
 
 def _log_settles(pending: list[Unsettled], settled: list[bool]) -> None:

@@ -263,7 +263,26 @@ class LeanRun:
     params: Mapping[str, Any]
 
     def __call__(self, conn: Connection) -> int:
+        """Run it in `conn`'s transaction; how many rows it changed."""
         return self.statement.count(conn, self.params)
+
+    def alone(self, engine: Engine) -> int:
+        """Run it as its own transaction (`Lean.alone`); how many rows it changed."""
+        return self.statement.alone(engine, self.params)
+
+
+def run_each(conn: Connection, runs: Sequence[LeanRun]) -> list[int]:
+    """Do independent `runs` on `conn`, the runs of one statement sent together
+    (`Lean.counts`: one round trip on PostgreSQL); rows changed by each, in their order."""
+    changed = [0] * len(runs)
+    groups: dict[int, tuple[Lean, list[int]]] = {}
+    for index, run in enumerate(runs):
+        groups.setdefault(id(run.statement), (run.statement, []))[1].append(index)
+    for statement, indexes in groups.values():
+        counts = statement.counts(conn, [runs[i].params for i in indexes])
+        for index, count in zip(indexes, counts, strict=True):
+            changed[index] = count
+    return changed
 
 
 def run_all(conn: Connection, writes: Sequence[Callable[[Connection], Any]]) -> None:
