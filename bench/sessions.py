@@ -93,12 +93,12 @@ WARM_BASE = 900_000  # issue numbers of the warm-up triggers
 SEED_BASE = 1_000_000  # issue numbers of the seeded sessions (never in the fake)
 REPLY_PREFIX = "bench reply:"
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-AGENTS = f"""\
+AGENTS = """\
 agents:
   helper:
     engine: script
     description: benchmark agent, one reply a turn
-    script:
+{context}    script:
       - do:
           - reply: "{REPLY_PREFIX} {{input}}"
 sessions:
@@ -109,6 +109,14 @@ sessions:
   maxLifetimeMinutes: 20160
   maxLiveSessions: 1000000
 """
+
+
+def agents_file(thread_context: bool) -> str:
+    """The agents file: the thread-context reads are left out unless asked for (issue 20
+    item 4 measures a trigger without them; `--thread-context` measures them apart)."""
+    context = "" if thread_context else "    threadContext: false\n"
+    return AGENTS.format(REPLY_PREFIX=REPLY_PREFIX, context=context)
+
 
 # Targets this benchmark checks (see bench/README.md).
 TARGET_BYTES_PER_SESSION = 2048  # RSS growth per live idle session
@@ -269,7 +277,9 @@ def _seed_idle_sessions(engine: Engine, count: int, options: SessionOptions, chu
 # ------------------------------------------------------------------ servers
 
 
-def server_env(gh: FakeGitHub, database_url: str, config: Path) -> dict[str, str]:
+def server_env(
+    gh: FakeGitHub, database_url: str, config: Path, order_hold: float
+) -> dict[str, str]:
     """Our environment without THREADLINE_* settings, plus the ones this benchmark sets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("THREADLINE_")}
     env.update(
@@ -284,6 +294,7 @@ def server_env(gh: FakeGitHub, database_url: str, config: Path) -> dict[str, str
         THREADLINE_GITHUB_REDELIVERY_MINUTES="0",
         THREADLINE_OUTBOX_MIN_INTERVAL_SECONDS="0",
         THREADLINE_CONFIG=str(config),
+        THREADLINE_ORDER_HOLD_SECONDS=str(order_hold),
     )
     return env
 
@@ -572,7 +583,12 @@ async def measure(
     async with FakeGitHub() as gh, aiohttp.ClientSession(timeout=timeout) as http:
         gh.install(INSTALLATION, [REPO])
         gh.set_permission(REPO, AUTHOR, "write")
-        server = Server(run.name, [*command, "serve"], server_env(gh, db.url, config), run.log_path)
+        server = Server(
+            run.name,
+            [*command, "serve"],
+            server_env(gh, db.url, config, args.order_hold),
+            run.log_path,
+        )
         try:
             server.start()
             url, listening = await server.wait_listening(args.startup_timeout)
@@ -797,8 +813,12 @@ async def run(args: argparse.Namespace) -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="threadline-bench-sessions-"))
     print(f"work directory (server logs, SQLite files): {workdir}")
+    print(
+        f"thread context {'read' if args.thread_context else 'not read (threadContext: false)'}; "
+        f"order hold {args.order_hold:g} s"
+    )
     config = workdir / "threadline.yml"
-    config.write_text(AGENTS, encoding="utf-8")
+    config.write_text(agents_file(args.thread_context), encoding="utf-8")
     command = threadline_command(args.threadline)
     runs: list[Run] = []
     failed: list[str] = []
@@ -941,6 +961,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="record each server with py-spy during the latency phase (collapsed stacks "
         "per thread, in the work directory); it slows the server a little",
+    )
+    parser.add_argument(
+        "--thread-context",
+        action="store_true",
+        help="let the agent read each session's thread context (host reads and a transcript "
+        "event); by default it says threadContext: false, so a trigger is measured without "
+        "them",
+    )
+    parser.add_argument(
+        "--order-hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="THREADLINE_ORDER_HOLD_SECONDS for the servers (default 0: the first-write "
+        "figures are the pipeline's own, without the deliberate wait of the server's 1 s "
+        "default)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
     args = parser.parse_args(argv)

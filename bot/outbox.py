@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -361,6 +361,35 @@ class Claim:
     next_at: datetime | None = None
 
 
+def _next_slot(conn: Connection) -> datetime | None:
+    """When the earliest unsent row could go out (for the sender's sleep)."""
+    due: datetime | None = _NEXT_DUE.scalar(conn)
+    if due is None:
+        return None
+    slot: datetime | None = _NEXT_SLOT.scalar(conn)
+    return max(due, slot) if slot is not None else due
+
+
+def _settle_call(
+    row: OutboxRow, owner: str, status: str, refund: bool, values: dict[str, Any]
+) -> tuple[Lean, dict[str, Any]]:
+    """The UPDATE that settles `row` if `owner` still holds it, and its parameters."""
+    values.update(status=status, lease_owner=None, lease_expires_at=None)
+    params = {"pk": row.pk, "owner": owner, **bound_params(values)}
+    return _settle(tuple(sorted(values)), refund), params
+
+
+def _posted_values(key: str, thread: ThreadRef, found: Mapping[str, Any]) -> dict[str, Any]:
+    """A posted_comments row: what is known of an edited-in-place comment."""
+    return {
+        "coalesce_key": key,
+        "host": thread.host,
+        "thread_key": thread.key,
+        "comment_id": found.get("id"),
+        "url": found.get("url"),
+    }
+
+
 @dataclass
 class Outbox:
     """Rows of intended writes in the shared database."""
@@ -419,32 +448,36 @@ class Outbox:
 
     def claim(self, owner: str, *, min_interval: float, lease_seconds: float) -> OutboxRow | None:
         """Take the next sendable row whose installation has a free pacing slot."""
-        now = self.clock()
         with self.engine.begin() as conn:
-            # A sender that died mid-send may or may not have written: look before writing.
-            # Looked for with a read first: the UPDATE takes the write lock, and almost
-            # every claim finds no lapsed lease.
-            if _LAPSED.first(conn, {"now": now}) is not None:
-                _EXPIRE_LEASES.count(conn, {"now": now})
-            # On PostgreSQL the candidates are locked (rows another sender is claiming
-            # are skipped), so the UPDATE below cannot lose a row after its slot was
-            # taken. A sender that lost one went on to the next installation's slot
-            # still holding the first: two senders doing that waited for each other
-            # (a deadlock, seen with three concurrent senders).
-            candidates = _CANDIDATES.rows(conn, {"now": now})
-            tried: set[str] = set()
-            expires = now + timedelta(seconds=lease_seconds)
-            for item in candidates:
-                key = pacing_key(item.host, item.installation_id)
-                if key in tried:
-                    continue
-                tried.add(key)
-                interval = 0.0 if item.host in UNPACED_HOSTS else min_interval
-                if not slots.take(conn, key, now, interval):
-                    continue
-                won = _TAKE_ROW.first(conn, {"pk": item.id, "owner": owner, "expires": expires})
-                if won is not None:  # the row as taken (RETURNING), not read again
-                    return _row(won)
+            return self._claim_in(conn, owner, self.clock(), min_interval, lease_seconds)
+
+    def _claim_in(
+        self, conn: Connection, owner: str, now: datetime, min_interval: float, lease: float
+    ) -> OutboxRow | None:
+        # A sender that died mid-send may or may not have written: look before writing.
+        # Looked for with a read first: the UPDATE takes the write lock, and almost
+        # every claim finds no lapsed lease.
+        if _LAPSED.first(conn, {"now": now}) is not None:
+            _EXPIRE_LEASES.count(conn, {"now": now})
+        # On PostgreSQL the candidates are locked (rows another sender is claiming
+        # are skipped), so the UPDATE below cannot lose a row after its slot was
+        # taken. A sender that lost one went on to the next installation's slot
+        # still holding the first: two senders doing that waited for each other
+        # (a deadlock, seen with three concurrent senders).
+        candidates = _CANDIDATES.rows(conn, {"now": now})
+        tried: set[str] = set()
+        expires = now + timedelta(seconds=lease)
+        for item in candidates:
+            key = pacing_key(item.host, item.installation_id)
+            if key in tried:
+                continue
+            tried.add(key)
+            interval = 0.0 if item.host in UNPACED_HOSTS else min_interval
+            if not slots.take(conn, key, now, interval):
+                continue
+            won = _TAKE_ROW.first(conn, {"pk": item.id, "owner": owner, "expires": expires})
+            if won is not None:  # the row as taken (RETURNING), not read again
+                return _row(won)
         return None
 
     def claim_to_send(self, owner: str, *, min_interval: float, lease_seconds: float) -> Claim:
@@ -452,14 +485,50 @@ class Outbox:
         where there were three): for an edited-in-place comment whether a newer version
         made it pointless and what is known of the comment; with nothing to claim, when
         to look again (`next_slot`)."""
-        row = self.claim(owner, min_interval=min_interval, lease_seconds=lease_seconds)
+        with self.engine.begin() as conn:
+            return self._claim_to_send_in(conn, owner, self.clock(), min_interval, lease_seconds)
+
+    def _claim_to_send_in(
+        self, conn: Connection, owner: str, now: datetime, min_interval: float, lease: float
+    ) -> Claim:
+        row = self._claim_in(conn, owner, now, min_interval, lease)
         if row is None:
-            return Claim(None, next_at=self.next_slot())
+            return Claim(None, next_at=_next_slot(conn))
         if row.kind != UPSERT or row.coalesce_key is None:
             return Claim(row)
-        if self.superseded_by_newer(row):
+        same = {"coalesce": row.coalesce_key, "than": row.version or 0}
+        if _NEWER_VERSION.first(conn, same) is not None:
             return Claim(row, superseded=True)
-        return Claim(row, posted=self.posted(row.coalesce_key))
+        return Claim(row, posted=_POSTED_ONE.first(conn, {"key": row.coalesce_key}))
+
+    def sent_and_claim(
+        self,
+        row: OutboxRow,
+        owner: str,
+        result: dict[str, Any],
+        *,
+        hold: float,
+        min_interval: float,
+        lease_seconds: float,
+    ) -> tuple[bool, Claim]:
+        """`sent`, and the next `claim_to_send`, in one transaction (one commit where there
+        were three or four): an edited-in-place comment's new id is remembered (whether or
+        not the row was still ours: the comment exists), the installation's slot is held
+        `hold` seconds from now (0: not), the row settled if `owner` still holds it, and
+        the next row claimed with the slot as it now is. Returns (settled, the claim)."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            key = row.coalesce_key if row.kind == UPSERT else None
+            if key and result.get("id") is not None and not result.get("edited"):
+                _statements(self._dialect).save_posted.count(
+                    conn, _posted_values(key, row.thread, result)
+                )
+            if hold > 0:
+                slots.hold(conn, row.pacing_key, now + timedelta(seconds=hold))
+            values = {"sent_at": now, "result": result, "last_error": None}
+            statement, params = _settle_call(row, owner, SENT, False, values)
+            settled = statement.count(conn, params) == 1
+            return settled, self._claim_to_send_in(conn, owner, now, min_interval, lease_seconds)
 
     def hold_installation(self, key: str, seconds: float) -> None:
         """Push the installation's next write back (the host rate-limited us)."""
@@ -469,18 +538,7 @@ class Outbox:
     def next_slot(self) -> datetime | None:
         """When the earliest unsent row could go out (for the sender's sleep)."""
         with self.engine.connect() as conn:
-            due: datetime | None = _NEXT_DUE.scalar(conn)
-            if due is None:
-                return None
-            slot: datetime | None = _NEXT_SLOT.scalar(conn)
-        return max(due, slot) if slot is not None else due
-
-    def superseded_by_newer(self, row: OutboxRow) -> bool:
-        if row.coalesce_key is None:
-            return False
-        with self.engine.connect() as conn:
-            same = {"coalesce": row.coalesce_key, "than": row.version or 0}
-            return _NEWER_VERSION.first(conn, same) is not None
+            return _next_slot(conn)
 
     def renew(self, row: OutboxRow, owner: str, lease_seconds: float) -> bool:
         """Extend `owner`'s lease on `row`; False when it is no longer theirs."""
@@ -493,9 +551,7 @@ class Outbox:
     ) -> bool:
         """One UPDATE, in a transaction of its own (see bot.db.execute_alone), if `owner`
         still holds the row; `refund` gives back the attempt its claim counted."""
-        values.update(status=status, lease_owner=None, lease_expires_at=None)
-        params = {"pk": row.pk, "owner": owner, **bound_params(values)}
-        statement = _settle(tuple(sorted(values)), refund)
+        statement, params = _settle_call(row, owner, status, refund, values)
         return statement.alone(self.engine, params) == 1
 
     def sent(self, row: OutboxRow, owner: str, result: dict[str, Any]) -> bool:
@@ -523,6 +579,10 @@ class Outbox:
             next_attempt_at=self.clock() + timedelta(seconds=delay),
         )
 
+    def give_back(self, row: OutboxRow, owner: str) -> bool:
+        """Return a claimed row unsent, its attempt refunded, to be claimed again now."""
+        return self.settle(row, owner, PENDING, refund=True)
+
     def fail(self, row: OutboxRow, owner: str, error: str) -> bool:
         return self.settle(row, owner, FAILED, last_error=error, sent_at=self.clock())
 
@@ -547,13 +607,7 @@ class Outbox:
     def _save_posted(
         self, coalesce_key: str, thread: ThreadRef, comment_id: str | None, url: str | None
     ) -> None:
-        values = {
-            "coalesce_key": coalesce_key,
-            "host": thread.host,
-            "thread_key": thread.key,
-            "comment_id": comment_id,
-            "url": url,
-        }
+        values = _posted_values(coalesce_key, thread, {"id": comment_id, "url": url})
         _statements(self._dialect).save_posted.alone(self.engine, values)
 
     # ------------------------------------------------------------------- operators

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from bot import metrics
 from bot.clock import utcnow, worker_name
+from bot.db.calls import StoreCalls
 from bot.db.outage import Outage
 from bot.hosts.base import (
     CommitState,
@@ -73,6 +74,7 @@ class Sender:
         name: str | None = None,
     ) -> None:
         self.outbox = outbox
+        self.calls = StoreCalls.for_engine(outbox.engine)  # inline on SQLite
         self.client_for = client_for
         self.min_interval = min_interval
         self.max_attempts = max_attempts
@@ -88,15 +90,32 @@ class Sender:
         self.on_failed = on_failed
         self.name = name or "sender-" + worker_name()
         self.wakeup = asyncio.Event()
+        self._next: Claim | None = None  # what the last send's settle claimed
         self._next_at: datetime | None = None  # when the last empty claim said to look again
 
     def backoff(self, attempts: int) -> float:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._run(stop)
+        finally:
+            await self._give_back()
+
+    async def _give_back(self) -> None:
+        """A row the last settle claimed but that will not be sent now (stopping) goes
+        back at once, not after its lease lapses (which would also make the next sender
+        look for it on the host first)."""
+        claimed, self._next = self._next, None
+        if claimed is not None and claimed.row is not None:
+            with contextlib.suppress(Exception):  # else its lease lapses, as after a crash
+                await self.calls(self.outbox.give_back, claimed.row, self.name)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         outage = Outage(log, f"outbox sender {self.name}")
         while not stop.is_set():
-            self.wakeup.clear()  # before looking: a wake during the look is kept
+            if self._next is None:  # (a settle that claimed the next row cleared it)
+                self.wakeup.clear()  # before looking: a wake during the look is kept
             try:
                 sent = await self.send_once()
                 outage.ok()
@@ -112,13 +131,16 @@ class Sender:
             await nap(self.wakeup, stop, wait)
 
     async def send_once(self) -> bool:
-        """Claim and send one row; False when nothing could be sent now."""
-        claimed = await asyncio.to_thread(
-            self.outbox.claim_to_send,
-            self.name,
-            min_interval=self.min_interval,
-            lease_seconds=self.lease_seconds,
-        )
+        """Claim and send one row (or the one the last send's settle claimed); False when
+        nothing could be sent now."""
+        claimed, self._next = self._next, None
+        if claimed is None:
+            claimed = await self.calls(
+                self.outbox.claim_to_send,
+                self.name,
+                min_interval=self.min_interval,
+                lease_seconds=self.lease_seconds,
+            )
         row = claimed.row
         if row is None:
             self._next_at = claimed.next_at
@@ -129,22 +151,20 @@ class Sender:
 
     async def _send(self, row: OutboxRow, claimed: Claim) -> None:
         if claimed.superseded:
-            await asyncio.to_thread(
-                self.outbox.settle, row, self.name, SUPERSEDED, sent_at=utcnow()
-            )
+            await self.calls(self.outbox.settle, row, self.name, SUPERSEDED, sent_at=utcnow())
             return
         timer = metrics.Timer()
+        # The slot was taken when the row was claimed; spacing is also counted from the
+        # end of this write, so a slow write does not let the next one crowd it.
+        hold = self.min_interval if row.host not in UNPACED_HOSTS else 0.0
         try:
             try:
                 result = await self._leased(row, self._perform(row, claimed.posted))
                 metrics.SEND_SECONDS.labels(row.host, row.kind).observe(timer.seconds())
-            finally:
-                # The slot was taken when the row was claimed; spacing is also counted from
-                # the end of this write, so a slow write does not let the next one crowd it.
-                if self.min_interval > 0 and row.host not in UNPACED_HOSTS:
-                    await asyncio.to_thread(
-                        self.outbox.hold_installation, row.pacing_key, self.min_interval
-                    )
+            except BaseException:
+                if hold > 0:
+                    await self.calls(self.outbox.hold_installation, row.pacing_key, hold)
+                raise
         except LeaseLost:
             log.warning("outbox row %s: lease lost mid-send; left to whoever took it", row.pk)
             return
@@ -159,7 +179,18 @@ class Sender:
                 row, HostError(f"{type(exc).__name__}: {exc}", retryable=True, ambiguous=True)
             )
             return
-        if await asyncio.to_thread(self.outbox.sent, row, self.name, result):
+        # The settle claims the next row in its transaction; a wake from here on is kept.
+        self.wakeup.clear()
+        settled, self._next = await self.calls(
+            self.outbox.sent_and_claim,
+            row,
+            self.name,
+            result,
+            hold=hold,
+            min_interval=self.min_interval,
+            lease_seconds=self.lease_seconds,
+        )
+        if settled:
             metrics.OUTBOX_SENDS.labels(row.host, row.kind, "sent").inc()
             log.info("outbox row %s %s sent to %s", row.pk, row.kind, row.thread.key)
         else:
@@ -206,9 +237,7 @@ class Sender:
             await asyncio.sleep(period)
             asked = loop.time()
             try:
-                kept = await asyncio.to_thread(
-                    self.outbox.renew, row, self.name, self.lease_seconds
-                )
+                kept = await self.calls(self.outbox.renew, row, self.name, self.lease_seconds)
             except Exception:
                 log.warning("outbox row %s: could not renew its lease", row.pk, exc_info=True)
                 if loop.time() + period < held_until:
@@ -227,12 +256,12 @@ class Sender:
         limited = isinstance(exc, RateLimited)
         if limited:
             hold = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
-            await asyncio.to_thread(self.outbox.hold_installation, row.pacing_key, hold)
+            await self.calls(self.outbox.hold_installation, row.pacing_key, hold)
         if exc.retryable and (limited or row.attempts < self.max_attempts):
             delay = exc.retry_after if exc.retry_after is not None else self.backoff(row.attempts)
             if exc.ambiguous:
                 delay = max(delay, self.ambiguous_wait)
-            await asyncio.to_thread(
+            await self.calls(
                 self.outbox.retry_later,
                 row,
                 self.name,
@@ -250,7 +279,7 @@ class Sender:
                 delay,
             )
             return
-        await asyncio.to_thread(self.outbox.fail, row, self.name, error)
+        await self.calls(self.outbox.fail, row, self.name, error)
         metrics.count_send(row.host, row.kind, "failed")
         log.error(
             "outbox row %s %s to %s failed for good: %s", row.pk, row.kind, row.thread.key, error
@@ -312,12 +341,10 @@ class Sender:
             found = await client.find_comment(row.thread, marker(key))
             if found is not None:
                 await client.edit_comment(row.thread, found.id, body)
-                await asyncio.to_thread(self.outbox.remember_posted, key, row.thread, found)
                 return _posted(found, recovered=True)
-        await asyncio.to_thread(self.outbox.posting, key, row.thread)
+        await self.calls(self.outbox.posting, key, row.thread)
         posted = await client.post_comment(row.thread, body)
-        await asyncio.to_thread(self.outbox.remember_posted, key, row.thread, posted)
-        return _posted(posted)
+        return _posted(posted)  # its id is remembered with the row's settle
 
 
 def _posted(posted: Posted, *, recovered: bool = False) -> dict[str, Any]:

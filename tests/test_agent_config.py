@@ -639,3 +639,13 @@ def test_api_overrides_name_known_overrides_only() -> None:
     with pytest.raises(ConfigFileError) as raised:
         parse_config(AGENT + "sessions:\n  apiOverrides: [goal]\n", "t.yml")
     assert "unknown override 'goal'" in str(raised.value)
+
+
+def test_thread_context_is_read_unless_an_agent_turns_it_off() -> None:
+    text = AGENT.replace("    engine: script\n", "    engine: script\n    threadContext: false\n")
+    assert parse_config(AGENT).agents["reviewer"].thread_context is True
+    assert parse_config(text).agents["reviewer"].thread_context is False
+    wrong = AGENT.replace("    engine: script\n", "    engine: script\n    threadContext: no way\n")
+    assert problems(wrong) == [
+        "threadline.yml:4: agents.reviewer.threadContext: expected true or false, got 'no way'"
+    ]

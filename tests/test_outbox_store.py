@@ -241,3 +241,45 @@ def test_a_post_under_way_is_recorded_until_its_id_is_saved(engine: Engine) -> N
     again = box.posted("status:s-5")
     assert again is not None
     assert again.comment_id is None
+
+
+def test_a_send_settles_holds_the_slot_remembers_the_comment_and_claims_the_next(
+    engine: Engine,
+) -> None:
+    """`sent_and_claim`: one transaction settles the row, saves a posted comment's id,
+    holds the installation's slot and claims the next row that can go now."""
+    box = ob.Outbox(engine)
+    status = box.enqueue(ob.upsert("status:s-9", 1, ISSUE, "working", 42))
+    other_installation = box.enqueue(ob.comment("b1", REVIEW, "elsewhere", 43))
+    same_installation = box.enqueue(ob.comment("a2", PULL, "later", 42))
+    claimed = box.claim_to_send("s", min_interval=5.0, lease_seconds=30)
+    assert claimed.row is not None
+    assert claimed.row.pk == status
+    assert claimed.posted is None, "no version ever posted it"
+    posted = {"id": "901", "url": "https://example.test/901"}
+    settled, after = box.sent_and_claim(
+        claimed.row, "s", posted, hold=5.0, min_interval=5.0, lease_seconds=30
+    )
+    assert settled
+    assert after.row is not None
+    assert after.row.pk == other_installation, "42's slot is held: another installation's row"
+    known = box.posted("status:s-9")
+    assert known is not None
+    assert (known.comment_id, known.url) == ("901", posted["url"])
+    row = box.get(status)
+    assert row is not None
+    assert (row.status, row.result) == ("sent", posted)
+    # A row the sender will not send after all goes back at once, its attempt refunded.
+    assert box.give_back(after.row, "s")
+    back = box.get(other_installation)
+    assert back is not None
+    assert (back.status, back.attempts) == ("pending", 0)
+    # The settle of a row whose lease was lost keeps the comment's id but settles nothing.
+    again, nothing = box.sent_and_claim(
+        claimed.row, "s", posted, hold=0.0, min_interval=5.0, lease_seconds=30
+    )
+    assert not again
+    assert nothing.row is None, "both installations' slots are taken"
+    assert nothing.next_at is not None
+    assert nothing.next_at > utcnow()
+    assert box.get(same_installation).status == "pending"  # type: ignore[union-attr]

@@ -236,6 +236,32 @@ async def test_a_review_thread_session_is_told_its_file_line_and_hunk(
     assert len(rig.gh.requests_to("GET", f"/repos/{REPO}/pulls/comments/{root['id']}")) == 1
 
 
+async def test_an_agent_with_thread_context_off_reads_nothing_of_the_thread(
+    settings: Settings, fake_github: FakeGitHub, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """`threadContext: false`: no host reads for the context, no `context` event, and the
+    model is told only its task."""
+    path = tmp_path / "threadline.yml"
+    text = AGENTS.format(kind="openai", url=openai.base_url, model="gpt-test")
+    text = text.replace("    provider: local\n", "    provider: local\n    threadContext: false\n")
+    path.write_text(text, encoding="utf-8")
+    fake_github.repos[REPO].issues[12].title = "Retry uploads that time out"
+    configured = with_settings(github_settings(settings, fake_github, str(path)))
+    async with run_app(configured) as app:
+        rig = GitHubRig(app, fake_github)
+        await rig.comment(12, "@threadline review the retry helper")
+        system = (await first_request(openai)).system
+        [session] = rig.sessions()
+        await eventually(lambda: store(app).get(session.id).state == "closed", "it finishes")
+        kinds = [e.kind for e in store(app).transcript(session.id)]
+    assert "Retry uploads that time out" not in system
+    assert "Pull request #12" not in system
+    assert "context" not in kinds
+    assert "system_prompt" in kinds
+    assert fake_github.requests_to("GET", f"/repos/{REPO}/pulls/12") == []
+    assert fake_github.requests_to("GET", rf"/repos/{REPO}/issues/12/comments.*") == []
+
+
 async def test_a_host_that_refuses_the_reads_still_starts_the_session(
     rig: GitHubRig, openai: FakeOpenAI
 ) -> None:

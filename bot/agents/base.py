@@ -156,6 +156,9 @@ class AgentSpec:
     workspace_setup: tuple[tuple[str, ...], ...] = ()
     # `mcpServers`: external MCP servers whose tools join the agent's (as mcp__<server>__<tool>).
     mcp_servers: tuple[McpServer, ...] = ()
+    # `threadContext: false`: the session's thread is not read for it (no host reads, no
+    # `context` event); for agents that do not use it (a script, a formatter).
+    thread_context: bool = True
     # Engine-specific settings, validated by that engine (e.g. the script's rules).
     options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -390,6 +390,7 @@ COMMON_AGENT_KEYS = (
     "allowProtectedPaths",
     "workspace",
     "mcpServers",
+    "threadContext",
 )
 
 
@@ -441,6 +442,7 @@ def _agent(
     allow_protected = _allow_protected(
         report, found.get("allowProtectedPaths"), (*path, "allowProtectedPaths")
     )
+    thread_context = y.flag(report, found.get("threadContext", True), (*path, "threadContext"))
     if len(report) > before or engine is None:
         return None
     return AgentSpec(
@@ -459,6 +461,7 @@ def _agent(
         workspace_outsider_code=outsiders,
         workspace_setup=setup,
         mcp_servers=servers,
+        thread_context=thread_context is not False,
         options=MappingProxyType(options),
     )
 

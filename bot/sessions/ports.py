@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from bot import outbox as ob
 from bot.agents.base import AgentSpec
+from bot.db.calls import StoreCalls
 from bot.hosts.base import HostClient
 from bot.sessions.approvals import ApprovalStore
 from bot.sessions.store import SessionInfo, SessionStore
@@ -24,6 +25,7 @@ class ToolService(Protocol):
     store: SessionStore
     approvals: ApprovalStore
     wake_runner: Callable[[], None]
+    calls: StoreCalls  # its short store calls (bot.db.calls)
 
     async def note(self, session: SessionInfo, kind: str, data: dict[str, Any]) -> None: ...
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from bot.events import ThreadRef
@@ -51,7 +50,7 @@ class ApprovalDecisions(ServiceCore):
         if own is not None and own.state == AWAITING:
             return own
         if thread.thread_id is None and thread.target == "pull":
-            found = await asyncio.to_thread(self.store.awaiting_under, thread.key)
+            found = await self.calls(self.store.awaiting_under, thread.key)
             if len(found) == 1:
                 return found[0]
         return None
@@ -72,7 +71,7 @@ class ApprovalDecisions(ServiceCore):
         older commit does not count, and a gate asked on a head that has since moved is
         stale. Approving applies the change set; asking for changes hands the text back
         to the agent. Either way the session resumes with the outcome as its input."""
-        gate = await asyncio.to_thread(self.approvals.waiting_gate, session.id)
+        gate = await self.calls(self.approvals.waiting_gate, session.id)
         if gate is None:
             await self.reply(session, key, NO_GATE.format(id=session.id))
             return None
@@ -93,7 +92,7 @@ class ApprovalDecisions(ServiceCore):
                 return await self._stale(session, gate, head, by=by, how=how, key=key)
         status_ = APPROVED if approve else CHANGES_REQUESTED
         pinned = head or sha or gate.pinned_sha
-        decided = await asyncio.to_thread(
+        decided = await self.calls(
             self.approvals.decide, gate.id, status_, by=by, sha=pinned, text=text or None, how=how
         )
         if decided is None:  # another answer won the race
@@ -102,7 +101,7 @@ class ApprovalDecisions(ServiceCore):
             outcome = await self._apply(session, decided, by)
         else:
             if decided.change_set_id is not None:
-                await asyncio.to_thread(
+                await self.calls(
                     self.approvals.settle_change_set, decided.change_set_id, status=REJECTED
                 )
             outcome = CHANGES_ASKED.format(login=by, text=text or "(no details given)")
@@ -113,7 +112,7 @@ class ApprovalDecisions(ServiceCore):
         change = (
             None
             if gate.change_set_id is None
-            else await asyncio.to_thread(self.approvals.change_set, gate.change_set_id)
+            else await self.calls(self.approvals.change_set, gate.change_set_id)
         )
         if change is None:
             return APPROVED_PLAIN.format(login=by)
@@ -121,9 +120,9 @@ class ApprovalDecisions(ServiceCore):
             return NOT_APPLIED.format(login=by, error="no host connection in this process")
         proposer = session
         if change.session_id != session.id:  # a delegation's change, taken over by the gate
-            found = await asyncio.to_thread(self.store.get, change.session_id)
+            found = await self.calls(self.store.get, change.session_id)
             proposer = found or session
-        earlier = await asyncio.to_thread(self.approvals.last_applied, session.id)
+        earlier = await self.calls(self.approvals.last_applied, session.id)
         applied = await apply_change_set(
             self.host_for(session),
             change,
@@ -134,7 +133,7 @@ class ApprovalDecisions(ServiceCore):
             allow_protected=self._allowed_protected(proposer.agent_id),
             earlier=earlier,
         )
-        await asyncio.to_thread(
+        await self.calls(
             self.approvals.settle_change_set,
             change.id,
             status=applied.status,
@@ -168,15 +167,13 @@ class ApprovalDecisions(ServiceCore):
     async def _stale(
         self, session: SessionInfo, gate: GateInfo, head: str, *, by: str, how: str, key: str
     ) -> GateInfo | None:
-        decided = await asyncio.to_thread(
+        decided = await self.calls(
             self.approvals.decide, gate.id, STALE, by=by, sha=head, text=None, how=how
         )
         if decided is None:
             return None
         if decided.change_set_id is not None:
-            await asyncio.to_thread(
-                self.approvals.settle_change_set, decided.change_set_id, status=STALE
-            )
+            await self.calls(self.approvals.settle_change_set, decided.change_set_id, status=STALE)
         text = STALE_GATE.format(pinned=(gate.pinned_sha or "")[:12], head=head[:12])
         await self.reply(session, key, text)
         await self._resume(session, kind="review", by=by, body=text)
@@ -184,9 +181,9 @@ class ApprovalDecisions(ServiceCore):
 
     async def head_moved(self, pull: ThreadRef, head: str) -> None:
         """A pull request got a new head: gates asked on an older one go stale."""
-        sessions = await asyncio.to_thread(self.store.awaiting_under, pull.key, include_self=True)
+        sessions = await self.calls(self.store.awaiting_under, pull.key, include_self=True)
         for session in sessions:
-            gate = await asyncio.to_thread(self.approvals.waiting_gate, session.id)
+            gate = await self.calls(self.approvals.waiting_gate, session.id)
             if gate is not None and gate.pinned_sha not in (None, head):
                 await self._stale(
                     session, gate, head, by="(push)", how="push", key=f"stale.{gate.id}"
@@ -194,8 +191,8 @@ class ApprovalDecisions(ServiceCore):
 
     async def _resume(self, session: SessionInfo, *, kind: str, by: str, body: str) -> None:
         await self.feed(session, kind=kind, author=by, body=body)
-        await asyncio.to_thread(self.approvals.set_state, session.id, IDLE, only_from=AWAITING)
-        fresh = await asyncio.to_thread(self.store.get, session.id)
+        await self.calls(self.approvals.set_state, session.id, IDLE, only_from=AWAITING)
+        fresh = await self.calls(self.store.get, session.id)
         if fresh is not None:
             await self.publish_status(fresh)
         self.wake_runner()

@@ -21,6 +21,7 @@ from bot.agents.base import (
 from bot.agents.config import DEFAULT_BRANCH_TEMPLATE
 from bot.agents.providers.base import ToolChoice
 from bot.clock import utcnow
+from bot.db.calls import StoreCalls
 from bot.events import HEADLESS, ThreadRef
 from bot.hosts.base import HostClient, HostError, can_write
 from bot.sessions import status
@@ -163,6 +164,8 @@ class ServiceCore:
         self.host_for = host_for
         # A host's client by host name and installation (the API checks a thread exists).
         self.host_client: Callable[[str, int | None], HostClient] | None = None
+        # Its short store calls: inline on SQLite, in a thread on PostgreSQL.
+        self.calls = StoreCalls.for_engine(store.engine)
         self.directory = SessionDirectory(store.engine)
         self.memory = MemoryStore(store.engine)
         self.approvals = ApprovalStore(store.engine, clock=clock)
@@ -178,15 +181,15 @@ class ServiceCore:
     # ------------------------------------------------------------------ asking
 
     async def live_for(self, thread: ThreadRef) -> SessionInfo | None:
-        return await asyncio.to_thread(self.store.live_for, thread.key)
+        return await self.calls(self.store.live_for, thread.key)
 
     async def last_in(self, thread: ThreadRef) -> SessionInfo | None:
         """The thread's most recent session (what a mention may resume)."""
-        return await asyncio.to_thread(self.store.last_in, thread.key)
+        return await self.calls(self.store.last_in, thread.key)
 
     async def hold_for(self, host: str, repo: str) -> Hold | None:
         """Why new work in `repo` waits now (paused, a daily limit spent), or None."""
-        return await asyncio.to_thread(self.holds.hold_for, host, repo)
+        return await self.calls(self.holds.hold_for, host, repo)
 
     async def can_write(
         self, host: str, installation_id: int | None, repo: str, login: str
@@ -225,7 +228,7 @@ class ServiceCore:
             spec=run_record(agent, trigger.tool_choice),
             resumed_from=trigger.resumed_from,
         )
-        result = await asyncio.to_thread(self.store.launch, request, max_live=self.max_live)
+        result = await self.calls(self.store.launch, request, max_live=self.max_live)
         if not result.created:
             return result
         session = result.session
@@ -282,7 +285,7 @@ class ServiceCore:
     ) -> bool:
         """Queue input for the session's next turn (`params`: runtimeParams for that turn
         only); False if it is not live or the comment is queued already."""
-        queued = await asyncio.to_thread(
+        queued = await self.calls(
             self.store.add_input,
             session.id,
             kind=kind,
@@ -300,29 +303,27 @@ class ServiceCore:
         """Record an event; one about a comment (`data["comment"]`) only once."""
         comment_id = data.get("comment")
         if comment_id is None:
-            await asyncio.to_thread(self.store.record, session.id, kind, data)
+            await self.calls(self.store.record, session.id, kind, data)
             return
-        await asyncio.to_thread(
-            self.store.record_for_comment, session.id, kind, str(comment_id), data
-        )
+        await self.calls(self.store.record_for_comment, session.id, kind, str(comment_id), data)
 
     async def amend(self, comment_id: str, body: str, by: str) -> bool:
-        return await asyncio.to_thread(self.store.amend_input, comment_id, body, by) is not None
+        return await self.calls(self.store.amend_input, comment_id, body, by) is not None
 
     async def withdraw(self, comment_id: str, by: str) -> bool:
-        return await asyncio.to_thread(self.store.withdraw_input, comment_id, by) is not None
+        return await self.calls(self.store.withdraw_input, comment_id, by) is not None
 
     # ----------------------------------------------------------------- closing
 
     async def close(
         self, session: SessionInfo, reason: str, *, by: str | None
     ) -> SessionInfo | None:
-        closed = await asyncio.to_thread(self.store.close, session.id, reason, by=by)
+        closed = await self.calls(self.store.close, session.id, reason, by=by)
         if closed is not None:
             await self.publish_status(closed)
             self.deadline_changed()
             log.info("session %s closed: %s", closed.id, reason)
-            for child in await asyncio.to_thread(self.store.children, session.id):
+            for child in await self.calls(self.store.children, session.id):
                 if child.live:
                     await self.close(child, PARENT_CLOSED, by=by)
             if self.workspaces is not None:
@@ -371,13 +372,13 @@ class ServiceCore:
         """Ask whichever process runs the session's turn to stop it (bot/sessions/
         store_cancel.py); the session stays and goes idle. A comment with nothing to stop
         gets a short answer."""
-        answer = await asyncio.to_thread(self.store.request_cancel, session.id, by=by, how=how)
+        answer = await self.calls(self.store.request_cancel, session.id, by=by, how=how)
         if answer == "no_turn" and how == "comment":
             await self.reply(session, key, NOTHING_TO_STOP.format(id=session.id))
         return answer
 
     async def extend(self, session: SessionInfo, minutes: float, *, by: str) -> SessionInfo | None:
-        extended = await asyncio.to_thread(self.store.extend, session.id, minutes, by=by)
+        extended = await self.calls(self.store.extend, session.id, minutes, by=by)
         if extended is None:
             text = EXTEND_REFUSED.format(
                 id=session.id, minutes=minutes, most=session.options.max_extend_minutes
@@ -403,13 +404,13 @@ class ServiceCore:
             self.store.record(session.id, "write", data)
             return pk
 
-        pk = await asyncio.to_thread(queue_and_record)
+        pk = await self.calls(queue_and_record)
         self.wake_sender()
         return pk
 
     async def _write(self, write: ob.Write) -> int:
         """Queue `write` (no transcript line)."""
-        pk = await asyncio.to_thread(self._store_write, write)
+        pk = await self.calls(self._store_write, write)
         self.wake_sender()
         return pk
 
@@ -430,13 +431,13 @@ class ServiceCore:
         found = SESSION_IN_KEY.search(key)
         if found is None:
             return
-        session = await asyncio.to_thread(self.store.get, found.group(0))
+        session = await self.calls(self.store.get, found.group(0))
         if session is None:
             return
         await self.note(session, "write_failed", {"key": key, "kind": kind, "error": error})
         if not key.startswith("status."):
             text = f"a {kind} could not be written: {error}"
-            await asyncio.to_thread(self.store.note_problem, session.id, text)
+            await self.calls(self.store.note_problem, session.id, text)
             await self.publish_status(session)
 
     # ------------------------------------------------------------------ status
@@ -458,5 +459,5 @@ class ServiceCore:
             key = status.status_key(session.id)
             self._store_write(ob.upsert(key, seq, session.thread, body, session.installation_id))
 
-        await asyncio.to_thread(snapshot_and_queue)
+        await self.calls(snapshot_and_queue)
         self.wake_sender()

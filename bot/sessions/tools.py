@@ -189,7 +189,7 @@ class SessionTools:
             cost_micros=cost_micros,
         )
         store = self.service.store
-        total_in, total_out, cost = await asyncio.to_thread(
+        total_in, total_out, cost = await self.service.calls(
             functools.partial(
                 store.add_usage,
                 self.session.id,
@@ -239,7 +239,7 @@ class SessionTools:
         call = {"turn": self.turn, "tool": name, "args": dict(args), "call": number}
         if call_id:
             call["call_id"] = call_id
-        if not await asyncio.to_thread(
+        if not await self.service.calls(
             store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
         ):
             raise TurnAbandoned(self.session.id)
@@ -300,14 +300,14 @@ class SessionTools:
             if isinstance(s, Mapping)
         ]
         progress = {"steps": steps, "summary": str(args.get("summary") or "")}
-        await asyncio.to_thread(self.service.store.save_progress, self.session.id, progress)
+        await self.service.calls(self.service.store.save_progress, self.session.id, progress)
         await self.service.publish_status(self.session)
         return ToolResult(True, "status updated")
 
     async def _task_completed(self, args: Mapping[str, Any], key: str) -> ToolResult:
         # The result goes into the status comment; `reply` is how agents talk.
         output = str(args.get("output") or "").strip()
-        await asyncio.to_thread(self.service.store.save_output, self.session.id, output)
+        await self.service.calls(self.service.store.save_output, self.session.id, output)
         self._completed = True
         return ToolResult(True, "task completed")
 
@@ -495,7 +495,7 @@ class SessionTools:
         if not subject:
             return ToolResult(False, "request_approval needs a subject: what is to be approved")
         pinned = None if self._host_for is None else await self._head()
-        gate = await asyncio.to_thread(
+        gate = await self.service.calls(
             self.service.approvals.open_gate, self.session.id, subject, pinned
         )
         return ToolResult(
@@ -624,7 +624,7 @@ class SessionTools:
         if session_id == self.session.id:
             return ToolResult(False, "a session cannot send to itself")
         store = self.service.store
-        input_id = await asyncio.to_thread(
+        input_id = await self.service.calls(
             store.add_input, session_id, kind="message", author=self.session.id, body=message
         )
         if input_id is None:
@@ -644,7 +644,7 @@ class SessionTools:
         """What the target said in the turn that took the message: its messages and replies."""
         store = self.service.store
         while True:
-            answer = await asyncio.to_thread(store.answer_to, session_id, input_id)
+            answer = await self.service.calls(store.answer_to, session_id, input_id)
             if answer is not None:
                 return answer
             await asyncio.sleep(SEND_POLL_SECONDS)

@@ -153,7 +153,7 @@ class TurnRunner:
                     # Paused repositories (asked in the claim) and spent daily limits
                     # start no turn.
                     # not its own lapsed leases
-                    claimed = await asyncio.to_thread(self._claim, tuple(self.turn_tasks))
+                    claimed = await self.service.calls(self._claim, tuple(self.turn_tasks))
                     outage.ok()
                 except Exception as exc:
                     outage.failed(exc, "claim a turn")
@@ -187,7 +187,7 @@ class TurnRunner:
         return True
 
     async def run_once(self) -> bool:
-        claimed = await asyncio.to_thread(self._claim, ())
+        claimed = await self.service.calls(self._claim, ())
         if claimed is None:
             return False
         session, inputs = claimed
@@ -261,14 +261,17 @@ class TurnRunner:
         )
         for problem in external.problems if external is not None else ():
             await tools.note("mcp_problem", problem)
+        # A long conversation may take a while to read: not on the loop's thread.
         history = await asyncio.to_thread(service.store.conversation, session.id)
-        thread_context = await context_for(
-            session,
-            store=service.store,
-            reader=service.context,
-            host_for=service.host_for,
-            note=service.note,
-        )
+        thread_context = ""
+        if agent.thread_context:
+            thread_context = await context_for(
+                session,
+                store=service.store,
+                reader=service.context,
+                host_for=service.host_for,
+                note=service.note,
+            )
         turn = Turn(
             session_id=session.id,
             number=session.turns,
@@ -322,7 +325,7 @@ class TurnRunner:
             await service.workspaces.record_diff(service, session)
         close_reason = None
         keep_open = session.options.keep_open_for_comments and session.parent_id is None
-        gate = await asyncio.to_thread(service.approvals.waiting_gate, session.id)
+        gate = await self.service.calls(service.approvals.waiting_gate, session.id)
         spawns = self.spawns
         # A non-blocking spawn whose own turn is stopped ends cancelled, closed with the
         # turn (at once: a sweep elsewhere must not settle it idle first).
@@ -341,7 +344,7 @@ class TurnRunner:
             close_reason = None  # its non-blocking spawns' results are to wake it
         if ends_spawn:
             close_reason = CANCELLED
-        finished = await asyncio.to_thread(
+        finished = await self.service.calls(
             service.store.finish_turn,
             session.id,
             self.name,
@@ -361,7 +364,7 @@ class TurnRunner:
             return
         if error:
             metrics.ERRORS.labels("turn_failed").inc()
-            await asyncio.to_thread(service.store.note_problem, session.id, f"{FAILURE}: {error}")
+            await self.service.calls(service.store.note_problem, session.id, f"{FAILURE}: {error}")
         await service.publish_status(finished)
         service.deadline_changed()
         if not finished.live and service.workspaces is not None:
@@ -394,7 +397,7 @@ class TurnRunner:
         most = coordinator.max_delegations
         number = None
         if parent.delegations + ticket <= most:
-            number = await asyncio.to_thread(store.take_delegation, parent.id, most)
+            number = await self.service.calls(store.take_delegation, parent.id, most)
         if number is None:
             await service.note(parent, "delegation_refused", {"agent": agent_id, "call": call_id})
             return ToolResult(False, DELEGATION_LIMIT.format(most=coordinator.max_delegations))
@@ -448,7 +451,7 @@ class TurnRunner:
         service = self.service
         log.info("session %s: turn %d stopped, asked by %s", session.id, session.turns, by)
         await service.note(session, "cancelled", {"turn": session.turns, "by": by})
-        for child in await asyncio.to_thread(service.store.children, session.id):
+        for child in await self.service.calls(service.store.children, session.id):
             if child.live:
                 await service.close(child, CANCELLED, by=by)
         stopped = SPAWN_STOPPED if ends else TURN_STOPPED
@@ -467,7 +470,7 @@ class TurnRunner:
         while self._engines:
             await asyncio.sleep(self.cancel_poll_seconds)
             try:
-                asked = await asyncio.to_thread(
+                asked = await self.service.calls(
                     self.service.store.stop_requests, self.name, list(self._engines)
                 )
             except Exception as exc:  # the next look may work; the turn runs on meanwhile
@@ -508,7 +511,7 @@ class TurnRunner:
             agent_ids=None,
             provider=None,
         )
-        launched = await asyncio.to_thread(
+        launched = await self.service.calls(
             self.service.store.launch,
             Launch(
                 client_request_id=f"{parent.id}.d{number}",
@@ -531,18 +534,18 @@ class TurnRunner:
     async def run_child(self, child_id: str, params: Mapping[str, Any]) -> SessionInfo:
         """Run a child session's turn here and now (a blocking delegation); it as it ends."""
         store = self.service.store
-        claimed = await asyncio.to_thread(
+        claimed = await self.service.calls(
             store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child_id
         )
         if claimed is not None:
             await self._run_claimed(claimed[0], claimed[1], params)
-        done = await asyncio.to_thread(store.get, child_id)
+        done = await self.service.calls(store.get, child_id)
         assert done is not None
         return done
 
     async def _heartbeat(self, session_id: str) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            await asyncio.to_thread(
+            await self.service.calls(
                 self.service.store.renew_turn, session_id, self.name, self.lease_seconds
             )
