@@ -400,8 +400,12 @@ class Outbox:
     def __post_init__(self) -> None:
         self._dialect = self.engine.dialect.name
 
-    def enqueue(self, write: Write) -> int:
-        """Store `write` unless its key is stored already; return the row's id either way."""
+    def enqueue(self, write: Write, conn: Connection | None = None) -> int:
+        """Store `write` unless its key is stored already; return the row's id either way.
+        In `conn`'s transaction when given (the caller commits), else in its own."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.enqueue(write, own)
         now = self.clock()
         values = {
             "key": write.key,
@@ -421,13 +425,12 @@ class Outbox:
             "next_attempt_at": now,
             "created_at": now,
         }
-        with self.engine.begin() as conn:
-            pk = _statements(self._dialect).enqueue.scalar(conn, values)
-            if pk is None:
-                return int(_ID_OF_KEY.scalar(conn, {"key": write.key}))
-            if write.coalesce_key is not None:
-                self._coalesce(conn, pk, write, now)
-            return int(pk)
+        pk = _statements(self._dialect).enqueue.scalar(conn, values)
+        if pk is None:
+            return int(_ID_OF_KEY.scalar(conn, {"key": write.key}))
+        if write.coalesce_key is not None:
+            self._coalesce(conn, pk, write, now)
+        return int(pk)
 
     def _coalesce(self, conn: Connection, pk: int, write: Write, now: datetime) -> None:
         """A newer state of a comment makes older unsent ones pointless; an older one

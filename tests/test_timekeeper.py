@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 import bot.outbox as ob
 from bot.agents.config import Config
@@ -29,7 +29,7 @@ class CountingTimekeeper(Timekeeper):
 def service(engine: Engine) -> ServiceCore:
     config = Config.default()
 
-    def enqueue(_item: ob.Write) -> int:
+    def enqueue(write: ob.Write, conn: Connection | None = None) -> int:
         return 0
 
     async def permission(_host: str, _installation: int | None, _repo: str, _login: str) -> str:

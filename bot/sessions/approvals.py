@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
@@ -313,10 +313,13 @@ class ApprovalStore:
             row = conn.execute(_WAITING_GATE, {"sid": session_id}).first()
             return None if row is None else _gate(row)
 
-    def gates(self, session_id: str) -> list[GateInfo]:
-        # Read for every status comment: a prebuilt Core query.
-        with self.engine.connect() as conn:
-            return [_gate(row) for row in conn.execute(_SESSION_GATES, {"sid": session_id})]
+    def gates(self, session_id: str, conn: Connection | None = None) -> list[GateInfo]:
+        """The session's gates (read for every status comment: a prebuilt Core query),
+        in `conn`'s transaction when given."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.gates(session_id, own)
+        return [_gate(row) for row in conn.execute(_SESSION_GATES, {"sid": session_id})]
 
     def change_sets(self, session_id: str) -> list[ChangeSetInfo]:
         """The session's change sets, and those its gates took over (a delegation's)."""

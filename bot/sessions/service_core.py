@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import Connection
+
 from bot import outbox as ob
 from bot.agents.base import (
     AgentSpec,
@@ -53,7 +55,14 @@ log = logging.getLogger(__name__)
 
 SESSION_IN_KEY = re.compile(r"\bs-[0-9a-f]{8}\b")
 PermissionCheck = Callable[[str, int | None, str, str], Awaitable[str]]
-Enqueue = Callable[[ob.Write], int]  # blocking: store a write in the outbox, its row's id
+
+
+class Enqueue(Protocol):
+    """Blocking: store a write in the outbox, its row's id; in `conn`'s transaction (on
+    the sessions' database) when given."""
+
+    def __call__(self, write: ob.Write, conn: Connection | None = None) -> int: ...
+
 
 REFUSED_TRIGGER = (
     "Sorry @{login}, only people with write access to this repository can start or steer "
@@ -228,22 +237,27 @@ class ServiceCore:
             spec=run_record(agent, trigger.tool_choice),
             resumed_from=trigger.resumed_from,
         )
-        result = await self.calls(self.store.launch, request, max_live=self.max_live)
-        if not result.created:
-            return result
-        session = result.session
-        if trigger.comment_id is not None:
-            await self.write(
-                session,
-                ob.reaction(
+
+        def first_writes(conn: Connection, session: SessionInfo) -> None:
+            """In the launch's transaction: the 👀 on the trigger and the status comment."""
+            if trigger.comment_id is not None:
+                ack = ob.reaction(
                     f"{session.id}.ack",
                     trigger.thread,
                     trigger.comment_id,
                     "eyes",
                     trigger.installation_id,
-                ),
-            )
-        await self.publish_status(session)
+                )
+                self._write_in(conn, session, ack)
+            self.status_in(conn, session)
+
+        result = await self.calls(
+            self.store.launch, request, max_live=self.max_live, after=first_writes
+        )
+        if not result.created:
+            return result
+        session = result.session
+        self.wake_sender()
         if not result.refused:
             self.deadline_changed()
             self.wake_runner()
@@ -398,11 +412,9 @@ class ServiceCore:
     async def write(self, session: SessionInfo, write: ob.Write) -> int:
         """Queue `write` and record it in the session's transcript (one thread hop)."""
 
-        def queue_and_record() -> int:
-            pk = self._store_write(write)
-            data = {"key": write.key, "kind": write.kind, "thread": write.thread.key, "outbox": pk}
-            self.store.record(session.id, "write", data)
-            return pk
+        def queue_and_record() -> int:  # one transaction
+            with self.store.engine.begin() as conn:
+                return self._write_in(conn, session, write)
 
         pk = await self.calls(queue_and_record)
         self.wake_sender()
@@ -414,10 +426,17 @@ class ServiceCore:
         self.wake_sender()
         return pk
 
-    def _store_write(self, write: ob.Write) -> int:
+    def _store_write(self, write: ob.Write, conn: Connection | None = None) -> int:
         """Blocking: a headless session has no host to write to (its transcript's "write"
         event is all there is)."""
-        return 0 if write.thread.host == HEADLESS else self._enqueue(write)
+        return 0 if write.thread.host == HEADLESS else self._enqueue(write, conn)
+
+    def _write_in(self, conn: Connection, session: SessionInfo, write: ob.Write) -> int:
+        """Blocking, in the caller's transaction: queue `write` and its transcript line."""
+        pk = self._store_write(write, conn)
+        data = {"key": write.key, "kind": write.kind, "thread": write.thread.key, "outbox": pk}
+        self.store.record(session.id, "write", data, conn)
+        return pk
 
     async def reply(self, session: SessionInfo, key: str, body: str) -> None:
         await self.write(
@@ -449,15 +468,23 @@ class ServiceCore:
         if session.parent_id is not None or session.thread.host == HEADLESS:
             return
 
-        def snapshot_and_queue() -> None:  # one thread hop for the reads and the write
-            seq, fresh = self.store.status_snapshot(session.id)
-            gates = self.approvals.gates(session.id)
-            changes = self.approvals.change_sets(session.id) if gates else []
-            body = status.render(
-                fresh, self.clock(), gates, changes, public_url=self.public_url, cost=self.show_cost
-            )
-            key = status.status_key(session.id)
-            self._store_write(ob.upsert(key, seq, session.thread, body, session.installation_id))
+        def snapshot_and_queue() -> None:  # one transaction for the reads and the write
+            with self.store.engine.begin() as conn:
+                self.status_in(conn, session)
 
         await self.calls(snapshot_and_queue)
         self.wake_sender()
+
+    def status_in(self, conn: Connection, session: SessionInfo) -> None:
+        """Blocking, in the caller's transaction: queue the session's status comment as
+        it is now (see `publish_status`); the caller wakes the sender after its commit."""
+        if session.parent_id is not None or session.thread.host == HEADLESS:
+            return
+        seq, fresh = self.store.status_snapshot_in(conn, session.id)
+        gates = self.approvals.gates(session.id, conn)
+        changes = self.approvals.change_sets(session.id) if gates else []
+        body = status.render(
+            fresh, self.clock(), gates, changes, public_url=self.public_url, cost=self.show_cost
+        )
+        key = status.status_key(session.id)
+        self._store_write(ob.upsert(key, seq, session.thread, body, session.installation_id), conn)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
@@ -26,6 +26,10 @@ from bot.sessions.store_rows import (
     add_event,
     event_row,
 )
+
+# The caller's own writes that go in the transaction of a launch, a turn claim or a turn's
+# finish (its first writes, its status comment), given the session as that left it.
+InTransaction = Callable[[Connection, SessionInfo], None]
 
 RESTARTED = "restarted"  # a failed session restarted: its failed turn is passed over
 MAX_LINE = 100  # sessions of one line of work whose conversation a resumed session gets
@@ -146,8 +150,15 @@ class StoreBase:
 
     # ---------------------------------------------------------------- transcript
 
-    def record(self, session_id: str, kind: str, data: dict[str, Any]) -> None:
-        INSERT_EVENT.alone(self.engine, event_row(session_id, self.clock(), kind, data))
+    def record(
+        self, session_id: str, kind: str, data: dict[str, Any], conn: Connection | None = None
+    ) -> None:
+        """Add a transcript event: in `conn`'s transaction when given, else on its own."""
+        row = event_row(session_id, self.clock(), kind, data)
+        if conn is None:
+            INSERT_EVENT.alone(self.engine, row)
+        else:
+            INSERT_EVENT.count(conn, row)
 
     def record_for_comment(
         self, session_id: str, kind: str, comment_id: str, data: dict[str, Any]
@@ -169,11 +180,15 @@ class StoreBase:
         """A fresh version number for the status comment and the session as it is, read in
         one transaction: a higher version never shows an older state."""
         with self.engine.begin() as conn:
-            # One statement: the bumped row comes back with RETURNING, not a second read.
-            row = _BUMP_STATUS.first(conn, {"sid": session_id})
-            if row is None:
-                raise KeyError(session_id)
-            return int(row.status_seq), _info(row)
+            return self.status_snapshot_in(conn, session_id)
+
+    def status_snapshot_in(self, conn: Connection, session_id: str) -> tuple[int, SessionInfo]:
+        """`status_snapshot` in the caller's transaction."""
+        # One statement: the bumped row comes back with RETURNING, not a second read.
+        row = _BUMP_STATUS.first(conn, {"sid": session_id})
+        if row is None:
+            raise KeyError(session_id)
+        return int(row.status_seq), _info(row)
 
     def _record(self, session: Session, session_id: str, kind: str, data: dict[str, Any]) -> None:
         add_event(session, session_id, self.clock(), kind, data)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.db import reading
 from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow
-from bot.sessions.store_base import StoreBase
+from bot.sessions.store_base import InTransaction, StoreBase
 from bot.sessions.store_rows import (
     ACTIVE,
     AWAITING,
@@ -41,6 +41,12 @@ _LIVE_IN_THREAD = select(SESSIONS).where(
     SESSIONS.c.thread_key == bindparam("key"), SESSIONS.c.state.in_(LIVE_STATES)
 )
 _LIVE_IN_THREAD_LEAN = Lean(_LIVE_IN_THREAD)  # the lookup every comment makes
+_LAST_IN_THREAD = Lean(  # what a mention may resume (asked on every trigger)
+    select(SESSIONS)
+    .where(SESSIONS.c.thread_key == bindparam("key"), SESSIONS.c.parent_id.is_(None))
+    .order_by(SESSIONS.c.created_at.desc(), SESSIONS.c.id.desc())
+    .limit(1)
+)
 _COUNT_LIVE = select(func.count()).select_from(SESSIONS).where(SESSIONS.c.state.in_(LIVE_STATES))
 _INSERT_SESSION = insert(SESSIONS)
 _INSERT_INPUT = insert(INPUTS)
@@ -53,21 +59,24 @@ class LaunchAndLookups(StoreBase):
 
     # ---------------------------------------------------------------- launching
 
-    def launch(self, req: Launch, *, max_live: int) -> LaunchResult:
+    def launch(
+        self, req: Launch, *, max_live: int, after: InTransaction | None = None
+    ) -> LaunchResult:
         """Create the session for `req`, idempotently.
 
         The same client request id returns the session it made before. A thread that
         already has a live session gets no second one: that one is returned. Past
         `max_live` live sessions the new one is created closed, with reason capacity.
+        `after` runs in the transaction that creates one.
         """
         for _ in range(3):  # a concurrent launch in the same thread may win the race
             try:
-                return self._launch_once(req, max_live)
+                return self._launch_once(req, max_live, after)
             except IntegrityError:
                 continue
         raise RuntimeError(f"could not launch a session for {req.thread.key}")
 
-    def _launch_once(self, req: Launch, max_live: int) -> LaunchResult:
+    def _launch_once(self, req: Launch, max_live: int, after: InTransaction | None) -> LaunchResult:
         now = self.clock()
         opts = req.options
         thread_key = req.thread_key or req.thread.key
@@ -158,7 +167,10 @@ class LaunchAndLookups(StoreBase):
             if refused:
                 events.append(event_row(sid, now, "closed", {"reason": CAPACITY, "live": count}))
             INSERT_EVENT.many(conn, events)
-            return LaunchResult(_info(SimpleNamespace(**values)), created=True, refused=refused)
+            info = _info(SimpleNamespace(**values))
+            if after is not None:
+                after(conn, info)
+            return LaunchResult(info, created=True, refused=refused)
 
     # ------------------------------------------------------------------- reading
 
@@ -178,18 +190,9 @@ class LaunchAndLookups(StoreBase):
 
     def last_in(self, thread_key: str) -> SessionInfo | None:
         """The thread's most recent session of its own (not a delegation), live or not."""
-        with Session(self.engine) as session:
-            row = (
-                session.execute(
-                    select(SessionRow)
-                    .where(SessionRow.thread_key == thread_key, SessionRow.parent_id.is_(None))
-                    .order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
-                    .limit(1)
-                )
-                .scalars()
-                .first()
-            )
-            return _info(row) if row else None
+        with reading(self.engine) as conn:
+            row = _LAST_IN_THREAD.first(conn, {"key": thread_key})
+        return _info(row) if row else None
 
     def recent(
         self,

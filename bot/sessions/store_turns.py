@@ -27,7 +27,7 @@ from bot.db import bound_params, bound_values
 from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, RepoPause, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
-from bot.sessions.store_base import StoreBase
+from bot.sessions.store_base import InTransaction, StoreBase
 from bot.sessions.store_rows import (
     ACTIVE,
     AWAITING,
@@ -295,8 +295,32 @@ class TurnLease(StoreBase):
         session_id: str | None = None,
         held: Held | None = None,
         running: Sequence[str] = (),
+        after: InTransaction | None = None,
     ) -> tuple[SessionInfo, list[InputInfo]] | None:
-        """Take the oldest live session that has queued inputs and is not mid-turn.
+        """Take the oldest live session that has queued inputs and is not mid-turn (see
+        `claim_turn_and_more`)."""
+        claimed, _ = self.claim_turn_and_more(
+            owner,
+            lease_seconds=lease_seconds,
+            session_id=session_id,
+            held=held,
+            running=running,
+            after=after,
+        )
+        return claimed
+
+    def claim_turn_and_more(
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        session_id: str | None = None,
+        held: Held | None = None,
+        running: Sequence[str] = (),
+        after: InTransaction | None = None,
+    ) -> tuple[tuple[SessionInfo, list[InputInfo]] | None, bool]:
+        """Take the oldest live session that has queued inputs and is not mid-turn; and
+        whether others were seen waiting (a runner need not look again at once if not).
 
         A turn whose runner died (lease expired) is taken over and run again with the
         inputs it had not consumed. Delegations (sessions with a parent) are run by their
@@ -304,9 +328,10 @@ class TurnLease(StoreBase):
         non-blocking spawn's session is taken like a thread's. Sessions of a `held`
         repository (paused, or over a daily limit) are left waiting. `running` names the
         sessions whose turn the caller still runs: a lapsed lease does not hand it them again.
+        `after` runs in the transaction that takes one.
         """
         if held is not None and held.everything is not None and session_id is None:
-            return None
+            return None, False
         now = self.clock()
         # Up to 10 that the caller does not run already (left out here, not in SQL: the
         # statement then keeps one shape however many the caller runs).
@@ -321,7 +346,7 @@ class TurnLease(StoreBase):
             else:
                 found = _queued(room, False).rows(conn, params)
             candidates = [r.id for r in found if r.id not in running][:10]
-            for sid in candidates:
+            for n, sid in enumerate(candidates):
                 before = _LIMIT_INPUTS.first(conn, {"sid": sid})
                 row = _TAKE_TURN.first(
                     conn,
@@ -340,8 +365,11 @@ class TurnLease(StoreBase):
                 conn.execute(_MARK_TAKEN, {"ids": [i.id for i in taken], "turn": row.turns})
                 started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
                 INSERT_EVENT.count(conn, event_row(sid, now, "turn_started", started))
-                return _info(row), [_input(i) for i in taken]
-        return None
+                info = _info(row)
+                if after is not None:
+                    after(conn, info)
+                return (info, [_input(i) for i in taken]), n + 1 < len(candidates)
+        return None, False
 
     def record_if_turn_owned(
         self, session_id: str, owner: str, kind: str, data: dict[str, Any]
@@ -432,9 +460,11 @@ class TurnLease(StoreBase):
         error: str | None = None,
         awaiting: bool = False,
         closed_by: str | None = None,
+        after: InTransaction | None = None,
     ) -> SessionInfo | None:
         """End the turn: mark its inputs consumed and move to idle, closed or failed
-        (`closed_by`: who closed it, with a `close_reason`).
+        (`closed_by`: who closed it, with a `close_reason`); `after` runs in the same
+        transaction when the turn was still this runner's.
 
         Returns the session as it is now, or None if this runner no longer owned the turn
         (the session was closed meanwhile, or another runner took it over).
@@ -479,7 +509,10 @@ class TurnLease(StoreBase):
             if ids:
                 conn.execute(_MARK_CONSUMED, {"ids": ids, "turn": turn})
             INSERT_EVENT.count(conn, event_row(session_id, now, *event))
-            return _info(fresh)
+            info = _info(fresh)
+            if after is not None:
+                after(conn, info)
+            return info
 
     def save_progress(self, session_id: str, progress: dict[str, Any]) -> None:
         """Replace the agent's steps and summary (a noted problem stays)."""

@@ -139,21 +139,30 @@ class TurnRunner:
         running: set[asyncio.Task[None]] = set()
         outage = Outage(log, f"turn runner {self.name}")
 
+        # Whether a turn's end should make the runner look again: it was woken (or looked)
+        # while turns ran, and a session mid-turn is not taken, so input that came for one
+        # is still waiting; or every place was taken.
+        after_turn = False
+
         def done(task: asyncio.Task[None]) -> None:
+            nonlocal after_turn
+            full = len(running) >= self.concurrency
             running.discard(task)
             for sid in [sid for sid, t in self.turn_tasks.items() if t is task]:
                 del self.turn_tasks[sid]
-            self.wakeup.set()  # a place is free: look for more
+            if full or after_turn:
+                after_turn = False
+                self.wakeup.set()  # look for more
 
         while not stop.is_set():
             self.wakeup.clear()  # before looking: a wake during the look is kept
-            claimed = None
+            claimed, more = None, False
+            after_turn = after_turn or bool(running)
             if len(running) < self.concurrency:
                 try:
                     # Paused repositories (asked in the claim) and spent daily limits
-                    # start no turn.
-                    # not its own lapsed leases
-                    claimed = await self.service.calls(self._claim, tuple(self.turn_tasks))
+                    # start no turn; its own turns (lapsed leases or not) are not taken.
+                    claimed, more = await self.service.calls(self._claim, tuple(self.turn_tasks))
                     outage.ok()
                 except Exception as exc:
                     outage.failed(exc, "claim a turn")
@@ -162,7 +171,8 @@ class TurnRunner:
                 running.add(task)
                 self.turn_tasks[claimed[0].id] = task
                 task.add_done_callback(done)
-                continue
+                if more:  # others were waiting: look again at once
+                    continue
             await nap(self.wakeup, stop, self.poll_seconds)
         if running:
             await asyncio.gather(*running, return_exceptions=True)
@@ -171,11 +181,18 @@ class TurnRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
 
-    def _claim(self, running: tuple[str, ...]) -> tuple[SessionInfo, list[InputInfo]] | None:
-        """Blocking: the holds (pauses, spent daily limits) and the claim, in one thread call."""
+    def _claim(
+        self, running: tuple[str, ...]
+    ) -> tuple[tuple[SessionInfo, list[InputInfo]] | None, bool]:
+        """Blocking: the holds (pauses, spent daily limits) and the claim, in one call; and
+        whether other sessions were seen waiting."""
         held = self.service.holds.for_claims()
-        return self.service.store.claim_turn(
-            self.name, lease_seconds=self.lease_seconds, held=held, running=running
+        return self.service.store.claim_turn_and_more(
+            self.name,
+            lease_seconds=self.lease_seconds,
+            held=held,
+            running=running,
+            after=self.service.status_in,  # "working" goes out with the claim
         )
 
     def stop_local(self, session_id: str) -> bool:
@@ -187,7 +204,7 @@ class TurnRunner:
         return True
 
     async def run_once(self) -> bool:
-        claimed = await self.service.calls(self._claim, ())
+        claimed, _ = await self.service.calls(self._claim, ())
         if claimed is None:
             return False
         session, inputs = claimed
@@ -231,7 +248,7 @@ class TurnRunner:
         stack: contextlib.AsyncExitStack,
     ) -> None:
         service = self.service
-        await service.publish_status(session)
+        service.wake_sender()  # for the status comment the claim queued
         service.deadline_changed()  # its time limit runs again while the turn does
         try:
             agent = service.agent_for(session)
@@ -356,6 +373,8 @@ class TurnRunner:
             error=error,
             awaiting=gate is not None and error is None,
             closed_by=stopped.by if ends_spawn and stopped is not None else None,
+            # The status comment goes with the finish, unless a problem is noted first.
+            after=None if error else service.status_in,
         )
         if finished is None:
             log.info(
@@ -365,7 +384,8 @@ class TurnRunner:
         if error:
             metrics.ERRORS.labels("turn_failed").inc()
             await self.service.calls(service.store.note_problem, session.id, f"{FAILURE}: {error}")
-        await service.publish_status(finished)
+            await service.publish_status(finished)
+        service.wake_sender()
         service.deadline_changed()
         if not finished.live and service.workspaces is not None:
             await service.workspaces.close(session.id)
@@ -535,7 +555,11 @@ class TurnRunner:
         """Run a child session's turn here and now (a blocking delegation); it as it ends."""
         store = self.service.store
         claimed = await self.service.calls(
-            store.claim_turn, self.name, lease_seconds=self.lease_seconds, session_id=child_id
+            store.claim_turn,
+            self.name,
+            lease_seconds=self.lease_seconds,
+            session_id=child_id,
+            after=self.service.status_in,  # (a delegation has no status comment of its own)
         )
         if claimed is not None:
             await self._run_claimed(claimed[0], claimed[1], params)
