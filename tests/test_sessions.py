@@ -569,3 +569,25 @@ async def test_a_write_the_host_refuses_shows_in_the_status_and_transcript(rig: 
     ]
     assert len(failed) == 1
     assert "422" in failed[0]["error"]
+
+
+async def test_a_comment_during_a_turn_is_taken_when_the_turn_ends_not_a_poll_later(
+    settings: Settings, fake_github: FakeGitHub, tmp_path: Path
+) -> None:
+    """The turn runner looks again after a turn only when it was woken meanwhile: a
+    comment queued for the session mid-turn is taken as that turn ends. With the idle
+    poll at a minute, only that wake-up can bring it in time."""
+    config = agents_file(tmp_path)
+    slow_poll = with_settings(
+        github_settings(settings, fake_github, config), worker_poll_seconds=60
+    )
+    async with run_app(slow_poll) as app:
+        rig = GitHubRig(app, fake_github)
+        await rig.comment(7, "@threadline start")
+        await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
+        await rig.comment(7, "slow one")
+        store = app.runtime.sessions.store
+        await eventually(lambda: store.recent()[0].state == "busy", "the slow turn runs")
+        await rig.comment(7, "second")
+        await eventually(lambda: rig.replies(7)[-1] == "heard @maintainer: second", "answered")
+        assert rig.replies(7)[-2:] == ["slow done: slow one", "heard @maintainer: second"]
