@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -48,8 +49,19 @@ _LAST_IN_THREAD = Lean(  # what a mention may resume (asked on every trigger)
     .limit(1)
 )
 _COUNT_LIVE = select(func.count()).select_from(SESSIONS).where(SESSIONS.c.state.in_(LIVE_STATES))
-_INSERT_SESSION = insert(SESSIONS)
-_INSERT_INPUT = insert(INPUTS)
+_BY_REQUEST_LEAN = Lean(_BY_REQUEST)
+_BY_ID_LEAN = Lean(_BY_ID)
+_COUNT_LIVE_LEAN = Lean(_COUNT_LIVE)
+
+
+@functools.lru_cache(maxsize=8)
+def _insert(table: str, names: tuple[str, ...]) -> Lean:
+    """A prebuilt INSERT of a session or input row with these columns (a launch's rows
+    always name the same ones)."""
+    target = SESSIONS if table == "sessions" else INPUTS
+    return Lean(insert(target).values({name: bindparam(name) for name in names}))
+
+
 # What a resumed session takes over from the one it resumes (budgets count the line).
 _CARRIED = ("tokens_in", "tokens_out", "cache_read_tokens", "cache_write_tokens", "cost_micros")
 
@@ -82,16 +94,18 @@ class LaunchAndLookups(StoreBase):
         thread_key = req.thread_key or req.thread.key
         # Core statements on the tables, built once: a launch is on every trigger's path.
         with self.engine.begin() as conn:
-            before = conn.execute(_BY_REQUEST, {"request": req.client_request_id}).one_or_none()
+            before = _BY_REQUEST_LEAN.first(conn, {"request": req.client_request_id})
             if before is not None:
                 return LaunchResult(_info(before), created=False)
-            live = conn.execute(_LIVE_IN_THREAD, {"key": thread_key}).one_or_none()
-            if live is not None:
-                return LaunchResult(_info(live), created=False)
-            count = int(conn.execute(_COUNT_LIVE).scalar_one())
+            live = _LIVE_IN_THREAD_LEAN.rows(conn, {"key": thread_key})
+            if len(live) > 1:
+                raise MultipleResultsFound(f"{len(live)} live sessions in {thread_key}")
+            if live:
+                return LaunchResult(_info(live[0]), created=False)
+            count = int(_COUNT_LIVE_LEAN.scalar(conn))
             refused = count >= max_live
             earlier = (
-                conn.execute(_BY_ID, {"sid": req.resumed_from}).one_or_none()
+                _BY_ID_LEAN.first(conn, {"sid": req.resumed_from})
                 if req.resumed_from is not None
                 else None
             )
@@ -136,22 +150,20 @@ class LaunchAndLookups(StoreBase):
             }
             for counter in _CARRIED:
                 values[counter] = (getattr(earlier, counter) or 0) if earlier is not None else 0
-            conn.execute(_INSERT_SESSION, values)
+            _insert("sessions", tuple(values)).count(conn, values)
             sid = values["id"]
             if not refused:
-                conn.execute(
-                    _INSERT_INPUT,
-                    {
-                        "session_id": sid,
-                        "kind": "task",
-                        "author": req.started_by,
-                        "body": req.task,
-                        "comment_id": req.trigger_comment_id,
-                        "url": req.trigger_url,
-                        "status": QUEUED,
-                        "created_at": now,
-                    },
-                )
+                task = {
+                    "session_id": sid,
+                    "kind": "task",
+                    "author": req.started_by,
+                    "body": req.task,
+                    "comment_id": req.trigger_comment_id,
+                    "url": req.trigger_url,
+                    "status": QUEUED,
+                    "created_at": now,
+                }
+                _insert("inputs", tuple(task)).count(conn, task)
             launched = {
                 "agent": req.agent_id,
                 "by": req.started_by,
