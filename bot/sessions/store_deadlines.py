@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from bot.db import reading
+from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
 from bot.sessions.store_base import StoreBase
 from bot.sessions.store_rows import (
@@ -16,6 +18,7 @@ from bot.sessions.store_rows import (
     IDLE_EXPIRY,
     LIFETIME,
     PURGED,
+    SESSIONS,
     TIME_LIMIT,
     TURNING,
     UNCONSUMED,
@@ -24,6 +27,33 @@ from bot.sessions.store_rows import (
     SessionInfo,
     _info,
     _options,
+)
+
+# The deadlines, in the order a session past several is closed under: (reason, its
+# column, the states it applies to).
+_RULES = (
+    (LIFETIME, "lifetime_at", LIVE_STATES),
+    (TIME_LIMIT, "time_limit_at", TURNING),
+    (IDLE_EXPIRY, "idle_deadline_at", (IDLE,)),
+)
+_S = SESSIONS.c
+# Every check of the timer (pokes come with launches and turns): prebuilt, one each.
+_DUE = Lean(
+    select(_S.id, _S.state, _S.lifetime_at, _S.time_limit_at, _S.idle_deadline_at).where(
+        _S.state.in_(LIVE_STATES),
+        or_(
+            _S.lifetime_at <= bindparam("now"),
+            and_(_S.time_limit_at <= bindparam("now"), _S.state.in_(TURNING)),
+            and_(_S.idle_deadline_at <= bindparam("now"), _S.state == IDLE),
+        ),
+    )
+)
+_NEXT = Lean(
+    select(
+        func.min(_S.lifetime_at),
+        func.min(case((_S.state.in_(TURNING), _S.time_limit_at))),
+        func.min(case((_S.state == IDLE, _S.idle_deadline_at))),
+    ).where(_S.state.in_(LIVE_STATES))
 )
 
 
@@ -125,21 +155,23 @@ class Deadlines(StoreBase):
         session is closed exactly once.
         """
         now = self.clock()
+        with reading(self.engine) as conn:
+            rows = _DUE.rows(conn, {"now": now})
+        # Each overdue session under the first deadline it is past, in the order of
+        # RULES (the time limit counts working time: waiting on a maintainer or for
+        # comments does not use it up, and a turn taken up after waiting moves it on).
+        due: list[tuple[int, str]] = []
+        for row in rows:
+            for n, (_reason, column, states) in enumerate(_RULES):
+                at = getattr(row, column)
+                if at is not None and at <= now and row.state in states:
+                    due.append((n, row.id))
+                    break
         closed: list[SessionInfo] = []
-        rules = (
-            (LIFETIME, SessionRow.lifetime_at <= now, SessionRow.state.in_(LIVE_STATES)),
-            # The time limit counts working time: waiting on a maintainer or for comments
-            # does not use it up (a turn taken up after waiting moves the limit on).
-            (TIME_LIMIT, SessionRow.time_limit_at <= now, SessionRow.state.in_(TURNING)),
-            (IDLE_EXPIRY, SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
-        )
-        for reason, overdue, state in rules:
-            with Session(self.engine) as session:
-                due = session.execute(select(SessionRow.id).where(state, overdue)).scalars().all()
-            for sid in due:
-                done = self._expire_one(sid, reason, now)
-                if done is not None:
-                    closed.append(done)
+        for n, sid in sorted(due, key=lambda item: item[0]):
+            done = self._expire_one(sid, _RULES[n][0], now)
+            if done is not None:
+                closed.append(done)
         return closed
 
     def _expire_one(self, session_id: str, reason: str, now: datetime) -> SessionInfo | None:
@@ -154,17 +186,8 @@ class Deadlines(StoreBase):
 
     def next_deadline(self) -> datetime | None:
         """The earliest deadline of any live session: when the timer should next look."""
-        with Session(self.engine) as session:
-            live = SessionRow.state.in_(LIVE_STATES)
-            times = [
-                session.execute(select(func.min(SessionRow.lifetime_at)).where(live)).scalar(),
-                session.execute(
-                    select(func.min(SessionRow.time_limit_at)).where(SessionRow.state.in_(TURNING))
-                ).scalar(),
-                session.execute(
-                    select(func.min(SessionRow.idle_deadline_at)).where(SessionRow.state == IDLE)
-                ).scalar(),
-            ]
+        with reading(self.engine) as conn:
+            times = _NEXT.first(conn)
         present = [t for t in times if t is not None]
         return min(present) if present else None
 
