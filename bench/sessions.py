@@ -29,6 +29,11 @@ script agent. Each is measured the same way:
             202 (the ingress-only baseline) and the time to the first write the fake
             GitHub receives for that issue (the eyes reaction or the status comment)
 
+The agent says `threadContext: false` (a trigger is measured without the reads of its
+thread's context; --thread-context reads them) and the servers hold no delivery for
+order (THREADLINE_ORDER_HOLD_SECONDS=0; --order-hold), so the first-write figures are
+the pipeline's own.
+
 Traffic goes to 127.0.0.1 only. Server logs stay in the printed work directory. The exit
 code is 1 when a target is missed; bench/README.md explains every figure and keeps results.
 """

@@ -233,12 +233,16 @@ async def _model(request: web.Request, number: int | None = None) -> dict[str, A
             number = _pr(request.query)
         except Refused as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
+    # The version first: a change made after it is read (a status comment's edit lands at
+    # any time) then shows as a newer version at the page's next poll. Read after the
+    # conversation, it could name a change the conversation did not have yet, and the
+    # page would keep the old text with a version that never moves again.
+    version = await asyncio.to_thread(playground.store.version, playground.repo, number)
     conversation = await asyncio.to_thread(playground.store.conversation, playground.repo, number)
     if conversation is None and number != DEMO_PULL:
         raise web.HTTPNotFound(text=f"the playground has no pull request #{number}")
     if conversation is None:
         raise web.HTTPServiceUnavailable(text="the playground is still being set up; reload")
-    version = await asyncio.to_thread(playground.store.version, playground.repo, number)
     pulls = await asyncio.to_thread(playground.store.pulls)
     model = view_model(conversation)
     return {
