@@ -484,10 +484,9 @@ class Outbox:
         return None
 
     def claim_to_send(self, owner: str, *, min_interval: float, lease_seconds: float) -> Claim:
-        """`claim`, with what the sender reads next in the same call (one thread hop
-        where there were three): for an edited-in-place comment whether a newer version
-        made it pointless and what is known of the comment; with nothing to claim, when
-        to look again (`next_slot`)."""
+        """`claim`, with what the sender reads next in the same transaction: for an
+        edited-in-place comment whether a newer version made it pointless and what is
+        known of the comment; with nothing to claim, when to look again (`next_slot`)."""
         with self.engine.begin() as conn:
             return self._claim_to_send_in(conn, owner, self.clock(), min_interval, lease_seconds)
 

@@ -410,7 +410,7 @@ class ServiceCore:
     # ----------------------------------------------------------------- writing
 
     async def write(self, session: SessionInfo, write: ob.Write) -> int:
-        """Queue `write` and record it in the session's transcript (one thread hop)."""
+        """Queue `write` and record it in the session's transcript (one transaction)."""
 
         def queue_and_record() -> int:  # one transaction
             with self.store.engine.begin() as conn:
