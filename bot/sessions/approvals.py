@@ -124,7 +124,8 @@ class GateInfo:
     decided_at: datetime | None
 
 
-def _change_set(row: ChangeSet) -> ChangeSetInfo:
+def _change_set(row: Any) -> ChangeSetInfo:
+    """A change set from its row (an entity or a Core row)."""
     return ChangeSetInfo(
         id=row.id,
         session_id=row.session_id,
@@ -321,18 +322,23 @@ class ApprovalStore:
                 return self.gates(session_id, own)
         return [_gate(row) for row in conn.execute(_SESSION_GATES, {"sid": session_id})]
 
-    def change_sets(self, session_id: str) -> list[ChangeSetInfo]:
-        """The session's change sets, and those its gates took over (a delegation's)."""
-        with Session(self.engine) as session:
-            taken = select(ApprovalGate.change_set_id).where(
-                ApprovalGate.session_id == session_id, ApprovalGate.change_set_id.is_not(None)
-            )
-            rows = session.execute(
-                select(ChangeSet)
-                .where((ChangeSet.session_id == session_id) | ChangeSet.id.in_(taken))
-                .order_by(ChangeSet.id)
-            ).scalars()
-            return [_change_set(row) for row in rows]
+    def change_sets(self, session_id: str, conn: Connection | None = None) -> list[ChangeSetInfo]:
+        """The session's change sets, and those its gates took over (a delegation's); in
+        `conn`'s transaction when given (a status version is rendered inside its own: a
+        second connection opened there would wait for the first's write lock on SQLite)."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.change_sets(session_id, own)
+        taken = select(ApprovalGate.change_set_id).where(
+            ApprovalGate.session_id == session_id, ApprovalGate.change_set_id.is_not(None)
+        )
+        table = cast(Table, ChangeSet.__table__)
+        rows = conn.execute(
+            select(table)
+            .where((table.c.session_id == session_id) | table.c.id.in_(taken))
+            .order_by(table.c.id)
+        )
+        return [_change_set(row) for row in rows]
 
     def last_applied(self, session_id: str) -> ChangeSetInfo | None:
         """The newest change set applied in the session's line of work (it and the

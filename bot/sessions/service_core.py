@@ -482,7 +482,7 @@ class ServiceCore:
             return
         seq, fresh = self.store.status_snapshot_in(conn, session.id)
         gates = self.approvals.gates(session.id, conn)
-        changes = self.approvals.change_sets(session.id) if gates else []
+        changes = self.approvals.change_sets(session.id, conn) if gates else []
         body = status.render(
             fresh, self.clock(), gates, changes, public_url=self.public_url, cost=self.show_cost
         )
