@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from bot import slots
 from bot.clock import utcnow
 from bot.db import bound_params, bound_values, dialect_insert, execute_alone
-from bot.db.lean import Lean
+from bot.db.lean import Lean, LeanRun
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
 from bot.events import ThreadRef
 from bot.hosts.base import (
@@ -372,11 +372,11 @@ def _next_slot(conn: Connection) -> datetime | None:
 
 def _settle_call(
     row: OutboxRow, owner: str, status: str, refund: bool, values: dict[str, Any]
-) -> tuple[Lean, dict[str, Any]]:
-    """The UPDATE that settles `row` if `owner` still holds it, and its parameters."""
+) -> LeanRun:
+    """The UPDATE that settles `row` if `owner` still holds it, with its parameters."""
     values.update(status=status, lease_owner=None, lease_expires_at=None)
     params = {"pk": row.pk, "owner": owner, **bound_params(values)}
-    return _settle(tuple(sorted(values)), refund), params
+    return LeanRun(_settle(tuple(sorted(values)), refund), params)
 
 
 def _posted_values(key: str, thread: ThreadRef, found: Mapping[str, Any]) -> dict[str, Any]:
@@ -528,8 +528,7 @@ class Outbox:
             if hold > 0:
                 slots.hold(conn, row.pacing_key, now + timedelta(seconds=hold))
             values = {"sent_at": now, "result": result, "last_error": None}
-            statement, params = _settle_call(row, owner, SENT, False, values)
-            settled = statement.count(conn, params) == 1
+            settled = _settle_call(row, owner, SENT, False, values)(conn) == 1
             return settled, self._claim_to_send_in(conn, owner, now, min_interval, lease_seconds)
 
     def hold_installation(self, key: str, seconds: float) -> None:
@@ -553,8 +552,7 @@ class Outbox:
     ) -> bool:
         """One UPDATE, in a transaction of its own (see bot.db.execute_alone), if `owner`
         still holds the row; `refund` gives back the attempt its claim counted."""
-        statement, params = _settle_call(row, owner, status, refund, values)
-        return statement.alone(self.engine, params) == 1
+        return _settle_call(row, owner, status, refund, values).alone(self.engine) == 1
 
     def sent(self, row: OutboxRow, owner: str, result: dict[str, Any]) -> bool:
         return self.settle(row, owner, SENT, sent_at=self.clock(), result=result, last_error=None)

@@ -139,6 +139,12 @@ class Trigger:
     tool_choice: ToolChoice | None = None  # for this session's turns (a schedule's)
 
 
+def _has_status(session: SessionInfo) -> bool:
+    """A delegation has no status comment (its coordinator's speaks for it), nor has a
+    headless session (no host thread to hold one)."""
+    return session.parent_id is None and session.thread.host != HEADLESS
+
+
 class ServiceCore:
     """What handlers, turns and tools call: launch, feed, close, write, publish status."""
 
@@ -465,8 +471,8 @@ class ServiceCore:
         """Queue the newest state of the session's status comment (older unsent ones drop).
         A delegation has none: its coordinator's session speaks for it; nor has a headless
         session (no host thread to hold one)."""
-        if session.parent_id is not None or session.thread.host == HEADLESS:
-            return
+        if not _has_status(session):
+            return  # (no transaction opened for nothing)
 
         def snapshot_and_queue() -> None:  # one transaction for the reads and the write
             with self.store.engine.begin() as conn:
@@ -478,7 +484,7 @@ class ServiceCore:
     def status_in(self, conn: Connection, session: SessionInfo) -> None:
         """Blocking, in the caller's transaction: queue the session's status comment as
         it is now (see `publish_status`); the caller wakes the sender after its commit."""
-        if session.parent_id is not None or session.thread.host == HEADLESS:
+        if not _has_status(session):
             return
         seq, fresh = self.store.status_snapshot_in(conn, session.id)
         gates = self.approvals.gates(session.id, conn)

@@ -39,20 +39,19 @@ _RULES = (
 _S = SESSIONS.c
 # Every check of the timer (pokes come with launches and turns): prebuilt, one each.
 _DUE = Lean(
-    select(_S.id, _S.state, _S.lifetime_at, _S.time_limit_at, _S.idle_deadline_at).where(
+    select(_S.id, _S.state, *(_S[column] for _, column, _ in _RULES)).where(
         _S.state.in_(LIVE_STATES),
         or_(
-            _S.lifetime_at <= bindparam("now"),
-            and_(_S.time_limit_at <= bindparam("now"), _S.state.in_(TURNING)),
-            and_(_S.idle_deadline_at <= bindparam("now"), _S.state == IDLE),
+            *(
+                and_(_S[column] <= bindparam("now"), _S.state.in_(states))
+                for _, column, states in _RULES
+            )
         ),
     )
 )
 _NEXT = Lean(
     select(
-        func.min(_S.lifetime_at),
-        func.min(case((_S.state.in_(TURNING), _S.time_limit_at))),
-        func.min(case((_S.state == IDLE, _S.idle_deadline_at))),
+        *(func.min(case((_S.state.in_(states), _S[column]))) for _, column, states in _RULES)
     ).where(_S.state.in_(LIVE_STATES))
 )
 
@@ -162,24 +161,22 @@ class Deadlines(StoreBase):
         # comments does not use it up, and a turn taken up after waiting moves it on).
         due: list[tuple[int, str]] = []
         for row in rows:
-            for n, (_reason, column, states) in enumerate(_RULES):
+            for n, (_, column, states) in enumerate(_RULES):
                 at = getattr(row, column)
                 if at is not None and at <= now and row.state in states:
                     due.append((n, row.id))
                     break
         closed: list[SessionInfo] = []
         for n, sid in sorted(due, key=lambda item: item[0]):
-            done = self._expire_one(sid, _RULES[n][0], now)
+            done = self._expire_one(sid, n, now)
             if done is not None:
                 closed.append(done)
         return closed
 
-    def _expire_one(self, session_id: str, reason: str, now: datetime) -> SessionInfo | None:
-        deadline = {
-            LIFETIME: SessionRow.lifetime_at <= now,
-            TIME_LIMIT: and_(SessionRow.time_limit_at <= now, SessionRow.state.in_(TURNING)),
-            IDLE_EXPIRY: and_(SessionRow.idle_deadline_at <= now, SessionRow.state == IDLE),
-        }[reason]
+    def _expire_one(self, session_id: str, rule: int, now: datetime) -> SessionInfo | None:
+        """Close the session under `_RULES[rule]` if it is still past that deadline."""
+        reason, column, states = _RULES[rule]
+        deadline = and_(getattr(SessionRow, column) <= now, SessionRow.state.in_(states))
         return self._close(
             session_id, reason, only_if=deadline, events=(("timer", {"deadline": reason}),)
         )

@@ -9,7 +9,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
@@ -55,11 +55,18 @@ _COUNT_LIVE_LEAN = Lean(_COUNT_LIVE)
 
 
 @functools.lru_cache(maxsize=8)
-def _insert(table: str, names: tuple[str, ...]) -> Lean:
+def _insert(table: Table, names: tuple[str, ...]) -> Lean:
     """A prebuilt INSERT of a session or input row with these columns (a launch's rows
     always name the same ones)."""
-    target = SESSIONS if table == "sessions" else INPUTS
-    return Lean(insert(target).values({name: bindparam(name) for name in names}))
+    return Lean(insert(table).values({name: bindparam(name) for name in names}))
+
+
+def _live_in(conn: Connection, thread_key: str) -> Any:
+    """The thread's live session's row, or None; more than one is a broken invariant."""
+    rows = _LIVE_IN_THREAD_LEAN.rows(conn, {"key": thread_key})
+    if len(rows) > 1:
+        raise MultipleResultsFound(f"{len(rows)} live sessions in {thread_key}")
+    return rows[0] if rows else None
 
 
 # What a resumed session takes over from the one it resumes (budgets count the line).
@@ -97,11 +104,9 @@ class LaunchAndLookups(StoreBase):
             before = _BY_REQUEST_LEAN.first(conn, {"request": req.client_request_id})
             if before is not None:
                 return LaunchResult(_info(before), created=False)
-            live = _LIVE_IN_THREAD_LEAN.rows(conn, {"key": thread_key})
-            if len(live) > 1:
-                raise MultipleResultsFound(f"{len(live)} live sessions in {thread_key}")
-            if live:
-                return LaunchResult(_info(live[0]), created=False)
+            live = _live_in(conn, thread_key)
+            if live is not None:
+                return LaunchResult(_info(live), created=False)
             count = int(_COUNT_LIVE_LEAN.scalar(conn))
             refused = count >= max_live
             earlier = (
@@ -150,7 +155,7 @@ class LaunchAndLookups(StoreBase):
             }
             for counter in _CARRIED:
                 values[counter] = (getattr(earlier, counter) or 0) if earlier is not None else 0
-            _insert("sessions", tuple(values)).count(conn, values)
+            _insert(SESSIONS, tuple(values)).count(conn, values)
             sid = values["id"]
             if not refused:
                 task = {
@@ -163,7 +168,7 @@ class LaunchAndLookups(StoreBase):
                     "status": QUEUED,
                     "created_at": now,
                 }
-                _insert("inputs", tuple(task)).count(conn, task)
+                _insert(INPUTS, tuple(task)).count(conn, task)
             launched = {
                 "agent": req.agent_id,
                 "by": req.started_by,
@@ -195,10 +200,8 @@ class LaunchAndLookups(StoreBase):
         # Every comment asks (most threads have none): one prebuilt Core query, in
         # autocommit on PostgreSQL (bot.db.reading: one round trip, not three).
         with reading(self.engine) as conn:
-            rows = _LIVE_IN_THREAD_LEAN.rows(conn, {"key": thread_key})
-        if len(rows) > 1:
-            raise MultipleResultsFound(f"{len(rows)} live sessions in {thread_key}")
-        return _info(rows[0]) if rows else None
+            row = _live_in(conn, thread_key)
+        return _info(row) if row is not None else None
 
     def last_in(self, thread_key: str) -> SessionInfo | None:
         """The thread's most recent session of its own (not a delegation), live or not."""

@@ -559,7 +559,6 @@ class TurnRunner:
             self.name,
             lease_seconds=self.lease_seconds,
             session_id=child_id,
-            after=self.service.status_in,  # (a delegation has no status comment of its own)
         )
         if claimed is not None:
             await self._run_claimed(claimed[0], claimed[1], params)
