@@ -3,16 +3,19 @@ raise SQLAlchemy's errors, keep SQLite's write turn, and refuse what they cannot
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.db import make_engine
 from bot.db.lean import Lean, LeanRun, run_all
-from bot.db.models import OutboxItem
+from bot.db.models import Base, OutboxItem
 
 OUTBOX = cast(Table, OutboxItem.__table__)
 COLUMNS = ("key", "host", "installation_id", "repo", "thread_key", "thread", "kind", "payload")
@@ -159,3 +162,34 @@ def test_later_runs_are_done_in_their_order_the_same_statement_s_together(
     assert seen == [2, 0]
     with engine.connect() as conn:
         assert [len(BY_KEY.rows(conn, {"key": f"r{n}"})) for n in (1, 2, 3)] == [1, 1, 1]
+
+
+def test_a_write_alone_leaves_sqlite_s_prepared_statements_in_place(tmp_path: Path) -> None:
+    """Going back from autocommit ran `PRAGMA read_uncommitted = 0`, which makes SQLite
+    throw away every statement prepared on the connection: each was parsed again on its
+    next run. SQLite asks the authorizer about a statement only while it prepares it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'prepared.db'}")
+    Base.metadata.create_all(engine)
+    prepared: list[tuple[Any, ...]] = []
+    with engine.connect() as conn:
+        driver = conn.connection.dbapi_connection
+        assert driver is not None
+        driver.set_authorizer(lambda *asked: prepared.append(asked) or sqlite3.SQLITE_OK)
+        # Every statement below runs on this one connection.
+        at = datetime.now(UTC)
+        INSERT.first(conn, values("p1", at))
+        conn.commit()
+        BY_KEY.rows(conn, {"key": "p1"})
+        prepared.clear()
+        BY_KEY.rows(conn, {"key": "p1"})
+        assert prepared == [], "a statement run again is not prepared again"
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        SET_SENDING.count(conn, {"pk": 1, "expires": at})
+        conn.execution_options(isolation_level=engine.dialect.default_isolation_level)
+        prepared.clear()
+        assert len(BY_KEY.rows(conn, {"key": "p1"})) == 1
+        assert prepared == [], "leaving autocommit expired the prepared statements"
+        INSERT.first(conn, values("p2", at))
+        assert driver.in_transaction, "a write begins a transaction again after it"
+        driver.rollback()
+        assert BY_KEY.rows(conn, {"key": "p2"}) == []

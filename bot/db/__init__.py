@@ -55,6 +55,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             max_overflow=10,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        _keep_prepared_statements(engine)
         # threads queue for the write lock, not sleep for it
         lean.register_turns(engine, serialize_writers(engine))
         return engine
@@ -97,6 +98,31 @@ def _check_alive(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any
         dbapi_connection.rollback()
     except Exception as err:  # whatever the driver raises for a dead connection
         raise exc.DisconnectionError(str(err)) from err
+
+
+def _keep_prepared_statements(engine: Engine) -> None:
+    """Leave autocommit (`execute_alone`, `Lean.alone`) without expiring the connection's
+    prepared statements.
+
+    SQLAlchemy puts a pysqlite connection back to its default level with `PRAGMA
+    read_uncommitted = 0`, and setting any flag pragma makes SQLite expire every
+    statement prepared on that connection: the next run of each is parsed and planned
+    again. With a write or two of that kind a trigger, about a third of the SQLite
+    time of a session trigger went into preparing statements again (bench/README.md,
+    session 14). The flag means something only with a shared cache, which Threadline
+    never opens, and it is never set to 1 here; so going back to the default level is
+    only the driver's own setting: it begins its transactions again.
+    """
+    dialect = engine.dialect
+    change_level = dialect.set_isolation_level
+
+    def set_isolation_level(dbapi_connection: Any, level: Any) -> None:
+        if level == "SERIALIZABLE":  # the default: the only level reset to
+            dbapi_connection.isolation_level = ""  # pysqlite's own: BEGIN before DML
+            return
+        change_level(dbapi_connection, level)
+
+    dialect.set_isolation_level = set_isolation_level  # type: ignore[method-assign]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
