@@ -46,7 +46,6 @@ from bot.inbox_queries import (
     _COLUMNS,
     _abandoned_query,
     _claim_update,
-    _followers,
     _heads_query,
     _held_by,
     _late_lean,
@@ -54,6 +53,7 @@ from bot.inbox_queries import (
     _settle_statement,
     _start_statement,
     _unordered_query,
+    followers,
     ids_params,
 )
 from bot.inbox_queries import DONE as DONE
@@ -266,7 +266,8 @@ class Inbox:
             ids += [head.id for head in found]
             keyed = [head for head in found if head.thread_key]
             if keyed and len(ids) < limit:
-                ids += conn.execute(_followers(keyed, due_by, limit - len(ids))).scalars()
+                query, params = followers(keyed, due_by, limit - len(ids))
+                ids += [r.id for r in query.rows(conn, params)]
         if not ids:
             return []
         params = {

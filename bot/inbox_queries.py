@@ -208,20 +208,33 @@ def _at(name: str) -> Any:
     return bindparam(name, type_=UtcDateTime())
 
 
-def _followers(heads: Sequence[Any], due_by: datetime, limit: int) -> Any:
+def followers(heads: Sequence[Any], due_by: datetime, room: int) -> tuple[Lean, dict[str, Any]]:
     """The due pending deliveries of `heads`' threads other than the heads, in order,
-    to claim with them: one query for all heads. Every other pending delivery of a
-    head's thread comes after it (a head has no earlier waiting delivery), and one
-    that a look ordered meanwhile before it is only started in its turn (`start`)."""
-    return (
+    to claim with them, up to `room`: one query for all heads (the statement for this
+    many threads, heads and room, and its parameters). Every other pending
+    delivery of a head's thread comes after it (a head has no earlier waiting
+    delivery), and one that a look ordered meanwhile before it is only started in its
+    turn (`start`)."""
+    keys = sorted({h.thread_key for h in heads})
+    params: dict[str, Any] = {f"key{n}": key for n, key in enumerate(keys)}
+    params.update(ids_params([h.id for h in heads]))
+    params["due_by"] = due_by
+    return _followers_query(len(keys), len(heads), room), params
+
+
+@functools.cache
+def _followers_query(keys: int, heads: int, room: int) -> Lean:
+    """`followers`' statement for `keys` threads and `heads` heads (placeholders `key0`...
+    and `id0`...), up to `room` (in the SQL text on PostgreSQL: one statement each)."""
+    return Lean(
         select(Delivery.id)
         .where(
-            Delivery.thread_key.in_({h.thread_key for h in heads}),
+            Delivery.thread_key.in_([bindparam(f"key{n}") for n in range(keys)]),
             Delivery.status == PENDING,
-            Delivery.next_attempt_at <= due_by,
-            Delivery.id.not_in([h.id for h in heads]),
+            Delivery.next_attempt_at <= _at("due_by"),
+            Delivery.id.not_in(_ids_in(heads)),
         )
         .order_by(Delivery.event_time, Delivery.received_at, Delivery.id)
-        .limit(limit)
+        .limit(room)
         .with_for_update(skip_locked=True)
     )

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from bot.clock import utcnow
+from bot.db.lean import Lean
 from bot.db.models import ApprovalGate, ChangeSet, SessionRow
 from bot.diffs import FileStat
 from bot.sessions.store import add_event
@@ -161,14 +162,16 @@ def _gate(row: Any) -> GateInfo:
 
 
 _GATES = cast(Table, ApprovalGate.__table__)
-_WAITING_GATE = (
+_WAITING_GATE = Lean(
     select(_GATES)
     .where(_GATES.c.session_id == bindparam("sid"), _GATES.c.status == WAITING)
     .order_by(_GATES.c.id.desc())
     .limit(1)
 )
 
-_SESSION_GATES = select(_GATES).where(_GATES.c.session_id == bindparam("sid")).order_by(_GATES.c.id)
+_SESSION_GATES = Lean(
+    select(_GATES).where(_GATES.c.session_id == bindparam("sid")).order_by(_GATES.c.id)
+)
 
 
 class ApprovalStore:
@@ -309,18 +312,18 @@ class ApprovalStore:
             return _gate(gate)
 
     def waiting_gate(self, session_id: str) -> GateInfo | None:
-        # Asked at the end of every turn: a prebuilt Core query, no ORM entity.
+        # Asked at the end of every turn: a prebuilt statement, run the short way.
         with self.engine.connect() as conn:
-            row = conn.execute(_WAITING_GATE, {"sid": session_id}).first()
+            row = _WAITING_GATE.first(conn, {"sid": session_id})
             return None if row is None else _gate(row)
 
     def gates(self, session_id: str, conn: Connection | None = None) -> list[GateInfo]:
-        """The session's gates (read for every status comment: a prebuilt Core query),
-        in `conn`'s transaction when given."""
+        """The session's gates (read for every status comment: a prebuilt statement, run
+        the short way), in `conn`'s transaction when given."""
         if conn is None:
             with self.engine.connect() as own:
                 return self.gates(session_id, own)
-        return [_gate(row) for row in conn.execute(_SESSION_GATES, {"sid": session_id})]
+        return [_gate(row) for row in _SESSION_GATES.rows(conn, {"sid": session_id})]
 
     def change_sets(self, session_id: str, conn: Connection | None = None) -> list[ChangeSetInfo]:
         """The session's change sets, and those its gates took over (a delegation's); in

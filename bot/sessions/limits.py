@@ -26,6 +26,7 @@ from bot.agents.limits_config import REPO_NAME, DailyLimit, Limits
 from bot.agents.models import usd
 from bot.clock import utcnow
 from bot.db import insert_ignoring_conflicts
+from bot.db.lean import Lean
 from bot.db.models import DailyUsage, RepoPause
 
 ANY_HOST = "*"
@@ -53,8 +54,10 @@ BAD_NAME = (
 )
 
 
-_PAUSES = select(RepoPause.host, RepoPause.repo, RepoPause.paused_by, RepoPause.paused_at).order_by(
-    RepoPause.repo, RepoPause.host
+_PAUSES = Lean(
+    select(RepoPause.host, RepoPause.repo, RepoPause.paused_by, RepoPause.paused_at).order_by(
+        RepoPause.repo, RepoPause.host
+    )
 )
 
 
@@ -214,9 +217,9 @@ class Holds:
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
     def pauses(self) -> list[Pause]:
-        # Asked before every turn is claimed: a prebuilt Core query, no ORM entities.
+        # Asked before every turn is claimed: a prebuilt statement, run the short way.
         with self.engine.connect() as conn:
-            return [Pause(*row) for row in conn.execute(_PAUSES)]
+            return [Pause(*row) for row in _PAUSES.rows(conn)]
 
     # ------------------------------------------------------------------ spending
 

@@ -147,11 +147,19 @@ _ADD_INPUT = insert(INPUTS).returning(INPUTS.c.id)
 _FINISH_INPUTS = Lean(
     select(SESSIONS.c.completed, SESSIONS.c.options).where(SESSIONS.c.id == bindparam("sid"))
 )
-_MARK_CONSUMED = (
-    update(INPUTS)
-    .where(INPUTS.c.id.in_(bindparam("ids", expanding=True)), INPUTS.c.status.in_(UNCONSUMED))
-    .values(status=CONSUMED, turn=bindparam("turn"))
-)
+
+
+@functools.cache
+def _mark_inputs(status: str, size: int) -> Lean:
+    """Hand `size` inputs (ids `id0`...) to a turn (TAKEN) or mark them used (CONSUMED,
+    those not used already); one statement per size, as a Lean one takes no list."""
+    ids = INPUTS.c.id.in_([bindparam(f"id{n}") for n in range(size)])
+    where = (ids,) if status == TAKEN else (ids, INPUTS.c.status.in_(UNCONSUMED))
+    return Lean(update(INPUTS).where(*where).values(status=status, turn=bindparam("turn")))
+
+
+def _mark_params(ids: Sequence[int], turn: int) -> dict[str, int]:
+    return {"turn": turn, **{f"id{n}": pk for n, pk in enumerate(ids)}}
 
 
 @functools.cache
@@ -176,11 +184,6 @@ _WAITING_INPUTS = Lean(
     select(INPUTS)
     .where(INPUTS.c.session_id == bindparam("sid"), INPUTS.c.status.in_(UNCONSUMED))
     .order_by(INPUTS.c.id)
-)
-_MARK_TAKEN = (
-    update(INPUTS)
-    .where(INPUTS.c.id.in_(bindparam("ids", expanding=True)))
-    .values(status=TAKEN, turn=bindparam("turn"))
 )
 
 # The agent's steps and summary (update_status), and its output (task_completed).
@@ -362,7 +365,9 @@ class TurnLease(StoreBase):
                     continue
                 taken = _same_params(_WAITING_INPUTS.rows(conn, {"sid": sid}))
                 # Handed to this turn: an edit or deletion can no longer change them.
-                conn.execute(_MARK_TAKEN, {"ids": [i.id for i in taken], "turn": row.turns})
+                ids = [i.id for i in taken]
+                if ids:
+                    _mark_inputs(TAKEN, len(ids)).count(conn, _mark_params(ids, row.turns))
                 started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
                 INSERT_EVENT.count(conn, event_row(sid, now, "turn_started", started))
                 info = _info(row)
@@ -507,7 +512,7 @@ class TurnLease(StoreBase):
                 return None
             ids = list(consumed)
             if ids:
-                conn.execute(_MARK_CONSUMED, {"ids": ids, "turn": turn})
+                _mark_inputs(CONSUMED, len(ids)).count(conn, _mark_params(ids, turn))
             INSERT_EVENT.count(conn, event_row(session_id, now, *event))
             info = _info(fresh)
             if after is not None:
