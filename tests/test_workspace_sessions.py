@@ -117,6 +117,14 @@ async def test_a_worker_that_takes_over_rebuilds_the_worktree_from_the_stored_di
     await rig.comment(7, "/approve")
     await eventually(lambda: any("opened #" in r for r in rig.replies(7)), "the PR is linked")
     store = rig.app.runtime.sessions.store
+
+    def count(kind: str) -> int:
+        return sum(e.kind == kind for e in store.transcript(session.id))
+
+    # The approval queues a turn of its own, which can still run when its link is seen:
+    # the worktree goes only after it ended (else that turn's diff is of a removed tree).
+    await eventually(lambda: count("turn_finished") >= 2, "the approval's turn ends")
+    diffs_before = count("worktree_diff")
     runtime = rig.app.runtime.sessions.workspaces
     assert runtime is not None
     # The machine that held the worktree is gone: its directory with it.
@@ -124,10 +132,7 @@ async def test_a_worker_that_takes_over_rebuilds_the_worktree_from_the_stored_di
     assert not await runtime.spaces.exists(session.id)
     await rig.comment(7, "are you still there?")
     await eventually(lambda: "heard are you still there?" in rig.replies(7), "the next turn")
-    await eventually(
-        lambda: len([e for e in store.transcript(session.id) if e.kind == "worktree_diff"]) >= 2,
-        "a second diff",
-    )
+    await eventually(lambda: count("worktree_diff") > diffs_before, "the rebuilt tree's diff")
     diffs = [e.data for e in store.transcript(session.id) if e.kind == "worktree_diff"]
     assert diffs[-1]["diff"] == diffs[0]["diff"]
     assert diffs[-1]["base"] == diffs[0]["base"]
