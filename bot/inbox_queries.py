@@ -14,7 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import aliased
 
-from bot.db.lean import Lean
+from bot.db.lean import Lean, numbered, numbered_params
 from bot.db.models import Delivery
 from bot.db.types import UtcDateTime
 
@@ -112,13 +112,13 @@ def _late_lean(size: int) -> Lean:
 
 
 def _ids_in(size: int) -> list[Any]:
-    """Placeholders for `size` ids: a Lean statement takes no list per call."""
-    return [bindparam(f"id{n}") for n in range(size)]
+    """Placeholders for `size` ids (`id0`...)."""
+    return numbered("id", size)
 
 
-def ids_params(ids: Sequence[int]) -> dict[str, int]:
+def ids_params(ids: Sequence[int]) -> dict[str, Any]:
     """The parameters of `_ids_in(len(ids))`."""
-    return {f"id{n}": pk for n, pk in enumerate(ids)}
+    return numbered_params("id", ids)
 
 
 @functools.cache
@@ -216,8 +216,7 @@ def followers(heads: Sequence[Any], due_by: datetime, room: int) -> tuple[Lean, 
     delivery), and one that a look ordered meanwhile before it is only started in its
     turn (`start`)."""
     keys = sorted({h.thread_key for h in heads})
-    params: dict[str, Any] = {f"key{n}": key for n, key in enumerate(keys)}
-    params.update(ids_params([h.id for h in heads]))
+    params = {**numbered_params("key", keys), **ids_params([h.id for h in heads])}
     params["due_by"] = due_by
     return _followers_query(len(keys), len(heads), room), params
 
@@ -229,7 +228,7 @@ def _followers_query(keys: int, heads: int, room: int) -> Lean:
     return Lean(
         select(Delivery.id)
         .where(
-            Delivery.thread_key.in_([bindparam(f"key{n}") for n in range(keys)]),
+            Delivery.thread_key.in_(numbered("key", keys)),
             Delivery.status == PENDING,
             Delivery.next_attempt_at <= _at("due_by"),
             Delivery.id.not_in(_ids_in(heads)),

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -251,6 +251,17 @@ def _convert(plan: _Plan, cursor: Any, fetched: Sequence[Any]) -> list[Any]:
         make(*(v if f is None or v is None else f(v) for f, v in zip(results, r, strict=True)))
         for r in fetched
     ]
+
+
+def numbered(name: str, size: int) -> list[Any]:
+    """Placeholders `name0`, `name1`... for a list of `size` values: a Lean statement
+    takes no list per call, so build one statement per size (they are few)."""
+    return [bindparam(f"{name}{n}") for n in range(size)]
+
+
+def numbered_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of `numbered(name, len(values))`."""
+    return {f"{name}{n}": value for n, value in enumerate(values)}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot.db import bound_params, bound_values
-from bot.db.lean import Lean
+from bot.db.lean import Lean, numbered, numbered_params
 from bot.db.models import LIVE_STATES, RepoPause, SessionInput, SessionRow, Spawn
 from bot.sessions.limits import ANY_HOST, Held, count_usage, day_of
 from bot.sessions.store_base import InTransaction, StoreBase
@@ -153,13 +153,9 @@ _FINISH_INPUTS = Lean(
 def _mark_inputs(status: str, size: int) -> Lean:
     """Hand `size` inputs (ids `id0`...) to a turn (TAKEN) or mark them used (CONSUMED,
     those not used already); one statement per size, as a Lean one takes no list."""
-    ids = INPUTS.c.id.in_([bindparam(f"id{n}") for n in range(size)])
+    ids = INPUTS.c.id.in_(numbered("id", size))
     where = (ids,) if status == TAKEN else (ids, INPUTS.c.status.in_(UNCONSUMED))
     return Lean(update(INPUTS).where(*where).values(status=status, turn=bindparam("turn")))
-
-
-def _mark_params(ids: Sequence[int], turn: int) -> dict[str, int]:
-    return {"turn": turn, **{f"id{n}": pk for n, pk in enumerate(ids)}}
 
 
 @functools.cache
@@ -367,7 +363,9 @@ class TurnLease(StoreBase):
                 # Handed to this turn: an edit or deletion can no longer change them.
                 ids = [i.id for i in taken]
                 if ids:
-                    _mark_inputs(TAKEN, len(ids)).count(conn, _mark_params(ids, row.turns))
+                    _mark_inputs(TAKEN, len(ids)).count(
+                        conn, {"turn": row.turns, **numbered_params("id", ids)}
+                    )
                 started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
                 INSERT_EVENT.count(conn, event_row(sid, now, "turn_started", started))
                 info = _info(row)
@@ -512,7 +510,9 @@ class TurnLease(StoreBase):
                 return None
             ids = list(consumed)
             if ids:
-                _mark_inputs(CONSUMED, len(ids)).count(conn, _mark_params(ids, turn))
+                _mark_inputs(CONSUMED, len(ids)).count(
+                    conn, {"turn": turn, **numbered_params("id", ids)}
+                )
             INSERT_EVENT.count(conn, event_row(session_id, now, *event))
             info = _info(fresh)
             if after is not None:
