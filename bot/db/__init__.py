@@ -201,8 +201,7 @@ def reading(engine: Engine) -> Connection:
     sees one snapshot on its own): in autocommit, so on PostgreSQL the read is one
     round trip where a transaction made three (BEGIN, the SELECT, and the pool's
     ROLLBACK at checkin). Use it as a context manager. On SQLite a plain connection:
-    the driver starts no transaction for a SELECT, and switching the isolation level
-    there runs PRAGMAs at checkout and checkin (it cost more than it saved)."""
+    the driver starts no transaction for a SELECT, so autocommit would save nothing."""
     if engine.dialect.name == "sqlite":
         return engine.connect()
     return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
