@@ -191,6 +191,7 @@ def test_compose_commands_and_settings_match_the_code(compose: dict[str, object]
 IMPORTED_AS = {
     "aiohttp": "aiohttp",
     "gidgethub": "gidgethub",
+    "uritemplate": "uritemplate",
     "python-gitlab": "gitlab",
     "SQLAlchemy": "sqlalchemy",
     "alembic": "alembic",

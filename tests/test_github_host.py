@@ -1039,3 +1039,38 @@ async def test_create_issue_posts_to_the_repository_s_issues(
     issue = github.repos[REPO].issues[opened.number]
     assert (issue.title, issue.body, issue.pull) == ("Triage 2026-12-04", "Look at them.", False)
     assert opened.url == f"https://github.com/{REPO}/issues/{opened.number}"
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "url_vars"),
+    [
+        (
+            "https://api.github.com",
+            "/repos/{owner}/{repo}/issues/{n}/comments",
+            {"owner": "o", "repo": "r", "n": 5},
+        ),
+        (
+            "https://ghe.example/api/v3/",
+            "/repos/{owner}/{repo}/git/ref/{+ref}",
+            {"owner": "o", "repo": "r", "ref": "heads/feature/x y"},
+        ),
+        (
+            "https://api.github.com",
+            "/repos/{owner}/{repo}/contents/{path}",
+            {"owner": "o", "repo": "r", "path": "a/b?c"},
+        ),
+        ("https://api.github.com", "https://uploads.example/x/{id}", {"id": 7}),
+    ],
+)
+def test_urls_are_filled_as_gidgethub_fills_them(
+    base: str, url: str, url_vars: dict[str, Any]
+) -> None:
+    from gidgethub import sansio
+
+    from bot.hosts.github.transport import fill
+
+    expected = sansio.format_url(url, url_vars, base_url=base)
+    assert fill(base, url, url_vars) == expected
+    assert fill(base, url, url_vars) == expected  # the parsed template, from the cache
+    # What gidgethub then makes of the filled URL (no variables left): the same URL.
+    assert sansio.format_url(expected, {}, base_url=base) == expected

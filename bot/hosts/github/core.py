@@ -26,6 +26,7 @@ from bot.hosts.github.transport import (
     Transport,
     UrlVars,
     _path,
+    fill,
 )
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,10 @@ class ClientCore:
         return await self._transport.call(method, path, action, token=token, write=write)
 
     async def _get(self, url: str, url_vars: UrlVars) -> Any:
+        # Expanded here once; gidgethub leaves a URL without variables as it is.
+        full = fill(self._transport.api_url, url, url_vars)
         return await self._call(
-            "GET", url, url_vars, lambda api: api.getitem(url, dict(url_vars), accept=ACCEPT_JSON)
+            "GET", url, url_vars, lambda api: api.getitem(full, accept=ACCEPT_JSON)
         )
 
     async def _list(self, url: str, url_vars: UrlVars, *, key: str | None = None) -> list[Any]:
@@ -98,18 +101,13 @@ class ClientCore:
         return await self._call("GET", template, paged, collect)
 
     async def _write(self, method: str, url: str, url_vars: UrlVars, data: dict[str, Any]) -> Any:
+        full = fill(self._transport.api_url, url, url_vars)
         if method == "POST":
             return await self._call(
-                method,
-                url,
-                url_vars,
-                lambda api: api.post(url, dict(url_vars), data=data, accept=ACCEPT_JSON),
+                method, url, url_vars, lambda api: api.post(full, data=data, accept=ACCEPT_JSON)
             )
         return await self._call(
-            method,
-            url,
-            url_vars,
-            lambda api: api.patch(url, dict(url_vars), data=data, accept=ACCEPT_JSON),
+            method, url, url_vars, lambda api: api.patch(full, data=data, accept=ACCEPT_JSON)
         )
 
     async def _get_raw(

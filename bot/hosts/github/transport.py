@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import gidgethub
+import uritemplate
 from gidgethub import aiohttp as gh_aiohttp
 from gidgethub import sansio
 
@@ -282,10 +284,24 @@ class _API(gh_aiohttp.GitHubAPI):
         return answer_headers, body
 
 
+@functools.lru_cache(maxsize=512)
+def _template(base_url: str, url: str) -> uritemplate.URITemplate:
+    """`url` joined to `base_url`, parsed once (parsing cost most of an expansion, and
+    every call expanded its template twice). Joined before it is expanded, as gidgethub
+    does, so a `{+ref}` value keeps its slashes and an absolute `url` keeps its host."""
+    joined = urllib.parse.urljoin(base_url.removesuffix("/") + "/", url.removeprefix("/"))
+    return uritemplate.URITemplate(joined)
+
+
+def fill(base_url: str, url: str, url_vars: UrlVars) -> str:
+    """The absolute URL of `url` (a path template of GitHub's documentation, or an
+    absolute URL) with `url_vars` expanded, as gidgethub's `format_url` makes it."""
+    return str(_template(base_url, url).expand(dict(url_vars)))
+
+
 def _path(url: str, url_vars: UrlVars) -> str:
     """The request's path for messages: never a host, a query or a credential."""
-    expanded = sansio.format_url(url, dict(url_vars), base_url="http://host.invalid")
-    return urllib.parse.urlsplit(expanded).path or "/"
+    return urllib.parse.urlsplit(fill("http://host.invalid", url, url_vars)).path or "/"
 
 
 class Transport:
