@@ -21,3 +21,23 @@ def iso(at: datetime | None) -> str | None:
 def worker_name() -> str:
     """A name unique to this worker process, readable in `deliveries show`: host, pid, nonce."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Every:
+    """Says when a periodic look is due for each of its callers (by name): at a caller's
+    first ask, then at most once per `seconds` of the times it gives (its own clock), and
+    at once should that clock go back."""
+
+    KEPT = 64  # callers remembered (a process has a few); past that all start afresh
+
+    def __init__(self) -> None:
+        self._last: dict[str, datetime] = {}
+
+    def due(self, who: str, now: datetime, seconds: float) -> bool:
+        last = self._last.get(who)
+        if last is not None and 0 <= (now - last).total_seconds() < seconds:
+            return False
+        if len(self._last) >= self.KEPT:
+            self._last.clear()
+        self._last[who] = now
+        return True

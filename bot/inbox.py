@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.clock import utcnow
+from bot.clock import Every, utcnow
 from bot.db import execute_alone, reading
 from bot.db.lean import LeanRun, run_all, run_each
 from bot.db.models import Delivery
@@ -143,12 +143,19 @@ def rows_status(item: IncomingDelivery) -> str:
     return PENDING if item.handled else IGNORED
 
 
+# How often claims look for deliveries whose worker died mid-handling: a lease is tens
+# of seconds, so a second more before the takeover costs nothing, and the look was one
+# more query in every claim.
+ABANDONED_LOOK_SECONDS = 1.0
+
+
 class Inbox:
     """Stores, claims and settles deliveries in the shared database."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
+        self._abandoned_look = Every()
 
     # ---------------------------------------------------------- ingress side
 
@@ -257,8 +264,13 @@ class Inbox:
         """`claim` in the caller's transaction on `conn` (its commit is the caller's)."""
         now = self.clock()
         due_by = now - timedelta(seconds=hold_seconds)
-        # One statement per LIMIT (batch sizes are few): see bot.db.lean.
-        ids = [r.id for r in _abandoned_query(limit).rows(conn, {"now": now})]
+        # One statement per LIMIT (batch sizes are few): see bot.db.lean. Deliveries
+        # whose worker died (a lapsed lease) are looked for at each worker's first claim,
+        # then at most once in ABANDONED_LOOK_SECONDS (or one lease, if shorter).
+        ids: list[int] = []
+        every = min(ABANDONED_LOOK_SECONDS, lease_seconds)
+        if self._abandoned_look.due(owner, now, every):
+            ids = [r.id for r in _abandoned_query(limit).rows(conn, {"now": now})]
         if len(ids) < limit:
             # The heads, then the runs behind them as far as there is room, all
             # found by one query (one per head cost more than the rest of a claim).

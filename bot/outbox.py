@@ -37,11 +37,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, exists, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from bot import slots
-from bot.clock import utcnow
+from bot.clock import Every, utcnow
 from bot.db import bound_params, bound_values, dialect_insert, execute_alone
 from bot.db.lean import Lean, LeanRun
 from bot.db.models import OutboxItem, PostedComment, TimeSlot
@@ -53,6 +64,11 @@ from bot.hosts.base import (
 )
 
 log = logging.getLogger(__name__)
+
+# How often claims look for rows whose sender died mid-send (a lapsed lease): a lease
+# is tens of seconds, so a second more before the takeover costs nothing, and the look
+# was one more query in every claim.
+LAPSED_LOOK_SECONDS = 1.0
 
 PENDING, SENDING, SENT, FAILED, SUPERSEDED = "pending", "sending", "sent", "failed", "superseded"
 STATUSES = (PENDING, SENDING, SENT, FAILED, SUPERSEDED)
@@ -230,21 +246,17 @@ _NEWER_VERSION = Lean(
     )
 )
 _OLDER_PENDING = (_SAME, _OUTBOX.c.status == PENDING, _OUTBOX.c.version < bindparam("than"))
-_UNCLEAR_OLDER = Lean(
-    select(func.max(_OUTBOX.c.next_attempt_at)).where(*_OLDER_PENDING, _OUTBOX.c.maybe_sent)
-)
 _INHERIT_UNCLEAR = Lean(
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("pk"))
     .values(maybe_sent=True, next_attempt_at=bindparam("at"))
 )
+# Superseded with what an unclear older try hands on (see Outbox._coalesce).
 _SUPERSEDE_OLDER = Lean(
-    update(_OUTBOX).where(*_OLDER_PENDING).values(status=SUPERSEDED, sent_at=bindparam("now"))
-)
-_SUPERSEDE_SELF = Lean(
     update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.status == PENDING)
+    .where(*_OLDER_PENDING)
     .values(status=SUPERSEDED, sent_at=bindparam("now"))
+    .returning(_OUTBOX.c.maybe_sent, _OUTBOX.c.next_attempt_at)
 )
 _LAPSED_LEASE = (_OUTBOX.c.status == SENDING, _OUTBOX.c.lease_expires_at < bindparam("now"))
 _LAPSED = Lean(select(_OUTBOX.c.id).where(*_LAPSED_LEASE).limit(1))
@@ -310,6 +322,7 @@ _POSTED_COLUMNS = ("coalesce_key", "host", "thread_key", "comment_id", "url")
 @dataclass(frozen=True)
 class _DialectStatements:
     enqueue: Lean
+    enqueue_version: Lean
     save_posted: Lean
 
 
@@ -323,12 +336,34 @@ def _statements(dialect: str) -> _DialectStatements:
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(_OUTBOX.c.id)
     )
+    # A version of an edited-in-place comment is stored superseded at once when a newer
+    # version is already queued, sending or sent (a slower writer): decided in the
+    # INSERT, where a query before it and an UPDATE after it did this.
+    newer = _OUTBOX.alias("newer")
+    at_type = _OUTBOX.c.created_at.type
+    has_newer = exists().where(
+        newer.c.coalesce_key == bindparam("coalesce_key"),
+        newer.c.version > bindparam("version"),
+        newer.c.status.in_((PENDING, SENDING, SENT)),
+    )
+    enqueue_version = (
+        insert(_OUTBOX)
+        .values(
+            {
+                **{name: bindparam(name) for name in _ENQUEUED},
+                "status": case((has_newer, SUPERSEDED), else_=PENDING),
+                "sent_at": case((has_newer, bindparam("created_at", type_=at_type)), else_=None),
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(_OUTBOX.c.id, _OUTBOX.c.status)
+    )
     posted = insert(_POSTED).values({name: bindparam(name) for name in _POSTED_COLUMNS})
     save_posted = posted.on_conflict_do_update(
         index_elements=["coalesce_key"],
         set_={"comment_id": posted.excluded.comment_id, "url": posted.excluded.url},
     )
-    return _DialectStatements(Lean(enqueue), Lean(save_posted))
+    return _DialectStatements(Lean(enqueue), Lean(enqueue_version), Lean(save_posted))
 
 
 @functools.cache
@@ -359,6 +394,8 @@ class Claim:
     superseded: bool = False
     posted: Any = None
     next_at: datetime | None = None
+    # The claim wrote `Outbox.posting`'s record for this first post of the comment.
+    marked: bool = False
 
 
 def _next_slot(conn: Connection) -> datetime | None:
@@ -399,6 +436,7 @@ class Outbox:
 
     def __post_init__(self) -> None:
         self._dialect = self.engine.dialect.name
+        self._lapsed_look = Every()
 
     def enqueue(self, write: Write, conn: Connection | None = None) -> int:
         """Store `write` unless its key is stored already; return the row's id either way.
@@ -425,27 +463,29 @@ class Outbox:
             "next_attempt_at": now,
             "created_at": now,
         }
-        pk = _statements(self._dialect).enqueue.scalar(conn, values)
+        statements = _statements(self._dialect)
+        if write.coalesce_key is None:
+            pk = statements.enqueue.scalar(conn, values)
+        else:
+            stored = statements.enqueue_version.first(conn, values)
+            pk = None if stored is None else stored.id
+            if stored is not None and stored.status == PENDING:
+                self._coalesce(conn, stored.id, write, now)
         if pk is None:
             return int(_ID_OF_KEY.scalar(conn, {"key": write.key}))
-        if write.coalesce_key is not None:
-            self._coalesce(conn, pk, write, now)
         return int(pk)
 
     def _coalesce(self, conn: Connection, pk: int, write: Write, now: datetime) -> None:
-        """A newer state of a comment makes older unsent ones pointless; an older one
-        arriving late (a slower writer) is pointless itself."""
-        same = {"coalesce": write.coalesce_key, "than": write.version or 0, "pk": pk}
-        if _NEWER_VERSION.first(conn, same) is not None:
-            _SUPERSEDE_SELF.count(conn, {"pk": pk, "now": now})
-            return
+        """A newer state of a comment makes older unsent ones pointless (an older one
+        arriving late, a slower writer's, was stored superseded by the INSERT)."""
+        same = {"coalesce": write.coalesce_key, "than": write.version or 0, "now": now}
+        older = _SUPERSEDE_OLDER.rows(conn, same)
         # An older version whose last try ended unclearly (it may have posted the
         # comment, or the host may still post it) hands that on: this row looks for
         # the marker first, and not before that older try's own wait is over.
-        unclear = _UNCLEAR_OLDER.scalar(conn, same)
-        if unclear is not None:
-            _INHERIT_UNCLEAR.count(conn, {"pk": pk, "at": max(unclear, now)})
-        _SUPERSEDE_OLDER.count(conn, {**same, "now": now})
+        unclear = [row.next_attempt_at for row in older if row.maybe_sent]
+        if unclear:
+            _INHERIT_UNCLEAR.count(conn, {"pk": pk, "at": max(*unclear, now)})
 
     # ------------------------------------------------------------------ sender side
 
@@ -459,8 +499,10 @@ class Outbox:
     ) -> OutboxRow | None:
         # A sender that died mid-send may or may not have written: look before writing.
         # Looked for with a read first: the UPDATE takes the write lock, and almost
-        # every claim finds no lapsed lease.
-        if _LAPSED.first(conn, {"now": now}) is not None:
+        # every claim finds no lapsed lease. Not at every claim: each sender looks at its
+        # first claim, then at most once in LAPSED_LOOK_SECONDS (or one lease, if shorter).
+        looks = self._lapsed_look.due(owner, now, min(LAPSED_LOOK_SECONDS, lease))
+        if looks and _LAPSED.first(conn, {"now": now}) is not None:
             _EXPIRE_LEASES.count(conn, {"now": now})
         # On PostgreSQL the candidates are locked (rows another sender is claiming
         # are skipped), so the UPDATE below cannot lose a row after its slot was
@@ -501,7 +543,14 @@ class Outbox:
         same = {"coalesce": row.coalesce_key, "than": row.version or 0}
         if _NEWER_VERSION.first(conn, same) is not None:
             return Claim(row, superseded=True)
-        return Claim(row, posted=_POSTED_ONE.first(conn, {"key": row.coalesce_key}))
+        posted = _POSTED_ONE.first(conn, {"key": row.coalesce_key})
+        if posted is None and not row.maybe_sent:
+            # Nobody tried to post it: this version will. `posting`'s write-ahead record
+            # commits with the claim, before the POST, where it took a commit of its own.
+            values = _posted_values(row.coalesce_key, row.thread, {})
+            _statements(self._dialect).save_posted.count(conn, values)
+            return Claim(row, marked=True)
+        return Claim(row, posted=posted)
 
     def sent_and_claim(
         self,

@@ -159,7 +159,7 @@ class Sender:
         hold = self.min_interval if row.host not in UNPACED_HOSTS else 0.0
         try:
             try:
-                result = await self._leased(row, self._perform(row, claimed.posted))
+                result = await self._leased(row, self._perform(row, claimed))
                 metrics.SEND_SECONDS.labels(row.host, row.kind).observe(timer.seconds())
             except BaseException:
                 if hold > 0:
@@ -287,9 +287,9 @@ class Sender:
         if self.on_failed is not None:
             await self.on_failed(row, error)
 
-    async def _perform(self, row: OutboxRow, posted: Any) -> dict[str, Any]:
-        """The host calls of one write; `posted`: what the claim found known of an
-        edited-in-place comment."""
+    async def _perform(self, row: OutboxRow, claimed: Claim) -> dict[str, Any]:
+        """The host calls of one write; `claimed`: its claim, with what it found known of
+        an edited-in-place comment."""
         client = self.client_for(row.host, row.installation_id)
         p = row.payload
         if row.kind == COMMENT:
@@ -297,7 +297,7 @@ class Sender:
                 return _posted(found, recovered=True)
             return _posted(await client.post_comment(row.thread, with_marker(p["body"], row.key)))
         if row.kind == UPSERT:
-            return await self._upsert(client, row, posted)
+            return await self._upsert(client, row, claimed)
         if row.kind == REACTION:
             await client.add_reaction(row.thread, p["comment_id"], p["content"])
             return {}
@@ -320,7 +320,7 @@ class Sender:
             return {}
         raise HostError(f"unknown outbox kind {row.kind!r}")
 
-    async def _upsert(self, client: HostClient, row: OutboxRow, known: Any) -> dict[str, Any]:
+    async def _upsert(self, client: HostClient, row: OutboxRow, claimed: Claim) -> dict[str, Any]:
         """Edit the comment in place once its id is known; else post it, at most once.
 
         The marker is the coalesce key, the same in every version, so any version finds
@@ -328,6 +328,7 @@ class Sender:
         """
         key = row.coalesce_key
         assert key is not None
+        known = claimed.posted
         body = with_marker(row.payload["body"], key)
         if known is not None and known.comment_id is not None:
             try:
@@ -342,7 +343,8 @@ class Sender:
             if found is not None:
                 await client.edit_comment(row.thread, found.id, body)
                 return _posted(found, recovered=True)
-        await self.calls(self.outbox.posting, key, row.thread)
+        if not claimed.marked:  # the claim wrote the record for a first post
+            await self.calls(self.outbox.posting, key, row.thread)
         posted = await client.post_comment(row.thread, body)
         return _posted(posted)  # its id is remembered with the row's settle
 

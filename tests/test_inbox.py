@@ -409,3 +409,20 @@ def test_get_finds_by_number_or_host_delivery_id(engine: Engine, ref: str) -> No
     assert row is not None
     assert row.delivery_id == "d-1"
     assert inbox.get("nope") is None
+
+
+def test_a_worker_looks_for_abandoned_deliveries_at_its_first_claim_then_once_a_second(
+    engine: Engine,
+) -> None:
+    now = [utcnow()]
+    inbox = Inbox(engine, clock=lambda: now[0])
+    inbox.store_many([incoming(1)])
+    now[0] += timedelta(seconds=1)  # due
+    [row] = inbox.claim("dead", limit=1, lease_seconds=0.5)
+    assert inbox.start(row, "dead")
+    assert inbox.claim("alive", limit=1, lease_seconds=30) == []  # its first look
+    now[0] += timedelta(seconds=0.6)  # the dead worker's lease lapsed
+    assert inbox.claim("alive", limit=1, lease_seconds=30) == [], "looked 0.6 s ago"
+    now[0] += timedelta(seconds=1)
+    [taken] = inbox.claim("alive", limit=1, lease_seconds=30)
+    assert (taken.pk, taken.attempts) == (row.pk, 1)

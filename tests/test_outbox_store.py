@@ -51,6 +51,26 @@ def test_newer_edits_supersede_older_unsent_ones(engine: Engine) -> None:
     assert (row.pk, row.payload["body"]) == (last, "running 0:03")
 
 
+def test_an_older_version_arriving_late_is_stored_superseded(engine: Engine) -> None:
+    box = ob.Outbox(engine)
+    newest = box.enqueue(ob.upsert("status:s-1", 3, ISSUE, "done"))
+    late = box.enqueue(ob.upsert("status:s-1", 2, ISSUE, "working"))  # a slower writer
+    assert box.enqueue(ob.upsert("status:s-1", 2, ISSUE, "working")) == late  # same key
+    stored = box.get(late)
+    assert stored is not None
+    assert stored.status == "superseded"
+    assert stored.sent_at is not None
+    row = claim(box)
+    assert row is not None
+    assert row.pk == newest
+    assert box.sent(row, "s", {"id": 1})
+    # A newer version already sent supersedes a late one too.
+    later = box.get(box.enqueue(ob.upsert("status:s-1", 1, ISSUE, "starting")))
+    assert later is not None
+    assert later.status == "superseded"
+    assert claim(box) is None
+
+
 def test_a_thread_s_rows_go_in_order_other_threads_are_not_held_back(engine: Engine) -> None:
     box = ob.Outbox(engine)
     a1 = box.enqueue(ob.comment("a1", ISSUE, "first"))
@@ -118,6 +138,27 @@ def test_a_dead_sender_s_row_is_taken_over_and_marked_maybe_sent(engine: Engine)
     assert taken is not None
     assert (taken.pk, taken.attempts, taken.maybe_sent) == (row.pk, 2, True)
     assert not box.sent(row, "dead", {}), "the dead sender's lease is gone"
+
+
+def test_a_sender_looks_for_lapsed_leases_at_its_first_claim_then_once_a_second(
+    engine: Engine,
+) -> None:
+    now = [utcnow()]
+    box = ob.Outbox(engine, clock=lambda: now[0])
+    box.enqueue(ob.comment("a", ISSUE, "x"))
+    box.enqueue(ob.comment("b", REVIEW, "x"))  # another thread: not held back by "a"
+    dead = box.claim("dead", min_interval=0, lease_seconds=0.5)
+    assert dead is not None
+    assert dead.key == "a"
+    first = claim(box, "alive")  # its first claim looks: no lease has lapsed yet
+    assert first is not None
+    assert first.key == "b"
+    now[0] += timedelta(seconds=0.6)  # the dead sender's lease lapsed
+    assert claim(box, "alive") is None, "looked 0.6 s ago: not yet again"
+    now[0] += timedelta(seconds=ob.LAPSED_LOOK_SECONDS)
+    taken = claim(box, "alive")
+    assert taken is not None
+    assert (taken.key, taken.maybe_sent, taken.attempts) == ("a", True, 2)
 
 
 def test_concurrent_senders_never_take_the_same_row(engine: Engine) -> None:
@@ -283,3 +324,26 @@ def test_a_send_settles_holds_the_slot_remembers_the_comment_and_claims_the_next
     assert nothing.next_at is not None
     assert nothing.next_at > utcnow()
     assert box.get(same_installation).status == "pending"  # type: ignore[union-attr]
+
+
+def test_claiming_a_comment_s_first_post_writes_its_record_before_the_post(
+    engine: Engine,
+) -> None:
+    box = ob.Outbox(engine)
+    box.enqueue(ob.upsert("status:s-1", 1, ISSUE, "starting"))
+    assert box.posted("status:s-1") is None
+    first = box.claim_to_send("s", min_interval=0, lease_seconds=30)
+    assert first.row is not None
+    assert first.marked
+    assert first.posted is None
+    record = box.posted("status:s-1")  # committed with the claim: a post may follow
+    assert record is not None
+    assert record.comment_id is None
+    # The sender dies mid-post: the next version looks for the comment before posting.
+    assert box.retry_later(first.row, "s", "timeout", 0, maybe_sent=True)
+    box.enqueue(ob.upsert("status:s-1", 2, ISSUE, "working"))
+    second = box.claim_to_send("s", min_interval=0, lease_seconds=30)
+    assert second.row is not None
+    assert second.row.version == 2
+    assert not second.marked
+    assert second.posted is not None
