@@ -255,7 +255,7 @@ class ServiceCore:
                     trigger.installation_id,
                 )
                 self._write_in(conn, session, ack)
-            self.status_in(conn, session)
+            self.status_in(conn, session, counted=True)
 
         result = await self.calls(
             self.store.launch, request, max_live=self.max_live, after=first_writes
@@ -481,12 +481,18 @@ class ServiceCore:
         await self.calls(snapshot_and_queue)
         self.wake_sender()
 
-    def status_in(self, conn: Connection, session: SessionInfo) -> None:
+    def status_in(self, conn: Connection, session: SessionInfo, *, counted: bool = False) -> None:
         """Blocking, in the caller's transaction: queue the session's status comment as
-        it is now (see `publish_status`); the caller wakes the sender after its commit."""
+        it is now (see `publish_status`); the caller wakes the sender after its commit.
+        `counted`: `session` is the row as this transaction just wrote it, its status_seq
+        already counted for this version (a launch, a turn's claim and its finish), so
+        it is the snapshot; else the version is counted and the row read here."""
         if not _has_status(session):
             return
-        seq, fresh = self.store.status_snapshot_in(conn, session.id)
+        if counted:
+            seq, fresh = session.status_seq, session
+        else:
+            seq, fresh = self.store.status_snapshot_in(conn, session.id)
         gates = self.approvals.gates(session.id, conn)
         changes = self.approvals.change_sets(session.id, conn) if gates else []
         body = status.render(

@@ -143,7 +143,7 @@ class LaunchAndLookups(StoreBase):
                 # spent on it (budgets apply to the line of work).
                 "progress": dict(earlier.progress or {}) if earlier is not None else {},
                 "output": None,
-                "status_seq": 0,
+                "status_seq": 1,  # the launch's status version (`after` queues it)
                 "parent_id": req.parent_id,
                 "spec": req.spec,
                 "delegations": 0,

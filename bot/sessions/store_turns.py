@@ -93,6 +93,9 @@ _TAKE_TURN = Lean(
         # the dead runner already wrote is not written again.
         turns=case((SESSIONS.c.state == BUSY, SESSIONS.c.turns), else_=SESSIONS.c.turns + 1),
         updated_at=bindparam("now"),
+        # Counted for the status version the claim's `after` queues: the row that comes
+        # back is that version's snapshot (no second UPDATE and read of the row).
+        status_seq=SESSIONS.c.status_seq + 1,
     )
     .returning(*SESSIONS.c)
 )
@@ -162,7 +165,8 @@ def _mark_inputs(status: str, size: int) -> Lean:
 def _settle_turn(names: tuple[str, ...]) -> Lean:
     """Settle a turn if `owner` still runs it (a close or a takeover since the turn began
     wins over the runner), setting the columns `names` (bot.db.bound_values); the row as it is
-    now comes back (RETURNING). Built once per set of columns: an ending turn sets one of
+    now comes back (RETURNING), its status_seq counted for the status version the
+    finish's `after` queues. Built once per set of columns: an ending turn sets one of
     four."""
     return Lean(
         update(SESSIONS)
@@ -171,7 +175,7 @@ def _settle_turn(names: tuple[str, ...]) -> Lean:
             SESSIONS.c.state == BUSY,
             SESSIONS.c.turn_owner == bindparam("owner"),
         )
-        .values(bound_values(names))
+        .values({**bound_values(names), "status_seq": SESSIONS.c.status_seq + 1})
         .returning(*SESSIONS.c)
     )
 

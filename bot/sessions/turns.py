@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -192,7 +193,8 @@ class TurnRunner:
             lease_seconds=self.lease_seconds,
             held=held,
             running=running,
-            after=self.service.status_in,  # "working" goes out with the claim
+            # "working" goes out with the claim, of the row as the claim returns it
+            after=functools.partial(self.service.status_in, counted=True),
         )
 
     def stop_local(self, session_id: str) -> bool:
@@ -374,7 +376,7 @@ class TurnRunner:
             awaiting=gate is not None and error is None,
             closed_by=stopped.by if ends_spawn and stopped is not None else None,
             # The status comment goes with the finish, unless a problem is noted first.
-            after=None if error else service.status_in,
+            after=None if error else functools.partial(service.status_in, counted=True),
         )
         if finished is None:
             log.info(
