@@ -184,6 +184,13 @@ class Worker:
                     # What the batch handled is settled with the next claim (one commit for
                     # both), or below when the worker stops.
                     handled = await self.run_once(settle=False)
+                    if handled and handled < self.batch and not self.wakeup.is_set():
+                        # The claim took everything due, and nothing was stored since
+                        # (no wake): settle now and wait, rather than look and claim again
+                        # at once for nothing (deliveries of other processes are found at
+                        # the next poll, as after any empty claim).
+                        await asyncio.to_thread(self._flush)
+                        handled = 0
                     outage.ok()
                 except Exception as exc:
                     # The database is unreachable or similar: keep the worker alive and try later.
