@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Engine
+import pytest
+from sqlalchemy import Engine, event
 
 from bot.clock import utcnow
 from bot.events import ThreadRef
@@ -281,3 +283,47 @@ def test_purge_removes_the_transcript(engine: Engine) -> None:
     assert (gone.state, gone.close_reason, gone.task) == ("closed", "purged", "")
     assert store.transcript(session.id) == []
     assert store.inputs(session.id) == []
+
+
+def test_a_turn_claim_starts_from_waiting_inputs_not_from_every_idle_session(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("counts the steps of SQLite's virtual machine")
+    store = SessionStore(engine)
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    @event.listens_for(engine, "connect")
+    def _count_steps(driver: Any, record: Any) -> None:
+        driver.set_progress_handler(step, 1)
+
+    engine.dispose()  # every connection from here on counts
+
+    def run_turn(n: int, repo: str = "octo-org/hello-world") -> int:
+        """Launch a session, claim and finish its turn; the steps of the claim."""
+        launch(store, f"d-{repo}-{n}", ThreadRef("github", repo, "issue", n), max_live=1000)
+        before = steps[0]
+        claimed = store.claim_turn("r", lease_seconds=30)
+        taken = steps[0] - before
+        assert claimed is not None
+        session, inputs = claimed
+        done = store.finish_turn(
+            session.id, "r", consumed=[i.id for i in inputs], turn=1, completed=False
+        )
+        assert done is not None
+        assert done.state == "idle"
+        return taken
+
+    for n in range(20):
+        run_turn(n)
+    few = run_turn(0, "octo-org/probe")
+    for n in range(20, 400):
+        run_turn(n)
+    many = run_turn(1, "octo-org/probe")
+    # Walking every idle session made a claim beside 400 of them cost many times one
+    # beside 20; from the waiting inputs it costs about the same.
+    assert many < 2 * few, (few, many)
