@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from bot import metrics
 from bot.clock import utcnow, worker_name
@@ -37,12 +38,20 @@ from bot.runtime import Runtime, Write
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 MAX_RETRY_DELAY = 3600.0
 PARK_SECONDS = 0.1  # a parked delivery is claimable again this long (plus the hold) later,
 PARK_MAX_SECONDS = 5.0  # doubling each time this worker parks it again, up to this
 PARKS_KEPT = 10_000  # deliveries whose parks a worker counts, at most
 ORDER_LOOKAHEAD = 200  # waiting deliveries whose thread one look works out, at most
 LOOKED_KEPT = 2 * ORDER_LOOKAHEAD  # normalized deliveries a worker keeps for its claims
+# On SQLite, while a worker's claims stay this small (no backlog), its claims and
+# settles run on the event loop's thread, as other short store calls do (bot/db/
+# calls.py: the hop to a thread cost more than the call). A claim or look past
+# QUIET_MOST sends the next ones to a thread until the claims are small again (the
+# first claim of a sudden burst still runs inline).
+QUIET_MOST = 4
 ORDER_RETRIES = 5  # looks a delivery held back by unknown ones may take before it parks
 OUT_OF_ORDER = "arrived out of order (a later delivery of its thread was handled first)"
 
@@ -168,6 +177,9 @@ class Worker:
         # Deliveries this worker's looks normalized, kept for when it claims them (a
         # delivery's body never changes, so neither does what it normalizes to).
         self._looked: dict[int, Prepared] = {}
+        self._inline = inbox.engine.dialect.name == "sqlite"
+        self._quiet = True  # the last claim and look were small (see QUIET_MOST)
+        self._last_looked = 0
 
     def retry_delay(self, attempts: int) -> float:
         return float(min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY))
@@ -189,7 +201,7 @@ class Worker:
                         # (no wake): settle now and wait, rather than look and claim again
                         # at once for nothing (deliveries of other processes are found at
                         # the next poll, as after any empty claim).
-                        await asyncio.to_thread(self._flush)
+                        await self._call(self._flush)
                         handled = 0
                     outage.ok()
                 except Exception as exc:
@@ -222,7 +234,9 @@ class Worker:
         The batch is handled in its threads' order; a delivery whose turn has not come
         (an earlier one of its thread is still waiting elsewhere) is parked.
         """
-        ordered, prepared, late, started = await asyncio.to_thread(self._look_and_claim)
+        found = await self._call(self._look_and_claim)
+        ordered, prepared, late, started = found
+        self._quiet = len(ordered) <= QUIET_MOST and self._last_looked <= QUIET_MOST
         if not ordered:
             return 0
         held = {row.pk for row in ordered}  # claimed, not yet settled, still ours
@@ -252,6 +266,14 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         return len(ordered)
+
+    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking `func`: inline while claims are small on SQLite (after one turn
+        of the loop for the others, as `StoreCalls`), else in a thread."""
+        if self._inline and self._quiet:
+            await asyncio.sleep(0)
+            return func(*args)
+        return await asyncio.to_thread(func, *args)
 
     def _look_and_claim(
         self,
@@ -332,6 +354,7 @@ class Worker:
         """Read and normalize waiting deliveries nobody has ordered yet (blocking SQL,
         reads only): their orders, to write."""
         rows = self.inbox.unordered(limit=ORDER_LOOKAHEAD, received_by=received_by)
+        self._last_looked = len(rows)
         if len(self._looked) > LOOKED_KEPT:  # claimed by others, or given up on
             self._looked.clear()
         looked = {row.pk: self.dispatcher.prepare(row) for row in rows}
