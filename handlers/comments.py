@@ -22,9 +22,7 @@ log = logging.getLogger(__name__)
 async def record_comment(event: CommentEvent, ctx: Context) -> None:
     """Keep every created, edited or deleted comment in its thread's history."""
     fresh = await ctx.runtime.record_comment(event, ctx.delivery_pk, ctx.with_settle)
-    # DEBUG: the worker's line for the delivery names the event and its handlers, and
-    # what a comment starts or steers has a line of its own (handlers/act.py).
-    log.debug(
+    log.info(
         "comment %s in %s by %s%s",
         event.action,
         event.thread.key,

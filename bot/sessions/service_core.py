@@ -45,6 +45,7 @@ from bot.sessions.store import (
     SessionInfo,
     SessionOptions,
     SessionStore,
+    has_status,
 )
 from bot.sessions.tools import HostFor
 
@@ -140,9 +141,7 @@ class Trigger:
 
 
 def _has_status(session: SessionInfo) -> bool:
-    """A delegation has no status comment (its coordinator's speaks for it), nor has a
-    headless session (no host thread to hold one)."""
-    return session.parent_id is None and session.thread.host != HEADLESS
+    return has_status(session.parent_id, session.thread.host)
 
 
 class ServiceCore:

@@ -47,6 +47,7 @@ from bot.sessions.store_rows import (
     SessionInfo,
     SessionOptions,
     add_event,
+    has_status,
     new_session_id,
 )
 from bot.sessions.store_turns import TurnLease
@@ -91,6 +92,7 @@ __all__ = [
     "SessionOptions",
     "SessionStore",
     "add_event",
+    "has_status",
     "new_session_id",
 ]
 

@@ -33,6 +33,7 @@ from bot.sessions.store_rows import (
     _info,
     _input,
     event_row,
+    has_status,
     new_session_id,
 )
 
@@ -143,7 +144,8 @@ class LaunchAndLookups(StoreBase):
                 # spent on it (budgets apply to the line of work).
                 "progress": dict(earlier.progress or {}) if earlier is not None else {},
                 "output": None,
-                "status_seq": 1,  # the launch's status version (`after` queues it)
+                # The launch's status version (`after` queues it), where there is one.
+                "status_seq": int(has_status(req.parent_id, req.thread.host)),
                 "parent_id": req.parent_id,
                 "spec": req.spec,
                 "delegations": 0,

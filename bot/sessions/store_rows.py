@@ -7,13 +7,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import Table, and_, bindparam, case, insert
 from sqlalchemy.orm import Session
 
 from bot.agents.models import usd
 from bot.db.lean import Lean
 from bot.db.models import LIVE_STATES, SessionInput, SessionRow, TranscriptEvent
-from bot.events import ThreadRef
+from bot.events import HEADLESS, ThreadRef
 from bot.sessions.search import search_text_for
 
 ACTIVE, BUSY, IDLE, CLOSED, FAILED = "active", "busy", "idle", "closed", "failed"
@@ -247,6 +247,20 @@ INSERT_EVENT = Lean(insert(EVENTS).values({name: bindparam(name) for name in _EV
 # The session and input tables, for the store's Core statements.
 SESSIONS = cast(Table, SessionRow.__table__)
 INPUTS = cast(Table, SessionInput.__table__)
+
+
+def has_status(parent_id: str | None, host: str) -> bool:
+    """Whether a session has a status comment: a delegation has none (its coordinator's
+    speaks for it), nor has a headless session (no host thread to hold one)."""
+    return parent_id is None and host != HEADLESS
+
+
+# `has_status` in SQL: a launch, a turn's claim and its finish count the version they
+# queue in the row they write (status_seq counts the versions of the comment).
+COUNT_STATUS = case(
+    (and_(SESSIONS.c.parent_id.is_(None), SESSIONS.c.host != HEADLESS), SESSIONS.c.status_seq + 1),
+    else_=SESSIONS.c.status_seq,
+)
 
 
 def event_row(session_id: str, at: datetime, kind: str, data: dict[str, Any]) -> dict[str, Any]:

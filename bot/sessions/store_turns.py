@@ -35,6 +35,7 @@ from bot.sessions.store_rows import (
     BUSY,
     CLOSED,
     CONSUMED,
+    COUNT_STATUS,
     FAILED,
     FAILURE,
     IDLE,
@@ -96,7 +97,7 @@ _TAKE_TURN = Lean(
         updated_at=bindparam("now"),
         # Counted for the status version the claim's `after` queues: the row that comes
         # back is that version's snapshot (no second UPDATE and read of the row).
-        status_seq=SESSIONS.c.status_seq + 1,
+        status_seq=COUNT_STATUS,
     )
     .returning(*SESSIONS.c)
 )
@@ -179,7 +180,7 @@ def _settle_turn(names: tuple[str, ...]) -> Lean:
             SESSIONS.c.state == BUSY,
             SESSIONS.c.turn_owner == bindparam("owner"),
         )
-        .values({**bound_values(names), "status_seq": SESSIONS.c.status_seq + 1})
+        .values({**bound_values(names), "status_seq": COUNT_STATUS})
         .returning(*SESSIONS.c)
     )
 
