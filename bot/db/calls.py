@@ -13,7 +13,9 @@ the hot paths that trade is the wrong way round, so `StoreCalls` runs them inlin
 Inline is for calls whose size is bounded by one session, one thread or one outbox row.
 Calls that can take long (a sweep of every live session, a search, a whole transcript)
 keep `asyncio.to_thread`. PostgreSQL's calls always go to a thread: each statement waits
-on the network, and a row lock may make one wait for another transaction.
+on the network, and a row lock may make one wait for another transaction. A worker's
+claims follow the same rule by their size: inline while they stay small, in a thread
+once a backlog makes them big (`bot.worker.QUIET_MOST`).
 
 Before an inline call the loop is given one turn (`asyncio.sleep(0)`), so a loop of
 store calls cannot starve the others, and a task cancelled there is cancelled before its
