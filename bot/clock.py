@@ -24,16 +24,19 @@ def worker_name() -> str:
 
 
 class Every:
-    """Says when a periodic look is due for each of its callers (by name): at a caller's
-    first ask, then at most once per `seconds` of the times it gives (its own clock), and
-    at once should that clock go back."""
+    """Says when a periodic look (for lapsed leases) is due for each of its callers (by
+    name): at a caller's first ask, then at most once per `seconds`, or per `lease` of
+    the caller's if that is shorter, of the times it gives (its own clock), and at once
+    should that clock go back."""
 
     KEPT = 64  # callers remembered (a process has a few); past that all start afresh
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self._last: dict[str, datetime] = {}
 
-    def due(self, who: str, now: datetime, seconds: float) -> bool:
+    def due(self, who: str, now: datetime, lease: float) -> bool:
+        seconds = min(self.seconds, lease)
         last = self._last.get(who)
         if last is not None and 0 <= (now - last).total_seconds() < seconds:
             return False

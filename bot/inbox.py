@@ -155,7 +155,7 @@ class Inbox:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._abandoned_look = Every()
+        self._abandoned_look = Every(ABANDONED_LOOK_SECONDS)
 
     # ---------------------------------------------------------- ingress side
 
@@ -268,8 +268,7 @@ class Inbox:
         # whose worker died (a lapsed lease) are looked for at each worker's first claim,
         # then at most once in ABANDONED_LOOK_SECONDS (or one lease, if shorter).
         ids: list[int] = []
-        every = min(ABANDONED_LOOK_SECONDS, lease_seconds)
-        if self._abandoned_look.due(owner, now, every):
+        if self._abandoned_look.due(owner, now, lease_seconds):
             ids = [r.id for r in _abandoned_query(limit).rows(conn, {"now": now})]
         if len(ids) < limit:
             # The heads, then the runs behind them as far as there is room, all

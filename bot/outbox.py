@@ -36,14 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from bot import slots
@@ -299,7 +292,7 @@ class Outbox:
 
     def __post_init__(self) -> None:
         self._dialect = self.engine.dialect.name
-        self._lapsed_look = Every()
+        self._lapsed_look = Every(LAPSED_LOOK_SECONDS)
 
     def enqueue(self, write: Write, conn: Connection | None = None) -> int:
         """Store `write` unless its key is stored already; return the row's id either way.
@@ -364,7 +357,7 @@ class Outbox:
         # Looked for with a read first: the UPDATE takes the write lock, and almost
         # every claim finds no lapsed lease. Not at every claim: each sender looks at its
         # first claim, then at most once in LAPSED_LOOK_SECONDS (or one lease, if shorter).
-        looks = self._lapsed_look.due(owner, now, min(LAPSED_LOOK_SECONDS, lease))
+        looks = self._lapsed_look.due(owner, now, lease)
         if looks and _LAPSED.first(conn, {"now": now}) is not None:
             _EXPIRE_LEASES.count(conn, {"now": now})
         # On PostgreSQL the candidates are locked (rows another sender is claiming

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from bot import metrics
 from bot.clock import utcnow, worker_name
+from bot.db.calls import StoreCalls
 from bot.db.outage import Outage
 from bot.events import Event, PayloadError, drop_reason, event_time, normalize, order_key
 from bot.events import Ignored as IgnoredEvent
@@ -177,7 +178,7 @@ class Worker:
         # Deliveries this worker's looks normalized, kept for when it claims them (a
         # delivery's body never changes, so neither does what it normalizes to).
         self._looked: dict[int, Prepared] = {}
-        self._inline = inbox.engine.dialect.name == "sqlite"
+        self._calls = StoreCalls.for_engine(inbox.engine)  # inline on SQLite
         self._quiet = True  # the last claim and look were small (see QUIET_MOST)
         self._last_looked = 0
 
@@ -234,8 +235,7 @@ class Worker:
         The batch is handled in its threads' order; a delivery whose turn has not come
         (an earlier one of its thread is still waiting elsewhere) is parked.
         """
-        found = await self._call(self._look_and_claim)
-        ordered, prepared, late, started = found
+        ordered, prepared, late, started = await self._call(self._look_and_claim)
         self._quiet = len(ordered) <= QUIET_MOST and self._last_looked <= QUIET_MOST
         if not ordered:
             return 0
@@ -268,11 +268,10 @@ class Worker:
         return len(ordered)
 
     async def _call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run blocking `func`: inline while claims are small on SQLite (after one turn
-        of the loop for the others, as `StoreCalls`), else in a thread."""
-        if self._inline and self._quiet:
-            await asyncio.sleep(0)
-            return func(*args)
+        """Run blocking `func` as the store's calls run (inline on SQLite) while claims
+        are small, else in a thread."""
+        if self._quiet:
+            return await self._calls(func, *args)
         return await asyncio.to_thread(func, *args)
 
     def _look_and_claim(
