@@ -1,10 +1,10 @@
-"""Run `threadline` with every SQL statement and commit counted (a bench helper).
+"""Run `threadline` with every SQL statement, commit and pool checkout counted (a bench helper).
 
     .venv/bin/python bench/sessions.py --backends sqlite \
         --threadline ".venv/bin/python bench/sql_count.py"
 
-Counts every statement SQLAlchemy sends (`before_cursor_execute`) and every commit of
-every engine in the process, by statement text, and writes them as JSON at exit to
+Counts every statement SQLAlchemy sends (`before_cursor_execute`) every commit and every
+pool checkout (a connection handed out) of every engine in the process, by statement text, and writes them as JSON at exit to
 $BENCH_SQL_COUNTS (default: sql-counts-<pid>.json in the working directory).
 `bench/sql_count.py --show FILE [--per N]` prints the totals and the busiest statements,
 divided by N (for example the number of triggers the server handled).
@@ -22,6 +22,7 @@ from typing import Any
 from common import launcher_main
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 STATEMENTS: Counter[str] = Counter()
 COMMITS = Counter[str]()
@@ -49,6 +50,10 @@ def _install() -> None:
     def _commit(conn: Any) -> None:
         COMMITS["commit"] += 1
 
+    @event.listens_for(Pool, "checkout")
+    def _checkout(*args: Any) -> None:
+        COMMITS["checkout"] += 1
+
     path = os.environ.get("BENCH_SQL_COUNTS", f"sql-counts-{os.getpid()}.json")
 
     def _dump() -> None:
@@ -56,6 +61,7 @@ def _install() -> None:
             json.dump(
                 {
                     "commits": COMMITS["commit"],
+                    "checkouts": COMMITS["checkout"],
                     "statements": dict(STATEMENTS),
                     "sites": dict(SITES),
                 },
@@ -72,7 +78,8 @@ def _show(path: str, per: float) -> None:
     total = sum(stmts.values())
     print(
         f"statements {total} ({total / per:.1f} per), commits {data['commits']}"
-        f" ({data['commits'] / per:.1f} per)"
+        f" ({data['commits'] / per:.1f} per), pool checkouts {data.get('checkouts', 0)}"
+        f" ({data.get('checkouts', 0) / per:.1f} per)"
     )
     for text, n in stmts.most_common(40):
         print(f"{n / per:7.2f}  {text}")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.sessions.tools import reply_write
 from tests import payloads as p
 from tests.conftest import Running, run_app, with_settings
 from tests.fakes.github import FakeGitHub
@@ -288,6 +289,43 @@ async def test_a_review_thread_reply_reaches_that_thread_s_session_only(rig: Git
     review = by_thread[f"github:{REPO}/pulls/12/threads/{root['id']}"]
     inputs = rig.app.runtime.sessions.store.inputs(review.id)
     assert [i.body for i in inputs] == ["review thread task", "and the timeout?"]
+
+
+async def test_a_reply_commits_with_its_call_and_result_or_not_at_all(rig: GitHubRig) -> None:
+    """`reply` records its call, queues its comment and records its result in one
+    transaction, and only while its runner still owns the turn."""
+    await rig.comment(7, "@threadline start")
+    await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
+    [session] = rig.sessions()
+    service = rig.app.runtime.sessions
+    events = service.store.transcript(session.id)
+    tools = [e for e in events if e.kind in ("tool_call", "write", "tool_result")]
+    # the launch's writes, update_status (call, result), then the reply: its call, its
+    # comment, its result
+    kinds = [e.kind for e in tools]
+    assert kinds[-5:] == ["tool_call", "tool_result", "tool_call", "write", "tool_result"]
+    call, write, result = tools[-3:]
+    assert call.data["tool"] == "reply"
+    assert call.data["args"] == {"body": "task: start"}
+    assert write.data["kind"] == "comment"
+    assert write.data["outbox"] > 0
+    assert result.data == {
+        "turn": 1,
+        "tool": "reply",
+        "ok": True,
+        "content": "reply queued",
+        "call": call.data["call"],
+    }
+    assert rig.replies(7) == ["task: start"]
+
+    # A runner that no longer owns the turn (the session is idle now) writes nothing.
+    late = reply_write(session, "t1.c9", "too late")
+    data = {"turn": 1, "tool": "reply", "ok": True, "content": "reply queued", "call": 9}
+    call_data = {"turn": 1, "tool": "reply", "args": {"body": "too late"}, "call": 9}
+    assert not await service.write_in_turn(session, "gone-runner", call_data, late, data)
+    assert len(service.store.transcript(session.id)) == len(events)
+    await rig.app.drain()
+    assert rig.replies(7) == ["task: start"]
 
 
 async def test_comments_during_a_turn_queue_and_arrive_in_order(rig: GitHubRig) -> None:

@@ -7,6 +7,7 @@ to the session, and records everything that passes through it in the transcript.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -201,6 +202,11 @@ class Turn:
 class ToolResult:
     ok: bool
     content: str = ""
+
+
+def tool_json(value: Any) -> str:
+    """A tool's answer as JSON text for the model (non-ASCII kept, anything else as str)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 class EngineError(Exception):

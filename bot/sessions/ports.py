@@ -33,6 +33,15 @@ class ToolService(Protocol):
 
     async def write(self, session: SessionInfo, write: ob.Write) -> int: ...
 
+    async def write_in_turn(
+        self,
+        session: SessionInfo,
+        owner: str,
+        call: dict[str, Any],
+        write: ob.Write | None,
+        result: dict[str, Any],
+    ) -> bool: ...
+
     async def publish_status(self, session: SessionInfo) -> None: ...
 
     def check_budget(self, session: SessionInfo, agent: AgentSpec) -> None:

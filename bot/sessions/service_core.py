@@ -47,7 +47,7 @@ from bot.sessions.store import (
     SessionStore,
     has_status,
 )
-from bot.sessions.tools import HostFor
+from bot.sessions.tools import HostFor, reply_write
 
 if TYPE_CHECKING:
     from bot.workspaces.runtime import WorkspaceRuntime
@@ -444,10 +444,36 @@ class ServiceCore:
         return pk
 
     async def reply(self, session: SessionInfo, key: str, body: str) -> None:
-        await self.write(
-            session,
-            ob.comment(f"{session.id}.{key}", session.thread, body, session.installation_id),
-        )
+        await self.write(session, reply_write(session, key, body))
+
+    async def write_in_turn(
+        self,
+        session: SessionInfo,
+        owner: str,
+        call: dict[str, Any],
+        write: ob.Write | None,
+        result: dict[str, Any],
+    ) -> bool:
+        """A tool call whose whole work is queueing `write` (None: it queues nothing), in
+        one transaction with its `tool_call` and `tool_result` events, if `owner` still
+        runs the session's turn (False: it does not, and nothing was written). The call,
+        its write and its result commit together or not at all."""
+
+        def in_one() -> bool:
+            with self.store.engine.begin() as conn:
+                if not self.store.turn_owned_in(conn, session.id, owner):
+                    return False
+                self.store.record(session.id, "tool_call", call, conn)
+                if write is not None:
+                    self._write_in(conn, session, write)
+                self.store.record(session.id, "tool_result", result, conn)
+                return True
+
+        if not await self.calls(in_one):
+            return False
+        if write is not None:
+            self.wake_sender()
+        return True
 
     async def write_failed(self, key: str, kind: str, error: str) -> None:
         """The outbox gave up on one of a session's writes: say so in its transcript and,

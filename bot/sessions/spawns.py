@@ -16,14 +16,13 @@ a depth of MAX_DEPTH sessions below a thread's.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 from bot.agents import base as b
-from bot.agents.base import ToolResult
+from bot.agents.base import ToolResult, tool_json
 from bot.sessions.agents import narrowed, parse_tool_choice, run_record
 from bot.sessions.spawn_store import (
     RUNNING,
@@ -47,10 +46,6 @@ STARTED = (
     "{task} started: agent {agent} in session {child}. Its result arrives as your input "
     "when it ends; your turn may end meanwhile."
 )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _outcome(agent_id: str, done: SessionInfo) -> tuple[bool, str]:
@@ -90,7 +85,7 @@ class Spawner:
             if found is None:
                 return ToolResult(False, NO_SUCH_TASK.format(task=args.get("task_id")))
             if name == b.SPAWN_STATUS:
-                return ToolResult(True, _dumps(found.summary()))
+                return ToolResult(True, tool_json(found.summary()))
             if name == b.SPAWN_RESULT:
                 if found.state == RUNNING:
                     return ToolResult(False, STILL_RUNNING.format(task=found.task_id))
@@ -179,7 +174,7 @@ class Spawner:
             if state is not None and state not in SPAWN_STATES:
                 raise ValueError(f"state is one of {', '.join(SPAWN_STATES)}")
             found = await asyncio.to_thread(self.store.of, parent.id, state)
-            return ToolResult(True, _dumps([s.summary() for s in found]))
+            return ToolResult(True, tool_json([s.summary() for s in found]))
         # task_list: every child session (spawns and delegations), with its spawn if any.
         spawns = {s.child_id: s for s in await asyncio.to_thread(self.store.of, parent.id)}
         children = await asyncio.to_thread(self.service.store.children, parent.id)
@@ -200,7 +195,7 @@ class Spawner:
                     "tokens": {"input": child.tokens_in, "output": child.tokens_out},
                 }
             )
-        return ToolResult(True, _dumps(work))
+        return ToolResult(True, tool_json(work))
 
     async def _cancel(self, parent: SessionInfo, spawn: SpawnInfo) -> ToolResult:
         if not await asyncio.to_thread(self.store.cancel, parent.id, spawn.number):

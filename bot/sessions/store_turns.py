@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Table,
     and_,
     bindparam,
@@ -390,10 +391,15 @@ class TurnLease(StoreBase):
         not closed or taken over meanwhile); one transaction for both."""
         row = event_row(session_id, self.clock(), kind, data)
         with self.engine.begin() as conn:
-            if _OWNED.first(conn, {"id": session_id, "owner": owner}) is None:
+            if not self.turn_owned_in(conn, session_id, owner):
                 return False
             INSERT_EVENT.count(conn, row)
             return True
+
+    def turn_owned_in(self, conn: Connection, session_id: str, owner: str) -> bool:
+        """Whether `owner` still runs the session's turn, asked in the caller's transaction
+        (what it writes next commits only while that holds)."""
+        return _OWNED.first(conn, {"id": session_id, "owner": owner}) is not None
 
     def add_usage(
         self,

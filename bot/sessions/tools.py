@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -19,13 +18,14 @@ from typing import Any
 from bot import metrics
 from bot import outbox as ob
 from bot.agents import base as b
-from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult
+from bot.agents.base import AgentSpec, BudgetExceeded, ToolResult, tool_json
 from bot.agents.models import usd
 from bot.diffs import PatchError, apply_diff, diff_paths, file_patch, file_stat
 from bot.hosts.base import DiffComment, HostClient, HostError
 from bot.paths import path_problem, repo_path
 from bot.sessions.approvals import FileContent
 from bot.sessions.changes import read_or_none
+from bot.sessions.directory_tools import DirectoryTools
 from bot.sessions.mcp_tools import McpToolbox
 from bot.sessions.memory import MemoryStore
 from bot.sessions.ports import ToolService
@@ -41,7 +41,6 @@ MAX_CHANGE_FILES = 100
 MAX_CHANGE_BYTES = 1_000_000
 DELTA_FLUSH_SECONDS = 0.1  # streamed text is recorded at most this often...
 DELTA_FLUSH_CHARS = 400  # ...or when this much has gathered
-SEND_POLL_SECONDS = 0.2
 CUT = "\n[... cut at {size} bytes of {total}]"
 NO_WORKSPACE = "{tool}: this session has no workspace (agent {agent}'s `workspace` is none)"
 
@@ -51,6 +50,12 @@ Delegate = Callable[
 ]
 SpawnCall = Callable[..., Awaitable[ToolResult]]  # bot.sessions.turns.SpawnHooks.call
 HostFor = Callable[[SessionInfo], HostClient]
+
+
+def reply_write(session: SessionInfo, key: str, body: str) -> ob.Write:
+    """The comment of a session's reply `key` in its thread (the outbox key carries the
+    session: a reply retried after a crash is not posted twice)."""
+    return ob.comment(f"{session.id}.{key}", session.thread, body, session.installation_id)
 
 
 class TurnAbandoned(Exception):
@@ -68,9 +73,6 @@ def _path_arg(args: Mapping[str, Any], tool: str) -> str:
 def _cut(data: bytes, most: int) -> str:
     text = data[:most].decode("utf-8", errors="replace")
     return text + (CUT.format(size=most, total=len(data)) if len(data) > most else "")
-
-
-_dumps = functools.partial(json.dumps, ensure_ascii=False, default=str)
 
 
 class SessionTools:
@@ -98,7 +100,6 @@ class SessionTools:
         self.agent = agent
         self.owner = owner
         self._host_for = host_for
-        self._directory = directory
         self._memory = memory
         self._delegate = delegate
         self._workspace = workspace
@@ -109,8 +110,8 @@ class SessionTools:
         self._tickets = 0  # delegations asked for in this turn, in the order they were made
         self._pending = ""
         self._flushed = time.monotonic()
+        sessions = DirectoryTools(service, session, agent, directory)
         self._handlers: Mapping[str, Callable[[Mapping[str, Any], str], Awaitable[ToolResult]]] = {
-            b.REPLY: self._reply,
             b.UPDATE_STATUS: self._update_status,
             b.TASK_COMPLETED: self._task_completed,
             b.POST_REVIEW_THREAD: self._post_review_thread,
@@ -120,10 +121,10 @@ class SessionTools:
             b.MEMORY_READ: self._memory_read,
             b.PROPOSE_CHANGE: self._propose_change,
             b.REQUEST_APPROVAL: self._request_approval,
-            b.SESSIONS_LIST: self._sessions_list,
-            b.SESSIONS_HISTORY: self._sessions_history,
-            b.SESSIONS_SEARCH: self._sessions_search,
-            b.SESSIONS_SEND: self._sessions_send,
+            b.SESSIONS_LIST: sessions.list,
+            b.SESSIONS_HISTORY: sessions.history,
+            b.SESSIONS_SEARCH: sessions.search,
+            b.SESSIONS_SEND: sessions.send,
         }
 
     @property
@@ -239,6 +240,8 @@ class SessionTools:
         call = {"turn": self.turn, "tool": name, "args": dict(args), "call": number}
         if call_id:
             call["call_id"] = call_id
+        if name == b.REPLY and name in self.agent.tools and not self._outside(name):
+            return await self._reply(args, call, number)
         if not await self.service.calls(
             store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
         ):
@@ -250,17 +253,32 @@ class SessionTools:
             result = await self._spawn(self.session, self, name, args, cid, ticket)
         else:
             result = await self._run(name, args, f"t{self.turn}.c{number}")
-        await self.service.note(
-            self.session,
-            "tool_result",
-            {
-                "turn": self.turn,
-                "tool": name,
-                "ok": result.ok,
-                "content": result.content,
-                "call": number,
-            },
-        )
+        await self.service.note(self.session, "tool_result", self._result(name, result, number))
+        return result
+
+    def _result(self, name: str, result: ToolResult, number: int) -> dict[str, Any]:
+        """The `tool_result` event of call `number`."""
+        ok, content = result.ok, result.content
+        return {"turn": self.turn, "tool": name, "ok": ok, "content": content, "call": number}
+
+    def _outside(self, name: str) -> bool:
+        """Whether the agent's own MCP servers answer `name`."""
+        return self._external is not None and self._external.handles(name)
+
+    async def _reply(
+        self, args: Mapping[str, Any], call: dict[str, Any], number: int
+    ) -> ToolResult:
+        """`reply`, whose whole work is one queued comment: the call, the comment and the
+        result commit in one transaction (`write_in_turn`), or not at all when the turn was
+        taken away."""
+        body = str(args.get("body") or "").strip()
+        write = reply_write(self.session, f"t{self.turn}.c{number}", body) if body else None
+        result = ToolResult(True, "reply queued")
+        if write is None:
+            result = ToolResult(False, "reply needs a non-empty body")
+        data = self._result(b.REPLY, result, number)
+        if not await self.service.write_in_turn(self.session, self.owner, call, write, data):
+            raise TurnAbandoned(self.session.id)
         return result
 
     async def _run(self, name: str, args: Mapping[str, Any], key: str) -> ToolResult:
@@ -285,13 +303,6 @@ class SessionTools:
             return ToolResult(False, f"{name}: {exc}")
 
     # --------------------------------------------------------- thread tools
-
-    async def _reply(self, args: Mapping[str, Any], key: str) -> ToolResult:
-        body = str(args.get("body") or "").strip()
-        if not body:
-            return ToolResult(False, "reply needs a non-empty body")
-        await self.service.reply(self.session, key, body)
-        return ToolResult(True, "reply queued")
 
     async def _update_status(self, args: Mapping[str, Any], key: str) -> ToolResult:
         steps = [
@@ -538,7 +549,7 @@ class SessionTools:
         )
         if name and not notes:
             return ToolResult(False, f"no note {name!r}")
-        return ToolResult(True, _dumps(notes))
+        return ToolResult(True, tool_json(notes))
 
     # ------------------------------------------------------- delegation
 
@@ -564,87 +575,3 @@ class SessionTools:
             call_id,
             ticket,
         )
-
-    # --------------------------------------------------- session directory
-
-    def _dir(self) -> SessionDirectory:
-        if self._directory is None:
-            raise ValueError("the session directory is not available in this process")
-        return self._directory
-
-    async def _sessions_list(self, args: Mapping[str, Any], key: str) -> ToolResult:
-        found = await asyncio.to_thread(
-            self._dir().list,
-            self.agent.id,
-            self.agent.access,
-            filter=str(args["filter"]) if args.get("filter") else None,
-            limit=int(args.get("limit") or 20),
-        )
-        return ToolResult(True, _dumps(found))
-
-    async def _sessions_history(self, args: Mapping[str, Any], key: str) -> ToolResult:
-        target = str(args.get("key") or "").strip()
-        if not target:
-            return ToolResult(False, "sessions_history needs a key (or a session id)")
-        found = await asyncio.to_thread(
-            self._dir().history,
-            self.agent.id,
-            self.agent.access,
-            target,
-            limit=int(args.get("limit") or 20),
-            offset=int(args.get("offset") or 0),
-        )
-        return ToolResult(True, _dumps(found))
-
-    async def _sessions_search(self, args: Mapping[str, Any], key: str) -> ToolResult:
-        query = str(args.get("query") or "").strip()
-        if not query:
-            return ToolResult(False, "sessions_search needs a query")
-        exclude = self.session.id if args.get("exclude_current", True) else None
-        found = await asyncio.to_thread(
-            self._dir().search,
-            self.agent.id,
-            self.agent.access,
-            query,
-            limit=int(args.get("limit") or 5),
-            exclude_session=exclude,
-        )
-        return ToolResult(True, _dumps(found))
-
-    async def _sessions_send(self, args: Mapping[str, Any], key: str) -> ToolResult:
-        target = str(args.get("key") or "").strip()
-        message = str(args.get("message") or "").strip()
-        if not target or not message:
-            return ToolResult(False, "sessions_send needs a key and a message")
-        session_id = await asyncio.to_thread(
-            self._dir().resolve_live, self.agent.id, self.agent.access, target
-        )
-        if session_id is None:
-            return ToolResult(False, f"session {target!r} is not live: nothing was sent")
-        if session_id == self.session.id:
-            return ToolResult(False, "a session cannot send to itself")
-        store = self.service.store
-        input_id = await self.service.calls(
-            store.add_input, session_id, kind="message", author=self.session.id, body=message
-        )
-        if input_id is None:
-            return ToolResult(False, f"session {session_id} ended before the message arrived")
-        self.service.wake_runner()
-        if not args.get("wait_for_reply"):
-            return ToolResult(True, f"sent to {session_id}")
-        wait = float(args.get("timeout_seconds") or 60.0)
-        try:
-            async with asyncio.timeout(wait):
-                reply = await self._await_reply(session_id, input_id)
-        except TimeoutError:
-            return ToolResult(False, f"sent to {session_id}; no reply within {wait:g} s")
-        return ToolResult(True, reply)
-
-    async def _await_reply(self, session_id: str, input_id: int) -> str:
-        """What the target said in the turn that took the message: its messages and replies."""
-        store = self.service.store
-        while True:
-            answer = await self.service.calls(store.answer_to, session_id, input_id)
-            if answer is not None:
-                return answer
-            await asyncio.sleep(SEND_POLL_SECONDS)
