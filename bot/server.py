@@ -185,6 +185,7 @@ def make_sessions(
     service.exclude_starter = config.sessions.approval_excludes_starter
     timekeeper = Timekeeper(service)
     service.wake_runner = runner.wakeup.set
+    service.seat_turn, service.adopt_turn = runner.seat, runner.adopt
     runner.spawns = Spawner(runner)
     service.deadline_changed = timekeeper.poke
 

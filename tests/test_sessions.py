@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.outbox import Outbox
+from bot.sessions.status import status_key
 from bot.sessions.tools import reply_write
 from tests import payloads as p
 from tests.conftest import Running, run_app, with_settings
@@ -289,6 +291,31 @@ async def test_a_review_thread_reply_reaches_that_thread_s_session_only(rig: Git
     review = by_thread[f"github:{REPO}/pulls/12/threads/{root['id']}"]
     inputs = rig.app.runtime.sessions.store.inputs(review.id)
     assert [i.body for i in inputs] == ["review thread task", "and the timeout?"]
+
+
+async def test_a_launch_takes_its_first_turn_in_its_own_transaction(rig: GitHubRig) -> None:
+    """A process whose turn runner has a free place claims a new session's first turn in
+    the launch's transaction: the status comment's first version already shows the turn
+    running, and no claim of its own (nor a "queued" version) comes between."""
+    await rig.comment(7, "@threadline start")
+    await eventually(lambda: "waiting for comments" in rig.status(7), "idle")
+    [session] = rig.sessions()
+    events = rig.app.runtime.sessions.store.transcript(session.id)
+    kinds = [e.kind for e in events]
+    # launched, the 👀, and the turn, in the launch's transaction
+    assert kinds[:3] == ["launched", "write", "turn_started"]
+    assert events[2].data["runner"] == rig.app.runner.name  # type: ignore[union-attr]
+    await eventually(lambda: not Outbox(rig.app.engine).recent(status="pending"), "all sent")
+    key = status_key(session.id)
+    rows = sorted(
+        (r for r in Outbox(rig.app.engine).recent() if r.coalesce_key == key),
+        key=lambda r: r.version or 0,
+    )
+    # the launch's (working), the agent's update_status, the turn's end: none "starting"
+    states = [r.payload["body"].split(" · ")[2] for r in rows]
+    assert states == ["working", "working", "waiting for comments"]
+    assert rig.replies(7) == ["task: start"]
+    assert session.turns == 1
 
 
 async def test_a_reply_commits_with_its_call_and_result_or_not_at_all(rig: GitHubRig) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection
 
@@ -38,8 +38,10 @@ from bot.sessions.search import SessionDirectory
 from bot.sessions.store import (
     AGENT_REMOVED,
     BUDGET,
+    CLOSED,
     PARENT_CLOSED,
     CancelAnswer,
+    InputInfo,
     Launch,
     LaunchResult,
     SessionInfo,
@@ -56,6 +58,14 @@ log = logging.getLogger(__name__)
 
 SESSION_IN_KEY = re.compile(r"\bs-[0-9a-f]{8}\b")
 PermissionCheck = Callable[[str, int | None, str, str], Awaitable[str]]
+Claimed = tuple[SessionInfo, list[InputInfo]]
+
+
+class Seat(NamedTuple):
+    """A place a turn runner keeps for a launch's first turn: who claims it, for how long."""
+
+    owner: str
+    lease_seconds: float
 
 
 class Enqueue(Protocol):
@@ -171,6 +181,9 @@ class ServiceCore:
         self.wake_sender = wake_sender
         self._permission = permission
         self.wake_runner = wake_runner
+        # This process's turn runner, for a launch that claims its first turn itself.
+        self.seat_turn: Callable[[], Seat | None] = lambda: None
+        self.adopt_turn: Callable[[Claimed | None], None] = lambda claimed: None
         self.deadline_changed = deadline_changed
         self.clock = clock
         self._permission_ttl = permission_ttl
@@ -243,8 +256,19 @@ class ServiceCore:
             resumed_from=trigger.resumed_from,
         )
 
+        # A runner of this process with a free place takes the first turn in the launch's
+        # own transaction, unless a spending limit holds the repository.
+        seat = self.seat_turn()
+        held = await self.calls(self.holds.for_claims) if seat is not None else None
+        if held is not None and held.for_repo(trigger.thread.host, trigger.thread.repo):
+            self.adopt_turn(None)
+            seat = None
+        claimed: Claimed | None = None
+
         def first_writes(conn: Connection, session: SessionInfo) -> None:
-            """In the launch's transaction: the 👀 on the trigger and the status comment."""
+            """In the launch's transaction: the 👀 on the trigger, the first turn where this
+            process takes it, and the status comment."""
+            nonlocal claimed
             if trigger.comment_id is not None:
                 ack = ob.reaction(
                     f"{session.id}.ack",
@@ -254,18 +278,31 @@ class ServiceCore:
                     trigger.installation_id,
                 )
                 self._write_in(conn, session, ack)
-            self.status_in(conn, session, counted=True)
+            claimed = None
+            if seat is not None and session.state != CLOSED:
+                owner, lease = seat
+                claimed, _ = self.store.claim_in(
+                    conn, owner, lease_seconds=lease, first_of=session.id
+                )
+            self.status_in(conn, claimed[0] if claimed else session, counted=True)
 
-        result = await self.calls(
-            self.store.launch, request, max_live=self.max_live, after=first_writes
-        )
+        result: LaunchResult | None = None
+        try:
+            result = await self.calls(
+                self.store.launch, request, max_live=self.max_live, after=first_writes
+            )
+        finally:
+            if seat is not None:  # the place is used, or free again, whatever happened
+                ours = result is not None and result.created and claimed is not None
+                self.adopt_turn(claimed if ours else None)
         if not result.created:
             return result
         session = result.session
         self.wake_sender()
         if not result.refused:
             self.deadline_changed()
-            self.wake_runner()
+            if claimed is None:
+                self.wake_runner()
         log.info(
             "session %s launched in %s (agent %s)%s",
             session.id,

@@ -145,6 +145,11 @@ def _queued(room: int, one: bool) -> Lean:
     return Lean(_candidates(SESSIONS.c.id == bindparam("sid") if one else _QUEUED_TURNS, room))
 
 
+# A launch's own session, if the queue's rules let it be claimed (not a delegation, its
+# repository not paused).
+_FIRST_OF = Lean(_candidates(and_(SESSIONS.c.id == bindparam("sid"), _QUEUED_TURNS), 1))
+
+
 _STATE = Lean(select(SESSIONS.c.state).where(SESSIONS.c.id == bindparam("sid")))
 _QUEUED_COMMENT = Lean(
     select(INPUTS.c.id).where(
@@ -341,47 +346,74 @@ class TurnLease(StoreBase):
         """
         if held is not None and held.everything is not None and session_id is None:
             return None, False
+        with self.engine.begin() as conn:
+            return self.claim_in(
+                conn,
+                owner,
+                lease_seconds=lease_seconds,
+                session_id=session_id,
+                held=held,
+                running=running,
+                after=after,
+            )
+
+    def claim_in(
+        self,
+        conn: Connection,
+        owner: str,
+        *,
+        lease_seconds: float,
+        session_id: str | None = None,
+        held: Held | None = None,
+        running: Sequence[str] = (),
+        after: InTransaction | None = None,
+        first_of: str | None = None,
+    ) -> tuple[tuple[SessionInfo, list[InputInfo]] | None, bool]:
+        """`claim_turn_and_more` in the caller's transaction. `first_of`: a launch takes
+        its new session's first turn in its own transaction, if the queue's rules let any
+        runner take it (pauses; the spending holds are the caller's to check)."""
         now = self.clock()
         # Up to 10 that the caller does not run already (left out here, not in SQL: the
         # statement then keeps one shape however many the caller runs).
         room = 10 + len(running)
         params: dict[str, Any] = {"now": now}
-        with self.engine.begin() as conn:
-            if session_id is not None:
-                found = _queued(room, True).rows(conn, {**params, "sid": session_id})
-            elif held is not None and held.repos:
-                query = _candidates(and_(_QUEUED_TURNS, not_(_in_repos(held))), room)
-                found = list(conn.execute(query, params))
-            else:
-                found = _queued(room, False).rows(conn, params)
-            candidates = [r.id for r in found if r.id not in running][:10]
-            for n, sid in enumerate(candidates):
-                before = _LIMIT_INPUTS.first(conn, {"sid": sid})
-                row = _TAKE_TURN.first(
-                    conn,
-                    {
-                        "sid": sid,
-                        "now": now,
-                        "owner": owner,
-                        "expires": now + timedelta(seconds=lease_seconds),
-                        "limit": _working_time_limit(before, now),
-                    },
+        if first_of is not None:
+            found = _FIRST_OF.rows(conn, {**params, "sid": first_of})
+        elif session_id is not None:
+            found = _queued(room, True).rows(conn, {**params, "sid": session_id})
+        elif held is not None and held.repos:
+            query = _candidates(and_(_QUEUED_TURNS, not_(_in_repos(held))), room)
+            found = list(conn.execute(query, params))
+        else:
+            found = _queued(room, False).rows(conn, params)
+        candidates = [r.id for r in found if r.id not in running][:10]
+        for n, sid in enumerate(candidates):
+            before = _LIMIT_INPUTS.first(conn, {"sid": sid})
+            row = _TAKE_TURN.first(
+                conn,
+                {
+                    "sid": sid,
+                    "now": now,
+                    "owner": owner,
+                    "expires": now + timedelta(seconds=lease_seconds),
+                    "limit": _working_time_limit(before, now),
+                },
+            )
+            if row is None:
+                continue
+            taken = _same_params(_WAITING_INPUTS.rows(conn, {"sid": sid}))
+            # Handed to this turn: an edit or deletion can no longer change them.
+            ids = [i.id for i in taken]
+            if ids:
+                _mark_inputs(TAKEN, len(ids)).count(
+                    conn, {"turn": row.turns, **numbered_params("id", ids)}
                 )
-                if row is None:
-                    continue
-                taken = _same_params(_WAITING_INPUTS.rows(conn, {"sid": sid}))
-                # Handed to this turn: an edit or deletion can no longer change them.
-                ids = [i.id for i in taken]
-                if ids:
-                    _mark_inputs(TAKEN, len(ids)).count(
-                        conn, {"turn": row.turns, **numbered_params("id", ids)}
-                    )
-                started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
-                INSERT_EVENT.count(conn, event_row(sid, now, "turn_started", started))
-                info = _info(row)
-                if after is not None:
-                    after(conn, info)
-                return (info, [_input(i) for i in taken]), n + 1 < len(candidates)
+            started = {"turn": row.turns, "inputs": [i.id for i in taken], "runner": owner}
+            INSERT_EVENT.count(conn, event_row(sid, now, "turn_started", started))
+            info = _info(row)
+            if after is not None:
+                after(conn, info)
+            return (info, [_input(i) for i in taken]), n + 1 < len(candidates)
         return None, False
 
     def record_if_turn_owned(

@@ -26,7 +26,7 @@ from bot.loops import nap
 from bot.sessions.agents import spec_record
 from bot.sessions.context import context_for
 from bot.sessions.mcp_tools import McpToolbox
-from bot.sessions.service_core import ServiceCore
+from bot.sessions.service_core import Seat, ServiceCore
 from bot.sessions.store import (
     CANCELLED,
     DONE,
@@ -133,33 +133,24 @@ class TurnRunner:
         self.wakeup = asyncio.Event()
         self.spawns: SpawnHooks | None = None
         self.turn_tasks: dict[str, asyncio.Task[None]] = {}  # session id -> its running turn
+        self._running: set[asyncio.Task[None]] = set()
+        self._seats = 0  # places kept for launches that claim their first turn (`seat`)
+        self._open = False  # `run` is claiming turns
+        # Whether a turn's end should make the runner look again: it was woken (or looked)
+        # while turns ran, and a session mid-turn is not taken, so input that came for one
+        # is still waiting; or every place was taken.
+        self._after_turn = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run turns, up to `concurrency` at once (each of another session),
         until `stop`; turns in hand finish first."""
-        running: set[asyncio.Task[None]] = set()
         outage = Outage(log, f"turn runner {self.name}")
-
-        # Whether a turn's end should make the runner look again: it was woken (or looked)
-        # while turns ran, and a session mid-turn is not taken, so input that came for one
-        # is still waiting; or every place was taken.
-        after_turn = False
-
-        def done(task: asyncio.Task[None]) -> None:
-            nonlocal after_turn
-            full = len(running) >= self.concurrency
-            running.discard(task)
-            for sid in [sid for sid, t in self.turn_tasks.items() if t is task]:
-                del self.turn_tasks[sid]
-            if full or after_turn:
-                after_turn = False
-                self.wakeup.set()  # look for more
-
+        self._open = True
         while not stop.is_set():
             self.wakeup.clear()  # before looking: a wake during the look is kept
             claimed, more = None, False
-            after_turn = after_turn or bool(running)
-            if len(running) < self.concurrency:
+            self._after_turn = self._after_turn or bool(self._running)
+            if len(self._running) + self._seats < self.concurrency:
                 try:
                     # Paused repositories (asked in the claim) and spent daily limits
                     # start no turn; its own turns (lapsed leases or not) are not taken.
@@ -168,19 +159,53 @@ class TurnRunner:
                 except Exception as exc:
                     outage.failed(exc, "claim a turn")
             if claimed is not None:
-                task = asyncio.create_task(self._run_logged(*claimed))
-                running.add(task)
-                self.turn_tasks[claimed[0].id] = task
-                task.add_done_callback(done)
+                self._start(claimed)
                 if more:  # others were waiting: look again at once
                     continue
             await nap(self.wakeup, stop, self.poll_seconds)
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        self._open = False
+        while self._running:  # (a launch may hand over a turn while these finish)
+            await asyncio.gather(*self._running, return_exceptions=True)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+
+    def seat(self) -> Seat | None:
+        """Keep a place for the first turn of a session about to be launched, which the
+        launch claims in its own transaction (one transaction, and one status version,
+        fewer than a claim of its own): the owner and lease to claim it with, or None
+        when every place is taken or the runner is not running. Hand the place on with
+        `adopt`, whatever the launch came to."""
+        if not self._open or len(self._running) + self._seats >= self.concurrency:
+            return None
+        self._seats += 1
+        return Seat(self.name, self.lease_seconds)
+
+    def adopt(self, claimed: tuple[SessionInfo, list[InputInfo]] | None) -> None:
+        """Run the turn a launch claimed on a `seat` (None: it claimed none, and the
+        place is free again)."""
+        full = len(self._running) + self._seats >= self.concurrency
+        self._seats -= 1
+        if claimed is not None:
+            self._start(claimed)
+        elif full:
+            self.wakeup.set()  # the kept place may have stopped a claim: look again
+
+    def _start(self, claimed: tuple[SessionInfo, list[InputInfo]]) -> None:
+        task = asyncio.create_task(self._run_logged(*claimed))
+        self._running.add(task)
+        self.turn_tasks[claimed[0].id] = task
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        full = len(self._running) + self._seats >= self.concurrency
+        self._running.discard(task)
+        for sid in [sid for sid, t in self.turn_tasks.items() if t is task]:
+            del self.turn_tasks[sid]
+        if full or self._after_turn:
+            self._after_turn = False
+            self.wakeup.set()  # look for more
 
     def _claim(
         self, running: tuple[str, ...]
