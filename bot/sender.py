@@ -203,16 +203,30 @@ class Sender:
         (an unclear outcome: the write may have happened).
         """
         task = asyncio.ensure_future(work)
-        keeper = asyncio.create_task(self._keep_lease(row, task))
+        loop = asyncio.get_running_loop()
+        held_until = loop.time() + self.lease_seconds
+        # The keeper starts when the first renewal is due: most sends are over long
+        # before that, and then cost no task of their own.
+        keeper: asyncio.Task[None] | None = None
+
+        def keep() -> None:
+            nonlocal keeper
+            if not task.done():
+                keeper = asyncio.create_task(self._keep_lease(row, task, held_until))
+
+        first = loop.call_later(self.lease_seconds / 3, keep)
         try:
             done, _ = await asyncio.wait([task], timeout=self.send_timeout)
         finally:
-            keeper.cancel()
+            first.cancel()
+            if keeper is not None:
+                keeper.cancel()
             if not task.done():
                 task.cancel()
                 await asyncio.wait([task])
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            if keeper is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
         if not done:
             raise HostError(
                 f"the send took longer than {self.send_timeout:g} s",
@@ -223,8 +237,11 @@ class Sender:
             raise LeaseLost(row.pk)
         return task.result()
 
-    async def _keep_lease(self, row: OutboxRow, task: asyncio.Future[Any]) -> None:
-        """Extend the lease every third of a lease while `task` runs.
+    async def _keep_lease(
+        self, row: OutboxRow, task: asyncio.Future[Any], held_until: float
+    ) -> None:
+        """Extend the lease (held until `held_until`, loop time) now and then every third
+        of a lease while `task` runs.
 
         `task` is cancelled once the lease is gone, or would run out before it could be
         confirmed again (the database is unreachable from here): another sender may
@@ -232,21 +249,21 @@ class Sender:
         """
         loop = asyncio.get_running_loop()
         period = self.lease_seconds / 3
-        held_until = loop.time() + self.lease_seconds
         while True:
-            await asyncio.sleep(period)
             asked = loop.time()
             try:
                 kept = await self.calls(self.outbox.renew, row, self.name, self.lease_seconds)
             except Exception:
                 log.warning("outbox row %s: could not renew its lease", row.pk, exc_info=True)
                 if loop.time() + period < held_until:
+                    await asyncio.sleep(period)
                     continue
                 kept = False
             if not kept:
                 task.cancel()
                 return
             held_until = asked + self.lease_seconds
+            await asyncio.sleep(period)
 
     async def _failed_attempt(self, row: OutboxRow, exc: HostError) -> None:
         error = f"{type(exc).__name__}: {exc}" + (f" (HTTP {exc.status})" if exc.status else "")

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Connection, Engine, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import make_engine
 from bot.db.lean import Lean, LeanRun, run_all
 from bot.db.models import Base, OutboxItem
+from bot.db.types import UtcDateTime, sqlite_text
 
 OUTBOX = cast(Table, OutboxItem.__table__)
 COLUMNS = ("key", "host", "installation_id", "repo", "thread_key", "thread", "kind", "payload")
@@ -193,3 +196,26 @@ def test_a_write_alone_leaves_sqlite_s_prepared_statements_in_place(tmp_path: Pa
         assert driver.in_transaction, "a write begins a transaction again after it"
         driver.rollback()
         assert BY_KEY.rows(conn, {"key": "p2"}) == []
+
+
+def test_timestamps_are_bound_as_sqlalchemy_binds_them_on_sqlite() -> None:
+    """`sqlite_text` (Lean's one-step timestamp on SQLite) writes exactly what
+    UtcDateTime and SQLAlchemy's DATETIME write, and refuses what they refuse."""
+    dialect = sqlite.dialect()
+    theirs = UtcDateTime()._cached_bind_processor(dialect)
+    assert theirs is not None
+    paris = timezone(timedelta(hours=1))
+    moments = [
+        datetime(2026, 12, 5, 3, 4, 5, 678901, tzinfo=UTC),
+        datetime(2026, 12, 5, 3, 4, 5, tzinfo=UTC),  # no microseconds: still written
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a year of three digits
+        datetime(2026, 3, 29, 1, 30, tzinfo=paris),  # another zone: its UTC time
+        datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("UTC")),
+    ]
+    for moment in moments:
+        assert sqlite_text(moment) == theirs(moment)
+    for bad in (datetime(2026, 12, 5), "2026-12-05 03:04:05"):
+        with pytest.raises(ValueError, match="timezone-aware"):
+            sqlite_text(bad)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            theirs(bad)

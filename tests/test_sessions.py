@@ -16,6 +16,7 @@ import pytest
 
 from bot.config import Settings
 from bot.outbox import Outbox
+from bot.sessions.service_core import Seat
 from bot.sessions.status import status_key
 from bot.sessions.tools import reply_write
 from tests import payloads as p
@@ -316,6 +317,25 @@ async def test_a_launch_takes_its_first_turn_in_its_own_transaction(rig: GitHubR
     assert states == ["working", "working", "waiting for comments"]
     assert rig.replies(7) == ["task: start"]
     assert session.turns == 1
+
+
+async def test_a_place_kept_for_a_launch_counts_and_is_given_back(rig: GitHubRig) -> None:
+    """The runner's places kept for launches (`seat`) count against its concurrency: with
+    its one place kept, a new session waits in the queue; given back, the place is taken."""
+    runner = rig.app.runner
+    assert runner is not None
+    runner.concurrency = 1
+    kept = runner.seat()
+    assert kept == Seat(runner.name, runner.lease_seconds)
+    assert runner.seat() is None, "the one place is kept already"
+    await rig.comment(7, "@threadline start")
+    await rig.app.drain()
+    await asyncio.sleep(0.3)  # several of the runner's polls
+    [session] = rig.sessions()
+    assert (session.state, session.turns) == ("active", 0)
+    runner.adopt(None)
+    await eventually(lambda: "waiting for comments" in rig.status(7), "its turn, in the queue")
+    assert rig.replies(7) == ["task: start"]
 
 
 async def test_a_reply_commits_with_its_call_and_result_or_not_at_all(rig: GitHubRig) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from bot.db.types import UtcDateTime, sqlite_text
 from bot.db.writers import WriteTurns, writes
 
 # Set by bench/sql_count.py to count these statements too: called with the SQL text.
@@ -202,6 +203,10 @@ def _compile(statement: ClauseElement, conn: Connection) -> _Plan:
     processors = cast(
         "dict[str, Callable[[Any], Any]]", {**compiled._bind_processors, **state.processors}
     )
+    if dialect.name == "sqlite":  # timestamps in one step, as SQLAlchemy's two write them
+        for name, bind in compiled.binds.items():
+            if isinstance(bind.type, UtcDateTime) and name in processors:
+                processors[name] = sqlite_text
     if state.positiontup is not None:
         names, positional = tuple(state.positiontup), True
     else:

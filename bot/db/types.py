@@ -36,3 +36,13 @@ class UtcDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_text(value: Any) -> str:
+    """What `UtcDateTime` stores on SQLite for `value`, in one step: the naive UTC time
+    as SQLAlchemy's SQLite DATETIME writes it ("2026-12-05 19:58:34.123456", microseconds
+    always). `bot.db.lean` binds timestamps with it; it refuses what the type refuses."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"timestamps must be timezone-aware, got {value!r}")
+    moment: datetime = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -259,7 +259,9 @@ class ServiceCore:
         # A runner of this process with a free place takes the first turn in the launch's
         # own transaction, unless a spending limit holds the repository.
         seat = self.seat_turn()
-        held = await self.calls(self.holds.for_claims) if seat is not None else None
+        held = None
+        if seat is not None and self.holds.limits.any:  # (else nothing to read)
+            held = await self.calls(self.holds.held)
         if held is not None and held.for_repo(trigger.thread.host, trigger.thread.repo):
             self.adopt_turn(None)
             seat = None

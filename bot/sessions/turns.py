@@ -305,8 +305,12 @@ class TurnRunner:
         )
         for problem in external.problems if external is not None else ():
             await tools.note("mcp_problem", problem)
-        # A long conversation may take a while to read: not on the loop's thread.
-        history = await asyncio.to_thread(service.store.conversation, session.id)
+        # A long conversation may take a while to read: not on the loop's thread. A new
+        # session's first turn (not resumed) has a few rows at most: a short store call.
+        if session.turns <= 1 and session.resumed_from is None:
+            history = await service.calls(service.store.conversation, session.id)
+        else:
+            history = await asyncio.to_thread(service.store.conversation, session.id)
         thread_context = ""
         if agent.thread_context:
             thread_context = await context_for(
