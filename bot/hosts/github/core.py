@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -69,7 +70,7 @@ class ClientCore:
         *,
         write: bool | None = None,
     ) -> T:
-        path = _path(url, url_vars)
+        path = functools.partial(_path, url, url_vars)  # for messages: only when needed
         token = await self._credentials.token()
         try:
             return await self._transport.call(method, path, action, token=token, write=write)
@@ -77,7 +78,9 @@ class ClientCore:
             if not self._credentials.refreshable:
                 raise
             log.info(
-                "GitHub refused the installation token (%s %s); fetching a new one", method, path
+                "GitHub refused the installation token (%s %s); fetching a new one",
+                method,
+                path(),
             )
         token = await self._credentials.token(stale=token)
         return await self._transport.call(method, path, action, token=token, write=write)

@@ -318,17 +318,20 @@ class Transport:
     async def call(
         self,
         method: str,
-        path: str,
+        path: str | Callable[[], str],
         action: Callable[[_API], Awaitable[T]],
         *,
         token: str | None,
         write: bool | None = None,
     ) -> T:
+        """Run `action`; what goes wrong is raised as a HostError naming `path` (or what
+        `path()` returns: worked out only then)."""
         api = _API(self.session, base_url=self.api_url, timeout=self.timeout, oauth_token=token)
         try:
             return await action(api)
         except _CALL_ERRORS as exc:
             is_write = method in WRITE_METHODS if write is None else write
-            error = host_error(exc, method=method, path=path, write=is_write, now=self.clock())
+            where = path() if callable(path) else path
+            error = host_error(exc, method=method, path=where, write=is_write, now=self.clock())
             log.debug("%s", error)
             raise error from exc
