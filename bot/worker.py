@@ -237,6 +237,11 @@ class Worker:
         """
         ordered, prepared, late, started = await self._call(self._look_and_claim)
         self._quiet = len(ordered) <= QUIET_MOST and self._last_looked <= QUIET_MOST
+        if not ordered and self._last_looked >= ORDER_LOOKAHEAD:
+            # It ran on the loop's thread and met a backlog to order before claiming
+            # (`_look_and_claim`): again, in a thread now (no longer quiet).
+            ordered, prepared, late, started = await self._call(self._look_and_claim)
+            self._quiet = len(ordered) <= QUIET_MOST and self._last_looked <= QUIET_MOST
         if not ordered:
             return 0
         held = {row.pk for row in ordered}  # claimed, not yet settled, still ours
@@ -280,8 +285,21 @@ class Worker:
         """Blocking SQL, one thread call (each hop costs CPU of its own): the look, the
         claim, the order of deliveries stored after the look, which of the batch
         arrived late, and the start of the batch's thread heads, together (see
-        `_heads`). The batch comes back in its threads' order."""
+        `_heads`). The batch comes back in its threads' order.
+
+        When more deliveries wait unordered than one look takes, all of them are
+        ordered before the claim (`_look_through`): one no look had reached could be
+        an earlier delivery of a thread the claim takes, and the batch's delivery
+        would start ahead of it (its start waits for unknown threads only within its
+        hold window). On the loop's thread (a quiet worker, on SQLite) only the first
+        look is written and nothing is claimed: `run_once` asks again in a thread."""
         looked = self._look()
+        claim = True
+        if len(looked) >= ORDER_LOOKAHEAD:
+            if self._quiet and self._calls.inline:
+                claim = False
+            else:
+                looked = self._look_through(looked)
         inbox = self.inbox
         pending, writes = self._unsettled, self._writes
         finished = _finished(pending)
@@ -294,12 +312,16 @@ class Worker:
         with inbox.engine.begin() as conn:
             settled = inbox.finish_in(conn, finished, self.name, writes=writes)
             inbox.set_order_in(conn, looked)
-            rows = inbox.claim_in(
-                conn,
-                self.name,
-                limit=self.batch,
-                lease_seconds=self.lease_seconds,
-                hold_seconds=self.hold_seconds,
+            rows = (
+                inbox.claim_in(
+                    conn,
+                    self.name,
+                    limit=self.batch,
+                    lease_seconds=self.lease_seconds,
+                    hold_seconds=self.hold_seconds,
+                )
+                if claim
+                else []
             )
             if rows:
                 prepared = {row.pk: self._prepared(row) for row in rows}
@@ -348,6 +370,16 @@ class Worker:
     def order_waiting(self, received_by: datetime | None = None) -> int:
         """Work out the thread of waiting deliveries nobody has yet (blocking SQL)."""
         return self.inbox.set_order(self._look(received_by))
+
+    def _look_through(self, looked: list[Order]) -> list[Order]:
+        """Write `looked` (a full look) and look again, until a look finds fewer waiting
+        deliveries than it takes; those received since this began are left, as a look
+        leaves those stored after it (blocking SQL). The last look's orders, to write."""
+        by = self.inbox.clock()
+        while len(looked) >= ORDER_LOOKAHEAD:
+            self.inbox.set_order(looked)
+            looked = self._look(received_by=by)
+        return looked
 
     def _look(self, received_by: datetime | None = None) -> list[Order]:
         """Read and normalize waiting deliveries nobody has ordered yet (blocking SQL,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -20,7 +20,7 @@ from bot.installations import InstallationStore
 from bot.outbox import Outbox
 from bot.router import Context, Router
 from bot.runtime import Runtime
-from bot.worker import Dispatcher, Worker
+from bot.worker import ORDER_LOOKAHEAD, Dispatcher, Worker
 from tests import payloads as p
 
 
@@ -310,3 +310,70 @@ async def test_two_workers_keep_every_thread_in_order(engine: Engine) -> None:
     assert seen == {issue: list(range(6)) for issue in range(1, 5)}
     assert inbox.counts() == {"done": 24}
     assert all(not r.out_of_order and r.attempts == 1 for r in inbox.list(limit=50))
+
+
+async def test_two_workers_keep_every_thread_in_order_past_one_look(engine: Engine) -> None:
+    # As above, with more deliveries waiting than one look orders (ORDER_LOOKAHEAD):
+    # five threads of 90 comments, stored shuffled, so that threads have comments
+    # among the first looked at whose earlier comments are stored past the first
+    # look. Two workers handle them at once: each thread's comments still run in the
+    # order their host wrote them, never two at the same time.
+    rng = random.Random(15)
+    threads, per_thread = 5, 90
+    start = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    items = [
+        comment(
+            f"t{issue}-{n}",
+            f"{issue}:{n}",
+            at=(start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
+            number=issue,
+            comment_id=issue * 1000 + n,
+        )
+        for issue in range(1, threads + 1)
+        for n in range(per_thread)
+    ]
+    rng.shuffle(items)
+    total = len(items)
+    place = {item.delivery_id: index for index, item in enumerate(items)}
+    assert total > ORDER_LOOKAHEAD
+    # The case this test is about: a comment the first look orders, written after
+    # one of its thread that only a later look reaches.
+    assert any(
+        place[f"t{issue}-{n}"] < ORDER_LOOKAHEAD <= place[f"t{issue}-{m}"]
+        for issue in range(1, threads + 1)
+        for m in range(per_thread)
+        for n in range(m + 1, per_thread)
+    )
+    inbox = Inbox(engine)
+    for item in items:
+        inbox.store_many([item])
+    running: dict[int, int] = {}
+    seen: dict[int, list[int]] = {}
+    overlaps: list[int] = []
+    all_handled = asyncio.Event()
+    router = Router()
+
+    @router.register(CommentEvent)
+    async def handle(event: CommentEvent, ctx: Context) -> None:
+        issue, n = (int(part) for part in event.body.split(":"))
+        running[issue] = running.get(issue, 0) + 1
+        if running[issue] > 1:
+            overlaps.append(issue)
+        seen.setdefault(issue, []).append(n)
+        await asyncio.sleep(rng.random() * 0.002)
+        running[issue] -= 1
+        if sum(len(v) for v in seen.values()) == total:
+            all_handled.set()
+
+    workers = [worker(inbox, router, engine, batch=3) for _ in range(2)]
+    stop = asyncio.Event()
+    loops = [asyncio.create_task(w.run(stop)) for w in workers]
+    try:
+        await asyncio.wait_for(all_handled.wait(), 60)
+    finally:
+        stop.set()
+        await asyncio.gather(*loops)
+    assert overlaps == []
+    assert seen == {issue: list(range(per_thread)) for issue in range(1, threads + 1)}
+    assert inbox.counts() == {"done": total}
+    assert all(not r.out_of_order and r.attempts == 1 for r in inbox.list(limit=total))
