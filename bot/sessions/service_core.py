@@ -259,12 +259,6 @@ class ServiceCore:
         # A runner of this process with a free place takes the first turn in the launch's
         # own transaction, unless a spending limit holds the repository.
         seat = self.seat_turn()
-        held = None
-        if seat is not None and self.holds.limits.any:  # (else nothing to read)
-            held = await self.calls(self.holds.held)
-        if held is not None and held.for_repo(trigger.thread.host, trigger.thread.repo):
-            self.adopt_turn(None)
-            seat = None
         claimed: Claimed | None = None
 
         def first_writes(conn: Connection, session: SessionInfo) -> None:
@@ -290,6 +284,11 @@ class ServiceCore:
 
         result: LaunchResult | None = None
         try:
+            if seat is not None and self.holds.limits.any:  # (else nothing to read)
+                held = await self.calls(self.holds.held)
+                if held.for_repo(trigger.thread.host, trigger.thread.repo) is not None:
+                    self.adopt_turn(None)
+                    seat = None
             result = await self.calls(
                 self.store.launch, request, max_live=self.max_live, after=first_writes
             )
