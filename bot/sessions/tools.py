@@ -1,8 +1,9 @@
 """The tools one turn of one session may call, carried out and recorded as they are used.
 
 Every call is recorded before it runs (`tool_call`, only while this runner still owns the
-turn: a closed or taken-over session stops here) and after (`tool_result`). A tool the agent
-may not use answers ok=False and is recorded like any other. Results are text for the model;
+turn: a closed or taken-over session stops here) and after (`tool_result`); `reply`, whose
+whole work is one queued comment, records both with the comment in one transaction. A tool
+the agent may not use answers ok=False and is recorded like any other. Results are text for the model;
 nothing here raises for a bad argument, it answers with the reason. Host writes go through
 the outbox under keys made of the turn and the call's number: a taken-over turn (after a
 crash) does not write twice."""
