@@ -260,26 +260,31 @@ def test_a_delivery_whose_thread_is_unknown_holds_back_those_it_might_precede(
     assert row(inbox, "done").attempts == 1
 
 
-async def test_two_workers_keep_every_thread_in_order(engine: Engine) -> None:
-    # Four threads, six comments each, stored in a shuffled order; two workers with
-    # small batches handle them at once. Each thread's comments run in the order
-    # their host wrote them, and never two of one thread at the same time.
-    rng = random.Random(15)
+def shuffled_threads(rng: random.Random, threads: int, per_thread: int) -> list[IncomingDelivery]:
+    """`per_thread` comments in each of `threads` issues ("issue:n", written a second
+    apart), in a shuffled order."""
+    start = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
     items = [
         comment(
             f"t{issue}-{n}",
             f"{issue}:{n}",
-            at=f"2026-12-04T10:00:{n:02d}Z",
+            at=(start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
             number=issue,
-            comment_id=issue * 100 + n,
+            comment_id=issue * 1000 + n,
         )
-        for issue in range(1, 5)
-        for n in range(6)
+        for issue in range(1, threads + 1)
+        for n in range(per_thread)
     ]
     rng.shuffle(items)
-    inbox = Inbox(engine)
-    for item in items:
-        inbox.store_many([item])
+    return items
+
+
+async def two_workers_handle(
+    engine: Engine, inbox: Inbox, total: int, rng: random.Random, *, pause: float, within: float
+) -> tuple[dict[int, list[int]], list[int]]:
+    """Two workers with small batches handle the `total` stored comments at once, each
+    handling taking up to `pause` s: the comments' numbers in the order each issue's were
+    handled, and the issues seen handling two comments at the same time."""
     running: dict[int, int] = {}
     seen: dict[int, list[int]] = {}
     overlaps: list[int] = []
@@ -293,19 +298,32 @@ async def test_two_workers_keep_every_thread_in_order(engine: Engine) -> None:
         if running[issue] > 1:
             overlaps.append(issue)
         seen.setdefault(issue, []).append(n)
-        await asyncio.sleep(rng.random() * 0.02)
+        await asyncio.sleep(rng.random() * pause)
         running[issue] -= 1
-        if sum(len(v) for v in seen.values()) == 24:
+        if sum(len(v) for v in seen.values()) == total:
             all_handled.set()
 
     workers = [worker(inbox, router, engine, batch=3) for _ in range(2)]
     stop = asyncio.Event()
     loops = [asyncio.create_task(w.run(stop)) for w in workers]
     try:
-        await asyncio.wait_for(all_handled.wait(), 30)
+        await asyncio.wait_for(all_handled.wait(), within)
     finally:
         stop.set()
         await asyncio.gather(*loops)
+    return seen, overlaps
+
+
+async def test_two_workers_keep_every_thread_in_order(engine: Engine) -> None:
+    # Four threads, six comments each, stored in a shuffled order; two workers with
+    # small batches handle them at once. Each thread's comments run in the order
+    # their host wrote them, and never two of one thread at the same time.
+    rng = random.Random(15)
+    items = shuffled_threads(rng, 4, 6)
+    inbox = Inbox(engine)
+    for item in items:
+        inbox.store_many([item])
+    seen, overlaps = await two_workers_handle(engine, inbox, 24, rng, pause=0.02, within=30)
     assert overlaps == []
     assert seen == {issue: list(range(6)) for issue in range(1, 5)}
     assert inbox.counts() == {"done": 24}
@@ -320,19 +338,7 @@ async def test_two_workers_keep_every_thread_in_order_past_one_look(engine: Engi
     # order their host wrote them, never two at the same time.
     rng = random.Random(15)
     threads, per_thread = 5, 90
-    start = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
-    items = [
-        comment(
-            f"t{issue}-{n}",
-            f"{issue}:{n}",
-            at=(start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z"),
-            number=issue,
-            comment_id=issue * 1000 + n,
-        )
-        for issue in range(1, threads + 1)
-        for n in range(per_thread)
-    ]
-    rng.shuffle(items)
+    items = shuffled_threads(rng, threads, per_thread)
     total = len(items)
     place = {item.delivery_id: index for index, item in enumerate(items)}
     assert total > ORDER_LOOKAHEAD
@@ -347,32 +353,7 @@ async def test_two_workers_keep_every_thread_in_order_past_one_look(engine: Engi
     inbox = Inbox(engine)
     for item in items:
         inbox.store_many([item])
-    running: dict[int, int] = {}
-    seen: dict[int, list[int]] = {}
-    overlaps: list[int] = []
-    all_handled = asyncio.Event()
-    router = Router()
-
-    @router.register(CommentEvent)
-    async def handle(event: CommentEvent, ctx: Context) -> None:
-        issue, n = (int(part) for part in event.body.split(":"))
-        running[issue] = running.get(issue, 0) + 1
-        if running[issue] > 1:
-            overlaps.append(issue)
-        seen.setdefault(issue, []).append(n)
-        await asyncio.sleep(rng.random() * 0.002)
-        running[issue] -= 1
-        if sum(len(v) for v in seen.values()) == total:
-            all_handled.set()
-
-    workers = [worker(inbox, router, engine, batch=3) for _ in range(2)]
-    stop = asyncio.Event()
-    loops = [asyncio.create_task(w.run(stop)) for w in workers]
-    try:
-        await asyncio.wait_for(all_handled.wait(), 60)
-    finally:
-        stop.set()
-        await asyncio.gather(*loops)
+    seen, overlaps = await two_workers_handle(engine, inbox, total, rng, pause=0.002, within=60)
     assert overlaps == []
     assert seen == {issue: list(range(per_thread)) for issue in range(1, threads + 1)}
     assert inbox.counts() == {"done": total}
