@@ -235,13 +235,13 @@ class Worker:
         The batch is handled in its threads' order; a delivery whose turn has not come
         (an earlier one of its thread is still waiting elsewhere) is parked.
         """
-        ordered, prepared, late, started = await self._call(self._look_and_claim)
-        self._quiet = len(ordered) <= QUIET_MOST and self._last_looked <= QUIET_MOST
-        if not ordered and self._last_looked >= ORDER_LOOKAHEAD:
-            # It ran on the loop's thread and met a backlog to order before claiming
-            # (`_look_and_claim`): again, in a thread now (no longer quiet).
+        for _ in range(2):
             ordered, prepared, late, started = await self._call(self._look_and_claim)
             self._quiet = len(ordered) <= QUIET_MOST and self._last_looked <= QUIET_MOST
+            if ordered or self._last_looked < ORDER_LOOKAHEAD:
+                break
+            # It ran on the loop's thread and met a backlog to order before claiming
+            # (`_look_and_claim`): again, in a thread now (no longer quiet).
         if not ordered:
             return 0
         held = {row.pk for row in ordered}  # claimed, not yet settled, still ours

@@ -241,7 +241,7 @@ class SessionTools:
         call = {"turn": self.turn, "tool": name, "args": dict(args), "call": number}
         if call_id:
             call["call_id"] = call_id
-        if name == b.REPLY and name in self.agent.tools and not self._outside(name):
+        if name == b.REPLY and name in self.agent.tools and self._outside(name) is None:
             return await self._reply(args, call, number)
         if not await self.service.calls(
             store.record_if_turn_owned, self.session.id, self.owner, "tool_call", call
@@ -262,9 +262,10 @@ class SessionTools:
         ok, content = result.ok, result.content
         return {"turn": self.turn, "tool": name, "ok": ok, "content": content, "call": number}
 
-    def _outside(self, name: str) -> bool:
-        """Whether the agent's own MCP servers answer `name`."""
-        return self._external is not None and self._external.handles(name)
+    def _outside(self, name: str) -> McpToolbox | None:
+        """The agent's own MCP servers, if they answer `name`."""
+        external = self._external
+        return external if external is not None and external.handles(name) else None
 
     async def _reply(
         self, args: Mapping[str, Any], call: dict[str, Any], number: int
@@ -283,8 +284,8 @@ class SessionTools:
         return result
 
     async def _run(self, name: str, args: Mapping[str, Any], key: str) -> ToolResult:
-        if self._external is not None and self._external.handles(name):
-            return await self._external.call(name, dict(args))  # the agent's, filtered
+        if (external := self._outside(name)) is not None:
+            return await external.call(name, dict(args))  # the agent's, filtered
         if name not in self.agent.tools:
             return ToolResult(False, f"tool {name!r} is not allowed for agent {self.agent.id}")
         if name in b.WORKSPACE_TOOLS or (name == b.READ_FILE and self._workspace is not None):
